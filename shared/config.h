@@ -1,0 +1,121 @@
+/*
+ * config.h — pgwork's configuration: one libconfuse file parsed into an
+ * immutable, typed struct.
+ *
+ * The section and key names are a contract (DESIGN §4). Every key is
+ * optional; durations are stored in milliseconds. A struct pgwork_config is
+ * built once by config_load() and never modified afterwards: a reload builds
+ * a new one and swaps pointers, so a process never sees half a config.
+ */
+#ifndef PGWORK_CONFIG_H
+#define PGWORK_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest queue name accepted in the config (bytes). Longer names are a
+ * config error; the database itself accepts any text. */
+#define CONFIG_QUEUE_NAME_MAX 1024
+
+enum handler_kind {
+    HANDLER_EXEC, /* run queue.command per task, payload on stdin */
+    HANDLER_SQL,  /* run queue.statement in the transaction that marks done */
+};
+
+enum log_format {
+    LOG_FORMAT_JSON, /* one JSON object per line (default) */
+    LOG_FORMAT_TEXT, /* human-readable line */
+};
+
+enum log_level {
+    LOG_LEVEL_DEBUG,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_ERROR,
+};
+
+struct queue_config {
+    char *name;               /* the queue's title in `queue "name" {}` */
+    enum handler_kind handler; /* handler = "exec" | "sql" */
+    char **command;           /* exec: argv, NULL-terminated; NULL for sql */
+    int command_argc;         /* number of entries in command */
+    char *statement;          /* sql: statement with $1 payload, $2 id; else NULL */
+    int batch;                /* tasks claimed per round trip, 1..1000 */
+    int64_t timeout_ms;       /* per task; 0 = no timeout */
+    int max_attempts;         /* attempts before dead, >= 1 */
+    int64_t backoff_base_ms;  /* first retry delay */
+    int64_t backoff_max_ms;   /* retry delay cap, >= backoff_base_ms */
+    bool keep_done;           /* false: delete finished tasks */
+    int workers;              /* workers serving the queue; 0 = every worker */
+};
+
+struct pgwork_config {
+    char *path; /* file it came from, "" for built-in defaults */
+
+    struct {
+        char *conninfo;        /* "" = PGWORK_DATABASE_URL, then libpq's PG* */
+        char *listen_conninfo; /* "" = same as conninfo */
+        bool synchronous_commit; /* false: workers SET synchronous_commit=off */
+    } database;
+
+    struct {
+        bool enabled;
+        char *channel;
+        int64_t reconnect_min_ms;
+        int64_t reconnect_max_ms;
+        int64_t keepalive_interval_ms;
+        int64_t keepalive_timeout_ms;
+    } listener;
+
+    struct {
+        int count;
+        int min;
+        int max;
+        int64_t poll_interval_ms;
+        int64_t safety_poll_interval_ms;
+        int64_t restart_delay_min_ms;
+        int64_t restart_delay_max_ms;
+        int64_t shutdown_timeout_ms;
+        int64_t lease_ms;
+    } workers;
+
+    struct queue_config *queues; /* queue_count entries, file order */
+    int queue_count;
+
+    struct {
+        char *listen; /* "" = no HTTP endpoint */
+    } http;
+
+    struct {
+        enum log_level level;
+        enum log_format format;
+    } log;
+};
+
+/*
+ * Parse `path` (NULL or "" = built-in defaults, no queues). On success
+ * returns 0 and stores a new config in *out (caller frees with config_free).
+ * On error returns -1 and writes one line naming the file, the line and what
+ * is wrong into err (errlen bytes); *out is left untouched. Never prints.
+ */
+int config_load(const char *path, struct pgwork_config **out, char *err, size_t errlen);
+
+void config_free(struct pgwork_config *config);
+
+/*
+ * Parse a duration: "500ms", "15s", "5m", "1h", or a bare number of seconds
+ * ("30", "1.5"). Returns 0 and stores milliseconds in *ms, or -1.
+ */
+int config_parse_duration(const char *text, int64_t *ms);
+
+/* The connection string workers use: database.conninfo, else
+ * $PGWORK_DATABASE_URL, else "" (libpq's PG* variables apply). */
+const char *config_conninfo(const struct pgwork_config *config);
+
+/* The listener's connection string: listen_conninfo, else config_conninfo(). */
+const char *config_listen_conninfo(const struct pgwork_config *config);
+
+const char *config_handler_name(enum handler_kind kind);
+
+#endif

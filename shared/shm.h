@@ -1,0 +1,119 @@
+/*
+ * shm.h — the shared-memory layout: the one place where the supervisor and
+ * the workers meet.
+ *
+ * One anonymous MAP_SHARED mapping is created by the supervisor before the
+ * first fork and inherited by every worker (no /dev/shm name). Layout:
+ *
+ *     struct shm_header
+ *     struct shm_queue  [queue_capacity]   indexed like config->queues
+ *     struct shm_worker [worker_capacity]  indexed by worker slot number
+ *
+ * Every field that more than one process touches is a C11 atomic; there are
+ * no locks shared across processes. Each field's comment says who writes it
+ * (W:) and who reads it (R:). "sup" = supervisor, "wrk" = the worker owning
+ * the slot, "any wrk" = any worker.
+ *
+ * Memory order: the wake-up handshake (queue.hint vs worker.state) uses
+ * sequentially consistent operations on both sides — see shm_worker.state.
+ * Counters are relaxed: they are statistics, read for metrics and tests.
+ */
+#ifndef PGWORK_SHM_H
+#define PGWORK_SHM_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SHM_MAGIC 0x7067776bu /* "pgwk" */
+#define SHM_VERSION 1u
+
+enum worker_state {
+    WORKER_EMPTY = 0, /* slot unused: no process (sup writes) */
+    WORKER_STARTING,  /* forked, connecting to the database (sup writes at fork) */
+    WORKER_IDLE,      /* asleep on its eventfd, may be woken (wrk writes) */
+    WORKER_WOKEN,     /* sup wrote its eventfd; not yet running (sup CAS IDLE->WOKEN) */
+    WORKER_BUSY,      /* claiming or running tasks (wrk writes) */
+    WORKER_STOPPING,  /* finishing its task before exiting (wrk writes) */
+};
+
+struct shm_header {
+    uint32_t magic;           /* W: sup at creation. R: tests, debuggers */
+    uint32_t version;         /* W: sup at creation */
+    uint32_t queue_capacity;  /* W: sup at creation */
+    uint32_t worker_capacity; /* W: sup at creation */
+
+    /*
+     * Earliest CLOCK_MONOTONIC millisecond at which a retry scheduled by a
+     * worker becomes due; INT64_MAX = none. W: any wrk (atomic min) before
+     * writing the supervisor's request eventfd. R/W: sup, which exchanges it
+     * back to INT64_MAX and arms its timer (DESIGN §1.6).
+     */
+    _Atomic int64_t retry_due_ms;
+};
+
+struct shm_queue {
+    /*
+     * Pending-work hint, bumped by the supervisor for every notification,
+     * sweep, poll or timer that concerns this queue. A worker remembers the
+     * last value it drained for; a different value means "claim again".
+     * W: sup (fetch_add, seq_cst); also any wrk asking for help. R: any wrk.
+     */
+    _Atomic uint64_t hint;
+
+    /* Set by a worker whose claim returned a full batch: the supervisor
+     * wakes one more idle worker for the queue. W: any wrk (store 1) then
+     * writes the request eventfd. R/W: sup (exchange 0). */
+    _Atomic uint32_t help_wanted;
+
+    /* Statistics. W: any wrk (relaxed add). R: sup (metrics), tests. */
+    _Atomic uint64_t claims;        /* claim statements executed */
+    _Atomic uint64_t tasks_claimed; /* rows those claims returned */
+    _Atomic uint64_t tasks_done;
+    _Atomic uint64_t tasks_retried;
+    _Atomic uint64_t tasks_dead;
+    _Atomic uint64_t notifications; /* W: sup. notifications received */
+};
+
+struct shm_worker {
+    /*
+     * The wake-up handshake. The worker stores IDLE, then re-reads the hints
+     * of its queues, then sleeps on its eventfd. The supervisor bumps a hint,
+     * then looks for an IDLE worker and CASes it to WOKEN before writing its
+     * eventfd. With seq_cst on both sides, either the worker sees the new
+     * hint or the supervisor sees IDLE — a notification can't fall between.
+     * W: wrk (store), sup (CAS IDLE->WOKEN; store EMPTY/STARTING around the
+     * process's life). R: both.
+     */
+    _Atomic int state; /* enum worker_state */
+
+    _Atomic pid_t pid;           /* W: sup at fork/reap. R: tests, status */
+    _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC ms of last loop turn. W: wrk */
+    _Atomic int64_t task_id;     /* task running now, 0 = none. W: wrk */
+
+    /* Statistics. W: wrk (relaxed). R: sup. */
+    _Atomic uint64_t wakeups;     /* eventfd reads that returned a count */
+    _Atomic uint64_t claims;      /* claim statements executed */
+    _Atomic uint64_t tasks_done;
+    _Atomic uint64_t tasks_failed; /* retried or dead */
+    _Atomic uint64_t restarts;    /* W: sup. processes started in this slot - 1 */
+};
+
+/* The whole segment as seen by either side. */
+struct shm {
+    struct shm_header *header;
+    struct shm_queue *queues;   /* header->queue_capacity entries */
+    struct shm_worker *workers; /* header->worker_capacity entries */
+    size_t size;                /* bytes mapped */
+};
+
+/* Map a zeroed segment for the given capacities. Returns 0, or -1 with
+ * errno set (mmap failed). Called once by the supervisor before forking. */
+int shm_create(struct shm *shm, unsigned queue_capacity, unsigned worker_capacity);
+
+/* Unmap (supervisor at exit). */
+void shm_destroy(struct shm *shm);
+
+const char *shm_worker_state_name(int state);
+
+#endif

@@ -1,0 +1,17 @@
+/* main.c — runs every unit-test suite (Check); exit status = failures. */
+#include <stdlib.h>
+
+#include "suites.h"
+
+int main(void)
+{
+    SRunner *runner = srunner_create(config_suite());
+    srunner_add_suite(runner, timeutil_suite());
+    srunner_add_suite(runner, log_suite());
+    srunner_add_suite(runner, shm_suite());
+    srunner_add_suite(runner, exec_handler_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,13 @@
+/* suites.h — every Check suite of the unit tests; main.c runs them all. */
+#ifndef PGWORK_TEST_SUITES_H
+#define PGWORK_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *config_suite(void);
+Suite *timeutil_suite(void);
+Suite *log_suite(void);
+Suite *shm_suite(void);
+Suite *exec_handler_suite(void);
+
+#endif

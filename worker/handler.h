@@ -1,0 +1,78 @@
+/*
+ * handler.h — the interface every task handler implements (DESIGN §3).
+ *
+ * A handler is three functions: init (once per worker and queue, after the
+ * worker has connected), run (one task), fini. A new kind of handler is one
+ * file plus one line in handler_for_kind(). Handlers never touch shared
+ * memory and never decide retries: they report an outcome and an error
+ * text; the worker records it.
+ */
+#ifndef PGWORK_HANDLER_H
+#define PGWORK_HANDLER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "../shared/config.h"
+
+/* Bytes of handler output / error text kept for last_error. */
+#define HANDLER_ERROR_MAX 4096
+
+struct task {
+    int64_t id;
+    const char *payload; /* the task's jsonb as text */
+    int attempt;         /* 1 for the first run */
+    int max_attempts;    /* after defaults */
+};
+
+enum handler_outcome {
+    HANDLER_OK,      /* succeeded; the worker marks the task done */
+    HANDLER_DONE,    /* succeeded and already marked done in the handler's
+                        own transaction (sql handler) */
+    HANDLER_FAILED,  /* failed: error holds why; retried or dead */
+    HANDLER_ABORTED, /* interrupted by fast shutdown or parent death: the
+                        task is released untried (not counted as failed) */
+};
+
+/*
+ * What the worker lends a handler while it runs: the worker's connection
+ * and a way to notice shutdown signals and the supervisor's death while a
+ * task runs.
+ */
+struct handler_env {
+    PGconn *conn;
+    const struct queue_config *queue;
+    const char *locked_by; /* this worker's lock owner tag */
+    bool keep_done;
+    int death_fd;  /* readable (EOF) when the supervisor has died */
+    int signal_fd; /* the worker's signalfd; pass to handler_env_poll_signals */
+    bool stop_requested;  /* SIGTERM/SIGINT seen: finish this task, then stop */
+    bool abort_requested; /* SIGQUIT seen or supervisor gone: give up now */
+};
+
+/* Read every pending signal from env->signal_fd and set stop_requested /
+ * abort_requested. Call when signal_fd is readable. */
+void handler_env_poll_signals(struct handler_env *env);
+
+/* Check death_fd without blocking; sets abort_requested when it is
+ * readable. */
+void handler_env_check_parent(struct handler_env *env);
+
+struct handler {
+    const char *name;
+    /* Returns 0, or -1 after logging why (the worker then exits with the
+     * "fatal, do not respawn" code if it is a config problem). */
+    int (*init)(struct handler_env *env, void **state);
+    enum handler_outcome (*run)(void *state, struct handler_env *env, const struct task *task,
+                                char *error, size_t errlen);
+    void (*fini)(void *state);
+};
+
+const struct handler *handler_for_kind(enum handler_kind kind);
+
+extern const struct handler handler_exec;
+extern const struct handler handler_sql;
+
+#endif
