@@ -42,14 +42,6 @@ struct shm_header {
     uint32_t version;         /* W: sup at creation */
     uint32_t queue_capacity;  /* W: sup at creation */
     uint32_t worker_capacity; /* W: sup at creation */
-
-    /*
-     * Earliest CLOCK_MONOTONIC millisecond at which a retry scheduled by a
-     * worker becomes due; INT64_MAX = none. W: any wrk (atomic min) before
-     * writing the supervisor's request eventfd. R/W: sup, which exchanges it
-     * back to INT64_MAX and arms its timer (DESIGN §1.6).
-     */
-    _Atomic int64_t retry_due_ms;
 };
 
 struct shm_queue {
@@ -65,6 +57,14 @@ struct shm_queue {
      * wakes one more idle worker for the queue. W: any wrk (store 1) then
      * writes the request eventfd. R/W: sup (exchange 0). */
     _Atomic uint32_t help_wanted;
+
+    /*
+     * Earliest CLOCK_MONOTONIC millisecond at which a retry scheduled by a
+     * worker for this queue becomes due; 0 = none. W: any wrk (atomic min via
+     * CAS) before writing the supervisor's request eventfd. R/W: sup, which
+     * exchanges it back to 0 and arms its timer (DESIGN §1.6).
+     */
+    _Atomic int64_t retry_due_ms;
 
     /* Statistics. W: any wrk (relaxed add). R: sup (metrics), tests. */
     _Atomic uint64_t claims;        /* claim statements executed */

@@ -41,12 +41,13 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
                int64_t lease_ms, struct task_batch *batch);
 
 /* Success: state done (or the row deleted when keep_done is false).
- * Called inside or outside a transaction. 0 or -1 (logged). */
+ * Called inside or outside a transaction. Returns 1, 0 when the task is no
+ * longer ours (lease lost and requeued), or -1 (logged). */
 int task_mark_done(PGconn *conn, int64_t id, const char *locked_by, bool keep_done);
 
 /*
  * Failure: back to pending with run_at = now() + retry_delay_ms, or dead
- * when attempt >= max_attempts; last_error = error. Sets *dead. 0 or -1.
+ * when make_dead; last_error = error. Returns 1, 0 (no longer ours) or -1.
  */
 int task_mark_failed(PGconn *conn, int64_t id, const char *locked_by, const char *error,
                      int64_t retry_delay_ms, bool make_dead);

@@ -1,0 +1,580 @@
+/*
+ * listener.c — the supervisor's database connection (DESIGN §1.5, §1.7).
+ *
+ * Invariants:
+ *  - never blocks: non-blocking connect (PQconnectStartParams +
+ *    PQconnectPoll, the socket re-registered after every step because libpq
+ *    may replace it), non-blocking send (PQsendQuery*, PQflush until it
+ *    returns 0, waiting for EPOLLOUT meanwhile), results read only when
+ *    PQisBusy says they are complete;
+ *  - at most one query in flight; the next one is chosen by urgency:
+ *    LISTEN, then requeues, then the poll query, then the keepalive ping;
+ *  - it never sits in a transaction, and it drains notifications on every
+ *    readable event, so it never holds back PostgreSQL's notification
+ *    queue;
+ *  - on (re)connect it re-LISTENs and sweeps every queue: notifications
+ *    sent while it was away are gone (DESIGN §1.5);
+ *  - keepalive: after keepalive_interval without traffic it notifies its
+ *    own private channel and expects the notification back within
+ *    keepalive_timeout; silence means the connection is dead even if the
+ *    socket looks fine (a proxy that stopped forwarding);
+ *  - names (channel) are quoted with PQescapeIdentifier; queue names and
+ *    owners are parameters.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "listener.h"
+#include "../shared/log.h"
+#include "../shared/timeutil.h"
+
+/* How long one connection attempt may take before it counts as failed. */
+#define LISTENER_CONNECT_TIMEOUT_MS 10000
+
+enum in_flight {
+    QUERY_NONE = 0,
+    QUERY_LISTEN,
+    QUERY_REQUEUE,
+    QUERY_POLL,
+    QUERY_PING,
+};
+
+/* One row per configured queue: milliseconds until its earliest pending
+ * task is due (<= 0: due now), NULL when it has none. One index probe per
+ * queue (tasks_due_idx); one query for all queues (DESIGN §1.5). */
+static const char poll_sql[] =
+    "SELECT q.i, floor(extract(epoch FROM ("
+    "   SELECT min(t.run_at) FROM pgwork.tasks t"
+    "   WHERE t.queue = q.name AND t.state = 'pending') - now()) * 1000)::bigint"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS q(name, i)";
+
+static const char requeue_sql[] =
+    "UPDATE pgwork.tasks SET state = 'pending', locked_until = NULL, run_at = now()"
+    " WHERE state = 'running' AND locked_by = $1";
+
+static const char ping_sql[] = "SELECT pg_notify($1, 'ping')";
+
+void listener_init(struct listener *l, const struct pgwork_config *config, int epoll_fd,
+                   const struct listener_callbacks *callbacks, void *ctx)
+{
+    memset(l, 0, sizeof(*l));
+    l->config = config;
+    l->callbacks = *callbacks;
+    l->ctx = ctx;
+    l->epoll_fd = epoll_fd;
+    l->state = LISTENER_DOWN;
+    l->registered_fd = -1;
+    l->reconnect_due_ms = 0; /* connect at the first chores pass */
+}
+
+bool listener_is_listening(const struct listener *l)
+{
+    return l->state == LISTENER_UP && l->listening;
+}
+
+bool listener_is_up(const struct listener *l)
+{
+    return l->state == LISTENER_UP;
+}
+
+/* Make epoll watch fd for events; libpq may have swapped the socket. */
+static void listener_watch(struct listener *l, uint32_t events)
+{
+    int fd = l->conn != NULL ? PQsocket(l->conn) : -1;
+    if (fd == l->registered_fd && events == l->registered_events)
+        return;
+    if (l->registered_fd >= 0 && fd != l->registered_fd)
+        /* May fail harmlessly: a closed fd has already left the set. */
+        epoll_ctl(l->epoll_fd, EPOLL_CTL_DEL, l->registered_fd, NULL);
+    if (fd < 0) {
+        l->registered_fd = -1;
+        return;
+    }
+    struct epoll_event ev = {.events = events, .data.fd = fd};
+    int op = fd == l->registered_fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(l->epoll_fd, op, fd, &ev) != 0) {
+        /* A recycled fd number: the old registration died with the old
+         * socket, or the new one is already there. */
+        op = errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+        if (epoll_ctl(l->epoll_fd, op, fd, &ev) != 0)
+            log_error("cannot watch the listener socket: %s", strerror(errno));
+    }
+    l->registered_fd = fd;
+    l->registered_events = events;
+}
+
+static void listener_unwatch(struct listener *l)
+{
+    if (l->registered_fd >= 0)
+        epoll_ctl(l->epoll_fd, EPOLL_CTL_DEL, l->registered_fd, NULL);
+    l->registered_fd = -1;
+    l->registered_events = 0;
+}
+
+/* Exponential backoff from reconnect_min to reconnect_max, plus up to 25 %
+ * jitter so a fleet of pods does not reconnect in step. */
+static int64_t listener_backoff_ms(const struct listener *l)
+{
+    int64_t delay = l->config->listener.reconnect_min_ms;
+    for (int i = 1; i < l->failures && delay < l->config->listener.reconnect_max_ms; i++)
+        delay *= 2;
+    delay += (int64_t)((double)delay * 0.25 * random_unit());
+    if (delay > l->config->listener.reconnect_max_ms)
+        delay = l->config->listener.reconnect_max_ms;
+    return delay;
+}
+
+static void listener_disconnect(struct listener *l, const char *why)
+{
+    bool was_up = l->state == LISTENER_UP;
+    listener_unwatch(l);
+    if (l->conn != NULL)
+        PQfinish(l->conn);
+    l->conn = NULL;
+    l->state = LISTENER_DOWN;
+    l->listening = false;
+    l->in_flight = QUERY_NONE;
+    l->ping_sent_ms = 0;
+    l->failures++;
+    int64_t delay = listener_backoff_ms(l);
+    l->reconnect_due_ms = time_now_ms() + delay;
+    log_warn("listener connection lost: %s; reconnecting in %" PRId64 " ms (attempt %d)", why,
+             delay, l->failures);
+    if (was_up && l->callbacks.on_connection != NULL)
+        l->callbacks.on_connection(l->ctx, false);
+}
+
+static void listener_connect(struct listener *l, int64_t now)
+{
+    const char *keywords[] = {"dbname", "application_name", NULL};
+    const char *values[] = {config_listen_conninfo(l->config), "pgwork listener", NULL};
+    l->conn = PQconnectStartParams(keywords, values, 1);
+    if (l->conn == NULL) {
+        l->failures++;
+        l->reconnect_due_ms = now + listener_backoff_ms(l);
+        log_error("cannot start a listener connection: out of memory");
+        return;
+    }
+    if (PQstatus(l->conn) == CONNECTION_BAD) {
+        char why[512];
+        snprintf(why, sizeof(why), "cannot connect: %s", PQerrorMessage(l->conn));
+        why[strcspn(why, "\n")] = '\0';
+        l->state = LISTENER_CONNECTING; /* so disconnect cleans up */
+        listener_disconnect(l, why);
+        return;
+    }
+    l->state = LISTENER_CONNECTING;
+    l->connect_deadline_ms = now + LISTENER_CONNECT_TIMEOUT_MS;
+    /* PQconnectStart leaves libpq wanting to write first. */
+    listener_watch(l, EPOLLOUT);
+}
+
+/* Send the bytes libpq has buffered; wait for EPOLLOUT if the kernel
+ * buffer is full. Returns -1 when the connection failed. */
+static int listener_flush(struct listener *l)
+{
+    int rc = PQflush(l->conn);
+    if (rc < 0)
+        return -1;
+    listener_watch(l, rc == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+    return 0;
+}
+
+static void listener_send_listen(struct listener *l)
+{
+    char *channel = PQescapeIdentifier(l->conn, l->config->listener.channel,
+                                       strlen(l->config->listener.channel));
+    char *ping = PQescapeIdentifier(l->conn, l->ping_channel, strlen(l->ping_channel));
+    if (channel == NULL || ping == NULL) {
+        PQfreemem(channel);
+        PQfreemem(ping);
+        listener_disconnect(l, "cannot quote the channel name");
+        return;
+    }
+    char sql[256];
+    snprintf(sql, sizeof(sql), "LISTEN %s; LISTEN %s", channel, ping);
+    PQfreemem(channel);
+    PQfreemem(ping);
+    if (!PQsendQuery(l->conn, sql) || listener_flush(l) != 0) {
+        listener_disconnect(l, PQerrorMessage(l->conn));
+        return;
+    }
+    l->in_flight = QUERY_LISTEN;
+    l->query_sent_ms = time_now_ms();
+}
+
+static void listener_connected(struct listener *l)
+{
+    PQsetnonblocking(l->conn, 1);
+    l->state = LISTENER_UP;
+    l->failures = 0;
+    l->last_traffic_ms = time_now_ms();
+    l->ping_sent_ms = 0;
+    /* A private channel per server backend: our pings reach no other pod. */
+    snprintf(l->ping_channel, sizeof(l->ping_channel), "pgwork_keepalive_%d",
+             PQbackendPID(l->conn));
+    listener_watch(l, EPOLLIN);
+    if (l->config->listener.enabled) {
+        listener_send_listen(l);
+    } else {
+        log_info("database connection up; notifications disabled, polling every %" PRId64
+                 " ms",
+                 l->config->workers.poll_interval_ms);
+        l->sweep_requested = true;
+        if (l->callbacks.on_connection != NULL)
+            l->callbacks.on_connection(l->ctx, true);
+    }
+}
+
+static void listener_continue_connect(struct listener *l)
+{
+    switch (PQconnectPoll(l->conn)) {
+    case PGRES_POLLING_READING:
+        listener_watch(l, EPOLLIN);
+        break;
+    case PGRES_POLLING_WRITING:
+        listener_watch(l, EPOLLOUT);
+        break;
+    case PGRES_POLLING_OK:
+        listener_connected(l);
+        break;
+    case PGRES_POLLING_FAILED:
+    default: {
+        char why[512];
+        snprintf(why, sizeof(why), "cannot connect: %s", PQerrorMessage(l->conn));
+        why[strcspn(why, "\n")] = '\0';
+        listener_disconnect(l, why);
+        break;
+    }
+    }
+}
+
+/* "<delay_ms> <queue>" or "*" (DESIGN §2; migrations/0001_tasks.sql). */
+static void listener_handle_task_notification(struct listener *l, const char *payload)
+{
+    if (strcmp(payload, "*") == 0) {
+        l->callbacks.on_sweep(l->ctx);
+        return;
+    }
+    char *end;
+    errno = 0;
+    long long delay = strtoll(payload, &end, 10);
+    if (errno != 0 || end == payload || *end != ' ' || delay < 0) {
+        log_warn("ignoring a malformed notification payload (%zu bytes)", strlen(payload));
+        return;
+    }
+    const char *name = end + 1;
+    for (int i = 0; i < l->config->queue_count; i++) {
+        if (strcmp(l->config->queues[i].name, name) == 0) {
+            l->callbacks.on_task_hint(l->ctx, i, delay);
+            return;
+        }
+    }
+    /* A queue this pod does not serve: another deployment's business. */
+}
+
+static void listener_drain_notifications(struct listener *l)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(l->conn)) != NULL) {
+        if (strcmp(n->relname, l->ping_channel) == 0) {
+            if (l->ping_sent_ms != 0) {
+                l->last_ping_rtt_ms = time_now_ms() - l->ping_sent_ms;
+                l->ping_sent_ms = 0;
+            }
+        } else {
+            l->notifications++;
+            listener_handle_task_notification(l, n->extra);
+        }
+        PQfreemem(n);
+    }
+}
+
+static void listener_handle_poll_result(struct listener *l, PGresult *res)
+{
+    int rows = PQntuples(res);
+    for (int r = 0; r < rows; r++) {
+        if (PQgetisnull(res, r, 1))
+            continue;
+        int index = atoi(PQgetvalue(res, r, 0)) - 1; /* ORDINALITY starts at 1 */
+        long long delay = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+        if (index >= 0 && index < l->config->queue_count)
+            l->callbacks.on_task_hint(l->ctx, index, delay < 0 ? 0 : delay);
+    }
+}
+
+/* A result for the query in flight; NULL means it has completed. */
+static void listener_handle_result(struct listener *l, PGresult *res)
+{
+    ExecStatusType status = PQresultStatus(res);
+    bool ok = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+    switch (l->in_flight) {
+    case QUERY_LISTEN:
+        if (!ok) {
+            log_error("LISTEN failed: %s", PQresultErrorMessage(res));
+            break;
+        }
+        if (!l->listening) {
+            l->listening = true;
+            l->sweep_requested = true; /* DESIGN §1.5: what we missed is gone */
+            log_info("listening on channel \"%s\"", l->config->listener.channel);
+            if (l->callbacks.on_connection != NULL)
+                l->callbacks.on_connection(l->ctx, true);
+        }
+        break;
+    case QUERY_REQUEUE:
+        if (!ok) {
+            log_error("requeue of %s failed: %s", l->requeues[0].locked_by,
+                      PQresultErrorMessage(res));
+            break;
+        }
+        if (atoi(PQcmdTuples(res)) > 0)
+            log_info("requeued %s task(s) of %s", PQcmdTuples(res), l->requeues[0].locked_by);
+        free(l->requeues[0].locked_by);
+        l->requeue_count--;
+        memmove(l->requeues, l->requeues + 1, (size_t)l->requeue_count * sizeof(*l->requeues));
+        l->callbacks.on_sweep(l->ctx);
+        break;
+    case QUERY_POLL:
+        if (ok)
+            listener_handle_poll_result(l, res);
+        else
+            log_error("poll query failed: %s", PQresultErrorMessage(res));
+        break;
+    case QUERY_PING:
+        if (!ok)
+            log_error("keepalive ping failed: %s", PQresultErrorMessage(res));
+        break;
+    default:
+        break;
+    }
+}
+
+/* A text[] literal of the configured queue names: each element quoted,
+ * with backslash and double quote escaped (array syntax, not SQL). */
+static char *listener_queue_array(const struct pgwork_config *config)
+{
+    size_t cap = 3;
+    for (int i = 0; i < config->queue_count; i++)
+        cap += 2 * strlen(config->queues[i].name) + 3;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    char *p = out;
+    *p++ = '{';
+    for (int i = 0; i < config->queue_count; i++) {
+        if (i > 0)
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *c = config->queues[i].name; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+static int64_t listener_poll_interval(const struct listener *l)
+{
+    return l->listening ? l->config->workers.safety_poll_interval_ms
+                        : l->config->workers.poll_interval_ms;
+}
+
+/* A query that takes longer than this means a dead connection: nothing
+ * the listener sends should take more than a moment. */
+static int64_t listener_query_timeout(const struct listener *l)
+{
+    return l->config->listener.keepalive_interval_ms + l->config->listener.keepalive_timeout_ms;
+}
+
+/* Start the most urgent query that is due, if the connection is free. */
+static void listener_start_next_query(struct listener *l, int64_t now)
+{
+    if (l->state != LISTENER_UP || l->in_flight != QUERY_NONE)
+        return;
+    int sent = 0;
+    if (l->requeue_count > 0) {
+        const char *params[] = {l->requeues[0].locked_by};
+        sent = PQsendQueryParams(l->conn, requeue_sql, 1, NULL, params, NULL, NULL, 0);
+        l->in_flight = QUERY_REQUEUE;
+    } else if (l->config->queue_count > 0 && (l->sweep_requested || now >= l->poll_due_ms)) {
+        char *names = listener_queue_array(l->config);
+        if (names == NULL)
+            return;
+        const char *params[] = {names};
+        sent = PQsendQueryParams(l->conn, poll_sql, 1, NULL, params, NULL, NULL, 0);
+        free(names);
+        l->in_flight = QUERY_POLL;
+        l->sweep_requested = false;
+        l->poll_due_ms = now + listener_poll_interval(l);
+    } else if (l->listening && l->ping_sent_ms == 0 &&
+               now - l->last_traffic_ms >= l->config->listener.keepalive_interval_ms) {
+        const char *params[] = {l->ping_channel};
+        sent = PQsendQueryParams(l->conn, ping_sql, 1, NULL, params, NULL, NULL, 0);
+        l->in_flight = QUERY_PING;
+        l->ping_sent_ms = now;
+    } else {
+        return;
+    }
+    l->query_sent_ms = now;
+    if (!sent || listener_flush(l) != 0)
+        listener_disconnect(l, PQerrorMessage(l->conn));
+}
+
+static void listener_read(struct listener *l)
+{
+    if (!PQconsumeInput(l->conn)) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", PQerrorMessage(l->conn));
+        why[strcspn(why, "\n")] = '\0';
+        listener_disconnect(l, why[0] ? why : "connection closed");
+        return;
+    }
+    l->last_traffic_ms = time_now_ms();
+    listener_drain_notifications(l);
+    while (l->in_flight != QUERY_NONE && !PQisBusy(l->conn)) {
+        PGresult *res = PQgetResult(l->conn);
+        if (res == NULL) {
+            l->in_flight = QUERY_NONE;
+            break;
+        }
+        listener_handle_result(l, res);
+        PQclear(res);
+        if (l->state != LISTENER_UP)
+            return;
+    }
+    /* Results can carry notifications too. */
+    listener_drain_notifications(l);
+}
+
+void listener_on_io(struct listener *l, uint32_t events)
+{
+    if (l->state == LISTENER_CONNECTING) {
+        listener_continue_connect(l);
+        return;
+    }
+    if (l->state != LISTENER_UP)
+        return;
+    if ((events & EPOLLOUT) && listener_flush(l) != 0) {
+        listener_disconnect(l, PQerrorMessage(l->conn));
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        listener_read(l);
+    if (l->state == LISTENER_UP)
+        listener_start_next_query(l, time_now_ms());
+}
+
+void listener_run_chores(struct listener *l, int64_t now)
+{
+    switch (l->state) {
+    case LISTENER_DOWN:
+        if (now >= l->reconnect_due_ms)
+            listener_connect(l, now);
+        break;
+    case LISTENER_CONNECTING:
+        if (now >= l->connect_deadline_ms)
+            listener_disconnect(l, "connection attempt timed out");
+        break;
+    case LISTENER_UP:
+        if (l->ping_sent_ms != 0 &&
+            now - l->ping_sent_ms >= l->config->listener.keepalive_timeout_ms) {
+            char why[128];
+            snprintf(why, sizeof(why), "keepalive ping unanswered for %" PRId64 " ms",
+                     now - l->ping_sent_ms);
+            listener_disconnect(l, why);
+            break;
+        }
+        if (l->in_flight != QUERY_NONE && now - l->query_sent_ms >= listener_query_timeout(l)) {
+            listener_disconnect(l, "query unanswered past keepalive_interval + keepalive_timeout");
+            break;
+        }
+        listener_start_next_query(l, now);
+        break;
+    }
+}
+
+int64_t listener_next_deadline(const struct listener *l)
+{
+    switch (l->state) {
+    case LISTENER_DOWN:
+        return l->reconnect_due_ms;
+    case LISTENER_CONNECTING:
+        return l->connect_deadline_ms;
+    case LISTENER_UP:
+        break;
+    }
+    int64_t next = INT64_MAX;
+    if (l->ping_sent_ms != 0)
+        next = l->ping_sent_ms + l->config->listener.keepalive_timeout_ms;
+    if (l->in_flight != QUERY_NONE) {
+        int64_t query_deadline = l->query_sent_ms + listener_query_timeout(l);
+        return query_deadline < next ? query_deadline : next;
+    }
+    if (l->requeue_count > 0 || l->sweep_requested)
+        return 0;
+    if (l->config->queue_count > 0 && l->poll_due_ms < next)
+        next = l->poll_due_ms;
+    if (l->listening && l->ping_sent_ms == 0) {
+        int64_t ping_due = l->last_traffic_ms + l->config->listener.keepalive_interval_ms;
+        if (ping_due < next)
+            next = ping_due;
+    }
+    return next;
+}
+
+void listener_requeue_owner(struct listener *l, const char *locked_by)
+{
+    if (l->requeue_count == l->requeue_capacity) {
+        int cap = l->requeue_capacity ? 2 * l->requeue_capacity : 8;
+        struct listener_requeue *r = realloc(l->requeues, (size_t)cap * sizeof(*r));
+        if (r == NULL) {
+            log_error("out of memory queueing a requeue for %s", locked_by);
+            return;
+        }
+        l->requeues = r;
+        l->requeue_capacity = cap;
+    }
+    l->requeues[l->requeue_count].locked_by = strdup(locked_by);
+    if (l->requeues[l->requeue_count].locked_by != NULL)
+        l->requeue_count++;
+}
+
+int listener_pending_requeues(const struct listener *l)
+{
+    return l->requeue_count;
+}
+
+void listener_request_sweep(struct listener *l)
+{
+    l->sweep_requested = true;
+}
+
+void listener_close_in_child(struct listener *l)
+{
+    if (l->conn != NULL && PQsocket(l->conn) >= 0)
+        close(PQsocket(l->conn));
+}
+
+void listener_close(struct listener *l)
+{
+    listener_unwatch(l);
+    if (l->conn != NULL)
+        PQfinish(l->conn);
+    l->conn = NULL;
+    for (int i = 0; i < l->requeue_count; i++)
+        free(l->requeues[i].locked_by);
+    free(l->requeues);
+    l->requeues = NULL;
+    l->requeue_count = l->requeue_capacity = 0;
+    l->state = LISTENER_DOWN;
+}

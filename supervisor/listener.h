@@ -1,0 +1,110 @@
+/*
+ * listener.h — the supervisor's one database connection: LISTEN for task
+ * notifications, keepalive pings, the poll query, requeues of a dead
+ * worker's tasks. Driven entirely by the supervisor's epoll loop with
+ * libpq's non-blocking calls; never blocks.
+ */
+#ifndef PGWORK_LISTENER_H
+#define PGWORK_LISTENER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "../shared/config.h"
+
+enum listener_state {
+    LISTENER_DOWN,       /* no connection; reconnect at reconnect_due_ms */
+    LISTENER_CONNECTING, /* PQconnectPoll in progress */
+    LISTENER_UP,         /* connected; LISTEN sent or active */
+};
+
+/* The supervisor's reactions to what the database said. */
+struct listener_callbacks {
+    /* Queue queue_index has a pending task due in delay_ms (0 = now). */
+    void (*on_task_hint)(void *ctx, int queue_index, int64_t delay_ms);
+    /* Something may be due in any queue ("*" notifications, requeues). */
+    void (*on_sweep)(void *ctx);
+    /* The connection came up (listening, or polling when LISTEN is off)
+     * or went down. */
+    void (*on_connection)(void *ctx, bool up);
+};
+
+/* One queued write the supervisor asked for: requeue a dead worker's
+ * running tasks. */
+struct listener_requeue {
+    char *locked_by;
+};
+
+struct listener {
+    const struct pgwork_config *config;
+    struct listener_callbacks callbacks;
+    void *ctx;
+    int epoll_fd;
+
+    enum listener_state state;
+    PGconn *conn;
+    int registered_fd;          /* fd in epoll, -1 = none */
+    uint32_t registered_events; /* its event mask */
+
+    int failures;                /* connection attempts failed in a row */
+    int64_t reconnect_due_ms;    /* LISTENER_DOWN: when to try again */
+    int64_t connect_deadline_ms; /* LISTENER_CONNECTING: give up after */
+    bool listening;              /* LISTEN confirmed on this connection */
+
+    int in_flight;           /* the query awaiting results (enum in .c), 0 = none */
+    int64_t query_sent_ms;   /* when in_flight was sent */
+    int64_t poll_due_ms;     /* next poll query */
+    bool sweep_requested;    /* poll as soon as the connection is free */
+
+    int64_t last_traffic_ms; /* last byte read from the server */
+    int64_t ping_sent_ms;    /* keepalive ping in flight since, 0 = none */
+    int64_t last_ping_rtt_ms;
+    char ping_channel[64];   /* this connection's private channel */
+
+    struct listener_requeue *requeues; /* FIFO of pending requeues */
+    int requeue_count;
+    int requeue_capacity;
+
+    /* Statistics (for status lines and, later, metrics). */
+    uint64_t reconnects;
+    uint64_t notifications;
+};
+
+void listener_init(struct listener *l, const struct pgwork_config *config, int epoll_fd,
+                   const struct listener_callbacks *callbacks, void *ctx);
+
+/* Handle epoll readiness on the connection's socket. */
+void listener_on_io(struct listener *l, uint32_t events);
+
+/* Timers: reconnect, connect timeout, poll, keepalive. */
+void listener_run_chores(struct listener *l, int64_t now);
+
+/* Earliest time listener_run_chores has something to do. */
+int64_t listener_next_deadline(const struct listener *l);
+
+/* Whether tasks are being announced to us right now (connected and
+ * LISTENing). When false, the supervisor polls blindly. */
+bool listener_is_listening(const struct listener *l);
+
+/* Whether the connection is up (it may be polling without LISTEN). */
+bool listener_is_up(const struct listener *l);
+
+/* Queue an UPDATE putting locked_by's running tasks back to pending. */
+void listener_requeue_owner(struct listener *l, const char *locked_by);
+
+/* Number of requeues not yet confirmed by the database. */
+int listener_pending_requeues(const struct listener *l);
+
+/* Run a poll query as soon as possible (sweep every queue). */
+void listener_request_sweep(struct listener *l);
+
+/* In a forked child: close the socket without telling the server (a
+ * PQfinish would end the supervisor's session). */
+void listener_close_in_child(struct listener *l);
+
+/* Close the connection (supervisor at exit). */
+void listener_close(struct listener *l);
+
+#endif

@@ -1,0 +1,332 @@
+/*
+ * pool.c — fork, reap, restart and wake workers.
+ *
+ * Invariants:
+ *  - slots are filled from 0: the workers running are slots 0..target-1
+ *    (plus retiring ones above it), which is what worker_serves_queue()
+ *    relies on;
+ *  - a slot's eventfd is created once and kept across restarts, so a wake
+ *    written while a worker restarts is not lost;
+ *  - a worker that exits without being asked is restarted after a delay
+ *    that doubles per consecutive failure, from restart_delay_min to
+ *    restart_delay_max, reset once a worker has stayed up for
+ *    POOL_PROVEN_MS; exit code WORKER_EXIT_FATAL is never restarted;
+ *  - the reaper reaps every child, not only workers (PID 1 inherits
+ *    orphans), until waitpid() returns 0.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "../shared/log.h"
+#include "../worker/worker.h"
+
+/* A worker that ran this long before exiting was not crash-looping. */
+#define POOL_PROVEN_MS 10000
+
+int pool_init(struct pool *pool, const struct pgwork_config *config, struct shm *shm,
+              int request_fd, int death_fd, const char *pod_name)
+{
+    pool->config = config;
+    pool->shm = shm;
+    pool->capacity = (int)shm->header->worker_capacity;
+    pool->target = config->workers.count;
+    pool->request_fd = request_fd;
+    pool->death_fd = death_fd;
+    pool->supervisor_pid = getpid();
+    pool->pod_name = pod_name;
+    pool->slots = calloc((size_t)pool->capacity, sizeof(*pool->slots));
+    pool->wake_cursor = calloc((size_t)shm->header->queue_capacity + 1, sizeof(unsigned));
+    if (pool->slots == NULL || pool->wake_cursor == NULL) {
+        log_error("out of memory allocating %d worker slots", pool->capacity);
+        return -1;
+    }
+    for (int i = 0; i < pool->capacity; i++)
+        pool->slots[i].wake_fd = -1;
+    for (int i = 0; i < pool->capacity; i++) {
+        pool->slots[i].wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (pool->slots[i].wake_fd < 0) {
+            log_error("eventfd() failed for worker slot %d: %s", i, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void pool_locked_by(const struct pool *pool, int slot, pid_t pid, char *out, size_t outlen)
+{
+    /* Must match the tag worker_main() builds. */
+    snprintf(out, outlen, "%s/%d/%d", pool->pod_name, slot, (int)pid);
+}
+
+static void pool_spawn(struct pool *pool, int slot, int64_t now)
+{
+    struct pool_slot *s = &pool->slots[slot];
+    struct shm_worker *shared = &pool->shm->workers[slot];
+
+    /* Unflushed stdio would be written twice, once by each process. */
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork() failed while spawning worker %d: %s", slot, strerror(errno));
+        s->restart_due_ms = now + pool->config->workers.restart_delay_min_ms;
+        return;
+    }
+    if (pid == 0) {
+        /* The child keeps its own eventfd, the request eventfd and the
+         * death pipe's read end; everything else is the supervisor's. */
+        pool->close_in_child(pool->ctx);
+        for (int i = 0; i < pool->capacity; i++)
+            if (i != slot)
+                close(pool->slots[i].wake_fd);
+        struct worker_args args = {
+            .slot = slot,
+            .config = pool->config,
+            .shm = pool->shm,
+            .wake_fd = s->wake_fd,
+            .request_fd = pool->request_fd,
+            .death_fd = pool->death_fd,
+            .supervisor_pid = pool->supervisor_pid,
+            .pod_name = pool->pod_name,
+        };
+        worker_main(&args);
+    }
+    if (s->started_ms != 0)
+        atomic_fetch_add_explicit(&shared->restarts, 1, memory_order_relaxed);
+    s->pid = pid;
+    s->started_ms = now;
+    s->retiring = false;
+    atomic_store(&shared->task_id, 0);
+    atomic_store(&shared->pid, pid);
+    atomic_store(&shared->state, WORKER_STARTING);
+    log_debug("started worker %d (pid %d)", slot, (int)pid);
+}
+
+void pool_start_missing(struct pool *pool, int64_t now)
+{
+    if (pool->stopping)
+        return;
+    for (int i = 0; i < pool->target && i < pool->capacity; i++) {
+        struct pool_slot *s = &pool->slots[i];
+        if (s->pid == 0 && !s->fatal && now >= s->restart_due_ms)
+            pool_spawn(pool, i, now);
+    }
+}
+
+static int pool_slot_of(const struct pool *pool, pid_t pid)
+{
+    for (int i = 0; i < pool->capacity; i++)
+        if (pool->slots[i].pid == pid)
+            return i;
+    return -1;
+}
+
+static void pool_describe_exit(int status, char *out, size_t outlen)
+{
+    if (WIFEXITED(status))
+        snprintf(out, outlen, "exit status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, outlen, "killed by signal %d (%s)%s", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(out, outlen, "status 0x%x", (unsigned)status);
+}
+
+static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t now)
+{
+    struct pool_slot *s = &pool->slots[slot];
+    struct shm_worker *shared = &pool->shm->workers[slot];
+    pid_t pid = s->pid;
+    char how[96];
+    pool_describe_exit(status, how, sizeof(how));
+
+    bool asked = pool->stopping || s->retiring;
+    bool clean = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_OK;
+    s->pid = 0;
+    atomic_store(&shared->pid, 0);
+    atomic_store(&shared->state, WORKER_EMPTY);
+
+    char locked_by[320];
+    pool_locked_by(pool, slot, pid, locked_by, sizeof(locked_by));
+    if (pool->worker_exited != NULL)
+        pool->worker_exited(pool->ctx, slot, pid, locked_by, clean && asked);
+
+    if (asked) {
+        log_info("worker %d (pid %d) stopped: %s", slot, (int)pid, how);
+        return;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
+        s->fatal = true;
+        log_error("worker %d (pid %d) failed with a configuration error; not restarting it",
+                  slot, (int)pid);
+        return;
+    }
+    if (now - s->started_ms >= POOL_PROVEN_MS)
+        s->consecutive_failures = 0;
+    s->consecutive_failures++;
+    int64_t delay = pool->config->workers.restart_delay_min_ms;
+    for (int i = 1; i < s->consecutive_failures && delay < pool->config->workers.restart_delay_max_ms;
+         i++)
+        delay *= 2;
+    if (delay > pool->config->workers.restart_delay_max_ms)
+        delay = pool->config->workers.restart_delay_max_ms;
+    s->restart_due_ms = now + delay;
+    log_warn("worker %d (pid %d) exited unexpectedly: %s; restarting in %" PRId64
+             " ms (failure %d in a row)",
+             slot, (int)pid, how, delay, s->consecutive_failures);
+}
+
+void pool_reap(struct pool *pool, int64_t now)
+{
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid == 0)
+            return;
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != ECHILD)
+                log_error("waitpid() failed: %s", strerror(errno));
+            return;
+        }
+        int slot = pool_slot_of(pool, pid);
+        if (slot >= 0) {
+            pool_worker_exited(pool, slot, status, now);
+        } else {
+            char how[96];
+            pool_describe_exit(status, how, sizeof(how));
+            log_debug("reaped orphan pid %d: %s", (int)pid, how);
+        }
+    }
+}
+
+bool pool_wake_one(struct pool *pool, int queue_index)
+{
+    const struct queue_config *queue = &pool->config->queues[queue_index];
+    unsigned start = pool->wake_cursor[queue_index];
+    for (int k = 0; k < pool->capacity; k++) {
+        int slot = (int)((start + (unsigned)k) % (unsigned)pool->capacity);
+        if (pool->slots[slot].pid == 0 || !worker_serves_queue(slot, queue))
+            continue;
+        /* CAS, not store: a worker that turned BUSY meanwhile keeps its
+         * state, and the next notification goes to somebody else. */
+        int expected = WORKER_IDLE;
+        if (atomic_compare_exchange_strong(&pool->shm->workers[slot].state, &expected,
+                                           WORKER_WOKEN)) {
+            uint64_t one = 1;
+            if (write(pool->slots[slot].wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                log_error("waking worker %d failed: %s", slot, strerror(errno));
+            pool->wake_cursor[queue_index] = (unsigned)slot + 1;
+            return true;
+        }
+    }
+    return false;
+}
+
+void pool_scale(struct pool *pool, int delta)
+{
+    int wanted = pool->target + delta;
+    int min = pool->config->workers.min, max = pool->config->workers.max;
+    if (wanted < min || wanted > max || wanted > pool->capacity) {
+        log_warn("pool stays at %d worker%s: %d is outside workers.min..max (%d..%d)",
+                 pool->target, pool->target == 1 ? "" : "s", wanted, min, max);
+        return;
+    }
+    while (pool->target < wanted) {
+        struct pool_slot *s = &pool->slots[pool->target];
+        s->restart_due_ms = 0;
+        s->consecutive_failures = 0;
+        s->fatal = false;
+        pool->target++;
+    }
+    while (pool->target > wanted) {
+        pool->target--;
+        struct pool_slot *s = &pool->slots[pool->target];
+        if (s->pid != 0) {
+            s->retiring = true;
+            kill(s->pid, SIGTERM);
+        }
+    }
+    log_info("pool scaled to %d worker%s", pool->target, pool->target == 1 ? "" : "s");
+}
+
+void pool_signal_all(const struct pool *pool, int sig)
+{
+    for (int i = 0; i < pool->capacity; i++)
+        if (pool->slots[i].pid != 0)
+            kill(pool->slots[i].pid, sig);
+}
+
+int pool_alive(const struct pool *pool)
+{
+    int alive = 0;
+    for (int i = 0; i < pool->capacity; i++)
+        alive += pool->slots[i].pid != 0;
+    return alive;
+}
+
+int64_t pool_next_deadline(const struct pool *pool)
+{
+    int64_t next = INT64_MAX;
+    if (pool->stopping)
+        return next;
+    for (int i = 0; i < pool->target && i < pool->capacity; i++) {
+        const struct pool_slot *s = &pool->slots[i];
+        if (s->pid == 0 && !s->fatal && s->restart_due_ms < next)
+            next = s->restart_due_ms;
+    }
+    return next;
+}
+
+bool pool_all_fatal(const struct pool *pool)
+{
+    for (int i = 0; i < pool->target && i < pool->capacity; i++)
+        if (!pool->slots[i].fatal)
+            return false;
+    return pool->target > 0;
+}
+
+void pool_log_status(const struct pool *pool)
+{
+    for (int i = 0; i < pool->capacity; i++) {
+        const struct pool_slot *s = &pool->slots[i];
+        const struct shm_worker *w = &pool->shm->workers[i];
+        if (s->pid == 0 && i >= pool->target)
+            continue;
+        log_info("status worker %d: pid=%d state=%s task=%" PRId64 " wakeups=%" PRIu64
+                 " claims=%" PRIu64 " done=%" PRIu64 " failed=%" PRIu64 " restarts=%" PRIu64
+                 " failures_in_a_row=%d",
+                 i, (int)s->pid, shm_worker_state_name(atomic_load(&w->state)),
+                 atomic_load(&w->task_id), atomic_load(&w->wakeups), atomic_load(&w->claims),
+                 atomic_load(&w->tasks_done), atomic_load(&w->tasks_failed),
+                 atomic_load(&w->restarts), s->consecutive_failures);
+    }
+}
+
+void pool_close_fds(struct pool *pool)
+{
+    for (int i = 0; i < pool->capacity; i++) {
+        if (pool->slots[i].wake_fd >= 0)
+            close(pool->slots[i].wake_fd);
+        pool->slots[i].wake_fd = -1;
+    }
+}
+
+void pool_free(struct pool *pool)
+{
+    pool_close_fds(pool);
+    free(pool->slots);
+    free(pool->wake_cursor);
+    pool->slots = NULL;
+    pool->wake_cursor = NULL;
+}

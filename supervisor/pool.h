@@ -1,0 +1,94 @@
+/*
+ * pool.h — the worker pool: a fixed table of slots (STYLE §7). The
+ * supervisor's private half of each slot lives here; the half the worker
+ * writes lives in shared memory (shm.h).
+ */
+#ifndef PGWORK_POOL_H
+#define PGWORK_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../shared/config.h"
+#include "../shared/shm.h"
+
+struct pool_slot {
+    pid_t pid;                /* running process, 0 = none */
+    int wake_fd;              /* eventfd the supervisor writes to wake it; lives as long as the pool */
+    int consecutive_failures; /* exits in a row that were not asked for */
+    int64_t started_ms;       /* when the current process was forked */
+    int64_t restart_due_ms;   /* earliest time to fork again (backoff) */
+    bool fatal;               /* exited "do not respawn" (bad config) */
+    bool retiring;            /* sent TERM by a scale-down; not restarted */
+};
+
+/* Called in the child right after fork, before the worker runs: close every
+ * fd that belongs to the supervisor (STYLE §9). */
+typedef void (*pool_close_in_child_fn)(void *ctx);
+
+/* Called after a worker exited (reaped) with the owner tag its tasks carry,
+ * so the supervisor can requeue them at once (DESIGN §2). */
+typedef void (*pool_worker_exited_fn)(void *ctx, int slot, pid_t pid, const char *locked_by,
+                                      bool clean);
+
+struct pool {
+    const struct pgwork_config *config;
+    struct shm *shm;
+    struct pool_slot *slots; /* capacity entries */
+    int capacity;            /* workers.max: slots in shm */
+    int target;              /* workers wanted now: slots 0..target-1 */
+    int request_fd;          /* the supervisor's eventfd, inherited by workers */
+    int death_fd;            /* read end of the parent-death pipe */
+    pid_t supervisor_pid;
+    const char *pod_name;
+    unsigned *wake_cursor;   /* per queue: where the round-robin resumes */
+    bool stopping;           /* shutting down: no restarts */
+    pool_close_in_child_fn close_in_child;
+    pool_worker_exited_fn worker_exited;
+    void *ctx;
+};
+
+/* Allocate slots and their eventfds. 0 or -1 (logged). */
+int pool_init(struct pool *pool, const struct pgwork_config *config, struct shm *shm,
+              int request_fd, int death_fd, const char *pod_name);
+
+/* Fork a worker into every slot below target that has none and whose
+ * backoff has passed. */
+void pool_start_missing(struct pool *pool, int64_t now);
+
+/* waitpid() until it returns 0; map pids to slots; log each exit; schedule
+ * restarts with backoff. Unknown pids (orphans, as PID 1) are reaped too. */
+void pool_reap(struct pool *pool, int64_t now);
+
+/* Wake one idle worker serving queue_index (round robin). Returns whether
+ * one was woken. */
+bool pool_wake_one(struct pool *pool, int queue_index);
+
+/* Change target by delta within workers.min..workers.max; retire from the
+ * top slot. */
+void pool_scale(struct pool *pool, int delta);
+
+void pool_signal_all(const struct pool *pool, int sig);
+
+/* Processes alive in the pool. */
+int pool_alive(const struct pool *pool);
+
+/* Every slot the pool wants has failed with a configuration error. */
+bool pool_all_fatal(const struct pool *pool);
+
+/* Earliest restart_due_ms among slots waiting to restart, or INT64_MAX. */
+int64_t pool_next_deadline(const struct pool *pool);
+
+/* Log one line per slot (USR1). */
+void pool_log_status(const struct pool *pool);
+
+/* The owner tag a worker's claims carry: "<pod>/<slot>/<pid>". */
+void pool_locked_by(const struct pool *pool, int slot, pid_t pid, char *out, size_t outlen);
+
+/* Close all eventfds (supervisor at exit, or a child after fork). */
+void pool_close_fds(struct pool *pool);
+
+void pool_free(struct pool *pool);
+
+#endif

@@ -1,0 +1,468 @@
+/*
+ * supervisor.c — `pgwork run`: the supervisor's main loop (DESIGN §1).
+ *
+ * Invariants:
+ *  - single-threaded; everything happens in supervisor_loop(): wait in
+ *    epoll, dispatch each ready fd to one function, act on signal requests
+ *    in order of urgency, run the chores that are due, arm the one timer
+ *    for the next deadline;
+ *  - never blocks on the database (listener.c is non-blocking) and never
+ *    runs a task;
+ *  - touches shared memory only with atomics: it bumps queue hints, CASes
+ *    idle workers to WOKEN, and collects workers' requests;
+ *  - one notification wakes at most one worker (DESIGN §1.2).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+#include "cli.h"
+#include "listener.h"
+#include "pool.h"
+#include "signals.h"
+#include "../shared/log.h"
+#include "../shared/shm.h"
+#include "../shared/timeutil.h"
+
+/* Grace between QUIT and KILL when workers do not stop. */
+#define SUPERVISOR_KILL_GRACE_MS 2000
+/* How long shutdown waits for the database to confirm requeues. */
+#define SUPERVISOR_REQUEUE_GRACE_MS 5000
+/* Spare queue records in shared memory for queues added by a reload. */
+#define SUPERVISOR_SPARE_QUEUES 32
+
+enum supervisor_phase {
+    PHASE_RUNNING,       /* serving queues */
+    PHASE_STOPPING,      /* TERM/INT: workers finish their task and exit */
+    PHASE_STOPPING_FAST, /* QUIT (or graceful timed out): workers abort now */
+    PHASE_KILLING,       /* workers ignored QUIT: SIGKILL sent */
+    PHASE_DONE,          /* leave the loop */
+};
+
+struct supervisor {
+    struct pgwork_config *config;
+    struct shm shm;
+    struct pool pool;
+    struct listener listener;
+    int epoll_fd;
+    int signal_fd;
+    int timer_fd;
+    int request_fd;    /* workers write here after posting a request in shm */
+    int death_pipe[2]; /* [0] inherited by workers; [1] held here: EOF = we died */
+    char pod_name[256];
+
+    struct signal_requests requests;
+    enum supervisor_phase phase;
+    int64_t phase_deadline_ms; /* when the current stopping phase escalates */
+    bool quiet;                /* TSTP: no new claims until CONT */
+    int64_t *scheduled_due_ms; /* per queue: a future task's due time, 0 = none */
+    int64_t blind_poll_due_ms; /* listener down: next blind wake of every queue */
+    int exit_code;
+};
+
+static const char *supervisor_phase_name(enum supervisor_phase phase)
+{
+    switch (phase) {
+    case PHASE_RUNNING:
+        return "running";
+    case PHASE_STOPPING:
+        return "stopping";
+    case PHASE_STOPPING_FAST:
+        return "stopping fast";
+    case PHASE_KILLING:
+        return "killing workers";
+    case PHASE_DONE:
+        return "done";
+    }
+    return "?";
+}
+
+/* Every phase change goes through here and is logged (STYLE §8). */
+static void supervisor_set_phase(struct supervisor *s, enum supervisor_phase phase,
+                                 int64_t deadline_ms)
+{
+    log_info("supervisor %s -> %s", supervisor_phase_name(s->phase), supervisor_phase_name(phase));
+    s->phase = phase;
+    s->phase_deadline_ms = deadline_ms;
+}
+
+/* Work may be waiting in queue q: bump its hint, then wake one idle worker
+ * that serves it. The order matters (shm.h): hint first. */
+static void supervisor_hint_queue(struct supervisor *s, int q)
+{
+    if (s->quiet || s->phase != PHASE_RUNNING)
+        return;
+    atomic_fetch_add(&s->shm.queues[q].hint, 1);
+    pool_wake_one(&s->pool, q);
+}
+
+static void supervisor_hint_all(struct supervisor *s)
+{
+    for (int q = 0; q < s->config->queue_count; q++)
+        supervisor_hint_queue(s, q);
+}
+
+static void supervisor_schedule(struct supervisor *s, int q, int64_t due_ms)
+{
+    if (s->scheduled_due_ms[q] == 0 || due_ms < s->scheduled_due_ms[q])
+        s->scheduled_due_ms[q] = due_ms;
+}
+
+/* --- listener callbacks ------------------------------------------------ */
+
+static void on_task_hint(void *ctx, int q, int64_t delay_ms)
+{
+    struct supervisor *s = ctx;
+    atomic_fetch_add_explicit(&s->shm.queues[q].notifications, 1, memory_order_relaxed);
+    if (delay_ms <= 0)
+        supervisor_hint_queue(s, q);
+    else
+        supervisor_schedule(s, q, time_now_ms() + delay_ms);
+}
+
+static void on_sweep(void *ctx)
+{
+    supervisor_hint_all(ctx);
+}
+
+static void on_connection(void *ctx, bool up)
+{
+    struct supervisor *s = ctx;
+    /* Down: nobody announces tasks any more; poll blindly, starting now. */
+    if (!up)
+        s->blind_poll_due_ms = time_now_ms();
+}
+
+/* --- pool callbacks ---------------------------------------------------- */
+
+static void close_in_child(void *ctx)
+{
+    struct supervisor *s = ctx;
+    close(s->epoll_fd);
+    close(s->signal_fd);
+    close(s->timer_fd);
+    close(s->death_pipe[1]);
+    listener_close_in_child(&s->listener);
+}
+
+static void on_worker_exited(void *ctx, int slot, pid_t pid, const char *locked_by, bool clean)
+{
+    struct supervisor *s = ctx;
+    (void)slot;
+    (void)pid;
+    /* A worker that stopped cleanly released its tasks itself. One that
+     * died may have left tasks running: requeue them now rather than
+     * after the lease (DESIGN §2). */
+    if (!clean)
+        listener_requeue_owner(&s->listener, locked_by);
+}
+
+/* --- event handlers ---------------------------------------------------- */
+
+/* Workers post requests in shm (help wanted, retry due) and then write the
+ * request eventfd. */
+static void supervisor_on_worker_request(struct supervisor *s)
+{
+    uint64_t count;
+    if (read(s->request_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+        log_error("reading worker requests failed: %s", strerror(errno));
+    int64_t now = time_now_ms();
+    for (int q = 0; q < s->config->queue_count; q++) {
+        struct shm_queue *queue = &s->shm.queues[q];
+        if (atomic_exchange(&queue->help_wanted, 0))
+            supervisor_hint_queue(s, q);
+        int64_t retry_due = atomic_exchange(&queue->retry_due_ms, 0);
+        if (retry_due != 0)
+            supervisor_schedule(s, q, retry_due > now ? retry_due : now);
+    }
+}
+
+static void supervisor_on_timer(struct supervisor *s)
+{
+    uint64_t expirations;
+    if (read(s->timer_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+        log_error("reading the timer failed: %s", strerror(errno));
+}
+
+static void supervisor_log_status(struct supervisor *s)
+{
+    log_info("status supervisor: phase=%s quiet=%s workers=%d/%d listener=%s reconnects=%" PRIu64
+             " notifications=%" PRIu64 " keepalive_rtt_ms=%" PRId64,
+             supervisor_phase_name(s->phase), s->quiet ? "yes" : "no", pool_alive(&s->pool),
+             s->pool.target,
+             listener_is_listening(&s->listener) ? "listening"
+             : listener_is_up(&s->listener)      ? "polling"
+                                                 : "down",
+             s->listener.reconnects, s->listener.notifications, s->listener.last_ping_rtt_ms);
+    pool_log_status(&s->pool);
+    for (int q = 0; q < s->config->queue_count; q++) {
+        const struct shm_queue *queue = &s->shm.queues[q];
+        log_info("status queue \"%s\": hint=%" PRIu64 " notifications=%" PRIu64
+                 " claims=%" PRIu64 " claimed=%" PRIu64 " done=%" PRIu64 " retried=%" PRIu64
+                 " dead=%" PRIu64,
+                 s->config->queues[q].name, atomic_load(&queue->hint),
+                 atomic_load(&queue->notifications), atomic_load(&queue->claims),
+                 atomic_load(&queue->tasks_claimed), atomic_load(&queue->tasks_done),
+                 atomic_load(&queue->tasks_retried), atomic_load(&queue->tasks_dead));
+    }
+}
+
+/* Signals become actions, most urgent first (STYLE §4). */
+static void supervisor_handle_requests(struct supervisor *s, int64_t now)
+{
+    struct signal_requests req = s->requests;
+    memset(&s->requests, 0, sizeof(s->requests));
+
+    if (req.stop_fast && s->phase < PHASE_STOPPING_FAST) {
+        s->pool.stopping = true;
+        pool_signal_all(&s->pool, SIGQUIT);
+        supervisor_set_phase(s, PHASE_STOPPING_FAST, now + SUPERVISOR_KILL_GRACE_MS);
+    } else if (req.stop_graceful && s->phase == PHASE_RUNNING) {
+        s->pool.stopping = true;
+        pool_signal_all(&s->pool, SIGTERM);
+        supervisor_set_phase(s, PHASE_STOPPING, now + s->config->workers.shutdown_timeout_ms);
+    }
+    if (req.reload)
+        log_warn("reload (SIGHUP) is not supported yet; restart the supervisor to apply a new "
+                 "configuration");
+    if (req.children)
+        pool_reap(&s->pool, now);
+    if (req.scale != 0 && s->phase == PHASE_RUNNING)
+        pool_scale(&s->pool, req.scale);
+    if (req.quiet && !s->quiet) {
+        s->quiet = true;
+        log_info("quiet: no new claims until SIGCONT");
+    }
+    if (req.resume && s->quiet) {
+        s->quiet = false;
+        log_info("resumed");
+        supervisor_hint_all(s);
+    }
+    if (req.status)
+        supervisor_log_status(s);
+}
+
+/* Deadlines reached: scheduled tasks, blind polls, restarts, shutdown
+ * escalation, the listener's own timers. */
+static void supervisor_run_chores(struct supervisor *s, int64_t now)
+{
+    listener_run_chores(&s->listener, now);
+
+    for (int q = 0; q < s->config->queue_count; q++) {
+        if (s->scheduled_due_ms[q] != 0 && now >= s->scheduled_due_ms[q]) {
+            s->scheduled_due_ms[q] = 0;
+            supervisor_hint_queue(s, q);
+        }
+    }
+    if (!listener_is_up(&s->listener) && now >= s->blind_poll_due_ms) {
+        /* No database connection to ask: let the workers' claims poll. */
+        supervisor_hint_all(s);
+        s->blind_poll_due_ms = now + s->config->workers.poll_interval_ms;
+    }
+
+    switch (s->phase) {
+    case PHASE_RUNNING:
+        pool_start_missing(&s->pool, now);
+        if (pool_all_fatal(&s->pool)) {
+            log_error("every worker failed with a configuration error; exiting");
+            s->exit_code = EXIT_CONFIG;
+            supervisor_set_phase(s, PHASE_DONE, 0);
+        }
+        break;
+    case PHASE_STOPPING:
+    case PHASE_STOPPING_FAST:
+    case PHASE_KILLING:
+        if (pool_alive(&s->pool) == 0) {
+            /* Wait (a little) for the database to take back what dead
+             * workers held; the lease covers us if it cannot. */
+            if (listener_pending_requeues(&s->listener) == 0 ||
+                now >= s->phase_deadline_ms + SUPERVISOR_REQUEUE_GRACE_MS)
+                supervisor_set_phase(s, PHASE_DONE, 0);
+        } else if (now >= s->phase_deadline_ms && s->phase == PHASE_STOPPING) {
+            log_warn("workers still running after shutdown_timeout; aborting their tasks");
+            pool_signal_all(&s->pool, SIGQUIT);
+            supervisor_set_phase(s, PHASE_STOPPING_FAST, now + SUPERVISOR_KILL_GRACE_MS);
+        } else if (now >= s->phase_deadline_ms && s->phase == PHASE_STOPPING_FAST) {
+            log_warn("workers ignored SIGQUIT; killing them");
+            pool_signal_all(&s->pool, SIGKILL);
+            supervisor_set_phase(s, PHASE_KILLING, now + SUPERVISOR_KILL_GRACE_MS);
+        }
+        break;
+    case PHASE_DONE:
+        break;
+    }
+}
+
+static int64_t supervisor_next_deadline(const struct supervisor *s)
+{
+    int64_t next = listener_next_deadline(&s->listener);
+    int64_t pool_next = pool_next_deadline(&s->pool);
+    if (pool_next < next)
+        next = pool_next;
+    for (int q = 0; q < s->config->queue_count; q++)
+        if (s->scheduled_due_ms[q] != 0 && s->scheduled_due_ms[q] < next)
+            next = s->scheduled_due_ms[q];
+    if (!listener_is_up(&s->listener) && s->blind_poll_due_ms < next)
+        next = s->blind_poll_due_ms;
+    if (s->phase != PHASE_RUNNING && s->phase_deadline_ms < next)
+        next = s->phase_deadline_ms;
+    return next;
+}
+
+/* One timerfd, armed at the earliest deadline (absolute, monotonic). */
+static void supervisor_arm_timer(struct supervisor *s)
+{
+    int64_t next = supervisor_next_deadline(s);
+    struct itimerspec spec = {0};
+    if (next != INT64_MAX) {
+        if (next < 1)
+            next = 1; /* an all-zero it_value would disarm the timer */
+        spec.it_value.tv_sec = next / 1000;
+        spec.it_value.tv_nsec = (next % 1000) * 1000000;
+    }
+    if (timerfd_settime(s->timer_fd, TFD_TIMER_ABSTIME, &spec, NULL) != 0)
+        log_error("timerfd_settime failed: %s", strerror(errno));
+}
+
+static int supervisor_watch(struct supervisor *s, int fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    return epoll_ctl(s->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void supervisor_loop(struct supervisor *s)
+{
+    struct epoll_event events[16];
+    while (s->phase != PHASE_DONE) {
+        supervisor_arm_timer(s);
+        int n = epoll_wait(s->epoll_fd, events, 16, -1);
+        if (n < 0 && errno != EINTR) {
+            log_error("epoll_wait failed: %s", strerror(errno));
+            s->exit_code = EXIT_FAILURE_GENERIC;
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            int fd = events[i].data.fd;
+            if (fd == s->signal_fd)
+                signals_read(s->signal_fd, &s->requests);
+            else if (fd == s->request_fd)
+                supervisor_on_worker_request(s);
+            else if (fd == s->timer_fd)
+                supervisor_on_timer(s);
+            else
+                listener_on_io(&s->listener, events[i].events);
+        }
+        int64_t now = time_now_ms();
+        supervisor_handle_requests(s, now);
+        supervisor_run_chores(s, now);
+    }
+}
+
+static int supervisor_open(struct supervisor *s)
+{
+    const struct pgwork_config *config = s->config;
+    if (gethostname(s->pod_name, sizeof(s->pod_name) - 1) != 0)
+        snprintf(s->pod_name, sizeof(s->pod_name), "pgwork");
+
+    s->signal_fd = signals_open();
+    s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    s->request_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->signal_fd < 0 || s->epoll_fd < 0 || s->timer_fd < 0 || s->request_fd < 0 ||
+        pipe2(s->death_pipe, O_CLOEXEC) != 0) {
+        log_error("cannot create the supervisor's file descriptors: %s", strerror(errno));
+        return -1;
+    }
+    if (supervisor_watch(s, s->signal_fd) != 0 || supervisor_watch(s, s->timer_fd) != 0 ||
+        supervisor_watch(s, s->request_fd) != 0) {
+        log_error("epoll_ctl failed: %s", strerror(errno));
+        return -1;
+    }
+    unsigned queue_capacity = (unsigned)config->queue_count + SUPERVISOR_SPARE_QUEUES;
+    if (shm_create(&s->shm, queue_capacity, (unsigned)config->workers.max) != 0) {
+        log_error("cannot map shared memory: %s", strerror(errno));
+        return -1;
+    }
+    s->scheduled_due_ms = calloc(queue_capacity, sizeof(*s->scheduled_due_ms));
+    if (s->scheduled_due_ms == NULL)
+        return -1;
+    if (pool_init(&s->pool, config, &s->shm, s->request_fd, s->death_pipe[0], s->pod_name) != 0)
+        return -1;
+    s->pool.close_in_child = close_in_child;
+    s->pool.worker_exited = on_worker_exited;
+    s->pool.ctx = s;
+
+    static const struct listener_callbacks callbacks = {
+        .on_task_hint = on_task_hint,
+        .on_sweep = on_sweep,
+        .on_connection = on_connection,
+    };
+    listener_init(&s->listener, config, s->epoll_fd, &callbacks, s);
+    return 0;
+}
+
+static void supervisor_close(struct supervisor *s)
+{
+    listener_close(&s->listener);
+    pool_free(&s->pool);
+    free(s->scheduled_due_ms);
+    shm_destroy(&s->shm);
+    close(s->epoll_fd);
+    close(s->signal_fd);
+    close(s->timer_fd);
+    close(s->request_fd);
+    close(s->death_pipe[0]);
+    close(s->death_pipe[1]);
+    config_free(s->config);
+}
+
+int supervisor_run(struct pgwork_config *config)
+{
+    if (config->queue_count == 0) {
+        log_error("%s: no queue configured; add a queue \"name\" { ... } section",
+                  config->path[0] ? config->path : "configuration");
+        config_free(config);
+        return EXIT_CONFIG;
+    }
+    struct supervisor s = {
+        .config = config,
+        .phase = PHASE_RUNNING,
+        .exit_code = EXIT_OK,
+        .epoll_fd = -1,
+        .signal_fd = -1,
+        .timer_fd = -1,
+        .request_fd = -1,
+        .death_pipe = {-1, -1},
+    };
+    if (supervisor_open(&s) != 0) {
+        supervisor_close(&s);
+        return EXIT_FAILURE_GENERIC;
+    }
+    char safe_conninfo[512];
+    log_redact_conninfo(config_listen_conninfo(config), safe_conninfo, sizeof(safe_conninfo));
+    log_info("starting: %d worker%s, %d queue%s, database \"%s\"", config->workers.count,
+             config->workers.count == 1 ? "" : "s", config->queue_count,
+             config->queue_count == 1 ? "" : "s", safe_conninfo);
+
+    /* Before the first fork nothing has a due time; the listener connects
+     * at the first chores pass and sweeps once it listens. */
+    s.blind_poll_due_ms = time_now_ms() + config->workers.poll_interval_ms;
+    supervisor_run_chores(&s, time_now_ms());
+    supervisor_loop(&s);
+
+    int exit_code = s.exit_code;
+    log_info("exiting with status %d", exit_code);
+    supervisor_close(&s);
+    return exit_code;
+}

@@ -1,0 +1,389 @@
+/*
+ * test_protocol.c — the wake-up protocol and the task lifecycle end to end
+ * (DESIGN §1, §2): a real supervisor, real workers, a real PostgreSQL.
+ * Outcomes are read from the database (rows, states, attempts); wake-up and
+ * claim counts from the supervisor's shared-memory counters, which its
+ * SIGUSR1 status lines print.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+/* A config with one queue "q": `queue` is the body of its section,
+ * `workers_extra` goes into the workers section, `global` at top level. */
+static const char *protocol_config(int workers, const char *queue, const char *workers_extra,
+                                   const char *global)
+{
+    return harness_write_config(harness_printf("workers { count = %d max = 16 %s }\n"
+                                               "log { level = \"debug\" format = \"text\" }\n"
+                                               "%s\n"
+                                               "queue \"q\" {\n%s\n}\n",
+                                               workers, workers_extra, global, queue));
+}
+
+/* A migrated database with a results table for the sql handler. */
+static const char *protocol_database(PGconn **conn)
+{
+    const char *conninfo = harness_db_create(NULL);
+    ck_assert_int_eq(harness_migrate(conninfo), 0);
+    *conn = harness_connect(conninfo);
+    harness_exec(*conn, "CREATE TABLE results (task bigint, started timestamptz "
+                        "DEFAULT clock_timestamp(), body jsonb)");
+    return conninfo;
+}
+
+/* Poll the supervisor's output (every 5 ms) until needle appears after
+ * offset `from`; false after timeout_ms. */
+static bool protocol_wait_text(struct harness_supervisor *sup, size_t from, const char *needle,
+                               int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    while (strstr(harness_stderr_text(sup) + from, needle) == NULL) {
+        if (harness_now_ms() > deadline)
+            return false;
+        usleep(5000);
+    }
+    return true;
+}
+
+/* Poll (every 5 ms) until path exists; false after timeout_ms. */
+static bool protocol_wait_file(const char *path, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    while (access(path, F_OK) != 0) {
+        if (harness_now_ms() > deadline)
+            return false;
+        usleep(5000);
+    }
+    return true;
+}
+
+struct worker_status {
+    int count;
+    int idle;
+    long long wakeups;
+    long long claims;
+};
+
+/* Ask the supervisor for its status lines (SIGUSR1) and sum the worker
+ * counters of the newest batch. */
+static struct worker_status protocol_status(struct harness_supervisor *sup, int workers)
+{
+    size_t before = strlen(harness_stderr_text(sup));
+    ck_assert_int_eq(kill(sup->pid, SIGUSR1), 0);
+    /* The queue line closes a status batch; each line is one write. */
+    ck_assert_msg(protocol_wait_text(sup, before, "status queue \"q\"", 5000),
+                  "no status output after SIGUSR1");
+
+    struct worker_status st = {0};
+    const char *text = harness_stderr_text(sup) + before;
+    const char *line = text;
+    while ((line = strstr(line, "status worker ")) != NULL) {
+        const char *state = strstr(line, "state=");
+        const char *wakeups = strstr(line, "wakeups=");
+        const char *claims = strstr(line, " claims=");
+        ck_assert(state && wakeups && claims);
+        st.count++;
+        st.idle += strncmp(state + 6, "idle", 4) == 0;
+        st.wakeups += atoll(wakeups + 8);
+        st.claims += atoll(claims + 8);
+        line++;
+    }
+    ck_assert_int_eq(st.count, workers);
+    return st;
+}
+
+/* Wait until every worker sleeps in IDLE (asked through status lines). */
+static struct worker_status protocol_wait_idle(struct harness_supervisor *sup, int workers)
+{
+    int64_t deadline = harness_now_ms() + 20000;
+    for (;;) {
+        struct worker_status st = protocol_status(sup, workers);
+        if (st.idle == workers)
+            return st;
+        if (harness_now_ms() > deadline) {
+            harness_stderr_dump(sup);
+            ck_abort_msg("workers not idle: %d of %d", st.idle, workers);
+        }
+    }
+}
+
+START_TEST(one_insert_wakes_one_worker)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *config = protocol_config(
+        8, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"", "", "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct worker_status before = protocol_wait_idle(sup, 8);
+
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 1,
+                                 10000));
+    struct worker_status after = protocol_wait_idle(sup, 8);
+
+    /* One notification: one worker woken, one claim (it returned a short
+     * batch, so the worker went back to sleep). A thundering herd would
+     * show 8 wake-ups. */
+    ck_assert_int_eq(after.wakeups - before.wakeups, 1);
+    ck_assert_int_eq(after.claims - before.claims, 1);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 1);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(ten_thousand_in_one_statement)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *config = protocol_config(
+        4, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" batch = 10", "",
+        "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    protocol_wait_idle(sup, 4);
+
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) "
+                       "SELECT 'q', jsonb_build_object('n', g) FROM generate_series(1, 10000) g");
+    if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 10000,
+                            120000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("not every task finished");
+    }
+    /* Every task ran exactly once, and every worker took part. */
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 10000);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(DISTINCT task) FROM results"), 10000);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT max(attempts) FROM pgwork.tasks"), 1);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(DISTINCT split_part(locked_by, '/', "
+                                               "2)) FROM pgwork.tasks"),
+                     4);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(polling_without_listener)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *config = protocol_config(
+        2, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"",
+        "poll_interval = 200ms", "listener { enabled = false }");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "notifications disabled", 15000));
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 25)");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 25,
+                                 15000));
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 25);
+    ck_assert_msg(strstr(harness_stderr_text(sup), "listening on channel") == NULL,
+                  "LISTEN was issued although listener.enabled = false");
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(safety_poll_finds_unannounced_task)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *config = protocol_config(
+        2, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"",
+        "safety_poll_interval = 1s poll_interval = 60s", "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    protocol_wait_idle(sup, 2);
+
+    harness_exec(conn, "ALTER TABLE pgwork.tasks DISABLE TRIGGER tasks_notify");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 1,
+                                 10000));
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(scheduled_task_starts_on_time)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *config = protocol_config(
+        2, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"",
+        "safety_poll_interval = 60s poll_interval = 60s", "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    protocol_wait_idle(sup, 2);
+
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, run_at) "
+                       "VALUES ('q', now() + interval '2 seconds')");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 1, 10000));
+    /* Lateness = handler start - run_at, both on the database's clock. */
+    int64_t late_ms = harness_query_int64(
+        conn, "SELECT (extract(epoch FROM r.started - t.run_at) * 1000)::bigint "
+              "FROM results r JOIN pgwork.tasks t ON t.id = r.task");
+    ck_assert_int_ge(late_ms, 0);
+    ck_assert_int_lt(late_ms, 100);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(exec_handler_runs_program)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *out = harness_tmpdir();
+    const char *config = protocol_config(
+        2,
+        harness_printf("handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+                       "\"cat > %s/$PGWORK_TASK_ID.json && "
+                       "echo \\\"$PGWORK_QUEUE $PGWORK_ATTEMPT\\\" > %s/$PGWORK_TASK_ID.env\"}",
+                       out, out),
+        "", "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    int64_t id = harness_query_int64(
+        conn, "SELECT pgwork.enqueue('q', '{\"hello\": \"wörld\", \"n\": [1, 2]}')");
+    if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 1,
+                            15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("task not done");
+    }
+    char path[512], buf[256] = {0};
+    snprintf(path, sizeof(path), "%s/%lld.json", out, (long long)id);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    ck_assert_str_eq(buf, "{\"n\": [1, 2], \"hello\": \"wörld\"}");
+    snprintf(path, sizeof(path), "%s/%lld.env", out, (long long)id);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    ck_assert_str_eq(buf, "q 1\n");
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(exec_failure_retries_then_dead)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *config = protocol_config(2,
+                                         "handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+                                         "\"echo broken >&2; exit 3\"}\n"
+                                         "max_attempts = 3 backoff_base = 50ms backoff_max = 200ms",
+                                         "safety_poll_interval = 60s", "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    /* Retries are woken by the supervisor's timer, not by polling (the
+     * safety poll is a minute away). */
+    if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'dead'", 1,
+                            15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("task did not end dead");
+    }
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT attempts FROM pgwork.tasks"), 3);
+    const char *error = harness_query_text(conn, "SELECT last_error FROM pgwork.tasks");
+    ck_assert_ptr_nonnull(strstr(error, "exit status 3"));
+    ck_assert_ptr_nonnull(strstr(error, "broken"));
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(sql_failure_rolls_back_and_retries)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    /* The effect is written, then the statement fails: the effect must
+     * not survive any attempt. */
+    const char *config = protocol_config(
+        2,
+        "handler = \"sql\" statement = \"WITH w AS (INSERT INTO results(task) VALUES ($2)) "
+        "SELECT 1 / ($1->>'d')::int\"\n"
+        "max_attempts = 2 backoff_base = 50ms backoff_max = 50ms",
+        "", "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES "
+                       "('q', '{\"d\": 0}'), ('q', '{\"d\": 1}')");
+    ck_assert(harness_wait_until(
+        conn, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('dead', 'done')", 2, 15000));
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
+                                               "WHERE state = 'dead' AND attempts = 2 "
+                                               "AND last_error LIKE '%division by zero%'"),
+                     1);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
+                                               "WHERE state = 'done' AND payload->>'d' = '1'"),
+                     1);
+    /* Only the successful task's effect exists. */
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results r JOIN pgwork.tasks "
+                                               "t ON t.id = r.task WHERE t.state = 'done'"),
+                     1);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 1);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(keep_done_false_deletes)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *config = protocol_config(
+        2,
+        "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" keep_done = false",
+        "", "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 50)");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 50, 15000));
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks", 0, 15000));
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(sigterm_finishes_running_task)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *marker = harness_printf("%s/started", harness_tmpdir());
+    const char *config =
+        protocol_config(1,
+                        harness_printf("handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+                                       "\"touch %s; sleep 1\"}",
+                                       marker),
+                        "", "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'running'",
+                                 1, 15000));
+    /* Running in the database is not yet running on the machine: wait for
+     * the handler itself. */
+    ck_assert(protocol_wait_file(marker, 10000));
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
+                                               "WHERE state = 'done'"),
+                     1);
+}
+END_TEST
+
+Suite *protocol_suite(void)
+{
+    Suite *s = suite_create("protocol");
+    TCase *tc = harness_tcase("wake-up");
+    tcase_add_test(tc, one_insert_wakes_one_worker);
+    tcase_add_test(tc, ten_thousand_in_one_statement);
+    tcase_add_test(tc, polling_without_listener);
+    tcase_add_test(tc, safety_poll_finds_unannounced_task);
+    tcase_add_test(tc, scheduled_task_starts_on_time);
+    suite_add_tcase(s, tc);
+
+    tc = harness_tcase("lifecycle");
+    tcase_add_test(tc, exec_handler_runs_program);
+    tcase_add_test(tc, exec_failure_retries_then_dead);
+    tcase_add_test(tc, sql_failure_rolls_back_and_retries);
+    tcase_add_test(tc, keep_done_false_deletes);
+    tcase_add_test(tc, sigterm_finishes_running_task);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,109 @@
+/*
+ * handler_sql.c — the `sql` handler: run the queue's statement with the
+ * payload as $1 (jsonb) and the task id as $2 (bigint) in the same
+ * transaction that marks the task done (DESIGN §3).
+ *
+ * Invariant: the statement's effect and the task's `done` commit together
+ * or not at all, so database-side work is exactly-once even though
+ * delivery is at-least-once. A task that is no longer ours (lease lost) is
+ * rolled back, effect included.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handler.h"
+#include "task.h"
+#include "../shared/log.h"
+
+#define OID_JSONB 3802
+#define OID_INT8 20
+
+struct sql_state {
+    char statement_name[32];
+};
+
+static int sql_init(struct handler_env *env, void **state)
+{
+    static const Oid types[] = {OID_JSONB, OID_INT8};
+    static unsigned next_id;
+    struct sql_state *sql = calloc(1, sizeof(*sql));
+    if (sql == NULL)
+        return -1;
+    snprintf(sql->statement_name, sizeof(sql->statement_name), "pgwork_sql_%u", next_id++);
+
+    PGresult *res = PQprepare(env->conn, sql->statement_name, env->queue->statement, 2, types);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        log_error("queue \"%s\": cannot prepare its statement: %s", env->queue->name,
+                  PQerrorMessage(env->conn));
+        PQclear(res);
+        free(sql);
+        return -1;
+    }
+    PQclear(res);
+    *state = sql;
+    return 0;
+}
+
+static bool exec_simple(PGconn *conn, const char *command)
+{
+    PGresult *res = PQexec(conn, command);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    return ok;
+}
+
+static enum handler_outcome sql_run(void *state, struct handler_env *env, const struct task *task,
+                                    char *error, size_t errlen)
+{
+    struct sql_state *sql = state;
+    char id[24];
+    snprintf(id, sizeof(id), "%" PRId64, task->id);
+    const char *params[] = {task->payload, id};
+
+    if (!exec_simple(env->conn, "BEGIN")) {
+        snprintf(error, errlen, "begin failed: %s", PQerrorMessage(env->conn));
+        return HANDLER_FAILED;
+    }
+    PGresult *res = PQexecPrepared(env->conn, sql->statement_name, 2, params, NULL, NULL, 0);
+    ExecStatusType status = PQresultStatus(res);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        snprintf(error, errlen, "%s", PQresultErrorMessage(res));
+        /* libpq messages end in a newline; last_error reads better without. */
+        error[strcspn(error, "\n")] = '\0';
+        PQclear(res);
+        exec_simple(env->conn, "ROLLBACK");
+        return HANDLER_FAILED;
+    }
+    PQclear(res);
+
+    int marked = task_mark_done(env->conn, task->id, env->locked_by, env->keep_done);
+    if (marked != 1) {
+        exec_simple(env->conn, "ROLLBACK");
+        if (marked == 0) {
+            log_task(LOG_LEVEL_WARN, env->queue->name, task->id,
+                     "task is no longer ours (lease expired): its effect was rolled back");
+            return HANDLER_ABORTED;
+        }
+        snprintf(error, errlen, "marking done failed: %s", PQerrorMessage(env->conn));
+        return HANDLER_FAILED;
+    }
+    if (!exec_simple(env->conn, "COMMIT")) {
+        snprintf(error, errlen, "commit failed: %s", PQerrorMessage(env->conn));
+        return HANDLER_FAILED;
+    }
+    return HANDLER_DONE;
+}
+
+static void sql_fini(void *state)
+{
+    free(state);
+}
+
+const struct handler handler_sql = {
+    .name = "sql",
+    .init = sql_init,
+    .run = sql_run,
+    .fini = sql_fini,
+};

@@ -1,0 +1,207 @@
+/*
+ * task.c — claim, complete, fail and release tasks (DESIGN §2).
+ *
+ * Invariants:
+ *  - every statement is prepared once per connection and run with
+ *    parameters: queue names, owners and payloads never become SQL text;
+ *  - every update of a claimed row is guarded by `locked_by = <this worker>
+ *    AND state = 'running'`: a worker whose lease expired and whose task was
+ *    requeued and claimed elsewhere cannot overwrite the new owner's state;
+ *  - a failed statement is logged here once, with libpq's message, and
+ *    reported to the caller as -1.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "task.h"
+#include "../shared/log.h"
+
+#define OID_INT4 23
+#define OID_INT8 20
+#define OID_TEXT 25
+#define OID_BOOL 16
+
+/* The claim: one round trip. The CTE locks up to $2 due rows, skipping rows
+ * other workers hold; the UPDATE marks them ours. attempts counts starts. */
+static const char claim_sql[] =
+    "WITH picked AS ("
+    " SELECT id FROM pgwork.tasks"
+    " WHERE queue = $1 AND state = 'pending' AND run_at <= now()"
+    " ORDER BY priority, run_at, id"
+    " LIMIT $2"
+    " FOR UPDATE SKIP LOCKED)"
+    " UPDATE pgwork.tasks t"
+    " SET state = 'running', attempts = t.attempts + 1, locked_by = $3,"
+    "     locked_until = now() + $4 * interval '1 millisecond', started_at = now(),"
+    "     finished_at = NULL"
+    " FROM picked WHERE t.id = picked.id"
+    " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $5)";
+
+static const char done_sql[] = "UPDATE pgwork.tasks"
+                               " SET state = 'done', finished_at = now(), locked_until = NULL"
+                               " WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+
+static const char delete_sql[] =
+    "DELETE FROM pgwork.tasks WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+
+/* $5 true: dead. Otherwise pending again at now() + $4 ms (the database's
+ * clock decides when it is due). */
+static const char failed_sql[] =
+    "UPDATE pgwork.tasks"
+    " SET state = CASE WHEN $5 THEN 'dead' ELSE 'pending' END,"
+    "     run_at = CASE WHEN $5 THEN run_at ELSE now() + $4 * interval '1 millisecond' END,"
+    "     finished_at = CASE WHEN $5 THEN now() END,"
+    "     last_error = $3, locked_until = NULL"
+    " WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+
+/* Claimed but never started: as if never claimed. */
+static const char release_sql[] = "UPDATE pgwork.tasks"
+                                  " SET state = 'pending', attempts = greatest(attempts - 1, 0),"
+                                  "     locked_until = NULL, started_at = NULL"
+                                  " WHERE id = ANY($1::bigint[]) AND locked_by = $2"
+                                  "   AND state = 'running'";
+
+static int prepare_one(PGconn *conn, const char *name, const char *sql, int nparams,
+                       const Oid *types)
+{
+    PGresult *res = PQprepare(conn, name, sql, nparams, types);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        log_error("cannot prepare statement %s: %s", name, PQerrorMessage(conn));
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+int task_prepare(PGconn *conn)
+{
+    static const Oid claim_types[] = {OID_TEXT, OID_INT4, OID_TEXT, OID_INT8, OID_INT4};
+    static const Oid id_owner_types[] = {OID_INT8, OID_TEXT};
+    static const Oid failed_types[] = {OID_INT8, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL};
+    static const Oid release_types[] = {OID_TEXT, OID_TEXT};
+
+    if (prepare_one(conn, "pgwork_claim", claim_sql, 5, claim_types) != 0 ||
+        prepare_one(conn, "pgwork_done", done_sql, 2, id_owner_types) != 0 ||
+        prepare_one(conn, "pgwork_delete", delete_sql, 2, id_owner_types) != 0 ||
+        prepare_one(conn, "pgwork_failed", failed_sql, 5, failed_types) != 0 ||
+        prepare_one(conn, "pgwork_release", release_sql, 2, release_types) != 0)
+        return -1;
+    return 0;
+}
+
+static void batch_reserve(struct task_batch *batch, int n)
+{
+    if (batch->capacity >= n)
+        return;
+    struct claimed_task *tasks = realloc(batch->tasks, (size_t)n * sizeof(*tasks));
+    if (tasks == NULL) {
+        log_error("out of memory claiming %d tasks", n);
+        abort();
+    }
+    batch->tasks = tasks;
+    batch->capacity = n;
+}
+
+void task_batch_clear(struct task_batch *batch)
+{
+    for (int i = 0; i < batch->count; i++)
+        free(batch->tasks[i].payload);
+    batch->count = 0;
+}
+
+void task_batch_free(struct task_batch *batch)
+{
+    task_batch_clear(batch);
+    free(batch->tasks);
+    batch->tasks = NULL;
+    batch->capacity = 0;
+}
+
+int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
+               int64_t lease_ms, struct task_batch *batch)
+{
+    char limit[16], lease[32], max_attempts[16];
+    snprintf(limit, sizeof(limit), "%d", queue->batch);
+    snprintf(lease, sizeof(lease), "%" PRId64, lease_ms);
+    snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
+    const char *params[] = {queue->name, limit, locked_by, lease, max_attempts};
+
+    task_batch_clear(batch);
+    PGresult *res = PQexecPrepared(conn, "pgwork_claim", 5, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_error("claim failed on queue \"%s\": %s", queue->name, PQerrorMessage(conn));
+        PQclear(res);
+        return -1;
+    }
+    int rows = PQntuples(res);
+    batch_reserve(batch, rows);
+    for (int i = 0; i < rows; i++) {
+        struct claimed_task *task = &batch->tasks[i];
+        task->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        task->payload = strdup(PQgetvalue(res, i, 1));
+        task->attempt = atoi(PQgetvalue(res, i, 2));
+        task->max_attempts = atoi(PQgetvalue(res, i, 3));
+        if (task->payload == NULL) {
+            log_error("out of memory copying a payload");
+            abort();
+        }
+        batch->count++;
+    }
+    PQclear(res);
+    return rows;
+}
+
+/* Run a prepared command; returns rows affected or -1 (logged). */
+static int run_command(PGconn *conn, const char *name, int nparams, const char *const *params,
+                       int64_t id)
+{
+    PGresult *res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        log_error("statement %s for task %" PRId64 " failed: %s", name, id, PQerrorMessage(conn));
+        PQclear(res);
+        return -1;
+    }
+    int rows = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return rows;
+}
+
+int task_mark_done(PGconn *conn, int64_t id, const char *locked_by, bool keep_done)
+{
+    char idtext[24];
+    snprintf(idtext, sizeof(idtext), "%" PRId64, id);
+    const char *params[] = {idtext, locked_by};
+    return run_command(conn, keep_done ? "pgwork_done" : "pgwork_delete", 2, params, id);
+}
+
+int task_mark_failed(PGconn *conn, int64_t id, const char *locked_by, const char *error,
+                     int64_t retry_delay_ms, bool make_dead)
+{
+    char idtext[24], delay[24];
+    snprintf(idtext, sizeof(idtext), "%" PRId64, id);
+    snprintf(delay, sizeof(delay), "%" PRId64, retry_delay_ms);
+    const char *params[] = {idtext, locked_by, error, delay, make_dead ? "t" : "f"};
+    return run_command(conn, "pgwork_failed", 5, params, id);
+}
+
+int task_release(PGconn *conn, const int64_t *ids, int count, const char *locked_by)
+{
+    if (count <= 0)
+        return 0;
+    /* A bigint[] literal: digits and commas only, built from integers. */
+    size_t cap = (size_t)count * 21 + 3;
+    char *array = malloc(cap);
+    if (array == NULL)
+        return -1;
+    size_t len = 0;
+    array[len++] = '{';
+    for (int i = 0; i < count; i++)
+        len += (size_t)snprintf(array + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
+    array[len++] = '}';
+    array[len] = '\0';
+    const char *params[] = {array, locked_by};
+    int rows = run_command(conn, "pgwork_release", 2, params, ids[0]);
+    free(array);
+    return rows < 0 ? -1 : 0;
+}

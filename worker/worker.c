@@ -1,0 +1,408 @@
+/*
+ * worker.c — the worker process (DESIGN §1): one database connection, one
+ * eventfd to sleep on, the queues it serves.
+ *
+ * Invariants:
+ *  - it never runs a query because it was woken: only a queue hint that
+ *    differs from the last one it drained leads to a claim (so a spurious
+ *    wake-up costs nothing, and one notification costs one claim);
+ *  - it drains a queue until a claim returns a short batch (DESIGN §1.3),
+ *    and asks the supervisor for help when a claim returns a full one;
+ *  - before sleeping it announces IDLE and then re-reads the hints
+ *    (DESIGN §1.4; the handshake is explained in shm.h);
+ *  - a task it claimed is always either finished, failed, or released back
+ *    to pending before the worker exits on its own; when it dies instead,
+ *    the supervisor requeues by locked_by, and the lease is the last resort;
+ *  - it writes only its own shm slot, and queue counters/requests with
+ *    atomics.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "worker.h"
+#include "handler.h"
+#include "task.h"
+#include "../shared/log.h"
+#include "../shared/timeutil.h"
+
+struct served_queue {
+    int index; /* into config->queues and shm->queues */
+    const struct queue_config *queue;
+    const struct handler *handler;
+    void *handler_state;
+    uint64_t seen_hint; /* the queue's hint when this worker last drained it */
+};
+
+struct worker {
+    const struct worker_args *args;
+    const struct pgwork_config *config;
+    struct shm_worker *self;
+    PGconn *conn;
+    char locked_by[300];
+    struct handler_env env; /* signal/death fds and the stop/abort flags */
+    struct served_queue *served;
+    int served_count;
+    struct task_batch batch;
+};
+
+bool worker_serves_queue(int slot, const struct queue_config *queue)
+{
+    return queue->workers == 0 || slot < queue->workers;
+}
+
+static void worker_set_state(struct worker *w, enum worker_state state)
+{
+    /* seq_cst: see the handshake in shm.h (IDLE must be visible before the
+     * hints are re-read). */
+    atomic_store(&w->self->state, (int)state);
+}
+
+static void worker_heartbeat(struct worker *w)
+{
+    atomic_store_explicit(&w->self->heartbeat_ms, time_now_ms(), memory_order_relaxed);
+}
+
+static void worker_notify_supervisor(struct worker *w)
+{
+    uint64_t one = 1;
+    /* The eventfd counter cannot overflow in practice; EAGAIN would mean the
+     * supervisor already has a wake-up pending, which is all we need. */
+    if (write(w->args->request_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_warn("cannot wake the supervisor: %s", strerror(errno));
+}
+
+/* The current claim returned a full batch: more work is likely waiting. */
+static void worker_request_help(struct worker *w, int queue_index)
+{
+    atomic_store(&w->args->shm->queues[queue_index].help_wanted, 1);
+    worker_notify_supervisor(w);
+}
+
+/* Tell the supervisor's timer about a retry due in delay_ms (DESIGN §1.6). */
+static void worker_schedule_retry(struct worker *w, int queue_index, int64_t delay_ms)
+{
+    _Atomic int64_t *due = &w->args->shm->queues[queue_index].retry_due_ms;
+    int64_t at = time_now_ms() + delay_ms;
+    int64_t current = atomic_load(due);
+    while (current == 0 || at < current) {
+        if (atomic_compare_exchange_weak(due, &current, at))
+            break;
+    }
+    worker_notify_supervisor(w);
+}
+
+/* Exit when the database is gone; the supervisor restarts us with backoff. */
+static void worker_check_connection(struct worker *w)
+{
+    if (PQstatus(w->conn) != CONNECTION_OK) {
+        log_error("lost the database connection: %s", PQerrorMessage(w->conn));
+        exit(WORKER_EXIT_ERROR);
+    }
+}
+
+/* Non-blocking look at the signal and death fds between tasks. */
+static void worker_poll_control(struct worker *w)
+{
+    handler_env_poll_signals(&w->env);
+    handler_env_check_parent(&w->env);
+}
+
+static bool worker_stopping(const struct worker *w)
+{
+    return w->env.stop_requested || w->env.abort_requested;
+}
+
+static void worker_run_task(struct worker *w, struct served_queue *sq,
+                            const struct claimed_task *claimed)
+{
+    const struct queue_config *queue = sq->queue;
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    struct task task = {
+        .id = claimed->id,
+        .payload = claimed->payload,
+        .attempt = claimed->attempt,
+        .max_attempts = claimed->max_attempts,
+    };
+    char error[HANDLER_ERROR_MAX];
+    error[0] = '\0';
+
+    atomic_store_explicit(&w->self->task_id, task.id, memory_order_relaxed);
+    w->env.queue = queue;
+    w->env.keep_done = queue->keep_done;
+    int64_t started = time_now_ms();
+    enum handler_outcome outcome =
+        sq->handler->run(sq->handler_state, &w->env, &task, error, sizeof(error));
+    int64_t elapsed = time_now_ms() - started;
+
+    switch (outcome) {
+    case HANDLER_OK:
+        if (task_mark_done(w->conn, task.id, w->locked_by, queue->keep_done) == 0)
+            log_task(LOG_LEVEL_WARN, queue->name, task.id,
+                     "finished, but the task is no longer ours (lease expired)");
+        /* fall through */
+    case HANDLER_DONE:
+        atomic_fetch_add_explicit(&shared_queue->tasks_done, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->self->tasks_done, 1, memory_order_relaxed);
+        log_task(LOG_LEVEL_DEBUG, queue->name, task.id, "done in %" PRId64 " ms (attempt %d)",
+                 elapsed, task.attempt);
+        break;
+    case HANDLER_FAILED: {
+        bool dead = task.attempt >= task.max_attempts;
+        int64_t delay = dead ? 0
+                             : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
+                                                task.attempt, random_unit());
+        if (error[0] == '\0')
+            snprintf(error, sizeof(error), "failed");
+        atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried,
+                                  1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
+        if (dead)
+            log_task(LOG_LEVEL_WARN, queue->name, task.id, "failed on attempt %d of %d, dead: %s",
+                     task.attempt, task.max_attempts, error);
+        else
+            log_task(LOG_LEVEL_WARN, queue->name, task.id,
+                     "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", task.attempt,
+                     task.max_attempts, delay, error);
+        if (task_mark_failed(w->conn, task.id, w->locked_by, error, delay, dead) == 1 && !dead)
+            worker_schedule_retry(w, sq->index, delay);
+        break;
+    }
+    case HANDLER_ABORTED:
+        task_release(w->conn, &task.id, 1, w->locked_by);
+        log_task(LOG_LEVEL_INFO, queue->name, task.id, "interrupted, released to pending");
+        break;
+    }
+    atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
+    worker_heartbeat(w);
+    worker_check_connection(w);
+}
+
+/* Claim and run until a claim comes back short (DESIGN §1.3). */
+static void worker_drain_queue(struct worker *w, struct served_queue *sq)
+{
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    /* Read the hint before claiming: a notification that arrives during the
+     * claim changes it again and brings us back here. */
+    sq->seen_hint = atomic_load(&shared_queue->hint);
+
+    while (!worker_stopping(w)) {
+        int claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
+                                 &w->batch);
+        atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->self->claims, 1, memory_order_relaxed);
+        if (claimed < 0) {
+            worker_check_connection(w);
+            return;
+        }
+        atomic_fetch_add_explicit(&shared_queue->tasks_claimed, (uint64_t)claimed,
+                                  memory_order_relaxed);
+        if (claimed == sq->queue->batch)
+            worker_request_help(w, sq->index);
+
+        for (int i = 0; i < w->batch.count; i++) {
+            worker_poll_control(w);
+            if (worker_stopping(w)) {
+                /* Claimed but not started: give them back untried. */
+                int left = w->batch.count - i;
+                int64_t *ids = malloc((size_t)left * sizeof(*ids));
+                if (ids != NULL) {
+                    for (int j = 0; j < left; j++)
+                        ids[j] = w->batch.tasks[i + j].id;
+                    task_release(w->conn, ids, left, w->locked_by);
+                    free(ids);
+                }
+                return;
+            }
+            worker_run_task(w, sq, &w->batch.tasks[i]);
+        }
+        if (claimed < sq->queue->batch)
+            return;
+    }
+}
+
+static bool worker_hints_changed(const struct worker *w)
+{
+    for (int i = 0; i < w->served_count; i++) {
+        const struct served_queue *sq = &w->served[i];
+        if (atomic_load(&w->args->shm->queues[sq->index].hint) != sq->seen_hint)
+            return true;
+    }
+    return false;
+}
+
+/* Drain every queue whose hint moved, until none has. */
+static void worker_drain(struct worker *w)
+{
+    bool again = true;
+    while (again && !worker_stopping(w)) {
+        again = false;
+        for (int i = 0; i < w->served_count && !worker_stopping(w); i++) {
+            struct served_queue *sq = &w->served[i];
+            if (atomic_load(&w->args->shm->queues[sq->index].hint) != sq->seen_hint) {
+                worker_drain_queue(w, sq);
+                again = true;
+            }
+        }
+    }
+}
+
+/* Sleep until woken, signalled, or orphaned. */
+static void worker_sleep(struct worker *w)
+{
+    struct pollfd fds[] = {
+        {.fd = w->args->wake_fd, .events = POLLIN},
+        {.fd = w->env.signal_fd, .events = POLLIN},
+        {.fd = w->env.death_fd, .events = POLLIN},
+    };
+    if (poll(fds, 3, -1) < 0) {
+        if (errno != EINTR)
+            log_error("poll failed: %s", strerror(errno));
+        return;
+    }
+    if (fds[0].revents & POLLIN) {
+        uint64_t count;
+        if (read(w->args->wake_fd, &count, sizeof(count)) == sizeof(count))
+            atomic_fetch_add_explicit(&w->self->wakeups, 1, memory_order_relaxed);
+    }
+    if (fds[1].revents & POLLIN)
+        handler_env_poll_signals(&w->env);
+    if (fds[2].revents & (POLLIN | POLLHUP))
+        w->env.abort_requested = true;
+}
+
+/*
+ * Signals: the supervisor blocked everything it reads through its signalfd,
+ * and the mask survives fork (DESIGN §8). The worker reads TERM/INT (finish
+ * the task, stop) and QUIT (abort now) through its own signalfd; it ignores
+ * the job-control and reload signals meant for the supervisor, so a Ctrl-Z
+ * or HUP sent to the whole process group cannot stop or kill a worker.
+ * Handlers restore every default before exec.
+ */
+static int worker_setup_signals(void)
+{
+    static const int ignored[] = {SIGHUP, SIGTSTP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGPIPE};
+    for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+        signal(ignored[i], SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+
+    sigset_t handled;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGTERM);
+    sigaddset(&handled, SIGINT);
+    sigaddset(&handled, SIGQUIT);
+    if (sigprocmask(SIG_SETMASK, &handled, NULL) != 0)
+        return -1;
+    return signalfd(-1, &handled, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static PGconn *worker_connect(const struct worker *w)
+{
+    char application_name[64];
+    snprintf(application_name, sizeof(application_name), "pgwork worker %d", w->args->slot);
+    const char *keywords[] = {"dbname", "application_name", NULL};
+    const char *values[] = {config_conninfo(w->config), application_name, NULL};
+    PGconn *conn = PQconnectdbParams(keywords, values, 1);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        log_error("cannot connect to the database: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    if (!w->config->database.synchronous_commit) {
+        /* A claim or completion lost in a crash only makes a task run again
+         * (at-least-once); it saves a WAL flush per hop (DESIGN §2). */
+        PGresult *res = PQexec(conn, "SET synchronous_commit = off");
+        PQclear(res);
+    }
+    return conn;
+}
+
+static void worker_init_queues(struct worker *w)
+{
+    const struct pgwork_config *config = w->config;
+    w->served = calloc((size_t)config->queue_count, sizeof(*w->served));
+    if (w->served == NULL && config->queue_count > 0)
+        exit(WORKER_EXIT_ERROR);
+    for (int i = 0; i < config->queue_count; i++) {
+        const struct queue_config *queue = &config->queues[i];
+        if (!worker_serves_queue(w->args->slot, queue))
+            continue;
+        struct served_queue *sq = &w->served[w->served_count];
+        sq->index = i;
+        sq->queue = queue;
+        sq->handler = handler_for_kind(queue->handler);
+        sq->seen_hint = 0; /* differs from any bumped hint: drain once at start */
+        w->env.queue = queue;
+        if (sq->handler->init(&w->env, &sq->handler_state) != 0) {
+            log_error("queue \"%s\": handler %s failed to start", queue->name, sq->handler->name);
+            exit(WORKER_EXIT_FATAL);
+        }
+        w->served_count++;
+    }
+}
+
+void worker_main(const struct worker_args *args)
+{
+    struct worker w = {.args = args, .config = args->config};
+    w.self = &args->shm->workers[args->slot];
+    log_init("worker", args->slot, args->config->log.level, args->config->log.format);
+
+    /* Die with the supervisor: PDEATHSIG delivers QUIT (abort the task,
+     * kill its handler) — and the supervisor may already be gone, in which
+     * case the prctl came too late (DESIGN §8). The death pipe covers the
+     * same event inside poll. */
+    if (prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || getppid() != args->supervisor_pid)
+        _exit(WORKER_EXIT_ERROR);
+
+    w.env.signal_fd = worker_setup_signals();
+    w.env.death_fd = args->death_fd;
+    if (w.env.signal_fd < 0) {
+        log_error("cannot set up signals: %s", strerror(errno));
+        exit(WORKER_EXIT_ERROR);
+    }
+    snprintf(w.locked_by, sizeof(w.locked_by), "%s/%d/%d", args->pod_name, args->slot,
+             (int)getpid());
+    w.env.locked_by = w.locked_by;
+
+    w.conn = worker_connect(&w);
+    if (w.conn == NULL)
+        exit(WORKER_EXIT_ERROR);
+    w.env.conn = w.conn;
+    if (task_prepare(w.conn) != 0)
+        exit(WORKER_EXIT_ERROR);
+    worker_init_queues(&w);
+    log_debug("ready, serving %d queue%s as %s", w.served_count, w.served_count == 1 ? "" : "s",
+              w.locked_by);
+
+    while (!worker_stopping(&w)) {
+        worker_set_state(&w, WORKER_BUSY);
+        worker_heartbeat(&w);
+        worker_drain(&w);
+        if (worker_stopping(&w))
+            break;
+        worker_set_state(&w, WORKER_IDLE);
+        /* The re-check after announcing IDLE: a hint bumped while we were
+         * busy (and the supervisor saw us BUSY, so woke nobody) is seen
+         * here. */
+        if (worker_hints_changed(&w))
+            continue;
+        worker_sleep(&w);
+    }
+
+    worker_set_state(&w, WORKER_STOPPING);
+    for (int i = 0; i < w.served_count; i++)
+        w.served[i].handler->fini(w.served[i].handler_state);
+    free(w.served);
+    task_batch_free(&w.batch);
+    PQfinish(w.conn);
+    log_debug("stopped");
+    exit(WORKER_EXIT_OK);
+}

@@ -1,0 +1,44 @@
+/*
+ * worker.h — the worker process: forked (no exec) by the supervisor, it
+ * connects to the database, sleeps on its eventfd and drains the queues
+ * whose hints changed (DESIGN §1).
+ */
+#ifndef PGWORK_WORKER_H
+#define PGWORK_WORKER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "../shared/config.h"
+#include "../shared/shm.h"
+
+/* Worker exit codes: a protocol with the supervisor (STYLE §6). */
+enum worker_exit {
+    WORKER_EXIT_OK = 0,     /* asked to stop, stopped */
+    WORKER_EXIT_ERROR = 1,  /* lost the database or similar: restart with backoff */
+    WORKER_EXIT_FATAL = 3,  /* configuration problem: do not respawn */
+};
+
+/* Everything a worker inherits from the supervisor. The supervisor has
+ * already closed, in the child, every fd that is not listed here. */
+struct worker_args {
+    int slot;                            /* index into shm->workers */
+    const struct pgwork_config *config;
+    struct shm *shm;
+    int wake_fd;      /* this worker's eventfd: the supervisor writes 1 to wake it */
+    int request_fd;   /* the supervisor's eventfd: write 1 after setting a request in shm */
+    int death_fd;     /* read end of the parent-death pipe: EOF when the supervisor dies */
+    pid_t supervisor_pid;
+    const char *pod_name; /* hostname, for locked_by */
+};
+
+/* The worker's main; never returns. */
+void worker_main(const struct worker_args *args) __attribute__((noreturn));
+
+/* Whether worker `slot` serves `queue`: queue->workers == 0 means every
+ * worker; N > 0 means the workers in slots 0..N-1 (stable across scaling,
+ * since slots are filled from 0). Both sides use it: the supervisor to
+ * choose whom to wake, the worker to know what to drain. */
+bool worker_serves_queue(int slot, const struct queue_config *queue);
+
+#endif
