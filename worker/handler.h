@@ -46,8 +46,9 @@ struct handler_env {
     const struct queue_config *queue;
     const char *locked_by; /* this worker's lock owner tag */
     bool keep_done;
-    int death_fd;  /* readable (EOF) when the supervisor has died */
-    int signal_fd; /* the worker's signalfd; pass to handler_env_poll_signals */
+    int death_fd;         /* readable (EOF) when the supervisor has died; -1 = none */
+    int signal_fd;        /* the worker's non-blocking signalfd; pass to
+                             handler_env_poll_signals; -1 = none */
     bool stop_requested;  /* SIGTERM/SIGINT seen: finish this task, then stop */
     bool abort_requested; /* SIGQUIT seen or supervisor gone: give up now */
 };

@@ -1,0 +1,613 @@
+/*
+ * test_exec_handler.c — the exec handler (worker/handler_exec.c) against
+ * real child processes: exit statuses, payload on stdin, environment,
+ * large payloads and output, timeouts that kill a whole process group,
+ * the signal mask a handler starts with, parent death and fast shutdown.
+ *
+ * Each test runs in its own process (Check's fork mode), so it may block
+ * signals, become a child subreaper (to reap and check orphaned
+ * grandchildren) or change its environment without affecting the others.
+ * Handler scripts get a private directory as $1. Where a test must act
+ * while the handler runs, the script says "ready" through a FIFO: the test
+ * waits for the event instead of sleeping.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "suites.h"
+#include "../../shared/log.h"
+#include "../../shared/timeutil.h"
+#include "../../worker/handler.h"
+
+#define PAYLOAD_10MB (10 * 1024 * 1024)
+
+static char dir[256];
+static int death_pipe[2];
+static struct handler_env env;
+static struct queue_config queue;
+static char *argv_buf[16];
+
+static void setup(void)
+{
+    /* The handler's warnings (timeouts, kills) are expected here. */
+    log_init("test", -1, LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/pgwork-exec-XXXXXX", tmp != NULL && *tmp ? tmp : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+
+    /* As in the worker: TERM/INT/QUIT blocked and read through a signalfd.
+     * This is also what makes the mask test meaningful (DESIGN §8). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    ck_assert_int_eq(sigprocmask(SIG_BLOCK, &set, NULL), 0);
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    ck_assert_int_ge(sfd, 0);
+    ck_assert_int_eq(pipe2(death_pipe, O_CLOEXEC), 0);
+
+    memset(&queue, 0, sizeof(queue));
+    queue.name = "test";
+    queue.handler = HANDLER_EXEC;
+    queue.batch = 1;
+    queue.max_attempts = 5;
+    memset(&env, 0, sizeof(env));
+    env.queue = &queue;
+    env.locked_by = "test/0";
+    env.death_fd = death_pipe[0];
+    env.signal_fd = sfd;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void teardown(void)
+{
+    close(env.signal_fd);
+    close(death_pipe[0]);
+    if (death_pipe[1] >= 0)
+        close(death_pipe[1]);
+    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static const char *path_of(const char *name)
+{
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return path;
+}
+
+/* The whole file, NUL-terminated; *len gets its size. NULL if missing. */
+static char *slurp(const char *name, size_t *len)
+{
+    FILE *f = fopen(path_of(name), "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    ck_assert_ptr_nonnull(buf);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            cap *= 2;
+            char *bigger = realloc(buf, cap + 1);
+            ck_assert_ptr_nonnull(bigger);
+            buf = bigger;
+        }
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len != NULL)
+        *len = n;
+    return buf;
+}
+
+/* Run `script` with /bin/sh -c, $1 = the test directory, plus extra args. */
+static enum handler_outcome run_argv(char **argv, const char *payload, char *error, size_t errlen)
+{
+    queue.command = argv;
+    queue.command_argc = 0;
+    while (argv[queue.command_argc] != NULL)
+        queue.command_argc++;
+    void *state = NULL;
+    ck_assert_int_eq(handler_exec.init(&env, &state), 0);
+    struct task task = {.id = 42, .payload = payload, .attempt = 3, .max_attempts = 5};
+    enum handler_outcome outcome = handler_exec.run(state, &env, &task, error, errlen);
+    handler_exec.fini(state);
+    return outcome;
+}
+
+static enum handler_outcome run_script(const char *script, const char *payload, char *error,
+                                       size_t errlen)
+{
+    argv_buf[0] = "/bin/sh";
+    argv_buf[1] = "-c";
+    argv_buf[2] = (char *)script;
+    argv_buf[3] = "sh";
+    argv_buf[4] = dir;
+    argv_buf[5] = NULL;
+    return run_argv(argv_buf, payload, error, errlen);
+}
+
+static pid_t read_pid(const char *name)
+{
+    char *text = slurp(name, NULL);
+    ck_assert_msg(text != NULL, "%s not written by the handler", name);
+    pid_t pid = (pid_t)atoi(text);
+    free(text);
+    ck_assert_int_gt(pid, 1);
+    return pid;
+}
+
+/* The grandchild must be gone: reap it if it was re-parented to us (we
+ * are a subreaper), then check that the pid no longer exists. */
+static void assert_gone(pid_t pid)
+{
+    int status;
+    pid_t rc;
+    do
+        rc = waitpid(pid, &status, 0);
+    while (rc < 0 && errno == EINTR);
+    if (rc == pid)
+        ck_assert_msg(WIFSIGNALED(status), "grandchild exited by itself");
+    else
+        ck_assert_int_eq(errno, ECHILD); /* its own parent reaped it */
+    ck_assert_int_eq(kill(pid, 0), -1);
+    ck_assert_int_eq(errno, ESRCH);
+}
+
+static void become_subreaper(void)
+{
+    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+}
+
+/* A thread that waits for the handler to say "ready" on a FIFO, then acts. */
+enum when_ready { READY_CLOSE_DEATH_PIPE, READY_SEND_SIGQUIT, READY_SEND_SIGTERM };
+
+static void *on_ready(void *arg)
+{
+    enum when_ready action = *(enum when_ready *)arg;
+    int fd = open(path_of("fifo"), O_RDONLY | O_CLOEXEC); /* blocks until the writer opens */
+    if (fd >= 0) {
+        char buf[16];
+        while (read(fd, buf, sizeof(buf)) > 0)
+            ;
+        close(fd);
+    }
+    switch (action) {
+    case READY_CLOSE_DEATH_PIPE:
+        close(death_pipe[1]);
+        death_pipe[1] = -1;
+        break;
+    case READY_SEND_SIGQUIT:
+        kill(getpid(), SIGQUIT); /* blocked everywhere: pending, signalfd readable */
+        break;
+    case READY_SEND_SIGTERM:
+        kill(getpid(), SIGTERM);
+        break;
+    }
+    return NULL;
+}
+
+static pthread_t start_on_ready(enum when_ready *action)
+{
+    ck_assert_int_eq(mkfifo(path_of("fifo"), 0600), 0);
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, on_ready, action), 0);
+    return thread;
+}
+
+START_TEST(test_success)
+{
+    char error[HANDLER_ERROR_MAX] = "unchanged";
+    ck_assert_int_eq(run_script("echo hello; echo world >&2; exit 0", "{}", error, sizeof(error)),
+                     HANDLER_OK);
+}
+END_TEST
+
+START_TEST(test_exit_status)
+{
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("echo something broke >&2; exit 3", "{}", error, sizeof(error)),
+                     HANDLER_FAILED);
+    ck_assert_str_eq(error, "exit status 3: something broke");
+}
+END_TEST
+
+START_TEST(test_killed_by_signal)
+{
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("echo dying; kill -9 $$", "{}", error, sizeof(error)),
+                     HANDLER_FAILED);
+    ck_assert_str_eq(error, "killed by signal 9: dying");
+}
+END_TEST
+
+START_TEST(test_path_search)
+{
+    char error[HANDLER_ERROR_MAX];
+    char *ok[] = {"true", NULL};
+    ck_assert_int_eq(run_argv(ok, "{}", error, sizeof(error)), HANDLER_OK);
+    char *bad[] = {"false", NULL};
+    ck_assert_int_eq(run_argv(bad, "{}", error, sizeof(error)), HANDLER_FAILED);
+    ck_assert_str_eq(error, "exit status 1");
+}
+END_TEST
+
+START_TEST(test_exec_failure)
+{
+    char error[HANDLER_ERROR_MAX];
+    char *argv[] = {"/nonexistent/pgwork-handler", NULL};
+    ck_assert_int_eq(run_argv(argv, "{}", error, sizeof(error)), HANDLER_FAILED);
+    ck_assert_str_eq(error, "exec /nonexistent/pgwork-handler failed: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_init_needs_command)
+{
+    void *state = NULL;
+    queue.command = NULL;
+    ck_assert_int_eq(handler_exec.init(&env, &state), -1);
+}
+END_TEST
+
+START_TEST(test_payload_on_stdin)
+{
+    char error[HANDLER_ERROR_MAX];
+    const char *payload = "{\"to\": \"ann@example.com\", \"body\": \"h\\u00e9llo\\n\"}";
+    ck_assert_int_eq(run_script("cat > \"$1/in\"", payload, error, sizeof(error)), HANDLER_OK);
+    size_t len;
+    char *got = slurp("in", &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(len, strlen(payload));
+    ck_assert_str_eq(got, payload);
+    free(got);
+}
+END_TEST
+
+START_TEST(test_environment)
+{
+    /* Stale values in the worker's environment must not win. */
+    ck_assert_int_eq(setenv("PGWORK_TASK_ID", "stale", 1), 0);
+    ck_assert_int_eq(setenv("PGWORK_TEST_INHERITED", "yes", 1), 0);
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("printf '%s\\n' \"$PGWORK_TASK_ID\" \"$PGWORK_QUEUE\" "
+                                "\"$PGWORK_ATTEMPT\" \"$PGWORK_TEST_INHERITED\" > \"$1/env\"",
+                                "{}", error, sizeof(error)),
+                     HANDLER_OK);
+    char *got = slurp("env", NULL);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, "42\ntest\n3\nyes\n");
+    free(got);
+}
+END_TEST
+
+static char *make_payload(size_t len)
+{
+    char *p = malloc(len + 1);
+    ck_assert_ptr_nonnull(p);
+    for (size_t i = 0; i < len; i++)
+        p[i] = (char)('a' + (i * 7 + i / 4093) % 26);
+    p[len] = '\0';
+    return p;
+}
+
+/* The handler echoes 10 MB back while we are still writing it: both pipes
+ * fill up at once, which deadlocks unless both sides are non-blocking. */
+START_TEST(test_large_payload)
+{
+    char *payload = make_payload(PAYLOAD_10MB);
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("tee \"$1/in\"", payload, error, sizeof(error)), HANDLER_OK);
+    size_t len;
+    char *got = slurp("in", &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(len, PAYLOAD_10MB);
+    ck_assert_int_eq(memcmp(got, payload, PAYLOAD_10MB), 0);
+    free(got);
+    free(payload);
+}
+END_TEST
+
+/* A handler that ignores its payload closes stdin early: our write gets
+ * EPIPE, and the default SIGPIPE of this process must not kill us. */
+START_TEST(test_payload_ignored)
+{
+    ck_assert_ptr_ne(signal(SIGPIPE, SIG_DFL), SIG_ERR);
+    char *payload = make_payload(PAYLOAD_10MB);
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("exec 0</dev/null; echo done", payload, error, sizeof(error)),
+                     HANDLER_OK);
+    free(payload);
+}
+END_TEST
+
+/* 100 MB of output is drained (the handler would block otherwise) and only
+ * its tail is kept. */
+START_TEST(test_huge_output)
+{
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("yes 0123456789abcdef | head -c 104857600; echo; "
+                                "echo last words >&2; exit 1",
+                                "{}", error, sizeof(error)),
+                     HANDLER_FAILED);
+    ck_assert_uint_lt(strlen(error), HANDLER_ERROR_MAX);
+    ck_assert_uint_gt(strlen(error), HANDLER_ERROR_MAX / 2);
+    ck_assert_msg(strncmp(error, "exit status 1: ...", 18) == 0, "error: %.40s", error);
+    ck_assert_ptr_nonnull(strstr(error, "0123456789abcdef\n0123456789abcdef\n"));
+    const char *end = error + strlen(error) - strlen("\nlast words");
+    ck_assert_str_eq(end, "\nlast words");
+}
+END_TEST
+
+/* A small errlen still yields a terminated, truncated error. */
+START_TEST(test_small_error_buffer)
+{
+    char error[40];
+    ck_assert_int_eq(run_script("echo 'a long explanation of what went wrong'; exit 2", "{}", error,
+                                sizeof(error)),
+                     HANDLER_FAILED);
+    ck_assert_str_eq(error, "exit status 2: ...on of what went wrong");
+}
+END_TEST
+
+/* last_error is a text column: NUL bytes and invalid UTF-8 would make the
+ * UPDATE recording the failure itself fail. */
+START_TEST(test_output_sanitized)
+{
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(
+        run_script("printf 'bad\\377\\000x caf\\303\\251'; exit 1", "{}", error, sizeof(error)),
+        HANDLER_FAILED);
+    ck_assert_str_eq(error, "exit status 1: bad??x caf\xc3\xa9");
+}
+END_TEST
+
+/* Timeout: TERM reaches the handler (its mask was reset) and its whole
+ * process group, including a grandchild in the background. */
+START_TEST(test_timeout_kills_group)
+{
+    become_subreaper();
+    queue.timeout_ms = 300;
+    char error[HANDLER_ERROR_MAX];
+    int64_t start = time_now_ms();
+    ck_assert_int_eq(
+        run_script("sleep 1000 & echo $! > \"$1/gc\"; sleep 1000", "{}", error, sizeof(error)),
+        HANDLER_FAILED);
+    int64_t elapsed = time_now_ms() - start;
+    ck_assert_str_eq(error, "timed out after 300ms");
+    ck_assert_int_ge(elapsed, 300);
+    ck_assert_msg(elapsed < 1500, "took %lld ms: SIGTERM did not work", (long long)elapsed);
+    assert_gone(read_pid("gc"));
+}
+END_TEST
+
+START_TEST(test_timeout_message_seconds)
+{
+    queue.timeout_ms = 1000;
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("echo working; exec sleep 1000", "{}", error, sizeof(error)),
+                     HANDLER_FAILED);
+    ck_assert_str_eq(error, "timed out after 1s: working");
+}
+END_TEST
+
+/* A handler that ignores TERM gets KILL after the grace period. */
+START_TEST(test_timeout_term_ignored)
+{
+    queue.timeout_ms = 300;
+    char error[HANDLER_ERROR_MAX];
+    int64_t start = time_now_ms();
+    ck_assert_int_eq(run_script("trap '' TERM; sleep 1000", "{}", error, sizeof(error)),
+                     HANDLER_FAILED);
+    int64_t elapsed = time_now_ms() - start;
+    ck_assert_str_eq(error, "timed out after 300ms");
+    ck_assert_int_ge(elapsed, 2300);
+    ck_assert_int_lt(elapsed, 5000);
+}
+END_TEST
+
+/* A handler that exits but leaves a background child behind: the task is
+ * over when the handler exits, and the leftover is killed. */
+START_TEST(test_leftover_grandchild_killed)
+{
+    become_subreaper();
+    char error[HANDLER_ERROR_MAX];
+    int64_t start = time_now_ms();
+    ck_assert_int_eq(
+        run_script("sleep 1000 & echo $! > \"$1/gc\"; exit 0", "{}", error, sizeof(error)),
+        HANDLER_OK);
+    ck_assert_int_lt(time_now_ms() - start, 1000);
+    assert_gone(read_pid("gc"));
+}
+END_TEST
+
+/* The worker blocks TERM/INT/QUIT (setup does the same here) and ignores
+ * SIGPIPE, SIGHUP and more; none of that may reach the handler. */
+START_TEST(test_signal_mask_reset)
+{
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("while read k v; do case $k in SigBlk:|SigIgn:) echo \"$k $v\";; "
+                                "esac; done < /proc/$$/status > \"$1/mask\"",
+                                "{}", error, sizeof(error)),
+                     HANDLER_OK);
+    char *got = slurp("mask", NULL);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, "SigBlk: 0000000000000000\nSigIgn: 0000000000000000\n");
+    free(got);
+}
+END_TEST
+
+/* The worker's own fds are close-on-exec: the handler does not see them. */
+START_TEST(test_no_fd_leak)
+{
+    char fds[3][16];
+    snprintf(fds[0], sizeof(fds[0]), "%d", env.signal_fd);
+    snprintf(fds[1], sizeof(fds[1]), "%d", death_pipe[0]);
+    snprintf(fds[2], sizeof(fds[2]), "%d", death_pipe[1]);
+    char *argv[] = {"/bin/sh",
+                    "-c",
+                    "d=$1; shift; for fd; do [ -e /proc/$$/fd/$fd ] && echo $fd; done > "
+                    "\"$d/leaked\"; exit 0",
+                    "sh",
+                    dir,
+                    fds[0],
+                    fds[1],
+                    fds[2],
+                    NULL};
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_argv(argv, "{}", error, sizeof(error)), HANDLER_OK);
+    char *got = slurp("leaked", NULL);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, "");
+    free(got);
+}
+END_TEST
+
+/* The supervisor dies mid-task: the handler's group is killed at once. */
+START_TEST(test_parent_death)
+{
+    become_subreaper();
+    enum when_ready action = READY_CLOSE_DEATH_PIPE;
+    pthread_t thread = start_on_ready(&action);
+    char error[HANDLER_ERROR_MAX];
+    int64_t start = time_now_ms();
+    ck_assert_int_eq(run_script("sleep 1000 & echo $! > \"$1/gc\"; echo ready > \"$1/fifo\"; "
+                                "sleep 1000",
+                                "{}", error, sizeof(error)),
+                     HANDLER_ABORTED);
+    ck_assert_int_lt(time_now_ms() - start, 1000);
+    pthread_join(thread, NULL);
+    ck_assert(env.abort_requested);
+    ck_assert_str_eq(error, "aborted: supervisor died");
+    assert_gone(read_pid("gc"));
+}
+END_TEST
+
+/* QUIT (fast shutdown) mid-task: TERM to the group, ABORTED. */
+START_TEST(test_abort_on_sigquit)
+{
+    become_subreaper();
+    enum when_ready action = READY_SEND_SIGQUIT;
+    pthread_t thread = start_on_ready(&action);
+    char error[HANDLER_ERROR_MAX];
+    int64_t start = time_now_ms();
+    ck_assert_int_eq(run_script("sleep 1000 & echo $! > \"$1/gc\"; echo ready > \"$1/fifo\"; "
+                                "sleep 1000",
+                                "{}", error, sizeof(error)),
+                     HANDLER_ABORTED);
+    ck_assert_int_lt(time_now_ms() - start, 1000);
+    pthread_join(thread, NULL);
+    ck_assert(env.abort_requested);
+    ck_assert(!env.stop_requested);
+    ck_assert_str_eq(error, "aborted: fast shutdown");
+    assert_gone(read_pid("gc"));
+}
+END_TEST
+
+/* TERM mid-task is graceful: the task runs to completion. (The script's
+ * 0.3 s of work is what a wrong TERM-kills-the-task would cut short.) */
+START_TEST(test_sigterm_lets_task_finish)
+{
+    enum when_ready action = READY_SEND_SIGTERM;
+    pthread_t thread = start_on_ready(&action);
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("echo ready > \"$1/fifo\"; sleep 0.3; echo finished > \"$1/out\"",
+                                "{}", error, sizeof(error)),
+                     HANDLER_OK);
+    pthread_join(thread, NULL);
+    ck_assert(env.stop_requested);
+    ck_assert(!env.abort_requested);
+    char *got = slurp("out", NULL);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, "finished\n");
+    free(got);
+}
+END_TEST
+
+/* A fast shutdown already requested: the task is not started at all. */
+START_TEST(test_abort_before_start)
+{
+    env.abort_requested = true;
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("touch \"$1/ran\"", "{}", error, sizeof(error)), HANDLER_ABORTED);
+    ck_assert_int_eq(access(path_of("ran"), F_OK), -1);
+}
+END_TEST
+
+/* The registry and the signal helpers (worker/handler.c). */
+START_TEST(test_env_helpers)
+{
+    ck_assert_ptr_eq(handler_for_kind(HANDLER_EXEC), &handler_exec);
+    handler_env_poll_signals(&env); /* nothing pending */
+    handler_env_check_parent(&env);
+    ck_assert(!env.stop_requested && !env.abort_requested);
+    ck_assert_int_eq(kill(getpid(), SIGINT), 0);
+    handler_env_poll_signals(&env);
+    ck_assert(env.stop_requested && !env.abort_requested);
+    close(death_pipe[1]);
+    death_pipe[1] = -1;
+    handler_env_check_parent(&env);
+    ck_assert(env.abort_requested);
+
+    struct handler_env none = {.death_fd = -1, .signal_fd = -1};
+    handler_env_poll_signals(&none);
+    handler_env_check_parent(&none);
+    ck_assert(!none.stop_requested && !none.abort_requested);
+}
+END_TEST
+
+Suite *exec_handler_suite(void)
+{
+    Suite *s = suite_create("exec_handler");
+    TCase *tc = tcase_create("exec");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    /* Generous for valgrind; the slowest test takes ~2.5 s natively. */
+    tcase_set_timeout(tc, 20);
+    tcase_add_test(tc, test_success);
+    tcase_add_test(tc, test_exit_status);
+    tcase_add_test(tc, test_killed_by_signal);
+    tcase_add_test(tc, test_path_search);
+    tcase_add_test(tc, test_exec_failure);
+    tcase_add_test(tc, test_init_needs_command);
+    tcase_add_test(tc, test_payload_on_stdin);
+    tcase_add_test(tc, test_environment);
+    tcase_add_test(tc, test_large_payload);
+    tcase_add_test(tc, test_payload_ignored);
+    tcase_add_test(tc, test_huge_output);
+    tcase_add_test(tc, test_small_error_buffer);
+    tcase_add_test(tc, test_output_sanitized);
+    tcase_add_test(tc, test_timeout_kills_group);
+    tcase_add_test(tc, test_timeout_message_seconds);
+    tcase_add_test(tc, test_timeout_term_ignored);
+    tcase_add_test(tc, test_leftover_grandchild_killed);
+    tcase_add_test(tc, test_signal_mask_reset);
+    tcase_add_test(tc, test_no_fd_leak);
+    tcase_add_test(tc, test_parent_death);
+    tcase_add_test(tc, test_abort_on_sigquit);
+    tcase_add_test(tc, test_sigterm_lets_task_finish);
+    tcase_add_test(tc, test_abort_before_start);
+    tcase_add_test(tc, test_env_helpers);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,86 @@
+/*
+ * handler.c — the handler registry and the helpers a running handler uses
+ * to notice shutdown requests and the supervisor's death (DESIGN §3, §5).
+ *
+ * Invariants: never blocks (signal_fd is non-blocking, death_fd is polled
+ * with a zero timeout); only ever sets stop_requested / abort_requested,
+ * never clears them — a request, once seen, stays seen until the worker
+ * acts on it. A fd of -1 means "none" and is skipped.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "../shared/log.h"
+#include "handler.h"
+
+const struct handler *handler_for_kind(enum handler_kind kind)
+{
+    switch (kind) {
+    case HANDLER_EXEC:
+        return &handler_exec;
+    case HANDLER_SQL:
+        return &handler_sql;
+    }
+    return NULL;
+}
+
+/* Map one signal to a request. TERM/INT: graceful (finish the task, then
+ * stop); QUIT: fast (give up the task now). Anything else that reaches the
+ * worker's signalfd is not the handler's business and is dropped. */
+static void note_signal(struct handler_env *env, uint32_t signo)
+{
+    switch (signo) {
+    case SIGTERM:
+    case SIGINT:
+        env->stop_requested = true;
+        break;
+    case SIGQUIT:
+        env->abort_requested = true;
+        break;
+    default:
+        break;
+    }
+}
+
+void handler_env_poll_signals(struct handler_env *env)
+{
+    if (env->signal_fd < 0)
+        return;
+    /* Signals coalesce and several may be queued: read until the fd is
+     * empty, otherwise a level-triggered poll() would wake us again at once. */
+    for (;;) {
+        struct signalfd_siginfo info[8];
+        ssize_t n = read(env->signal_fd, info, sizeof(info));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                log_warn("read signalfd failed: %s", strerror(errno));
+            return;
+        }
+        size_t count = (size_t)n / sizeof(info[0]);
+        for (size_t i = 0; i < count; i++)
+            note_signal(env, info[i].ssi_signo);
+        if (count < sizeof(info) / sizeof(info[0]))
+            return; /* a short read means nothing more is pending */
+    }
+}
+
+void handler_env_check_parent(struct handler_env *env)
+{
+    if (env->death_fd < 0)
+        return;
+    struct pollfd pfd = {.fd = env->death_fd, .events = POLLIN};
+    int rc;
+    do
+        rc = poll(&pfd, 1, 0);
+    while (rc < 0 && errno == EINTR);
+    /* Nobody ever writes to the death pipe: readable means EOF, i.e. the
+     * supervisor (the only holder of the write end) is gone. */
+    if (rc > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+        env->abort_requested = true;
+}

@@ -1,0 +1,792 @@
+/*
+ * handler_exec.c — the `exec` handler (DESIGN §3): one process per task.
+ *
+ * For each task: fork, exec the queue's argv (no shell; PATH is searched
+ * only when argv[0] has no slash), write the payload to the child's stdin,
+ * keep the last HANDLER_ERROR_MAX bytes of its stdout+stderr, and wait for
+ * its pidfd in a single poll() loop that also watches the worker's
+ * signalfd, the parent-death pipe and the queue's timeout.
+ *
+ * Invariants:
+ *  - the child runs in its own process group (pgid == its pid), and every
+ *    kill is aimed at the whole group, so a handler's own children die with
+ *    it; the group is killed with SIGKILL when the child exits, so leftover
+ *    grandchildren never keep a task (or the output pipe) open;
+ *  - we only signal the group while the child is not yet reaped: an
+ *    unreaped child (even a zombie) pins its pid, so the group id cannot
+ *    have been recycled for some unrelated process group;
+ *  - the child starts with an empty signal mask and default dispositions:
+ *    the worker blocks TERM/INT/QUIT for its signalfd and ignores SIGPIPE
+ *    and friends, and both would survive exec (DESIGN §8);
+ *  - memory is bounded whatever the handler prints: output goes through a
+ *    fixed ring buffer; the pipes are non-blocking so a child that writes
+ *    while we still feed it stdin can never deadlock with us;
+ *  - every fd is O_CLOEXEC, so nothing of the worker leaks into a handler
+ *    (the child gets exactly stdin, stdout and stderr);
+ *  - nothing is allocated between fork and exec (async-signal-safe only).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../shared/log.h"
+#include "../shared/timeutil.h"
+#include "handler.h"
+
+extern char **environ;
+
+/* After SIGTERM on timeout, how long the group gets before SIGKILL. */
+#define KILL_GRACE_MS 2000
+/* After SIGTERM on fast shutdown (QUIT): shorter, the pod is going away. */
+#define ABORT_GRACE_MS 500
+/* After the child exited, how long we keep reading output still in the
+ * pipe. The group has been SIGKILLed by then, so EOF normally comes at once;
+ * the bound only matters if something outside the group holds the pipe. */
+#define DRAIN_MS 250
+/* Without a pidfd (see spawn), how often we look for the child's exit. */
+#define EXIT_POLL_MS 20
+/* Output ring size: what can end up in last_error anyway. */
+#define TAIL_MAX HANDLER_ERROR_MAX
+
+/* Why we started killing the child; the first reason decides the outcome,
+ * later ones only make the kill more urgent. */
+enum stop_reason {
+    STOP_NONE,    /* not killing: the child exits by itself */
+    STOP_TIMEOUT, /* queue timeout expired: FAILED */
+    STOP_ABORT,   /* QUIT seen (fast shutdown): ABORTED */
+    STOP_DEATH,   /* supervisor died: ABORTED */
+};
+
+/* The last TAIL_MAX bytes written to the output pipe. */
+struct tail {
+    char buf[TAIL_MAX];
+    size_t start;   /* index of the oldest byte kept */
+    size_t len;     /* bytes kept, <= TAIL_MAX */
+    uint64_t total; /* bytes ever written: > len means the head was dropped */
+};
+
+/* One task's child process and the state of its pipes. */
+struct child {
+    const struct queue_config *queue;
+    const struct task *task;
+    pid_t pid;  /* also the process group id */
+    int pidfd;  /* -1 once reaped, or if pidfd_open is unavailable */
+    int in_fd;  /* write end of stdin; -1 once the payload is sent */
+    int out_fd; /* read end of stdout+stderr; -1 at EOF */
+    const char *payload;
+    size_t payload_len;
+    size_t payload_off;
+    bool exited;
+    int status; /* waitpid status, valid once exited */
+    enum stop_reason reason;
+    int64_t started_ms;
+    int64_t deadline_ms;    /* timeout; 0 = none */
+    int64_t kill_at_ms;     /* SIGKILL the group at this time; 0 = not pending */
+    int64_t drain_until_ms; /* stop reading output after this, once exited */
+    struct tail out;
+};
+
+static int exec_init(struct handler_env *env, void **state)
+{
+    *state = NULL;
+    const struct queue_config *queue = env->queue;
+    if (queue == NULL || queue->command == NULL || queue->command[0] == NULL ||
+        queue->command[0][0] == '\0') {
+        log_error("queue \"%s\": exec handler needs a command",
+                  queue != NULL && queue->name != NULL ? queue->name : "");
+        return -1;
+    }
+    return 0;
+}
+
+static void exec_fini(void *state)
+{
+    (void)state;
+}
+
+/* --- output tail ------------------------------------------------------- */
+
+static void tail_append(struct tail *t, const char *data, size_t n)
+{
+    t->total += n;
+    if (n >= TAIL_MAX) {
+        memcpy(t->buf, data + n - TAIL_MAX, TAIL_MAX);
+        t->start = 0;
+        t->len = TAIL_MAX;
+        return;
+    }
+    size_t end = (t->start + t->len) % TAIL_MAX;
+    size_t first = n < TAIL_MAX - end ? n : TAIL_MAX - end;
+    memcpy(t->buf + end, data, first);
+    memcpy(t->buf, data + first, n - first);
+    if (t->len + n > TAIL_MAX) {
+        /* Full: the oldest byte now sits right after the newest one. */
+        t->start = (end + n) % TAIL_MAX;
+        t->len = TAIL_MAX;
+    } else {
+        t->len += n;
+    }
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t min;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2, min = 0x80, cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3, min = 0x800, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/*
+ * Make handler output fit for last_error, in place: a text column rejects
+ * NUL bytes and invalid UTF-8, and a failed UPDATE would lose the outcome.
+ * Each offending byte becomes '?'.
+ */
+static void sanitize_utf8(char *s, size_t n)
+{
+    unsigned char *u = (unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t len = u[i] == 0 ? 0 : utf8_seq_len(u + i, n - i);
+        if (len == 0) {
+            u[i] = '?';
+            len = 1;
+        }
+        i += len;
+    }
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/* error = what, plus ": " and the tail of the output if there is any;
+ * when output was cut, "..." marks the cut. */
+static void format_error(char *error, size_t errlen, const char *what, const struct tail *t)
+{
+    if (errlen == 0)
+        return;
+    char text[TAIL_MAX + 1];
+    size_t first = t->len < TAIL_MAX - t->start ? t->len : TAIL_MAX - t->start;
+    memcpy(text, t->buf + t->start, first);
+    memcpy(text + first, t->buf, t->len - first);
+    size_t len = t->len;
+    size_t begin = 0;
+    bool cut = t->total > t->len;
+    /* The ring may have cut a character in half: drop its continuation
+     * bytes rather than turning them into '?'. */
+    if (cut)
+        while (begin < len && begin < 3 && ((unsigned char)text[begin] & 0xc0) == 0x80)
+            begin++;
+    sanitize_utf8(text + begin, len - begin);
+    while (len > begin && is_space(text[len - 1]))
+        len--;
+    while (begin < len && is_space(text[begin]))
+        begin++;
+
+    size_t what_len = strlen(what);
+    if (begin == len || errlen < what_len + 2 + 3 + 8) {
+        snprintf(error, errlen, "%s", what);
+        return;
+    }
+    size_t room = errlen - what_len - 2 - 1; /* ": " and the NUL */
+    if (cut || len - begin > room) {
+        cut = true;
+        room -= 3; /* "..." */
+    }
+    if (len - begin > room) {
+        begin = len - room;
+        while (begin < len && ((unsigned char)text[begin] & 0xc0) == 0x80)
+            begin++;
+    }
+    text[len] = '\0';
+    snprintf(error, errlen, "%s: %s%s", what, cut ? "..." : "", text + begin);
+}
+
+/* --- the child --------------------------------------------------------- */
+
+/*
+ * Runs between fork and exec: async-signal-safe calls only, no allocation
+ * (the environment and argv were built before the fork). On failure the
+ * errno goes to the parent through report_fd, which exec closes on success.
+ */
+static void child_exec(char *const argv[], char *const envp[], int in_fd, int out_fd, int report_fd,
+                       pid_t worker_pid)
+{
+    /* Own process group: a timeout can then kill the handler together with
+     * whatever it started (kill(-pgid)), and a signal aimed at the worker's
+     * group (a terminal's ^C) does not hit a task that a graceful shutdown
+     * means to let finish. The parent makes the same call, so the group
+     * exists whichever of the two runs first. */
+    setpgid(0, 0);
+
+    /* If the worker is SIGKILLed, its task is requeued at once (DESIGN §6):
+     * the handler must not keep running it (its own children are out of
+     * reach here; the worker kills the group whenever it can). PDEATHSIG races with a parent
+     * that is already gone, hence the getppid() check (DESIGN §8). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != worker_pid)
+        _exit(127);
+
+    /* Dispositions first, then the mask: the worker ignores SIGPIPE, SIGHUP
+     * and the job-control signals, and SIG_IGN survives exec; it blocks
+     * TERM/INT/QUIT for its signalfd, and the mask survives exec too
+     * (DESIGN §8). Left alone, our TERM on timeout would never reach the
+     * handler. Errors for KILL/STOP and libc's reserved signals are
+     * expected and harmless. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+
+    /* Move the pipe ends above 2 first, so that the dup2()s below cannot
+     * overwrite one another when the worker runs with 0/1/2 closed. dup2()
+     * clears close-on-exec on 0/1/2; every other fd is O_CLOEXEC and goes
+     * away at exec. */
+    int fds[3] = {in_fd, out_fd, out_fd};
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] <= 2)
+            fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+        if (fds[i] < 0)
+            goto fail;
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup2(fds[i], i) < 0)
+            goto fail;
+
+    /* execvp semantics with our own environment: PATH is looked up only
+     * when argv[0] has no slash, from the worker's PATH. glibc's execvpe
+     * does not allocate. */
+    execvpe(argv[0], argv, envp);
+fail:;
+    int err = errno;
+    ssize_t ignored = write(report_fd, &err, sizeof(err));
+    (void)ignored;
+    _exit(127);
+}
+
+/* The worker's environment minus any stale PGWORK_TASK_ID / _QUEUE /
+ * _ATTEMPT, plus this task's. owned[3] receives the strings to free. */
+static char **build_env(const struct queue_config *queue, const struct task *task, char *owned[3])
+{
+    static const char *const ours[] = {"PGWORK_TASK_ID=", "PGWORK_QUEUE=", "PGWORK_ATTEMPT="};
+    size_t n = 0;
+    while (environ != NULL && environ[n] != NULL)
+        n++;
+    char **envp = calloc(n + 4, sizeof(*envp));
+    owned[0] = owned[1] = owned[2] = NULL;
+    if (envp == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool skip = false;
+        for (size_t j = 0; j < 3; j++)
+            if (strncmp(environ[i], ours[j], strlen(ours[j])) == 0)
+                skip = true;
+        if (!skip)
+            envp[k++] = environ[i];
+    }
+    if (asprintf(&owned[0], "PGWORK_TASK_ID=%" PRId64, task->id) < 0)
+        owned[0] = NULL;
+    if (asprintf(&owned[1], "PGWORK_QUEUE=%s", queue->name != NULL ? queue->name : "") < 0)
+        owned[1] = NULL;
+    if (asprintf(&owned[2], "PGWORK_ATTEMPT=%d", task->attempt) < 0)
+        owned[2] = NULL;
+    if (owned[0] == NULL || owned[1] == NULL || owned[2] == NULL) {
+        free(owned[0]), free(owned[1]), free(owned[2]);
+        owned[0] = owned[1] = owned[2] = NULL;
+        free(envp);
+        return NULL;
+    }
+    envp[k++] = owned[0];
+    envp[k++] = owned[1];
+    envp[k++] = owned[2];
+    envp[k] = NULL;
+    return envp;
+}
+
+/* --- the parent -------------------------------------------------------- */
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/* Only called while the child is unreaped (see the invariants above). */
+static void signal_group(struct child *c, int sig)
+{
+    if (kill(-c->pid, sig) != 0 && errno != ESRCH)
+        log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id, "cannot signal process group %d: %s",
+                 (int)c->pid, strerror(errno));
+}
+
+/* Start killing the group for `why`: TERM now and KILL after grace_ms, or
+ * KILL at once when grace_ms is 0. A second reason only shortens the wait. */
+static void begin_stop(struct child *c, enum stop_reason why, int64_t grace_ms, int64_t now)
+{
+    if (c->exited)
+        return;
+    if (c->reason == STOP_NONE)
+        c->reason = why;
+    if (grace_ms == 0) {
+        signal_group(c, SIGKILL);
+        c->kill_at_ms = 0;
+        return;
+    }
+    signal_group(c, SIGTERM);
+    if (c->kill_at_ms == 0 || now + grace_ms < c->kill_at_ms)
+        c->kill_at_ms = now + grace_ms;
+}
+
+static void format_duration(int64_t ms, char *buf, size_t len)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, len, "%" PRId64 "s", ms / 1000);
+    else
+        snprintf(buf, len, "%" PRId64 "ms", ms);
+}
+
+static void check_timers(struct child *c, int64_t now)
+{
+    if (c->exited)
+        return;
+    if (c->reason == STOP_NONE && c->deadline_ms > 0 && now >= c->deadline_ms) {
+        char limit[32];
+        format_duration(c->queue->timeout_ms, limit, sizeof(limit));
+        log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id,
+                 "handler timed out after %s, terminating process group %d", limit, (int)c->pid);
+        begin_stop(c, STOP_TIMEOUT, KILL_GRACE_MS, now);
+    }
+    if (c->kill_at_ms > 0 && now >= c->kill_at_ms) {
+        log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id,
+                 "process group %d still running after SIGTERM, sending SIGKILL", (int)c->pid);
+        signal_group(c, SIGKILL);
+        c->kill_at_ms = 0;
+    }
+}
+
+/* Milliseconds until the next timer, for poll(); -1 = none. */
+static int next_wakeup(const struct child *c, int64_t now)
+{
+    int64_t at = 0;
+    if (c->exited) {
+        at = c->drain_until_ms;
+    } else {
+        if (c->reason == STOP_NONE && c->deadline_ms > 0)
+            at = c->deadline_ms;
+        if (c->kill_at_ms > 0 && (at == 0 || c->kill_at_ms < at))
+            at = c->kill_at_ms;
+        if (c->pidfd < 0 && (at == 0 || now + EXIT_POLL_MS < at))
+            at = now + EXIT_POLL_MS;
+    }
+    if (at == 0)
+        return -1;
+    int64_t wait = at - now;
+    if (wait < 0)
+        wait = 0;
+    if (wait > 60000)
+        wait = 60000; /* re-evaluated each round anyway */
+    return (int)wait;
+}
+
+/* Is the child an unreaped zombie? WNOWAIT looks without reaping: the
+ * zombie must stay to pin the group id until we have killed the group. */
+static bool child_is_zombie(const struct child *c)
+{
+    siginfo_t info;
+    memset(&info, 0, sizeof(info));
+    return waitid(P_PID, (id_t)c->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           info.si_pid == c->pid;
+}
+
+/* Without a pidfd: has the child exited? ECHILD (reaped behind our back)
+ * counts as exited; on_child_exit() reports it. */
+static bool child_has_exited(const struct child *c)
+{
+    siginfo_t info;
+    memset(&info, 0, sizeof(info));
+    if (waitid(P_PID, (id_t)c->pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)
+        return errno == ECHILD;
+    return info.si_pid == c->pid;
+}
+
+static void on_child_exit(struct child *c)
+{
+    /* Kill what is left of the group *before* reaping: the child, even as
+     * a zombie, still pins the group id. A grandchild still holding the
+     * output pipe must not keep the task open. If something else reaped
+     * the child (SIGCHLD ignored), the id may already be recycled: leave
+     * the group alone then. */
+    if (child_is_zombie(c))
+        signal_group(c, SIGKILL);
+    pid_t rc;
+    do
+        rc = waitpid(c->pid, &c->status, 0);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        /* Someone else reaped it (SIGCHLD set to SIG_IGN?): status lost. */
+        log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id, "waitpid %d failed: %s", (int)c->pid,
+                 strerror(errno));
+        c->status = -1;
+    }
+    c->exited = true;
+    close_fd(&c->pidfd);
+    close_fd(&c->in_fd); /* nobody is left to read it */
+    c->drain_until_ms = time_now_ms() + DRAIN_MS;
+}
+
+static void write_payload(struct child *c)
+{
+    while (c->payload_off < c->payload_len) {
+        ssize_t n = write(c->in_fd, c->payload + c->payload_off, c->payload_len - c->payload_off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return;
+            /* EPIPE: the handler closed stdin without reading it all, which
+             * is its right (many handlers ignore the payload). */
+            if (errno != EPIPE)
+                log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id,
+                         "write to handler stdin failed: %s", strerror(errno));
+            break;
+        }
+        c->payload_off += (size_t)n;
+    }
+    close_fd(&c->in_fd); /* EOF tells the handler the payload is complete */
+}
+
+/* One read per wake-up: a handler printing without pause must not starve
+ * the timers and signals of this loop. */
+static void read_output(struct child *c)
+{
+    char chunk[65536];
+    ssize_t n;
+    do
+        n = read(c->out_fd, chunk, sizeof(chunk));
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        tail_append(&c->out, chunk, (size_t)n);
+    } else if (n == 0 || errno != EAGAIN) {
+        close_fd(&c->out_fd);
+    }
+}
+
+/*
+ * The loop: wait for the child to exit while feeding stdin, draining
+ * output, and watching (in order of urgency) the supervisor's death, the
+ * worker's signals and the timers. Returns 0, or -1 if poll() itself broke
+ * (the child is then killed and reaped).
+ */
+static int supervise(struct child *c, struct handler_env *env)
+{
+    bool watch_death = env->death_fd >= 0;
+    for (;;) {
+        int64_t now = time_now_ms();
+        if (c->exited && (c->out_fd < 0 || now >= c->drain_until_ms))
+            return 0;
+        check_timers(c, now);
+
+        struct pollfd pfd[5];
+        int n = 0;
+        int i_death = -1, i_sig = -1, i_pid = -1, i_out = -1, i_in = -1;
+        if (!c->exited) {
+            if (watch_death) {
+                i_death = n;
+                pfd[n++] = (struct pollfd){.fd = env->death_fd, .events = POLLIN};
+            }
+            if (env->signal_fd >= 0) {
+                i_sig = n;
+                pfd[n++] = (struct pollfd){.fd = env->signal_fd, .events = POLLIN};
+            }
+            if (c->pidfd >= 0) {
+                i_pid = n;
+                pfd[n++] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
+            }
+        }
+        if (c->out_fd >= 0) {
+            i_out = n;
+            pfd[n++] = (struct pollfd){.fd = c->out_fd, .events = POLLIN};
+        }
+        if (c->in_fd >= 0) {
+            i_in = n;
+            pfd[n++] = (struct pollfd){.fd = c->in_fd, .events = POLLOUT};
+        }
+
+        int rc = poll(pfd, (nfds_t)n, next_wakeup(c, now));
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            log_task(LOG_LEVEL_ERROR, c->queue->name, c->task->id, "poll failed: %s",
+                     strerror(errno));
+            if (!c->exited) {
+                signal_group(c, SIGKILL);
+                on_child_exit(c);
+            }
+            return -1;
+        }
+        if (rc == 0) {
+            if (!c->exited && c->pidfd < 0 && child_has_exited(c))
+                on_child_exit(c);
+            continue;
+        }
+        now = time_now_ms();
+
+        if (i_death >= 0 && pfd[i_death].revents != 0) {
+            /* EOF on the death pipe: the supervisor is gone and its
+             * replacement will requeue our task; stop it now. */
+            watch_death = false; /* stays readable forever */
+            env->abort_requested = true;
+            log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id,
+                     "supervisor died, killing process group %d", (int)c->pid);
+            begin_stop(c, STOP_DEATH, 0, now);
+        }
+        if (i_sig >= 0 && pfd[i_sig].revents != 0) {
+            bool was_aborting = env->abort_requested;
+            handler_env_poll_signals(env);
+            /* stop_requested (TERM/INT) is graceful: the task runs on. */
+            if (env->abort_requested && !was_aborting) {
+                log_task(LOG_LEVEL_INFO, c->queue->name, c->task->id,
+                         "fast shutdown, terminating process group %d", (int)c->pid);
+                begin_stop(c, STOP_ABORT, ABORT_GRACE_MS, now);
+            }
+        }
+        if (!c->exited &&
+            (c->pidfd >= 0 ? i_pid >= 0 && pfd[i_pid].revents != 0 : child_has_exited(c)))
+            on_child_exit(c);
+        if (i_out >= 0 && pfd[i_out].revents != 0 && c->out_fd >= 0)
+            read_output(c);
+        if (i_in >= 0 && pfd[i_in].revents != 0 && c->in_fd >= 0)
+            write_payload(c);
+    }
+}
+
+/* Fork and exec the handler; fills c->pid, c->pidfd, c->in_fd, c->out_fd.
+ * Returns 0, or -1 with error filled (nothing left running). */
+static int spawn(struct child *c, char *error, size_t errlen)
+{
+    char *owned[3];
+    char **envp = build_env(c->queue, c->task, owned);
+    if (envp == NULL) {
+        snprintf(error, errlen, "cannot build handler environment: out of memory");
+        return -1;
+    }
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, report[2] = {-1, -1};
+    int ret = -1;
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0) {
+        snprintf(error, errlen, "cannot create pipes: %s", strerror(errno));
+        goto out;
+    }
+    pid_t worker_pid = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(error, errlen, "fork failed: %s", strerror(errno));
+        goto out;
+    }
+    if (pid == 0)
+        child_exec(c->queue->command, envp, in[0], out[1], report[1], worker_pid);
+
+    /* Same call as in the child (see there): whichever runs first creates
+     * the group, so kill(-pid) works as soon as fork() has returned. EACCES
+     * means the child has already exec'd, hence already did it. */
+    if (setpgid(pid, pid) != 0 && errno != EACCES && errno != ESRCH)
+        log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id, "setpgid %d failed: %s", (int)pid,
+                 strerror(errno));
+    c->pid = pid;
+    close_fd(&in[0]);
+    close_fd(&out[1]);
+    close_fd(&report[1]);
+
+    /* exec closes the report pipe (O_CLOEXEC): EOF = exec succeeded; an
+     * int = the errno of the failure. The child never blocks before exec,
+     * so this read returns promptly. */
+    int child_errno = 0;
+    ssize_t n;
+    do
+        n = read(report[0], &child_errno, sizeof(child_errno));
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(child_errno)) {
+        snprintf(error, errlen, "exec %s failed: %s", c->queue->command[0], strerror(child_errno));
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        goto out;
+    }
+
+    /* A pidfd makes the child's exit one more fd in the poll() set. Where
+     * it is missing (old kernels, seccomp'd sandboxes, valgrind) we fall
+     * back to looking every EXIT_POLL_MS: slower to notice, still correct.
+     * (pidfd_open is always O_CLOEXEC.) */
+    c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (c->pidfd < 0)
+        log_task(LOG_LEVEL_DEBUG, c->queue->name, c->task->id,
+                 "pidfd_open failed, polling for the handler's exit: %s", strerror(errno));
+    /* Non-blocking on our ends: the payload may exceed the pipe buffer
+     * while the handler is itself blocked writing output we must read. */
+    if (fcntl(in[1], F_SETFL, O_NONBLOCK) != 0 || fcntl(out[0], F_SETFL, O_NONBLOCK) != 0) {
+        snprintf(error, errlen, "cannot make pipes non-blocking: %s", strerror(errno));
+        kill(-pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        close_fd(&c->pidfd);
+        goto out;
+    }
+    c->in_fd = in[1];
+    c->out_fd = out[0];
+    in[1] = out[0] = -1;
+    ret = 0;
+out:
+    close_fd(&in[0]);
+    close_fd(&in[1]);
+    close_fd(&out[0]);
+    close_fd(&out[1]);
+    close_fd(&report[0]);
+    close_fd(&report[1]);
+    free(owned[0]);
+    free(owned[1]);
+    free(owned[2]);
+    free(envp);
+    return ret;
+}
+
+static enum handler_outcome outcome_of(const struct child *c, char *error, size_t errlen)
+{
+    char what[96];
+    switch (c->reason) {
+    case STOP_DEATH:
+        snprintf(error, errlen, "aborted: supervisor died");
+        return HANDLER_ABORTED;
+    case STOP_ABORT:
+        snprintf(error, errlen, "aborted: fast shutdown");
+        return HANDLER_ABORTED;
+    case STOP_TIMEOUT: {
+        char limit[32];
+        format_duration(c->queue->timeout_ms, limit, sizeof(limit));
+        snprintf(what, sizeof(what), "timed out after %s", limit);
+        format_error(error, errlen, what, &c->out);
+        return HANDLER_FAILED;
+    }
+    case STOP_NONE:
+        break;
+    }
+    if (c->status == -1) {
+        snprintf(what, sizeof(what), "exit status unknown");
+    } else if (WIFEXITED(c->status)) {
+        if (WEXITSTATUS(c->status) == 0)
+            return HANDLER_OK;
+        snprintf(what, sizeof(what), "exit status %d", WEXITSTATUS(c->status));
+    } else if (WIFSIGNALED(c->status)) {
+        snprintf(what, sizeof(what), "killed by signal %d%s", WTERMSIG(c->status),
+                 WCOREDUMP(c->status) ? " (core dumped)" : "");
+    } else {
+        snprintf(what, sizeof(what), "wait status %#x", (unsigned)c->status);
+    }
+    format_error(error, errlen, what, &c->out);
+    return HANDLER_FAILED;
+}
+
+static enum handler_outcome exec_run(void *state, struct handler_env *env, const struct task *task,
+                                     char *error, size_t errlen)
+{
+    (void)state;
+    if (errlen > 0)
+        error[0] = '\0';
+    /* A QUIT or the supervisor's death seen before we start: do not start a
+     * task we would kill at once. */
+    if (env->abort_requested) {
+        snprintf(error, errlen, "aborted before start");
+        return HANDLER_ABORTED;
+    }
+
+    struct child child;
+    struct child *c = &child;
+    memset(c, 0, sizeof(*c));
+    c->queue = env->queue;
+    c->task = task;
+    c->pidfd = c->in_fd = c->out_fd = -1;
+    c->payload = task->payload != NULL ? task->payload : "";
+    c->payload_len = strlen(c->payload);
+
+    /* Writing to a pipe whose reader is gone raises SIGPIPE; the worker
+     * ignores it, but run() must not depend on that. Block it for the call
+     * and discard any we caused. (The child resets its mask anyway.) */
+    sigset_t pipe_set, old_mask;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+
+    enum handler_outcome outcome = HANDLER_FAILED;
+    c->started_ms = time_now_ms();
+    if (c->queue->timeout_ms > 0)
+        c->deadline_ms = c->started_ms + c->queue->timeout_ms;
+    if (spawn(c, error, errlen) == 0) {
+        log_task(LOG_LEVEL_DEBUG, c->queue->name, task->id, "started handler pid %d", (int)c->pid);
+        if (c->payload_len == 0)
+            close_fd(&c->in_fd);
+        if (supervise(c, env) == 0) {
+            outcome = outcome_of(c, error, errlen);
+            if (outcome == HANDLER_OK)
+                log_task(LOG_LEVEL_DEBUG, c->queue->name, task->id,
+                         "handler exited 0 after %" PRId64 " ms", time_now_ms() - c->started_ms);
+        } else {
+            snprintf(error, errlen, "poll failed while running the handler");
+        }
+        close_fd(&c->in_fd);
+        close_fd(&c->out_fd);
+        close_fd(&c->pidfd);
+    }
+
+    if (!sigismember(&old_mask, SIGPIPE)) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    return outcome;
+}
+
+const struct handler handler_exec = {
+    .name = "exec",
+    .init = exec_init,
+    .run = exec_run,
+    .fini = exec_fini,
+};
