@@ -1,0 +1,86 @@
+/*
+ * shm.c — create and map the shared-memory segment (layout in shm.h).
+ *
+ * One anonymous MAP_SHARED mapping, made by the supervisor before the
+ * first fork: no name in /dev/shm (tiny in containers), nothing to clean up
+ * after a crash, and every worker inherits it. The header, the queue array
+ * and the worker array each start on a cache line, and every worker slot
+ * fills whole cache lines: a worker's heartbeat and counters, written
+ * constantly, never share a line with another worker's.
+ */
+#include "shm.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define CACHE_LINE 64
+
+/* Slots fill whole cache lines. If a field is added, pad the struct (or
+ * give it _Alignas(CACHE_LINE)) rather than removing this. */
+_Static_assert(sizeof(struct shm_worker) % CACHE_LINE == 0,
+               "struct shm_worker must be a multiple of a cache line");
+
+static size_t align_line(size_t n)
+{
+    return (n + CACHE_LINE - 1) & ~(size_t)(CACHE_LINE - 1);
+}
+
+int shm_create(struct shm *shm, unsigned queue_capacity, unsigned worker_capacity)
+{
+    size_t header = align_line(sizeof(struct shm_header));
+    size_t queues = align_line((size_t)queue_capacity * sizeof(struct shm_queue));
+    size_t workers = (size_t)worker_capacity * sizeof(struct shm_worker);
+    if (queues / sizeof(struct shm_queue) < queue_capacity ||
+        workers / sizeof(struct shm_worker) != worker_capacity ||
+        queues > SIZE_MAX - header - workers) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t size = header + queues + workers;
+
+    /* Anonymous memory is zero-filled: every counter and retry_due_ms
+     * starts at 0 and every slot at WORKER_EMPTY without further writes. */
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return -1;
+
+    memset(shm, 0, sizeof *shm);
+    shm->header = base;
+    shm->queues = (struct shm_queue *)((char *)base + header);
+    shm->workers = (struct shm_worker *)((char *)base + header + queues);
+    shm->size = size;
+
+    shm->header->magic = SHM_MAGIC;
+    shm->header->version = SHM_VERSION;
+    shm->header->queue_capacity = queue_capacity;
+    shm->header->worker_capacity = worker_capacity;
+    return 0;
+}
+
+void shm_destroy(struct shm *shm)
+{
+    if (shm->header != NULL)
+        munmap(shm->header, shm->size);
+    memset(shm, 0, sizeof *shm);
+}
+
+const char *shm_worker_state_name(int state)
+{
+    switch (state) {
+    case WORKER_EMPTY:
+        return "empty";
+    case WORKER_STARTING:
+        return "starting";
+    case WORKER_IDLE:
+        return "idle";
+    case WORKER_WOKEN:
+        return "woken";
+    case WORKER_BUSY:
+        return "busy";
+    case WORKER_STOPPING:
+        return "stopping";
+    }
+    return "unknown";
+}
