@@ -48,7 +48,7 @@ enum in_flight {
  * task is due (<= 0: due now), NULL when it has none. One index probe per
  * queue (tasks_due_idx); one query for all queues (DESIGN §1.5). */
 static const char poll_sql[] =
-    "SELECT q.i, floor(extract(epoch FROM ("
+    "SELECT q.i, ceil(extract(epoch FROM ("
     "   SELECT min(t.run_at) FROM pgwork.tasks t"
     "   WHERE t.queue = q.name AND t.state = 'pending') - now()) * 1000)::bigint"
     " FROM unnest($1::text[]) WITH ORDINALITY AS q(name, i)";

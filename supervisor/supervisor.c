@@ -128,7 +128,10 @@ static void on_task_hint(void *ctx, int q, int64_t delay_ms)
     if (delay_ms <= 0)
         supervisor_hint_queue(s, q);
     else
-        supervisor_schedule(s, q, time_now_ms() + delay_ms);
+        /* +1: the delay was measured before the notification left the
+         * database and is rounded to ms; firing early would find nothing
+         * and leave the task to the safety poll. */
+        supervisor_schedule(s, q, time_now_ms() + delay_ms + 1);
 }
 
 static void on_sweep(void *ctx)

@@ -91,7 +91,10 @@ static void worker_request_help(struct worker *w, int queue_index)
 static void worker_schedule_retry(struct worker *w, int queue_index, int64_t delay_ms)
 {
     _Atomic int64_t *due = &w->args->shm->queues[queue_index].retry_due_ms;
-    int64_t at = time_now_ms() + delay_ms;
+    /* The database set run_at = now() + delay, with now() taken before
+     * this moment; +1 ms absorbs our clock's truncation to milliseconds, so
+     * the supervisor's timer never fires before the task is due. */
+    int64_t at = time_now_ms() + delay_ms + 1;
     int64_t current = atomic_load(due);
     while (current == 0 || at < current) {
         if (atomic_compare_exchange_weak(due, &current, at))
