@@ -36,26 +36,26 @@ enum log_level {
 };
 
 struct queue_config {
-    char *name;               /* the queue's title in `queue "name" {}` */
+    char *name;                /* the queue's title in `queue "name" {}` */
     enum handler_kind handler; /* handler = "exec" | "sql" */
-    char **command;           /* exec: argv, NULL-terminated; NULL for sql */
-    int command_argc;         /* number of entries in command */
-    char *statement;          /* sql: statement with $1 payload, $2 id; else NULL */
-    int batch;                /* tasks claimed per round trip, 1..1000 */
-    int64_t timeout_ms;       /* per task; 0 = no timeout */
-    int max_attempts;         /* attempts before dead, >= 1 */
-    int64_t backoff_base_ms;  /* first retry delay */
-    int64_t backoff_max_ms;   /* retry delay cap, >= backoff_base_ms */
-    bool keep_done;           /* false: delete finished tasks */
-    int workers;              /* workers serving the queue; 0 = every worker */
+    char **command;            /* exec: argv, NULL-terminated; NULL for sql */
+    int command_argc;          /* number of entries in command */
+    char *statement;           /* sql: statement with $1 payload, $2 id; else NULL */
+    int batch;                 /* tasks claimed per round trip, 1..1000 */
+    int64_t timeout_ms;        /* per task; 0 = no timeout */
+    int max_attempts;          /* attempts before dead, >= 1 */
+    int64_t backoff_base_ms;   /* first retry delay */
+    int64_t backoff_max_ms;    /* retry delay cap, >= backoff_base_ms */
+    bool keep_done;            /* false: delete finished tasks */
+    int workers;               /* workers serving the queue; 0 = every worker */
 };
 
 struct pgwork_config {
     char *path; /* file it came from, "" for built-in defaults */
 
     struct {
-        char *conninfo;        /* "" = PGWORK_DATABASE_URL, then libpq's PG* */
-        char *listen_conninfo; /* "" = same as conninfo */
+        char *conninfo;          /* "" = PGWORK_DATABASE_URL, then libpq's PG* */
+        char *listen_conninfo;   /* "" = same as conninfo */
         bool synchronous_commit; /* false: workers SET synchronous_commit=off */
     } database;
 

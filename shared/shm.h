@@ -87,16 +87,16 @@ struct shm_worker {
      */
     _Atomic int state; /* enum worker_state */
 
-    _Atomic pid_t pid;           /* W: sup at fork/reap. R: tests, status */
+    _Atomic pid_t pid;            /* W: sup at fork/reap. R: tests, status */
     _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC ms of last loop turn. W: wrk */
-    _Atomic int64_t task_id;     /* task running now, 0 = none. W: wrk */
+    _Atomic int64_t task_id;      /* task running now, 0 = none. W: wrk */
 
     /* Statistics. W: wrk (relaxed). R: sup. */
-    _Atomic uint64_t wakeups;     /* eventfd reads that returned a count */
-    _Atomic uint64_t claims;      /* claim statements executed */
+    _Atomic uint64_t wakeups; /* eventfd reads that returned a count */
+    _Atomic uint64_t claims;  /* claim statements executed */
     _Atomic uint64_t tasks_done;
     _Atomic uint64_t tasks_failed; /* retried or dead */
-    _Atomic uint64_t restarts;    /* W: sup. processes started in this slot - 1 */
+    _Atomic uint64_t restarts;     /* W: sup. processes started in this slot - 1 */
 };
 
 /* The whole segment as seen by either side. */

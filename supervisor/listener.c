@@ -222,8 +222,7 @@ static void listener_connected(struct listener *l)
     if (l->config->listener.enabled) {
         listener_send_listen(l);
     } else {
-        log_info("database connection up; notifications disabled, polling every %" PRId64
-                 " ms",
+        log_info("database connection up; notifications disabled, polling every %" PRId64 " ms",
                  l->config->workers.poll_interval_ms);
         l->sweep_requested = true;
         if (l->callbacks.on_connection != NULL)

@@ -53,15 +53,15 @@ struct listener {
     int64_t connect_deadline_ms; /* LISTENER_CONNECTING: give up after */
     bool listening;              /* LISTEN confirmed on this connection */
 
-    int in_flight;           /* the query awaiting results (enum in .c), 0 = none */
-    int64_t query_sent_ms;   /* when in_flight was sent */
-    int64_t poll_due_ms;     /* next poll query */
-    bool sweep_requested;    /* poll as soon as the connection is free */
+    int in_flight;         /* the query awaiting results (enum in .c), 0 = none */
+    int64_t query_sent_ms; /* when in_flight was sent */
+    int64_t poll_due_ms;   /* next poll query */
+    bool sweep_requested;  /* poll as soon as the connection is free */
 
     int64_t last_traffic_ms; /* last byte read from the server */
     int64_t ping_sent_ms;    /* keepalive ping in flight since, 0 = none */
     int64_t last_ping_rtt_ms;
-    char ping_channel[64];   /* this connection's private channel */
+    char ping_channel[64]; /* this connection's private channel */
 
     struct listener_requeue *requeues; /* FIFO of pending requeues */
     int requeue_count;

@@ -166,16 +166,16 @@ static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t 
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
         s->fatal = true;
-        log_error("worker %d (pid %d) failed with a configuration error; not restarting it",
-                  slot, (int)pid);
+        log_error("worker %d (pid %d) failed with a configuration error; not restarting it", slot,
+                  (int)pid);
         return;
     }
     if (now - s->started_ms >= POOL_PROVEN_MS)
         s->consecutive_failures = 0;
     s->consecutive_failures++;
     int64_t delay = pool->config->workers.restart_delay_min_ms;
-    for (int i = 1; i < s->consecutive_failures && delay < pool->config->workers.restart_delay_max_ms;
-         i++)
+    for (int i = 1;
+         i < s->consecutive_failures && delay < pool->config->workers.restart_delay_max_ms; i++)
         delay *= 2;
     if (delay > pool->config->workers.restart_delay_max_ms)
         delay = pool->config->workers.restart_delay_max_ms;
@@ -238,8 +238,8 @@ void pool_scale(struct pool *pool, int delta)
     int wanted = pool->target + delta;
     int min = pool->config->workers.min, max = pool->config->workers.max;
     if (wanted < min || wanted > max || wanted > pool->capacity) {
-        log_warn("pool stays at %d worker%s: %d is outside workers.min..max (%d..%d)",
-                 pool->target, pool->target == 1 ? "" : "s", wanted, min, max);
+        log_warn("pool stays at %d worker%s: %d is outside workers.min..max (%d..%d)", pool->target,
+                 pool->target == 1 ? "" : "s", wanted, min, max);
         return;
     }
     while (pool->target < wanted) {
@@ -303,13 +303,12 @@ void pool_log_status(const struct pool *pool)
         const struct shm_worker *w = &pool->shm->workers[i];
         if (s->pid == 0 && i >= pool->target)
             continue;
-        log_info("status worker %d: pid=%d state=%s task=%" PRId64 " wakeups=%" PRIu64
-                 " claims=%" PRIu64 " done=%" PRIu64 " failed=%" PRIu64 " restarts=%" PRIu64
-                 " failures_in_a_row=%d",
-                 i, (int)s->pid, shm_worker_state_name(atomic_load(&w->state)),
-                 atomic_load(&w->task_id), atomic_load(&w->wakeups), atomic_load(&w->claims),
-                 atomic_load(&w->tasks_done), atomic_load(&w->tasks_failed),
-                 atomic_load(&w->restarts), s->consecutive_failures);
+        log_info(
+            "status worker %d: pid=%d state=%s task=%" PRId64 " wakeups=%" PRIu64 " claims=%" PRIu64
+            " done=%" PRIu64 " failed=%" PRIu64 " restarts=%" PRIu64 " failures_in_a_row=%d",
+            i, (int)s->pid, shm_worker_state_name(atomic_load(&w->state)), atomic_load(&w->task_id),
+            atomic_load(&w->wakeups), atomic_load(&w->claims), atomic_load(&w->tasks_done),
+            atomic_load(&w->tasks_failed), atomic_load(&w->restarts), s->consecutive_failures);
     }
 }
 

@@ -14,8 +14,8 @@
 #include "../shared/shm.h"
 
 struct pool_slot {
-    pid_t pid;                /* running process, 0 = none */
-    int wake_fd;              /* eventfd the supervisor writes to wake it; lives as long as the pool */
+    pid_t pid;   /* running process, 0 = none */
+    int wake_fd; /* eventfd the supervisor writes to wake it; lives as long as the pool */
     int consecutive_failures; /* exits in a row that were not asked for */
     int64_t started_ms;       /* when the current process was forked */
     int64_t restart_due_ms;   /* earliest time to fork again (backoff) */
@@ -42,8 +42,8 @@ struct pool {
     int death_fd;            /* read end of the parent-death pipe */
     pid_t supervisor_pid;
     const char *pod_name;
-    unsigned *wake_cursor;   /* per queue: where the round-robin resumes */
-    bool stopping;           /* shutting down: no restarts */
+    unsigned *wake_cursor; /* per queue: where the round-robin resumes */
+    bool stopping;         /* shutting down: no restarts */
     pool_close_in_child_fn close_in_child;
     pool_worker_exited_fn worker_exited;
     void *ctx;

@@ -30,7 +30,7 @@
 
 static void signals_handled(sigset_t *set)
 {
-    static const int handled[] = {SIGQUIT, SIGTERM, SIGINT,  SIGHUP, SIGCHLD,
+    static const int handled[] = {SIGQUIT, SIGTERM, SIGINT,  SIGHUP,  SIGCHLD,
                                   SIGTTIN, SIGTTOU, SIGTSTP, SIGCONT, SIGUSR1};
     sigemptyset(set);
     for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)

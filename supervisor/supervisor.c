@@ -211,9 +211,8 @@ static void supervisor_log_status(struct supervisor *s)
     pool_log_status(&s->pool);
     for (int q = 0; q < s->config->queue_count; q++) {
         const struct shm_queue *queue = &s->shm.queues[q];
-        log_info("status queue \"%s\": hint=%" PRIu64 " notifications=%" PRIu64
-                 " claims=%" PRIu64 " claimed=%" PRIu64 " done=%" PRIu64 " retried=%" PRIu64
-                 " dead=%" PRIu64,
+        log_info("status queue \"%s\": hint=%" PRIu64 " notifications=%" PRIu64 " claims=%" PRIu64
+                 " claimed=%" PRIu64 " done=%" PRIu64 " retried=%" PRIu64 " dead=%" PRIu64,
                  s->config->queues[q].name, atomic_load(&queue->hint),
                  atomic_load(&queue->notifications), atomic_load(&queue->claims),
                  atomic_load(&queue->tasks_claimed), atomic_load(&queue->tasks_done),

@@ -269,9 +269,18 @@ static void child_exec(char *const argv[], char *const envp[], int in_fd, int ou
     memset(&dfl, 0, sizeof(dfl));
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (sigaction(sig, &dfl, NULL) != 0) {
+            /* libc refuses its reserved real-time signals (32, 33), which
+             * make(1) for one starts us with ignored. Ask the kernel
+             * directly: an all-zero kernel sigaction is SIG_DFL with no
+             * flags and an empty mask on every architecture's layout. */
+            unsigned long kernel_dfl[4] = {0, 0, 0, 0};
+            syscall(SYS_rt_sigaction, sig, kernel_dfl, NULL, (size_t)(NSIG / 8));
+        }
+    }
     sigset_t empty;
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);

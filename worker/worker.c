@@ -198,8 +198,8 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
     sq->seen_hint = atomic_load(&shared_queue->hint);
 
     while (!worker_stopping(w)) {
-        int claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
-                                 &w->batch);
+        int claimed =
+            task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms, &w->batch);
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->self->claims, 1, memory_order_relaxed);
         if (claimed < 0) {

@@ -14,20 +14,20 @@
 
 /* Worker exit codes: a protocol with the supervisor (STYLE §6). */
 enum worker_exit {
-    WORKER_EXIT_OK = 0,     /* asked to stop, stopped */
-    WORKER_EXIT_ERROR = 1,  /* lost the database or similar: restart with backoff */
-    WORKER_EXIT_FATAL = 3,  /* configuration problem: do not respawn */
+    WORKER_EXIT_OK = 0,    /* asked to stop, stopped */
+    WORKER_EXIT_ERROR = 1, /* lost the database or similar: restart with backoff */
+    WORKER_EXIT_FATAL = 3, /* configuration problem: do not respawn */
 };
 
 /* Everything a worker inherits from the supervisor. The supervisor has
  * already closed, in the child, every fd that is not listed here. */
 struct worker_args {
-    int slot;                            /* index into shm->workers */
+    int slot; /* index into shm->workers */
     const struct pgwork_config *config;
     struct shm *shm;
-    int wake_fd;      /* this worker's eventfd: the supervisor writes 1 to wake it */
-    int request_fd;   /* the supervisor's eventfd: write 1 after setting a request in shm */
-    int death_fd;     /* read end of the parent-death pipe: EOF when the supervisor dies */
+    int wake_fd;    /* this worker's eventfd: the supervisor writes 1 to wake it */
+    int request_fd; /* the supervisor's eventfd: write 1 after setting a request in shm */
+    int death_fd;   /* read end of the parent-death pipe: EOF when the supervisor dies */
     pid_t supervisor_pid;
     const char *pod_name; /* hostname, for locked_by */
 };

@@ -1,0 +1,747 @@
+/*
+ * harness.c — see harness.h. Per-test state lives in one static struct,
+ * reset by the fixture: with Check's default fork mode every test runs in a
+ * fresh child process, and in CK_FORK=no mode teardown leaves it clean for
+ * the next test.
+ *
+ * Children (pgwork commands, supervisors) get PR_SET_PDEATHSIG(SIGKILL): a
+ * test that fails or times out takes them with it. SIGPIPE is ignored in the
+ * test process (a command may exit before reading all its stdin) and
+ * restored to the default in every child before exec.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define HARNESS_MAX_DBS 16
+#define HARNESS_MAX_CONNS 64
+#define HARNESS_MAX_SUPERVISORS 16
+#define HARNESS_POLL_MS 10
+
+static struct {
+    bool active;
+    char tmpdir[4096];
+    int files; /* counter for file names in tmpdir */
+    char dbs[HARNESS_MAX_DBS][HARNESS_NAME_MAX];
+    int db_count;
+    PGconn *conns[HARNESS_MAX_CONNS];
+    int conn_count;
+    struct harness_supervisor *sups[HARNESS_MAX_SUPERVISORS];
+    int sup_count;
+    void **arena; /* everything handed out, freed at teardown */
+    size_t arena_len, arena_cap;
+} h;
+
+static int db_counter; /* per process: with the pid, unique names */
+
+/* --- small utilities ------------------------------------------------------ */
+
+int64_t harness_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void *keep(void *ptr)
+{
+    ck_assert_msg(ptr != NULL, "harness: out of memory");
+    if (h.arena_len == h.arena_cap) {
+        size_t cap = h.arena_cap ? h.arena_cap * 2 : 64;
+        void **bigger = realloc(h.arena, cap * sizeof(*bigger));
+        ck_assert_msg(bigger != NULL, "harness: out of memory");
+        h.arena = bigger;
+        h.arena_cap = cap;
+    }
+    h.arena[h.arena_len++] = ptr;
+    return ptr;
+}
+
+static char *keep_strdup(const char *s)
+{
+    return keep(strdup(s));
+}
+
+const char *harness_printf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(n >= 0, "harness: out of memory");
+    return keep(s);
+}
+
+/* Append key='value' (conninfo quoting) to buf; false if it does not fit.
+ * No Check calls here: harness_drop_all_databases runs outside any test. */
+static bool conninfo_add(char *buf, size_t len, const char *key, const char *value)
+{
+    if (value == NULL || value[0] == '\0')
+        return true;
+    size_t used = strlen(buf);
+    int n = snprintf(buf + used, len - used, "%s%s='", used ? " " : "", key);
+    if (n < 0 || (size_t)n >= len - used)
+        return false;
+    used += (size_t)n;
+    for (const char *p = value; *p; p++) {
+        if (used + 3 >= len)
+            return false;
+        if (*p == '\'' || *p == '\\')
+            buf[used++] = '\\';
+        buf[used++] = *p;
+    }
+    buf[used++] = '\'';
+    buf[used] = '\0';
+    return true;
+}
+
+/* A conninfo for database dbname on the cluster named by PGHOST etc. */
+static bool conninfo_for(char *buf, size_t len, const char *dbname)
+{
+    buf[0] = '\0';
+    return conninfo_add(buf, len, "host", getenv("PGHOST")) &&
+           conninfo_add(buf, len, "port", getenv("PGPORT")) &&
+           conninfo_add(buf, len, "user", getenv("PGUSER")) &&
+           conninfo_add(buf, len, "dbname", dbname);
+}
+
+static PGconn *admin_connect(void)
+{
+    char conninfo[4096];
+    ck_assert_msg(conninfo_for(conninfo, sizeof(conninfo), "postgres"),
+                  "harness: PGHOST etc. too long");
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
+        PQfinish(conn);
+        ck_abort_msg("harness: cannot connect to the test cluster: %s", msg);
+    }
+    return conn;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* --- fixture -------------------------------------------------------------- */
+
+TCase *harness_tcase(const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, harness_setup, harness_teardown);
+    tcase_set_timeout(tc, HARNESS_TCASE_TIMEOUT);
+    return tc;
+}
+
+void harness_setup(void)
+{
+    memset(&h, 0, sizeof(h));
+    h.active = true;
+    signal(SIGPIPE, SIG_IGN);
+    const char *base = getenv("PGWORK_TEST_TMPDIR");
+    if (base == NULL || base[0] == '\0')
+        base = getenv("TMPDIR");
+    if (base == NULL || base[0] == '\0')
+        base = "/tmp";
+    snprintf(h.tmpdir, sizeof(h.tmpdir), "%s/pgwork-it.XXXXXX", base);
+    ck_assert_msg(mkdtemp(h.tmpdir) != NULL, "harness: mkdtemp in %s: %s", base, strerror(errno));
+}
+
+void harness_teardown(void)
+{
+    for (int i = 0; i < h.sup_count; i++) {
+        struct harness_supervisor *sup = h.sups[i];
+        if (sup->pid > 0) {
+            kill(sup->pid, SIGKILL);
+            waitpid(sup->pid, NULL, 0);
+        }
+    }
+    for (int i = 0; i < h.conn_count; i++)
+        PQfinish(h.conns[i]);
+    if (h.db_count > 0) {
+        PGconn *admin = admin_connect();
+        for (int i = 0; i < h.db_count; i++) {
+            char sql[256];
+            snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", h.dbs[i]);
+            PGresult *res = PQexec(admin, sql);
+            if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                fprintf(stderr, "harness: %s: %s", sql, PQerrorMessage(admin));
+            PQclear(res);
+        }
+        PQfinish(admin);
+    }
+    if (h.tmpdir[0])
+        nftw(h.tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    for (size_t i = 0; i < h.arena_len; i++)
+        free(h.arena[i]);
+    free(h.arena);
+    memset(&h, 0, sizeof(h));
+}
+
+const char *harness_tmpdir(void)
+{
+    ck_assert_msg(h.active, "harness: no fixture (use harness_tcase)");
+    return h.tmpdir;
+}
+
+void harness_drop_all_databases(void)
+{
+    char conninfo[4096];
+    if (!conninfo_for(conninfo, sizeof(conninfo), "postgres")) {
+        fprintf(stderr, "harness: cannot drop test databases: PGHOST etc. too long\n");
+        return;
+    }
+    PGconn *admin = PQconnectdb(conninfo);
+    if (PQstatus(admin) != CONNECTION_OK) {
+        fprintf(stderr, "harness: cannot drop test databases: %s", PQerrorMessage(admin));
+        PQfinish(admin);
+        return;
+    }
+    PGresult *list = PQexec(admin, "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'");
+    for (int i = 0; PQresultStatus(list) == PGRES_TUPLES_OK && i < PQntuples(list); i++) {
+        const char *name = PQgetvalue(list, i, 0);
+        char *quoted = PQescapeIdentifier(admin, name, strlen(name));
+        if (quoted == NULL)
+            continue;
+        char sql[512];
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", quoted);
+        PQfreemem(quoted);
+        PQclear(PQexec(admin, sql));
+    }
+    PQclear(list);
+    PQfinish(admin);
+}
+
+/* --- databases ------------------------------------------------------------ */
+
+const char *harness_db_create(char *name_out)
+{
+    ck_assert_msg(h.active, "harness: no fixture (use harness_tcase)");
+    ck_assert_msg(h.db_count < HARNESS_MAX_DBS, "harness: too many databases in one test");
+    char *name = h.dbs[h.db_count];
+    snprintf(name, HARNESS_NAME_MAX, "t_%ld_%d", (long)getpid(), ++db_counter);
+
+    PGconn *admin = admin_connect();
+    char sql[256];
+    snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\"", name);
+    PGresult *res = PQexec(admin, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(admin));
+        PQclear(res);
+        PQfinish(admin);
+        ck_abort_msg("harness: %s: %s", sql, msg);
+    }
+    PQclear(res);
+    PQfinish(admin);
+    h.db_count++;
+
+    if (name_out)
+        snprintf(name_out, HARNESS_NAME_MAX, "%s", name);
+    char conninfo[4096];
+    ck_assert_msg(conninfo_for(conninfo, sizeof(conninfo), name), "harness: PGHOST etc. too long");
+    return keep_strdup(conninfo);
+}
+
+PGconn *harness_connect(const char *conninfo)
+{
+    ck_assert_msg(h.conn_count < HARNESS_MAX_CONNS, "harness: too many connections");
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
+        PQfinish(conn);
+        ck_abort_msg("harness: cannot connect (%s): %s", conninfo, msg);
+    }
+    h.conns[h.conn_count++] = conn;
+    return conn;
+}
+
+void harness_disconnect(PGconn *conn)
+{
+    for (int i = 0; i < h.conn_count; i++) {
+        if (h.conns[i] == conn) {
+            PQfinish(conn);
+            h.conns[i] = h.conns[--h.conn_count];
+            return;
+        }
+    }
+}
+
+/* Run sql; ck_abort unless the result has the wanted status. */
+static PGresult *run(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                     ExecStatusType want)
+{
+    PGresult *res = nparams > 0 ? PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0)
+                                : PQexec(conn, sql);
+    ExecStatusType got = PQresultStatus(res);
+    if (got != want && !(want == PGRES_COMMAND_OK && got == PGRES_TUPLES_OK)) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        ck_abort_msg("harness: query failed: %.200s: %s", sql, msg);
+    }
+    return res;
+}
+
+void harness_exec(PGconn *conn, const char *sql)
+{
+    PQclear(run(conn, sql, 0, NULL, PGRES_COMMAND_OK));
+}
+
+void harness_execp(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+    PQclear(run(conn, sql, nparams, params, PGRES_COMMAND_OK));
+}
+
+/* The single value of sql as a new string (NULL for SQL NULL). */
+static char *query_value(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+    PGresult *res = run(conn, sql, nparams, params, PGRES_TUPLES_OK);
+    if (PQntuples(res) != 1 || PQnfields(res) != 1) {
+        int rows = PQntuples(res), cols = PQnfields(res);
+        PQclear(res);
+        ck_abort_msg("harness: %.200s: %d rows, %d columns; wanted one value", sql, rows, cols);
+    }
+    char *value = NULL;
+    if (!PQgetisnull(res, 0, 0)) {
+        value = strdup(PQgetvalue(res, 0, 0));
+        ck_assert_msg(value != NULL, "harness: out of memory");
+    }
+    PQclear(res);
+    return value;
+}
+
+const char *harness_query_textp(PGconn *conn, const char *sql, int nparams,
+                                const char *const *params)
+{
+    char *value = query_value(conn, sql, nparams, params);
+    return value ? keep(value) : NULL;
+}
+
+const char *harness_query_text(PGconn *conn, const char *sql)
+{
+    return harness_query_textp(conn, sql, 0, NULL);
+}
+
+int64_t harness_query_int64p(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+    char *text = query_value(conn, sql, nparams, params);
+    ck_assert_msg(text != NULL, "harness: %.200s: NULL, wanted an integer", sql);
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    bool ok = errno == 0 && end != text && *end == '\0';
+    char copy[64];
+    snprintf(copy, sizeof(copy), "%s", text);
+    free(text);
+    ck_assert_msg(ok, "harness: %.200s: \"%s\" is not an integer", sql, copy);
+    return (int64_t)v;
+}
+
+int64_t harness_query_int64(PGconn *conn, const char *sql)
+{
+    return harness_query_int64p(conn, sql, 0, NULL);
+}
+
+bool harness_wait_until(PGconn *conn, const char *sql, int64_t expected, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        if (harness_query_int64(conn, sql) == expected)
+            return true;
+        if (harness_now_ms() >= deadline)
+            return false;
+        sleep_ms(HARNESS_POLL_MS);
+    }
+}
+
+/* --- notifications -------------------------------------------------------- */
+
+void harness_listen(PGconn *conn, const char *channel)
+{
+    char *quoted = PQescapeIdentifier(conn, channel, strlen(channel));
+    ck_assert_msg(quoted != NULL, "harness: %s", PQerrorMessage(conn));
+    const char *sql = harness_printf("LISTEN %s", quoted);
+    PQfreemem(quoted);
+    harness_exec(conn, sql);
+}
+
+const char *harness_notify_wait(PGconn *conn, int timeout_ms, const char **channel_out)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        ck_assert_msg(PQconsumeInput(conn) == 1, "harness: connection lost: %s",
+                      PQerrorMessage(conn));
+        PGnotify *n = PQnotifies(conn);
+        if (n != NULL) {
+            const char *payload = keep_strdup(n->extra);
+            if (channel_out)
+                *channel_out = keep_strdup(n->relname);
+            PQfreemem(n);
+            return payload;
+        }
+        int64_t left = deadline - harness_now_ms();
+        if (left <= 0)
+            return NULL;
+        struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+        int r = poll(&pfd, 1, (int)left);
+        ck_assert_msg(r >= 0 || errno == EINTR, "harness: poll: %s", strerror(errno));
+    }
+}
+
+/* --- the pgwork binary ---------------------------------------------------- */
+
+const char *harness_pgwork_bin(void)
+{
+    const char *bin = getenv("PGWORK_BIN");
+    ck_assert_msg(bin != NULL && bin[0] != '\0', "PGWORK_BIN is not set (run via make test)");
+    return bin;
+}
+
+/* In a child before exec: die with the test process, default signals. */
+static void child_prepare(pid_t parent, const char *conninfo)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) /* the parent died before the prctl */
+        _exit(127);
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    unsetenv("PGWORK_CONFIG");
+    if (conninfo)
+        setenv("PGWORK_DATABASE_URL", conninfo, 1);
+}
+
+/* argv for exec: bin, args..., NULL (harness-owned). */
+static char **make_argv(const char *const *args)
+{
+    int n = 0;
+    while (args[n])
+        n++;
+    char **argv = keep(calloc((size_t)n + 2, sizeof(*argv)));
+    argv[0] = (char *)harness_pgwork_bin();
+    for (int i = 0; i < n; i++)
+        argv[i + 1] = (char *)args[i];
+    return argv;
+}
+
+static int exit_code(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+struct buffer {
+    char *data;
+    size_t len, cap;
+};
+
+static void buffer_read(struct buffer *b, int fd, bool *more)
+{
+    if (b->cap - b->len < 4096) {
+        b->cap = b->cap ? b->cap * 2 : 8192;
+        b->data = realloc(b->data, b->cap);
+        ck_assert_msg(b->data != NULL, "harness: out of memory");
+    }
+    ssize_t n = read(fd, b->data + b->len, b->cap - b->len - 1);
+    if (n > 0)
+        b->len += (size_t)n;
+    else if (n == 0 || errno != EINTR)
+        *more = false;
+    b->data[b->len] = '\0';
+}
+
+int harness_pgwork(const char *conninfo, const char *input, const char **out, const char **err,
+                   const char *const *args)
+{
+    char **argv = make_argv(args);
+    int in_pipe[2], out_pipe[2], err_pipe[2];
+    ck_assert(pipe2(in_pipe, O_CLOEXEC) == 0);
+    ck_assert(pipe2(out_pipe, O_CLOEXEC) == 0);
+    ck_assert(pipe2(err_pipe, O_CLOEXEC) == 0);
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "harness: fork: %s", strerror(errno));
+    if (pid == 0) {
+        child_prepare(parent, conninfo);
+        dup2(in_pipe[0], STDIN_FILENO);
+        dup2(out_pipe[1], STDOUT_FILENO);
+        dup2(err_pipe[1], STDERR_FILENO);
+        execv(argv[0], argv);
+        fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(in_pipe[0]);
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+
+    /* Feed stdin and drain stdout/stderr together: a big payload must not
+     * deadlock against a child blocked writing its output. */
+    size_t in_len = input ? strlen(input) : 0, in_done = 0;
+    fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
+    struct buffer bout = {0}, berr = {0};
+    bool in_open = true, out_open = true, err_open = true;
+    if (in_len == 0) {
+        close(in_pipe[1]);
+        in_open = false;
+    }
+    while (in_open || out_open || err_open) {
+        struct pollfd pfd[3] = {
+            {.fd = in_open ? in_pipe[1] : -1, .events = POLLOUT},
+            {.fd = out_open ? out_pipe[0] : -1, .events = POLLIN},
+            {.fd = err_open ? err_pipe[0] : -1, .events = POLLIN},
+        };
+        if (poll(pfd, 3, -1) < 0) {
+            ck_assert_msg(errno == EINTR, "harness: poll: %s", strerror(errno));
+            continue;
+        }
+        if (in_open && pfd[0].revents) {
+            ssize_t n = write(in_pipe[1], input + in_done, in_len - in_done);
+            if (n > 0)
+                in_done += (size_t)n;
+            if ((n < 0 && errno != EAGAIN && errno != EINTR) || in_done == in_len) {
+                close(in_pipe[1]); /* done, or the child stopped reading */
+                in_open = false;
+            }
+        }
+        if (out_open && pfd[1].revents)
+            buffer_read(&bout, out_pipe[0], &out_open);
+        if (err_open && pfd[2].revents)
+            buffer_read(&berr, err_pipe[0], &err_open);
+    }
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        ck_assert_msg(errno == EINTR, "harness: waitpid: %s", strerror(errno));
+
+    if (out)
+        *out = bout.data ? keep(bout.data) : "";
+    else
+        free(bout.data);
+    if (err)
+        *err = berr.data ? keep(berr.data) : "";
+    else
+        free(berr.data);
+    return exit_code(status);
+}
+
+pid_t harness_pgwork_start(const char *conninfo, const char *const *args)
+{
+    char **argv = make_argv(args);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "harness: fork: %s", strerror(errno));
+    if (pid == 0) {
+        child_prepare(parent, conninfo);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, STDIN_FILENO);
+        execv(argv[0], argv);
+        fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Wait for pid to exit; its wait status, or -1 after timeout_ms. Sleeps on
+ * a pidfd when the kernel has them, else polls. */
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    int pidfd = -1;
+#ifdef SYS_pidfd_open
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+    int status = -1;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        ck_assert_msg(r == 0 || errno == EINTR, "harness: waitpid %ld: %s", (long)pid,
+                      strerror(errno));
+        int64_t left = deadline - harness_now_ms();
+        if (left <= 0) {
+            status = -1;
+            break;
+        }
+        if (pidfd >= 0) {
+            struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+            poll(&pfd, 1, (int)left);
+        } else {
+            sleep_ms(left < HARNESS_POLL_MS ? (int)left : HARNESS_POLL_MS);
+        }
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    return status;
+}
+
+int harness_pgwork_wait(pid_t pid, int timeout_ms)
+{
+    int status = wait_exit(pid, timeout_ms);
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        ck_abort_msg("harness: pgwork (pid %ld) still running after %d ms", (long)pid, timeout_ms);
+    }
+    return exit_code(status);
+}
+
+int harness_migrate(const char *conninfo)
+{
+    const char *err = NULL;
+    int rc = harness_pgwork(conninfo, NULL, NULL, &err, (const char *const[]){"migrate", NULL});
+    if (rc != 0)
+        fprintf(stderr, "harness: pgwork migrate exited %d: %s", rc, err);
+    return rc;
+}
+
+/* --- the supervisor ------------------------------------------------------- */
+
+static const char *new_file(const char *suffix, const char *text)
+{
+    const char *path = harness_printf("%s/%d%s", harness_tmpdir(), ++h.files, suffix);
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "harness: %s: %s", path, strerror(errno));
+    if (text)
+        fputs(text, f);
+    ck_assert_msg(fclose(f) == 0, "harness: %s: %s", path, strerror(errno));
+    return path;
+}
+
+const char *harness_write_config(const char *text)
+{
+    return new_file(".conf", text);
+}
+
+struct harness_supervisor *harness_spawn_supervisor(const char *config_path, const char *conninfo)
+{
+    ck_assert_msg(h.sup_count < HARNESS_MAX_SUPERVISORS, "harness: too many supervisors");
+    struct harness_supervisor *sup = keep(calloc(1, sizeof(*sup)));
+    sup->stderr_path = new_file(".log", NULL);
+    char **argv = make_argv((const char *const[]){"-c", config_path, "run", NULL});
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "harness: fork: %s", strerror(errno));
+    if (pid == 0) {
+        child_prepare(parent, conninfo);
+        int devnull = open("/dev/null", O_RDONLY);
+        int log = open(sup->stderr_path, O_WRONLY | O_APPEND);
+        if (devnull < 0 || log < 0)
+            _exit(127);
+        dup2(devnull, STDIN_FILENO);
+        dup2(log, STDOUT_FILENO);
+        dup2(log, STDERR_FILENO);
+        execv(argv[0], argv);
+        fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    sup->pid = pid;
+    h.sups[h.sup_count++] = sup;
+    return sup;
+}
+
+int harness_stop_supervisor(struct harness_supervisor *sup, int sig, int timeout_ms)
+{
+    if (sup->pid == 0)
+        return sup->status;
+    if (sig != 0)
+        kill(sup->pid, sig);
+    int status = wait_exit(sup->pid, timeout_ms);
+    if (status == -1) {
+        kill(sup->pid, SIGKILL);
+        waitpid(sup->pid, NULL, 0);
+    }
+    sup->pid = 0;
+    sup->status = status;
+    return status;
+}
+
+/* The supervisor's output so far, as a new string. */
+static char *read_log(const struct harness_supervisor *sup)
+{
+    int fd = open(sup->stderr_path, O_RDONLY | O_CLOEXEC);
+    ck_assert_msg(fd >= 0, "harness: %s: %s", sup->stderr_path, strerror(errno));
+    struct buffer b = {0};
+    bool more = true;
+    while (more)
+        buffer_read(&b, fd, &more);
+    close(fd);
+    return b.data;
+}
+
+const char *harness_stderr_text(struct harness_supervisor *sup)
+{
+    struct stat st;
+    if (sup->last_text != NULL && stat(sup->stderr_path, &st) == 0 &&
+        (size_t)st.st_size == sup->last_len)
+        return sup->last_text;
+    char *text = keep(read_log(sup));
+    sup->last_text = text;
+    sup->last_len = strlen(text);
+    return text;
+}
+
+bool harness_stderr_wait_for(struct harness_supervisor *sup, const char *substring, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        char *text = read_log(sup);
+        bool found = strstr(text, substring) != NULL;
+        free(text);
+        if (found)
+            return true;
+        if (harness_now_ms() >= deadline)
+            return false;
+        sleep_ms(HARNESS_POLL_MS);
+    }
+}
+
+void harness_stderr_dump(struct harness_supervisor *sup)
+{
+    const char *text = harness_stderr_text(sup);
+    fprintf(stderr, "---- supervisor %ld output (%s) ----\n", (long)sup->pid, sup->stderr_path);
+    for (const char *line = text; *line;) {
+        const char *nl = strchr(line, '\n');
+        int len = nl ? (int)(nl - line) : (int)strlen(line);
+        fprintf(stderr, "| %.*s\n", len, line);
+        line += len + (nl ? 1 : 0);
+    }
+    fprintf(stderr, "---- end ----\n");
+}

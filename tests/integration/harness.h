@@ -1,0 +1,156 @@
+/*
+ * harness.h — helpers for the integration tests: a real PostgreSQL (the
+ * cluster tests/run.sh starts; PGHOST etc. in the environment), the real
+ * pgwork binary ($PGWORK_BIN), Check for assertions.
+ *
+ * Every test gets its own database (harness_db_create) and its own temp
+ * directory; harness_teardown() — installed by harness_tcase() as a checked
+ * fixture — stops supervisors still running, closes connections, drops the
+ * test's databases and removes its files. A test that fails stops at the
+ * failed assertion (Check _exit()s the forked test process) and skips the
+ * teardown: supervisors then die with the test process (PR_SET_PDEATHSIG)
+ * and harness_drop_all_databases(), called by main after the run, drops the
+ * databases left behind.
+ *
+ * Memory handed out by the harness (strings, structs) is owned by it and
+ * freed at teardown: tests free nothing but the PGresults they make
+ * themselves. Synchronisation waits for an event (a query result, a log
+ * line, a notification, a process exit) with a deadline; never a bare sleep.
+ */
+#ifndef PGWORK_TEST_HARNESS_H
+#define PGWORK_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <check.h>
+#include <libpq-fe.h>
+
+/* Buffer size for a database name from harness_db_create(). */
+#define HARNESS_NAME_MAX 64
+
+/* Per-test timeout (seconds) set by harness_tcase(); scaled by Check's
+ * CK_TIMEOUT_MULTIPLIER (tests/run.sh raises it for sanitizer builds). */
+#define HARNESS_TCASE_TIMEOUT 60
+
+/* A test case with the harness fixture and the timeout above. */
+TCase *harness_tcase(const char *name);
+
+/* The fixture itself, for suites that build their TCase by hand. */
+void harness_setup(void);
+void harness_teardown(void);
+
+/* Called by main after every suite ran: drop every t_* database. */
+void harness_drop_all_databases(void);
+
+/* --- databases ------------------------------------------------------------ */
+
+/* Create a fresh, empty database t_<pid>_<n>; its name goes into name_out
+ * (HARNESS_NAME_MAX bytes, may be NULL). Returns a self-contained conninfo
+ * for it (host/port/user from the environment, dbname). Dropped (WITH
+ * (FORCE)) at teardown. */
+const char *harness_db_create(char *name_out);
+
+/* Connect or ck_abort with libpq's message. Closed at teardown (or earlier
+ * with harness_disconnect). */
+PGconn *harness_connect(const char *conninfo);
+void harness_disconnect(PGconn *conn);
+
+/* Run SQL that returns no rows (or rows nobody reads); ck_abort on error. */
+void harness_exec(PGconn *conn, const char *sql);
+
+/* The same with $1..$n text parameters (values may be NULL). */
+void harness_execp(PGconn *conn, const char *sql, int nparams, const char *const *params);
+
+/* One row, one column, not NULL, an integer; ck_abort otherwise. */
+int64_t harness_query_int64(PGconn *conn, const char *sql);
+int64_t harness_query_int64p(PGconn *conn, const char *sql, int nparams, const char *const *params);
+
+/* One row, one column; the text (NULL for SQL NULL); ck_abort otherwise. */
+const char *harness_query_text(PGconn *conn, const char *sql);
+const char *harness_query_textp(PGconn *conn, const char *sql, int nparams,
+                                const char *const *params);
+
+/* Poll sql (one int64) every ~10 ms until it returns expected; false if
+ * timeout_ms passes first. A failing query aborts the test. */
+bool harness_wait_until(PGconn *conn, const char *sql, int64_t expected, int timeout_ms);
+
+/* --- notifications -------------------------------------------------------- */
+
+/* LISTEN on channel (quoted as an identifier). */
+void harness_listen(PGconn *conn, const char *channel);
+
+/* Wait for the next notification on conn; its payload, or NULL if
+ * timeout_ms passed. channel_out (may be NULL) gets its channel. */
+const char *harness_notify_wait(PGconn *conn, int timeout_ms, const char **channel_out);
+
+/* --- the pgwork binary ---------------------------------------------------- */
+
+/* $PGWORK_BIN; ck_abort if unset. */
+const char *harness_pgwork_bin(void);
+
+/*
+ * Run `$PGWORK_BIN args...` (args NULL-terminated) to completion with
+ * PGWORK_DATABASE_URL=conninfo (conninfo NULL: leave the environment) and
+ * PGWORK_CONFIG unset. input (may be NULL = empty) is its stdin;
+ * stdout/stderr are captured into *out / *err when not NULL. Returns the
+ * exit code, or 128 + signal number.
+ */
+int harness_pgwork(const char *conninfo, const char *input, const char **out, const char **err,
+                   const char *const *args);
+
+/* Start `$PGWORK_BIN args...` without waiting (stdin /dev/null, output
+ * inherited); harness_pgwork_wait() reaps it. */
+pid_t harness_pgwork_start(const char *conninfo, const char *const *args);
+int harness_pgwork_wait(pid_t pid, int timeout_ms);
+
+/* `pgwork migrate` on conninfo; returns its exit code. */
+int harness_migrate(const char *conninfo);
+
+/* --- the supervisor ------------------------------------------------------- */
+
+/* Write text into a new config file in the test's temp dir; its path. */
+const char *harness_write_config(const char *text);
+
+struct harness_supervisor {
+    pid_t pid;               /* 0 once reaped */
+    int status;              /* wait status once reaped */
+    const char *stderr_path; /* its stderr and stdout, appended */
+    /* harness-private: the last harness_stderr_text(), reused while the
+     * file has not grown (polling loops do not pile up copies) */
+    const char *last_text;
+    size_t last_len;
+};
+
+/* Start `$PGWORK_BIN -c config_path run` with PGWORK_DATABASE_URL=conninfo,
+ * stdin /dev/null, stdout+stderr into a file in the test's temp dir. It dies
+ * with the test process (PR_SET_PDEATHSIG). */
+struct harness_supervisor *harness_spawn_supervisor(const char *config_path, const char *conninfo);
+
+/* Send sig (0: none) and wait up to timeout_ms for it to exit. Returns its
+ * wait status (0 = exit 0), or -1 if it did not exit in time (it is then
+ * SIGKILLed and reaped). */
+int harness_stop_supervisor(struct harness_supervisor *sup, int sig, int timeout_ms);
+
+/* Wait until its output contains substring; false after timeout_ms. */
+bool harness_stderr_wait_for(struct harness_supervisor *sup, const char *substring, int timeout_ms);
+
+/* Its output so far (harness-owned). */
+const char *harness_stderr_text(struct harness_supervisor *sup);
+
+/* Copy its output to our stderr, each line prefixed: call before failing. */
+void harness_stderr_dump(struct harness_supervisor *sup);
+
+/* --- misc ----------------------------------------------------------------- */
+
+/* The test's temp directory (created by the fixture). */
+const char *harness_tmpdir(void);
+
+/* A harness-owned copy of a printf-formatted string. */
+const char *harness_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t harness_now_ms(void);
+
+#endif

@@ -1,0 +1,15 @@
+/*
+ * suites.h — every Check suite of the integration tests; main.c runs them
+ * all. Adding a suite: write tests/integration/test_X.c with a
+ * `Suite *X_suite(void)` built from harness_tcase(), declare it here and add
+ * it to the table in main.c.
+ */
+#ifndef PGWORK_INTEGRATION_SUITES_H
+#define PGWORK_INTEGRATION_SUITES_H
+
+#include <check.h>
+
+Suite *migrate_suite(void);  /* pgwork migrate, enqueue, the notify trigger */
+Suite *protocol_suite(void); /* wake-up protocol and task lifecycle, end to end */
+
+#endif

@@ -1,0 +1,513 @@
+/*
+ * test_migrate.c — the database side of pgwork without a supervisor:
+ * `pgwork migrate` (applies, is idempotent, survives two pods at once,
+ * fails cleanly), `pgwork enqueue` (ids, payload validation, stdin, hostile
+ * queue names) and the statement-level notification trigger of
+ * 0001_tasks.sql (one notification per queue per statement, delays for
+ * future rows, "*" for names too long to carry).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "suites.h"
+#include "shared/config.h"
+#include "supervisor/migrate.h"
+
+#define CHANNEL "pgwork_tasks"
+#define WAIT_MS 10000
+
+/* A fresh database with pgwork's schema, and a connection to it. */
+static const char *migrated_db(PGconn **conn)
+{
+    const char *conninfo = harness_db_create(NULL);
+    ck_assert_int_eq(harness_migrate(conninfo), 0);
+    *conn = harness_connect(conninfo);
+    return conninfo;
+}
+
+static int64_t task_count(PGconn *conn)
+{
+    return harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks");
+}
+
+/* `pgwork enqueue QUEUE PAYLOAD` (payload NULL: input on stdin). */
+static int enqueue(const char *conninfo, const char *queue, const char *payload, const char *input,
+                   const char **out, const char **err)
+{
+    const char *const with_payload[] = {"enqueue", queue, payload, NULL};
+    const char *const without[] = {"enqueue", queue, NULL};
+    return harness_pgwork(conninfo, input, out, err, payload ? with_payload : without);
+}
+
+/* The task id printed by enqueue: digits and a newline. */
+static const char *printed_id(const char *out)
+{
+    size_t digits = strspn(out, "0123456789");
+    ck_assert_msg(digits > 0 && strcmp(out + digits, "\n") == 0,
+                  "enqueue printed \"%s\", wanted an id and a newline", out);
+    return harness_printf("%.*s", (int)digits, out);
+}
+
+/* --- migrate -------------------------------------------------------------- */
+
+START_TEST(test_migrate_applies)
+{
+    const char *conninfo = harness_db_create(NULL);
+    ck_assert_int_eq(harness_migrate(conninfo), 0);
+    PGconn *conn = harness_connect(conninfo);
+
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT (to_regclass('pgwork.tasks') IS NOT NULL)"
+                                               "::int"),
+                     1);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.schema_migrations"),
+                     migration_count);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT max(version) FROM pgwork.schema_migrations"),
+                     migrate_latest_version());
+    ck_assert_str_eq(harness_query_text(conn, "SELECT name FROM pgwork.schema_migrations "
+                                              "WHERE version = 1"),
+                     "0001_tasks");
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pg_trigger "
+                                               "WHERE tgname = 'tasks_notify'"),
+                     1);
+    /* The contract's defaults: a bare INSERT of a queue is a valid task. */
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    ck_assert_str_eq(harness_query_text(conn, "SELECT state || ' ' || payload::text || ' ' || "
+                                              "attempts FROM pgwork.tasks"),
+                     "pending {} 0");
+}
+END_TEST
+
+START_TEST(test_migrate_rerun_is_noop)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+    const char *applied_at =
+        harness_query_text(conn, "SELECT applied_at::text FROM pgwork.schema_migrations");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('kept')");
+
+    const char *err;
+    ck_assert_int_eq(
+        harness_pgwork(conninfo, NULL, NULL, &err, (const char *const[]){"migrate", NULL}), 0);
+    ck_assert_int_eq(harness_migrate(conninfo), 0);
+
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.schema_migrations"),
+                     migration_count);
+    ck_assert_str_eq(
+        harness_query_text(conn, "SELECT applied_at::text FROM pgwork.schema_migrations"),
+        applied_at);
+    ck_assert_int_eq(task_count(conn), 1);
+    /* Routine NOTICEs ("already exists, skipping") stay off the terminal. */
+    ck_assert_msg(strstr(err, "NOTICE") == NULL, "migrate printed a notice: %s", err);
+}
+END_TEST
+
+/* Two pods starting at the same moment on an empty database. */
+START_TEST(test_migrate_concurrent)
+{
+    const char *conninfo = harness_db_create(NULL);
+    const char *const args[] = {"migrate", NULL};
+    pid_t a = harness_pgwork_start(conninfo, args);
+    pid_t b = harness_pgwork_start(conninfo, args);
+    ck_assert_int_eq(harness_pgwork_wait(a, 30000), 0);
+    ck_assert_int_eq(harness_pgwork_wait(b, 30000), 0);
+
+    PGconn *conn = harness_connect(conninfo);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.schema_migrations"),
+                     migration_count);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pg_trigger "
+                                               "WHERE tgname = 'tasks_notify'"),
+                     1);
+}
+END_TEST
+
+/* A migration that fails is rolled back, named, and leaves no record. */
+START_TEST(test_migrate_failure_rolls_back)
+{
+    const char *conninfo = harness_db_create(NULL);
+    PGconn *conn = harness_connect(conninfo);
+    harness_exec(conn, "CREATE SCHEMA pgwork; CREATE TABLE pgwork.tasks (squatter int)");
+
+    const char *err;
+    const char *const args[] = {"migrate", NULL};
+    ck_assert_int_eq(harness_pgwork(conninfo, NULL, NULL, &err, args), 1);
+    ck_assert_msg(strstr(err, "migration 0001_tasks failed: relation \"tasks\" already exists"),
+                  "stderr: %s", err);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.schema_migrations"), 0);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pg_proc p "
+                                               "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                                               "WHERE nspname = 'pgwork'"),
+                     0);
+    /* The lock was released: a second run fails the same way, promptly. */
+    ck_assert_int_eq(harness_pgwork(conninfo, NULL, NULL, &err, args), 1);
+    ck_assert_msg(strstr(err, "migration 0001_tasks failed"), "stderr: %s", err);
+}
+END_TEST
+
+START_TEST(test_migrate_cannot_connect)
+{
+    const char *err;
+    const char *conninfo = "host=/nonexistent/pgwork-test port=5432 dbname=nowhere user=someone "
+                           "password=hunter2-secret connect_timeout=5";
+    ck_assert_int_eq(
+        harness_pgwork(conninfo, NULL, NULL, &err, (const char *const[]){"migrate", NULL}), 1);
+    ck_assert_msg(strstr(err, "pgwork: cannot connect to database: "), "stderr: %s", err);
+    ck_assert_msg(strstr(err, "hunter2") == NULL, "password printed: %s", err);
+
+    const char *url = "postgresql://someone:hunter2-secret@/nowhere?host=/nonexistent/pgwork-test";
+    ck_assert_int_eq(enqueue(url, "q", "{}", NULL, NULL, &err), 1);
+    ck_assert_msg(strstr(err, "pgwork: cannot connect to database: "), "stderr: %s", err);
+    ck_assert_msg(strstr(err, "hunter2") == NULL, "password printed: %s", err);
+}
+END_TEST
+
+/* --- enqueue -------------------------------------------------------------- */
+
+START_TEST(test_enqueue_prints_id)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+    const char *out, *err;
+    ck_assert_int_eq(enqueue(conninfo, "default", "{\"n\": 1}", NULL, &out, &err), 0);
+    const char *id = printed_id(out);
+
+    const char *params[] = {id};
+    ck_assert_str_eq(harness_query_textp(conn,
+                                         "SELECT queue || ' ' || state || ' ' || payload::text "
+                                         "FROM pgwork.tasks WHERE id = $1",
+                                         1, params),
+                     "default pending {\"n\": 1}");
+
+    /* A second task gets another id. */
+    ck_assert_int_eq(enqueue(conninfo, "default", "[1, 2]", NULL, &out, &err), 0);
+    ck_assert_str_ne(printed_id(out), id);
+    ck_assert_int_eq(task_count(conn), 2);
+}
+END_TEST
+
+static const char *const bad_payloads[] = {
+    "{bad", "", "{\"a\": 1", "'single'", "{\"a\": 1} trailing", "\"\\u0000\"",
+};
+
+START_TEST(test_enqueue_invalid_json)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+    const char *out, *err;
+    ck_assert_int_eq(enqueue(conninfo, "default", bad_payloads[_i], NULL, &out, &err), 4);
+    ck_assert_msg(strstr(err, "pgwork: payload is not valid JSON: "), "stderr: %s", err);
+    ck_assert_str_eq(out, "");
+    ck_assert_int_eq(task_count(conn), 0);
+}
+END_TEST
+
+START_TEST(test_enqueue_payload_from_stdin)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+
+    /* About 1.2 MB: more than any pipe buffer, so both sides must stream. */
+    size_t cap = 2 * 1024 * 1024, len = 0;
+    char *json = malloc(cap);
+    ck_assert_ptr_nonnull(json);
+    len += (size_t)snprintf(json + len, cap - len, "{\"name\": \"big\", \"items\": [");
+    for (int i = 0; i < 150000; i++)
+        len += (size_t)snprintf(json + len, cap - len, "%s%d", i ? ", " : "", i);
+    snprintf(json + len, cap - len, "]}\n");
+
+    const char *out, *err;
+    int rc = enqueue(conninfo, "big", NULL, json, &out, &err);
+    if (rc != 0)
+        free(json);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+    const char *params[] = {printed_id(out), json};
+    int64_t same = harness_query_int64p(conn,
+                                        "SELECT (payload = $2::jsonb)::int FROM pgwork.tasks "
+                                        "WHERE id = $1",
+                                        2, params);
+    free(json);
+    ck_assert_int_eq(same, 1);
+
+    /* Empty stdin is not JSON; invalid stdin is refused like argv. */
+    ck_assert_int_eq(enqueue(conninfo, "big", NULL, "", &out, &err), 4);
+    ck_assert_int_eq(enqueue(conninfo, "big", NULL, "{nope}", &out, &err), 4);
+    ck_assert_msg(strstr(err, "pgwork: payload is not valid JSON: "), "stderr: %s", err);
+    ck_assert_int_eq(task_count(conn), 1);
+}
+END_TEST
+
+static const char *const hostile_names[] = {
+    "it's \"quoted\"",
+    "with space",
+    "x'); DROP TABLE pgwork.tasks; --",
+    "ünïcødé ✓ 日本語 🚀",
+    "$1",
+    "back\\slash\\",
+    "%s%n%x",
+    "  padded  ",
+    "'",
+    "\"",
+    "*",
+};
+
+/* A hostile name is stored and announced byte for byte. */
+START_TEST(test_enqueue_hostile_queue_name)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+    PGconn *listener = harness_connect(conninfo);
+    harness_listen(listener, CHANNEL);
+    const char *name = hostile_names[_i];
+
+    const char *out, *err;
+    int rc = enqueue(conninfo, name, "{\"hostile\": true}", NULL, &out, &err);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+    const char *params[] = {printed_id(out), name};
+    ck_assert_int_eq(harness_query_int64p(conn,
+                                          "SELECT count(*) FROM pgwork.tasks "
+                                          "WHERE id = $1 AND queue = $2",
+                                          2, params),
+                     1);
+    ck_assert_int_eq(task_count(conn), 1);
+
+    const char *payload = harness_notify_wait(listener, WAIT_MS, NULL);
+    ck_assert_ptr_nonnull(payload);
+    ck_assert_str_eq(payload, harness_printf("0 %s", name));
+}
+END_TEST
+
+static const char *const bad_names[] = {
+    "",
+    "tab\there",
+    "new\nline",
+    "del\x7f",
+    "bad \xff utf8",
+    "overlong \xc0\xaf",
+    "surrogate \xed\xa0\x80",
+    "truncated \xe2\x82",
+    "c1 \xc2\x85 control",
+};
+
+START_TEST(test_enqueue_bad_queue_name)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+    const char *out, *err;
+    ck_assert_int_eq(enqueue(conninfo, bad_names[_i], "{}", NULL, &out, &err), 4);
+    ck_assert_msg(strstr(err, "pgwork: bad queue name: "), "stderr: %s", err);
+    ck_assert_int_eq(task_count(conn), 0);
+}
+END_TEST
+
+START_TEST(test_enqueue_queue_name_length)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+    char name[CONFIG_QUEUE_NAME_MAX + 2];
+    const char *out, *err;
+
+    memset(name, 'q', sizeof(name) - 1);
+    name[CONFIG_QUEUE_NAME_MAX] = '\0';
+    ck_assert_int_eq(enqueue(conninfo, name, "{}", NULL, &out, &err), 0);
+
+    name[CONFIG_QUEUE_NAME_MAX] = 'q';
+    name[CONFIG_QUEUE_NAME_MAX + 1] = '\0';
+    ck_assert_int_eq(enqueue(conninfo, name, "{}", NULL, &out, &err), 4);
+    ck_assert_msg(strstr(err, "pgwork: bad queue name: "), "stderr: %s", err);
+    ck_assert_int_eq(task_count(conn), 1);
+}
+END_TEST
+
+START_TEST(test_enqueue_before_migrate)
+{
+    const char *conninfo = harness_db_create(NULL);
+    const char *out, *err;
+    ck_assert_int_eq(enqueue(conninfo, "default", "{}", NULL, &out, &err), 1);
+    ck_assert_msg(strstr(err, "pgwork migrate"), "stderr: %s", err);
+}
+END_TEST
+
+/* --- the notification trigger --------------------------------------------- */
+
+/*
+ * Run sql on conn, then collect every notification it caused: a marker
+ * NOTIFY sent afterwards arrives after them (notifications are delivered in
+ * commit order), so "all of them" needs no quiet-period guess. Returns the
+ * number collected into payloads (at most max).
+ */
+static int notifications_of(PGconn *conn, PGconn *listener, const char *sql, const char **payloads,
+                            int max)
+{
+    harness_exec(conn, sql);
+    harness_exec(conn, "NOTIFY " CHANNEL ", 'test-marker'");
+    int n = 0;
+    for (;;) {
+        const char *payload = harness_notify_wait(listener, WAIT_MS, NULL);
+        ck_assert_msg(payload != NULL, "no marker notification within %d ms", WAIT_MS);
+        if (strcmp(payload, "test-marker") == 0)
+            return n;
+        ck_assert_msg(n < max, "more than %d notifications", max);
+        payloads[n++] = payload;
+    }
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+START_TEST(test_notify_one_per_queue_per_statement)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+    PGconn *listener = harness_connect(conninfo);
+    harness_listen(listener, CHANNEL);
+
+    const char *payloads[16];
+    int n = notifications_of(conn, listener,
+                             "INSERT INTO pgwork.tasks (queue, payload) "
+                             "SELECT CASE WHEN i % 2 = 0 THEN 'qa' ELSE 'qb' END, "
+                             "jsonb_build_object('i', i) FROM generate_series(1, 1000) i",
+                             payloads, 16);
+    ck_assert_int_eq(task_count(conn), 1000);
+    ck_assert_int_eq(n, 2);
+    qsort(payloads, (size_t)n, sizeof(payloads[0]), cmp_str);
+    ck_assert_str_eq(payloads[0], "0 qa");
+    ck_assert_str_eq(payloads[1], "0 qb");
+
+    /* pgwork.enqueue() notifies too; rows not pending do not. */
+    n = notifications_of(conn, listener, "SELECT pgwork.enqueue('qc', '{}')", payloads, 16);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(payloads[0], "0 qc");
+    n = notifications_of(conn, listener,
+                         "INSERT INTO pgwork.tasks (queue, state) VALUES ('qd', 'done')", payloads,
+                         16);
+    ck_assert_int_eq(n, 0);
+}
+END_TEST
+
+START_TEST(test_notify_future_rows_carry_delay)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+    PGconn *listener = harness_connect(conninfo);
+    harness_listen(listener, CHANNEL);
+
+    const char *payloads[4];
+    int n = notifications_of(conn, listener,
+                             "INSERT INTO pgwork.tasks (queue, run_at) VALUES "
+                             "('later', now() + interval '5 seconds'), "
+                             "('later', now() + interval '7 seconds')",
+                             payloads, 4);
+    ck_assert_int_eq(n, 1);
+    long delay = -1;
+    char queue[32] = "";
+    ck_assert_int_eq(sscanf(payloads[0], "%ld %31s", &delay, queue), 2);
+    ck_assert_str_eq(queue, "later");
+    ck_assert_msg(delay > 0 && delay <= 5000, "delay %ld not in (0, 5000]", delay);
+
+    /* One row due now wins: the queue has work at once. */
+    n = notifications_of(conn, listener,
+                         "INSERT INTO pgwork.tasks (queue, run_at) VALUES "
+                         "('mixed', now() + interval '1 hour'), ('mixed', now())",
+                         payloads, 4);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(payloads[0], "0 mixed");
+}
+END_TEST
+
+/*
+ * PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; the trigger
+ * sends "*" (sweep every queue) instead of failing the INSERT. "0 " + 7997
+ * bytes is the longest payload carried; a multi-byte name counts in bytes.
+ */
+START_TEST(test_notify_long_queue_name_degrades)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+    PGconn *listener = harness_connect(conninfo);
+    harness_listen(listener, CHANNEL);
+
+    static char name[8200];
+    const char *params[1] = {name};
+    const char *payload;
+
+    memset(name, 'x', 7990);
+    name[7990] = '\0';
+    harness_execp(conn, "INSERT INTO pgwork.tasks (queue) VALUES ($1)", 1, params);
+    payload = harness_notify_wait(listener, WAIT_MS, NULL);
+    ck_assert_ptr_nonnull(payload);
+    ck_assert_str_eq(payload, harness_printf("0 %s", name));
+
+    memset(name, 'x', 7997);
+    name[7997] = '\0';
+    harness_execp(conn, "INSERT INTO pgwork.tasks (queue) VALUES ($1)", 1, params);
+    payload = harness_notify_wait(listener, WAIT_MS, NULL);
+    ck_assert_ptr_nonnull(payload);
+    ck_assert_uint_eq(strlen(payload), 7999);
+
+    name[7997] = 'x';
+    name[7998] = '\0';
+    harness_execp(conn, "INSERT INTO pgwork.tasks (queue) VALUES ($1)", 1, params);
+    payload = harness_notify_wait(listener, WAIT_MS, NULL);
+    ck_assert_ptr_nonnull(payload);
+    ck_assert_str_eq(payload, "*");
+
+    /* A future row's delay makes the payload longer: 7995 bytes no longer
+     * fit after "NNNN ". */
+    name[7995] = '\0';
+    harness_execp(conn,
+                  "INSERT INTO pgwork.tasks (queue, run_at) "
+                  "VALUES ($1, now() + interval '10 seconds')",
+                  1, params);
+    payload = harness_notify_wait(listener, WAIT_MS, NULL);
+    ck_assert_ptr_nonnull(payload);
+    ck_assert_str_eq(payload, "*");
+
+    /* 2666 × "€" = 7998 bytes in 2666 characters. */
+    name[0] = '\0';
+    for (int i = 0; i < 2666; i++)
+        strcat(name, "\xe2\x82\xac");
+    harness_execp(conn, "INSERT INTO pgwork.tasks (queue) VALUES ($1)", 1, params);
+    payload = harness_notify_wait(listener, WAIT_MS, NULL);
+    ck_assert_ptr_nonnull(payload);
+    ck_assert_str_eq(payload, "*");
+
+    ck_assert_int_eq(task_count(conn), 5);
+}
+END_TEST
+
+Suite *migrate_suite(void)
+{
+    Suite *s = suite_create("migrate");
+
+    TCase *tc = harness_tcase("migrate");
+    tcase_add_test(tc, test_migrate_applies);
+    tcase_add_test(tc, test_migrate_rerun_is_noop);
+    tcase_add_loop_test(tc, test_migrate_concurrent, 0, 3);
+    tcase_add_test(tc, test_migrate_failure_rolls_back);
+    tcase_add_test(tc, test_migrate_cannot_connect);
+    suite_add_tcase(s, tc);
+
+    tc = harness_tcase("enqueue");
+    tcase_add_test(tc, test_enqueue_prints_id);
+    tcase_add_loop_test(tc, test_enqueue_invalid_json, 0,
+                        (int)(sizeof(bad_payloads) / sizeof(bad_payloads[0])));
+    tcase_add_test(tc, test_enqueue_payload_from_stdin);
+    tcase_add_loop_test(tc, test_enqueue_hostile_queue_name, 0,
+                        (int)(sizeof(hostile_names) / sizeof(hostile_names[0])));
+    tcase_add_loop_test(tc, test_enqueue_bad_queue_name, 0,
+                        (int)(sizeof(bad_names) / sizeof(bad_names[0])));
+    tcase_add_test(tc, test_enqueue_queue_name_length);
+    tcase_add_test(tc, test_enqueue_before_migrate);
+    suite_add_tcase(s, tc);
+
+    tc = harness_tcase("notify");
+    tcase_add_test(tc, test_notify_one_per_queue_per_statement);
+    tcase_add_test(tc, test_notify_future_rows_carry_delay);
+    tcase_add_test(tc, test_notify_long_queue_name_degrades);
+    suite_add_tcase(s, tc);
+
+    return s;
+}

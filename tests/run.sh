@@ -1,0 +1,113 @@
+#!/bin/sh
+# run.sh — the `make test` driver.
+#
+#   sh tests/run.sh BUILD_DIR
+#
+# Starts a throwaway PostgreSQL 15 (tests/pg.sh) in a fresh temp directory,
+# runs BUILD_DIR/tests/unit_tests, then BUILD_DIR/tests/integration_tests
+# (when built) against it with PGWORK_BIN=BUILD_DIR/pgwork, and removes the
+# cluster and the directory on exit — also after a failure or Ctrl-C.
+#
+# The last line is always "N passed, N failed" (Check's tests of both
+# binaries); the exit status is non-zero if anything failed. Binaries built
+# with sanitizers (make test SANITIZE=1) run with errors fatal and leak
+# detection on. Check's variables (CK_RUN_SUITE, CK_RUN_CASE, CK_FORK, ...)
+# pass through, e.g. CK_RUN_SUITE=migrate make test.
+set -u
+
+if [ $# -ne 1 ]; then
+    echo "usage: sh tests/run.sh BUILD_DIR" >&2
+    exit 2
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "$1" && pwd) || exit 2
+unit_bin="$build/tests/unit_tests"
+integ_bin="$build/tests/integration_tests"
+[ -x "$build/pgwork" ] || { echo "run.sh: $build/pgwork not built" >&2; exit 2; }
+
+# --- a throwaway cluster, removed whatever happens --------------------------
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pgwork-test.XXXXXX") || exit 1
+# As root the server runs as `postgres`, which must traverse this directory.
+chmod 755 "$tmp"
+mkdir "$tmp/work"
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+    sh "$here/pg.sh" destroy "$tmp/pg" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if ! env_line=$(sh "$here/pg.sh" start "$tmp/pg"); then
+    echo "run.sh: could not start PostgreSQL" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+eval "$env_line"
+export PGHOST PGPORT PGUSER PGDATABASE
+export PGWORK_BIN="$build/pgwork"
+export PGWORK_TEST_TMPDIR="$tmp/work"
+unset PGWORK_CONFIG PGWORK_DATABASE_URL
+
+# --- sanitizer builds -------------------------------------------------------
+if [ "${SANITIZE:-}" = 1 ] || grep -q __asan_init "$build/pgwork" 2>/dev/null; then
+    export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:abort_on_error=0"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+    # Sanitized code is slower: give Check's per-test timeouts room.
+    export CK_TIMEOUT_MULTIPLIER="${CK_TIMEOUT_MULTIPLIER:-3}"
+    echo "run.sh: sanitizer build: ASAN_OPTIONS=$ASAN_OPTIONS"
+fi
+
+# --- run the test binaries --------------------------------------------------
+passed=0
+failed=0
+status=0
+
+# run_check NAME BIN: run a Check binary, show its output as it comes, and add
+# its "NN%: Checks: C, Failures: F, Errors: E" line to the totals.
+run_check() {
+    name=$1
+    bin=$2
+    log="$tmp/$name.log"
+    echo "==> $name"
+    { "$bin" 2>&1; echo $? >"$tmp/$name.rc"; } | tee "$log"
+    rc=$(cat "$tmp/$name.rc" 2>/dev/null || echo 1)
+    # Not anchored: with no suite selected the line follows "Running suite(s):".
+    summary=$(sed -n 's/.*[0-9]%: Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p' "$log" | tail -n 1)
+    if [ -z "$summary" ]; then
+        echo "run.sh: $name exited $rc without a Check summary" >&2
+        failed=$((failed + 1))
+        status=1
+        return
+    fi
+    # shellcheck disable=SC2086 # split "C F E" into $1 $2 $3
+    set -- $summary
+    passed=$((passed + $1 - $2 - $3))
+    failed=$((failed + $2 + $3))
+    if [ "$rc" -ne 0 ]; then
+        status=1
+        # Failures are counted above; a non-zero exit with none is a crash
+        # after the run (a leak report, say).
+        if [ $(($2 + $3)) -eq 0 ]; then
+            echo "run.sh: $name exited $rc" >&2
+            failed=$((failed + 1))
+        fi
+    fi
+}
+
+if [ -x "$unit_bin" ]; then
+    run_check unit_tests "$unit_bin"
+else
+    echo "run.sh: $unit_bin not built" >&2
+    failed=$((failed + 1))
+    status=1
+fi
+if [ -x "$integ_bin" ]; then
+    run_check integration_tests "$integ_bin"
+fi
+
+[ "$failed" -eq 0 ] || status=1
+echo "$passed passed, $failed failed"
+exit $status
