@@ -677,6 +677,25 @@ struct harness_supervisor *harness_spawn_supervisor(const char *config_path, con
     return sup;
 }
 
+static char *read_log(const struct harness_supervisor *sup);
+
+/* A sanitizer report from the supervisor or any worker fails the test,
+ * even when the supervisor recovered by restarting the worker. */
+static void harness_check_sanitizers(struct harness_supervisor *sup)
+{
+    static const char *const reports[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                          "runtime error:", "UndefinedBehaviorSanitizer"};
+    char *text = read_log(sup);
+    for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
+        if (strstr(text, reports[i]) != NULL) {
+            free(text);
+            harness_stderr_dump(sup);
+            ck_abort_msg("sanitizer report in the supervisor's output: %s", reports[i]);
+        }
+    }
+    free(text);
+}
+
 int harness_stop_supervisor(struct harness_supervisor *sup, int sig, int timeout_ms)
 {
     if (sup->pid == 0)
@@ -690,6 +709,7 @@ int harness_stop_supervisor(struct harness_supervisor *sup, int sig, int timeout
     }
     sup->pid = 0;
     sup->status = status;
+    harness_check_sanitizers(sup);
     return status;
 }
 
