@@ -21,6 +21,7 @@
  *  - names (channel) are quoted with PQescapeIdentifier; queue names and
  *    owners are parameters.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -253,28 +254,46 @@ static void listener_continue_connect(struct listener *l)
     }
 }
 
-/* "<delay_ms> <queue>" or "*" (DESIGN §2; migrations/0001_tasks.sql). */
-static void listener_handle_task_notification(struct listener *l, const char *payload)
+int listener_parse_notification(const struct pgwork_config *config, const char *payload,
+                                int *queue_index, int64_t *delay_ms)
 {
-    if (strcmp(payload, "*") == 0) {
-        l->callbacks.on_sweep(l->ctx);
-        return;
-    }
+    if (strcmp(payload, "*") == 0)
+        return LISTENER_NOTIFY_SWEEP;
     char *end;
     errno = 0;
     long long delay = strtoll(payload, &end, 10);
-    if (errno != 0 || end == payload || *end != ' ' || delay < 0) {
-        log_warn("ignoring a malformed notification payload (%zu bytes)", strlen(payload));
-        return;
-    }
+    if (errno != 0 || end == payload || *end != ' ' || delay < 0 ||
+        !isdigit((unsigned char)*payload))
+        return LISTENER_NOTIFY_MALFORMED;
     const char *name = end + 1;
-    for (int i = 0; i < l->config->queue_count; i++) {
-        if (strcmp(l->config->queues[i].name, name) == 0) {
-            l->callbacks.on_task_hint(l->ctx, i, delay);
-            return;
+    for (int i = 0; i < config->queue_count; i++) {
+        if (strcmp(config->queues[i].name, name) == 0) {
+            *queue_index = i;
+            *delay_ms = delay;
+            return LISTENER_NOTIFY_QUEUE;
         }
     }
-    /* A queue this pod does not serve: another deployment's business. */
+    return LISTENER_NOTIFY_OTHER_QUEUE;
+}
+
+static void listener_handle_task_notification(struct listener *l, const char *payload)
+{
+    int queue_index;
+    int64_t delay_ms;
+    switch (listener_parse_notification(l->config, payload, &queue_index, &delay_ms)) {
+    case LISTENER_NOTIFY_SWEEP:
+        l->callbacks.on_sweep(l->ctx);
+        break;
+    case LISTENER_NOTIFY_QUEUE:
+        l->callbacks.on_task_hint(l->ctx, queue_index, delay_ms);
+        break;
+    case LISTENER_NOTIFY_MALFORMED:
+        log_warn("ignoring a malformed notification payload (%zu bytes)", strlen(payload));
+        break;
+    case LISTENER_NOTIFY_OTHER_QUEUE:
+        /* A queue this pod does not serve: another deployment's business. */
+        break;
+    }
 }
 
 static void listener_drain_notifications(struct listener *l)

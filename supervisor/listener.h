@@ -72,6 +72,20 @@ struct listener {
     uint64_t notifications;
 };
 
+/* What a task notification payload means (DESIGN §2): "<delay_ms> <queue>"
+ * or "*". */
+enum listener_notification {
+    LISTENER_NOTIFY_QUEUE,       /* a configured queue: *queue_index, *delay_ms set */
+    LISTENER_NOTIFY_OTHER_QUEUE, /* well formed, for a queue this pod does not serve */
+    LISTENER_NOTIFY_SWEEP,       /* "*": something may be due in any queue */
+    LISTENER_NOTIFY_MALFORMED,   /* not a pgwork payload: ignored with a warning */
+};
+
+/* Parse a payload from the task channel. Pure: no side effects; any
+ * NUL-terminated input is safe (a fuzz target drives it). */
+int listener_parse_notification(const struct pgwork_config *config, const char *payload,
+                                int *queue_index, int64_t *delay_ms);
+
 void listener_init(struct listener *l, const struct pgwork_config *config, int epoll_fd,
                    const struct listener_callbacks *callbacks, void *ctx);
 

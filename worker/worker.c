@@ -155,7 +155,7 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     case HANDLER_DONE:
         atomic_fetch_add_explicit(&shared_queue->tasks_done, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->self->tasks_done, 1, memory_order_relaxed);
-        log_task(LOG_LEVEL_DEBUG, queue->name, task.id, "done in %" PRId64 " ms (attempt %d)",
+        log_task(LOG_LEVEL_INFO, queue->name, task.id, "done in %" PRId64 " ms (attempt %d)",
                  elapsed, task.attempt);
         break;
     case HANDLER_FAILED: {
