@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "listener.h"
+#include "../shared/dbconn.h"
 #include "../shared/log.h"
 #include "../shared/timeutil.h"
 
@@ -45,20 +46,62 @@ enum in_flight {
     QUERY_PING,
 };
 
-/* One row per configured queue: milliseconds until its earliest pending
- * task is due (<= 0: due now), NULL when it has none. One index probe per
- * queue (tasks_due_idx); one query for all queues (DESIGN §1.5). */
-static const char poll_sql[] =
-    "SELECT q.i, ceil(extract(epoch FROM ("
-    "   SELECT min(t.run_at) FROM pgwork.tasks t"
-    "   WHERE t.queue = q.name AND t.state = 'pending') - now()) * 1000)::bigint"
-    " FROM unnest($1::text[]) WITH ORDINALITY AS q(name, i)";
+/*
+ * Put running tasks back to pending — or dead, when they have used up their
+ * attempts, so a task that kills its worker every time ends (DESIGN §6).
+ * REQUEUE_WHERE picks the rows. The state check sits on the updated row
+ * itself: if a worker finishes the task concurrently, PostgreSQL re-checks
+ * it against the new version and leaves the finished task alone.
+ * $1 = configured queue names, $2 = their max_attempts (text[] / int[]);
+ * a queue this pod does not configure keeps its tasks retrying.
+ */
+#define REQUEUE_SQL(REQUEUE_WHERE, WHY)                                                            \
+    "UPDATE pgwork.tasks t"                                                                        \
+    " SET state = CASE WHEN x.dead THEN 'dead' ELSE 'pending' END,"                                \
+    "     finished_at = CASE WHEN x.dead THEN now() END,"                                          \
+    "     run_at = CASE WHEN x.dead THEN t.run_at ELSE now() END,"                                 \
+    "     last_error = " WHY " || ' (attempt ' || t.attempts || ')',"                              \
+    "     locked_until = NULL"                                                                     \
+    " FROM (SELECT r.id, r.attempts >= coalesce(r.max_attempts,"                                   \
+    "         (SELECT q.m FROM unnest($1::text[], $2::int[]) AS q(name, m)"                        \
+    "          WHERE q.name = r.queue), 2147483647) AS dead"                                       \
+    "       FROM pgwork.tasks r WHERE r.state = 'running' AND " REQUEUE_WHERE ") x"                \
+    " WHERE t.id = x.id AND t.state = 'running' AND " REQUEUE_WHERE " RETURNING t.queue, x.dead"
 
-static const char requeue_sql[] =
-    "UPDATE pgwork.tasks SET state = 'pending', locked_until = NULL, run_at = now()"
-    " WHERE state = 'running' AND locked_by = $1";
+/* A worker of this pod died: its tasks, now. $3 = its locked_by. */
+static const char requeue_sql[] = "WITH moved AS (" REQUEUE_SQL(
+    "locked_by = $3",
+    "'worker ' || t.locked_by || ' died while running the task'") ")"
+                                                                  " SELECT count(*) FILTER (WHERE "
+                                                                  "NOT dead), count(*) FILTER "
+                                                                  "(WHERE dead) FROM moved";
+
+/*
+ * The poll: first requeue tasks whose lease expired (their pod is gone —
+ * any pod does this, DESIGN §2), then one row per configured queue:
+ * milliseconds until its earliest pending task is due (<= 0: due now; NULL:
+ * none), and how many of its tasks were just requeued (due now, but not
+ * visible to this statement's snapshot). One index probe per queue
+ * (tasks_due_idx), one statement for all queues (DESIGN §1.5).
+ */
+static const char poll_sql[] = "WITH moved AS (" REQUEUE_SQL(
+    "locked_until < now()",
+    "'lease of ' || t.locked_by || ' expired'") ")"
+                                                " SELECT q.i,"
+                                                "   ceil(extract(epoch FROM ("
+                                                "     SELECT min(t.run_at) FROM pgwork.tasks t"
+                                                "     WHERE t.queue = q.name AND t.state = "
+                                                "'pending') - now()) * 1000)::bigint,"
+                                                "   (SELECT count(*) FROM moved m WHERE m.queue = "
+                                                "q.name AND NOT m.dead),"
+                                                "   (SELECT count(*) FROM moved)"
+                                                " FROM unnest($1::text[]) WITH ORDINALITY AS "
+                                                "q(name, i)";
 
 static const char ping_sql[] = "SELECT pg_notify($1, 'ping')";
+
+static char *listener_queue_names(const struct pgwork_config *config);
+static char *listener_queue_max_attempts(const struct pgwork_config *config);
 
 void listener_init(struct listener *l, const struct pgwork_config *config, int epoll_fd,
                    const struct listener_callbacks *callbacks, void *ctx)
@@ -71,6 +114,12 @@ void listener_init(struct listener *l, const struct pgwork_config *config, int e
     l->state = LISTENER_DOWN;
     l->registered_fd = -1;
     l->reconnect_due_ms = 0; /* connect at the first chores pass */
+    l->queue_names = listener_queue_names(config);
+    l->queue_max_attempts = listener_queue_max_attempts(config);
+    if (l->queue_names == NULL || l->queue_max_attempts == NULL) {
+        log_error("out of memory building the queue list");
+        abort();
+    }
 }
 
 bool listener_is_listening(const struct listener *l)
@@ -152,9 +201,9 @@ static void listener_disconnect(struct listener *l, const char *why)
 
 static void listener_connect(struct listener *l, int64_t now)
 {
-    const char *keywords[] = {"dbname", "application_name", NULL};
-    const char *values[] = {config_listen_conninfo(l->config), "pgwork listener", NULL};
-    l->conn = PQconnectStartParams(keywords, values, 1);
+    struct dbconn_params params;
+    dbconn_params(&params, l->config, config_listen_conninfo(l->config), "pgwork listener");
+    l->conn = PQconnectStartParams(params.keywords, params.values, 1);
     if (l->conn == NULL) {
         l->failures++;
         l->reconnect_due_ms = now + listener_backoff_ms(l);
@@ -317,12 +366,19 @@ static void listener_handle_poll_result(struct listener *l, PGresult *res)
 {
     int rows = PQntuples(res);
     for (int r = 0; r < rows; r++) {
-        if (PQgetisnull(res, r, 1))
-            continue;
         int index = atoi(PQgetvalue(res, r, 0)) - 1; /* ORDINALITY starts at 1 */
-        long long delay = strtoll(PQgetvalue(res, r, 1), NULL, 10);
-        if (index >= 0 && index < l->config->queue_count)
+        if (index < 0 || index >= l->config->queue_count)
+            continue;
+        if (r == 0 && atoll(PQgetvalue(res, r, 3)) > 0)
+            log_warn("took back %s task(s) whose lease expired (requeued, or dead when out of "
+                     "attempts): their worker or pod is gone",
+                     PQgetvalue(res, r, 3));
+        if (atoll(PQgetvalue(res, r, 2)) > 0)
+            l->callbacks.on_task_hint(l->ctx, index, 0);
+        else if (!PQgetisnull(res, r, 1)) {
+            long long delay = strtoll(PQgetvalue(res, r, 1), NULL, 10);
             l->callbacks.on_task_hint(l->ctx, index, delay < 0 ? 0 : delay);
+        }
     }
 }
 
@@ -351,8 +407,10 @@ static void listener_handle_result(struct listener *l, PGresult *res)
                       PQresultErrorMessage(res));
             break;
         }
-        if (atoi(PQcmdTuples(res)) > 0)
-            log_info("requeued %s task(s) of %s", PQcmdTuples(res), l->requeues[0].locked_by);
+        if (PQntuples(res) == 1 &&
+            (atoll(PQgetvalue(res, 0, 0)) > 0 || atoll(PQgetvalue(res, 0, 1)) > 0))
+            log_warn("tasks of %s: %s requeued, %s dead (out of attempts)",
+                     l->requeues[0].locked_by, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
         free(l->requeues[0].locked_by);
         l->requeue_count--;
         memmove(l->requeues, l->requeues + 1, (size_t)l->requeue_count * sizeof(*l->requeues));
@@ -375,7 +433,7 @@ static void listener_handle_result(struct listener *l, PGresult *res)
 
 /* A text[] literal of the configured queue names: each element quoted,
  * with backslash and double quote escaped (array syntax, not SQL). */
-static char *listener_queue_array(const struct pgwork_config *config)
+static char *listener_queue_names(const struct pgwork_config *config)
 {
     size_t cap = 3;
     for (int i = 0; i < config->queue_count; i++)
@@ -401,6 +459,23 @@ static char *listener_queue_array(const struct pgwork_config *config)
     return out;
 }
 
+/* An int[] literal of the queues' max_attempts, in the same order. */
+static char *listener_queue_max_attempts(const struct pgwork_config *config)
+{
+    size_t cap = 3 + (size_t)config->queue_count * 12;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    size_t len = 0;
+    out[len++] = '{';
+    for (int i = 0; i < config->queue_count; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%d", i ? "," : "",
+                                config->queues[i].max_attempts);
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
+}
+
 static int64_t listener_poll_interval(const struct listener *l)
 {
     return l->listening ? l->config->workers.safety_poll_interval_ms
@@ -421,16 +496,12 @@ static void listener_start_next_query(struct listener *l, int64_t now)
         return;
     int sent = 0;
     if (l->requeue_count > 0) {
-        const char *params[] = {l->requeues[0].locked_by};
-        sent = PQsendQueryParams(l->conn, requeue_sql, 1, NULL, params, NULL, NULL, 0);
+        const char *params[] = {l->queue_names, l->queue_max_attempts, l->requeues[0].locked_by};
+        sent = PQsendQueryParams(l->conn, requeue_sql, 3, NULL, params, NULL, NULL, 0);
         l->in_flight = QUERY_REQUEUE;
     } else if (l->config->queue_count > 0 && (l->sweep_requested || now >= l->poll_due_ms)) {
-        char *names = listener_queue_array(l->config);
-        if (names == NULL)
-            return;
-        const char *params[] = {names};
-        sent = PQsendQueryParams(l->conn, poll_sql, 1, NULL, params, NULL, NULL, 0);
-        free(names);
+        const char *params[] = {l->queue_names, l->queue_max_attempts};
+        sent = PQsendQueryParams(l->conn, poll_sql, 2, NULL, params, NULL, NULL, 0);
         l->in_flight = QUERY_POLL;
         l->sweep_requested = false;
         l->poll_due_ms = now + listener_poll_interval(l);
@@ -593,6 +664,9 @@ void listener_close(struct listener *l)
         free(l->requeues[i].locked_by);
     free(l->requeues);
     l->requeues = NULL;
+    free(l->queue_names);
+    free(l->queue_max_attempts);
+    l->queue_names = l->queue_max_attempts = NULL;
     l->requeue_count = l->requeue_capacity = 0;
     l->state = LISTENER_DOWN;
 }

@@ -63,6 +63,9 @@ struct listener {
     int64_t last_ping_rtt_ms;
     char ping_channel[64]; /* this connection's private channel */
 
+    char *queue_names;        /* text[] literal of the configured queues (owned) */
+    char *queue_max_attempts; /* int[] literal of their max_attempts (owned) */
+
     struct listener_requeue *requeues; /* FIFO of pending requeues */
     int requeue_count;
     int requeue_capacity;

@@ -66,6 +66,18 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
         snprintf(error, errlen, "begin failed: %s", PQerrorMessage(env->conn));
         return HANDLER_FAILED;
     }
+    if (env->queue->timeout_ms > 0) {
+        /* The queue's timeout, for this transaction only: a statement that
+         * hangs is cancelled by the server and the task is retried. */
+        char set_timeout[64];
+        snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
+                 (long long)env->queue->timeout_ms);
+        if (!exec_simple(env->conn, set_timeout)) {
+            snprintf(error, errlen, "cannot set statement_timeout: %s", PQerrorMessage(env->conn));
+            exec_simple(env->conn, "ROLLBACK");
+            return HANDLER_FAILED;
+        }
+    }
     PGresult *res = PQexecPrepared(env->conn, sql->statement_name, 2, params, NULL, NULL, 0);
     ExecStatusType status = PQresultStatus(res);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {

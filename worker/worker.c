@@ -31,6 +31,7 @@
 #include "worker.h"
 #include "handler.h"
 #include "task.h"
+#include "../shared/dbconn.h"
 #include "../shared/log.h"
 #include "../shared/timeutil.h"
 
@@ -311,9 +312,9 @@ static PGconn *worker_connect(const struct worker *w)
 {
     char application_name[64];
     snprintf(application_name, sizeof(application_name), "pgwork worker %d", w->args->slot);
-    const char *keywords[] = {"dbname", "application_name", NULL};
-    const char *values[] = {config_conninfo(w->config), application_name, NULL};
-    PGconn *conn = PQconnectdbParams(keywords, values, 1);
+    struct dbconn_params params;
+    dbconn_params(&params, w->config, config_conninfo(w->config), application_name);
+    PGconn *conn = PQconnectdbParams(params.keywords, params.values, 1);
     if (PQstatus(conn) != CONNECTION_OK) {
         log_error("cannot connect to the database: %s", PQerrorMessage(conn));
         PQfinish(conn);
