@@ -10,11 +10,12 @@
 # install ...` line is printed and the script exits 1.
 set -eu
 
-# build: gcc/make, pkg-config, libpq, libconfuse, Check (unit tests)
+# build: gcc/make, pkg-config, libpq, libconfuse, libmicrohttpd, Check (unit tests)
 # run/test: PostgreSQL 15 server + contrib (pg_stat_statements), jq
 # lint/debug: cppcheck, clang-format, valgrind
-PACKAGES="build-essential pkg-config libpq-dev libconfuse-dev check
-postgresql-15 postgresql-contrib jq valgrind cppcheck clang-format"
+PACKAGES="build-essential pkg-config libpq-dev libconfuse-dev libmicrohttpd-dev check
+postgresql-15 postgresql-contrib jq python3 python3-prometheus-client valgrind cppcheck
+clang-format"
 
 check_only=false
 case "${1:-}" in

@@ -280,11 +280,16 @@ static int add_comment(int line, int is_block)
  * (`http://x` is a value). Only line numbers depend on this; what
  * libconfuse parses does not.
  */
-static int scan_comments(const char *buf)
+static int scan_comments(const char *buf, int *unclosed_line)
 {
     enum { CODE, DQUOTE, SQUOTE, BLOCK } state = CODE;
     int line = 1;
     int token_start = 1;
+    /* libconfuse accepts a file that ends inside a section (a truncated
+     * file would pass as valid): track the braces to refuse it. */
+    int depth = 0;
+    int open_lines[32] = {0};
+    *unclosed_line = 0;
 
     for (const char *p = buf; *p != '\0'; p++) {
         char c = *p;
@@ -324,11 +329,20 @@ static int scan_comments(const char *buf)
                 p++;
                 state = BLOCK;
             } else {
+                if (c == '{') {
+                    if (depth < 32)
+                        open_lines[depth] = line;
+                    depth++;
+                } else if (c == '}' && depth > 0) {
+                    depth--;
+                }
                 token_start = strchr(" \t\r\n={}(),", c) != NULL;
             }
             break;
         }
     }
+    if (depth > 0)
+        *unclosed_line = open_lines[depth - 1 < 32 ? depth - 1 : 31];
     return 0;
 }
 
@@ -1091,8 +1105,11 @@ int config_load(const char *path, struct pgwork_config **out, char *err, size_t 
     } else {
         /* A byte-order mark some editors add is not part of the syntax. */
         const char *body = strncmp(text, "\xef\xbb\xbf", 3) == 0 ? text + 3 : text;
-        if (scan_comments(body) != 0)
+        int unclosed_line;
+        if (scan_comments(body, &unclosed_line) != 0)
             fail_at(0, "out of memory");
+        else if (unclosed_line > 0)
+            fail_at(unclosed_line, "section opened here is never closed (missing '}')");
         else
             config = parse(body, from_file ? path : "");
     }
@@ -1221,4 +1238,73 @@ const char *config_handler_name(enum handler_kind kind)
         return "sql";
     }
     return "unknown";
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+static bool same_queue(const struct queue_config *a, const struct queue_config *b)
+{
+    if (!same_text(a->name, b->name) || a->handler != b->handler ||
+        !same_text(a->statement, b->statement) || a->command_argc != b->command_argc ||
+        a->batch != b->batch || a->timeout_ms != b->timeout_ms ||
+        a->max_attempts != b->max_attempts || a->backoff_base_ms != b->backoff_base_ms ||
+        a->backoff_max_ms != b->backoff_max_ms || a->keep_done != b->keep_done ||
+        a->workers != b->workers)
+        return false;
+    for (int i = 0; i < a->command_argc; i++)
+        if (!same_text(a->command[i], b->command[i]))
+            return false;
+    return true;
+}
+
+bool config_worker_view_equal(const struct pgwork_config *a, const struct pgwork_config *b)
+{
+    if (a->queue_count != b->queue_count || a->workers.lease_ms != b->workers.lease_ms ||
+        a->database.synchronous_commit != b->database.synchronous_commit ||
+        a->listener.keepalive_interval_ms != b->listener.keepalive_interval_ms ||
+        a->listener.keepalive_timeout_ms != b->listener.keepalive_timeout_ms ||
+        a->log.level != b->log.level || a->log.format != b->log.format)
+        return false;
+    for (int i = 0; i < a->queue_count; i++)
+        if (!same_queue(&a->queues[i], &b->queues[i]))
+            return false;
+    return true;
+}
+
+static void keep_text(char **running, char **fresh, const char *name, char *changed, size_t len)
+{
+    if (same_text(*running, *fresh))
+        return;
+    char *swap = *running;
+    *running = *fresh;
+    *fresh = swap;
+    size_t used = strlen(changed);
+    snprintf(changed + used, len - used, "%s%s", used ? ", " : "", name);
+}
+
+void config_keep_restart_only(struct pgwork_config *running, struct pgwork_config *fresh,
+                              char *changed, size_t len)
+{
+    changed[0] = '\0';
+    /* Swapping the strings keeps both structs owning what they free. */
+    keep_text(&running->database.conninfo, &fresh->database.conninfo, "database.conninfo", changed,
+              len);
+    keep_text(&running->database.listen_conninfo, &fresh->database.listen_conninfo,
+              "database.listen_conninfo", changed, len);
+    keep_text(&running->http.listen, &fresh->http.listen, "http.listen", changed, len);
+    if (running->database.synchronous_commit != fresh->database.synchronous_commit) {
+        fresh->database.synchronous_commit = running->database.synchronous_commit;
+        size_t used = strlen(changed);
+        snprintf(changed + used, len - used, "%sdatabase.synchronous_commit", used ? ", " : "");
+    }
+    if (running->workers.max != fresh->workers.max) {
+        fresh->workers.max = running->workers.max;
+        if (fresh->workers.count > fresh->workers.max)
+            fresh->workers.count = fresh->workers.max;
+        size_t used = strlen(changed);
+        snprintf(changed + used, len - used, "%sworkers.max", used ? ", " : "");
+    }
 }

@@ -118,4 +118,18 @@ const char *config_listen_conninfo(const struct pgwork_config *config);
 
 const char *config_handler_name(enum handler_kind kind);
 
+/* Whether a worker started with a would behave like one started with b
+ * (queues, handlers, lease, connection and log settings): a reload that
+ * changes this view rolls the workers. */
+bool config_worker_view_equal(const struct pgwork_config *a, const struct pgwork_config *b);
+
+/*
+ * A reload: copy the restart-only keys (database.*, http.listen,
+ * workers.max) of `running` into `fresh`, so they keep their running
+ * values, and list those that differed in `changed` (comma-separated, ""
+ * if none). Both configs stay freeable with config_free().
+ */
+void config_keep_restart_only(struct pgwork_config *running, struct pgwork_config *fresh,
+                              char *changed, size_t len);
+
 #endif

@@ -11,6 +11,7 @@
 #include "shm.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -83,4 +84,15 @@ const char *shm_worker_state_name(int state)
         return "stopping";
     }
     return "unknown";
+}
+
+void shm_histogram_observe(struct shm_histogram *h, int64_t value_us)
+{
+    static const int64_t bounds[] = SHM_HISTOGRAM_BOUNDS;
+    int i = 0;
+    while (i < SHM_HISTOGRAM_BUCKETS - 1 && value_us > bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, (uint64_t)(value_us > 0 ? value_us : 0),
+                              memory_order_relaxed);
 }

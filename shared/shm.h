@@ -28,6 +28,24 @@
 #define SHM_MAGIC 0x7067776bu /* "pgwk" */
 #define SHM_VERSION 1u
 
+/* Histogram bucket upper bounds (microseconds) for task duration and
+ * pickup latency; one more bucket (+Inf) follows. Buckets are stored
+ * per-bucket (not cumulative); /metrics adds them up. */
+#define SHM_HISTOGRAM_BOUNDS                                                                       \
+    {                                                                                              \
+        1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,  \
+            10000000, 30000000, 60000000                                                           \
+    }
+#define SHM_HISTOGRAM_BUCKETS 16 /* 15 bounds + Inf */
+
+struct shm_histogram {
+    _Atomic uint64_t buckets[SHM_HISTOGRAM_BUCKETS];
+    _Atomic uint64_t sum_us;
+};
+
+/* Count one observation (relaxed: statistics). */
+void shm_histogram_observe(struct shm_histogram *h, int64_t value_us);
+
 enum worker_state {
     WORKER_EMPTY = 0, /* slot unused: no process (sup writes) */
     WORKER_STARTING,  /* forked, connecting to the database (sup writes at fork) */
@@ -42,6 +60,11 @@ struct shm_header {
     uint32_t version;         /* W: sup at creation */
     uint32_t queue_capacity;  /* W: sup at creation */
     uint32_t worker_capacity; /* W: sup at creation */
+
+    /* TSTP: 1 = quiet, workers claim nothing new (they finish the task they
+     * run and release what they claimed but did not start); CONT: 0.
+     * W: sup. R: any wrk before each claim and each task. */
+    _Atomic uint32_t quiet;
 };
 
 struct shm_queue {
@@ -73,6 +96,10 @@ struct shm_queue {
     _Atomic uint64_t tasks_retried;
     _Atomic uint64_t tasks_dead;
     _Atomic uint64_t notifications; /* W: sup. notifications received */
+
+    /* W: any wrk (relaxed). R: sup (metrics). */
+    struct shm_histogram duration; /* handler run time */
+    struct shm_histogram pickup;   /* claim time - run_at, database clock */
 };
 
 struct shm_worker {

@@ -18,6 +18,13 @@ int64_t time_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t time_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t backoff_delay_ms(int64_t base_ms, int64_t max_ms, int attempt, double random_unit)
 {
     if (base_ms <= 0 || max_ms <= 0)

@@ -13,6 +13,9 @@
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t time_now_ms(void);
 
+/* CLOCK_MONOTONIC in microseconds (durations). */
+int64_t time_now_us(void);
+
 /*
  * Exponential backoff with jitter: base * 2^(attempt-1), capped at max, then
  * a uniformly random value in [d/2, d] ("equal jitter": never zero, never

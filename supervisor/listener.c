@@ -44,6 +44,7 @@ enum in_flight {
     QUERY_REQUEUE,
     QUERY_POLL,
     QUERY_PING,
+    QUERY_DEPTH,
 };
 
 /*
@@ -99,6 +100,19 @@ static const char poll_sql[] = "WITH moved AS (" REQUEUE_SQL(
                                                 "q(name, i)";
 
 static const char ping_sql[] = "SELECT pg_notify($1, 'ping')";
+
+/* Queue depth by state: index probes on the partial indexes (claim, due,
+ * running, dead), one statement for all queues. */
+static const char depth_sql[] =
+    "SELECT q.name,"
+    " (SELECT count(*) FROM pgwork.tasks t"
+    "   WHERE t.queue = q.name AND t.state = 'pending' AND t.run_at <= now()),"
+    " (SELECT count(*) FROM pgwork.tasks t"
+    "   WHERE t.queue = q.name AND t.state = 'pending' AND t.run_at > now()),"
+    " (SELECT count(*) FROM pgwork.tasks t WHERE t.queue = q.name AND t.state = 'running'),"
+    " (SELECT count(*) FROM pgwork.tasks t WHERE t.queue = q.name AND t.state = 'dead'),"
+    " pg_notification_queue_usage()"
+    " FROM unnest($1::text[]) AS q(name)";
 
 static char *listener_queue_names(const struct pgwork_config *config);
 static char *listener_queue_max_attempts(const struct pgwork_config *config);
@@ -261,6 +275,9 @@ static void listener_send_listen(struct listener *l)
 static void listener_connected(struct listener *l)
 {
     PQsetnonblocking(l->conn, 1);
+    if (l->ever_up)
+        l->reconnects++;
+    l->ever_up = true;
     l->state = LISTENER_UP;
     l->failures = 0;
     l->last_traffic_ms = time_now_ms();
@@ -382,6 +399,53 @@ static void listener_handle_poll_result(struct listener *l, PGresult *res)
     }
 }
 
+static void listener_free_depth(struct listener_depth *d)
+{
+    for (int i = 0; i < d->count; i++)
+        free(d->names[i]);
+    free(d->names);
+    free(d->pending_due);
+    free(d->pending_later);
+    free(d->running);
+    free(d->dead);
+    memset(d, 0, sizeof(*d));
+}
+
+static void listener_store_depth(struct listener *l, PGresult *res)
+{
+    struct listener_depth *d = &l->depth;
+    listener_free_depth(d);
+    int rows = PQntuples(res);
+    d->names = calloc((size_t)rows + 1, sizeof(*d->names));
+    d->pending_due = calloc((size_t)rows + 1, sizeof(int64_t));
+    d->pending_later = calloc((size_t)rows + 1, sizeof(int64_t));
+    d->running = calloc((size_t)rows + 1, sizeof(int64_t));
+    d->dead = calloc((size_t)rows + 1, sizeof(int64_t));
+    if (d->names == NULL || d->pending_due == NULL || d->pending_later == NULL ||
+        d->running == NULL || d->dead == NULL) {
+        listener_free_depth(d);
+        return;
+    }
+    for (int r = 0; r < rows; r++) {
+        d->names[r] = strdup(PQgetvalue(res, r, 0));
+        if (d->names[r] == NULL)
+            break;
+        d->pending_due[r] = atoll(PQgetvalue(res, r, 1));
+        d->pending_later[r] = atoll(PQgetvalue(res, r, 2));
+        d->running[r] = atoll(PQgetvalue(res, r, 3));
+        d->dead[r] = atoll(PQgetvalue(res, r, 4));
+        d->notify_queue_usage = atof(PQgetvalue(res, r, 5));
+        d->count++;
+    }
+    d->fetched_ms = time_now_ms();
+}
+
+void listener_want_depth(struct listener *l, int64_t now)
+{
+    if (l->depth.fetched_ms == 0 || now - l->depth.fetched_ms >= LISTENER_DEPTH_MAX_AGE_MS)
+        l->depth_requested = true;
+}
+
 /* A result for the query in flight; NULL means it has completed. */
 static void listener_handle_result(struct listener *l, PGresult *res)
 {
@@ -417,14 +481,24 @@ static void listener_handle_result(struct listener *l, PGresult *res)
         l->callbacks.on_sweep(l->ctx);
         break;
     case QUERY_POLL:
-        if (ok)
+        if (ok) {
+            l->schema_ok = true;
             listener_handle_poll_result(l, res);
-        else
-            log_error("poll query failed: %s", PQresultErrorMessage(res));
+        } else {
+            l->schema_ok = false;
+            log_error("poll query failed (is the schema migrated? run `pgwork migrate`): %s",
+                      PQresultErrorMessage(res));
+        }
         break;
     case QUERY_PING:
         if (!ok)
             log_error("keepalive ping failed: %s", PQresultErrorMessage(res));
+        break;
+    case QUERY_DEPTH:
+        if (ok)
+            listener_store_depth(l, res);
+        else
+            log_error("queue depth query failed: %s", PQresultErrorMessage(res));
         break;
     default:
         break;
@@ -505,6 +579,11 @@ static void listener_start_next_query(struct listener *l, int64_t now)
         l->in_flight = QUERY_POLL;
         l->sweep_requested = false;
         l->poll_due_ms = now + listener_poll_interval(l);
+    } else if (l->depth_requested && l->config->queue_count > 0) {
+        const char *params[] = {l->queue_names};
+        sent = PQsendQueryParams(l->conn, depth_sql, 1, NULL, params, NULL, NULL, 0);
+        l->in_flight = QUERY_DEPTH;
+        l->depth_requested = false;
     } else if (l->listening && l->ping_sent_ms == 0 &&
                now - l->last_traffic_ms >= l->config->listener.keepalive_interval_ms) {
         const char *params[] = {l->ping_channel};
@@ -609,7 +688,7 @@ int64_t listener_next_deadline(const struct listener *l)
         int64_t query_deadline = l->query_sent_ms + listener_query_timeout(l);
         return query_deadline < next ? query_deadline : next;
     }
-    if (l->requeue_count > 0 || l->sweep_requested)
+    if (l->requeue_count > 0 || l->sweep_requested || l->depth_requested)
         return 0;
     if (l->config->queue_count > 0 && l->poll_due_ms < next)
         next = l->poll_due_ms;
@@ -638,6 +717,30 @@ void listener_requeue_owner(struct listener *l, const char *locked_by)
         l->requeue_count++;
 }
 
+void listener_set_config(struct listener *l, const struct pgwork_config *config)
+{
+    bool relisten = l->config->listener.enabled != config->listener.enabled ||
+                    strcmp(l->config->listener.channel, config->listener.channel) != 0;
+    char *names = listener_queue_names(config);
+    char *max_attempts = listener_queue_max_attempts(config);
+    if (names == NULL || max_attempts == NULL) {
+        log_error("out of memory building the queue list");
+        abort();
+    }
+    free(l->queue_names);
+    free(l->queue_max_attempts);
+    l->queue_names = names;
+    l->queue_max_attempts = max_attempts;
+    l->config = config;
+    l->sweep_requested = true;
+    if (relisten && l->state != LISTENER_DOWN) {
+        /* A new channel (or LISTEN switched on/off): start afresh, now. */
+        listener_disconnect(l, "listener settings changed");
+        l->failures = 0;
+        l->reconnect_due_ms = 0;
+    }
+}
+
 int listener_pending_requeues(const struct listener *l)
 {
     return l->requeue_count;
@@ -646,12 +749,6 @@ int listener_pending_requeues(const struct listener *l)
 void listener_request_sweep(struct listener *l)
 {
     l->sweep_requested = true;
-}
-
-void listener_close_in_child(struct listener *l)
-{
-    if (l->conn != NULL && PQsocket(l->conn) >= 0)
-        close(PQsocket(l->conn));
 }
 
 void listener_close(struct listener *l)
@@ -667,6 +764,7 @@ void listener_close(struct listener *l)
     free(l->queue_names);
     free(l->queue_max_attempts);
     l->queue_names = l->queue_max_attempts = NULL;
+    listener_free_depth(&l->depth);
     l->requeue_count = l->requeue_capacity = 0;
     l->state = LISTENER_DOWN;
 }

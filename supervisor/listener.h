@@ -31,6 +31,22 @@ struct listener_callbacks {
     void (*on_connection)(void *ctx, bool up);
 };
 
+/* Queue depth by state, per configured queue (config order), for
+ * /metrics: read at most every LISTENER_DEPTH_MAX_AGE_MS and only when
+ * asked (something scrapes). */
+struct listener_depth {
+    int count;              /* queues in the arrays below; 0 = never read */
+    char **names;           /* owned copies */
+    int64_t *pending_due;   /* pending, run_at <= now() */
+    int64_t *pending_later; /* pending, run_at > now() */
+    int64_t *running;
+    int64_t *dead;
+    double notify_queue_usage; /* pg_notification_queue_usage(), 0..1 */
+    int64_t fetched_ms;        /* when it was read, 0 = never */
+};
+
+#define LISTENER_DEPTH_MAX_AGE_MS 15000
+
 /* One queued write the supervisor asked for: requeue a dead worker's
  * running tasks. */
 struct listener_requeue {
@@ -66,12 +82,17 @@ struct listener {
     char *queue_names;        /* text[] literal of the configured queues (owned) */
     char *queue_max_attempts; /* int[] literal of their max_attempts (owned) */
 
+    struct listener_depth depth; /* last queue-depth reading */
+    bool depth_requested;        /* read depth when the connection is free */
+
     struct listener_requeue *requeues; /* FIFO of pending requeues */
     int requeue_count;
     int requeue_capacity;
 
-    /* Statistics (for status lines and, later, metrics). */
-    uint64_t reconnects;
+    /* Statistics (for status lines and metrics). */
+    bool ever_up;        /* a connection succeeded before */
+    bool schema_ok;      /* the last poll query succeeded (schema migrated) */
+    uint64_t reconnects; /* connections made after the first */
     uint64_t notifications;
 };
 
@@ -111,15 +132,19 @@ bool listener_is_up(const struct listener *l);
 /* Queue an UPDATE putting locked_by's running tasks back to pending. */
 void listener_requeue_owner(struct listener *l, const char *locked_by);
 
+/* Switch to a reloaded config (the old one may be freed afterwards); a
+ * changed channel or enabled flag reconnects at once. */
+void listener_set_config(struct listener *l, const struct pgwork_config *config);
+
 /* Number of requeues not yet confirmed by the database. */
 int listener_pending_requeues(const struct listener *l);
 
+/* Something wants queue depth: read it if the last reading is older than
+ * LISTENER_DEPTH_MAX_AGE_MS (no query otherwise). */
+void listener_want_depth(struct listener *l, int64_t now);
+
 /* Run a poll query as soon as possible (sweep every queue). */
 void listener_request_sweep(struct listener *l);
-
-/* In a forked child: close the socket without telling the server (a
- * PQfinish would end the supervisor's session). */
-void listener_close_in_child(struct listener *l);
 
 /* Close the connection (supervisor at exit). */
 void listener_close(struct listener *l);

@@ -2,9 +2,9 @@
  * pool.c — fork, reap, restart and wake workers.
  *
  * Invariants:
- *  - slots are filled from 0: the workers running are slots 0..target-1
- *    (plus retiring ones above it), which is what worker_serves_queue()
- *    relies on;
+ *  - slots are wanted from 0 up (TTIN takes the lowest free slot), so a
+ *    queue limited to N workers (worker_serves_queue) is served by the
+ *    running workers among slots 0..N-1;
  *  - a slot's eventfd is created once and kept across restarts, so a wake
  *    written while a worker restarts is not lost;
  *  - a worker that exits without being asked is restarted after a delay
@@ -49,8 +49,10 @@ int pool_init(struct pool *pool, const struct pgwork_config *config, struct shm 
         log_error("out of memory allocating %d worker slots", pool->capacity);
         return -1;
     }
-    for (int i = 0; i < pool->capacity; i++)
+    for (int i = 0; i < pool->capacity; i++) {
         pool->slots[i].wake_fd = -1;
+        pool->slots[i].wanted = i < pool->target;
+    }
     for (int i = 0; i < pool->capacity; i++) {
         pool->slots[i].wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (pool->slots[i].wake_fd < 0) {
@@ -65,6 +67,29 @@ void pool_locked_by(const struct pool *pool, int slot, pid_t pid, char *out, siz
 {
     /* Must match the tag worker_main() builds. */
     snprintf(out, outlen, "%s/%d/%d", pool->pod_name, slot, (int)pid);
+}
+
+/* Close every fd above 2 except the three given (in the child). */
+static void pool_close_inherited_fds(int keep_a, int keep_b, int keep_c)
+{
+    int keep[] = {keep_a, keep_b, keep_c};
+    /* Sort the three, then close the gaps between them. */
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (keep[j] < keep[i]) {
+                int t = keep[i];
+                keep[i] = keep[j];
+                keep[j] = t;
+            }
+    unsigned from = 3;
+    for (int i = 0; i < 3; i++) {
+        if (keep[i] < 3)
+            continue;
+        if ((unsigned)keep[i] > from)
+            close_range(from, (unsigned)keep[i] - 1, 0);
+        from = (unsigned)keep[i] + 1;
+    }
+    close_range(from, ~0u, 0);
 }
 
 static void pool_spawn(struct pool *pool, int slot, int64_t now)
@@ -82,12 +107,12 @@ static void pool_spawn(struct pool *pool, int slot, int64_t now)
         return;
     }
     if (pid == 0) {
-        /* The child keeps its own eventfd, the request eventfd and the
-         * death pipe's read end; everything else is the supervisor's. */
-        pool->close_in_child(pool->ctx);
-        for (int i = 0; i < pool->capacity; i++)
-            if (i != slot)
-                close(pool->slots[i].wake_fd);
+        /* The child keeps stdio, its own eventfd, the request eventfd and
+         * the death pipe's read end; everything else is the supervisor's:
+         * epoll, signalfd, timerfd, the HTTP sockets, other workers'
+         * eventfds, and the listener's socket — closed, not PQfinish()ed,
+         * which would end the supervisor's session (DESIGN §8). */
+        pool_close_inherited_fds(s->wake_fd, pool->request_fd, pool->death_fd);
         struct worker_args args = {
             .slot = slot,
             .config = pool->config,
@@ -97,6 +122,7 @@ static void pool_spawn(struct pool *pool, int slot, int64_t now)
             .death_fd = pool->death_fd,
             .supervisor_pid = pool->supervisor_pid,
             .pod_name = pool->pod_name,
+            .queue_slots = pool->queue_slots,
         };
         worker_main(&args);
     }
@@ -105,6 +131,7 @@ static void pool_spawn(struct pool *pool, int slot, int64_t now)
     s->pid = pid;
     s->started_ms = now;
     s->retiring = false;
+    s->roll_pending = false;
     atomic_store(&shared->task_id, 0);
     atomic_store(&shared->pid, pid);
     atomic_store(&shared->state, WORKER_STARTING);
@@ -115,9 +142,9 @@ void pool_start_missing(struct pool *pool, int64_t now)
 {
     if (pool->stopping)
         return;
-    for (int i = 0; i < pool->target && i < pool->capacity; i++) {
+    for (int i = 0; i < pool->capacity; i++) {
         struct pool_slot *s = &pool->slots[i];
-        if (s->pid == 0 && !s->fatal && now >= s->restart_due_ms)
+        if (s->wanted && s->pid == 0 && !s->fatal && now >= s->restart_due_ms)
             pool_spawn(pool, i, now);
     }
 }
@@ -150,6 +177,9 @@ static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t 
     pool_describe_exit(status, how, sizeof(how));
 
     bool asked = pool->stopping || s->retiring;
+    s->retiring = false;
+    if (asked)
+        s->restart_due_ms = now; /* a rolled worker comes back at once */
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_OK;
     s->pid = 0;
     atomic_store(&shared->pid, 0);
@@ -159,6 +189,10 @@ static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t 
     pool_locked_by(pool, slot, pid, locked_by, sizeof(locked_by));
     if (pool->worker_exited != NULL)
         pool->worker_exited(pool->ctx, slot, pid, locked_by, clean && asked);
+    if (!s->wanted) {
+        log_info("worker %d (pid %d) retired: %s", slot, (int)pid, how);
+        return;
+    }
 
     if (asked) {
         log_info("worker %d (pid %d) stopped: %s", slot, (int)pid, how);
@@ -233,6 +267,73 @@ bool pool_wake_one(struct pool *pool, int queue_index)
     return false;
 }
 
+/* The worker to retire: an idle one if any (highest slot first), else the
+ * highest running one. -1 if none runs. */
+static int pool_pick_retiree(const struct pool *pool, bool (*eligible)(const struct pool_slot *))
+{
+    int busy = -1;
+    for (int i = pool->capacity - 1; i >= 0; i--) {
+        const struct pool_slot *s = &pool->slots[i];
+        if (s->pid == 0 || s->retiring || !eligible(s))
+            continue;
+        if (atomic_load(&pool->shm->workers[i].state) == WORKER_IDLE)
+            return i;
+        if (busy < 0)
+            busy = i;
+    }
+    return busy;
+}
+
+static bool pool_slot_wanted(const struct pool_slot *s)
+{
+    return s->wanted;
+}
+
+static bool pool_slot_roll_pending(const struct pool_slot *s)
+{
+    return s->roll_pending;
+}
+
+/* SIGTERM is graceful: a busy worker finishes its task first. */
+static void pool_retire(struct pool *pool, int slot)
+{
+    struct pool_slot *s = &pool->slots[slot];
+    s->retiring = true;
+    if (kill(s->pid, SIGTERM) != 0)
+        log_error("cannot signal worker %d (pid %d): %s", slot, (int)s->pid, strerror(errno));
+}
+
+static void pool_add_one(struct pool *pool)
+{
+    for (int i = 0; i < pool->capacity; i++) {
+        struct pool_slot *s = &pool->slots[i];
+        if (!s->wanted) {
+            s->wanted = true;
+            s->restart_due_ms = 0;
+            s->consecutive_failures = 0;
+            s->fatal = false;
+            pool->target++;
+            return;
+        }
+    }
+}
+
+static void pool_remove_one(struct pool *pool)
+{
+    int slot = pool_pick_retiree(pool, pool_slot_wanted);
+    if (slot < 0) {
+        /* Nothing runs (all waiting to restart): unwant the highest. */
+        for (slot = pool->capacity - 1; slot >= 0 && !pool->slots[slot].wanted; slot--)
+            ;
+        if (slot < 0)
+            return;
+    }
+    pool->slots[slot].wanted = false;
+    pool->target--;
+    if (pool->slots[slot].pid != 0)
+        pool_retire(pool, slot);
+}
+
 void pool_scale(struct pool *pool, int delta)
 {
     int wanted = pool->target + delta;
@@ -242,22 +343,46 @@ void pool_scale(struct pool *pool, int delta)
                  pool->target == 1 ? "" : "s", wanted, min, max);
         return;
     }
-    while (pool->target < wanted) {
-        struct pool_slot *s = &pool->slots[pool->target];
-        s->restart_due_ms = 0;
-        s->consecutive_failures = 0;
-        s->fatal = false;
-        pool->target++;
-    }
-    while (pool->target > wanted) {
-        pool->target--;
-        struct pool_slot *s = &pool->slots[pool->target];
-        if (s->pid != 0) {
-            s->retiring = true;
-            kill(s->pid, SIGTERM);
-        }
-    }
+    while (pool->target < wanted)
+        pool_add_one(pool);
+    while (pool->target > wanted)
+        pool_remove_one(pool);
     log_info("pool scaled to %d worker%s", pool->target, pool->target == 1 ? "" : "s");
+}
+
+void pool_set_config(struct pool *pool, const struct pgwork_config *config, bool roll_workers)
+{
+    pool->config = config;
+    int wanted = config->workers.count;
+    if (wanted > pool->capacity)
+        wanted = pool->capacity;
+    while (pool->target < wanted)
+        pool_add_one(pool);
+    while (pool->target > wanted)
+        pool_remove_one(pool);
+    for (int i = 0; i < pool->capacity; i++) {
+        struct pool_slot *s = &pool->slots[i];
+        /* A bad config may have been fixed: try failed slots again. */
+        s->fatal = false;
+        if (roll_workers && s->pid != 0 && !s->retiring)
+            s->roll_pending = true;
+    }
+}
+
+void pool_roll_next(struct pool *pool)
+{
+    for (int i = 0; i < pool->capacity; i++) {
+        const struct pool_slot *s = &pool->slots[i];
+        if (s->pid != 0 &&
+            (s->retiring || atomic_load(&pool->shm->workers[i].state) == WORKER_STARTING))
+            return; /* one at a time */
+    }
+    int slot = pool_pick_retiree(pool, pool_slot_roll_pending);
+    if (slot < 0)
+        return;
+    log_info("rolling worker %d (pid %d) onto the new configuration", slot,
+             (int)pool->slots[slot].pid);
+    pool_retire(pool, slot);
 }
 
 void pool_signal_all(const struct pool *pool, int sig)
@@ -280,9 +405,9 @@ int64_t pool_next_deadline(const struct pool *pool)
     int64_t next = INT64_MAX;
     if (pool->stopping)
         return next;
-    for (int i = 0; i < pool->target && i < pool->capacity; i++) {
+    for (int i = 0; i < pool->capacity; i++) {
         const struct pool_slot *s = &pool->slots[i];
-        if (s->pid == 0 && !s->fatal && s->restart_due_ms < next)
+        if (s->wanted && s->pid == 0 && !s->fatal && s->restart_due_ms < next)
             next = s->restart_due_ms;
     }
     return next;
@@ -290,8 +415,8 @@ int64_t pool_next_deadline(const struct pool *pool)
 
 bool pool_all_fatal(const struct pool *pool)
 {
-    for (int i = 0; i < pool->target && i < pool->capacity; i++)
-        if (!pool->slots[i].fatal)
+    for (int i = 0; i < pool->capacity; i++)
+        if (pool->slots[i].wanted && !pool->slots[i].fatal)
             return false;
     return pool->target > 0;
 }
@@ -301,7 +426,7 @@ void pool_log_status(const struct pool *pool)
     for (int i = 0; i < pool->capacity; i++) {
         const struct pool_slot *s = &pool->slots[i];
         const struct shm_worker *w = &pool->shm->workers[i];
-        if (s->pid == 0 && i >= pool->target)
+        if (s->pid == 0 && !s->wanted)
             continue;
         log_info(
             "status worker %d: pid=%d state=%s task=%" PRId64 " wakeups=%" PRIu64 " claims=%" PRIu64

@@ -19,13 +19,11 @@ struct pool_slot {
     int consecutive_failures; /* exits in a row that were not asked for */
     int64_t started_ms;       /* when the current process was forked */
     int64_t restart_due_ms;   /* earliest time to fork again (backoff) */
+    bool wanted;              /* the pool wants a worker in this slot */
     bool fatal;               /* exited "do not respawn" (bad config) */
-    bool retiring;            /* sent TERM by a scale-down; not restarted */
+    bool retiring;            /* sent TERM on purpose (scale-down, roll): not a crash */
+    bool roll_pending;        /* runs an old config: replace it when its turn comes */
 };
-
-/* Called in the child right after fork, before the worker runs: close every
- * fd that belongs to the supervisor (STYLE §9). */
-typedef void (*pool_close_in_child_fn)(void *ctx);
 
 /* Called after a worker exited (reaped) with the owner tag its tasks carry,
  * so the supervisor can requeue them at once (DESIGN §2). */
@@ -37,14 +35,14 @@ struct pool {
     struct shm *shm;
     struct pool_slot *slots; /* capacity entries */
     int capacity;            /* workers.max: slots in shm */
-    int target;              /* workers wanted now: slots 0..target-1 */
+    int target;              /* number of wanted slots */
+    const int *queue_slots;  /* config queue index -> shm queue record (supervisor-owned) */
     int request_fd;          /* the supervisor's eventfd, inherited by workers */
     int death_fd;            /* read end of the parent-death pipe */
     pid_t supervisor_pid;
     const char *pod_name;
     unsigned *wake_cursor; /* per queue: where the round-robin resumes */
     bool stopping;         /* shutting down: no restarts */
-    pool_close_in_child_fn close_in_child;
     pool_worker_exited_fn worker_exited;
     void *ctx;
 };
@@ -53,8 +51,8 @@ struct pool {
 int pool_init(struct pool *pool, const struct pgwork_config *config, struct shm *shm,
               int request_fd, int death_fd, const char *pod_name);
 
-/* Fork a worker into every slot below target that has none and whose
- * backoff has passed. */
+/* Fork a worker into every wanted slot that has none and whose backoff
+ * has passed. */
 void pool_start_missing(struct pool *pool, int64_t now);
 
 /* waitpid() until it returns 0; map pids to slots; log each exit; schedule
@@ -65,9 +63,19 @@ void pool_reap(struct pool *pool, int64_t now);
  * one was woken. */
 bool pool_wake_one(struct pool *pool, int queue_index);
 
-/* Change target by delta within workers.min..workers.max; retire from the
- * top slot. */
+/* Add or retire workers, one per unit of delta, within
+ * workers.min..workers.max. TTIN fills the lowest free slot; TTOU retires
+ * an idle worker first (highest slot), else a busy one gracefully: SIGTERM
+ * lets it finish its task. */
 void pool_scale(struct pool *pool, int delta);
+
+/* Switch to a new config (after a reload): target = workers.count within
+ * bounds, and every running worker is marked to be rolled. */
+void pool_set_config(struct pool *pool, const struct pgwork_config *config, bool roll_workers);
+
+/* Roll one worker at a time: when no replacement is starting and none is
+ * retiring, SIGTERM one worker still running an old config (idle first). */
+void pool_roll_next(struct pool *pool);
 
 void pool_signal_all(const struct pool *pool, int sig);
 

@@ -28,7 +28,9 @@
 
 #include "supervisor.h"
 #include "cli.h"
+#include "http.h"
 #include "listener.h"
+#include "metrics.h"
 #include "pool.h"
 #include "signals.h"
 #include "../shared/log.h"
@@ -55,6 +57,7 @@ struct supervisor {
     struct shm shm;
     struct pool pool;
     struct listener listener;
+    struct http_server http;
     int epoll_fd;
     int signal_fd;
     int timer_fd;
@@ -66,7 +69,9 @@ struct supervisor {
     enum supervisor_phase phase;
     int64_t phase_deadline_ms; /* when the current stopping phase escalates */
     bool quiet;                /* TSTP: no new claims until CONT */
-    int64_t *scheduled_due_ms; /* per queue: a future task's due time, 0 = none */
+    int *queue_slots;          /* config queue index -> shm queue record */
+    char **slot_names;         /* shm queue record -> queue name (owned); NULL = free */
+    int64_t *scheduled_due_ms; /* per shm queue record: a future task's due time, 0 = none */
     int64_t blind_poll_due_ms; /* listener down: next blind wake of every queue */
     int exit_code;
 };
@@ -103,7 +108,7 @@ static void supervisor_hint_queue(struct supervisor *s, int q)
 {
     if (s->quiet || s->phase != PHASE_RUNNING)
         return;
-    atomic_fetch_add(&s->shm.queues[q].hint, 1);
+    atomic_fetch_add(&s->shm.queues[s->queue_slots[q]].hint, 1);
     pool_wake_one(&s->pool, q);
 }
 
@@ -115,8 +120,9 @@ static void supervisor_hint_all(struct supervisor *s)
 
 static void supervisor_schedule(struct supervisor *s, int q, int64_t due_ms)
 {
-    if (s->scheduled_due_ms[q] == 0 || due_ms < s->scheduled_due_ms[q])
-        s->scheduled_due_ms[q] = due_ms;
+    int64_t *due = &s->scheduled_due_ms[s->queue_slots[q]];
+    if (*due == 0 || due_ms < *due)
+        *due = due_ms;
 }
 
 /* --- listener callbacks ------------------------------------------------ */
@@ -124,7 +130,8 @@ static void supervisor_schedule(struct supervisor *s, int q, int64_t due_ms)
 static void on_task_hint(void *ctx, int q, int64_t delay_ms)
 {
     struct supervisor *s = ctx;
-    atomic_fetch_add_explicit(&s->shm.queues[q].notifications, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->shm.queues[s->queue_slots[q]].notifications, 1,
+                              memory_order_relaxed);
     if (delay_ms <= 0)
         supervisor_hint_queue(s, q);
     else
@@ -149,16 +156,6 @@ static void on_connection(void *ctx, bool up)
 
 /* --- pool callbacks ---------------------------------------------------- */
 
-static void close_in_child(void *ctx)
-{
-    struct supervisor *s = ctx;
-    close(s->epoll_fd);
-    close(s->signal_fd);
-    close(s->timer_fd);
-    close(s->death_pipe[1]);
-    listener_close_in_child(&s->listener);
-}
-
 static void on_worker_exited(void *ctx, int slot, pid_t pid, const char *locked_by, bool clean)
 {
     struct supervisor *s = ctx;
@@ -169,6 +166,54 @@ static void on_worker_exited(void *ctx, int slot, pid_t pid, const char *locked_
      * after the lease (DESIGN §2). */
     if (!clean)
         listener_requeue_owner(&s->listener, locked_by);
+}
+
+/* --- http handlers ----------------------------------------------------- */
+
+/* /readyz: this pod can take work right now. */
+static bool http_ready(void *ctx, char *why, size_t len)
+{
+    struct supervisor *s = ctx;
+    if (s->phase != PHASE_RUNNING) {
+        snprintf(why, len, "shutting down");
+        return false;
+    }
+    if (s->quiet) {
+        snprintf(why, len, "quiet (SIGTSTP): not claiming");
+        return false;
+    }
+    if (!listener_is_up(&s->listener)) {
+        snprintf(why, len, "database unreachable");
+        return false;
+    }
+    if (!s->listener.schema_ok) {
+        snprintf(why, len, "schema not migrated or not readable: run pgwork migrate");
+        return false;
+    }
+    for (int i = 0; i < s->pool.capacity; i++) {
+        int state = atomic_load(&s->shm.workers[i].state);
+        if (s->pool.slots[i].pid != 0 &&
+            (state == WORKER_IDLE || state == WORKER_BUSY || state == WORKER_WOKEN))
+            return true;
+    }
+    snprintf(why, len, "no worker is up");
+    return false;
+}
+
+static void http_metrics(void *ctx, struct text_buffer *out)
+{
+    struct supervisor *s = ctx;
+    /* Depth is read only while something scrapes, at most every 15 s. */
+    listener_want_depth(&s->listener, time_now_ms());
+    struct metrics_source src = {
+        .config = s->config,
+        .shm = &s->shm,
+        .queue_slots = s->queue_slots,
+        .pool = &s->pool,
+        .listener = &s->listener,
+        .quiet = s->quiet,
+    };
+    metrics_render(&src, out);
 }
 
 /* --- event handlers ---------------------------------------------------- */
@@ -182,7 +227,7 @@ static void supervisor_on_worker_request(struct supervisor *s)
         log_error("reading worker requests failed: %s", strerror(errno));
     int64_t now = time_now_ms();
     for (int q = 0; q < s->config->queue_count; q++) {
-        struct shm_queue *queue = &s->shm.queues[q];
+        struct shm_queue *queue = &s->shm.queues[s->queue_slots[q]];
         if (atomic_exchange(&queue->help_wanted, 0))
             supervisor_hint_queue(s, q);
         int64_t retry_due = atomic_exchange(&queue->retry_due_ms, 0);
@@ -210,7 +255,7 @@ static void supervisor_log_status(struct supervisor *s)
              s->listener.reconnects, s->listener.notifications, s->listener.last_ping_rtt_ms);
     pool_log_status(&s->pool);
     for (int q = 0; q < s->config->queue_count; q++) {
-        const struct shm_queue *queue = &s->shm.queues[q];
+        const struct shm_queue *queue = &s->shm.queues[s->queue_slots[q]];
         log_info("status queue \"%s\": hint=%" PRIu64 " notifications=%" PRIu64 " claims=%" PRIu64
                  " claimed=%" PRIu64 " done=%" PRIu64 " retried=%" PRIu64 " dead=%" PRIu64,
                  s->config->queues[q].name, atomic_load(&queue->hint),
@@ -218,6 +263,88 @@ static void supervisor_log_status(struct supervisor *s)
                  atomic_load(&queue->tasks_claimed), atomic_load(&queue->tasks_done),
                  atomic_load(&queue->tasks_retried), atomic_load(&queue->tasks_dead));
     }
+}
+
+/*
+ * Give every queue of config a shared-memory record, keyed by name for the
+ * supervisor's lifetime: a known name keeps its record (and counters), a
+ * new name takes a free one. Fills slots (config->queue_count entries).
+ * Returns -1 when shared memory has no room left (restart to grow it).
+ */
+static int supervisor_map_queues(struct supervisor *s, const struct pgwork_config *config,
+                                 int *slots)
+{
+    unsigned capacity = s->shm.header->queue_capacity;
+    for (int q = 0; q < config->queue_count; q++) {
+        const char *name = config->queues[q].name;
+        int slot = -1;
+        for (unsigned i = 0; i < capacity && s->slot_names[i] != NULL; i++)
+            if (strcmp(s->slot_names[i], name) == 0)
+                slot = (int)i;
+        if (slot < 0) {
+            unsigned used = 0;
+            while (used < capacity && s->slot_names[used] != NULL)
+                used++;
+            if (used == capacity)
+                return -1;
+            s->slot_names[used] = strdup(name);
+            if (s->slot_names[used] == NULL)
+                return -1;
+            slot = (int)used;
+        }
+        slots[q] = slot;
+    }
+    return 0;
+}
+
+/* SIGHUP: re-read the file; a bad file changes nothing (STYLE §12). */
+static void supervisor_reload(struct supervisor *s)
+{
+    const char *path = s->config->path;
+    if (path[0] == '\0') {
+        log_warn("reload ignored: started without a config file");
+        return;
+    }
+    struct pgwork_config *fresh = NULL;
+    char err[1024];
+    if (config_load(path, &fresh, err, sizeof(err)) != 0) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        return;
+    }
+    if (fresh->queue_count == 0) {
+        log_error("reload failed, keeping the running configuration: %s: no queue configured",
+                  path);
+        config_free(fresh);
+        return;
+    }
+    int *slots = calloc((size_t)fresh->queue_count, sizeof(*slots));
+    if (slots == NULL || supervisor_map_queues(s, fresh, slots) != 0) {
+        log_error("reload failed, keeping the running configuration: more new queues than "
+                  "shared memory has room for (%u records); restart to apply",
+                  s->shm.header->queue_capacity);
+        free(slots);
+        config_free(fresh);
+        return;
+    }
+    char changed[256];
+    config_keep_restart_only(s->config, fresh, changed, sizeof(changed));
+    if (changed[0] != '\0')
+        log_warn("reload: %s changed; these take a restart and keep their running values", changed);
+    bool roll = !config_worker_view_equal(s->config, fresh);
+
+    struct pgwork_config *old = s->config;
+    s->config = fresh;
+    free(s->queue_slots);
+    s->queue_slots = slots;
+    log_configure(fresh->log.level, fresh->log.format);
+    s->pool.queue_slots = slots;
+    pool_set_config(&s->pool, fresh, roll);
+    listener_set_config(&s->listener, fresh);
+    config_free(old);
+    log_info("reloaded %s: %d queue%s, %d worker%s%s", fresh->path, fresh->queue_count,
+             fresh->queue_count == 1 ? "" : "s", s->pool.target, s->pool.target == 1 ? "" : "s",
+             roll ? "; rolling workers onto it one at a time" : "");
+    supervisor_hint_all(s);
 }
 
 /* Signals become actions, most urgent first (STYLE §4). */
@@ -235,19 +362,20 @@ static void supervisor_handle_requests(struct supervisor *s, int64_t now)
         pool_signal_all(&s->pool, SIGTERM);
         supervisor_set_phase(s, PHASE_STOPPING, now + s->config->workers.shutdown_timeout_ms);
     }
-    if (req.reload)
-        log_warn("reload (SIGHUP) is not supported yet; restart the supervisor to apply a new "
-                 "configuration");
+    if (req.reload && s->phase == PHASE_RUNNING)
+        supervisor_reload(s);
     if (req.children)
         pool_reap(&s->pool, now);
     if (req.scale != 0 && s->phase == PHASE_RUNNING)
         pool_scale(&s->pool, req.scale);
     if (req.quiet && !s->quiet) {
         s->quiet = true;
-        log_info("quiet: no new claims until SIGCONT");
+        atomic_store(&s->shm.header->quiet, 1);
+        log_info("quiet: no new claims until SIGCONT; running tasks finish");
     }
     if (req.resume && s->quiet) {
         s->quiet = false;
+        atomic_store(&s->shm.header->quiet, 0);
         log_info("resumed");
         supervisor_hint_all(s);
     }
@@ -260,10 +388,13 @@ static void supervisor_handle_requests(struct supervisor *s, int64_t now)
 static void supervisor_run_chores(struct supervisor *s, int64_t now)
 {
     listener_run_chores(&s->listener, now);
+    if (now >= http_next_deadline(&s->http, now))
+        http_run(&s->http); /* connection timeouts */
 
     for (int q = 0; q < s->config->queue_count; q++) {
-        if (s->scheduled_due_ms[q] != 0 && now >= s->scheduled_due_ms[q]) {
-            s->scheduled_due_ms[q] = 0;
+        int64_t *due = &s->scheduled_due_ms[s->queue_slots[q]];
+        if (*due != 0 && now >= *due) {
+            *due = 0;
             supervisor_hint_queue(s, q);
         }
     }
@@ -276,6 +407,7 @@ static void supervisor_run_chores(struct supervisor *s, int64_t now)
     switch (s->phase) {
     case PHASE_RUNNING:
         pool_start_missing(&s->pool, now);
+        pool_roll_next(&s->pool);
         if (pool_all_fatal(&s->pool)) {
             log_error("every worker failed with a configuration error; exiting");
             s->exit_code = EXIT_CONFIG;
@@ -312,13 +444,18 @@ static int64_t supervisor_next_deadline(const struct supervisor *s)
     int64_t pool_next = pool_next_deadline(&s->pool);
     if (pool_next < next)
         next = pool_next;
-    for (int q = 0; q < s->config->queue_count; q++)
-        if (s->scheduled_due_ms[q] != 0 && s->scheduled_due_ms[q] < next)
-            next = s->scheduled_due_ms[q];
+    for (int q = 0; q < s->config->queue_count; q++) {
+        int64_t due = s->scheduled_due_ms[s->queue_slots[q]];
+        if (due != 0 && due < next)
+            next = due;
+    }
     if (!listener_is_up(&s->listener) && s->blind_poll_due_ms < next)
         next = s->blind_poll_due_ms;
     if (s->phase != PHASE_RUNNING && s->phase_deadline_ms < next)
         next = s->phase_deadline_ms;
+    int64_t http_next = http_next_deadline(&s->http, time_now_ms());
+    if (http_next < next)
+        next = http_next;
     return next;
 }
 
@@ -362,6 +499,8 @@ static void supervisor_loop(struct supervisor *s)
                 supervisor_on_worker_request(s);
             else if (fd == s->timer_fd)
                 supervisor_on_timer(s);
+            else if (fd == http_fd(&s->http))
+                http_run(&s->http);
             else
                 listener_on_io(&s->listener, events[i].events);
         }
@@ -397,11 +536,16 @@ static int supervisor_open(struct supervisor *s)
         return -1;
     }
     s->scheduled_due_ms = calloc(queue_capacity, sizeof(*s->scheduled_due_ms));
-    if (s->scheduled_due_ms == NULL)
+    s->slot_names = calloc(queue_capacity, sizeof(*s->slot_names));
+    s->queue_slots = calloc((size_t)config->queue_count, sizeof(*s->queue_slots));
+    if (s->scheduled_due_ms == NULL || s->slot_names == NULL || s->queue_slots == NULL ||
+        supervisor_map_queues(s, config, s->queue_slots) != 0) {
+        log_error("out of memory mapping queues");
         return -1;
+    }
     if (pool_init(&s->pool, config, &s->shm, s->request_fd, s->death_pipe[0], s->pod_name) != 0)
         return -1;
-    s->pool.close_in_child = close_in_child;
+    s->pool.queue_slots = s->queue_slots;
     s->pool.worker_exited = on_worker_exited;
     s->pool.ctx = s;
 
@@ -411,14 +555,28 @@ static int supervisor_open(struct supervisor *s)
         .on_connection = on_connection,
     };
     listener_init(&s->listener, config, s->epoll_fd, &callbacks, s);
+
+    const struct http_handlers handlers = {.ready = http_ready, .metrics = http_metrics, .ctx = s};
+    if (http_start(&s->http, config->http.listen, &handlers) != 0)
+        return -1;
+    if (http_fd(&s->http) >= 0 && supervisor_watch(s, http_fd(&s->http)) != 0) {
+        log_error("epoll_ctl failed for the http endpoint: %s", strerror(errno));
+        return -1;
+    }
     return 0;
 }
 
 static void supervisor_close(struct supervisor *s)
 {
+    http_stop(&s->http);
     listener_close(&s->listener);
     pool_free(&s->pool);
     free(s->scheduled_due_ms);
+    if (s->slot_names != NULL)
+        for (unsigned i = 0; i < s->shm.header->queue_capacity; i++)
+            free(s->slot_names[i]);
+    free(s->slot_names);
+    free(s->queue_slots);
     shm_destroy(&s->shm);
     close(s->epoll_fd);
     close(s->signal_fd);

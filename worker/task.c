@@ -37,7 +37,8 @@ static const char claim_sql[] =
     "     locked_until = now() + $4 * interval '1 millisecond', started_at = now(),"
     "     finished_at = NULL"
     " FROM picked WHERE t.id = picked.id"
-    " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $5)";
+    " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $5),"
+    "   greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint)";
 
 static const char done_sql[] = "UPDATE pgwork.tasks"
                                " SET state = 'done', finished_at = now(), locked_until = NULL"
@@ -142,6 +143,7 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
         task->payload = strdup(PQgetvalue(res, i, 1));
         task->attempt = atoi(PQgetvalue(res, i, 2));
         task->max_attempts = atoi(PQgetvalue(res, i, 3));
+        task->pickup_us = strtoll(PQgetvalue(res, i, 4), NULL, 10);
         if (task->payload == NULL) {
             log_error("out of memory copying a payload");
             abort();

@@ -20,6 +20,7 @@ struct claimed_task {
     char *payload; /* owned; freed by task_batch_clear */
     int attempt;
     int max_attempts;
+    int64_t pickup_us; /* claim time - run_at, by the database's clock (>= 0) */
 };
 
 struct task_batch {

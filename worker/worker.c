@@ -36,7 +36,7 @@
 #include "../shared/timeutil.h"
 
 struct served_queue {
-    int index; /* into config->queues and shm->queues */
+    int index; /* into shm->queues (args->queue_slots of its config index) */
     const struct queue_config *queue;
     const struct handler *handler;
     void *handler_state;
@@ -125,6 +125,12 @@ static bool worker_stopping(const struct worker *w)
     return w->env.stop_requested || w->env.abort_requested;
 }
 
+/* Stopping, or the pod was made quiet (TSTP): claim and start nothing. */
+static bool worker_holding_back(const struct worker *w)
+{
+    return worker_stopping(w) || atomic_load(&w->args->shm->header->quiet) != 0;
+}
+
 static void worker_run_task(struct worker *w, struct served_queue *sq,
                             const struct claimed_task *claimed)
 {
@@ -142,10 +148,13 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     atomic_store_explicit(&w->self->task_id, task.id, memory_order_relaxed);
     w->env.queue = queue;
     w->env.keep_done = queue->keep_done;
-    int64_t started = time_now_ms();
+    int64_t started_us = time_now_us();
     enum handler_outcome outcome =
         sq->handler->run(sq->handler_state, &w->env, &task, error, sizeof(error));
-    int64_t elapsed = time_now_ms() - started;
+    int64_t elapsed_us = time_now_us() - started_us;
+    int64_t elapsed = elapsed_us / 1000;
+    shm_histogram_observe(&shared_queue->pickup, claimed->pickup_us);
+    shm_histogram_observe(&shared_queue->duration, elapsed_us);
 
     switch (outcome) {
     case HANDLER_OK:
@@ -198,7 +207,7 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
      * claim changes it again and brings us back here. */
     sq->seen_hint = atomic_load(&shared_queue->hint);
 
-    while (!worker_stopping(w)) {
+    while (!worker_holding_back(w)) {
         int claimed =
             task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms, &w->batch);
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
@@ -214,7 +223,7 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
 
         for (int i = 0; i < w->batch.count; i++) {
             worker_poll_control(w);
-            if (worker_stopping(w)) {
+            if (worker_holding_back(w)) {
                 /* Claimed but not started: give them back untried. */
                 int left = w->batch.count - i;
                 int64_t *ids = malloc((size_t)left * sizeof(*ids));
@@ -247,9 +256,9 @@ static bool worker_hints_changed(const struct worker *w)
 static void worker_drain(struct worker *w)
 {
     bool again = true;
-    while (again && !worker_stopping(w)) {
+    while (again && !worker_holding_back(w)) {
         again = false;
-        for (int i = 0; i < w->served_count && !worker_stopping(w); i++) {
+        for (int i = 0; i < w->served_count && !worker_holding_back(w); i++) {
             struct served_queue *sq = &w->served[i];
             if (atomic_load(&w->args->shm->queues[sq->index].hint) != sq->seen_hint) {
                 worker_drain_queue(w, sq);
@@ -340,7 +349,7 @@ static void worker_init_queues(struct worker *w)
         if (!worker_serves_queue(w->args->slot, queue))
             continue;
         struct served_queue *sq = &w->served[w->served_count];
-        sq->index = i;
+        sq->index = w->args->queue_slots[i];
         sq->queue = queue;
         sq->handler = handler_for_kind(queue->handler);
         sq->seen_hint = 0; /* differs from any bumped hint: drain once at start */
@@ -396,7 +405,7 @@ void worker_main(const struct worker_args *args)
         /* The re-check after announcing IDLE: a hint bumped while we were
          * busy (and the supervisor saw us BUSY, so woke nobody) is seen
          * here. */
-        if (worker_hints_changed(&w))
+        if (worker_hints_changed(&w) && !worker_holding_back(&w))
             continue;
         worker_sleep(&w);
     }

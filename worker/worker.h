@@ -30,6 +30,11 @@ struct worker_args {
     int death_fd;   /* read end of the parent-death pipe: EOF when the supervisor dies */
     pid_t supervisor_pid;
     const char *pod_name; /* hostname, for locked_by */
+    /* config->queues[i] lives in shm->queues[queue_slots[i]]: records are
+     * keyed by queue name for the supervisor's lifetime, so a reload that
+     * reorders or adds queues never makes a worker read another queue's
+     * hint. */
+    const int *queue_slots;
 };
 
 /* The worker's main; never returns. */

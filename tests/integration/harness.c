@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libgen.h>
+#include <pwd.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -174,8 +176,11 @@ void harness_setup(void)
     ck_assert_msg(mkdtemp(h.tmpdir) != NULL, "harness: mkdtemp in %s: %s", base, strerror(errno));
 }
 
+static void proxies_teardown(void);
+
 void harness_teardown(void)
 {
+    proxies_teardown();
     for (int i = 0; i < h.sup_count; i++) {
         struct harness_supervisor *sup = h.sups[i];
         if (sup->pid > 0) {
@@ -646,6 +651,10 @@ static const char *new_file(const char *suffix, const char *text)
 
 const char *harness_write_config(const char *text)
 {
+    /* Many supervisors run side by side in the tests: no HTTP endpoint
+     * (default 0.0.0.0:9187) unless the test configures one. */
+    if (strstr(text, "http {") == NULL && strstr(text, "http{") == NULL)
+        text = harness_printf("%shttp { listen = \"\" }\n", text);
     return new_file(".conf", text);
 }
 
@@ -764,4 +773,237 @@ void harness_stderr_dump(struct harness_supervisor *sup)
         line += len + (nl ? 1 : 0);
     }
     fprintf(stderr, "---- end ----\n");
+}
+
+/* --- failure tests: process groups, wrappers, the cluster itself ---------- */
+
+#define HARNESS_MAX_PROXIES 8
+
+static struct harness_proxy *proxies[HARNESS_MAX_PROXIES];
+static int proxy_count;
+
+static void proxies_teardown(void)
+{
+    for (int i = 0; i < proxy_count; i++) {
+        if (proxies[i]->pid > 0) {
+            kill(proxies[i]->pid, SIGKILL);
+            waitpid(proxies[i]->pid, NULL, 0);
+        }
+    }
+    proxy_count = 0; /* the structs themselves are in the arena */
+}
+
+struct harness_supervisor *harness_spawn_supervisor_opts(const char *config_path,
+                                                         const char *conninfo,
+                                                         const struct harness_spawn_opts *opts)
+{
+    static const struct harness_spawn_opts none = {0};
+    if (opts == NULL)
+        opts = &none;
+    ck_assert_msg(h.sup_count < HARNESS_MAX_SUPERVISORS, "harness: too many supervisors");
+    struct harness_supervisor *sup = keep(calloc(1, sizeof(*sup)));
+    sup->stderr_path = new_file(".log", NULL);
+
+    int nwrap = 0;
+    while (opts->wrapper != NULL && opts->wrapper[nwrap] != NULL)
+        nwrap++;
+    char **argv = keep(calloc((size_t)nwrap + 5, sizeof(*argv)));
+    for (int i = 0; i < nwrap; i++)
+        argv[i] = (char *)opts->wrapper[i];
+    argv[nwrap] = (char *)harness_pgwork_bin();
+    argv[nwrap + 1] = "-c";
+    argv[nwrap + 2] = (char *)config_path;
+    argv[nwrap + 3] = "run";
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "harness: fork: %s", strerror(errno));
+    if (pid == 0) {
+        child_prepare(parent, conninfo);
+        if (opts->own_process_group)
+            setpgid(0, 0);
+        for (int i = 0; opts->env != NULL && opts->env[i] != NULL; i++)
+            putenv((char *)opts->env[i]);
+        int devnull = open("/dev/null", O_RDONLY);
+        int log = open(sup->stderr_path, O_WRONLY | O_APPEND);
+        if (devnull < 0 || log < 0)
+            _exit(127);
+        dup2(devnull, STDIN_FILENO);
+        dup2(log, STDOUT_FILENO);
+        dup2(log, STDERR_FILENO);
+        execvp(argv[0], argv);
+        fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    if (opts->own_process_group)
+        setpgid(pid, pid); /* both sides: no race with a kill(-pid) right away */
+    sup->pid = pid;
+    h.sups[h.sup_count++] = sup;
+    return sup;
+}
+
+bool harness_pid_alive(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    /* "pid (comm) S ...": comm may hold spaces and parentheses. */
+    const char *paren = strrchr(buf, ')');
+    if (paren == NULL || paren[1] == '\0' || paren[2] == '\0')
+        return false;
+    char state = paren[2];
+    return state != 'Z' && state != 'X';
+}
+
+bool harness_wait_pid_gone(pid_t pid, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    while (harness_pid_alive(pid)) {
+        if (harness_now_ms() >= deadline)
+            return false;
+        sleep_ms(5);
+    }
+    return true;
+}
+
+const char *harness_pg_datadir(void)
+{
+    const char *env = getenv("PGWORK_TEST_PGDATA");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    const char *host = getenv("PGHOST");
+    ck_assert_msg(host != NULL && host[0] == '/',
+                  "harness: PGHOST is not a socket directory; set PGWORK_TEST_PGDATA");
+    char *copy = keep_strdup(host);
+    return harness_printf("%s/data", dirname(copy));
+}
+
+const char *harness_pg_socket_path(void)
+{
+    const char *host = getenv("PGHOST"), *port = getenv("PGPORT");
+    ck_assert_msg(host != NULL && host[0] == '/', "harness: PGHOST is not a socket directory");
+    return harness_printf("%s/.s.PGSQL.%s", host, port != NULL && port[0] ? port : "5432");
+}
+
+/* pg_ctl: $PGWORK_PG_BINDIR, else PostgreSQL 15's Debian path, else PATH. */
+static const char *pg_ctl_path(void)
+{
+    const char *bindir = getenv("PGWORK_PG_BINDIR");
+    if (bindir != NULL && bindir[0] != '\0')
+        return harness_printf("%s/pg_ctl", bindir);
+    if (access("/usr/lib/postgresql/15/bin/pg_ctl", X_OK) == 0)
+        return "/usr/lib/postgresql/15/bin/pg_ctl";
+    return "pg_ctl";
+}
+
+int64_t harness_pg_restart(const char *mode)
+{
+    const char *data = harness_pg_datadir();
+    char *copy = keep_strdup(data);
+    const char *logfile = harness_printf("%s/log/postgresql.log", dirname(copy));
+    struct stat st;
+    ck_assert_msg(stat(data, &st) == 0, "harness: %s: %s", data, strerror(errno));
+    /* PostgreSQL refuses to run as root: run pg_ctl as the data's owner. */
+    const char *user = NULL;
+    if (geteuid() == 0 && st.st_uid != 0) {
+        struct passwd *pw = getpwuid(st.st_uid);
+        ck_assert_msg(pw != NULL, "harness: no user owns %s", data);
+        user = keep_strdup(pw->pw_name);
+    }
+    const char *pg_ctl = pg_ctl_path();
+    const char *argv_user[] = {"runuser", "-u", user, "--", pg_ctl, "restart", "-D",    data,
+                               "-m",      mode, "-w", "-t", "60",   "-l",      logfile, NULL};
+    const char *const *argv = user != NULL ? argv_user : argv_user + 4;
+
+    int64_t started = harness_now_ms();
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "harness: fork: %s", strerror(errno));
+    if (pid == 0) {
+        child_prepare(parent, NULL);
+        /* The server it starts must outlive the test process. */
+        prctl(PR_SET_PDEATHSIG, 0);
+        setsid();
+        if (chdir("/") != 0)
+            _exit(127);
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, STDIN_FILENO);
+            dup2(devnull, STDOUT_FILENO);
+        }
+        execvp(argv[0], (char *const *)argv);
+        fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        ck_assert_msg(errno == EINTR, "harness: waitpid: %s", strerror(errno));
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "harness: pg_ctl restart -m %s failed (status 0x%x); see %s", mode,
+                  (unsigned)status, logfile);
+    return harness_now_ms() - started;
+}
+
+const char *harness_tools_dir(void)
+{
+    const char *env = getenv("PGWORK_TEST_TOOLS");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    char *copy = keep_strdup(harness_pgwork_bin());
+    return harness_printf("%s/tests/tools", dirname(copy));
+}
+
+struct harness_proxy *harness_proxy_start(const char *target)
+{
+    ck_assert_msg(proxy_count < HARNESS_MAX_PROXIES, "harness: too many proxies");
+    const char *bin = harness_printf("%s/tcpproxy", harness_tools_dir());
+    ck_assert_msg(access(bin, X_OK) == 0, "harness: %s not built (make %s)", bin, bin);
+    int out[2];
+    ck_assert(pipe2(out, O_CLOEXEC) == 0);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "harness: fork: %s", strerror(errno));
+    if (pid == 0) {
+        child_prepare(parent, NULL);
+        dup2(out[1], STDOUT_FILENO);
+        execl(bin, bin, target, (char *)NULL);
+        fprintf(stderr, "harness: exec %s: %s\n", bin, strerror(errno));
+        _exit(127);
+    }
+    close(out[1]);
+    struct harness_proxy *proxy = keep(calloc(1, sizeof(*proxy)));
+    proxy->pid = pid;
+    proxies[proxy_count++] = proxy;
+
+    /* It prints its port, then closes stdout. */
+    char buf[32] = {0};
+    size_t len = 0;
+    int64_t deadline = harness_now_ms() + 5000;
+    while (len < sizeof(buf) - 1 && harness_now_ms() < deadline) {
+        struct pollfd pfd = {.fd = out[0], .events = POLLIN};
+        if (poll(&pfd, 1, 100) <= 0)
+            continue;
+        ssize_t n = read(out[0], buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (memchr(buf, '\n', len) != NULL)
+            break;
+    }
+    close(out[0]);
+    proxy->port = atoi(buf);
+    ck_assert_msg(proxy->port > 0, "harness: tcpproxy %s printed no port", target);
+    return proxy;
+}
+
+void harness_proxy_blackhole(struct harness_proxy *proxy)
+{
+    ck_assert_int_eq(kill(proxy->pid, SIGUSR1), 0);
 }

@@ -110,7 +110,9 @@ int harness_migrate(const char *conninfo);
 
 /* --- the supervisor ------------------------------------------------------- */
 
-/* Write text into a new config file in the test's temp dir; its path. */
+/* Write text into a new config file in the test's temp dir; its path.
+ * Without an `http {` section, `http { listen = "" }` is added: the tests
+ * run supervisors side by side, and the default port would collide. */
 const char *harness_write_config(const char *text);
 
 struct harness_supervisor {
@@ -152,5 +154,58 @@ const char *harness_printf(const char *fmt, ...) __attribute__((format(printf, 1
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t harness_now_ms(void);
+
+/* --- failure tests: process groups, wrappers, the cluster itself ---------- */
+
+/* Options for harness_spawn_supervisor_opts(); zero = harness_spawn_supervisor. */
+struct harness_spawn_opts {
+    /* argv run in front of `$PGWORK_BIN -c config run` (e.g. unshare ...),
+     * NULL-terminated; NULL = none. */
+    const char *const *wrapper;
+    /* setpgid(0, 0) in the child: kill(-sup->pid, ...) reaches the
+     * supervisor and its workers at once (handlers have their own groups). */
+    bool own_process_group;
+    /* Extra NAME=VALUE environment entries, NULL-terminated; may be NULL. */
+    const char *const *env;
+};
+
+struct harness_supervisor *harness_spawn_supervisor_opts(const char *config_path,
+                                                         const char *conninfo,
+                                                         const struct harness_spawn_opts *opts);
+
+/* Whether pid is a live process (exists and is not a zombie). */
+bool harness_pid_alive(pid_t pid);
+
+/* Wait until pid is gone (no such process, or a zombie); false after
+ * timeout_ms. */
+bool harness_wait_pid_gone(pid_t pid, int timeout_ms);
+
+/* The data directory of the test cluster: $PGWORK_TEST_PGDATA, else
+ * dirname($PGHOST)/data (tests/pg.sh's layout: DIR/socket, DIR/data). */
+const char *harness_pg_datadir(void);
+
+/* `pg_ctl restart -m mode -w` on the test cluster, as the owner of its data
+ * directory; ck_abort if it fails. Returns how long it took (ms). Every
+ * connection to the cluster, the harness's included, is gone afterwards. */
+int64_t harness_pg_restart(const char *mode);
+
+/* The unix socket path of the test cluster ($PGHOST/.s.PGSQL.$PGPORT). */
+const char *harness_pg_socket_path(void);
+
+/* A directory with the test helper programs (tests/tools): $PGWORK_TEST_TOOLS,
+ * else <dir of $PGWORK_BIN>/tests/tools. */
+const char *harness_tools_dir(void);
+
+/* A running tests/tools/tcpproxy in front of target (HOST:PORT or a unix
+ * socket path). Killed at teardown. */
+struct harness_proxy {
+    pid_t pid;
+    int port; /* its 127.0.0.1 port */
+};
+struct harness_proxy *harness_proxy_start(const char *target);
+
+/* Silently drop every connection open through the proxy now (no FIN, no
+ * RST); new connections are forwarded. */
+void harness_proxy_blackhole(struct harness_proxy *proxy);
 
 #endif

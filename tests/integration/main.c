@@ -15,6 +15,7 @@
 static Suite *(*const suites[])(void) = {
     migrate_suite,
     protocol_suite,
+    signals_suite,
 };
 
 int main(void)

@@ -11,5 +11,6 @@
 
 Suite *migrate_suite(void);  /* pgwork migrate, enqueue, the notify trigger */
 Suite *protocol_suite(void); /* wake-up protocol and task lifecycle, end to end */
+Suite *signals_suite(void);  /* TTIN/TTOU, HUP, TSTP/CONT, also as PID 1 */
 
 #endif

@@ -798,6 +798,46 @@ START_TEST(test_conninfo_env_fallback)
 }
 END_TEST
 
+/* libconfuse itself accepts a file that ends inside a section: a truncated
+ * file must not pass for a valid one. */
+START_TEST(test_unclosed_section)
+{
+    expect_error("workers { count = 2\n", 1, "never closed");
+    expect_error("workers { count = 2 }\n"
+                 "queue \"a\" {\n"
+                 "  handler = \"sql\" statement = \"SELECT '}'\" # } not this one\n",
+                 2, "never closed");
+}
+END_TEST
+
+/* What decides whether a reload rolls the workers, and which keys keep
+ * their running values. */
+START_TEST(test_reload_views)
+{
+    struct pgwork_config *a =
+        load_ok("workers { count = 2 }\n"
+                "database { conninfo = \"host=a\" }\n"
+                "queue \"q\" { handler = \"sql\" statement = \"SELECT 1\" }\n");
+    struct pgwork_config *b =
+        load_ok("workers { count = 5 poll_interval = 3s }\n"
+                "database { conninfo = \"host=b\" }\n"
+                "queue \"q\" { handler = \"sql\" statement = \"SELECT 1\" }\n");
+    struct pgwork_config *c =
+        load_ok("queue \"q\" { handler = \"sql\" statement = \"SELECT 2\" }\n");
+    char changed[256];
+    config_keep_restart_only(a, b, changed, sizeof(changed));
+    ck_assert_str_eq(changed, "database.conninfo");
+    ck_assert_str_eq(b->database.conninfo, "host=a");
+    ck_assert_str_eq(a->database.conninfo, "host=b"); /* swapped: both still freeable */
+    ck_assert_int_eq(b->workers.count, 5);
+    ck_assert(config_worker_view_equal(a, b));  /* count and intervals do not roll */
+    ck_assert(!config_worker_view_equal(a, c)); /* a statement does */
+    config_free(a);
+    config_free(b);
+    config_free(c);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -845,6 +885,8 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_small_error_buffer);
     tcase_add_test(tc, test_reload_twice);
     tcase_add_test(tc, test_conninfo_env_fallback);
+    tcase_add_test(tc, test_unclosed_section);
+    tcase_add_test(tc, test_reload_views);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,48 @@
+/*
+ * http.h — the supervisor's HTTP endpoint (http.listen): /healthz,
+ * /readyz, /metrics. libmicrohttpd without threads: its epoll fd sits in
+ * the supervisor's epoll set and MHD_run() is called from the main loop.
+ */
+#ifndef PGWORK_HTTP_H
+#define PGWORK_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+
+struct http_handlers {
+    /* /readyz: true when ready; otherwise a one-line reason in why. */
+    bool (*ready)(void *ctx, char *why, size_t len);
+    /* /metrics: append the Prometheus text exposition to out. */
+    void (*metrics)(void *ctx, struct text_buffer *out);
+    void *ctx;
+};
+
+struct http_server {
+    struct MHD_Daemon *daemon; /* NULL = endpoint off */
+    struct http_handlers handlers;
+    uint64_t requests; /* served, for the status line */
+};
+
+/* Start listening on listen ("host:port", "[v6]:port"; "" = off).
+ * Returns 0, or -1 after logging why. */
+int http_start(struct http_server *http, const char *listen, const struct http_handlers *handlers);
+
+/* The fd to watch for EPOLLIN (libmicrohttpd's own epoll fd), -1 = off. */
+int http_fd(const struct http_server *http);
+
+/* Let libmicrohttpd accept, read, answer and time out connections. */
+void http_run(struct http_server *http);
+
+/* Earliest time http_run must be called without an event (connection
+ * timeouts), INT64_MAX = none. */
+int64_t http_next_deadline(const struct http_server *http, int64_t now);
+
+/* The daemon's fds, for a forked child to close (listen socket, epoll). */
+void http_fds(const struct http_server *http, int *listen_fd, int *epoll_fd);
+
+void http_stop(struct http_server *http);
+
+#endif

@@ -1,0 +1,231 @@
+/*
+ * metrics.c — /metrics in Prometheus text format (version 0.0.4).
+ *
+ * Invariants: reads only memory — shared-memory counters written by the
+ * workers (relaxed atomics: a scrape may see one counter a task ahead of
+ * another, never a torn value), the pool's and the listener's state, and
+ * the listener's cached queue depth (at most LISTENER_DEPTH_MAX_AGE_MS old,
+ * refreshed only while something scrapes).
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "listener.h"
+#include "pool.h"
+#include "../shared/timeutil.h"
+
+void text_appendf(struct text_buffer *buf, const char *fmt, ...)
+{
+    if (buf->failed)
+        return;
+    for (;;) {
+        size_t room = buf->cap - buf->len;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(buf->data != NULL ? buf->data + buf->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            buf->failed = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            buf->len += (size_t)n;
+            return;
+        }
+        size_t cap = buf->cap ? buf->cap * 2 : 4096;
+        while (cap < buf->len + (size_t)n + 1)
+            cap *= 2;
+        char *data = realloc(buf->data, cap);
+        if (data == NULL) {
+            buf->failed = 1;
+            return;
+        }
+        buf->data = data;
+        buf->cap = cap;
+    }
+}
+
+void text_free(struct text_buffer *buf)
+{
+    free(buf->data);
+    memset(buf, 0, sizeof(*buf));
+}
+
+void metrics_label_value(struct text_buffer *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            text_appendf(out, "\\\\");
+        else if (*s == '"')
+            text_appendf(out, "\\\"");
+        else if (*s == '\n')
+            text_appendf(out, "\\n");
+        else
+            text_appendf(out, "%c", *s);
+    }
+}
+
+static void metrics_header(struct text_buffer *out, const char *name, const char *type,
+                           const char *help)
+{
+    text_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{queue="q"[,extra]} value */
+static void metrics_queue_sample(struct text_buffer *out, const char *name, const char *queue,
+                                 const char *extra, uint64_t value)
+{
+    text_appendf(out, "%s{queue=\"", name);
+    metrics_label_value(out, queue);
+    text_appendf(out, "\"%s%s} %" PRIu64 "\n", extra ? "," : "", extra ? extra : "", value);
+}
+
+static void metrics_histogram(struct text_buffer *out, const char *name, const char *queue,
+                              const struct shm_histogram *h)
+{
+    static const int64_t bounds[] = SHM_HISTOGRAM_BOUNDS;
+    uint64_t cumulative = 0;
+    char le[48];
+    for (int i = 0; i < SHM_HISTOGRAM_BUCKETS; i++) {
+        cumulative += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+        if (i < SHM_HISTOGRAM_BUCKETS - 1)
+            snprintf(le, sizeof(le), "le=\"%g\"", (double)bounds[i] / 1e6);
+        else
+            snprintf(le, sizeof(le), "le=\"+Inf\"");
+        char bucket[96];
+        snprintf(bucket, sizeof(bucket), "%s_bucket", name);
+        metrics_queue_sample(out, bucket, queue, le, cumulative);
+    }
+    text_appendf(out, "%s_sum{queue=\"", name);
+    metrics_label_value(out, queue);
+    text_appendf(out, "\"} %.6f\n", (double)atomic_load(&h->sum_us) / 1e6);
+    char count[96];
+    snprintf(count, sizeof(count), "%s_count", name);
+    metrics_queue_sample(out, count, queue, NULL, cumulative);
+}
+
+static void metrics_queues(const struct metrics_source *src, struct text_buffer *out)
+{
+    const struct pgwork_config *config = src->config;
+    metrics_header(out, "pgwork_tasks_total", "counter",
+                   "Tasks finished by this pod, by queue and outcome (done, retried, dead).");
+    for (int q = 0; q < config->queue_count; q++) {
+        const struct shm_queue *sq = &src->shm->queues[src->queue_slots[q]];
+        const char *name = config->queues[q].name;
+        metrics_queue_sample(out, "pgwork_tasks_total", name, "outcome=\"done\"",
+                             atomic_load(&sq->tasks_done));
+        metrics_queue_sample(out, "pgwork_tasks_total", name, "outcome=\"retried\"",
+                             atomic_load(&sq->tasks_retried));
+        metrics_queue_sample(out, "pgwork_tasks_total", name, "outcome=\"dead\"",
+                             atomic_load(&sq->tasks_dead));
+    }
+    metrics_header(out, "pgwork_claims_total", "counter",
+                   "Claim statements run by this pod's workers, by queue.");
+    for (int q = 0; q < config->queue_count; q++)
+        metrics_queue_sample(out, "pgwork_claims_total", config->queues[q].name, NULL,
+                             atomic_load(&src->shm->queues[src->queue_slots[q]].claims));
+    metrics_header(out, "pgwork_tasks_claimed_total", "counter",
+                   "Tasks those claims returned, by queue.");
+    for (int q = 0; q < config->queue_count; q++)
+        metrics_queue_sample(out, "pgwork_tasks_claimed_total", config->queues[q].name, NULL,
+                             atomic_load(&src->shm->queues[src->queue_slots[q]].tasks_claimed));
+    metrics_header(out, "pgwork_notifications_total", "counter",
+                   "Task notifications received by the listener, by queue.");
+    for (int q = 0; q < config->queue_count; q++)
+        metrics_queue_sample(out, "pgwork_notifications_total", config->queues[q].name, NULL,
+                             atomic_load(&src->shm->queues[src->queue_slots[q]].notifications));
+    metrics_header(out, "pgwork_task_duration_seconds", "histogram",
+                   "Handler run time per task, by queue.");
+    for (int q = 0; q < config->queue_count; q++)
+        metrics_histogram(out, "pgwork_task_duration_seconds", config->queues[q].name,
+                          &src->shm->queues[src->queue_slots[q]].duration);
+    metrics_header(out, "pgwork_pickup_latency_seconds", "histogram",
+                   "Claim time minus run_at (the database's clock), by queue.");
+    for (int q = 0; q < config->queue_count; q++)
+        metrics_histogram(out, "pgwork_pickup_latency_seconds", config->queues[q].name,
+                          &src->shm->queues[src->queue_slots[q]].pickup);
+}
+
+static void metrics_workers(const struct metrics_source *src, struct text_buffer *out)
+{
+    static const int states[] = {WORKER_STARTING, WORKER_IDLE, WORKER_WOKEN, WORKER_BUSY,
+                                 WORKER_STOPPING};
+    int count[WORKER_STOPPING + 1] = {0};
+    uint64_t restarts = 0, wakeups = 0;
+    for (int i = 0; i < src->pool->capacity; i++) {
+        const struct shm_worker *w = &src->shm->workers[i];
+        int state = atomic_load(&w->state);
+        if (src->pool->slots[i].pid != 0 && state >= 0 && state <= WORKER_STOPPING)
+            count[state]++;
+        restarts += atomic_load(&w->restarts);
+        wakeups += atomic_load(&w->wakeups);
+    }
+    metrics_header(out, "pgwork_workers", "gauge", "Worker processes by state.");
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+        text_appendf(out, "pgwork_workers{state=\"%s\"} %d\n", shm_worker_state_name(states[i]),
+                     count[states[i]]);
+    metrics_header(out, "pgwork_workers_wanted", "gauge",
+                   "Workers the pool wants (workers.count, moved by TTIN/TTOU).");
+    text_appendf(out, "pgwork_workers_wanted %d\n", src->pool->target);
+    metrics_header(out, "pgwork_worker_restarts_total", "counter",
+                   "Worker processes started again after an exit.");
+    text_appendf(out, "pgwork_worker_restarts_total %" PRIu64 "\n", restarts);
+    metrics_header(out, "pgwork_worker_wakeups_total", "counter",
+                   "Wake-ups the workers received through their eventfd.");
+    text_appendf(out, "pgwork_worker_wakeups_total %" PRIu64 "\n", wakeups);
+}
+
+static void metrics_listener(const struct metrics_source *src, struct text_buffer *out)
+{
+    const struct listener *l = src->listener;
+    metrics_header(out, "pgwork_listener_connected", "gauge",
+                   "1 while the listener connection is up and LISTENing.");
+    text_appendf(out, "pgwork_listener_connected %d\n", listener_is_listening(l) ? 1 : 0);
+    metrics_header(out, "pgwork_listener_reconnects_total", "counter",
+                   "Listener connections made after the first.");
+    text_appendf(out, "pgwork_listener_reconnects_total %" PRIu64 "\n", l->reconnects);
+    metrics_header(out, "pgwork_listener_notifications_total", "counter",
+                   "Task notifications received, all queues.");
+    text_appendf(out, "pgwork_listener_notifications_total %" PRIu64 "\n", l->notifications);
+    metrics_header(out, "pgwork_keepalive_rtt_seconds", "gauge",
+                   "Round trip of the last keepalive notification (0 = none yet).");
+    text_appendf(out, "pgwork_keepalive_rtt_seconds %.3f\n", (double)l->last_ping_rtt_ms / 1e3);
+    metrics_header(out, "pgwork_quiet", "gauge", "1 while quiet (SIGTSTP): no new claims.");
+    text_appendf(out, "pgwork_quiet %d\n", src->quiet ? 1 : 0);
+
+    const struct listener_depth *d = &l->depth;
+    if (d->fetched_ms == 0)
+        return; /* nothing read yet: absent beats a made-up zero */
+    metrics_header(out, "pgwork_notification_queue_usage", "gauge",
+                   "PostgreSQL's notification queue in use, 0..1 (full = notifying commits fail).");
+    text_appendf(out, "pgwork_notification_queue_usage %g\n", d->notify_queue_usage);
+    metrics_header(out, "pgwork_queue_depth", "gauge",
+                   "Tasks in the database by queue and state (pending_due, pending_later, "
+                   "running, dead).");
+    for (int i = 0; i < d->count; i++) {
+        metrics_queue_sample(out, "pgwork_queue_depth", d->names[i], "state=\"pending_due\"",
+                             (uint64_t)d->pending_due[i]);
+        metrics_queue_sample(out, "pgwork_queue_depth", d->names[i], "state=\"pending_later\"",
+                             (uint64_t)d->pending_later[i]);
+        metrics_queue_sample(out, "pgwork_queue_depth", d->names[i], "state=\"running\"",
+                             (uint64_t)d->running[i]);
+        metrics_queue_sample(out, "pgwork_queue_depth", d->names[i], "state=\"dead\"",
+                             (uint64_t)d->dead[i]);
+    }
+    metrics_header(out, "pgwork_queue_depth_age_seconds", "gauge",
+                   "Age of the queue depth and notification-queue readings.");
+    text_appendf(out, "pgwork_queue_depth_age_seconds %.3f\n",
+                 (double)(time_now_ms() - d->fetched_ms) / 1e3);
+}
+
+void metrics_render(const struct metrics_source *src, struct text_buffer *out)
+{
+    metrics_queues(src, out);
+    metrics_workers(src, out);
+    metrics_listener(src, out);
+}

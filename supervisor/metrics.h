@@ -1,0 +1,45 @@
+/*
+ * metrics.h — the Prometheus text exposition of /metrics, rendered from
+ * shared-memory counters and the supervisor's own state; never a query
+ * per scrape (queue depth comes from the listener's cached reading).
+ */
+#ifndef PGWORK_METRICS_H
+#define PGWORK_METRICS_H
+
+#include <stddef.h>
+
+#include "../shared/config.h"
+#include "../shared/shm.h"
+
+struct pool;
+struct listener;
+
+/* A growable text buffer; on allocation failure it stops growing and
+ * sets failed. */
+struct text_buffer {
+    char *data;
+    size_t len;
+    size_t cap;
+    int failed;
+};
+
+void text_appendf(struct text_buffer *buf, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void text_free(struct text_buffer *buf);
+
+struct metrics_source {
+    const struct pgwork_config *config;
+    const struct shm *shm;
+    const int *queue_slots; /* config index -> shm queue record */
+    const struct pool *pool;
+    const struct listener *listener;
+    int quiet;
+};
+
+void metrics_render(const struct metrics_source *src, struct text_buffer *out);
+
+/* Append s as a Prometheus label value (backslash, quote, newline
+ * escaped). */
+void metrics_label_value(struct text_buffer *out, const char *s);
+
+#endif

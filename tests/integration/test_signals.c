@@ -1,0 +1,251 @@
+/*
+ * test_signals.c — the signal contract of DESIGN §5, end to end: scaling
+ * (TTIN/TTOU), reload (HUP), quiet (TSTP/CONT), and the same signals with
+ * the supervisor as PID 1 of a new PID namespace. The pool's size is read
+ * from the database (the workers' connections in pg_stat_activity), task
+ * outcomes from pgwork.tasks.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+static const char workers_sql[] = "SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE application_name LIKE 'pgwork worker%' "
+                                  "AND datname = current_database()";
+
+static const char *signals_database(PGconn **conn)
+{
+    const char *conninfo = harness_db_create(NULL);
+    ck_assert_int_eq(harness_migrate(conninfo), 0);
+    *conn = harness_connect(conninfo);
+    harness_exec(*conn, "CREATE TABLE results (task bigint, q text)");
+    return conninfo;
+}
+
+static const char *signals_config_text(int count, const char *extra_queue)
+{
+    return harness_printf("workers { count = %d min = 1 max = 3 }\n"
+                          "log { format = \"text\" }\n"
+                          "queue \"a\" { handler = \"sql\" "
+                          "statement = \"INSERT INTO results VALUES ($2, 'a')\" }\n"
+                          "%s",
+                          count, extra_queue);
+}
+
+static void signals_rewrite(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(text, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static void wait_workers(PGconn *conn, struct harness_supervisor *sup, int expected)
+{
+    if (!harness_wait_until(conn, workers_sql, expected, 15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("expected %d worker connections, have %lld", expected,
+                     (long long)harness_query_int64(conn, workers_sql));
+    }
+}
+
+/* Send sig to pid and wait for the supervisor's reaction line. */
+static void signal_and_wait(struct harness_supervisor *sup, pid_t pid, int sig, const char *line)
+{
+    size_t before = strlen(harness_stderr_text(sup));
+    ck_assert_int_eq(kill(pid, sig), 0);
+    int64_t deadline = harness_now_ms() + 10000;
+    while (strstr(harness_stderr_text(sup) + before, line) == NULL) {
+        if (harness_now_ms() > deadline) {
+            harness_stderr_dump(sup);
+            ck_abort_msg("no \"%s\" after signal %d", line, sig);
+        }
+        usleep(5000);
+    }
+}
+
+START_TEST(ttin_ttou_within_bounds)
+{
+    PGconn *conn;
+    const char *conninfo = signals_database(&conn);
+    const char *config = harness_write_config(signals_config_text(2, ""));
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    wait_workers(conn, sup, 2);
+
+    signal_and_wait(sup, sup->pid, SIGTTIN, "pool scaled to 3 workers");
+    wait_workers(conn, sup, 3);
+    signal_and_wait(sup, sup->pid, SIGTTIN, "pool stays at 3 workers");
+    signal_and_wait(sup, sup->pid, SIGTTOU, "pool scaled to 2 workers");
+    signal_and_wait(sup, sup->pid, SIGTTOU, "pool scaled to 1 worker");
+    wait_workers(conn, sup, 1);
+    signal_and_wait(sup, sup->pid, SIGTTOU, "pool stays at 1 worker");
+
+    /* The one left still works. */
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'a' FROM generate_series(1, 20)");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 20, 15000));
+    ck_assert_int_eq(harness_query_int64(conn, workers_sql), 1);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(ttou_retires_idle_worker_not_running_task)
+{
+    PGconn *conn;
+    const char *conninfo = signals_database(&conn);
+    const char *gate = harness_printf("%s/gate", harness_tmpdir());
+    const char *started = harness_printf("%s/started", harness_tmpdir());
+    /* The task runs until the test opens the gate (a file), so it is
+     * surely running while TTOU arrives. */
+    const char *config = harness_write_config(harness_printf(
+        "workers { count = 2 min = 1 max = 3 }\n"
+        "queue \"slow\" { handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+        "\"touch %s; while [ ! -e %s ]; do sleep 0.02; done\"} }\n",
+        started, gate));
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    wait_workers(conn, sup, 2);
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('slow')");
+    int64_t deadline = harness_now_ms() + 10000;
+    while (access(started, F_OK) != 0) {
+        ck_assert(harness_now_ms() < deadline);
+        usleep(5000);
+    }
+    signal_and_wait(sup, sup->pid, SIGTTOU, "retired");
+    wait_workers(conn, sup, 1);
+    /* The running task was not touched: still running on its first
+     * attempt, and it finishes. */
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
+                                               "WHERE state = 'running' AND attempts = 1"),
+                     1);
+    signals_rewrite(gate, "");
+    ck_assert(harness_wait_until(conn,
+                                 "SELECT count(*) FROM pgwork.tasks WHERE state = 'done' "
+                                 "AND attempts = 1",
+                                 1, 15000));
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(hup_applies_valid_and_keeps_on_invalid)
+{
+    PGconn *conn;
+    const char *conninfo = signals_database(&conn);
+    const char *config = harness_write_config(signals_config_text(1, ""));
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    wait_workers(conn, sup, 1);
+
+    /* A broken file: nothing changes, the log names file and line. */
+    signals_rewrite(config, "workers { count = 3 }\nqueue \"b\" { handler = \"exec\" }\n");
+    signal_and_wait(sup, sup->pid, SIGHUP, "reload failed");
+    ck_assert_ptr_nonnull(strstr(harness_stderr_text(sup), harness_printf("%s:2:", config)));
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('a')");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results WHERE q = 'a'", 1, 10000));
+    ck_assert_int_eq(harness_query_int64(conn, workers_sql), 1);
+
+    /* A valid one: three workers, and a new queue served. */
+    signals_rewrite(config, signals_config_text(3, "queue \"b\" { handler = \"sql\" statement = "
+                                                   "\"INSERT INTO results VALUES ($2, 'b')\" }\n"));
+    signal_and_wait(sup, sup->pid, SIGHUP, "reloaded");
+    wait_workers(conn, sup, 3);
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT q FROM (VALUES ('a'), ('b')) v(q), "
+                       "generate_series(1, 10)");
+    if (!harness_wait_until(conn, "SELECT count(*) FROM results", 21, 15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("tasks not done after reload");
+    }
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results WHERE q = 'b'"), 10);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(tstp_quiet_then_cont_resumes)
+{
+    PGconn *conn;
+    const char *conninfo = signals_database(&conn);
+    const char *config = harness_write_config(signals_config_text(2, ""));
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    wait_workers(conn, sup, 2);
+
+    signal_and_wait(sup, sup->pid, SIGTSTP, "quiet:");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('a')");
+    /* Quiet is the absence of an event: give it a window in which a
+     * working pod would have finished the task many times over. */
+    ck_assert(!harness_wait_until(conn, "SELECT count(*) FROM results", 1, 1000));
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
+                                               "WHERE state = 'pending'"),
+                     1);
+    signal_and_wait(sup, sup->pid, SIGCONT, "resumed");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 1, 10000));
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/* The host pid of the first child of pid (the namespace's PID 1). */
+static pid_t signals_child_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    int64_t deadline = harness_now_ms() + 10000;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        int child = 0;
+        if (f != NULL) {
+            if (fscanf(f, "%d", &child) != 1)
+                child = 0;
+            fclose(f);
+        }
+        if (child > 0)
+            return child;
+        ck_assert_msg(harness_now_ms() < deadline, "no child under pid %d", (int)pid);
+        usleep(5000);
+    }
+}
+
+START_TEST(signals_as_pid1_in_namespace)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "signals_as_pid1_in_namespace: skipped (needs root for unshare --pid)\n");
+        return;
+    }
+    PGconn *conn;
+    const char *conninfo = signals_database(&conn);
+    const char *config = harness_write_config(signals_config_text(1, ""));
+    static const char *const wrapper[] = {"unshare", "--pid", "--fork", "--mount-proc", NULL};
+    struct harness_spawn_opts opts = {.wrapper = wrapper};
+    struct harness_supervisor *sup = harness_spawn_supervisor_opts(config, conninfo, &opts);
+    pid_t pid1 = signals_child_of(sup->pid);
+    wait_workers(conn, sup, 1);
+    /* It is PID 1 where it runs. */
+    ck_assert_ptr_nonnull(strstr(harness_stderr_text(sup), "supervisor[1]"));
+
+    signal_and_wait(sup, pid1, SIGTTIN, "pool scaled to 2 workers");
+    wait_workers(conn, sup, 2);
+    signal_and_wait(sup, pid1, SIGHUP, "reloaded");
+    wait_workers(conn, sup, 1); /* the file says count = 1 */
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'a' FROM generate_series(1, 5)");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 5, 15000));
+
+    ck_assert_int_eq(kill(pid1, SIGTERM), 0);
+    /* unshare exits with its child's status. */
+    ck_assert_int_eq(harness_stop_supervisor(sup, 0, 20000), 0);
+    ck_assert_ptr_nonnull(strstr(harness_stderr_text(sup), "exiting with status 0"));
+}
+END_TEST
+
+Suite *signals_suite(void)
+{
+    Suite *s = suite_create("signals");
+    TCase *tc = harness_tcase("signals");
+    tcase_add_test(tc, ttin_ttou_within_bounds);
+    tcase_add_test(tc, ttou_retires_idle_worker_not_running_task);
+    tcase_add_test(tc, hup_applies_valid_and_keeps_on_invalid);
+    tcase_add_test(tc, tstp_quiet_then_cont_resumes);
+    tcase_add_test(tc, signals_as_pid1_in_namespace);
+    suite_add_tcase(s, tc);
+    return s;
+}
