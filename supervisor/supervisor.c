@@ -68,6 +68,7 @@ struct supervisor {
     struct signal_requests requests;
     enum supervisor_phase phase;
     int64_t phase_deadline_ms; /* when the current stopping phase escalates */
+    int64_t requeue_deadline_ms; /* stopping, workers gone: stop waiting for requeues */
     bool quiet;                /* TSTP: no new claims until CONT */
     int *queue_slots;          /* config queue index -> shm queue record */
     char **slot_names;         /* shm queue record -> queue name (owned); NULL = free */
@@ -418,10 +419,13 @@ static void supervisor_run_chores(struct supervisor *s, int64_t now)
     case PHASE_STOPPING_FAST:
     case PHASE_KILLING:
         if (pool_alive(&s->pool) == 0) {
-            /* Wait (a little) for the database to take back what dead
-             * workers held; the lease covers us if it cannot. */
-            if (listener_pending_requeues(&s->listener) == 0 ||
-                now >= s->phase_deadline_ms + SUPERVISOR_REQUEUE_GRACE_MS)
+            /* Wait (a little, and only while the database answers) for it
+             * to take back what dead workers held; the lease covers the
+             * rest. */
+            if (s->requeue_deadline_ms == 0)
+                s->requeue_deadline_ms = now + SUPERVISOR_REQUEUE_GRACE_MS;
+            if (listener_pending_requeues(&s->listener) == 0 || !listener_is_up(&s->listener) ||
+                now >= s->requeue_deadline_ms)
                 supervisor_set_phase(s, PHASE_DONE, 0);
         } else if (now >= s->phase_deadline_ms && s->phase == PHASE_STOPPING) {
             log_warn("workers still running after shutdown_timeout; aborting their tasks");
@@ -453,6 +457,8 @@ static int64_t supervisor_next_deadline(const struct supervisor *s)
         next = s->blind_poll_due_ms;
     if (s->phase != PHASE_RUNNING && s->phase_deadline_ms < next)
         next = s->phase_deadline_ms;
+    if (s->requeue_deadline_ms != 0 && s->requeue_deadline_ms < next)
+        next = s->requeue_deadline_ms;
     int64_t http_next = http_next_deadline(&s->http, time_now_ms());
     if (http_next < next)
         next = http_next;

@@ -16,6 +16,7 @@ static Suite *(*const suites[])(void) = {
     migrate_suite,
     protocol_suite,
     signals_suite,
+    http_suite,
 };
 
 int main(void)

@@ -1,0 +1,217 @@
+/*
+ * test_http.c — /healthz, /readyz and /metrics (DESIGN §5), fetched over
+ * loopback; /metrics is parsed by a real exposition-format parser
+ * (python3-prometheus-client, tests/integration/http_get.py) and its values
+ * are checked against what the tasks did in the database.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+/* A loopback port nobody listens on right now. */
+static int http_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    socklen_t len = sizeof(addr);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+/* GET url through http_get.py; returns the status, *body gets the rest. */
+static int http_get(const char *url, bool metrics, const char **body)
+{
+    const char *script = harness_printf("%s/http_get.py", getenv("PGWORK_TESTS_DIR")
+                                                              ? getenv("PGWORK_TESTS_DIR")
+                                                              : "tests/integration");
+    FILE *p = popen(harness_printf("/usr/bin/python3 %s '%s' %s", script, url,
+                                   metrics ? "--metrics" : ""),
+                    "r");
+    ck_assert_ptr_nonnull(p);
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap);
+    ck_assert_ptr_nonnull(text);
+    size_t n;
+    while ((n = fread(text + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 1024) {
+            cap *= 2;
+            text = realloc(text, cap);
+            ck_assert_ptr_nonnull(text);
+        }
+    }
+    text[len] = '\0';
+    int rc = pclose(p);
+    ck_assert_msg(rc == 0, "http_get.py failed (%d) for %s: %s", rc, url, text);
+    int status = atoi(text);
+    const char *nl = strchr(text, '\n');
+    *body = harness_printf("%s", nl ? nl + 1 : "");
+    free(text);
+    return status;
+}
+
+/* The value of one sample line "name{labels} value", or -1 if absent. */
+static double http_sample(const char *samples, const char *name_and_labels)
+{
+    const char *needle = harness_printf("%s ", name_and_labels);
+    const char *line = samples;
+    while ((line = strstr(line, needle)) != NULL) {
+        if (line == samples || line[-1] == '\n')
+            return atof(line + strlen(needle));
+        line++;
+    }
+    return -1;
+}
+
+struct http_fixture {
+    PGconn *conn;
+    struct harness_supervisor *sup;
+    const char *base;
+};
+
+static struct http_fixture http_start_supervisor(const char *database_url)
+{
+    struct http_fixture f;
+    const char *conninfo = harness_db_create(NULL);
+    ck_assert_int_eq(harness_migrate(conninfo), 0);
+    f.conn = harness_connect(conninfo);
+    harness_exec(f.conn, "CREATE TABLE results (task bigint)");
+    int port = http_free_port();
+    f.base = harness_printf("http://127.0.0.1:%d", port);
+    const char *config = harness_write_config(
+        harness_printf("workers { count = 2 }\n"
+                       "http { listen = \"127.0.0.1:%d\" }\n"
+                       "log { format = \"text\" }\n"
+                       "queue \"q \\\"quoted\\\"\" { handler = \"sql\" "
+                       "statement = \"INSERT INTO results VALUES ($2)\" }\n",
+                       port));
+    f.sup = harness_spawn_supervisor(config, database_url ? database_url : conninfo);
+    ck_assert(harness_stderr_wait_for(f.sup, "http endpoint on", 15000));
+    return f;
+}
+
+/* Poll /readyz until it answers want (every 20 ms); false after timeout. */
+static bool http_wait_ready(const struct http_fixture *f, int want, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        const char *body;
+        if (http_get(harness_printf("%s/readyz", f->base), false, &body) == want)
+            return true;
+        if (harness_now_ms() > deadline)
+            return false;
+        usleep(20000);
+    }
+}
+
+START_TEST(health_and_readiness)
+{
+    struct http_fixture f = http_start_supervisor(NULL);
+    const char *body;
+    ck_assert_int_eq(http_get(harness_printf("%s/healthz", f.base), false, &body), 200);
+    ck_assert(http_wait_ready(&f, 200, 15000));
+    ck_assert_int_eq(http_get(harness_printf("%s/nope", f.base), false, &body), 404);
+
+    /* Quiet (the preStop hook): not ready, still healthy. */
+    ck_assert_int_eq(kill(f.sup->pid, SIGTSTP), 0);
+    ck_assert(http_wait_ready(&f, 503, 10000));
+    ck_assert_int_eq(http_get(harness_printf("%s/readyz", f.base), false, &body), 503);
+    ck_assert_ptr_nonnull(strstr(body, "quiet"));
+    ck_assert_int_eq(http_get(harness_printf("%s/healthz", f.base), false, &body), 200);
+    ck_assert_int_eq(kill(f.sup->pid, SIGCONT), 0);
+    ck_assert(http_wait_ready(&f, 200, 10000));
+    ck_assert_int_eq(harness_stop_supervisor(f.sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(not_ready_without_database)
+{
+    /* Nothing listens on port 1: the database is unreachable. */
+    struct http_fixture f = http_start_supervisor("host=127.0.0.1 port=1 dbname=nothing");
+    const char *body;
+    ck_assert_int_eq(http_get(harness_printf("%s/healthz", f.base), false, &body), 200);
+    ck_assert_int_eq(http_get(harness_printf("%s/readyz", f.base), false, &body), 503);
+    ck_assert_ptr_nonnull(strstr(body, "database unreachable"));
+    ck_assert_int_eq(harness_stop_supervisor(f.sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(metrics_follow_the_tasks)
+{
+    struct http_fixture f = http_start_supervisor(NULL);
+    ck_assert(http_wait_ready(&f, 200, 15000));
+    const char *m;
+    ck_assert_int_eq(http_get(harness_printf("%s/metrics", f.base), true, &m), 200);
+    const char *done = "pgwork_tasks_total{outcome=\"done\",queue=\"q \\\"quoted\\\"\"}";
+    ck_assert_double_eq(http_sample(m, done), 0);
+    ck_assert_double_eq(http_sample(m, "pgwork_listener_connected{}"), 1);
+    ck_assert_double_eq(http_sample(m, "pgwork_workers_wanted{}"), 2);
+
+    harness_exec(f.conn, "INSERT INTO pgwork.tasks (queue) "
+                         "SELECT 'q \"quoted\"' FROM generate_series(1, 20)");
+    ck_assert(harness_wait_until(f.conn, "SELECT count(*) FROM results", 20, 15000));
+    /* A counter moves after the row is committed: poll the scrape. */
+    int64_t deadline = harness_now_ms() + 10000;
+    do {
+        ck_assert_int_eq(http_get(harness_printf("%s/metrics", f.base), true, &m), 200);
+    } while (http_sample(m, done) < 20 && harness_now_ms() < deadline);
+    ck_assert_double_eq(http_sample(m, done), 20);
+    ck_assert_double_eq(
+        http_sample(m, "pgwork_task_duration_seconds_count{queue=\"q \\\"quoted\\\"\"}"), 20);
+    ck_assert_double_eq(
+        http_sample(m, "pgwork_pickup_latency_seconds_bucket{le=\"+Inf\",queue=\"q "
+                       "\\\"quoted\\\"\"}"),
+        20);
+    ck_assert(http_sample(m, "pgwork_notifications_total{queue=\"q \\\"quoted\\\"\"}") >= 1);
+
+    ck_assert_int_eq(harness_stop_supervisor(f.sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+START_TEST(queue_depth_only_while_scraped)
+{
+    struct http_fixture f = http_start_supervisor(NULL);
+    ck_assert(http_wait_ready(&f, 200, 15000));
+    ck_assert_int_eq(kill(f.sup->pid, SIGTSTP), 0);
+    ck_assert(http_wait_ready(&f, 503, 10000));
+    harness_exec(f.conn, "INSERT INTO pgwork.tasks (queue) "
+                         "SELECT 'q \"quoted\"' FROM generate_series(1, 5)");
+    harness_exec(f.conn, "INSERT INTO pgwork.tasks (queue, run_at) "
+                         "VALUES ('q \"quoted\"', now() + interval '1 hour')");
+    const char *depth = "pgwork_queue_depth{queue=\"q \\\"quoted\\\"\",state=\"pending_due\"}";
+    const char *later = "pgwork_queue_depth{queue=\"q \\\"quoted\\\"\",state=\"pending_later\"}";
+    const char *m;
+    /* The first scrape asks for a reading; a later one shows it. */
+    int64_t deadline = harness_now_ms() + 10000;
+    do {
+        ck_assert_int_eq(http_get(harness_printf("%s/metrics", f.base), true, &m), 200);
+    } while (http_sample(m, depth) < 0 && harness_now_ms() < deadline);
+    ck_assert_double_eq(http_sample(m, depth), 5);
+    ck_assert_double_eq(http_sample(m, later), 1);
+    ck_assert(http_sample(m, "pgwork_notification_queue_usage{}") >= 0);
+    ck_assert_int_eq(harness_stop_supervisor(f.sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+Suite *http_suite(void)
+{
+    Suite *s = suite_create("http");
+    TCase *tc = harness_tcase("http");
+    tcase_add_test(tc, health_and_readiness);
+    tcase_add_test(tc, not_ready_without_database);
+    tcase_add_test(tc, metrics_follow_the_tasks);
+    tcase_add_test(tc, queue_depth_only_while_scraped);
+    suite_add_tcase(s, tc);
+    return s;
+}
