@@ -40,9 +40,8 @@ static enum MHD_Result http_reply(struct MHD_Connection *connection, unsigned st
 }
 
 static enum MHD_Result http_answer(void *cls, struct MHD_Connection *connection, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **request_state)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **request_state)
 {
     struct http_server *http = cls;
     (void)version;
@@ -63,8 +62,7 @@ static enum MHD_Result http_answer(void *cls, struct MHD_Connection *connection,
         if (http->handlers.ready(http->handlers.ctx, why, sizeof(why) - 1))
             return http_reply(connection, MHD_HTTP_OK, "text/plain", "ready\n", 6);
         strcat(why, "\n");
-        return http_reply(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", why,
-                          strlen(why));
+        return http_reply(connection, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", why, strlen(why));
     }
     if (strcmp(url, "/metrics") == 0) {
         struct text_buffer body = {0};
@@ -102,7 +100,8 @@ static int http_resolve(const char *listen, struct sockaddr_storage *addr, sockl
     }
     snprintf(port, sizeof(port), "%s", colon + 1);
 
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
@@ -131,11 +130,10 @@ int http_start(struct http_server *http, const char *listen, const struct http_h
         flags |= MHD_USE_IPv6;
     uint16_t port = addr.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&addr)->sin6_port)
                                                : ntohs(((struct sockaddr_in *)&addr)->sin_port);
-    http->daemon = MHD_start_daemon(flags, port, NULL, NULL, http_answer, http,
-                                    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                                    MHD_OPTION_CONNECTION_TIMEOUT,
-                                    (unsigned)HTTP_CONNECTION_TIMEOUT_S,
-                                    MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
+    http->daemon = MHD_start_daemon(
+        flags, port, NULL, NULL, http_answer, http, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
     if (http->daemon == NULL) {
         log_error("cannot listen for HTTP on %s: %s", listen,
                   errno ? strerror(errno) : "libmicrohttpd refused");
@@ -151,18 +149,6 @@ int http_fd(const struct http_server *http)
         return -1;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     return info != NULL ? info->epoll_fd : -1;
-}
-
-void http_fds(const struct http_server *http, int *listen_fd, int *epoll_fd)
-{
-    *listen_fd = -1;
-    *epoll_fd = http_fd(http);
-    if (http->daemon == NULL)
-        return;
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_LISTEN_FD);
-    if (info != NULL)
-        *listen_fd = info->listen_fd;
 }
 
 void http_run(struct http_server *http)

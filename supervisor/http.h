@@ -40,9 +40,6 @@ void http_run(struct http_server *http);
  * timeouts), INT64_MAX = none. */
 int64_t http_next_deadline(const struct http_server *http, int64_t now);
 
-/* The daemon's fds, for a forked child to close (listen socket, epoll). */
-void http_fds(const struct http_server *http, int *listen_fd, int *epoll_fd);
-
 void http_stop(struct http_server *http);
 
 #endif

@@ -102,11 +102,11 @@ START_TEST(ttou_retires_idle_worker_not_running_task)
     const char *started = harness_printf("%s/started", harness_tmpdir());
     /* The task runs until the test opens the gate (a file), so it is
      * surely running while TTOU arrives. */
-    const char *config = harness_write_config(harness_printf(
-        "workers { count = 2 min = 1 max = 3 }\n"
-        "queue \"slow\" { handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
-        "\"touch %s; while [ ! -e %s ]; do sleep 0.02; done\"} }\n",
-        started, gate));
+    const char *config = harness_write_config(
+        harness_printf("workers { count = 2 min = 1 max = 3 }\n"
+                       "queue \"slow\" { handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+                       "\"touch %s; while [ ! -e %s ]; do sleep 0.02; done\"} }\n",
+                       started, gate));
     struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
     wait_workers(conn, sup, 2);
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('slow')");
