@@ -40,6 +40,23 @@ static const char claim_sql[] =
     " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $5),"
     "   greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint)";
 
+/* The one-transaction path: lock, do not mark (see task_lock_batch). */
+static const char lock_sql[] =
+    "SELECT id, payload::text, attempts + 1, coalesce(max_attempts, $3),"
+    "   greatest(0, (extract(epoch FROM now() - run_at) * 1000000)::bigint)"
+    " FROM pgwork.tasks"
+    " WHERE queue = $1 AND state = 'pending' AND run_at <= now()"
+    " ORDER BY priority, run_at, id"
+    " LIMIT $2"
+    " FOR UPDATE SKIP LOCKED";
+
+static const char finish_locked_sql[] =
+    "UPDATE pgwork.tasks SET state = 'done', attempts = attempts + 1, locked_by = $2,"
+    "     started_at = now(), finished_at = now(), locked_until = NULL"
+    " WHERE id = ANY($1::bigint[])";
+
+static const char delete_locked_sql[] = "DELETE FROM pgwork.tasks WHERE id = ANY($1::bigint[])";
+
 static const char done_sql[] = "UPDATE pgwork.tasks"
                                " SET state = 'done', finished_at = now(), locked_until = NULL"
                                " WHERE id = $1 AND locked_by = $2 AND state = 'running'";
@@ -81,12 +98,16 @@ int task_prepare(PGconn *conn)
     static const Oid id_owner_types[] = {OID_INT8, OID_TEXT};
     static const Oid failed_types[] = {OID_INT8, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL};
     static const Oid release_types[] = {OID_TEXT, OID_TEXT};
+    static const Oid lock_types[] = {OID_TEXT, OID_INT4, OID_INT4};
 
     if (prepare_one(conn, "pgwork_claim", claim_sql, 5, claim_types) != 0 ||
         prepare_one(conn, "pgwork_done", done_sql, 2, id_owner_types) != 0 ||
         prepare_one(conn, "pgwork_delete", delete_sql, 2, id_owner_types) != 0 ||
         prepare_one(conn, "pgwork_failed", failed_sql, 5, failed_types) != 0 ||
-        prepare_one(conn, "pgwork_release", release_sql, 2, release_types) != 0)
+        prepare_one(conn, "pgwork_release", release_sql, 2, release_types) != 0 ||
+        prepare_one(conn, "pgwork_lock", lock_sql, 3, lock_types) != 0 ||
+        prepare_one(conn, "pgwork_finish_locked", finish_locked_sql, 2, release_types) != 0 ||
+        prepare_one(conn, "pgwork_delete_locked", delete_locked_sql, 1, release_types) != 0)
         return -1;
     return 0;
 }
@@ -119,6 +140,30 @@ void task_batch_free(struct task_batch *batch)
     batch->capacity = 0;
 }
 
+/* Copy claimed rows (id, payload, attempt, max_attempts, pickup_us). */
+static int task_batch_fill(struct task_batch *batch, PGresult *res)
+{
+    int rows = PQntuples(res);
+    batch_reserve(batch, rows);
+    for (int i = 0; i < rows; i++) {
+        struct claimed_task *task = &batch->tasks[i];
+        task->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        task->payload = strdup(PQgetvalue(res, i, 1));
+        task->attempt = atoi(PQgetvalue(res, i, 2));
+        task->max_attempts = atoi(PQgetvalue(res, i, 3));
+        task->pickup_us = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+        if (task->payload == NULL) {
+            log_error("out of memory copying a payload");
+            abort();
+        }
+        batch->count++;
+    }
+    return rows;
+}
+
+static int run_command(PGconn *conn, const char *name, int nparams, const char *const *params,
+                       int64_t id);
+
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
                int64_t lease_ms, struct task_batch *batch)
 {
@@ -135,22 +180,58 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
         PQclear(res);
         return -1;
     }
-    int rows = PQntuples(res);
-    batch_reserve(batch, rows);
-    for (int i = 0; i < rows; i++) {
-        struct claimed_task *task = &batch->tasks[i];
-        task->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-        task->payload = strdup(PQgetvalue(res, i, 1));
-        task->attempt = atoi(PQgetvalue(res, i, 2));
-        task->max_attempts = atoi(PQgetvalue(res, i, 3));
-        task->pickup_us = strtoll(PQgetvalue(res, i, 4), NULL, 10);
-        if (task->payload == NULL) {
-            log_error("out of memory copying a payload");
-            abort();
-        }
-        batch->count++;
-    }
+    int rows = task_batch_fill(batch, res);
     PQclear(res);
+    return rows;
+}
+
+int task_lock_batch(PGconn *conn, const struct queue_config *queue, struct task_batch *batch)
+{
+    char limit[16], max_attempts[16];
+    snprintf(limit, sizeof(limit), "%d", queue->batch);
+    snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
+    const char *params[] = {queue->name, limit, max_attempts};
+
+    task_batch_clear(batch);
+    PGresult *res = PQexecPrepared(conn, "pgwork_lock", 3, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_error("claim failed on queue \"%s\": %s", queue->name, PQerrorMessage(conn));
+        PQclear(res);
+        return -1;
+    }
+    int rows = task_batch_fill(batch, res);
+    PQclear(res);
+    return rows;
+}
+
+/* A bigint[] literal: digits and commas only, built from integers. */
+static char *task_id_array(const int64_t *ids, int count)
+{
+    size_t cap = (size_t)count * 21 + 3;
+    char *array = malloc(cap);
+    if (array == NULL)
+        return NULL;
+    size_t len = 0;
+    array[len++] = '{';
+    for (int i = 0; i < count; i++)
+        len += (size_t)snprintf(array + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
+    array[len++] = '}';
+    array[len] = '\0';
+    return array;
+}
+
+int task_finish_locked(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
+                       bool keep_done)
+{
+    if (count <= 0)
+        return 0;
+    char *array = task_id_array(ids, count);
+    if (array == NULL)
+        return -1;
+    const char *params[] = {array, locked_by};
+    int rows = keep_done ? run_command(conn, "pgwork_finish_locked", 2, params, ids[0])
+                         : run_command(conn, "pgwork_delete_locked", 1, params, ids[0]);
+    free(array);
     return rows;
 }
 
@@ -191,17 +272,9 @@ int task_release(PGconn *conn, const int64_t *ids, int count, const char *locked
 {
     if (count <= 0)
         return 0;
-    /* A bigint[] literal: digits and commas only, built from integers. */
-    size_t cap = (size_t)count * 21 + 3;
-    char *array = malloc(cap);
+    char *array = task_id_array(ids, count);
     if (array == NULL)
         return -1;
-    size_t len = 0;
-    array[len++] = '{';
-    for (int i = 0; i < count; i++)
-        len += (size_t)snprintf(array + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
-    array[len++] = '}';
-    array[len] = '\0';
     const char *params[] = {array, locked_by};
     int rows = run_command(conn, "pgwork_release", 2, params, ids[0]);
     free(array);

@@ -41,6 +41,20 @@ int task_prepare(PGconn *conn);
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
                int64_t lease_ms, struct task_batch *batch);
 
+/*
+ * The one-transaction path (handlers with run_in_transaction): inside an
+ * open transaction, lock up to queue->batch due pending tasks (FOR UPDATE
+ * SKIP LOCKED) without changing them: nobody else can see them running,
+ * and if this worker dies the locks simply go away. Fills batch (attempt =
+ * attempts + 1). Returns the count, or -1 (logged).
+ */
+int task_lock_batch(PGconn *conn, const struct queue_config *queue, struct task_batch *batch);
+
+/* Same transaction: mark ids done (or delete them), attempts + 1, owner
+ * locked_by. Returns rows changed, or -1 (logged). */
+int task_finish_locked(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
+                       bool keep_done);
+
 /* Success: state done (or the row deleted when keep_done is false).
  * Called inside or outside a transaction. Returns 1, 0 when the task is no
  * longer ours (lease lost and requeued), or -1 (logged). */

@@ -199,6 +199,132 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     worker_check_connection(w);
 }
 
+/* One claim round, a task at a time: claim (marking running), run each,
+ * record each outcome. Returns the number claimed, or -1 after a database
+ * error. Stops early (releasing the rest) when told to hold back. */
+static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
+{
+    int claimed =
+        task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms, &w->batch);
+    if (claimed <= 0)
+        return claimed;
+    /* Ask for help before running anything: the next worker starts while
+     * this one works through its batch. */
+    if (claimed == sq->queue->batch)
+        worker_request_help(w, sq->index);
+    for (int i = 0; i < w->batch.count; i++) {
+        worker_poll_control(w);
+        if (worker_holding_back(w)) {
+            /* Claimed but not started: give them back untried. */
+            int left = w->batch.count - i;
+            int64_t *ids = malloc((size_t)left * sizeof(*ids));
+            if (ids != NULL) {
+                for (int j = 0; j < left; j++)
+                    ids[j] = w->batch.tasks[i + j].id;
+                task_release(w->conn, ids, left, w->locked_by);
+                free(ids);
+            }
+            break;
+        }
+        worker_run_task(w, sq, &w->batch.tasks[i]);
+    }
+    return claimed;
+}
+
+static bool worker_exec_simple(struct worker *w, const char *sql)
+{
+    PGresult *res = PQexec(w->conn, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        log_error("%s failed: %s", sql, PQerrorMessage(w->conn));
+    PQclear(res);
+    return ok;
+}
+
+/*
+ * One claim round in one transaction (handlers with run_in_transaction,
+ * i.e. sql): lock the batch, run every task's statement, mark them all
+ * done, commit. A task costs one row write and no other session ever sees
+ * it running; if this worker dies, the transaction and its locks vanish
+ * and the tasks are simply still pending. When a statement fails, the
+ * whole transaction is rolled back and the round is redone a task at a
+ * time, so the failure is recorded and the rest still succeed.
+ * Returns the number claimed, or -1 after a database error.
+ */
+static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq)
+{
+    const struct queue_config *queue = sq->queue;
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    if (!worker_exec_simple(w, "BEGIN"))
+        return -1;
+    if (queue->timeout_ms > 0) {
+        char set_timeout[64];
+        snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
+                 (long long)queue->timeout_ms);
+        if (!worker_exec_simple(w, set_timeout)) {
+            worker_exec_simple(w, "ROLLBACK");
+            return -1;
+        }
+    }
+    int claimed = task_lock_batch(w->conn, queue, &w->batch);
+    if (claimed <= 0) {
+        worker_exec_simple(w, "ROLLBACK");
+        return claimed;
+    }
+    if (claimed == queue->batch)
+        worker_request_help(w, sq->index);
+    int64_t *ids = malloc((size_t)claimed * sizeof(*ids));
+    int64_t *elapsed_us = malloc((size_t)claimed * sizeof(*elapsed_us));
+    if (ids == NULL || elapsed_us == NULL) {
+        free(ids);
+        free(elapsed_us);
+        worker_exec_simple(w, "ROLLBACK");
+        return -1;
+    }
+    w->env.queue = queue;
+    w->env.keep_done = queue->keep_done;
+    bool failed = false;
+    for (int i = 0; i < claimed && !failed; i++) {
+        const struct claimed_task *c = &w->batch.tasks[i];
+        struct task task = {.id = c->id,
+                            .payload = c->payload,
+                            .attempt = c->attempt,
+                            .max_attempts = c->max_attempts};
+        char error[HANDLER_ERROR_MAX];
+        int64_t started_us = time_now_us();
+        atomic_store_explicit(&w->self->task_id, task.id, memory_order_relaxed);
+        failed = sq->handler->run_in_transaction(sq->handler_state, &w->env, &task, error,
+                                                 sizeof(error)) != HANDLER_OK;
+        elapsed_us[i] = time_now_us() - started_us;
+        ids[i] = task.id;
+    }
+    atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
+    int finished =
+        failed ? -1 : task_finish_locked(w->conn, ids, claimed, w->locked_by, queue->keep_done);
+    if (failed || finished != claimed || !worker_exec_simple(w, "COMMIT")) {
+        if (PQtransactionStatus(w->conn) != PQTRANS_IDLE)
+            worker_exec_simple(w, "ROLLBACK");
+        free(ids);
+        free(elapsed_us);
+        worker_check_connection(w);
+        /* Nothing of this round happened: redo it a task at a time. */
+        return worker_claim_and_run(w, sq);
+    }
+    for (int i = 0; i < claimed; i++) {
+        const struct claimed_task *c = &w->batch.tasks[i];
+        shm_histogram_observe(&shared_queue->pickup, c->pickup_us);
+        shm_histogram_observe(&shared_queue->duration, elapsed_us[i]);
+        log_task(LOG_LEVEL_INFO, queue->name, c->id, "done in %" PRId64 " ms (attempt %d)",
+                 elapsed_us[i] / 1000, c->attempt);
+    }
+    atomic_fetch_add_explicit(&shared_queue->tasks_done, (uint64_t)claimed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->self->tasks_done, (uint64_t)claimed, memory_order_relaxed);
+    free(ids);
+    free(elapsed_us);
+    worker_heartbeat(w);
+    return claimed;
+}
+
 /* Claim and run until a claim comes back short (DESIGN §1.3). */
 static void worker_drain_queue(struct worker *w, struct served_queue *sq)
 {
@@ -208,8 +334,8 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
     sq->seen_hint = atomic_load(&shared_queue->hint);
 
     while (!worker_holding_back(w)) {
-        int claimed =
-            task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms, &w->batch);
+        int claimed = sq->handler->run_in_transaction != NULL ? worker_claim_in_transaction(w, sq)
+                                                              : worker_claim_and_run(w, sq);
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->self->claims, 1, memory_order_relaxed);
         if (claimed < 0) {
@@ -218,25 +344,6 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
         }
         atomic_fetch_add_explicit(&shared_queue->tasks_claimed, (uint64_t)claimed,
                                   memory_order_relaxed);
-        if (claimed == sq->queue->batch)
-            worker_request_help(w, sq->index);
-
-        for (int i = 0; i < w->batch.count; i++) {
-            worker_poll_control(w);
-            if (worker_holding_back(w)) {
-                /* Claimed but not started: give them back untried. */
-                int left = w->batch.count - i;
-                int64_t *ids = malloc((size_t)left * sizeof(*ids));
-                if (ids != NULL) {
-                    for (int j = 0; j < left; j++)
-                        ids[j] = w->batch.tasks[i + j].id;
-                    task_release(w->conn, ids, left, w->locked_by);
-                    free(ids);
-                }
-                return;
-            }
-            worker_run_task(w, sq, &w->batch.tasks[i]);
-        }
         if (claimed < sq->queue->batch)
             return;
     }
