@@ -215,7 +215,7 @@ static void listener_disconnect(struct listener *l, const char *why)
 
 static void listener_connect(struct listener *l, int64_t now)
 {
-    struct dbconn_params params;
+    struct dbconn_params params = {0};
     dbconn_params(&params, l->config, config_listen_conninfo(l->config), "pgwork listener");
     l->conn = PQconnectStartParams(params.keywords, params.values, 1);
     if (l->conn == NULL) {

@@ -428,7 +428,7 @@ static PGconn *worker_connect(const struct worker *w)
 {
     char application_name[64];
     snprintf(application_name, sizeof(application_name), "pgwork worker %d", w->args->slot);
-    struct dbconn_params params;
+    struct dbconn_params params = {0};
     dbconn_params(&params, w->config, config_conninfo(w->config), application_name);
     PGconn *conn = PQconnectdbParams(params.keywords, params.values, 1);
     if (PQstatus(conn) != CONNECTION_OK) {
