@@ -193,6 +193,10 @@ static void emit(enum log_level level, const char *queue, int64_t task_id, const
     } else if (n < 0) {
         snprintf(msg, sizeof msg, "(unprintable message)");
     }
+    /* libpq's messages end in a newline; a log line carries its own. */
+    size_t len = strlen(msg);
+    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+        msg[--len] = '\0';
 
     char line[LINE_MAX];
     struct out o = {line, 0, sizeof line - 1}; /* room for the final newline */

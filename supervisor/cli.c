@@ -1,15 +1,20 @@
 /*
- * cli.c — the one-shot commands that talk to the database: `pgwork migrate`
- * and `pgwork enqueue`. Ordinary blocking libpq: these run once and exit.
+ * cli.c — the one-shot commands that talk to the database: `pgwork
+ * migrate`, `enqueue`, `status` and `requeue-dead`. Ordinary blocking
+ * libpq: these run once and exit.
  *
  * Invariants:
- *  - User input (queue name, payload) reaches the database only as query
- *    parameters, never spliced into SQL text.
- *  - A connection string is never printed as given: libpq's own error text
- *    carries no password, and anything else goes through
- *    log_redact_conninfo().
+ *  - User input (queue names, payload, task ids) reaches the database only
+ *    as query parameters, never spliced into SQL text.
+ *  - A connection string is never printed as given: libpq's connection
+ *    errors go through scrub_secrets() (a malformed URL is quoted whole by
+ *    libpq's parser), and anything else goes through log_redact_conninfo().
  *  - Errors are one line on stderr, "pgwork: what failed: why", and the exit
  *    code says whose fault it was (cli.h).
+ *  - What the database returns is printed safely whatever it contains: a
+ *    queue name is JSON-escaped in --json output and has its control and
+ *    invisible characters escaped in the table, so a name can neither break
+ *    a script's parser nor send escape sequences to a terminal.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -52,6 +57,113 @@ static void one_line(char *text)
     *out = '\0';
 }
 
+/* In text (a NUL-terminated string in a buffer of size bytes), replace
+ * every occurrence of the len bytes at needle with repl; the result is cut
+ * to fit. */
+static void replace_all(char *text, size_t size, const char *needle, size_t len, const char *repl)
+{
+    if (len == 0 || size == 0)
+        return;
+    char out[4096];
+    size_t used = 0, repl_len = strlen(repl);
+    const char *p = text;
+    while (*p != '\0' && used + 1 < sizeof(out)) {
+        if (strncmp(p, needle, len) == 0) {
+            size_t n = repl_len < sizeof(out) - 1 - used ? repl_len : sizeof(out) - 1 - used;
+            memcpy(out + used, repl, n);
+            used += n;
+            p += len;
+        } else {
+            out[used++] = *p++;
+        }
+    }
+    if (used > size - 1)
+        used = size - 1; /* cut to fit */
+    memcpy(text, out, used);
+    text[used] = '\0';
+}
+
+/* Length of the scheme of a postgres URL ("postgresql://"), 0 if not one. */
+static size_t url_scheme_len(const char *conninfo)
+{
+    if (strncmp(conninfo, "postgresql://", 13) == 0)
+        return 13;
+    if (strncmp(conninfo, "postgres://", 11) == 0)
+        return 11;
+    return 0;
+}
+
+/*
+ * Hide conninfo's secrets in a libpq message about it. libpq's URL parser
+ * quotes the whole URL in its errors ("... in URI: \"postgresql://u:pw@[\"")
+ * and its percent-decoder quotes the token it failed on, which may be the
+ * password itself: the URL is replaced by its redacted form, then every
+ * password and sslpassword value (userinfo and query, as written) by "***".
+ * Key=value strings: libpq's parse errors never quote a value, and the
+ * string is replaced whole all the same.
+ */
+static void scrub_secrets(char *msg, size_t size, const char *conninfo)
+{
+    if (conninfo == NULL || conninfo[0] == '\0')
+        return;
+    char redacted[2048];
+    log_redact_conninfo(conninfo, redacted, sizeof(redacted));
+    replace_all(msg, size, conninfo, strlen(conninfo), redacted);
+
+    size_t scheme = url_scheme_len(conninfo);
+    if (scheme == 0)
+        return;
+    /* The same reading as log_redact_conninfo(): the user info ends at the
+     * last '@', the password starts after its first ':'. */
+    const char *auth = conninfo + scheme;
+    const char *at = strrchr(auth, '@');
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon != NULL)
+        replace_all(msg, size, colon + 1, (size_t)(at - colon - 1), "***");
+    const char *query = strchr(at ? at : auth, '?');
+    if (query == NULL)
+        return;
+    for (const char *p = query; *p != '\0';) {
+        const char *param = p + 1;
+        const char *end = param + strcspn(param, "&");
+        const char *eq = memchr(param, '=', (size_t)(end - param));
+        if (eq != NULL && ((eq - param == 8 && strncmp(param, "password", 8) == 0) ||
+                           (eq - param == 11 && strncmp(param, "sslpassword", 11) == 0)))
+            replace_all(msg, size, eq + 1, (size_t)(end - eq - 1), "***");
+        p = end;
+    }
+}
+
+/* Check one connection string; what names where it came from. */
+static int check_one_conninfo(const char *conninfo, const char *what, char *err, size_t errlen)
+{
+    char *parse_error = NULL;
+    PQconninfoOption *options = PQconninfoParse(conninfo, &parse_error);
+    if (options != NULL) {
+        PQconninfoFree(options);
+        return EXIT_OK;
+    }
+    char msg[2048];
+    snprintf(msg, sizeof(msg), "%s", parse_error ? parse_error : "out of memory");
+    PQfreemem(parse_error);
+    one_line(msg);
+    scrub_secrets(msg, sizeof(msg), conninfo);
+    snprintf(err, errlen, "%s is not a valid connection string: %s", what, msg);
+    return EXIT_CONFIG;
+}
+
+int cli_check_conninfo(const struct pgwork_config *config, char *err, size_t errlen)
+{
+    const char *conninfo = config_conninfo(config);
+    bool from_file = config->database.conninfo && config->database.conninfo[0];
+    const char *what = from_file ? "database.conninfo" : "PGWORK_DATABASE_URL";
+    int rc = check_one_conninfo(conninfo, what, err, errlen);
+    if (rc == EXIT_OK && config->database.listen_conninfo && config->database.listen_conninfo[0])
+        rc = check_one_conninfo(config->database.listen_conninfo, "database.listen_conninfo", err,
+                                errlen);
+    return rc;
+}
+
 /*
  * Connect with config_conninfo(): "" means libpq's PG* variables. JSON is
  * UTF-8 and queue names are validated as UTF-8, so the client encoding is
@@ -70,6 +182,7 @@ static PGconn *cli_connect(const struct pgwork_config *config)
         char msg[2048];
         snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
         one_line(msg);
+        scrub_secrets(msg, sizeof(msg), config_conninfo(config));
         fprintf(stderr, "pgwork: cannot connect to database: %s\n", msg);
         PQfinish(conn);
         return NULL;
@@ -257,5 +370,482 @@ int cli_enqueue(const struct pgwork_config *config, const char *queue, const cha
     PQfinish(conn);
 out:
     free(from_stdin);
+    return rc;
+}
+
+/* ---- status and requeue-dead ----------------------------------------------- */
+
+#define SQLSTATE_UNDEFINED_TABLE "42P01" /* pgwork.tasks missing */
+
+/* Explain a failed query ("cannot read the queues: ..."); the exit code. */
+static int query_failed(const char *what, const PGresult *res, const PGconn *conn)
+{
+    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    char msg[2048];
+    snprintf(msg, sizeof(msg), "%s", primary ? primary : PQerrorMessage(conn));
+    one_line(msg);
+    bool unmigrated = sqlstate && (strcmp(sqlstate, SQLSTATE_INVALID_SCHEMA_NAME) == 0 ||
+                                   strcmp(sqlstate, SQLSTATE_UNDEFINED_TABLE) == 0);
+    fprintf(stderr, "pgwork: %s: %s%s\n", what, msg,
+            unmigrated ? " (run `pgwork migrate` first)" : "");
+    return EXIT_FAILURE_GENERIC;
+}
+
+/* A queue name given on the command line to look up: it is compared with
+ * what is stored, so anything the table can hold is accepted (names
+ * inserted with SQL may be longer than enqueue allows, or hold control
+ * characters); only what the database could never match is refused. */
+static bool lookup_name_ok(const char *name)
+{
+    if (name[0] == '\0') {
+        fprintf(stderr, "pgwork: bad queue name: it is empty\n");
+        return false;
+    }
+    uint32_t cp;
+    for (const unsigned char *p = (const unsigned char *)name; *p;) {
+        int n = utf8_sequence(p, &cp);
+        if (n == 0) {
+            fprintf(stderr, "pgwork: bad queue name: it is not valid UTF-8\n");
+            return false;
+        }
+        p += n;
+    }
+    return true;
+}
+
+/* A growable string for array literals. */
+struct strbuf {
+    char *data;
+    size_t len, cap;
+};
+
+static bool strbuf_put(struct strbuf *b, const char *s, size_t n)
+{
+    if (b->cap - b->len <= n) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len <= n)
+            cap *= 2;
+        char *bigger = realloc(b->data, cap);
+        if (bigger == NULL)
+            return false;
+        b->data = bigger;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return true;
+}
+
+/* A text[] literal, {"a","b\"c"}: every element double-quoted with '"'
+ * and '\' backslash-escaped, so any name is one element. NULL if out of
+ * memory (caller frees). */
+static char *text_array_literal(const char *const *items, int count)
+{
+    struct strbuf b = {0};
+    bool ok = strbuf_put(&b, "{", 1);
+    for (int i = 0; ok && i < count; i++) {
+        ok = strbuf_put(&b, i ? ",\"" : "\"", i ? 2 : 1);
+        for (const char *p = items[i]; ok && *p; p++) {
+            if (*p == '"' || *p == '\\')
+                ok = strbuf_put(&b, "\\", 1);
+            ok = ok && strbuf_put(&b, p, 1);
+        }
+        ok = ok && strbuf_put(&b, "\"", 1);
+    }
+    ok = ok && strbuf_put(&b, "}", 1);
+    if (!ok) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}
+
+/* ---- output helpers ---- */
+
+/* A number as PostgreSQL printed it (bigint or numeric), checked to be a
+ * valid JSON number; NULL and anything else (NaN, Infinity) print null. */
+static void json_number(FILE *out, const PGresult *res, int row, int col)
+{
+    const char *v = PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col);
+    const char *p = v + (*v == '-');
+    size_t digits = strspn(p, "0123456789");
+    bool ok = digits > 0 && (p[0] != '0' || digits == 1);
+    p += digits;
+    if (ok && *p == '.') {
+        digits = strspn(p + 1, "0123456789");
+        ok = digits > 0;
+        p += 1 + digits;
+    }
+    fputs(ok && *p == '\0' ? v : "null", out);
+}
+
+/* s as a JSON string: RFC 8259 escapes, every control character as \uXXXX
+ * (U+2028/9 too, for JavaScript), bytes that are not UTF-8 as U+FFFD. */
+static void json_string(FILE *out, const char *s)
+{
+    putc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        uint32_t cp;
+        int n = utf8_sequence(p, &cp);
+        if (n == 0) {
+            fputs("\\ufffd", out);
+            p++;
+            continue;
+        }
+        if (cp == '"' || cp == '\\')
+            fprintf(out, "\\%c", (char)cp);
+        else if (cp == '\n')
+            fputs("\\n", out);
+        else if (cp == '\t')
+            fputs("\\t", out);
+        else if (cp == '\r')
+            fputs("\\r", out);
+        else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029)
+            fprintf(out, "\\u%04x", (unsigned)cp);
+        else
+            fwrite(p, 1, (size_t)n, out);
+        p += n;
+    }
+    putc('"', out);
+}
+
+/* s for a terminal: printable text as is; \n \t \r, other C0 controls and
+ * DEL as \xNN, C1 controls and bidirectional overrides (which reorder what
+ * follows on screen) as \uXXXX, bytes that are not UTF-8 as \xNN. */
+static void text_name(FILE *out, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        uint32_t cp;
+        int n = utf8_sequence(p, &cp);
+        if (n == 0) {
+            fprintf(out, "\\x%02x", *p);
+            p++;
+            continue;
+        }
+        if (cp == '\n')
+            fputs("\\n", out);
+        else if (cp == '\t')
+            fputs("\\t", out);
+        else if (cp == '\r')
+            fputs("\\r", out);
+        else if (cp < 0x20 || cp == 0x7f)
+            fprintf(out, "\\x%02x", (unsigned)cp);
+        else if ((cp >= 0x80 && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+                 (cp >= 0x2066 && cp <= 0x2069))
+            fprintf(out, "\\u%04x", (unsigned)cp);
+        else
+            fwrite(p, 1, (size_t)n, out);
+        p += n;
+    }
+}
+
+/* Seconds (as PostgreSQL printed them) for people: "-", "42s", "3m05s",
+ * "2h07m", "4d03h". */
+static void format_age(char *buf, size_t len, const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col)) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    double secs = strtod(PQgetvalue(res, row, col), NULL);
+    if (!(secs >= 0) || secs > 1e15) { /* NaN, or beyond any real age */
+        snprintf(buf, len, "?");
+        return;
+    }
+    long long s = (long long)secs;
+    if (s < 60)
+        snprintf(buf, len, "%llds", s);
+    else if (s < 3600)
+        snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(buf, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+    else
+        snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
+}
+
+/* ---- status ---- */
+
+/*
+ * One pass over pgwork.tasks, grouped by queue. Counting `done` rows
+ * visits each of them whatever the plan (no index covers every state, and
+ * keep_done makes them the bulk of the table), so one sequential scan that
+ * aggregates every state at once is the cheapest plan there is; a
+ * "distinct queues" query first would only add a pass. Ages are computed
+ * by the database from its own clock; infinite timestamps give NULL.
+ */
+#define STATUS_STATS(filter)                                                                       \
+    "stats AS ("                                                                                   \
+    " SELECT queue,"                                                                               \
+    "  count(*) FILTER (WHERE state = 'pending' AND run_at <= now()) AS due,"                      \
+    "  count(*) FILTER (WHERE state = 'pending' AND run_at > now()) AS later,"                     \
+    "  count(*) FILTER (WHERE state = 'running') AS running,"                                      \
+    "  count(*) FILTER (WHERE state = 'done') AS done,"                                            \
+    "  count(*) FILTER (WHERE state = 'dead') AS dead,"                                            \
+    "  min(run_at) FILTER (WHERE state = 'pending' AND run_at <= now()) AS oldest_due,"            \
+    "  min(started_at) FILTER (WHERE state = 'running') AS oldest_running,"                        \
+    "  min(run_at) FILTER (WHERE state = 'pending' AND run_at > now()) AS next_due"                \
+    " FROM pgwork.tasks " filter " GROUP BY queue) "
+
+#define STATUS_SECONDS(expr, ts)                                                                   \
+    "CASE WHEN isfinite(" ts ") THEN round(greatest(extract(epoch FROM " expr                      \
+    "), 0)::numeric, 3) "                                                                          \
+    "END"
+
+/* Columns of both queries: the row layout cli_status() reads. */
+#define STATUS_COLUMNS(s)                                                                          \
+    "coalesce(" s ".due, 0), coalesce(" s ".later, 0), coalesce(" s ".running, 0), "               \
+    "coalesce(" s ".done, 0), coalesce(" s                                                         \
+    ".dead, 0), " STATUS_SECONDS("now() - " s ".oldest_due", s ".oldest_due") ", " STATUS_SECONDS( \
+        "now() - " s ".oldest_running",                                                            \
+        s ".oldest_running") ", " STATUS_SECONDS(s ".next_due - now()", s ".next_due")
+
+static const char status_all_sql[] = "WITH " STATUS_STATS("") "SELECT s.queue, " STATUS_COLUMNS(
+    "s") " FROM stats s ORDER BY s.queue COLLATE \"C\"";
+
+/* Named queues: in the order given, duplicates once, zeros when unknown. */
+static const char status_named_sql[] =
+    "WITH wanted AS ("
+    " SELECT q AS queue, min(n) AS n FROM unnest($1::text[]) WITH ORDINALITY AS u(q, n)"
+    " GROUP BY q), " STATUS_STATS("WHERE queue IN (SELECT queue FROM wanted)") "SELECT "
+                                                                               "w.queue,"
+                                                                               " " STATUS_COLUMNS(
+                                                                                   "s") " FROM "
+                                                                                        "wanted w "
+                                                                                        "LEFT JOIN "
+                                                                                        "stats s "
+                                                                                        "ON "
+                                                                                        "s.queue = "
+                                                                                        "w.queue "
+                                                                                        "ORDER BY "
+                                                                                        "w.n";
+
+enum status_col {
+    COL_QUEUE,
+    COL_DUE,
+    COL_LATER,
+    COL_RUNNING,
+    COL_DONE,
+    COL_DEAD,
+    COL_OLDEST_DUE,
+    COL_OLDEST_RUNNING,
+    COL_NEXT_DUE,
+    COL_COUNT,
+};
+
+static void status_json(FILE *out, const PGresult *res)
+{
+    static const char *const keys[COL_COUNT] = {
+        [COL_DUE] = "pending_due",
+        [COL_LATER] = "pending_scheduled",
+        [COL_RUNNING] = "running",
+        [COL_DONE] = "done",
+        [COL_DEAD] = "dead",
+        [COL_OLDEST_DUE] = "oldest_pending_age_seconds",
+        [COL_OLDEST_RUNNING] = "oldest_running_age_seconds",
+        [COL_NEXT_DUE] = "next_scheduled_in_seconds",
+    };
+    fputs("{\"queues\":[", out);
+    for (int row = 0; row < PQntuples(res); row++) {
+        fputs(row ? ",\n{\"queue\":" : "\n{\"queue\":", out);
+        json_string(out, PQgetvalue(res, row, COL_QUEUE));
+        for (int col = COL_DUE; col < COL_COUNT; col++) {
+            fprintf(out, ",\"%s\":", keys[col]);
+            json_number(out, res, row, col);
+        }
+        putc('}', out);
+    }
+    fputs("\n]}\n", out);
+}
+
+static void status_table(FILE *out, const PGresult *res)
+{
+    /* The queue comes last, like ps's COMMAND: any length, any script. */
+    static const char *const headers[] = {"PENDING", "SCHEDULED",      "RUNNING",       "DONE",
+                                          "DEAD",    "OLDEST_PENDING", "OLDEST_RUNNING"};
+    enum { NCOLS = sizeof(headers) / sizeof(headers[0]) };
+    int rows = PQntuples(res);
+    if (rows == 0) {
+        fputs("no tasks\n", out);
+        return;
+    }
+    char(*cells)[NCOLS][24] = calloc((size_t)rows, sizeof(*cells));
+    if (cells == NULL) {
+        fputs("pgwork: out of memory\n", stderr);
+        return;
+    }
+    int width[NCOLS];
+    for (int c = 0; c < NCOLS; c++)
+        width[c] = (int)strlen(headers[c]);
+    for (int r = 0; r < rows; r++) {
+        for (int c = 0; c < NCOLS; c++) {
+            int col = COL_DUE + c;
+            if (col >= COL_OLDEST_DUE)
+                format_age(cells[r][c], sizeof(cells[r][c]), res, r, col);
+            else
+                snprintf(cells[r][c], sizeof(cells[r][c]), "%s", PQgetvalue(res, r, col));
+            int w = (int)strlen(cells[r][c]);
+            width[c] = w > width[c] ? w : width[c];
+        }
+    }
+    for (int c = 0; c < NCOLS; c++)
+        fprintf(out, "%*s  ", width[c], headers[c]);
+    fputs("QUEUE\n", out);
+    for (int r = 0; r < rows; r++) {
+        for (int c = 0; c < NCOLS; c++)
+            fprintf(out, "%*s  ", width[c], cells[r][c]);
+        text_name(out, PQgetvalue(res, r, COL_QUEUE));
+        putc('\n', out);
+    }
+    free(cells);
+}
+
+int cli_status(const struct pgwork_config *config, const struct cli_status_options *options)
+{
+    for (int i = 0; i < options->queue_count; i++)
+        if (!lookup_name_ok(options->queues[i]))
+            return EXIT_BAD_INPUT;
+    char *names = NULL;
+    if (options->queue_count > 0 &&
+        (names = text_array_literal(options->queues, options->queue_count)) == NULL) {
+        fprintf(stderr, "pgwork: out of memory\n");
+        return EXIT_FAILURE_GENERIC;
+    }
+
+    int rc = EXIT_FAILURE_GENERIC;
+    PGconn *conn = cli_connect(config);
+    if (conn == NULL)
+        goto out;
+    const char *params[1] = {names};
+    PGresult *res = names ? PQexecParams(conn, status_named_sql, 1, NULL, params, NULL, NULL, 0)
+                          : PQexec(conn, status_all_sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != COL_COUNT) {
+        rc = query_failed("cannot read the queues", res, conn);
+    } else {
+        if (options->json)
+            status_json(stdout, res);
+        else
+            status_table(stdout, res);
+        rc = EXIT_OK;
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, "pgwork: cannot write the status: %s\n", strerror(errno));
+            rc = EXIT_FAILURE_GENERIC;
+        }
+    }
+    PQclear(res);
+    PQfinish(conn);
+out:
+    free(names);
+    return rc;
+}
+
+/* ---- requeue-dead ---- */
+
+/*
+ * One statement: move the dead tasks back to pending and notify each queue
+ * touched, as the insert trigger of 0001_tasks.sql would (same channel
+ * rule, same "*" for a name too long to carry): an UPDATE fires no insert
+ * trigger, and without the notification the tasks would wait for the
+ * safety poll. The notification is sent at commit, with the rows. A CTE
+ * with a volatile function is always run whole; the final SELECT reads it
+ * so it is not skipped.
+ */
+#define REQUEUE_WITH(selector)                                                                     \
+    "WITH moved AS ("                                                                              \
+    " UPDATE pgwork.tasks SET state = 'pending', attempts = 0, run_at = now(),"                    \
+    "  locked_by = NULL, locked_until = NULL, finished_at = NULL"                                  \
+    " WHERE state = 'dead' AND " selector " RETURNING id, queue), "                                \
+    "notified AS ("                                                                                \
+    " SELECT pg_notify(coalesce(nullif(current_setting('pgwork.notify_channel', true), ''),"       \
+    "  'pgwork_tasks'), CASE WHEN octet_length(queue) > 7997 THEN '*' ELSE '0 ' || queue END)"     \
+    " FROM (SELECT DISTINCT queue FROM moved) q) "
+
+#define REQUEUE_COUNTS "(SELECT count(*) FROM moved), (SELECT count(*) FROM notified)"
+
+static const char requeue_queue_sql[] = REQUEUE_WITH("queue = $1") "SELECT " REQUEUE_COUNTS;
+static const char requeue_all_sql[] = REQUEUE_WITH("true") "SELECT " REQUEUE_COUNTS;
+/* One row per id asked for: its state before (NULL: no such task) and
+ * whether it moved. */
+static const char requeue_ids_sql[] =
+    REQUEUE_WITH("id = ANY ($1::bigint[])") "SELECT " REQUEUE_COUNTS
+                                            ", r.id, t.state, r.id IN (SELECT id FROM moved) "
+                                            "FROM unnest($1::bigint[]) WITH ORDINALITY AS r(id, n) "
+                                            "LEFT JOIN pgwork.tasks t ON t.id = r.id ORDER BY r.n";
+
+/* A bigint[] literal, {1,2,3}; NULL if out of memory. */
+static char *id_array_literal(const int64_t *ids, int count)
+{
+    struct strbuf b = {0};
+    bool ok = strbuf_put(&b, "{", 1);
+    for (int i = 0; ok && i < count; i++) {
+        char num[32];
+        int n = snprintf(num, sizeof(num), "%s%lld", i ? "," : "", (long long)ids[i]);
+        ok = strbuf_put(&b, num, (size_t)n);
+    }
+    ok = ok && strbuf_put(&b, "}", 1);
+    if (!ok) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}
+
+int cli_requeue_dead(const struct pgwork_config *config, const struct cli_requeue_options *options)
+{
+    const char *sql = requeue_all_sql;
+    char *ids = NULL;
+    const char *params[1] = {NULL};
+    int nparams = 0;
+
+    if (options->scope == CLI_REQUEUE_QUEUE) {
+        if (!lookup_name_ok(options->queue))
+            return EXIT_BAD_INPUT;
+        sql = requeue_queue_sql;
+        params[0] = options->queue;
+        nparams = 1;
+    } else if (options->scope == CLI_REQUEUE_IDS) {
+        if ((ids = id_array_literal(options->ids, options->id_count)) == NULL) {
+            fprintf(stderr, "pgwork: out of memory\n");
+            return EXIT_FAILURE_GENERIC;
+        }
+        sql = requeue_ids_sql;
+        params[0] = ids;
+        nparams = 1;
+    }
+
+    int rc = EXIT_FAILURE_GENERIC;
+    PGconn *conn = cli_connect(config);
+    if (conn == NULL)
+        goto out;
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1) {
+        rc = query_failed("cannot requeue dead tasks", res, conn);
+        PQclear(res);
+        PQfinish(conn);
+        goto out;
+    }
+    long long moved = atoll(PQgetvalue(res, 0, 0));
+    rc = EXIT_OK;
+    /* With ids: name each one that was not requeued, and why. */
+    for (int row = 0; options->scope == CLI_REQUEUE_IDS && row < PQntuples(res); row++) {
+        if (strcmp(PQgetvalue(res, row, 4), "t") == 0)
+            continue;
+        const char *id = PQgetvalue(res, row, 2);
+        if (PQgetisnull(res, row, 3))
+            fprintf(stderr, "pgwork: task %s: no such task\n", id);
+        else
+            fprintf(stderr, "pgwork: task %s: not dead (state %s)\n", id, PQgetvalue(res, row, 3));
+        rc = EXIT_BAD_INPUT;
+    }
+    PQclear(res);
+    PQfinish(conn);
+    if (printf("requeued %lld dead task%s\n", moved, moved == 1 ? "" : "s") < 0 ||
+        fflush(stdout) != 0) {
+        fprintf(stderr, "pgwork: cannot write the result: %s\n", strerror(errno));
+        rc = EXIT_FAILURE_GENERIC;
+    }
+out:
+    free(ids);
     return rc;
 }

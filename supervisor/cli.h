@@ -1,12 +1,18 @@
 /*
  * cli.h — the one-shot commands of the pgwork binary that talk to the
- * database with ordinary blocking libpq: migrate and enqueue. (`run` is the
- * supervisor, supervisor.h; check-config needs no database.)
+ * database with ordinary blocking libpq: migrate, enqueue, status and
+ * requeue-dead. (`run` is the supervisor, supervisor.h; check-config needs
+ * no database.) main.c parses the command line into the option structs
+ * below; these functions never see argv.
  *
- * Each returns the process exit code (see main.c's usage text).
+ * Each command returns the process exit code (see main.c's usage text).
  */
 #ifndef PGWORK_CLI_H
 #define PGWORK_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "../shared/config.h"
 
@@ -16,8 +22,16 @@ enum exit_code {
     EXIT_FAILURE_GENERIC = 1, /* runtime failure (database unreachable, ...) */
     EXIT_USAGE = 2,           /* bad command line */
     EXIT_CONFIG = 3,          /* bad configuration: do not restart */
-    EXIT_BAD_INPUT = 4,       /* bad payload or queue name */
+    EXIT_BAD_INPUT = 4,       /* bad payload, queue name or task id */
 };
+
+/*
+ * Check that the connection strings the config names (database.conninfo or
+ * $PGWORK_DATABASE_URL, and the listener's) parse, without connecting.
+ * Returns EXIT_OK, or EXIT_CONFIG with one line in err saying why — with
+ * any password hidden: libpq's own parse errors quote a bad URL whole.
+ */
+int cli_check_conninfo(const struct pgwork_config *config, char *err, size_t errlen);
 
 /* `pgwork migrate`: connect with config_conninfo(), run migrate_run(). */
 int cli_migrate(const struct pgwork_config *config);
@@ -26,5 +40,42 @@ int cli_migrate(const struct pgwork_config *config);
  * must be valid JSON (checked by the database's jsonb input); prints the new
  * task id on stdout. */
 int cli_enqueue(const struct pgwork_config *config, const char *queue, const char *payload);
+
+/* `pgwork status [--json] [QUEUE...]`. */
+struct cli_status_options {
+    bool json;                 /* one JSON object instead of a table */
+    const char *const *queues; /* these queues, in this order; NULL = all */
+    int queue_count;           /* entries in queues */
+};
+
+/* Per queue: tasks by state (pending due now / scheduled for later,
+ * running, done, dead), the age of the oldest due pending task and of the
+ * oldest running one, when the next scheduled one is due. One query; all
+ * times come from the database's clock. Named queues without tasks are
+ * shown with zeros. */
+int cli_status(const struct pgwork_config *config, const struct cli_status_options *options);
+
+/* `pgwork requeue-dead QUEUE | --all-queues | --id N...`: exactly one
+ * selector. */
+enum cli_requeue_scope {
+    CLI_REQUEUE_QUEUE, /* the dead tasks of one queue */
+    CLI_REQUEUE_ALL,   /* the dead tasks of every queue */
+    CLI_REQUEUE_IDS,   /* these tasks, each of which must be dead */
+};
+
+struct cli_requeue_options {
+    enum cli_requeue_scope scope;
+    const char *queue;  /* CLI_REQUEUE_QUEUE */
+    const int64_t *ids; /* CLI_REQUEUE_IDS: id_count task ids */
+    int id_count;
+};
+
+/* Dead tasks go back to pending: attempts 0, run_at now(), lease and
+ * finished_at cleared, last_error kept (the next failure overwrites it).
+ * One statement, which also notifies the queues touched so idle workers
+ * pick the tasks up at once. Prints "requeued N dead task(s)". With ids,
+ * a task that does not exist or is not dead is named on stderr and the
+ * exit code is EXIT_BAD_INPUT (the dead ones among them are requeued). */
+int cli_requeue_dead(const struct pgwork_config *config, const struct cli_requeue_options *options);
 
 #endif

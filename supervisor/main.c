@@ -1,8 +1,18 @@
 /*
  * main.c — the pgwork command line: parse arguments, load the config,
  * dispatch to one command. Nothing here talks to the database itself.
+ *
+ * Order matters for the exit codes: the whole command line is parsed before
+ * the config is loaded (a typo is exit 2 whatever the config says), and the
+ * connection strings are checked before anything connects or forks (exit 3,
+ * with the password hidden, instead of every worker logging libpq's parse
+ * error, which quotes a bad URL whole).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,32 +28,210 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: pgwork [-c FILE] COMMAND [ARGS]\n"
-                 "\n"
-                 "commands:\n"
-                 "  run                      run the supervisor and its workers\n"
-                 "  migrate                  apply the database migrations\n"
-                 "  enqueue QUEUE [PAYLOAD]  add a task (JSON payload, stdin when absent);\n"
-                 "                           prints the new task id\n"
-                 "  check-config             validate the config file and exit\n"
-                 "  --version                print the version\n"
-                 "  --help                   print this text\n"
-                 "\n"
-                 "options:\n"
-                 "  -c, --config FILE        config file (default: $PGWORK_CONFIG, else\n"
-                 "                           built-in defaults)\n"
-                 "\n"
-                 "environment:\n"
-                 "  PGWORK_CONFIG            config file when -c is not given\n"
-                 "  PGWORK_DATABASE_URL      connection string when database.conninfo is\n"
-                 "                           empty; libpq's PG* variables apply too\n"
-                 "\n"
-                 "exit codes:\n"
-                 "  0  success\n"
-                 "  1  runtime failure (database unreachable, query failed, ...)\n"
-                 "  2  bad command line\n"
-                 "  3  bad configuration\n"
-                 "  4  bad input (payload is not JSON, bad queue name)\n");
+    fprintf(out,
+            "usage: pgwork [-c FILE] COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  run                      run the supervisor and its workers\n"
+            "  migrate                  apply the database migrations\n"
+            "  enqueue QUEUE [PAYLOAD]  add a task (JSON payload, stdin when absent);\n"
+            "                           prints the new task id\n"
+            "  status [--json] [QUEUE...]\n"
+            "                           tasks per queue: PENDING (due now), SCHEDULED\n"
+            "                           (pending, due later), RUNNING, DONE, DEAD, and the\n"
+            "                           age of the oldest pending and running task; every\n"
+            "                           queue in the database, or those named. --json: one\n"
+            "                           object {\"queues\": [{\"queue\", \"pending_due\",\n"
+            "                           \"pending_scheduled\", \"running\", \"done\", \"dead\",\n"
+            "                           \"oldest_pending_age_seconds\",\n"
+            "                           \"oldest_running_age_seconds\",\n"
+            "                           \"next_scheduled_in_seconds\"}, ...]} (ages null\n"
+            "                           when there is no such task)\n"
+            "  requeue-dead QUEUE | --all-queues | --id ID [--id ID...]\n"
+            "                           move dead tasks back to pending: attempts 0, due\n"
+            "                           now, last_error kept until the next failure; of\n"
+            "                           one queue, of every queue, or by task id (each\n"
+            "                           must be dead); prints how many\n"
+            "  check-config             validate the config file (and the connection\n"
+            "                           strings' syntax) and exit\n"
+            "  --version                print the version\n"
+            "  --help                   print this text\n"
+            "\n"
+            "options:\n"
+            "  -c, --config FILE        config file (default: $PGWORK_CONFIG, else\n"
+            "                           built-in defaults)\n"
+            "  --                       end of options: a queue name may then start\n"
+            "                           with '-' (pgwork status -- -q)\n"
+            "\n"
+            "environment:\n"
+            "  PGWORK_CONFIG            config file when -c is not given\n"
+            "  PGWORK_DATABASE_URL      connection string when database.conninfo is\n"
+            "                           empty; libpq's PG* variables apply too\n"
+            "\n"
+            "exit codes:\n"
+            "  0  success\n"
+            "  1  runtime failure (database unreachable, query failed, ...)\n"
+            "  2  bad command line\n"
+            "  3  bad configuration (also a malformed connection string)\n"
+            "  4  bad input (payload is not JSON, bad queue name, a task given to\n"
+            "     requeue-dead --id that does not exist or is not dead)\n");
+}
+
+enum command {
+    CMD_RUN,
+    CMD_MIGRATE,
+    CMD_ENQUEUE,
+    CMD_STATUS,
+    CMD_REQUEUE_DEAD,
+    CMD_CHECK_CONFIG,
+};
+
+/* A command and its arguments, parsed before anything else happens. */
+struct invocation {
+    enum command command;
+    const char *queue;   /* enqueue */
+    const char *payload; /* enqueue: NULL = stdin */
+    struct cli_status_options status;
+    struct cli_requeue_options requeue;
+    int64_t *ids; /* requeue.ids, owned */
+    bool help;    /* COMMAND --help: print the usage, do nothing else */
+};
+
+/* A command-line mistake: one line naming the command, then a pointer to
+ * --help. Returns EXIT_USAGE. */
+static int usage_error(const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *command, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "pgwork: %s: ", command);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see pgwork --help)\n");
+    return EXIT_USAGE;
+}
+
+/* The option getopt_long just refused, for a message. */
+static const char *bad_option(char **argv, int optopt_char)
+{
+    static char short_opt[3];
+    if (optopt_char != 0) {
+        snprintf(short_opt, sizeof(short_opt), "-%c", optopt_char);
+        return short_opt;
+    }
+    return argv[optind - 1];
+}
+
+/* `status [--json] [QUEUE...]`: argv[0] is the command. */
+static int parse_status(int argc, char **argv, struct invocation *inv)
+{
+    static const struct option options[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    optind = 0; /* a fresh scan of this argv (GNU getopt) */
+    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+        if (opt == 'j')
+            inv->status.json = true;
+        else if (opt == 'h')
+            inv->help = true;
+        else
+            return usage_error(argv[0], "unknown option %s", bad_option(argv, optopt));
+    }
+    inv->status.queues = (const char *const *)argv + optind;
+    inv->status.queue_count = argc - optind;
+    return EXIT_OK;
+}
+
+/* `requeue-dead QUEUE | --all-queues | --id ID...`: exactly one of them. */
+static int parse_requeue(int argc, char **argv, struct invocation *inv)
+{
+    static const struct option options[] = {
+        {"all-queues", no_argument, NULL, 'a'},
+        {"id", required_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool all = false;
+    int opt;
+    inv->ids = calloc((size_t)argc, sizeof(*inv->ids)); /* at most one id per argument */
+    if (inv->ids == NULL) {
+        fprintf(stderr, "pgwork: out of memory\n");
+        return EXIT_FAILURE_GENERIC;
+    }
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+        if (opt == 'a') {
+            all = true;
+        } else if (opt == 'h') {
+            inv->help = true;
+        } else if (opt == 'i') {
+            char *end;
+            errno = 0;
+            long long id = strtoll(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || id <= 0)
+                return usage_error(argv[0], "bad task id \"%s\": not a positive integer", optarg);
+            inv->ids[inv->requeue.id_count++] = id;
+        } else if (opt == ':') {
+            return usage_error(argv[0], "%s needs a task id", argv[optind - 1]);
+        } else {
+            return usage_error(argv[0], "unknown option %s", bad_option(argv, optopt));
+        }
+    }
+    if (inv->help)
+        return EXIT_OK;
+    int queues = argc - optind;
+    int selectors = (queues > 0) + all + (inv->requeue.id_count > 0);
+    if (selectors == 0)
+        return usage_error(argv[0], "name a QUEUE, or give --all-queues or --id ID");
+    if (selectors > 1)
+        return usage_error(argv[0], "give one of QUEUE, --all-queues or --id, not several");
+    if (queues > 1)
+        return usage_error(argv[0], "one queue at a time (or --all-queues)");
+    if (queues == 1) {
+        inv->requeue.scope = CLI_REQUEUE_QUEUE;
+        inv->requeue.queue = argv[optind];
+    } else if (all) {
+        inv->requeue.scope = CLI_REQUEUE_ALL;
+    } else {
+        inv->requeue.scope = CLI_REQUEUE_IDS;
+        inv->requeue.ids = inv->ids;
+    }
+    return EXIT_OK;
+}
+
+/* The command at argv[0] and its arguments into inv; EXIT_OK or the exit
+ * code of a mistake (reported). */
+static int parse_command(int argc, char **argv, struct invocation *inv)
+{
+    const char *command = argv[0];
+    int args = argc - 1;
+    if (strcmp(command, "run") == 0 && args == 0) {
+        inv->command = CMD_RUN;
+    } else if (strcmp(command, "check-config") == 0 && args == 0) {
+        inv->command = CMD_CHECK_CONFIG;
+    } else if (strcmp(command, "migrate") == 0 && args == 0) {
+        inv->command = CMD_MIGRATE;
+    } else if (strcmp(command, "enqueue") == 0 && (args == 1 || args == 2)) {
+        inv->command = CMD_ENQUEUE;
+        inv->queue = argv[1];
+        inv->payload = args == 2 ? argv[2] : NULL;
+    } else if (strcmp(command, "status") == 0) {
+        inv->command = CMD_STATUS;
+        return parse_status(argc, argv, inv);
+    } else if (strcmp(command, "requeue-dead") == 0) {
+        inv->command = CMD_REQUEUE_DEAD;
+        return parse_requeue(argc, argv, inv);
+    } else {
+        fprintf(stderr, "pgwork: unknown command or wrong arguments: %s\n", command);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -77,7 +265,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    const char *command = argv[optind++];
+    const char *command = argv[optind];
     if (strcmp(command, "help") == 0) {
         usage(stdout);
         return EXIT_OK;
@@ -87,31 +275,58 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
 
+    struct invocation inv = {0};
+    int rc = parse_command(argc - optind, argv + optind, &inv);
+    if (rc != EXIT_OK || inv.help) {
+        if (inv.help)
+            usage(stdout);
+        free(inv.ids);
+        return rc;
+    }
+
     struct pgwork_config *config = NULL;
-    char err[1024];
+    char err[2048];
     if (config_load(config_path, &config, err, sizeof(err)) != 0) {
         fprintf(stderr, "pgwork: %s\n", err);
+        free(inv.ids);
         return EXIT_CONFIG;
     }
-    log_init(strcmp(command, "run") == 0 ? "supervisor" : "cli", -1, config->log.level,
-             strcmp(command, "run") == 0 ? config->log.format : LOG_FORMAT_TEXT);
+    bool run = inv.command == CMD_RUN;
+    log_init(run ? "supervisor" : "cli", -1, config->log.level,
+             run ? config->log.format : LOG_FORMAT_TEXT);
 
-    int rc;
-    if (strcmp(command, "run") == 0 && optind == argc) {
+    if (cli_check_conninfo(config, err, sizeof(err)) != EXIT_OK) {
+        if (run)
+            log_error("%s", err); /* the supervisor's stderr is JSON lines */
+        else
+            fprintf(stderr, "pgwork: %s\n", err);
+        config_free(config);
+        free(inv.ids);
+        return EXIT_CONFIG;
+    }
+
+    switch (inv.command) {
+    case CMD_RUN:
         return supervisor_run(config); /* takes ownership of config */
-    } else if (strcmp(command, "check-config") == 0 && optind == argc) {
+    case CMD_CHECK_CONFIG:
         printf("%s: ok (%d queue%s)\n", config->path[0] ? config->path : "(defaults)",
                config->queue_count, config->queue_count == 1 ? "" : "s");
         rc = EXIT_OK;
-    } else if (strcmp(command, "migrate") == 0 && optind == argc) {
+        break;
+    case CMD_MIGRATE:
         rc = cli_migrate(config);
-    } else if (strcmp(command, "enqueue") == 0 && (argc - optind == 1 || argc - optind == 2)) {
-        rc = cli_enqueue(config, argv[optind], argc - optind == 2 ? argv[optind + 1] : NULL);
-    } else {
-        fprintf(stderr, "pgwork: unknown command or wrong arguments: %s\n", command);
-        usage(stderr);
-        rc = EXIT_USAGE;
+        break;
+    case CMD_ENQUEUE:
+        rc = cli_enqueue(config, inv.queue, inv.payload);
+        break;
+    case CMD_STATUS:
+        rc = cli_status(config, &inv.status);
+        break;
+    case CMD_REQUEUE_DEAD:
+        rc = cli_requeue_dead(config, &inv.requeue);
+        break;
     }
     config_free(config);
+    free(inv.ids);
     return rc;
 }

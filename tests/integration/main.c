@@ -17,6 +17,8 @@ static Suite *(*const suites[])(void) = {
     protocol_suite,
     signals_suite,
     http_suite,
+    cli_suite,
+    logs_suite,
 };
 
 int main(void)
