@@ -67,13 +67,13 @@ struct supervisor {
 
     struct signal_requests requests;
     enum supervisor_phase phase;
-    int64_t phase_deadline_ms; /* when the current stopping phase escalates */
+    int64_t phase_deadline_ms;   /* when the current stopping phase escalates */
     int64_t requeue_deadline_ms; /* stopping, workers gone: stop waiting for requeues */
-    bool quiet;                /* TSTP: no new claims until CONT */
-    int *queue_slots;          /* config queue index -> shm queue record */
-    char **slot_names;         /* shm queue record -> queue name (owned); NULL = free */
-    int64_t *scheduled_due_ms; /* per shm queue record: a future task's due time, 0 = none */
-    int64_t blind_poll_due_ms; /* listener down: next blind wake of every queue */
+    bool quiet;                  /* TSTP: no new claims until CONT */
+    int *queue_slots;            /* config queue index -> shm queue record */
+    char **slot_names;           /* shm queue record -> queue name (owned); NULL = free */
+    int64_t *scheduled_due_ms;   /* per shm queue record: a future task's due time, 0 = none */
+    int64_t blind_poll_due_ms;   /* listener down: next blind wake of every queue */
     int exit_code;
 };
 

@@ -14,7 +14,7 @@ Suite *protocol_suite(void); /* wake-up protocol and task lifecycle, end to end 
 Suite *signals_suite(void);  /* TTIN/TTOU, HUP, TSTP/CONT, also as PID 1 */
 Suite *http_suite(void);     /* /healthz, /readyz, /metrics */
 
-Suite *cli_suite(void);      /* pgwork status, requeue-dead, the command line */
-Suite *logs_suite(void);     /* every log line is JSON; passwords never logged */
+Suite *cli_suite(void);  /* pgwork status, requeue-dead, the command line */
+Suite *logs_suite(void); /* every log line is JSON; passwords never logged */
 
 #endif

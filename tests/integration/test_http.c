@@ -32,12 +32,12 @@ static int http_free_port(void)
 /* GET url through http_get.py; returns the status, *body gets the rest. */
 static int http_get(const char *url, bool metrics, const char **body)
 {
-    const char *script = harness_printf("%s/http_get.py", getenv("PGWORK_TESTS_DIR")
-                                                              ? getenv("PGWORK_TESTS_DIR")
-                                                              : "tests/integration");
-    FILE *p = popen(harness_printf("/usr/bin/python3 %s '%s' %s", script, url,
-                                   metrics ? "--metrics" : ""),
-                    "r");
+    const char *script =
+        harness_printf("%s/http_get.py", getenv("PGWORK_TESTS_DIR") ? getenv("PGWORK_TESTS_DIR")
+                                                                    : "tests/integration");
+    FILE *p = popen(
+        harness_printf("/usr/bin/python3 %s '%s' %s", script, url, metrics ? "--metrics" : ""),
+        "r");
     ck_assert_ptr_nonnull(p);
     size_t cap = 1 << 16, len = 0;
     char *text = malloc(cap);
@@ -89,13 +89,13 @@ static struct http_fixture http_start_supervisor(const char *database_url)
     harness_exec(f.conn, "CREATE TABLE results (task bigint)");
     int port = http_free_port();
     f.base = harness_printf("http://127.0.0.1:%d", port);
-    const char *config = harness_write_config(
-        harness_printf("workers { count = 2 }\n"
-                       "http { listen = \"127.0.0.1:%d\" }\n"
-                       "log { format = \"text\" }\n"
-                       "queue \"q \\\"quoted\\\"\" { handler = \"sql\" "
-                       "statement = \"INSERT INTO results VALUES ($2)\" }\n",
-                       port));
+    const char *config =
+        harness_write_config(harness_printf("workers { count = 2 }\n"
+                                            "http { listen = \"127.0.0.1:%d\" }\n"
+                                            "log { format = \"text\" }\n"
+                                            "queue \"q \\\"quoted\\\"\" { handler = \"sql\" "
+                                            "statement = \"INSERT INTO results VALUES ($2)\" }\n",
+                                            port));
     f.sup = harness_spawn_supervisor(config, database_url ? database_url : conninfo);
     ck_assert(harness_stderr_wait_for(f.sup, "http endpoint on", 15000));
     return f;
@@ -169,10 +169,9 @@ START_TEST(metrics_follow_the_tasks)
     ck_assert_double_eq(http_sample(m, done), 20);
     ck_assert_double_eq(
         http_sample(m, "pgwork_task_duration_seconds_count{queue=\"q \\\"quoted\\\"\"}"), 20);
-    ck_assert_double_eq(
-        http_sample(m, "pgwork_pickup_latency_seconds_bucket{le=\"+Inf\",queue=\"q "
-                       "\\\"quoted\\\"\"}"),
-        20);
+    ck_assert_double_eq(http_sample(m, "pgwork_pickup_latency_seconds_bucket{le=\"+Inf\",queue=\"q "
+                                       "\\\"quoted\\\"\"}"),
+                        20);
     ck_assert(http_sample(m, "pgwork_notifications_total{queue=\"q \\\"quoted\\\"\"}") >= 1);
 
     ck_assert_int_eq(harness_stop_supervisor(f.sup, SIGTERM, 20000), 0);
