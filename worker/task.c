@@ -164,17 +164,13 @@ static int task_batch_fill(struct task_batch *batch, PGresult *res)
 static int run_command(PGconn *conn, const char *name, int nparams, const char *const *params,
                        int64_t id);
 
-int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
-               int64_t lease_ms, struct task_batch *batch)
+/* Run a prepared claim statement and copy its rows into batch (cleared
+ * first). Returns the row count, or -1 (logged). */
+static int task_fetch(PGconn *conn, const char *statement, int nparams, const char *const *params,
+                      const struct queue_config *queue, struct task_batch *batch)
 {
-    char limit[16], lease[32], max_attempts[16];
-    snprintf(limit, sizeof(limit), "%d", queue->batch);
-    snprintf(lease, sizeof(lease), "%" PRId64, lease_ms);
-    snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
-    const char *params[] = {queue->name, limit, locked_by, lease, max_attempts};
-
     task_batch_clear(batch);
-    PGresult *res = PQexecPrepared(conn, "pgwork_claim", 5, params, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(conn, statement, nparams, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_error("claim failed on queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         PQclear(res);
@@ -185,23 +181,24 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
     return rows;
 }
 
+int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
+               int64_t lease_ms, struct task_batch *batch)
+{
+    char limit[16], lease[32], max_attempts[16];
+    snprintf(limit, sizeof(limit), "%d", queue->batch);
+    snprintf(lease, sizeof(lease), "%" PRId64, lease_ms);
+    snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
+    const char *params[] = {queue->name, limit, locked_by, lease, max_attempts};
+    return task_fetch(conn, "pgwork_claim", 5, params, queue, batch);
+}
+
 int task_lock_batch(PGconn *conn, const struct queue_config *queue, struct task_batch *batch)
 {
     char limit[16], max_attempts[16];
     snprintf(limit, sizeof(limit), "%d", queue->batch);
     snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
     const char *params[] = {queue->name, limit, max_attempts};
-
-    task_batch_clear(batch);
-    PGresult *res = PQexecPrepared(conn, "pgwork_lock", 3, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_error("claim failed on queue \"%s\": %s", queue->name, PQerrorMessage(conn));
-        PQclear(res);
-        return -1;
-    }
-    int rows = task_batch_fill(batch, res);
-    PQclear(res);
-    return rows;
+    return task_fetch(conn, "pgwork_lock", 3, params, queue, batch);
 }
 
 /* A bigint[] literal: digits and commas only, built from integers. */
