@@ -13,9 +13,11 @@ set -eu
 # build: gcc/make, pkg-config, libpq, libconfuse, libmicrohttpd, Check (unit tests)
 # run/test: PostgreSQL 15 server + contrib (pg_stat_statements), jq
 # lint/debug: cppcheck, clang-format, valgrind
+# deploy checks (tests/deploy): Node.js (+ npm) for the Dockerfile linter and
+# the Kubernetes schema validator, shellcheck for the Dockerfile's RUNs
 PACKAGES="build-essential pkg-config libpq-dev libconfuse-dev libmicrohttpd-dev check
 postgresql-15 postgresql-contrib jq python3 python3-prometheus-client valgrind cppcheck
-clang-format"
+clang-format nodejs shellcheck"
 
 check_only=false
 case "${1:-}" in
@@ -39,6 +41,8 @@ for pkg in $PACKAGES; do
     *) missing="$missing $pkg" ;;
     esac
 done
+# npm: part of some nodejs builds (NodeSource), its own package in Debian.
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 missing=${missing# }
 
 if [ -z "$missing" ]; then

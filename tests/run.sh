@@ -5,14 +5,16 @@
 #
 # Starts a throwaway PostgreSQL 15 (tests/pg.sh) in a fresh temp directory,
 # runs BUILD_DIR/tests/unit_tests, then BUILD_DIR/tests/integration_tests
-# (when built) against it with PGWORK_BIN=BUILD_DIR/pgwork, and removes the
-# cluster and the directory on exit — also after a failure or Ctrl-C.
+# (when built) against it with PGWORK_BIN=BUILD_DIR/pgwork, then
+# tests/deploy/run.sh (Dockerfile, deploy/kubernetes, PID 1 as in the image),
+# and removes the cluster and the directory on exit — also after a failure
+# or Ctrl-C.
 #
 # The last line is always "N passed, N failed" (Check's tests of both
-# binaries); the exit status is non-zero if anything failed. Binaries built
-# with sanitizers (make test SANITIZE=1) run with errors fatal and leak
-# detection on. Check's variables (CK_RUN_SUITE, CK_RUN_CASE, CK_FORK, ...)
-# pass through, e.g. CK_RUN_SUITE=migrate make test.
+# binaries, and the deploy checks); the exit status is non-zero if anything
+# failed. Binaries built with sanitizers (make test SANITIZE=1) run with
+# errors fatal and leak detection on. Check's variables (CK_RUN_SUITE,
+# CK_RUN_CASE, CK_FORK, ...) pass through, e.g. CK_RUN_SUITE=migrate make test.
 set -u
 
 if [ $# -ne 1 ]; then
@@ -107,6 +109,20 @@ fi
 if [ -x "$integ_bin" ]; then
     run_check integration_tests "$integ_bin"
 fi
+
+# Dockerfile and deploy/kubernetes checked offline, and the binary run as the
+# image runs it (tests/deploy/run.sh); its last line is
+# "deploy: N passed, N failed, N skipped".
+echo "==> deploy"
+{ sh "$here/deploy/run.sh" "$build" 2>&1; echo $? >"$tmp/deploy.rc"; } | tee "$tmp/deploy.log"
+deploy_counts=$(sed -n 's/^deploy: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' "$tmp/deploy.log" | tail -n 1)
+if [ -n "$deploy_counts" ]; then
+    passed=$((passed + ${deploy_counts% *}))
+    failed=$((failed + ${deploy_counts#* }))
+else
+    failed=$((failed + 1))
+fi
+[ "$(cat "$tmp/deploy.rc" 2>/dev/null || echo 1)" -eq 0 ] || status=1
 
 [ "$failed" -eq 0 ] || status=1
 echo "$passed passed, $failed failed"
