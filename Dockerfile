@@ -48,13 +48,16 @@ FROM debian:bookworm-slim
 
 # Runtime libraries only: libpq (database), libconfuse (config),
 # libmicrohttpd (/healthz, /readyz, /metrics), CA certificates for
-# sslmode=verify-full. The user has a passwd entry so that libpq can name it.
+# sslmode=verify-full; procps for /bin/kill, so operators can run
+# `kubectl exec POD -- kill -TTIN 1`. The user has a passwd entry so that
+# libpq can name it.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         ca-certificates \
         libconfuse2 \
         libmicrohttpd12 \
         libpq5 \
+        procps \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 pgwork \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
