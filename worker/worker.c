@@ -499,6 +499,10 @@ void worker_main(const struct worker_args *args)
     if (task_prepare(w.conn) != 0)
         exit(WORKER_EXIT_ERROR);
     worker_init_queues(&w);
+    /* Tell the supervisor we are past STARTING: a roll onto a new config
+     * waits for that before replacing the next worker. */
+    worker_set_state(&w, WORKER_BUSY);
+    worker_notify_supervisor(&w);
     log_debug("ready, serving %d queue%s as %s", w.served_count, w.served_count == 1 ? "" : "s",
               w.locked_by);
 

@@ -43,6 +43,8 @@ static void signals_rewrite(const char *path, const char *text)
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
     ck_assert_int_ge(fputs(text, f), 0);
+    /* As harness_write_config() does: no HTTP endpoint in the tests. */
+    ck_assert_int_ge(fputs("http { listen = \"\" }\n", f), 0);
     ck_assert_int_eq(fclose(f), 0);
 }
 
@@ -150,8 +152,22 @@ START_TEST(hup_applies_valid_and_keeps_on_invalid)
     /* A valid one: three workers, and a new queue served. */
     signals_rewrite(config, signals_config_text(3, "queue \"b\" { handler = \"sql\" statement = "
                                                    "\"INSERT INTO results VALUES ($2, 'b')\" }\n"));
+    size_t before_reload = strlen(harness_stderr_text(sup));
     signal_and_wait(sup, sup->pid, SIGHUP, "reloaded");
     wait_workers(conn, sup, 3);
+    /* The one worker that ran the old config was replaced, gracefully
+     * (exit 0 after SIGTERM), and only after the reload. */
+    const char *after = harness_stderr_text(sup) + before_reload;
+    int64_t roll_deadline = harness_now_ms() + 10000;
+    while (strstr(after, "onto the new configuration") == NULL ||
+           strstr(strstr(after, "onto the new configuration"), "stopped: exit status 0") == NULL) {
+        if (harness_now_ms() > roll_deadline) {
+            harness_stderr_dump(sup);
+            ck_abort_msg("worker 0 was not rolled");
+        }
+        usleep(5000);
+        after = harness_stderr_text(sup) + before_reload;
+    }
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT q FROM (VALUES ('a'), ('b')) v(q), "
                        "generate_series(1, 10)");
     if (!harness_wait_until(conn, "SELECT count(*) FROM results", 21, 15000)) {
@@ -225,6 +241,13 @@ START_TEST(signals_as_pid1_in_namespace)
 
     signal_and_wait(sup, pid1, SIGTTIN, "pool scaled to 2 workers");
     wait_workers(conn, sup, 2);
+    signal_and_wait(sup, pid1, SIGTTOU, "pool scaled to 1 worker");
+    wait_workers(conn, sup, 1);
+    signal_and_wait(sup, pid1, SIGTTIN, "pool scaled to 2 workers");
+    wait_workers(conn, sup, 2);
+    signal_and_wait(sup, pid1, SIGUSR1, "status worker 1:");
+    signal_and_wait(sup, pid1, SIGTSTP, "quiet:");
+    signal_and_wait(sup, pid1, SIGCONT, "resumed");
     signal_and_wait(sup, pid1, SIGHUP, "reloaded");
     wait_workers(conn, sup, 1); /* the file says count = 1 */
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'a' FROM generate_series(1, 5)");
@@ -237,6 +260,40 @@ START_TEST(signals_as_pid1_in_namespace)
 }
 END_TEST
 
+START_TEST(sigquit_as_pid1_requeues_and_exits_0)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "sigquit_as_pid1_requeues_and_exits_0: skipped (needs root)\n");
+        return;
+    }
+    PGconn *conn;
+    const char *conninfo = signals_database(&conn);
+    const char *started = harness_printf("%s/started", harness_tmpdir());
+    const char *config = harness_write_config(
+        harness_printf("workers { count = 1 }\n"
+                       "queue \"slow\" { handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+                       "\"touch %s; sleep 60\"} }\n",
+                       started));
+    static const char *const wrapper[] = {"unshare", "--pid", "--fork", "--mount-proc", NULL};
+    struct harness_spawn_opts opts = {.wrapper = wrapper};
+    struct harness_supervisor *sup = harness_spawn_supervisor_opts(config, conninfo, &opts);
+    pid_t pid1 = signals_child_of(sup->pid);
+    wait_workers(conn, sup, 1);
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('slow')");
+    int64_t deadline = harness_now_ms() + 10000;
+    while (access(started, F_OK) != 0) {
+        ck_assert(harness_now_ms() < deadline);
+        usleep(5000);
+    }
+    ck_assert_int_eq(kill(pid1, SIGQUIT), 0);
+    /* Fast: the 60 s handler is killed, its task released untried. */
+    ck_assert_int_eq(harness_stop_supervisor(sup, 0, 10000), 0);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
+                                               "WHERE state = 'pending' AND attempts = 0"),
+                     1);
+}
+END_TEST
+
 Suite *signals_suite(void)
 {
     Suite *s = suite_create("signals");
@@ -246,6 +303,7 @@ Suite *signals_suite(void)
     tcase_add_test(tc, hup_applies_valid_and_keeps_on_invalid);
     tcase_add_test(tc, tstp_quiet_then_cont_resumes);
     tcase_add_test(tc, signals_as_pid1_in_namespace);
+    tcase_add_test(tc, sigquit_as_pid1_requeues_and_exits_0);
     suite_add_tcase(s, tc);
     return s;
 }
