@@ -660,30 +660,7 @@ const char *harness_write_config(const char *text)
 
 struct harness_supervisor *harness_spawn_supervisor(const char *config_path, const char *conninfo)
 {
-    ck_assert_msg(h.sup_count < HARNESS_MAX_SUPERVISORS, "harness: too many supervisors");
-    struct harness_supervisor *sup = keep(calloc(1, sizeof(*sup)));
-    sup->stderr_path = new_file(".log", NULL);
-    char **argv = make_argv((const char *const[]){"-c", config_path, "run", NULL});
-
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_msg(pid >= 0, "harness: fork: %s", strerror(errno));
-    if (pid == 0) {
-        child_prepare(parent, conninfo);
-        int devnull = open("/dev/null", O_RDONLY);
-        int log = open(sup->stderr_path, O_WRONLY | O_APPEND);
-        if (devnull < 0 || log < 0)
-            _exit(127);
-        dup2(devnull, STDIN_FILENO);
-        dup2(log, STDOUT_FILENO);
-        dup2(log, STDERR_FILENO);
-        execv(argv[0], argv);
-        fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    sup->pid = pid;
-    h.sups[h.sup_count++] = sup;
-    return sup;
+    return harness_spawn_supervisor_opts(config_path, conninfo, NULL);
 }
 
 static char *read_log(const struct harness_supervisor *sup);
