@@ -92,3 +92,66 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- failure tests: helper programs, chaos, fuzzing (issue 4) ---------------
+#
+#   make chaos      long failure runs against a throwaway cluster (minutes):
+#                   kill storms, PostgreSQL restarts and outage, valgrind;
+#                   prints a table. CHAOS_TASKS (10000), CHAOS_OUTAGE_S (10),
+#                   CHAOS_SCENARIOS (default all; see tests/chaos/chaos.c)
+#   make fuzz       libFuzzer (clang) over config parsing, notification
+#                   payloads and conninfo redaction, FUZZ_SECONDS (default
+#                   60) per target; findings in build/fuzz/artifacts/
+
+TOOLS_SRC := $(wildcard tests/tools/*.c)
+TOOLS_BIN := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOLS_SRC))
+
+.PHONY: tools chaos fuzz fuzz-build
+
+tools: $(TOOLS_BIN)
+
+# Small standalone programs the tests drive (a silent-drop TCP proxy, ...).
+$(BUILD)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# The integration tests find them next to the binary under test.
+test: $(TOOLS_BIN)
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c) over the whole library, built with
+# clang, ASan and UBSan in build/fuzz. Each runs FUZZ_SECONDS.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -Wall -D_GNU_SOURCE -I$(PG_INCLUDE) -I. $(FUZZ_SAN) -MMD -MP
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(SHARED_SRC) $(WORKER_SRC) $(SUPERVISOR_SRC)) \
+                $(FUZZ_BUILD)/gen/migrations.o
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+$(filter-out $(FUZZ_BUILD)/gen/%,$(FUZZ_LIB_OBJ)): $(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/gen/migrations.c: $(MIGRATIONS) scripts/embed-migrations.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-migrations.sh $(MIGRATIONS) > $@
+
+$(FUZZ_BUILD)/gen/migrations.o: $(FUZZ_BUILD)/gen/migrations.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BIN): $(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: $(FUZZ_BIN)
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# The chaos driver: a standalone program (libpq only) run by tests/chaos/run.sh.
+$(BUILD)/tests/chaos/chaos: tests/chaos/chaos.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpq
+
+chaos: check-deps $(BUILD)/pgwork $(BUILD)/tests/chaos/chaos
+	@sh tests/chaos/run.sh $(BUILD) $(CHAOS_SCENARIOS)

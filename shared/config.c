@@ -444,6 +444,11 @@ static void report_confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
     }
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    /* libconfuse quotes the offending token raw: keep the error one line
+     * of printable text. */
+    for (char *c = msg; *c != '\0'; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
     fail_at(line, "%s%s%s", where, where[0] ? ": " : "", msg);
 }
 

@@ -1,9 +1,20 @@
 /*
  * dbconn.c — shared libpq connection parameters (see dbconn.h).
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "dbconn.h"
+#include "timeutil.h"
+
+static struct {
+    int death_fd;
+    int64_t timeout_ms; /* 0 = no guard */
+    int64_t extra_ms;
+    void (*give_up)(const char *why);
+} guard = {.death_fd = -1};
 
 void dbconn_params(struct dbconn_params *params, const struct pgwork_config *config,
                    const char *conninfo, const char *application_name)
@@ -40,4 +51,80 @@ void dbconn_params(struct dbconn_params *params, const struct pgwork_config *con
     params->values[n++] = application_name;
     params->keywords[n] = NULL;
     params->values[n] = NULL;
+}
+
+void dbconn_set_guard(int death_fd, int64_t timeout_ms, void (*give_up)(const char *why))
+{
+    guard.death_fd = death_fd;
+    guard.timeout_ms = timeout_ms;
+    guard.give_up = give_up;
+}
+
+void dbconn_set_guard_extra(int64_t extra_ms)
+{
+    guard.extra_ms = extra_ms;
+}
+
+/* Collect a sent query's results like PQexec does (the last one wins),
+ * waiting in poll() so that the guard's deadline and death_fd apply. */
+static PGresult *dbconn_wait(PGconn *conn)
+{
+    int64_t deadline = time_now_ms() + guard.timeout_ms + guard.extra_ms;
+    PGresult *last = NULL;
+    for (;;) {
+        while (!PQisBusy(conn)) {
+            PGresult *res = PQgetResult(conn);
+            if (res == NULL)
+                return last;
+            PQclear(last);
+            last = res;
+        }
+        int64_t left = deadline - time_now_ms();
+        if (left <= 0) {
+            char why[96];
+            snprintf(why, sizeof(why), "the database did not answer within %lld ms",
+                     (long long)(guard.timeout_ms + guard.extra_ms));
+            guard.give_up(why);
+        }
+        struct pollfd fds[2] = {{.fd = PQsocket(conn), .events = POLLIN},
+                                {.fd = guard.death_fd, .events = POLLIN}};
+        int rc = poll(fds, guard.death_fd >= 0 ? 2 : 1, left > 60000 ? 60000 : (int)left);
+        if (rc < 0 && errno != EINTR)
+            guard.give_up("poll failed while waiting for the database");
+        if (guard.death_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP)))
+            guard.give_up("the supervisor died");
+        /* A broken connection makes PQconsumeInput fail; PQisBusy is then
+         * false and PQgetResult reports the error. */
+        if (fds[0].revents != 0)
+            PQconsumeInput(conn);
+    }
+}
+
+PGresult *dbconn_exec(PGconn *conn, const char *sql)
+{
+    if (guard.timeout_ms == 0)
+        return PQexec(conn, sql);
+    if (!PQsendQuery(conn, sql))
+        return NULL; /* PQresultStatus(NULL) is PGRES_FATAL_ERROR */
+    return dbconn_wait(conn);
+}
+
+PGresult *dbconn_exec_prepared(PGconn *conn, const char *name, int nparams,
+                               const char *const *params)
+{
+    if (guard.timeout_ms == 0)
+        return PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
+    if (!PQsendQueryPrepared(conn, name, nparams, params, NULL, NULL, 0))
+        return NULL;
+    return dbconn_wait(conn);
+}
+
+PGresult *dbconn_prepare(PGconn *conn, const char *name, const char *sql, int nparams,
+                         const Oid *types)
+{
+    if (guard.timeout_ms == 0)
+        return PQprepare(conn, name, sql, nparams, types);
+    if (!PQsendPrepare(conn, name, sql, nparams, types))
+        return NULL;
+    return dbconn_wait(conn);
 }

@@ -9,6 +9,8 @@
 #ifndef PGWORK_DBCONN_H
 #define PGWORK_DBCONN_H
 
+#include <libpq-fe.h>
+
 #include "config.h"
 
 /* Room for the keyword/value arrays dbconn_params() fills (NULL-ended). */
@@ -25,5 +27,27 @@ struct dbconn_params {
  * application_name. */
 void dbconn_params(struct dbconn_params *params, const struct pgwork_config *config,
                    const char *conninfo, const char *application_name);
+
+/*
+ * Guarded statements, for worker processes: every statement run through
+ * dbconn_exec / dbconn_exec_prepared waits at most timeout_ms (+ the extra
+ * allowance) for its answer, and stops waiting as soon as death_fd becomes
+ * readable (the supervisor died). Then give_up(why) is called; it must not
+ * return (a worker exits: its connection is in an unknown state). A peer
+ * that acknowledges every byte but never answers (a proxy that lost its
+ * upstream, a hung backend) defeats TCP keepalives; this does not.
+ * Without a guard (the CLI), they behave like PQexec / PQexecPrepared.
+ */
+void dbconn_set_guard(int death_fd, int64_t timeout_ms, void (*give_up)(const char *why));
+
+/* Extra time allowed on top of the guard's timeout, e.g. the queue's task
+ * timeout while its statements run (0 = none). */
+void dbconn_set_guard_extra(int64_t extra_ms);
+
+PGresult *dbconn_exec(PGconn *conn, const char *sql);
+PGresult *dbconn_prepare(PGconn *conn, const char *name, const char *sql, int nparams,
+                         const Oid *types);
+PGresult *dbconn_exec_prepared(PGconn *conn, const char *name, int nparams,
+                               const char *const *params);
 
 #endif

@@ -14,6 +14,7 @@
  */
 #include "log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -313,7 +314,8 @@ static void redact_keyvalue(struct out *o, const char *s)
     const char *p = skip_space(s);
     while (*p != '\0') {
         const char *key = p;
-        while (*p != '\0' && *p != '=' && *p != ' ' && *p != '\t' && *p != '\n')
+        /* libpq separates with any isspace() byte (\v and \f too). */
+        while (*p != '\0' && *p != '=' && !isspace((unsigned char)*p))
             p++;
         size_t key_len = (size_t)(p - key);
         p = skip_space(p);
@@ -338,7 +340,7 @@ static void redact_keyvalue(struct out *o, const char *s)
                 }
             }
         } else {
-            while (*p != '\0' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            while (*p != '\0' && !isspace((unsigned char)*p)) {
                 if (*p == '\\' && p[1] != '\0')
                     p++;
                 p++;
@@ -361,14 +363,24 @@ static void redact_keyvalue(struct out *o, const char *s)
 
 /*
  * postgresql://user:secret@host:5432,host2/db?password=secret&sslmode=require
- * The user info ends at the last '@' of the string: a password with an
- * unescaped '@', '/' or '?' is still hidden whole. (An '@' in a query value
- * hides too much, which is the safe way to be wrong.)
+ * The user info ends where libpq ends it: at the first '@' before any '/'
+ * (an '@' in a query value is not one); secret query values are hidden too.
  */
 static void redact_url(struct out *o, const char *s, size_t scheme_len)
 {
     const char *auth = s + scheme_len;
-    const char *at = strrchr(auth, '@');
+    /* libpq's user info runs to the first '@' met before any '/' (a '?'
+     * before it is part of the password). Hide at least that much, and up
+     * to the last '@' before the query: a password with an unescaped '@'
+     * or '/' that libpq misreads must not show either. An '@' inside the
+     * query (a value) is not one. */
+    const char *first = auth + strcspn(auth, "@/");
+    const char *query_start = strchr(*first == '@' ? first : auth, '?');
+    const char *limit = query_start ? query_start : auth + strlen(auth);
+    const char *at = NULL;
+    for (const char *c = auth; c < limit; c++)
+        if (*c == '@')
+            at = c;
     const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
     const char *query = strchr(at ? at : auth, '?');
     const char *end = query ? query : auth + strlen(auth);

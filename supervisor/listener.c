@@ -47,57 +47,96 @@ enum in_flight {
     QUERY_DEPTH,
 };
 
-/*
- * Put running tasks back to pending — or dead, when they have used up their
- * attempts, so a task that kills its worker every time ends (DESIGN §6).
- * REQUEUE_WHERE picks the rows. The state check sits on the updated row
- * itself: if a worker finishes the task concurrently, PostgreSQL re-checks
- * it against the new version and leaves the finished task alone.
- * $1 = configured queue names, $2 = their max_attempts (text[] / int[]);
- * a queue this pod does not configure keeps its tasks retrying.
- */
-#define REQUEUE_SQL(REQUEUE_WHERE, WHY)                                                            \
-    "UPDATE pgwork.tasks t"                                                                        \
-    " SET state = CASE WHEN x.dead THEN 'dead' ELSE 'pending' END,"                                \
-    "     finished_at = CASE WHEN x.dead THEN now() END,"                                          \
-    "     run_at = CASE WHEN x.dead THEN t.run_at ELSE now() END,"                                 \
-    "     last_error = " WHY " || ' (attempt ' || t.attempts || ')',"                              \
-    "     locked_until = NULL"                                                                     \
-    " FROM (SELECT r.id, r.attempts >= coalesce(r.max_attempts,"                                   \
-    "         (SELECT q.m FROM unnest($1::text[], $2::int[]) AS q(name, m)"                        \
-    "          WHERE q.name = r.queue), 2147483647) AS dead"                                       \
-    "       FROM pgwork.tasks r WHERE r.state = 'running' AND " REQUEUE_WHERE ") x"                \
-    " WHERE t.id = x.id AND t.state = 'running' AND " REQUEUE_WHERE " RETURNING t.queue, x.dead"
+/* The attempts a task of queue T.queue may use: its own max_attempts, else
+ * its queue's ($1 = configured queue names, $2 = their max_attempts); a
+ * queue this pod does not configure never ends dead here. */
+#define MAX_ATTEMPTS(T)                                                                            \
+    "coalesce(" T ".max_attempts, (SELECT q.m FROM unnest($1::text[], $2::int[]) AS q(name, m)"    \
+    " WHERE q.name = " T ".queue), 2147483647)"
 
-/* A worker of this pod died: its tasks, now. $3 = its locked_by. */
-static const char requeue_sql[] = "WITH moved AS (" REQUEUE_SQL(
-    "locked_by = $3",
-    "'worker ' || t.locked_by || ' died while running the task'") ")"
-                                                                  " SELECT count(*) FILTER (WHERE "
-                                                                  "NOT dead), count(*) FILTER "
-                                                                  "(WHERE dead) FROM moved";
+/*
+ * A worker of this pod died; $3 = its locked_by, $4 = the task it was
+ * running (its shm slot's task_id; 0 = none).
+ *  - its other running rows were claimed but never started: pending again,
+ *    attempt undone, as if never claimed;
+ *  - the task it was running keeps the attempt: pending, or dead when out
+ *    of attempts, so a task that kills its worker every time ends (and
+ *    does not take its batch-mates with it);
+ *  - a task run in the one-transaction path (sql handler) is pending again
+ *    after the crash, its attempt never written: it is charged here.
+ * Each row is re-checked by PostgreSQL if a worker changed it meanwhile
+ * (the state test is on the updated row), so a finished task stays done.
+ */
+static const char requeue_sql[] =
+    "WITH running AS ("
+    "  UPDATE pgwork.tasks t"
+    "  SET state = CASE WHEN t.id = $4 AND x.spent THEN 'dead' ELSE 'pending' END,"
+    "      attempts = CASE WHEN t.id = $4 THEN t.attempts ELSE greatest(t.attempts - 1, 0) END,"
+    "      finished_at = CASE WHEN t.id = $4 AND x.spent THEN now() END,"
+    "      run_at = CASE WHEN t.id = $4 AND x.spent THEN t.run_at ELSE now() END,"
+    "      last_error = CASE WHEN t.id = $4 THEN 'worker ' || t.locked_by ||"
+    "        ' died while running the task (attempt ' || t.attempts || ')' ELSE t.last_error END,"
+    "      locked_until = NULL"
+    "  FROM (SELECT r.id, r.attempts >= " MAX_ATTEMPTS(
+        "r") " AS spent"
+             "        FROM pgwork.tasks r WHERE r.state = 'running' AND r.locked_by = $3) x"
+             "  WHERE t.id = x.id AND t.state = 'running' AND t.locked_by = $3"
+             "  RETURNING t.state = 'dead' AS dead),"
+             " charged AS ("
+             "  UPDATE pgwork.tasks t"
+             "  SET attempts = t.attempts + 1,"
+             "      state = CASE WHEN t.attempts + 1 >= " MAX_ATTEMPTS(
+                 "t") " THEN 'dead' ELSE 'pending' END,"
+                      "      finished_at = CASE WHEN t.attempts + 1 >= " MAX_ATTEMPTS(
+                          "t") " THEN now() END,"
+                               "      last_error = 'worker ' || $3 || ' died while running the "
+                               "task (attempt ' ||"
+                               "        (t.attempts + 1) || ')'"
+                               "  WHERE t.id = $4 AND t.state = 'pending'"
+                               "  RETURNING t.state = 'dead' AS dead)"
+                               " SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE "
+                               "dead)"
+                               " FROM (SELECT dead FROM running UNION ALL SELECT dead FROM "
+                               "charged) m";
+
+/* Tasks whose lease expired: their pod is gone, and which of them was
+ * running is unknown, so each keeps its attempts (pending, or dead when
+ * out of them). */
+#define EXPIRE_SQL                                                                                 \
+    "UPDATE pgwork.tasks t"                                                                        \
+    " SET state = CASE WHEN x.spent THEN 'dead' ELSE 'pending' END,"                               \
+    "     finished_at = CASE WHEN x.spent THEN now() END,"                                         \
+    "     run_at = CASE WHEN x.spent THEN t.run_at ELSE now() END,"                                \
+    "     last_error = 'lease of ' || t.locked_by || ' expired (attempt ' || t.attempts || ')',"   \
+    "     locked_until = NULL"                                                                     \
+    " FROM (SELECT r.id, r.attempts >= " MAX_ATTEMPTS(                                             \
+        "r") " AS spent"                                                                           \
+             "       FROM pgwork.tasks r WHERE r.state = 'running' AND r.locked_until < now()) x"  \
+             " WHERE t.id = x.id AND t.state = 'running' AND t.locked_until < now()"               \
+             " RETURNING t.queue, x.spent AS dead"
 
 /*
  * The poll: first requeue tasks whose lease expired (their pod is gone —
  * any pod does this, DESIGN §2), then one row per configured queue:
  * milliseconds until its earliest pending task is due (<= 0: due now; NULL:
- * none), and how many of its tasks were just requeued (due now, but not
- * visible to this statement's snapshot). One index probe per queue
+ * none), how many of its tasks were just requeued (due now, but not
+ * visible to this statement's snapshot), and milliseconds until its
+ * earliest task due later (NULL: none). One index probe per queue
  * (tasks_due_idx), one statement for all queues (DESIGN §1.5).
  */
-static const char poll_sql[] = "WITH moved AS (" REQUEUE_SQL(
-    "locked_until < now()",
-    "'lease of ' || t.locked_by || ' expired'") ")"
-                                                " SELECT q.i,"
-                                                "   ceil(extract(epoch FROM ("
-                                                "     SELECT min(t.run_at) FROM pgwork.tasks t"
-                                                "     WHERE t.queue = q.name AND t.state = "
-                                                "'pending') - now()) * 1000)::bigint,"
-                                                "   (SELECT count(*) FROM moved m WHERE m.queue = "
-                                                "q.name AND NOT m.dead),"
-                                                "   (SELECT count(*) FROM moved)"
-                                                " FROM unnest($1::text[]) WITH ORDINALITY AS "
-                                                "q(name, i)";
+static const char poll_sql[] =
+    "WITH moved AS (" EXPIRE_SQL ")"
+    " SELECT q.i,"
+    "   ceil(extract(epoch FROM ("
+    "     SELECT min(t.run_at) FROM pgwork.tasks t"
+    "     WHERE t.queue = q.name AND t.state = 'pending') - now()) * 1000)::bigint,"
+    "   (SELECT count(*) FROM moved m WHERE m.queue = q.name AND NOT m.dead),"
+    "   (SELECT count(*) FROM moved),"
+    "   ceil(extract(epoch FROM ("
+    "     SELECT min(t.run_at) FROM pgwork.tasks t"
+    "     WHERE t.queue = q.name AND t.state = 'pending' AND t.run_at > now()) - now())"
+    "     * 1000)::bigint"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS q(name, i)";
 
 static const char ping_sql[] = "SELECT pg_notify($1, 'ping')";
 
@@ -351,7 +390,7 @@ static void listener_handle_task_notification(struct listener *l, const char *pa
         l->callbacks.on_sweep(l->ctx);
         break;
     case LISTENER_NOTIFY_QUEUE:
-        l->callbacks.on_task_hint(l->ctx, queue_index, delay_ms);
+        l->callbacks.on_task_hint(l->ctx, queue_index, delay_ms, true);
         break;
     case LISTENER_NOTIFY_MALFORMED:
         log_warn("ignoring a malformed notification payload (%zu bytes)", strlen(payload));
@@ -390,11 +429,16 @@ static void listener_handle_poll_result(struct listener *l, PGresult *res)
             log_warn("took back %s task(s) whose lease expired (requeued, or dead when out of "
                      "attempts): their worker or pod is gone",
                      PQgetvalue(res, r, 3));
-        if (atoll(PQgetvalue(res, r, 2)) > 0)
-            l->callbacks.on_task_hint(l->ctx, index, 0);
-        else if (!PQgetisnull(res, r, 1)) {
-            long long delay = strtoll(PQgetvalue(res, r, 1), NULL, 10);
-            l->callbacks.on_task_hint(l->ctx, index, delay < 0 ? 0 : delay);
+        bool due = atoll(PQgetvalue(res, r, 2)) > 0 ||
+                   (!PQgetisnull(res, r, 1) && strtoll(PQgetvalue(res, r, 1), NULL, 10) <= 0);
+        if (due)
+            l->callbacks.on_task_hint(l->ctx, index, 0, false);
+        /* The next task due later, so the supervisor's timer always knows
+         * it: a timer holds one due time per queue, and every firing runs
+         * this poll again, which finds the next one. */
+        if (!PQgetisnull(res, r, 4)) {
+            long long later = strtoll(PQgetvalue(res, r, 4), NULL, 10);
+            l->callbacks.on_task_hint(l->ctx, index, later > 0 ? later : 1, false);
         }
     }
 }
@@ -570,8 +614,11 @@ static void listener_start_next_query(struct listener *l, int64_t now)
         return;
     int sent = 0;
     if (l->requeue_count > 0) {
-        const char *params[] = {l->queue_names, l->queue_max_attempts, l->requeues[0].locked_by};
-        sent = PQsendQueryParams(l->conn, requeue_sql, 3, NULL, params, NULL, NULL, 0);
+        char task_id[24];
+        snprintf(task_id, sizeof(task_id), "%" PRId64, l->requeues[0].task_id);
+        const char *params[] = {l->queue_names, l->queue_max_attempts, l->requeues[0].locked_by,
+                                task_id};
+        sent = PQsendQueryParams(l->conn, requeue_sql, 4, NULL, params, NULL, NULL, 0);
         l->in_flight = QUERY_REQUEUE;
     } else if (l->config->queue_count > 0 && (l->sweep_requested || now >= l->poll_due_ms)) {
         const char *params[] = {l->queue_names, l->queue_max_attempts};
@@ -700,7 +747,7 @@ int64_t listener_next_deadline(const struct listener *l)
     return next;
 }
 
-void listener_requeue_owner(struct listener *l, const char *locked_by)
+void listener_requeue_owner(struct listener *l, const char *locked_by, int64_t running_task)
 {
     if (l->requeue_count == l->requeue_capacity) {
         int cap = l->requeue_capacity ? 2 * l->requeue_capacity : 8;
@@ -712,6 +759,7 @@ void listener_requeue_owner(struct listener *l, const char *locked_by)
         l->requeues = r;
         l->requeue_capacity = cap;
     }
+    l->requeues[l->requeue_count].task_id = running_task;
     l->requeues[l->requeue_count].locked_by = strdup(locked_by);
     if (l->requeues[l->requeue_count].locked_by != NULL)
         l->requeue_count++;

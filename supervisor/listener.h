@@ -22,8 +22,9 @@ enum listener_state {
 
 /* The supervisor's reactions to what the database said. */
 struct listener_callbacks {
-    /* Queue queue_index has a pending task due in delay_ms (0 = now). */
-    void (*on_task_hint)(void *ctx, int queue_index, int64_t delay_ms);
+    /* Queue queue_index has a pending task due in delay_ms (0 = now);
+     * notified: it came from a notification (else from the poll). */
+    void (*on_task_hint)(void *ctx, int queue_index, int64_t delay_ms, bool notified);
     /* Something may be due in any queue ("*" notifications, requeues). */
     void (*on_sweep)(void *ctx);
     /* The connection came up (listening, or polling when LISTEN is off)
@@ -51,6 +52,7 @@ struct listener_depth {
  * running tasks. */
 struct listener_requeue {
     char *locked_by;
+    int64_t task_id; /* the task it was running when it died, 0 = none */
 };
 
 struct listener {
@@ -129,8 +131,10 @@ bool listener_is_listening(const struct listener *l);
 /* Whether the connection is up (it may be polling without LISTEN). */
 bool listener_is_up(const struct listener *l);
 
-/* Queue an UPDATE putting locked_by's running tasks back to pending. */
-void listener_requeue_owner(struct listener *l, const char *locked_by);
+/* Queue an UPDATE putting a dead worker's tasks back to pending:
+ * locked_by's running rows, and running_task (the one it was running, from
+ * shared memory; 0 = none) charged one attempt. */
+void listener_requeue_owner(struct listener *l, const char *locked_by, int64_t running_task);
 
 /* Switch to a reloaded config (the old one may be freed afterwards); a
  * changed channel or enabled flag reconnects at once. */

@@ -181,6 +181,9 @@ static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t 
     if (asked)
         s->restart_due_ms = now; /* a rolled worker comes back at once */
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_OK;
+    /* What it was running when it died (0 = nothing): read before the
+     * slot is cleared for its successor. */
+    int64_t running_task = atomic_exchange(&shared->task_id, 0);
     s->pid = 0;
     atomic_store(&shared->pid, 0);
     atomic_store(&shared->state, WORKER_EMPTY);
@@ -188,7 +191,7 @@ static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t 
     char locked_by[320];
     pool_locked_by(pool, slot, pid, locked_by, sizeof(locked_by));
     if (pool->worker_exited != NULL)
-        pool->worker_exited(pool->ctx, slot, pid, locked_by, clean && asked);
+        pool->worker_exited(pool->ctx, slot, pid, locked_by, running_task, clean && asked);
     if (!s->wanted) {
         log_info("worker %d (pid %d) retired: %s", slot, (int)pid, how);
         return;

@@ -28,7 +28,7 @@ struct pool_slot {
 /* Called after a worker exited (reaped) with the owner tag its tasks carry,
  * so the supervisor can requeue them at once (DESIGN §2). */
 typedef void (*pool_worker_exited_fn)(void *ctx, int slot, pid_t pid, const char *locked_by,
-                                      bool clean);
+                                      int64_t running_task, bool clean);
 
 struct pool {
     const struct pgwork_config *config;

@@ -128,11 +128,12 @@ static void supervisor_schedule(struct supervisor *s, int q, int64_t due_ms)
 
 /* --- listener callbacks ------------------------------------------------ */
 
-static void on_task_hint(void *ctx, int q, int64_t delay_ms)
+static void on_task_hint(void *ctx, int q, int64_t delay_ms, bool notified)
 {
     struct supervisor *s = ctx;
-    atomic_fetch_add_explicit(&s->shm.queues[s->queue_slots[q]].notifications, 1,
-                              memory_order_relaxed);
+    if (notified)
+        atomic_fetch_add_explicit(&s->shm.queues[s->queue_slots[q]].notifications, 1,
+                                  memory_order_relaxed);
     if (delay_ms <= 0)
         supervisor_hint_queue(s, q);
     else
@@ -157,7 +158,8 @@ static void on_connection(void *ctx, bool up)
 
 /* --- pool callbacks ---------------------------------------------------- */
 
-static void on_worker_exited(void *ctx, int slot, pid_t pid, const char *locked_by, bool clean)
+static void on_worker_exited(void *ctx, int slot, pid_t pid, const char *locked_by,
+                             int64_t running_task, bool clean)
 {
     struct supervisor *s = ctx;
     (void)slot;
@@ -166,7 +168,7 @@ static void on_worker_exited(void *ctx, int slot, pid_t pid, const char *locked_
      * died may have left tasks running: requeue them now rather than
      * after the lease (DESIGN §2). */
     if (!clean)
-        listener_requeue_owner(&s->listener, locked_by);
+        listener_requeue_owner(&s->listener, locked_by, running_task);
 }
 
 /* --- http handlers ----------------------------------------------------- */
@@ -397,6 +399,9 @@ static void supervisor_run_chores(struct supervisor *s, int64_t now)
         if (*due != 0 && now >= *due) {
             *due = 0;
             supervisor_hint_queue(s, q);
+            /* The timer keeps one due time per queue; the poll finds the
+             * next one (several retries may be waiting). */
+            listener_request_sweep(&s->listener);
         }
     }
     if (!listener_is_up(&s->listener) && now >= s->blind_poll_due_ms) {

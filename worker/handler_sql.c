@@ -15,6 +15,7 @@
 
 #include "handler.h"
 #include "task.h"
+#include "../shared/dbconn.h"
 #include "../shared/log.h"
 
 #define OID_JSONB 3802
@@ -33,7 +34,7 @@ static int sql_init(struct handler_env *env, void **state)
         return -1;
     snprintf(sql->statement_name, sizeof(sql->statement_name), "pgwork_sql_%u", next_id++);
 
-    PGresult *res = PQprepare(env->conn, sql->statement_name, env->queue->statement, 2, types);
+    PGresult *res = dbconn_prepare(env->conn, sql->statement_name, env->queue->statement, 2, types);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         log_error("queue \"%s\": cannot prepare its statement: %s", env->queue->name,
                   PQerrorMessage(env->conn));
@@ -48,7 +49,7 @@ static int sql_init(struct handler_env *env, void **state)
 
 static bool exec_simple(PGconn *conn, const char *command)
 {
-    PGresult *res = PQexec(conn, command);
+    PGresult *res = dbconn_exec(conn, command);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
     return ok;
@@ -78,7 +79,7 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
             return HANDLER_FAILED;
         }
     }
-    PGresult *res = PQexecPrepared(env->conn, sql->statement_name, 2, params, NULL, NULL, 0);
+    PGresult *res = dbconn_exec_prepared(env->conn, sql->statement_name, 2, params);
     ExecStatusType status = PQresultStatus(res);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
         snprintf(error, errlen, "%s", PQresultErrorMessage(res));
@@ -118,7 +119,7 @@ static enum handler_outcome sql_run_in_transaction(void *state, struct handler_e
     char id[24];
     snprintf(id, sizeof(id), "%" PRId64, task->id);
     const char *params[] = {task->payload, id};
-    PGresult *res = PQexecPrepared(env->conn, sql->statement_name, 2, params, NULL, NULL, 0);
+    PGresult *res = dbconn_exec_prepared(env->conn, sql->statement_name, 2, params);
     ExecStatusType status = PQresultStatus(res);
     enum handler_outcome outcome = HANDLER_OK;
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {

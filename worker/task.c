@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "task.h"
+#include "../shared/dbconn.h"
 #include "../shared/log.h"
 
 #define OID_INT4 23
@@ -84,7 +85,7 @@ static const char release_sql[] = "UPDATE pgwork.tasks"
 static int prepare_one(PGconn *conn, const char *name, const char *sql, int nparams,
                        const Oid *types)
 {
-    PGresult *res = PQprepare(conn, name, sql, nparams, types);
+    PGresult *res = dbconn_prepare(conn, name, sql, nparams, types);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         log_error("cannot prepare statement %s: %s", name, PQerrorMessage(conn));
@@ -170,7 +171,7 @@ static int task_fetch(PGconn *conn, const char *statement, int nparams, const ch
                       const struct queue_config *queue, struct task_batch *batch)
 {
     task_batch_clear(batch);
-    PGresult *res = PQexecPrepared(conn, statement, nparams, params, NULL, NULL, 0);
+    PGresult *res = dbconn_exec_prepared(conn, statement, nparams, params);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_error("claim failed on queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         PQclear(res);
@@ -236,7 +237,7 @@ int task_finish_locked(PGconn *conn, const int64_t *ids, int count, const char *
 static int run_command(PGconn *conn, const char *name, int nparams, const char *const *params,
                        int64_t id)
 {
-    PGresult *res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
+    PGresult *res = dbconn_exec_prepared(conn, name, nparams, params);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         log_error("statement %s for task %" PRId64 " failed: %s", name, id, PQerrorMessage(conn));
         PQclear(res);

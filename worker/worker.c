@@ -149,8 +149,12 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     w->env.queue = queue;
     w->env.keep_done = queue->keep_done;
     int64_t started_us = time_now_us();
+    /* A handler's statements may run for the queue's timeout; the guard
+     * allows it while (and only while) the handler runs. */
+    dbconn_set_guard_extra(queue->timeout_ms);
     enum handler_outcome outcome =
         sq->handler->run(sq->handler_state, &w->env, &task, error, sizeof(error));
+    dbconn_set_guard_extra(0);
     int64_t elapsed_us = time_now_us() - started_us;
     int64_t elapsed = elapsed_us / 1000;
     shm_histogram_observe(&shared_queue->pickup, claimed->pickup_us);
@@ -233,7 +237,7 @@ static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
 
 static bool worker_exec_simple(struct worker *w, const char *sql)
 {
-    PGresult *res = PQexec(w->conn, sql);
+    PGresult *res = dbconn_exec(w->conn, sql);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
         log_error("%s failed: %s", sql, PQerrorMessage(w->conn));
@@ -293,8 +297,10 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
         char error[HANDLER_ERROR_MAX];
         int64_t started_us = time_now_us();
         atomic_store_explicit(&w->self->task_id, task.id, memory_order_relaxed);
+        dbconn_set_guard_extra(queue->timeout_ms);
         failed = sq->handler->run_in_transaction(sq->handler_state, &w->env, &task, error,
                                                  sizeof(error)) != HANDLER_OK;
+        dbconn_set_guard_extra(0);
         elapsed_us[i] = time_now_us() - started_us;
         ids[i] = task.id;
     }
@@ -424,6 +430,15 @@ static int worker_setup_signals(void)
     return signalfd(-1, &handled, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
+/* A database call that cannot finish (no answer in time, or the
+ * supervisor died while we waited): the connection is in an unknown
+ * state, so the process ends; the supervisor requeues and restarts. */
+static void worker_give_up(const char *why)
+{
+    log_error("giving up on the database: %s", why);
+    exit(WORKER_EXIT_ERROR);
+}
+
 static PGconn *worker_connect(const struct worker *w)
 {
     char application_name[64];
@@ -439,7 +454,7 @@ static PGconn *worker_connect(const struct worker *w)
     if (!w->config->database.synchronous_commit) {
         /* A claim or completion lost in a crash only makes a task run again
          * (at-least-once); it saves a WAL flush per hop (DESIGN §2). */
-        PGresult *res = PQexec(conn, "SET synchronous_commit = off");
+        PGresult *res = dbconn_exec(conn, "SET synchronous_commit = off");
         PQclear(res);
     }
     return conn;
@@ -492,6 +507,12 @@ void worker_main(const struct worker_args *args)
              (int)getpid());
     w.env.locked_by = w.locked_by;
 
+    /* Every statement is guarded: keepalive_interval + keepalive_timeout,
+     * plus the queue's timeout while its tasks run (worker_drain_queue). */
+    dbconn_set_guard(args->death_fd,
+                     args->config->listener.keepalive_interval_ms +
+                         args->config->listener.keepalive_timeout_ms,
+                     worker_give_up);
     w.conn = worker_connect(&w);
     if (w.conn == NULL)
         exit(WORKER_EXIT_ERROR);

@@ -11,6 +11,7 @@
 
 Suite *migrate_suite(void);  /* pgwork migrate, enqueue, the notify trigger */
 Suite *protocol_suite(void); /* wake-up protocol and task lifecycle, end to end */
+Suite *failure_suite(void);  /* the failure model (DESIGN §6): crashes, outages, signals */
 Suite *signals_suite(void);  /* TTIN/TTOU, HUP, TSTP/CONT, also as PID 1 */
 Suite *http_suite(void);     /* /healthz, /readyz, /metrics */
 

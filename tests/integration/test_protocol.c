@@ -293,6 +293,31 @@ START_TEST(exec_failure_retries_then_dead)
 }
 END_TEST
 
+/* Many retries in flight on one queue, due at different times: each must
+ * be woken by the timer (one due time per queue is kept; every firing
+ * polls for the next), none left to the safety poll a minute away. */
+START_TEST(many_retries_all_woken)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *config =
+        protocol_config(2,
+                        "handler = \"sql\" statement = \"SELECT 1 / 0\"\n"
+                        "max_attempts = 4 backoff_base = 100ms backoff_max = 400ms",
+                        "safety_poll_interval = 60s", "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 12)");
+    if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'dead'", 12,
+                            15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("retries were left waiting for the safety poll");
+    }
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT min(attempts) FROM pgwork.tasks"), 4);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 START_TEST(sql_failure_rolls_back_and_retries)
 {
     PGconn *conn;
@@ -381,6 +406,7 @@ Suite *protocol_suite(void)
     tc = harness_tcase("lifecycle");
     tcase_add_test(tc, exec_handler_runs_program);
     tcase_add_test(tc, exec_failure_retries_then_dead);
+    tcase_add_test(tc, many_retries_all_woken);
     tcase_add_test(tc, sql_failure_rolls_back_and_retries);
     tcase_add_test(tc, keep_done_false_deletes);
     tcase_add_test(tc, sigterm_finishes_running_task);
