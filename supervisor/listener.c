@@ -45,6 +45,7 @@ enum in_flight {
     QUERY_POLL,
     QUERY_PING,
     QUERY_DEPTH,
+    QUERY_RENEW,
 };
 
 /* The attempts a task of queue T.queue may use: its own max_attempts, else
@@ -137,6 +138,13 @@ static const char poll_sql[] =
     "     WHERE t.queue = q.name AND t.state = 'pending' AND t.run_at > now()) - now())"
     "     * 1000)::bigint"
     " FROM unnest($1::text[]) WITH ORDINALITY AS q(name, i)";
+
+/* Leases of tasks our live workers are running: pushed forward, so a
+ * long task keeps its lease while its worker lives. $1 = their locked_by
+ * tags (text[]), $2 = lease in ms. */
+static const char renew_sql[] =
+    "UPDATE pgwork.tasks SET locked_until = now() + $2 * interval '1 millisecond'"
+    " WHERE state = 'running' AND locked_by = ANY($1::text[])";
 
 static const char ping_sql[] = "SELECT pg_notify($1, 'ping')";
 
@@ -538,6 +546,10 @@ static void listener_handle_result(struct listener *l, PGresult *res)
         if (!ok)
             log_error("keepalive ping failed: %s", PQresultErrorMessage(res));
         break;
+    case QUERY_RENEW:
+        if (!ok)
+            log_error("lease renewal failed: %s", PQresultErrorMessage(res));
+        break;
     case QUERY_DEPTH:
         if (ok)
             listener_store_depth(l, res);
@@ -626,6 +638,14 @@ static void listener_start_next_query(struct listener *l, int64_t now)
         l->in_flight = QUERY_POLL;
         l->sweep_requested = false;
         l->poll_due_ms = now + listener_poll_interval(l);
+    } else if (l->renew_owners != NULL) {
+        char lease[24];
+        snprintf(lease, sizeof(lease), "%" PRId64, l->config->workers.lease_ms);
+        const char *params[] = {l->renew_owners, lease};
+        sent = PQsendQueryParams(l->conn, renew_sql, 2, NULL, params, NULL, NULL, 0);
+        free(l->renew_owners);
+        l->renew_owners = NULL;
+        l->in_flight = QUERY_RENEW;
     } else if (l->depth_requested && l->config->queue_count > 0) {
         const char *params[] = {l->queue_names};
         sent = PQsendQueryParams(l->conn, depth_sql, 1, NULL, params, NULL, NULL, 0);
@@ -735,7 +755,7 @@ int64_t listener_next_deadline(const struct listener *l)
         int64_t query_deadline = l->query_sent_ms + listener_query_timeout(l);
         return query_deadline < next ? query_deadline : next;
     }
-    if (l->requeue_count > 0 || l->sweep_requested || l->depth_requested)
+    if (l->requeue_count > 0 || l->sweep_requested || l->depth_requested || l->renew_owners != NULL)
         return 0;
     if (l->config->queue_count > 0 && l->poll_due_ms < next)
         next = l->poll_due_ms;
@@ -789,6 +809,12 @@ void listener_set_config(struct listener *l, const struct pgwork_config *config)
     }
 }
 
+void listener_renew_leases(struct listener *l, char *owners)
+{
+    free(l->renew_owners);
+    l->renew_owners = owners;
+}
+
 int listener_pending_requeues(const struct listener *l)
 {
     return l->requeue_count;
@@ -813,6 +839,8 @@ void listener_close(struct listener *l)
     free(l->queue_max_attempts);
     l->queue_names = l->queue_max_attempts = NULL;
     listener_free_depth(&l->depth);
+    free(l->renew_owners);
+    l->renew_owners = NULL;
     l->requeue_count = l->requeue_capacity = 0;
     l->state = LISTENER_DOWN;
 }

@@ -84,6 +84,7 @@ struct listener {
     char *queue_names;        /* text[] literal of the configured queues (owned) */
     char *queue_max_attempts; /* int[] literal of their max_attempts (owned) */
 
+    char *renew_owners;          /* text[] literal of workers whose leases to renew, owned */
     struct listener_depth depth; /* last queue-depth reading */
     bool depth_requested;        /* read depth when the connection is free */
 
@@ -139,6 +140,11 @@ void listener_requeue_owner(struct listener *l, const char *locked_by, int64_t r
 /* Switch to a reloaded config (the old one may be freed afterwards); a
  * changed channel or enabled flag reconnects at once. */
 void listener_set_config(struct listener *l, const struct pgwork_config *config);
+
+/* Renew the leases of the running tasks of these owners (a text[] literal
+ * of locked_by tags; ownership passes to the listener) as soon as the
+ * connection is free. */
+void listener_renew_leases(struct listener *l, char *owners);
 
 /* Number of requeues not yet confirmed by the database. */
 int listener_pending_requeues(const struct listener *l);

@@ -440,6 +440,41 @@ void pool_log_status(const struct pool *pool)
     }
 }
 
+char *pool_busy_owners(const struct pool *pool)
+{
+    size_t cap = 3, len = 0;
+    char *out = NULL;
+    for (int i = 0; i < pool->capacity; i++) {
+        if (pool->slots[i].pid == 0 || atomic_load(&pool->shm->workers[i].task_id) == 0)
+            continue;
+        char tag[320];
+        pool_locked_by(pool, i, pool->slots[i].pid, tag, sizeof(tag));
+        /* Array syntax: each element quoted, " and \ escaped. */
+        size_t need = 2 * strlen(tag) + 4;
+        char *grown = realloc(out, cap + need);
+        if (grown == NULL) {
+            free(out);
+            return NULL;
+        }
+        out = grown;
+        cap += need;
+        char separator = len == 0 ? '{' : ',';
+        out[len++] = separator;
+        out[len++] = '"';
+        for (const char *c = tag; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                out[len++] = '\\';
+            out[len++] = *c;
+        }
+        out[len++] = '"';
+    }
+    if (out == NULL)
+        return NULL;
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
+}
+
 void pool_close_fds(struct pool *pool)
 {
     for (int i = 0; i < pool->capacity; i++) {

@@ -74,6 +74,7 @@ struct supervisor {
     char **slot_names;           /* shm queue record -> queue name (owned); NULL = free */
     int64_t *scheduled_due_ms;   /* per shm queue record: a future task's due time, 0 = none */
     int64_t blind_poll_due_ms;   /* listener down: next blind wake of every queue */
+    int64_t lease_renew_due_ms;  /* next renewal of running tasks' leases */
     int exit_code;
 };
 
@@ -404,6 +405,15 @@ static void supervisor_run_chores(struct supervisor *s, int64_t now)
             listener_request_sweep(&s->listener);
         }
     }
+    if (now >= s->lease_renew_due_ms) {
+        /* A third of the lease: a running task's lease never runs out
+         * while its worker lives, however long the task. Only busy pods
+         * send it. */
+        s->lease_renew_due_ms = now + s->config->workers.lease_ms / 3;
+        char *owners = pool_busy_owners(&s->pool);
+        if (owners != NULL)
+            listener_renew_leases(&s->listener, owners);
+    }
     if (!listener_is_up(&s->listener) && now >= s->blind_poll_due_ms) {
         /* No database connection to ask: let the workers' claims poll. */
         supervisor_hint_all(s);
@@ -460,6 +470,8 @@ static int64_t supervisor_next_deadline(const struct supervisor *s)
     }
     if (!listener_is_up(&s->listener) && s->blind_poll_due_ms < next)
         next = s->blind_poll_due_ms;
+    if (s->lease_renew_due_ms < next)
+        next = s->lease_renew_due_ms;
     if (s->phase != PHASE_RUNNING && s->phase_deadline_ms < next)
         next = s->phase_deadline_ms;
     if (s->requeue_deadline_ms != 0 && s->requeue_deadline_ms < next)
@@ -629,6 +641,7 @@ int supervisor_run(struct pgwork_config *config)
     /* Before the first fork nothing has a due time; the listener connects
      * at the first chores pass and sweeps once it listens. */
     s.blind_poll_due_ms = time_now_ms() + config->workers.poll_interval_ms;
+    s.lease_renew_due_ms = time_now_ms() + config->workers.lease_ms / 3;
     supervisor_run_chores(&s, time_now_ms());
     supervisor_loop(&s);
 

@@ -1336,6 +1336,42 @@ START_TEST(password_never_logged)
 }
 END_TEST
 
+/* A task that runs longer than the lease keeps it while its worker lives:
+ * another pod polling every 500 ms never takes it back. */
+START_TEST(long_task_keeps_its_lease)
+{
+    PGconn *conn;
+    const char *conninfo = failure_database(&conn, NULL);
+    const char *runs = harness_printf("%s/runs", harness_tmpdir());
+    const char *queue = harness_printf("queue \"q\" { handler = \"exec\" command = {\"/bin/sh\", "
+                                       "\"-c\", \"echo run >> %s; sleep 4\"} timeout = 30s }",
+                                       runs);
+    const char *owner =
+        failure_config("count = 1 lease = 1500ms safety_poll_interval = 500ms", queue, "");
+    const char *other =
+        failure_config("count = 1 lease = 1500ms safety_poll_interval = 500ms", queue, "");
+    struct harness_supervisor *a = harness_spawn_supervisor(owner, conninfo);
+    ck_assert(harness_stderr_wait_for(a, "listening on channel", 15000));
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'running'",
+                                 1, 10000));
+    struct harness_supervisor *b = harness_spawn_supervisor(other, conninfo);
+    ck_assert(harness_stderr_wait_for(b, "listening on channel", 15000));
+    failure_expect_state(conn, a, "done", 1, 20000);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT attempts FROM pgwork.tasks"), 1);
+    FILE *f = fopen(runs, "r");
+    ck_assert_ptr_nonnull(f);
+    int lines = 0, c;
+    while ((c = fgetc(f)) != EOF)
+        lines += c == '\n';
+    fclose(f);
+    ck_assert_int_eq(lines, 1);
+    ck_assert_ptr_null(strstr(harness_stderr_text(b), "lease expired"));
+    ck_assert_int_eq(harness_stop_supervisor(b, SIGTERM, 20000), 0);
+    ck_assert_int_eq(harness_stop_supervisor(a, SIGTERM, 20000), 0);
+}
+END_TEST
+
 Suite *failure_suite(void)
 {
     Suite *s = suite_create("failure");
@@ -1356,6 +1392,7 @@ Suite *failure_suite(void)
 
     tc = harness_tcase("pods");
     tcase_add_test(tc, lease_expiry_requeues_dead_pod);
+    tcase_add_test(tc, long_task_keeps_its_lease);
     tcase_add_test(tc, parent_death_takes_workers_and_handlers);
     tcase_add_test(tc, parent_death_during_sql_statement);
     tcase_add_test(tc, pid1_reaps_orphans);
