@@ -155,3 +155,32 @@ $(BUILD)/tests/chaos/chaos: tests/chaos/chaos.c
 
 chaos: check-deps $(BUILD)/pgwork $(BUILD)/tests/chaos/chaos
 	@sh tests/chaos/run.sh $(BUILD) $(CHAOS_SCENARIOS)
+
+# --- benchmark (issue 6) ------------------------------------------------------
+#
+#   make bench      pgwork measured beside the limits it chases (NOTIFY floor,
+#                   SQL ceiling, graphile-worker as the peer) on a throwaway
+#                   PostgreSQL with fsync on; prints one table and writes
+#                   build/bench.json; under 10 minutes on 2 cores. Always the
+#                   normal -O2 build in build/ (SANITIZE is ignored); BENCH_*
+#                   variables tune it (tests/bench/bench.h).
+
+BENCH_SRC := $(wildcard tests/bench/*.c)
+
+.PHONY: bench bench-build
+
+bench:
+	@$(MAKE) --no-print-directory SANITIZE= BUILD=build bench-build
+	@sh tests/bench/bench.sh build
+
+bench-build: check-deps $(BUILD)/pgwork $(BUILD)/tests/bench/bench \
+             $(BUILD)/tests/bench/noop_coprocess
+
+$(BUILD)/tests/bench/bench: $(patsubst %.c,$(BUILD)/%.o,$(BENCH_SRC)) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
+
+# The cheapest co-process (the coprocess handler's own cost, no interpreter).
+$(BUILD)/tests/bench/noop_coprocess: tests/bench/noop/noop_coprocess.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<

@@ -22,7 +22,7 @@
  *   listener.channel            R  "pgwork_tasks"  1..63 bytes, no control characters
  *   listener.reconnect_min      R  500ms           first reconnect delay, <= reconnect_max
  *   listener.reconnect_max      R  60s             reconnect delay cap
- *   listener.keepalive_interval R  15s             idle time before a self-notification
+ *   listener.keepalive_interval R  30s             idle time before a self-notification
  *   listener.keepalive_timeout  R  5s              wait for it before reconnecting
  *   workers.count               R  4               1..1024, min <= count <= max
  *   workers.min                 R  1               lower bound for TTOU, >= 1
@@ -33,9 +33,9 @@
  *   workers.restart_delay_max   R  30s             restart delay cap
  *   workers.shutdown_timeout    R  25s             graceful stop before SIGKILL
  *   workers.lease               R  5m              locked_until of a claimed task
- *   queue "NAME".handler        R  "exec"          exec | sql (changes roll the workers)
- *   queue "NAME".command        R  {}              exec: argv, no shell; required for exec
- *   queue "NAME".statement      R  (unset)         sql: $1 payload, $2 id; required for sql
+ *   queue "NAME".handler        R  "exec"          exec | sql | coprocess (changes roll the
+ * workers) queue "NAME".command        R  {}              argv, no shell; required for exec and
+ * coprocess queue "NAME".statement      R  (unset)         sql: $1 payload, $2 id; required for sql
  *   queue "NAME".batch          R  10              tasks per claim, 1..1000
  *   queue "NAME".timeout        R  60s             per task; 0 = none
  *   queue "NAME".max_attempts   R  25              >= 1
@@ -583,8 +583,8 @@ static int parse_choice(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *res
 
 static int parse_handler(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-    static const char *const choices[] = {"exec", "sql", NULL};
-    return parse_choice(cfg, opt, value, result, choices, "exec or sql");
+    static const char *const choices[] = {"exec", "sql", "coprocess", NULL};
+    return parse_choice(cfg, opt, value, result, choices, "exec, sql or coprocess");
 }
 
 static int parse_log_level(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -811,9 +811,9 @@ static int validate_queue(cfg_t *root, cfg_opt_t *opt)
     unsigned argc = cfg_size(sec, "command");
     int handler_line = key_line(sec, "handler") ? key_line(sec, "handler") : line;
 
-    if (strcmp(handler, "exec") == 0) {
+    if (strcmp(handler, "exec") == 0 || strcmp(handler, "coprocess") == 0) {
         if (argc == 0)
-            return fail_at(handler_line, "%s: handler exec needs a command", name);
+            return fail_at(handler_line, "%s: handler %s needs a command", name, handler);
         if (cfg_getnstr(sec, "command", 0)[0] == '\0')
             return fail_at(key_line(sec, "command"), "%s: program must not be empty",
                            key_name(sec, "command", key, sizeof key));
@@ -825,7 +825,7 @@ static int validate_queue(cfg_t *root, cfg_opt_t *opt)
             return fail_at(statement ? key_line(sec, "statement") : handler_line,
                            "%s: handler sql needs a statement", name);
         if (argc > 0)
-            return fail_at(key_line(sec, "command"), "%s: only for handler exec",
+            return fail_at(key_line(sec, "command"), "%s: only for handler exec or coprocess",
                            key_name(sec, "command", key, sizeof key));
     }
     return check_order(sec, "backoff_base", "backoff_max", 1, close_line);
@@ -860,8 +860,11 @@ static int copy_queue(struct queue_config *q, cfg_t *sec)
 {
     if (copy_string(&q->name, cfg_title(sec)) != 0)
         return -1;
-    q->handler = strcmp(cfg_getstr(sec, "handler"), "sql") == 0 ? HANDLER_SQL : HANDLER_EXEC;
-    if (q->handler == HANDLER_EXEC) {
+    const char *handler = cfg_getstr(sec, "handler");
+    q->handler = strcmp(handler, "sql") == 0         ? HANDLER_SQL
+                 : strcmp(handler, "coprocess") == 0 ? HANDLER_COPROCESS
+                                                     : HANDLER_EXEC;
+    if (q->handler != HANDLER_SQL) {
         unsigned argc = cfg_size(sec, "command");
         q->command = calloc(argc + 1, sizeof *q->command);
         if (q->command == NULL)
@@ -1015,7 +1018,7 @@ static struct pgwork_config *parse(const char *text, const char *path)
         CFG_STR_CB("channel", "pgwork_tasks", CFGF_NONE, parse_channel),
         CFG_INT_CB("reconnect_min", 500, CFGF_NONE, parse_positive_duration),
         CFG_INT_CB("reconnect_max", 60000, CFGF_NONE, parse_positive_duration),
-        CFG_INT_CB("keepalive_interval", 15000, CFGF_NONE, parse_positive_duration),
+        CFG_INT_CB("keepalive_interval", 30000, CFGF_NONE, parse_positive_duration),
         CFG_INT_CB("keepalive_timeout", 5000, CFGF_NONE, parse_positive_duration),
         CFG_END(),
     };
@@ -1241,6 +1244,8 @@ const char *config_handler_name(enum handler_kind kind)
         return "exec";
     case HANDLER_SQL:
         return "sql";
+    case HANDLER_COPROCESS:
+        return "coprocess";
     }
     return "unknown";
 }

@@ -19,8 +19,9 @@
 #define CONFIG_QUEUE_NAME_MAX 1024
 
 enum handler_kind {
-    HANDLER_EXEC, /* run queue.command per task, payload on stdin */
-    HANDLER_SQL,  /* run queue.statement in the transaction that marks done */
+    HANDLER_EXEC,      /* run queue.command per task, payload on stdin */
+    HANDLER_SQL,       /* run queue.statement in the transaction that marks done */
+    HANDLER_COPROCESS, /* one long-lived queue.command per worker, a JSON line per task */
 };
 
 enum log_format {
@@ -37,8 +38,8 @@ enum log_level {
 
 struct queue_config {
     char *name;                /* the queue's title in `queue "name" {}` */
-    enum handler_kind handler; /* handler = "exec" | "sql" */
-    char **command;            /* exec: argv, NULL-terminated; NULL for sql */
+    enum handler_kind handler; /* handler = "exec" | "sql" | "coprocess" */
+    char **command;            /* exec, coprocess: argv, NULL-terminated; NULL for sql */
     int command_argc;          /* number of entries in command */
     char *statement;           /* sql: statement with $1 payload, $2 id; else NULL */
     int batch;                 /* tasks claimed per round trip, 1..1000 */

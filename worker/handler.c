@@ -24,6 +24,8 @@ const struct handler *handler_for_kind(enum handler_kind kind)
         return &handler_exec;
     case HANDLER_SQL:
         return &handler_sql;
+    case HANDLER_COPROCESS:
+        return &handler_coprocess;
     }
     return NULL;
 }

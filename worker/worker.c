@@ -451,6 +451,11 @@ static PGconn *worker_connect(const struct worker *w)
         PQfinish(conn);
         return NULL;
     }
+    /* The claim's LIMIT is a parameter: a cached generic plan may scan the
+     * whole table, where a custom plan walks the claim index (measured:
+     * 2.3 ms -> 0.6 ms per claim, `make bench`). */
+    PGresult *plan = dbconn_exec(conn, "SET plan_cache_mode = force_custom_plan");
+    PQclear(plan);
     if (!w->config->database.synchronous_commit) {
         /* A claim or completion lost in a crash only makes a task run again
          * (at-least-once); it saves a WAL flush per hop (DESIGN §2). */

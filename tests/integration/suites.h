@@ -9,13 +9,13 @@
 
 #include <check.h>
 
-Suite *migrate_suite(void);  /* pgwork migrate, enqueue, the notify trigger */
-Suite *protocol_suite(void); /* wake-up protocol and task lifecycle, end to end */
-Suite *failure_suite(void);  /* the failure model (DESIGN §6): crashes, outages, signals */
-Suite *signals_suite(void);  /* TTIN/TTOU, HUP, TSTP/CONT, also as PID 1 */
-Suite *http_suite(void);     /* /healthz, /readyz, /metrics */
-
-Suite *cli_suite(void);  /* pgwork status, requeue-dead, the command line */
-Suite *logs_suite(void); /* every log line is JSON; passwords never logged */
+Suite *migrate_suite(void);   /* pgwork migrate, enqueue, the notify trigger */
+Suite *protocol_suite(void);  /* wake-up protocol and task lifecycle, end to end */
+Suite *failure_suite(void);   /* the failure model (DESIGN §6): crashes, outages, signals */
+Suite *signals_suite(void);   /* TTIN/TTOU, HUP, TSTP/CONT, also as PID 1 */
+Suite *http_suite(void);      /* /healthz, /readyz, /metrics */
+Suite *cli_suite(void);       /* pgwork status, requeue-dead, the command line */
+Suite *logs_suite(void);      /* every log line is JSON; passwords never logged */
+Suite *coprocess_suite(void); /* the coprocess handler with the examples/ co-processes */
 
 #endif

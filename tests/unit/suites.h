@@ -9,5 +9,6 @@ Suite *timeutil_suite(void);
 Suite *log_suite(void);
 Suite *shm_suite(void);
 Suite *exec_handler_suite(void);
+Suite *coprocess_suite(void);
 
 #endif

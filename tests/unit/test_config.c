@@ -74,7 +74,7 @@ static void check_defaults(const struct pgwork_config *c)
     ck_assert_str_eq(c->listener.channel, "pgwork_tasks");
     ck_assert_int_eq(c->listener.reconnect_min_ms, 500);
     ck_assert_int_eq(c->listener.reconnect_max_ms, 60000);
-    ck_assert_int_eq(c->listener.keepalive_interval_ms, 15000);
+    ck_assert_int_eq(c->listener.keepalive_interval_ms, 30000);
     ck_assert_int_eq(c->listener.keepalive_timeout_ms, 5000);
     ck_assert_int_eq(c->workers.count, 4);
     ck_assert_int_eq(c->workers.min, 1);
@@ -259,6 +259,7 @@ START_TEST(test_handler_names)
 {
     ck_assert_str_eq(config_handler_name(HANDLER_EXEC), "exec");
     ck_assert_str_eq(config_handler_name(HANDLER_SQL), "sql");
+    ck_assert_str_eq(config_handler_name(HANDLER_COPROCESS), "coprocess");
 }
 END_TEST
 
@@ -506,8 +507,8 @@ END_TEST
 
 START_TEST(test_handler_choice)
 {
-    expect_error("queue \"q\" {\n  handler = python\n}\n", 2, "queue \"q\".handler", "exec or sql",
-                 "python");
+    expect_error("queue \"q\" {\n  handler = python\n}\n", 2, "queue \"q\".handler",
+                 "exec, sql or coprocess", "python");
 }
 END_TEST
 
@@ -543,6 +544,39 @@ START_TEST(test_sql_rejects_command)
     expect_error("queue \"q\" {\n  handler = sql\n  statement = \"SELECT $1\"\n"
                  "  command = {\"x\"}\n}\n",
                  4, "queue \"q\".command", "only for handler exec");
+}
+END_TEST
+
+/* coprocess takes a command like exec (argv, no shell), never a statement. */
+START_TEST(test_coprocess_handler)
+{
+    struct pgwork_config *c = load_ok("queue \"co\" {\n  handler = coprocess\n"
+                                      "  command = {\"python3\", \"-u\", \"handle.py\"}\n"
+                                      "  timeout = 5s\n}\n");
+    const struct queue_config *q = &c->queues[0];
+    ck_assert_int_eq(q->handler, HANDLER_COPROCESS);
+    ck_assert_int_eq(q->command_argc, 3);
+    ck_assert_str_eq(q->command[0], "python3");
+    ck_assert_str_eq(q->command[2], "handle.py");
+    ck_assert_ptr_null(q->command[3]);
+    ck_assert_ptr_null(q->statement);
+    ck_assert_int_eq(q->timeout_ms, 5000);
+    config_free(c);
+
+    expect_error("queue \"q\" {\n  handler = coprocess\n  batch = 5\n}\n", 2, "queue \"q\"",
+                 "handler coprocess needs a command");
+    expect_error("queue \"q\" {\n  handler = coprocess\n  command = {\"\"}\n}\n", 3,
+                 "queue \"q\".command", "must not be empty");
+    expect_error("queue \"q\" {\n  handler = coprocess\n  command = {\"x\"}\n"
+                 "  statement = \"SELECT 1\"\n}\n",
+                 4, "queue \"q\".statement", "only for handler sql");
+
+    /* Switching a queue between exec and coprocess rolls the workers. */
+    struct pgwork_config *a = load_ok("queue \"q\" { command = {\"x\"} }\n");
+    struct pgwork_config *b = load_ok("queue \"q\" { handler = coprocess command = {\"x\"} }\n");
+    ck_assert(!config_worker_view_equal(a, b));
+    config_free(a);
+    config_free(b);
 }
 END_TEST
 
@@ -871,6 +905,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_exec_rejects_statement);
     tcase_add_test(tc, test_sql_needs_statement);
     tcase_add_test(tc, test_sql_rejects_command);
+    tcase_add_test(tc, test_coprocess_handler);
     tcase_add_test(tc, test_queue_name_rules);
     tcase_add_test(tc, test_duplicate_queue);
     tcase_add_test(tc, test_channel_rules);

@@ -1,0 +1,149 @@
+/*
+ * bench.h — `make bench` (issue 6): pgwork measured side by side with the
+ * limit it chases, on the same throwaway PostgreSQL, in the same run.
+ *
+ * tests/bench/bench.sh starts the cluster (fsync on), installs the peer
+ * (graphile-worker, tests/bench/peer) and runs the `bench` binary built
+ * from these files:
+ *
+ *   bench.c    the order of the measurements, the table, build/bench.json
+ *   util.c     databases, statistics, clocks, child processes, supervisors
+ *   limits.c   the limits: NOTIFY floor, SQL ceiling, enqueue cost (pgbench)
+ *   pgwork.c   pgwork itself: pickup, throughput, idle load, lateness
+ *   peer.c     graphile-worker through tests/bench/peer/peer.js
+ *
+ * Clocks: latencies compare the client's CLOCK_REALTIME with PostgreSQL's
+ * clock_timestamp() — the same kernel clock on this one machine. Durations
+ * inside one process use CLOCK_MONOTONIC.
+ *
+ * Everything is single-threaded except where a measurement needs a second
+ * party at the same time (the LISTENing connection of the NOTIFY floor,
+ * the connections of the SQL ceiling, the wait-event sampler): those are
+ * threads, each with its own libpq connection.
+ */
+#ifndef PGWORK_BENCH_H
+#define PGWORK_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <libpq-fe.h>
+
+/* --- settings (environment, read once by bench.c) ------------------------ */
+
+struct bench_settings {
+    const char *pgwork_bin; /* BENCH_PGWORK: the binary under test */
+    const char *tmpdir;     /* BENCH_TMP: configs, logs */
+    const char *source_dir; /* BENCH_SRC: the source tree (examples/, peer/) */
+    const char *noop_bin;   /* BENCH_NOOP: the C no-op co-process */
+    const char *node;       /* BENCH_NODE: node binary, "" = skip the peer */
+    const char *json_path;  /* BENCH_JSON: where the table goes as JSON */
+    int repeat;             /* BENCH_REPEAT: repeated runs for medians (3) */
+    int tasks;              /* BENCH_TASKS: throughput tasks per run (50000) */
+    int exec_tasks;         /* BENCH_EXEC_TASKS: for the exec handler (= tasks) */
+    int floor_samples;      /* BENCH_FLOOR_SAMPLES: per NOTIFY floor run (1000) */
+    int pickup_samples;     /* BENCH_PICKUP_SAMPLES: per pickup run (300) */
+    int idle_seconds;       /* BENCH_IDLE_SECONDS: idle-load window (120) */
+    int enqueue_seconds;    /* BENCH_ENQUEUE_SECONDS: per pgbench run (5) */
+    int peer_jobs;          /* BENCH_PEER_JOBS: graphile-worker jobs (20000) */
+};
+
+extern struct bench_settings bench;
+
+/* --- results: one row of the table each ---------------------------------- */
+
+/* Whether a row meets its goal; GOAL_NONE when it states none. */
+enum goal_verdict { GOAL_NONE, GOAL_MET, GOAL_MISSED };
+
+struct row {
+    char figure[96];     /* what is measured */
+    double value;        /* pgwork's figure (NAN = not measured) */
+    char unit[16];       /* "ms", "tasks/s", "xact/min", ... */
+    char limit_name[64]; /* the limit it is compared with ("" = none) */
+    double limit;        /* that limit, measured in this run (NAN = none) */
+    double ratio;        /* value / limit, or as the row's note says */
+    char goal[64];       /* the issue's goal, in words */
+    enum goal_verdict verdict;
+    char note[256]; /* how it was measured, runs, samples */
+};
+
+/* Append a row (copied). */
+void result_add(const struct row *row);
+
+/* A free-form detail (breakdown, raw runs) for the JSON file and the
+ * report below the table. */
+void result_detail(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* --- util.c ---------------------------------------------------------------- */
+
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int64_t wall_us(void); /* CLOCK_REALTIME, microseconds: compare with clock_timestamp() */
+int64_t mono_ms(void); /* CLOCK_MONOTONIC, milliseconds */
+int64_t mono_us(void); /* CLOCK_MONOTONIC, microseconds */
+void sleep_ms(int64_t ms);
+
+/* Connect to dbname (the rest from PG* variables) or die. */
+PGconn *db_connect(const char *dbname);
+void db_exec(PGconn *conn, const char *sql);
+int64_t db_int(PGconn *conn, const char *sql);
+double db_double(PGconn *conn, const char *sql);
+/* A fresh database (dropped first if it exists), migrated by pgwork. */
+void db_create(const char *dbname);
+
+/* Statistics over n values (v is sorted in place). p in [0, 100]. */
+double stat_percentile(double *v, int n, double p);
+double stat_median(double *v, int n);
+
+/* A child process: argv[0] searched in PATH, env entries (NAME=VALUE,
+ * NULL-terminated, may be NULL) added, stdout+stderr into log_path (NULL =
+ * inherited), stdout alone into out_path when given. It dies with us. */
+pid_t spawn(char *const argv[], const char *const *env, const char *log_path, const char *out_path);
+/* Wait for pid; its exit status, or -1 after timeout_ms (then killed). */
+int reap(pid_t pid, int timeout_ms);
+
+/* A supervisor under test: `pgwork -c <config> run` on dbname. */
+struct sup {
+    pid_t pid;
+    char log_path[512];
+    char config_path[512];
+};
+void sup_start(struct sup *sup, const char *dbname, const char *name, const char *config_text);
+/* Wait until its log holds `needle` at least `count` times; false on timeout. */
+bool sup_wait_log(struct sup *sup, const char *needle, int count, int timeout_ms);
+/* Wait until `count` worker connections of dbname are idle in PostgreSQL. */
+void sup_wait_workers(struct sup *sup, PGconn *conn, int count);
+/* SIGTERM, wait (then SIGKILL); dies if it exited non-zero. */
+void sup_stop(struct sup *sup);
+
+/* Write text into BENCH_TMP/name; the path (static buffer per call site). */
+const char *write_file(const char *name, const char *text);
+
+/* --- measurements ---------------------------------------------------------- */
+
+/* limits.c */
+void measure_notify_floor(double *p50_ms, double *p99_ms);
+/* Tasks/s of pgwork's own claim + complete statements (worker/task.c's
+ * exec/coprocess path, or the sql path when sql is true), from
+ * `connections` libpq connections with batch `batch`, pipelined (what the
+ * database allows for those statements), no processes in between. */
+double measure_sql_ceiling(int connections, int batch, bool sql);
+/* Tasks/s of the same statements as the worker sends them today (a round
+ * trip each), and of a batched completion: details for the findings. */
+void measure_ceiling_variants(int connections, int batch);
+void measure_enqueue(void);
+
+/* pgwork.c */
+void idle_start(void);       /* start the idle pod */
+void idle_window_open(void); /* start counting (after notification-heavy steps) */
+void idle_finish(void);      /* wait for the window's end, stop the pod, add the row */
+void measure_pickup(double floor_p50_ms);
+void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double peer_jobs_per_s);
+void measure_lateness(void);
+
+/* peer.c: graphile-worker jobs/s and pickup p50/p99 (ms); false if skipped. */
+bool measure_peer(double *jobs_per_s, double *pickup_p50_ms, double *pickup_p99_ms);
+
+#endif

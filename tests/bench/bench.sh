@@ -1,0 +1,81 @@
+#!/bin/sh
+# bench.sh — the `make bench` driver (issue 6).
+#
+#   sh tests/bench/bench.sh BUILD_DIR
+#
+# Starts a throwaway PostgreSQL 15 with durable settings (tests/pg.sh with
+# PGWORK_PG_FSYNC=on: fsync and full_page_writes on, so commits cost what
+# they cost in production) in a fresh temp directory, installs the peer
+# (`npm ci` in tests/bench/peer from the committed package-lock.json; the
+# peer's rows are skipped, with a message, when node/npm or the registry is
+# unavailable), runs BUILD_DIR/tests/bench/bench, and removes the cluster and
+# the directory on exit — also after a failure or Ctrl-C.
+#
+# The table goes to stdout, progress to stderr, the same table as JSON to
+# BUILD_DIR/bench.json. BENCH_* variables pass through (tests/bench/bench.h):
+# BENCH_REPEAT (3), BENCH_TASKS (50000), BENCH_EXEC_TASKS (= BENCH_TASKS),
+# BENCH_FLOOR_SAMPLES (1000), BENCH_PICKUP_SAMPLES (300),
+# BENCH_IDLE_SECONDS (120), BENCH_ENQUEUE_SECONDS (5), BENCH_PEER_JOBS (20000).
+# BENCH_KEEP=1 keeps the temp directory (supervisor logs, configs).
+set -u
+
+if [ $# -ne 1 ]; then
+    echo "usage: sh tests/bench/bench.sh BUILD_DIR" >&2
+    exit 2
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=$(cd "$1" && pwd) || exit 2
+for bin in pgwork tests/bench/bench tests/bench/noop_coprocess; do
+    [ -x "$build/$bin" ] || { echo "bench.sh: $build/$bin not built (make bench)" >&2; exit 2; }
+done
+command -v pgbench >/dev/null 2>&1 || { echo "bench.sh: pgbench not found (postgresql-15)" >&2; exit 2; }
+command -v python3 >/dev/null 2>&1 || { echo "bench.sh: python3 not found" >&2; exit 2; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pgwork-bench.XXXXXX") || exit 1
+chmod 755 "$tmp"
+mkdir "$tmp/work"
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+    sh "$root/tests/pg.sh" destroy "$tmp/pg" 2>/dev/null
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "bench.sh: kept $tmp/work" >&2
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if ! env_line=$(PGWORK_PG_FSYNC=on sh "$root/tests/pg.sh" start "$tmp/pg"); then
+    echo "bench.sh: could not start PostgreSQL" >&2
+    exit 1
+fi
+eval "$env_line"
+export PGHOST PGPORT PGUSER PGDATABASE
+unset PGWORK_CONFIG PGWORK_DATABASE_URL PGOPTIONS
+
+node=""
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    echo "bench: npm ci in tests/bench/peer (graphile-worker)" >&2
+    if (cd "$here/peer" && npm ci --no-audit --no-fund --loglevel=error) >"$tmp/npm.log" 2>&1; then
+        node=$(command -v node)
+    else
+        echo "bench.sh: npm ci failed, the peer is skipped:" >&2
+        tail -n 5 "$tmp/npm.log" >&2
+    fi
+else
+    echo "bench.sh: node/npm not found, the peer is skipped" >&2
+fi
+
+git_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null) || git_rev=""
+if [ -n "$git_rev" ] && [ -n "$(git -C "$root" status --porcelain 2>/dev/null | head -n 1)" ]; then
+    git_rev="$git_rev+changes"
+fi
+
+BENCH_PGWORK="$build/pgwork" BENCH_TMP="$tmp/work" BENCH_SRC="$root" \
+    BENCH_NOOP="$build/tests/bench/noop_coprocess" BENCH_NODE="$node" \
+    BENCH_JSON="$build/bench.json" BENCH_GIT="$git_rev" \
+    "$build/tests/bench/bench"
