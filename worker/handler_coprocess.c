@@ -49,9 +49,8 @@
 
 #include "../shared/log.h"
 #include "../shared/timeutil.h"
+#include "child.h"
 #include "handler.h"
-
-extern char **environ;
 
 /* After SIGTERM on a timeout or a protocol error: time before SIGKILL. */
 #define KILL_GRACE_MS 2000
@@ -145,51 +144,6 @@ static void buffer_append(struct buffer *b, const char *data, size_t n)
     b->len += n;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t min, cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, min = 0x80, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3, min = 0x800, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-/* Text fit for a log line or last_error (a text column rejects NUL and
- * invalid UTF-8): each offending byte becomes '?', in place. */
-static void sanitize_text(char *s, size_t n)
-{
-    unsigned char *u = (unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t len = u[i] == 0 ? 0 : utf8_seq_len(u + i, n - i);
-        if (len == 0) {
-            u[i] = '?';
-            len = 1;
-        }
-        i += len;
-    }
-}
-
 /* The queue name as a JSON string: ", \ and control characters escaped,
  * invalid UTF-8 replaced by U+FFFD (config names are valid UTF-8 anyway). */
 static char *json_quote(const char *text)
@@ -211,7 +165,7 @@ static char *json_quote(const char *text)
             o += (size_t)sprintf(out + o, "\\u%04x", c);
             i++;
         } else {
-            size_t len = utf8_seq_len(s + i, n - i);
+            size_t len = child_utf8_len(s + i, n - i);
             if (len == 0) {
                 memcpy(out + o, "\\ufffd", 6);
                 o += 6;
@@ -401,7 +355,7 @@ static void json_string(struct json *j, char *out, size_t cap)
             j->p++;
             if (out != NULL && cap > 0) {
                 out[o] = '\0';
-                sanitize_text(out, o);
+                child_sanitize_text(out, o);
             }
             return;
         }
@@ -412,7 +366,7 @@ static void json_string(struct json *j, char *out, size_t cap)
         if (c != '\\') {
             /* Copy one UTF-8 sequence whole (or one stray byte, which
              * sanitize_text turns into '?'). */
-            size_t len = utf8_seq_len((const unsigned char *)j->p, (size_t)(j->end - j->p));
+            size_t len = child_utf8_len((const unsigned char *)j->p, (size_t)(j->end - j->p));
             if (len == 0)
                 len = 1;
             if (out != NULL && o + len + 1 <= cap) {
@@ -648,82 +602,19 @@ int coprocess_parse_result(const char *line, size_t len, struct coprocess_result
 
 /* --- the child process ------------------------------------------------- */
 
-/*
- * Between fork and exec: async-signal-safe calls only. The setup mirrors
- * the exec handler's (see there for the reasons of each step); a failure's
- * errno goes to the parent through report_fd, which exec closes.
- */
-static void child_exec(char *const argv[], char *const envp[], const int fds_in[3], int report_fd,
-                       pid_t worker_pid)
-{
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != worker_pid)
-        _exit(127);
-
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof(dfl));
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        if (sigaction(sig, &dfl, NULL) != 0) {
-            /* libc's reserved real-time signals: ask the kernel directly. */
-            unsigned long kernel_dfl[4] = {0, 0, 0, 0};
-            syscall(SYS_rt_sigaction, sig, kernel_dfl, NULL, (size_t)(NSIG / 8));
-        }
-    }
-    sigset_t empty;
-    sigemptyset(&empty);
-    sigprocmask(SIG_SETMASK, &empty, NULL);
-
-    /* Lift the pipe ends above 2 first so the dup2()s cannot clobber one
-     * another when the worker runs with 0/1/2 closed. */
-    int fds[3] = {fds_in[0], fds_in[1], fds_in[2]};
-    for (int i = 0; i < 3; i++) {
-        if (fds[i] <= 2)
-            fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-        if (fds[i] < 0)
-            goto fail;
-    }
-    for (int i = 0; i < 3; i++)
-        if (dup2(fds[i], i) < 0)
-            goto fail;
-    execvpe(argv[0], argv, envp);
-fail:;
-    int err = errno;
-    ssize_t ignored = write(report_fd, &err, sizeof(err));
-    (void)ignored;
-    _exit(127);
-}
-
 /* The worker's environment with PGWORK_QUEUE set to this queue (and no
  * stale PGWORK_TASK_ID / PGWORK_ATTEMPT: those travel in the task line). */
 static char **build_env(const struct queue_config *queue, char **owned)
 {
-    static const char *const ours[] = {"PGWORK_TASK_ID=", "PGWORK_QUEUE=", "PGWORK_ATTEMPT="};
-    size_t n = 0;
-    while (environ != NULL && environ[n] != NULL)
-        n++;
-    char **envp = calloc(n + 2, sizeof(*envp));
-    *owned = NULL;
-    if (envp == NULL || asprintf(owned, "PGWORK_QUEUE=%s", queue->name) < 0) {
-        free(envp);
+    if (asprintf(owned, "PGWORK_QUEUE=%s", queue->name) < 0) {
         *owned = NULL;
         return NULL;
     }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool skip = false;
-        for (size_t j = 0; j < 3; j++)
-            if (strncmp(environ[i], ours[j], strlen(ours[j])) == 0)
-                skip = true;
-        if (!skip)
-            envp[k++] = environ[i];
+    char **envp = child_environ(owned, 1);
+    if (envp == NULL) {
+        free(*owned);
+        *owned = NULL;
     }
-    envp[k++] = *owned;
-    envp[k] = NULL;
     return envp;
 }
 
@@ -742,7 +633,7 @@ static void stderr_emit(struct coproc *c, const char *text, size_t n)
     char line[COPROC_STDERR_LINE_MAX + 1];
     memcpy(line, text, n);
     line[n] = '\0';
-    sanitize_text(line, n);
+    child_sanitize_text(line, n);
     if (c->task_id != 0)
         log_task(LOG_LEVEL_INFO, c->queue->name, c->task_id, "coprocess %d: %s", (int)c->pid, line);
     else
@@ -1143,7 +1034,7 @@ static void run_consume(struct run *r, int64_t now)
                 size_t q = len < sizeof(quoted) - 1 ? len : sizeof(quoted) - 1;
                 memcpy(quoted, c->out.data, q);
                 quoted[q] = '\0';
-                sanitize_text(quoted, q);
+                child_sanitize_text(quoted, q);
                 snprintf(r->why, sizeof(r->why), "%s: %s%s", why, quoted, q < len ? "..." : "");
                 run_stop(r, STOP_PROTOCOL, KILL_GRACE_MS, now);
             } else {

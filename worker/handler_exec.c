@@ -40,9 +40,8 @@
 
 #include "../shared/log.h"
 #include "../shared/timeutil.h"
+#include "child.h"
 #include "handler.h"
-
-extern char **environ;
 
 /* After SIGTERM on timeout, how long the group gets before SIGKILL. */
 #define KILL_GRACE_MS 2000
@@ -137,55 +136,6 @@ static void tail_append(struct tail *t, const char *data, size_t n)
     }
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t min;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, min = 0x80, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3, min = 0x800, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-/*
- * Make handler output fit for last_error, in place: a text column rejects
- * NUL bytes and invalid UTF-8, and a failed UPDATE would lose the outcome.
- * Each offending byte becomes '?'.
- */
-static void sanitize_utf8(char *s, size_t n)
-{
-    unsigned char *u = (unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t len = u[i] == 0 ? 0 : utf8_seq_len(u + i, n - i);
-        if (len == 0) {
-            u[i] = '?';
-            len = 1;
-        }
-        i += len;
-    }
-}
-
 static bool is_space(char c)
 {
     return c == ' ' || c == '\n' || c == '\r' || c == '\t';
@@ -209,7 +159,7 @@ static void format_error(char *error, size_t errlen, const char *what, const str
     if (cut)
         while (begin < len && begin < 3 && ((unsigned char)text[begin] & 0xc0) == 0x80)
             begin++;
-    sanitize_utf8(text + begin, len - begin);
+    child_sanitize_text(text + begin, len - begin);
     while (len > begin && is_space(text[len - 1]))
         len--;
     while (begin < len && is_space(text[begin]))
@@ -234,120 +184,26 @@ static void format_error(char *error, size_t errlen, const char *what, const str
     snprintf(error, errlen, "%s: %s%s", what, cut ? "..." : "", text + begin);
 }
 
-/* --- the child --------------------------------------------------------- */
+/* --- the child (its setup is child.c's) ------------------------------- */
 
-/*
- * Runs between fork and exec: async-signal-safe calls only, no allocation
- * (the environment and argv were built before the fork). On failure the
- * errno goes to the parent through report_fd, which exec closes on success.
- */
-static void child_exec(char *const argv[], char *const envp[], int in_fd, int out_fd, int report_fd,
-                       pid_t worker_pid)
-{
-    /* Own process group: a timeout can then kill the handler together with
-     * whatever it started (kill(-pgid)), and a signal aimed at the worker's
-     * group (a terminal's ^C) does not hit a task that a graceful shutdown
-     * means to let finish. The parent makes the same call, so the group
-     * exists whichever of the two runs first. */
-    setpgid(0, 0);
-
-    /* If the worker is SIGKILLed, its task is requeued at once (DESIGN §6):
-     * the handler must not keep running it (its own children are out of
-     * reach here; the worker kills the group whenever it can). PDEATHSIG races with a parent
-     * that is already gone, hence the getppid() check (DESIGN §8). */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != worker_pid)
-        _exit(127);
-
-    /* Dispositions first, then the mask: the worker ignores SIGPIPE, SIGHUP
-     * and the job-control signals, and SIG_IGN survives exec; it blocks
-     * TERM/INT/QUIT for its signalfd, and the mask survives exec too
-     * (DESIGN §8). Left alone, our TERM on timeout would never reach the
-     * handler. Errors for KILL/STOP and libc's reserved signals are
-     * expected and harmless. */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof(dfl));
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        if (sigaction(sig, &dfl, NULL) != 0) {
-            /* libc refuses its reserved real-time signals (32, 33), which
-             * make(1) for one starts us with ignored. Ask the kernel
-             * directly: an all-zero kernel sigaction is SIG_DFL with no
-             * flags and an empty mask on every architecture's layout. */
-            unsigned long kernel_dfl[4] = {0, 0, 0, 0};
-            syscall(SYS_rt_sigaction, sig, kernel_dfl, NULL, (size_t)(NSIG / 8));
-        }
-    }
-    sigset_t empty;
-    sigemptyset(&empty);
-    sigprocmask(SIG_SETMASK, &empty, NULL);
-
-    /* Move the pipe ends above 2 first, so that the dup2()s below cannot
-     * overwrite one another when the worker runs with 0/1/2 closed. dup2()
-     * clears close-on-exec on 0/1/2; every other fd is O_CLOEXEC and goes
-     * away at exec. */
-    int fds[3] = {in_fd, out_fd, out_fd};
-    for (int i = 0; i < 3; i++) {
-        if (fds[i] <= 2)
-            fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-        if (fds[i] < 0)
-            goto fail;
-    }
-    for (int i = 0; i < 3; i++)
-        if (dup2(fds[i], i) < 0)
-            goto fail;
-
-    /* execvp semantics with our own environment: PATH is looked up only
-     * when argv[0] has no slash, from the worker's PATH. glibc's execvpe
-     * does not allocate. */
-    execvpe(argv[0], argv, envp);
-fail:;
-    int err = errno;
-    ssize_t ignored = write(report_fd, &err, sizeof(err));
-    (void)ignored;
-    _exit(127);
-}
-
-/* The worker's environment minus any stale PGWORK_TASK_ID / _QUEUE /
- * _ATTEMPT, plus this task's. owned[3] receives the strings to free. */
+/* The worker's environment with this task's PGWORK_TASK_ID, _QUEUE and
+ * _ATTEMPT. owned[3] receives the strings to free. */
 static char **build_env(const struct queue_config *queue, const struct task *task, char *owned[3])
 {
-    static const char *const ours[] = {"PGWORK_TASK_ID=", "PGWORK_QUEUE=", "PGWORK_ATTEMPT="};
-    size_t n = 0;
-    while (environ != NULL && environ[n] != NULL)
-        n++;
-    char **envp = calloc(n + 4, sizeof(*envp));
     owned[0] = owned[1] = owned[2] = NULL;
-    if (envp == NULL)
-        return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool skip = false;
-        for (size_t j = 0; j < 3; j++)
-            if (strncmp(environ[i], ours[j], strlen(ours[j])) == 0)
-                skip = true;
-        if (!skip)
-            envp[k++] = environ[i];
-    }
     if (asprintf(&owned[0], "PGWORK_TASK_ID=%" PRId64, task->id) < 0)
         owned[0] = NULL;
     if (asprintf(&owned[1], "PGWORK_QUEUE=%s", queue->name != NULL ? queue->name : "") < 0)
         owned[1] = NULL;
     if (asprintf(&owned[2], "PGWORK_ATTEMPT=%d", task->attempt) < 0)
         owned[2] = NULL;
-    if (owned[0] == NULL || owned[1] == NULL || owned[2] == NULL) {
+    char **envp = NULL;
+    if (owned[0] != NULL && owned[1] != NULL && owned[2] != NULL)
+        envp = child_environ(owned, 3);
+    if (envp == NULL) {
         free(owned[0]), free(owned[1]), free(owned[2]);
         owned[0] = owned[1] = owned[2] = NULL;
-        free(envp);
-        return NULL;
     }
-    envp[k++] = owned[0];
-    envp[k++] = owned[1];
-    envp[k++] = owned[2];
-    envp[k] = NULL;
     return envp;
 }
 
@@ -632,8 +488,10 @@ static int spawn(struct child *c, char *error, size_t errlen)
         snprintf(error, errlen, "fork failed: %s", strerror(errno));
         goto out;
     }
-    if (pid == 0)
-        child_exec(c->queue->command, envp, in[0], out[1], report[1], worker_pid);
+    if (pid == 0) {
+        const int fds[3] = {in[0], out[1], out[1]};
+        child_exec(c->queue->command, envp, fds, report[1], worker_pid);
+    }
 
     /* Same call as in the child (see there): whichever runs first creates
      * the group, so kill(-pid) works as soon as fork() has returned. EACCES

@@ -700,16 +700,31 @@ int harness_stop_supervisor(struct harness_supervisor *sup, int sig, int timeout
 }
 
 /* The supervisor's output so far, as a new string. */
-static char *read_log(const struct harness_supervisor *sup)
+/* A whole file as a new string (empty when the file is). */
+static char *read_whole(const char *path)
 {
-    int fd = open(sup->stderr_path, O_RDONLY | O_CLOEXEC);
-    ck_assert_msg(fd >= 0, "harness: %s: %s", sup->stderr_path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_msg(fd >= 0, "harness: %s: %s", path, strerror(errno));
     struct buffer b = {0};
     bool more = true;
     while (more)
         buffer_read(&b, fd, &more);
     close(fd);
+    if (b.data == NULL) {
+        b.data = strdup("");
+        ck_assert_ptr_nonnull(b.data);
+    }
     return b.data;
+}
+
+const char *harness_read_file(const char *path)
+{
+    return keep(read_whole(path));
+}
+
+static char *read_log(const struct harness_supervisor *sup)
+{
+    return read_whole(sup->stderr_path);
 }
 
 const char *harness_stderr_text(struct harness_supervisor *sup)

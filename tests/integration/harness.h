@@ -149,6 +149,9 @@ void harness_stderr_dump(struct harness_supervisor *sup);
 /* The test's temp directory (created by the fixture). */
 const char *harness_tmpdir(void);
 
+/* A whole file's text (harness-owned); aborts the test if unreadable. */
+const char *harness_read_file(const char *path);
+
 /* A harness-owned copy of a printf-formatted string. */
 const char *harness_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

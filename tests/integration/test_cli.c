@@ -28,30 +28,6 @@ static const char *migrated_db(PGconn **conn)
     return conninfo;
 }
 
-/* Read a whole file into a harness-owned string. */
-static const char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    fclose(f);
-    buf[len] = '\0';
-    const char *copy = harness_printf("%s", buf);
-    free(buf);
-    return copy;
-}
-
 /*
  * Run `jq args...` (no shell: names go through argv untouched) with input
  * on stdin; its stdout into *out. Returns jq's exit code (-e: 0 when the
@@ -93,7 +69,7 @@ static int jq(const char *input, const char *const *args, const char **out)
     while (waitpid(pid, &status, 0) < 0)
         ck_assert_int_eq(errno, EINTR);
     if (out)
-        *out = slurp(out_path);
+        *out = harness_read_file(out_path);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 127, "jq did not run");
     return WEXITSTATUS(status);
 }

@@ -29,30 +29,6 @@
 
 /* --- helpers -------------------------------------------------------------- */
 
-/* Read a whole file into a harness-owned string. */
-static const char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            ck_assert_ptr_nonnull(buf);
-        }
-    }
-    fclose(f);
-    buf[len] = '\0';
-    const char *copy = harness_printf("%s", buf);
-    free(buf);
-    return copy;
-}
-
 /* Run `jq args...` (no shell) with the file at in_path on stdin; its
  * stdout into *out; jq's exit code. */
 static int jq_file(const char *in_path, const char *const *args, const char **out)
@@ -85,7 +61,7 @@ static int jq_file(const char *in_path, const char *const *args, const char **ou
     while (waitpid(pid, &status, 0) < 0)
         ck_assert_int_eq(errno, EINTR);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 127, "jq did not run");
-    *out = slurp(out_path);
+    *out = harness_read_file(out_path);
     return WEXITSTATUS(status);
 }
 
@@ -156,7 +132,7 @@ static const char json_line_filter[] =
 /* Check every line of sup's output; returns the output. */
 static const char *assert_json_lines(struct harness_supervisor *sup)
 {
-    const char *text = slurp(sup->stderr_path);
+    const char *text = harness_read_file(sup->stderr_path);
     size_t len = strlen(text), bad;
     ck_assert_msg(len > 0 && text[len - 1] == '\n', "output does not end with a newline");
     if (!valid_utf8(text, len, &bad)) {
@@ -389,7 +365,7 @@ START_TEST(test_text_lines)
     /* Every line is one event: it starts with the timestamp, the level and
      * the process, however many lines a handler printed; no byte in it is
      * a control character (the handler's escape sequence is spelled out). */
-    const char *text = slurp(sup->stderr_path);
+    const char *text = harness_read_file(sup->stderr_path);
     int lines = 0, done_lines = 0;
     for (const char *line = text; *line;) {
         const char *eol = strchr(line, '\n');
@@ -507,7 +483,7 @@ START_TEST(test_password_never_logged)
     ck_assert_int_eq(kill(sup->pid, SIGUSR1), 0);
     ck_assert(harness_stderr_wait_for(sup, "status queue", 5000));
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
-    assert_no_secret("the supervisor's output", slurp(sup->stderr_path));
+    assert_no_secret("the supervisor's output", harness_read_file(sup->stderr_path));
     assert_json_lines(sup);
 }
 END_TEST
@@ -537,7 +513,7 @@ START_TEST(test_password_not_in_connection_errors)
     ck_assert(harness_stderr_wait_for(sup, "exited unexpectedly", 15000));
     ck_assert(harness_stderr_wait_for(sup, "listener connection lost", 15000));
     ck_assert_int_ne(harness_stop_supervisor(sup, SIGTERM, 20000), -1);
-    assert_no_secret("the supervisor's output", slurp(sup->stderr_path));
+    assert_no_secret("the supervisor's output", harness_read_file(sup->stderr_path));
     assert_json_lines(sup);
 }
 END_TEST
@@ -574,7 +550,7 @@ START_TEST(test_password_not_in_parse_errors)
     struct harness_supervisor *sup = harness_spawn_supervisor(small_config(), conninfo);
     int status = harness_stop_supervisor(sup, 0, 10000);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 3, "wait status %d", status);
-    const char *text = slurp(sup->stderr_path);
+    const char *text = harness_read_file(sup->stderr_path);
     assert_no_secret("the supervisor's output", text);
     ck_assert_msg(strstr(text, "is not a valid connection string"), "output: %s", text);
     assert_json_lines(sup);

@@ -1,0 +1,160 @@
+/*
+ * child.c — what every handler that runs a program shares (exec,
+ * coprocess): the child's setup between fork and exec, its environment,
+ * and making its output fit for a log line or last_error.
+ *
+ * Invariant: child_exec() makes only async-signal-safe calls (it runs in a
+ * forked copy of the worker); it never returns.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "child.h"
+
+/* Runs between fork and exec: async-signal-safe calls only, no allocation
+ * (the environment and argv were built before the fork). */
+void child_exec(char *const argv[], char *const envp[], const int fds_in[3], int report_fd,
+                pid_t worker_pid)
+{
+    /* Own process group: a timeout can then kill the handler together with
+     * whatever it started (kill(-pgid)), and a signal aimed at the worker's
+     * group (a terminal's ^C) does not hit a task that a graceful shutdown
+     * means to let finish. The parent makes the same call, so the group
+     * exists whichever of the two runs first. */
+    setpgid(0, 0);
+
+    /* If the worker is SIGKILLed, its task is requeued at once (DESIGN §6):
+     * the handler must not keep running it (its own children are out of
+     * reach here; the worker kills the group whenever it can). PDEATHSIG races with a parent
+     * that is already gone, hence the getppid() check (DESIGN §8). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != worker_pid)
+        _exit(127);
+
+    /* Dispositions first, then the mask: the worker ignores SIGPIPE, SIGHUP
+     * and the job-control signals, and SIG_IGN survives exec; it blocks
+     * TERM/INT/QUIT for its signalfd, and the mask survives exec too
+     * (DESIGN §8). Left alone, our TERM on timeout would never reach the
+     * handler. Errors for KILL/STOP and libc's reserved signals are
+     * expected and harmless. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        if (sigaction(sig, &dfl, NULL) != 0) {
+            /* libc refuses its reserved real-time signals (32, 33), which
+             * make(1) for one starts us with ignored. Ask the kernel
+             * directly: an all-zero kernel sigaction is SIG_DFL with no
+             * flags and an empty mask on every architecture's layout. */
+            unsigned long kernel_dfl[4] = {0, 0, 0, 0};
+            syscall(SYS_rt_sigaction, sig, kernel_dfl, NULL, (size_t)(NSIG / 8));
+        }
+    }
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+
+    /* Move the pipe ends above 2 first, so that the dup2()s below cannot
+     * overwrite one another when the worker runs with 0/1/2 closed. dup2()
+     * clears close-on-exec on 0/1/2; every other fd is O_CLOEXEC and goes
+     * away at exec. */
+    int fds[3] = {fds_in[0], fds_in[1], fds_in[2]};
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] <= 2)
+            fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+        if (fds[i] < 0)
+            goto fail;
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup2(fds[i], i) < 0)
+            goto fail;
+
+    /* execvp semantics with our own environment: PATH is looked up only
+     * when argv[0] has no slash, from the worker's PATH. glibc's execvpe
+     * does not allocate. */
+    execvpe(argv[0], argv, envp);
+fail:;
+    int err = errno;
+    ssize_t ignored = write(report_fd, &err, sizeof(err));
+    (void)ignored;
+    _exit(127);
+}
+
+char **child_environ(char *const *add, size_t nadd)
+{
+    static const char *const ours[] = {"PGWORK_TASK_ID=", "PGWORK_QUEUE=", "PGWORK_ATTEMPT="};
+    size_t n = 0;
+    while (environ != NULL && environ[n] != NULL)
+        n++;
+    char **envp = calloc(n + nadd + 1, sizeof(*envp));
+    if (envp == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool stale = false;
+        for (size_t j = 0; j < 3; j++)
+            if (strncmp(environ[i], ours[j], strlen(ours[j])) == 0)
+                stale = true;
+        if (!stale)
+            envp[k++] = environ[i];
+    }
+    for (size_t i = 0; i < nadd; i++)
+        envp[k++] = add[i];
+    envp[k] = NULL;
+    return envp;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+size_t child_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t min;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2, min = 0x80, cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3, min = 0x800, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+void child_sanitize_text(char *s, size_t n)
+{
+    unsigned char *u = (unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t len = u[i] == 0 ? 0 : child_utf8_len(u + i, n - i);
+        if (len == 0) {
+            u[i] = '?';
+            len = 1;
+        }
+        i += len;
+    }
+}

@@ -1,0 +1,33 @@
+/*
+ * child.h — shared by the handlers that run a program (exec, coprocess).
+ */
+#ifndef PGWORK_CHILD_H
+#define PGWORK_CHILD_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * In the forked child, before exec: own process group, PDEATHSIG (checked
+ * against worker_pid), every signal disposition back to default and an
+ * empty mask (the worker's survive exec otherwise, DESIGN §8), fds[0..2]
+ * onto stdin/stdout/stderr, then execvpe(argv[0], argv, envp). On failure
+ * writes errno to report_fd (close-on-exec: EOF there means exec worked)
+ * and _exits 127. Never returns.
+ */
+void child_exec(char *const argv[], char *const envp[], const int fds[3], int report_fd,
+                pid_t worker_pid) __attribute__((noreturn));
+
+/* The worker's environment without stale PGWORK_TASK_ID / _QUEUE /
+ * _ATTEMPT, then add[0..nadd): a calloc'd, NULL-terminated array the
+ * caller frees (the strings are not copied). NULL when out of memory. */
+char **child_environ(char *const *add, size_t nadd);
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+size_t child_utf8_len(const unsigned char *s, size_t n);
+
+/* Make program output fit for a log line or last_error, in place: NUL and
+ * invalid UTF-8 bytes become '?' (a text column rejects them). */
+void child_sanitize_text(char *s, size_t n);
+
+#endif
