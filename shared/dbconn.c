@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,38 +66,72 @@ void dbconn_set_guard_extra(int64_t extra_ms)
     guard.extra_ms = extra_ms;
 }
 
-/* Collect a sent query's results like PQexec does (the last one wins),
- * waiting in poll() so that the guard's deadline and death_fd apply. */
-static PGresult *dbconn_wait(PGconn *conn)
+/* Wait until conn has input to read (or, while fill_output, room to send
+ * what libpq still buffers), within the guard's deadline and watching
+ * death_fd. Returns only when there is something to do. */
+static void dbconn_wait_socket(PGconn *conn, int64_t deadline, bool want_output)
+{
+    int64_t left = deadline - time_now_ms();
+    if (left <= 0) {
+        char why[96];
+        snprintf(why, sizeof(why), "the database did not answer within %lld ms",
+                 (long long)(guard.timeout_ms + guard.extra_ms));
+        guard.give_up(why);
+    }
+    struct pollfd fds[2] = {{.fd = PQsocket(conn), .events = POLLIN | (want_output ? POLLOUT : 0)},
+                            {.fd = guard.death_fd, .events = POLLIN}};
+    int rc = poll(fds, guard.death_fd >= 0 ? 2 : 1, left > 60000 ? 60000 : (int)left);
+    if (rc < 0 && errno != EINTR)
+        guard.give_up("poll failed while waiting for the database");
+    if (guard.death_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP)))
+        guard.give_up("the supervisor died");
+    /* A broken connection makes PQconsumeInput fail; PQisBusy is then
+     * false and PQgetResult reports the error. */
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))
+        PQconsumeInput(conn);
+}
+
+PGresult *dbconn_next_result(PGconn *conn)
 {
     int64_t deadline = time_now_ms() + guard.timeout_ms + guard.extra_ms;
+    for (;;) {
+        /* Send what is buffered (a non-blocking connection may hold some
+         * back); 1 means the socket is full for now. -1: the error shows
+         * in the next result. */
+        int unsent = PQflush(conn);
+        if (!PQisBusy(conn) || unsent < 0)
+            return PQgetResult(conn);
+        if (guard.timeout_ms == 0) {
+            /* No guard (the CLI): block in poll without a deadline. */
+            struct pollfd fd = {.fd = PQsocket(conn), .events = POLLIN | (unsent ? POLLOUT : 0)};
+            if (poll(&fd, 1, -1) < 0 && errno != EINTR)
+                return PQgetResult(conn);
+            if (fd.revents & (POLLIN | POLLHUP | POLLERR))
+                PQconsumeInput(conn);
+            continue;
+        }
+        dbconn_wait_socket(conn, deadline, unsent == 1);
+    }
+}
+
+bool dbconn_result_ready(PGconn *conn)
+{
+    PQflush(conn);
+    if (!PQconsumeInput(conn))
+        return true; /* broken: PQgetResult reports it without blocking */
+    return !PQisBusy(conn);
+}
+
+/* Collect a sent query's results like PQexec does (the last one wins). */
+static PGresult *dbconn_wait(PGconn *conn)
+{
     PGresult *last = NULL;
     for (;;) {
-        while (!PQisBusy(conn)) {
-            PGresult *res = PQgetResult(conn);
-            if (res == NULL)
-                return last;
-            PQclear(last);
-            last = res;
-        }
-        int64_t left = deadline - time_now_ms();
-        if (left <= 0) {
-            char why[96];
-            snprintf(why, sizeof(why), "the database did not answer within %lld ms",
-                     (long long)(guard.timeout_ms + guard.extra_ms));
-            guard.give_up(why);
-        }
-        struct pollfd fds[2] = {{.fd = PQsocket(conn), .events = POLLIN},
-                                {.fd = guard.death_fd, .events = POLLIN}};
-        int rc = poll(fds, guard.death_fd >= 0 ? 2 : 1, left > 60000 ? 60000 : (int)left);
-        if (rc < 0 && errno != EINTR)
-            guard.give_up("poll failed while waiting for the database");
-        if (guard.death_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP)))
-            guard.give_up("the supervisor died");
-        /* A broken connection makes PQconsumeInput fail; PQisBusy is then
-         * false and PQgetResult reports the error. */
-        if (fds[0].revents != 0)
-            PQconsumeInput(conn);
+        PGresult *res = dbconn_next_result(conn);
+        if (res == NULL)
+            return last;
+        PQclear(last);
+        last = res;
     }
 }
 

@@ -9,6 +9,8 @@
 #ifndef PGWORK_DBCONN_H
 #define PGWORK_DBCONN_H
 
+#include <stdbool.h>
+
 #include <libpq-fe.h>
 
 #include "config.h"
@@ -45,6 +47,19 @@ void dbconn_set_guard(int death_fd, int64_t timeout_ms, void (*give_up)(const ch
 void dbconn_set_guard_extra(int64_t extra_ms);
 
 PGresult *dbconn_exec(PGconn *conn, const char *sql);
+
+/*
+ * The next result of what was sent with PQsend* (PQgetResult's meaning:
+ * NULL ends one query's results; in pipeline mode a PGRES_PIPELINE_SYNC
+ * ends each sync), waiting under the guard and sending what a
+ * non-blocking connection still buffers, so a long pipeline cannot
+ * deadlock against the server's answers.
+ */
+PGresult *dbconn_next_result(PGconn *conn);
+
+/* Without blocking: has the query in flight answered (PQgetResult will
+ * not wait)? Also sends buffered output. */
+bool dbconn_result_ready(PGconn *conn);
 PGresult *dbconn_prepare(PGconn *conn, const char *name, const char *sql, int nparams,
                          const Oid *types);
 PGresult *dbconn_exec_prepared(PGconn *conn, const char *name, int nparams,

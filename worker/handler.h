@@ -69,16 +69,20 @@ struct handler {
     enum handler_outcome (*run)(void *state, struct handler_env *env, const struct task *task,
                                 char *error, size_t errlen);
     void (*fini)(void *state);
+    /* run() uses the worker's connection (env->conn): the worker finishes
+     * recording earlier tasks first. */
+    bool uses_connection;
     /*
-     * Optional (NULL for most handlers): run the task inside the worker's
-     * open transaction, the one that locked the batch and will mark it done
-     * — a task then costs one row write (DESIGN §2: the sql handler's
-     * effect and its `done` commit together). HANDLER_OK, or HANDLER_FAILED
-     * with error set, after which the transaction is aborted and the worker
-     * runs the batch again one task at a time with run().
+     * Optional (NULL for most handlers): send the task's work into the
+     * worker's open transaction, the one that locked the batch and will
+     * mark it done — a task then costs one row write (DESIGN §2: the sql
+     * handler's effect and its `done` commit together). The connection is
+     * in pipeline mode: send one query and return 0 (-1 if it could not be
+     * sent); the worker reads its result. When any task's query fails, the
+     * transaction is rolled back and the worker runs the batch again one
+     * task at a time with run().
      */
-    enum handler_outcome (*run_in_transaction)(void *state, struct handler_env *env,
-                                               const struct task *task, char *error, size_t errlen);
+    int (*send_in_transaction)(void *state, struct handler_env *env, const struct task *task);
 };
 
 const struct handler *handler_for_kind(enum handler_kind kind);

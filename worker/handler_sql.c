@@ -109,26 +109,16 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
     return HANDLER_DONE;
 }
 
-/* Inside the worker's batch transaction: just the statement. The queue's
- * timeout was set for the transaction by the worker (SET LOCAL). */
-static enum handler_outcome sql_run_in_transaction(void *state, struct handler_env *env,
-                                                   const struct task *task, char *error,
-                                                   size_t errlen)
+/* Inside the worker's batch transaction: just the statement, queued in
+ * its pipeline. The queue's timeout was set for the transaction by the
+ * worker (SET LOCAL). */
+static int sql_send_in_transaction(void *state, struct handler_env *env, const struct task *task)
 {
     struct sql_state *sql = state;
     char id[24];
     snprintf(id, sizeof(id), "%" PRId64, task->id);
     const char *params[] = {task->payload, id};
-    PGresult *res = dbconn_exec_prepared(env->conn, sql->statement_name, 2, params);
-    ExecStatusType status = PQresultStatus(res);
-    enum handler_outcome outcome = HANDLER_OK;
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-        snprintf(error, errlen, "%s", PQresultErrorMessage(res));
-        error[strcspn(error, "\n")] = '\0';
-        outcome = HANDLER_FAILED;
-    }
-    PQclear(res);
-    return outcome;
+    return PQsendQueryPrepared(env->conn, sql->statement_name, 2, params, NULL, NULL, 0) ? 0 : -1;
 }
 
 static void sql_fini(void *state)
@@ -141,5 +131,6 @@ const struct handler handler_sql = {
     .init = sql_init,
     .run = sql_run,
     .fini = sql_fini,
-    .run_in_transaction = sql_run_in_transaction,
+    .uses_connection = true,
+    .send_in_transaction = sql_send_in_transaction,
 };

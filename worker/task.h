@@ -42,18 +42,23 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
                int64_t lease_ms, struct task_batch *batch);
 
 /*
- * The one-transaction path (handlers with run_in_transaction): inside an
- * open transaction, lock up to queue->batch due pending tasks (FOR UPDATE
- * SKIP LOCKED) without changing them: nobody else can see them running,
- * and if this worker dies the locks simply go away. Fills batch (attempt =
- * attempts + 1). Returns the count, or -1 (logged).
+ * The one-transaction path (handlers with send_in_transaction), sent in
+ * a pipeline inside an open transaction: lock up to queue->batch due
+ * pending tasks (FOR UPDATE SKIP LOCKED) without changing them — nobody
+ * else can see them running, and if this worker dies the locks simply go
+ * away. The result's rows (attempt = attempts + 1) go into a batch with
+ * task_batch_take. 0, or -1 when it could not be sent.
  */
-int task_lock_batch(PGconn *conn, const struct queue_config *queue, struct task_batch *batch);
+int task_send_lock_batch(PGconn *conn, const struct queue_config *queue);
+
+/* Copy a claim's or lock's rows into batch (cleared first); the count. */
+int task_batch_take(struct task_batch *batch, const PGresult *res);
 
 /* Same transaction: mark ids done (or delete them), attempts + 1, owner
- * locked_by. Returns rows changed, or -1 (logged). */
-int task_finish_locked(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
-                       bool keep_done);
+ * locked_by; the command's row count is the number changed. 0, or -1 when
+ * it could not be sent. */
+int task_send_finish_locked(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
+                            bool keep_done);
 
 /* Success: state done (or the row deleted when keep_done is false).
  * Called inside or outside a transaction. Returns 1, 0 when the task is no
@@ -70,6 +75,36 @@ int task_mark_failed(PGconn *conn, int64_t id, const char *locked_by, const char
 /* Put claimed-but-unstarted tasks back to pending, undoing their attempt
  * count. Returns 0 or -1. */
 int task_release(PGconn *conn, const int64_t *ids, int count, const char *locked_by);
+
+/*
+ * Finished tasks whose `done` is recorded in the background: the worker
+ * sends one UPDATE for the finished tasks and runs the next task while the
+ * database applies it; the answer is read when the connection is needed
+ * next. Finishing tasks that arrive while an UPDATE is in flight go
+ * together in the next one. Until its UPDATE commits a finished task is
+ * still `running` (a worker that dies then has it requeued: at-least-once,
+ * as ever). Any other statement on the connection must be preceded by
+ * task_completions_flush.
+ */
+struct task_completions {
+    int64_t *ids; /* finished, not yet sent (owned) */
+    int count;
+    int capacity;
+    int in_flight;          /* tasks in the statement sent and not yet answered */
+    bool keep_done;         /* of the queue the ids belong to */
+    const char *queue_name; /* for messages */
+    const char *locked_by;
+};
+
+/* Record task id of queue as finished. 0, or -1 (logged; the connection
+ * is then likely broken). */
+int task_completions_add(PGconn *conn, struct task_completions *tc,
+                         const struct queue_config *queue, const char *locked_by, int64_t id);
+
+/* Wait until every recorded task is written. 0, or -1 (logged). */
+int task_completions_flush(PGconn *conn, struct task_completions *tc);
+
+void task_completions_free(struct task_completions *tc);
 
 void task_batch_clear(struct task_batch *batch);
 void task_batch_free(struct task_batch *batch);

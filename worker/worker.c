@@ -53,6 +53,7 @@ struct worker {
     struct served_queue *served;
     int served_count;
     struct task_batch batch;
+    struct task_completions completions; /* finished tasks being recorded */
 };
 
 bool worker_serves_queue(int slot, const struct queue_config *queue)
@@ -113,6 +114,13 @@ static void worker_check_connection(struct worker *w)
     }
 }
 
+/* Wait until the finished tasks are written: before any other statement. */
+static void worker_flush_completions(struct worker *w)
+{
+    if (task_completions_flush(w->conn, &w->completions) != 0)
+        worker_check_connection(w);
+}
+
 /* Non-blocking look at the signal and death fds between tasks. */
 static void worker_poll_control(struct worker *w)
 {
@@ -148,6 +156,8 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     atomic_store_explicit(&w->self->task_id, task.id, memory_order_relaxed);
     w->env.queue = queue;
     w->env.keep_done = queue->keep_done;
+    if (sq->handler->uses_connection)
+        worker_flush_completions(w);
     int64_t started_us = time_now_us();
     /* A handler's statements may run for the queue's timeout; the guard
      * allows it while (and only while) the handler runs. */
@@ -162,9 +172,9 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
 
     switch (outcome) {
     case HANDLER_OK:
-        if (task_mark_done(w->conn, task.id, w->locked_by, queue->keep_done) == 0)
-            log_task(LOG_LEVEL_WARN, queue->name, task.id,
-                     "finished, but the task is no longer ours (lease expired)");
+        /* Recorded in the background while the next task runs. */
+        if (task_completions_add(w->conn, &w->completions, queue, w->locked_by, task.id) != 0)
+            worker_check_connection(w);
         /* fall through */
     case HANDLER_DONE:
         atomic_fetch_add_explicit(&shared_queue->tasks_done, 1, memory_order_relaxed);
@@ -189,11 +199,13 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
             log_task(LOG_LEVEL_WARN, queue->name, task.id,
                      "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", task.attempt,
                      task.max_attempts, delay, error);
+        worker_flush_completions(w);
         if (task_mark_failed(w->conn, task.id, w->locked_by, error, delay, dead) == 1 && !dead)
             worker_schedule_retry(w, sq->index, delay);
         break;
     }
     case HANDLER_ABORTED:
+        worker_flush_completions(w);
         task_release(w->conn, &task.id, 1, w->locked_by);
         log_task(LOG_LEVEL_INFO, queue->name, task.id, "interrupted, released to pending");
         break;
@@ -219,6 +231,7 @@ static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
     for (int i = 0; i < w->batch.count; i++) {
         worker_poll_control(w);
         if (worker_holding_back(w)) {
+            worker_flush_completions(w);
             /* Claimed but not started: give them back untried. */
             int left = w->batch.count - i;
             int64_t *ids = malloc((size_t)left * sizeof(*ids));
@@ -232,6 +245,7 @@ static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
         }
         worker_run_task(w, sq, &w->batch.tasks[i]);
     }
+    worker_flush_completions(w);
     return claimed;
 }
 
@@ -245,34 +259,138 @@ static bool worker_exec_simple(struct worker *w, const char *sql)
     return ok;
 }
 
+/* The result of one query sent in pipeline mode, and the NULL that ends
+ * it. NULL when the connection broke (no result where one was due). */
+static PGresult *pipeline_take(PGconn *conn)
+{
+    PGresult *res = dbconn_next_result(conn);
+    if (res != NULL && PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+        PGresult *end = dbconn_next_result(conn);
+        PQclear(end); /* NULL, unless the protocol went astray */
+    }
+    return res;
+}
+
+/* One query's status in a pipeline: whether it succeeded (rows or not). */
+static bool pipeline_ok(PGconn *conn)
+{
+    PGresult *res = pipeline_take(conn);
+    ExecStatusType status = PQresultStatus(res);
+    PQclear(res);
+    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+}
+
+/* Read up to and including the sync that ends a pipeline round; false if
+ * the connection broke first. */
+static bool pipeline_finish_round(PGconn *conn)
+{
+    for (int nulls = 0; nulls < 2;) {
+        PGresult *res = dbconn_next_result(conn);
+        if (res == NULL) {
+            /* One NULL ends a query; two in a row: nothing more comes. */
+            if (PQstatus(conn) != CONNECTION_OK)
+                return false;
+            nulls++;
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType status = PQresultStatus(res);
+        PQclear(res);
+        if (status == PGRES_PIPELINE_SYNC)
+            return true;
+    }
+    return false;
+}
+
+/* Leave pipeline mode after a round that went wrong: read what is left,
+ * roll back the open transaction. */
+static void pipeline_abandon(struct worker *w, bool round_open)
+{
+    if (round_open && !pipeline_finish_round(w->conn))
+        worker_check_connection(w);
+    if (!PQexitPipelineMode(w->conn)) {
+        log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
+        exit(WORKER_EXIT_ERROR);
+    }
+    if (PQtransactionStatus(w->conn) != PQTRANS_IDLE)
+        worker_exec_simple(w, "ROLLBACK");
+    worker_check_connection(w);
+}
+
 /*
- * One claim round in one transaction (handlers with run_in_transaction,
- * i.e. sql): lock the batch, run every task's statement, mark them all
- * done, commit. A task costs one row write and no other session ever sees
- * it running; if this worker dies, the transaction and its locks vanish
- * and the tasks are simply still pending. When a statement fails, the
- * whole transaction is rolled back and the round is redone a task at a
- * time, so the failure is recorded and the rest still succeed.
- * Returns the number claimed, or -1 after a database error.
+ * Round 1 of the one-transaction path, one round trip: BEGIN, the queue's
+ * timeout for the transaction, lock the batch. Leaves the transaction open
+ * and the connection in pipeline mode. Returns the tasks locked, or -1
+ * (pipeline abandoned).
+ */
+static int worker_lock_round(struct worker *w, const struct queue_config *queue)
+{
+    PGconn *conn = w->conn;
+    char set_timeout[64];
+    snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
+             (long long)queue->timeout_ms);
+    if (!PQenterPipelineMode(conn)) {
+        log_error("cannot enter pipeline mode: %s", PQerrorMessage(conn));
+        return -1;
+    }
+    bool sent = PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+                (queue->timeout_ms == 0 ||
+                 PQsendQueryParams(conn, set_timeout, 0, NULL, NULL, NULL, NULL, 0)) &&
+                task_send_lock_batch(conn, queue) == 0 && PQpipelineSync(conn);
+    if (!sent) {
+        log_error("cannot send the claim of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
+        pipeline_abandon(w, false);
+        return -1;
+    }
+    bool ok = pipeline_ok(conn) && (queue->timeout_ms == 0 || pipeline_ok(conn));
+    PGresult *res = pipeline_take(conn);
+    int claimed = -1;
+    if (ok && PQresultStatus(res) == PGRES_TUPLES_OK)
+        claimed = task_batch_take(&w->batch, res);
+    else
+        log_error("claim failed on queue \"%s\": %s", queue->name,
+                  res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+    PQclear(res);
+    if (claimed < 0) {
+        pipeline_abandon(w, true);
+        return -1;
+    }
+    if (!pipeline_finish_round(conn)) {
+        pipeline_abandon(w, false);
+        return -1;
+    }
+    return claimed;
+}
+
+/*
+ * One claim round in one transaction (handlers with send_in_transaction,
+ * i.e. sql), in two round trips: (1) BEGIN, lock the batch; (2) every
+ * task's statement, mark them all done, COMMIT — sent as one pipeline. A
+ * task costs one row write and no other session ever sees it running; if
+ * this worker dies, the transaction and its locks vanish and the tasks are
+ * simply still pending. When a statement fails, the server skips the rest
+ * of the pipeline (COMMIT included), the transaction is rolled back and
+ * the round is redone a task at a time, so the failure is recorded and the
+ * rest still succeed. Returns the number claimed, or -1 after a database
+ * error.
  */
 static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq)
 {
     const struct queue_config *queue = sq->queue;
     struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
-    if (!worker_exec_simple(w, "BEGIN"))
-        return -1;
-    if (queue->timeout_ms > 0) {
-        char set_timeout[64];
-        snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
-                 (long long)queue->timeout_ms);
-        if (!worker_exec_simple(w, set_timeout)) {
-            worker_exec_simple(w, "ROLLBACK");
-            return -1;
-        }
-    }
-    int claimed = task_lock_batch(w->conn, queue, &w->batch);
+    PGconn *conn = w->conn;
+    int claimed = worker_lock_round(w, queue);
     if (claimed <= 0) {
-        worker_exec_simple(w, "ROLLBACK");
+        if (claimed == 0) {
+            /* Nothing due: end the empty transaction (same pipeline). */
+            bool ended = PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+                         PQpipelineSync(conn) && pipeline_ok(conn) && pipeline_finish_round(conn) &&
+                         PQexitPipelineMode(conn);
+            if (!ended) {
+                pipeline_abandon(w, false);
+                return -1;
+            }
+        }
         return claimed;
     }
     if (claimed == queue->batch)
@@ -282,40 +400,68 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
     if (ids == NULL || elapsed_us == NULL) {
         free(ids);
         free(elapsed_us);
-        worker_exec_simple(w, "ROLLBACK");
+        pipeline_abandon(w, false);
         return -1;
     }
     w->env.queue = queue;
     w->env.keep_done = queue->keep_done;
-    bool failed = false;
-    for (int i = 0; i < claimed && !failed; i++) {
+    bool sent = true;
+    for (int i = 0; i < claimed && sent; i++) {
         const struct claimed_task *c = &w->batch.tasks[i];
         struct task task = {.id = c->id,
                             .payload = c->payload,
                             .attempt = c->attempt,
                             .max_attempts = c->max_attempts};
-        char error[HANDLER_ERROR_MAX];
-        int64_t started_us = time_now_us();
-        atomic_store_explicit(&w->self->task_id, task.id, memory_order_relaxed);
-        dbconn_set_guard_extra(queue->timeout_ms);
-        failed = sq->handler->run_in_transaction(sq->handler_state, &w->env, &task, error,
-                                                 sizeof(error)) != HANDLER_OK;
-        dbconn_set_guard_extra(0);
-        elapsed_us[i] = time_now_us() - started_us;
         ids[i] = task.id;
+        sent = sq->handler->send_in_transaction(sq->handler_state, &w->env, &task) == 0;
     }
-    atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
-    int finished =
-        failed ? -1 : task_finish_locked(w->conn, ids, claimed, w->locked_by, queue->keep_done);
-    if (failed || finished != claimed || !worker_exec_simple(w, "COMMIT")) {
-        if (PQtransactionStatus(w->conn) != PQTRANS_IDLE)
-            worker_exec_simple(w, "ROLLBACK");
+    sent = sent &&
+           task_send_finish_locked(conn, ids, claimed, w->locked_by, queue->keep_done) == 0 &&
+           PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(conn);
+    if (!sent) {
+        log_error("cannot send the tasks of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         free(ids);
         free(elapsed_us);
-        worker_check_connection(w);
+        pipeline_abandon(w, true);
+        return claimed > 0 ? worker_claim_and_run(w, sq) : -1;
+    }
+
+    /* Each statement may run for the queue's timeout. A task's duration is
+     * the time between its answer and the previous one's (the statements
+     * run one after another on the server). */
+    dbconn_set_guard_extra(queue->timeout_ms * claimed);
+    atomic_store_explicit(&w->self->task_id, ids[0], memory_order_relaxed);
+    bool failed = false;
+    int64_t previous_us = time_now_us();
+    for (int i = 0; i < claimed; i++) {
+        if (!pipeline_ok(conn))
+            failed = true;
+        int64_t now_us = time_now_us();
+        elapsed_us[i] = now_us - previous_us;
+        previous_us = now_us;
+    }
+    PGresult *res = pipeline_take(conn);
+    int finished = PQresultStatus(res) == PGRES_COMMAND_OK ? atoi(PQcmdTuples(res)) : -1;
+    PQclear(res);
+    bool committed = pipeline_ok(conn);
+    dbconn_set_guard_extra(0);
+    atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
+    bool synced = pipeline_finish_round(conn);
+    if (failed || !committed || !synced) {
+        free(ids);
+        free(elapsed_us);
+        pipeline_abandon(w, false);
         /* Nothing of this round happened: redo it a task at a time. */
         return worker_claim_and_run(w, sq);
     }
+    if (!PQexitPipelineMode(conn)) {
+        log_error("cannot leave pipeline mode: %s", PQerrorMessage(conn));
+        exit(WORKER_EXIT_ERROR);
+    }
+    /* Our row locks kept everyone else away: all of them changed. */
+    if (finished != claimed)
+        log_error("queue \"%s\": %d of %d locked tasks marked done", queue->name, finished,
+                  claimed);
     for (int i = 0; i < claimed; i++) {
         const struct claimed_task *c = &w->batch.tasks[i];
         shm_histogram_observe(&shared_queue->pickup, c->pickup_us);
@@ -340,8 +486,8 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
     sq->seen_hint = atomic_load(&shared_queue->hint);
 
     while (!worker_holding_back(w)) {
-        int claimed = sq->handler->run_in_transaction != NULL ? worker_claim_in_transaction(w, sq)
-                                                              : worker_claim_and_run(w, sq);
+        int claimed = sq->handler->send_in_transaction != NULL ? worker_claim_in_transaction(w, sq)
+                                                               : worker_claim_and_run(w, sq);
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->self->claims, 1, memory_order_relaxed);
         if (claimed < 0) {
@@ -454,6 +600,10 @@ static PGconn *worker_connect(const struct worker *w)
     /* The claim's LIMIT is a parameter: a cached generic plan may scan the
      * whole table, where a custom plan walks the claim index (measured:
      * 2.3 ms -> 0.6 ms per claim, `make bench`). */
+    /* Non-blocking: a long pipeline (worker_claim_in_transaction) is sent
+     * while the answers are read (dbconn_next_result), never deadlocking. */
+    if (PQsetnonblocking(conn, 1) != 0)
+        log_warn("cannot make the connection non-blocking: %s", PQerrorMessage(conn));
     PGresult *plan = dbconn_exec(conn, "SET plan_cache_mode = force_custom_plan");
     PQclear(plan);
     if (!w->config->database.synchronous_commit) {
@@ -552,6 +702,7 @@ void worker_main(const struct worker_args *args)
         w.served[i].handler->fini(w.served[i].handler_state);
     free(w.served);
     task_batch_free(&w.batch);
+    task_completions_free(&w.completions);
     PQfinish(w.conn);
     log_debug("stopped");
     exit(WORKER_EXIT_OK);

@@ -277,8 +277,8 @@ int main(void)
         snprintf(figure, sizeof(figure), "SQL ceiling, exec path, %d connections", counts[c]);
         add_limit(figure, "tasks/s", ceiling_exec[c],
                   c == 0 ? "worker/task.c's statements (linked in), 20000 tasks, as fast as "
-                           "the database takes them: claim (batch 10), then the batch's done "
-                           "UPDATEs pipelined; synchronous_commit off as the workers; median"
+                           "the database takes them: claim (batch 10), then one done UPDATE "
+                           "for the batch; synchronous_commit off as the workers; median"
                          : "");
     }
     for (int c = 0; c < 3; c++) {

@@ -128,18 +128,19 @@ void measure_notify_floor(double *p50_ms, double *p99_ms)
 /* --- SQL ceiling ---------------------------------------------------------- */
 
 enum ceiling_kind {
-    CEIL_EXEC_PIPE,  /* the exec/coprocess statements, as fast as the database takes them:
-                        task_claim, then every task's done UPDATE (task_mark_done's
-                        statement) pipelined: 2 round trips per batch */
-    CEIL_SQL_PIPE,   /* the sql path's statements as fast as the database takes them: BEGIN,
-                        SET LOCAL statement_timeout, pgwork_lock in one round trip; every
-                        statement, pgwork_finish_locked and COMMIT in a second */
-    CEIL_EXEC_SEQ,   /* the exec/coprocess path as the worker runs it today: task_claim,
-                        then task_mark_done per task, each a round trip */
-    CEIL_SQL_SEQ,    /* the sql path as the worker runs it today (worker.c's
-                        one-transaction round, each statement a round trip); on a tree
-                        without run_in_transaction, the handler's transaction per task */
-    CEIL_EXEC_BATCH, /* proposal: task_claim, then ONE done UPDATE for the batch */
+    CEIL_EXEC_PIPE,     /* the exec/coprocess statements as fast as the database takes them:
+                           task_claim, then the batch's completion as one
+                           pgwork_done_many UPDATE (what the worker's background
+                           completions send when tasks take no time): 2 round trips
+                           per batch */
+    CEIL_SQL_PIPE,      /* the sql path's statements as fast as the database takes them: BEGIN,
+                           SET LOCAL statement_timeout, pgwork_lock in one round trip; every
+                           statement, pgwork_finish_locked and COMMIT in a second (the
+                           worker's two pipelined round trips) */
+    CEIL_EXEC_PER_TASK, /* for comparison: task_claim, then a done UPDATE per task, each
+                          a round trip (the worker before background completions) */
+    CEIL_SQL_PER_TASK,  /* for comparison: the sql handler's own transaction per task (the
+                           worker's fallback after a failed batch) */
 };
 
 struct ceiling_thread {
@@ -151,11 +152,6 @@ struct ceiling_thread {
     int64_t done;
     int64_t finished_us;
 };
-
-/* worker/task.c's done statement, for a whole batch. */
-static const char batch_done_sql[] =
-    "UPDATE pgwork.tasks SET state = 'done', finished_at = now(), locked_until = NULL"
-    " WHERE id = ANY($1::bigint[]) AND locked_by = $2 AND state = 'running'";
 
 /* Read the results of `results` pipelined queries and the sync; the rows of
  * query number `keep_index` are handed back in *keep (caller clears). */
@@ -177,14 +173,6 @@ static void pipe_expect(PGconn *conn, int results, int keep_index, PGresult **ke
     if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
         die("pipeline: no sync: %s", PQerrorMessage(conn));
     PQclear(sync);
-}
-
-static void simple(PGconn *conn, const char *sql)
-{
-    PGresult *res = PQexec(conn, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        die("%s: %s", sql, PQerrorMessage(conn));
-    PQclear(res);
 }
 
 /* A bigint[] literal of the batch's ids. */
@@ -210,72 +198,34 @@ static int ceiling_round(struct ceiling_thread *t, struct queue_config *queue,
     char array[32 * 1024];
     int n;
     switch (t->kind) {
-    case CEIL_EXEC_SEQ:
+    case CEIL_EXEC_PER_TASK:
         n = task_claim(conn, queue, locked_by, 300000, batch);
         for (int i = 0; i < n; i++)
             if (task_mark_done(conn, batch->tasks[i].id, locked_by, true) != 1)
                 die("done failed");
         return n;
-    case CEIL_EXEC_BATCH: {
+    case CEIL_SQL_PER_TASK:
         n = task_claim(conn, queue, locked_by, 300000, batch);
-        if (n <= 0)
-            return n;
-        id_array(batch, ids, array, sizeof(array));
-        const char *params[] = {array, locked_by};
-        PGresult *res = PQexecPrepared(conn, "batch_done", 2, params, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK || atoi(PQcmdTuples(res)) != n)
-            die("batch done: %s", PQerrorMessage(conn));
-        PQclear(res);
-        return n;
-    }
-    case CEIL_SQL_SEQ:
-        if (handler_sql.run_in_transaction == NULL) {
-            n = task_claim(conn, queue, locked_by, 300000, batch);
-            for (int i = 0; i < n; i++) {
-                struct task task = {.id = batch->tasks[i].id,
-                                    .payload = batch->tasks[i].payload,
-                                    .attempt = 1,
-                                    .max_attempts = 25};
-                char error[HANDLER_ERROR_MAX];
-                if (handler_sql.run(sql_state, env, &task, error, sizeof(error)) != HANDLER_DONE)
-                    die("sql handler: %s", error);
-            }
-            return n;
-        }
-        simple(conn, "BEGIN");
-        simple(conn, "SET LOCAL statement_timeout = 60000");
-        n = task_lock_batch(conn, queue, batch);
-        if (n < 0)
-            die("lock failed");
         for (int i = 0; i < n; i++) {
             struct task task = {.id = batch->tasks[i].id,
                                 .payload = batch->tasks[i].payload,
-                                .attempt = batch->tasks[i].attempt,
+                                .attempt = 1,
                                 .max_attempts = 25};
             char error[HANDLER_ERROR_MAX];
-            if (handler_sql.run_in_transaction(sql_state, env, &task, error, sizeof(error)) !=
-                HANDLER_OK)
+            if (handler_sql.run(sql_state, env, &task, error, sizeof(error)) != HANDLER_DONE)
                 die("sql handler: %s", error);
-            ids[i] = task.id;
         }
-        if (n > 0 && task_finish_locked(conn, ids, n, locked_by, true) != n)
-            die("finish failed");
-        simple(conn, n > 0 ? "COMMIT" : "ROLLBACK");
         return n;
     case CEIL_EXEC_PIPE: {
         n = task_claim(conn, queue, locked_by, 300000, batch);
         if (n <= 0)
             return n;
-        PQenterPipelineMode(conn);
-        char idtext[64][24];
-        for (int i = 0; i < n && i < 64; i++) {
-            snprintf(idtext[i], sizeof(idtext[i]), "%" PRId64, batch->tasks[i].id);
-            const char *params[] = {idtext[i], locked_by};
-            PQsendQueryPrepared(conn, "pgwork_done", 2, params, NULL, NULL, 0);
-        }
-        PQpipelineSync(conn);
-        pipe_expect(conn, n, -1, NULL);
-        PQexitPipelineMode(conn);
+        id_array(batch, ids, array, sizeof(array));
+        const char *params[] = {array, locked_by};
+        PGresult *res = PQexecPrepared(conn, "pgwork_done_many", 2, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK || atoi(PQcmdTuples(res)) != n)
+            die("batch done: %s", PQerrorMessage(conn));
+        PQclear(res);
         return n;
     }
     case CEIL_SQL_PIPE: {
@@ -337,15 +287,11 @@ static void *ceiling_work(void *arg)
                               .death_fd = -1,
                               .signal_fd = -1};
     void *sql_state = NULL;
-    if (t->kind == CEIL_SQL_SEQ && handler_sql.init(&env, &sql_state) != 0)
+    if (t->kind == CEIL_SQL_PER_TASK && handler_sql.init(&env, &sql_state) != 0)
         die("sql handler init failed");
     if (t->kind == CEIL_SQL_PIPE) {
         static const Oid types[] = {3802, 20}; /* jsonb, bigint: as handler_sql.c */
         PGresult *res = PQprepare(conn, "stmt", CEILING_STATEMENT, 2, types);
-        PQclear(res);
-    }
-    if (t->kind == CEIL_EXEC_BATCH) {
-        PGresult *res = PQprepare(conn, "batch_done", batch_done_sql, 0, NULL);
         PQclear(res);
     }
     struct task_batch batch = {0};
@@ -439,9 +385,8 @@ void measure_ceiling_variants(int connections, int batch)
         enum ceiling_kind kind;
         const char *key;
     } variants[] = {
-        {CEIL_EXEC_SEQ, "ceiling_exec_path_as_the_worker_does_it"},
-        {CEIL_EXEC_BATCH, "ceiling_exec_path_one_done_update_per_batch"},
-        {CEIL_SQL_SEQ, "ceiling_sql_path_as_the_worker_does_it"},
+        {CEIL_EXEC_PER_TASK, "ceiling_exec_path_done_update_per_task"},
+        {CEIL_SQL_PER_TASK, "ceiling_sql_path_transaction_per_task"},
     };
     for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
         double runs[16];
