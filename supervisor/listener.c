@@ -123,20 +123,23 @@ static const char requeue_sql[] =
  * none), how many of its tasks were just requeued (due now, but not
  * visible to this statement's snapshot), and milliseconds until its
  * earliest task due later (NULL: none). One index probe per queue
- * (tasks_due_idx), one statement for all queues (DESIGN §1.5).
+ * (tasks_poll_idx: `priority IS NOT NULL` is always true and names that
+ * index, which the workers' claims cannot use — migration 0004), one
+ * statement for all queues (DESIGN §1.5).
  */
 static const char poll_sql[] =
     "WITH moved AS (" EXPIRE_SQL ")"
     " SELECT q.i,"
     "   ceil(extract(epoch FROM ("
     "     SELECT min(t.run_at) FROM pgwork.tasks t"
-    "     WHERE t.queue = q.name AND t.state = 'pending') - now()) * 1000)::bigint,"
+    "     WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL)"
+    "     - now()) * 1000)::bigint,"
     "   (SELECT count(*) FROM moved m WHERE m.queue = q.name AND NOT m.dead),"
     "   (SELECT count(*) FROM moved),"
     "   ceil(extract(epoch FROM ("
     "     SELECT min(t.run_at) FROM pgwork.tasks t"
-    "     WHERE t.queue = q.name AND t.state = 'pending' AND t.run_at > now()) - now())"
-    "     * 1000)::bigint"
+    "     WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
+    "       AND t.run_at > now()) - now()) * 1000)::bigint"
     " FROM unnest($1::text[]) WITH ORDINALITY AS q(name, i)";
 
 /* Leases of tasks our live workers are running: pushed forward, so a
@@ -148,14 +151,16 @@ static const char renew_sql[] =
 
 static const char ping_sql[] = "SELECT pg_notify($1, 'ping')";
 
-/* Queue depth by state: index probes on the partial indexes (claim, due,
+/* Queue depth by state: index probes on the partial indexes (poll,
  * running, dead), one statement for all queues. */
 static const char depth_sql[] =
     "SELECT q.name,"
     " (SELECT count(*) FROM pgwork.tasks t"
-    "   WHERE t.queue = q.name AND t.state = 'pending' AND t.run_at <= now()),"
+    "   WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
+    "     AND t.run_at <= now()),"
     " (SELECT count(*) FROM pgwork.tasks t"
-    "   WHERE t.queue = q.name AND t.state = 'pending' AND t.run_at > now()),"
+    "   WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
+    "     AND t.run_at > now()),"
     " (SELECT count(*) FROM pgwork.tasks t WHERE t.queue = q.name AND t.state = 'running'),"
     " (SELECT count(*) FROM pgwork.tasks t WHERE t.queue = q.name AND t.state = 'dead'),"
     " pg_notification_queue_usage()"

@@ -14,6 +14,7 @@
 #include "suites.h"
 #include "shared/config.h"
 #include "supervisor/migrate.h"
+#include "worker/task.h"
 
 #define CHANNEL "pgwork_tasks"
 #define WAIT_MS 10000
@@ -478,6 +479,52 @@ START_TEST(test_notify_long_queue_name_degrades)
 }
 END_TEST
 
+/* --- plans ------------------------------------------------------------------ */
+
+/* The plan of a prepared worker statement, as text. */
+static const char *plan_of(PGconn *conn, const char *execute)
+{
+    PGresult *res = PQexec(conn, harness_printf("EXPLAIN %s", execute));
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "EXPLAIN %s: %s", execute,
+                  PQerrorMessage(conn));
+    const char *plan = "";
+    for (int i = 0; i < PQntuples(res); i++)
+        plan = harness_printf("%s%s\n", plan, PQgetvalue(res, i, 0));
+    PQclear(res);
+    return plan;
+}
+
+/*
+ * Statistics that say "nothing pending" (taken while the queue was empty,
+ * its usual state) and then a backlog: the claim must still walk
+ * tasks_claim_idx in order, never read the backlog into a Sort (migration
+ * 0004); the finished-task UPDATE goes by primary key, not through the
+ * index of running tasks.
+ */
+START_TEST(test_claim_plans_survive_stale_statistics)
+{
+    PGconn *conn;
+    migrated_db(&conn);
+    harness_exec(conn, "SET plan_cache_mode = force_custom_plan");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, state, finished_at)"
+                       " SELECT 'q', 'done', now() FROM generate_series(1, 200)");
+    harness_exec(conn, "ANALYZE pgwork.tasks");
+    harness_exec(conn,
+                 "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 50000)");
+    ck_assert_int_eq(task_prepare(conn), 0);
+
+    const char *executes[] = {"EXECUTE pgwork_claim('q', 10, 'w', 1000, 25)",
+                              "EXECUTE pgwork_lock('q', 10, 25)"};
+    for (size_t i = 0; i < sizeof(executes) / sizeof(executes[0]); i++) {
+        const char *plan = plan_of(conn, executes[i]);
+        ck_assert_msg(strstr(plan, "tasks_claim_idx") != NULL && strstr(plan, "Sort") == NULL,
+                      "%s planned as:\n%s", executes[i], plan);
+    }
+    const char *plan = plan_of(conn, "EXECUTE pgwork_done_many('{1,2,3}', 'w')");
+    ck_assert_msg(strstr(plan, "tasks_pkey") != NULL, "done_many planned as:\n%s", plan);
+}
+END_TEST
+
 Suite *migrate_suite(void)
 {
     Suite *s = suite_create("migrate");
@@ -507,6 +554,10 @@ Suite *migrate_suite(void)
     tcase_add_test(tc, test_notify_one_per_queue_per_statement);
     tcase_add_test(tc, test_notify_future_rows_carry_delay);
     tcase_add_test(tc, test_notify_long_queue_name_degrades);
+    suite_add_tcase(s, tc);
+
+    tc = harness_tcase("plans");
+    tcase_add_test(tc, test_claim_plans_survive_stale_statistics);
     suite_add_tcase(s, tc);
 
     return s;
