@@ -24,14 +24,22 @@
 #define OID_TEXT 25
 #define OID_BOOL 16
 
+/* Where a claim starts: with a cursor ($6..$8 = the greatest (priority,
+ * run_at, id) this worker claimed so far in its drain), the index scan
+ * starts there instead of walking the entries of every task finished since
+ * the last vacuum (measured: 4 buffers instead of ~100 per claim halfway
+ * through a 50,000-task burst). NULL: from the start. */
+#define CLAIM_WHERE                                                                                \
+    " WHERE queue = $1 AND state = 'pending' AND run_at <= now()"                                  \
+    "   AND ($6::int IS NULL OR (priority, run_at, id) >= ($6, $7::timestamptz, $8::bigint))"      \
+    " ORDER BY priority, run_at, id"
+
 /* The claim: one round trip. The CTE locks up to $2 due rows, skipping rows
- * other workers hold; the UPDATE marks them ours. attempts counts starts. */
+ * other workers hold; the UPDATE marks them ours. attempts counts starts.
+ * The last three columns are the row's key, for the cursor. */
 static const char claim_sql[] =
     "WITH picked AS ("
-    " SELECT id FROM pgwork.tasks"
-    " WHERE queue = $1 AND state = 'pending' AND run_at <= now()"
-    " ORDER BY priority, run_at, id"
-    " LIMIT $2"
+    " SELECT id FROM pgwork.tasks" CLAIM_WHERE " LIMIT $2"
     " FOR UPDATE SKIP LOCKED)"
     " UPDATE pgwork.tasks t"
     " SET state = 'running', attempts = t.attempts + 1, locked_by = $3,"
@@ -39,14 +47,20 @@ static const char claim_sql[] =
     "     finished_at = NULL"
     " FROM picked WHERE t.id = picked.id"
     " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $5),"
-    "   greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint)";
+    "   greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint),"
+    "   t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint";
 
-/* The one-transaction path: lock, do not mark (see task_lock_batch). */
+/* The one-transaction path: lock, do not mark (see task_send_lock_batch).
+ * Output names differ from the columns: ORDER BY must sort by the
+ * columns (the index order), not by the text of run_at. */
 static const char lock_sql[] =
     "SELECT id, payload::text, attempts + 1, coalesce(max_attempts, $3),"
-    "   greatest(0, (extract(epoch FROM now() - run_at) * 1000000)::bigint)"
+    "   greatest(0, (extract(epoch FROM now() - run_at) * 1000000)::bigint),"
+    "   priority AS key_priority, run_at::text AS key_run_at,"
+    "   (extract(epoch FROM run_at) * 1000000)::bigint AS key_run_at_us"
     " FROM pgwork.tasks"
     " WHERE queue = $1 AND state = 'pending' AND run_at <= now()"
+    "   AND ($4::int IS NULL OR (priority, run_at, id) >= ($4, $5::timestamptz, $6::bigint))"
     " ORDER BY priority, run_at, id"
     " LIMIT $2"
     " FOR UPDATE SKIP LOCKED";
@@ -110,18 +124,19 @@ static int prepare_one(PGconn *conn, const char *name, const char *sql, int npar
 
 int task_prepare(PGconn *conn)
 {
-    static const Oid claim_types[] = {OID_TEXT, OID_INT4, OID_TEXT, OID_INT8, OID_INT4};
+    static const Oid claim_types[] = {OID_TEXT, OID_INT4, OID_TEXT, OID_INT8,
+                                      OID_INT4, OID_INT4, OID_TEXT, OID_INT8};
     static const Oid id_owner_types[] = {OID_INT8, OID_TEXT};
     static const Oid failed_types[] = {OID_INT8, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL};
     static const Oid release_types[] = {OID_TEXT, OID_TEXT};
-    static const Oid lock_types[] = {OID_TEXT, OID_INT4, OID_INT4};
+    static const Oid lock_types[] = {OID_TEXT, OID_INT4, OID_INT4, OID_INT4, OID_TEXT, OID_INT8};
 
-    if (prepare_one(conn, "pgwork_claim", claim_sql, 5, claim_types) != 0 ||
+    if (prepare_one(conn, "pgwork_claim", claim_sql, 8, claim_types) != 0 ||
         prepare_one(conn, "pgwork_done", done_sql, 2, id_owner_types) != 0 ||
         prepare_one(conn, "pgwork_delete", delete_sql, 2, id_owner_types) != 0 ||
         prepare_one(conn, "pgwork_failed", failed_sql, 5, failed_types) != 0 ||
         prepare_one(conn, "pgwork_release", release_sql, 2, release_types) != 0 ||
-        prepare_one(conn, "pgwork_lock", lock_sql, 3, lock_types) != 0 ||
+        prepare_one(conn, "pgwork_lock", lock_sql, 6, lock_types) != 0 ||
         prepare_one(conn, "pgwork_finish_locked", finish_locked_sql, 2, release_types) != 0 ||
         prepare_one(conn, "pgwork_delete_locked", delete_locked_sql, 1, release_types) != 0 ||
         prepare_one(conn, "pgwork_done_many", done_many_sql, 2, release_types) != 0 ||
@@ -158,8 +173,23 @@ void task_batch_free(struct task_batch *batch)
     batch->capacity = 0;
 }
 
-/* Copy claimed rows (id, payload, attempt, max_attempts, pickup_us). */
-static int task_batch_fill(struct task_batch *batch, const PGresult *res)
+/* Is (priority, run_at_us, id) past the cursor's key? */
+static bool cursor_before(const struct claim_cursor *cursor, int priority, int64_t run_at_us,
+                          int64_t id)
+{
+    if (!cursor->set || priority != cursor->priority)
+        return !cursor->set || priority > cursor->priority;
+    if (run_at_us != cursor->run_at_us)
+        return run_at_us > cursor->run_at_us;
+    return id > cursor->id;
+}
+
+/* Copy claimed rows (id, payload, attempt, max_attempts, pickup_us, then
+ * the key: priority, run_at as text and in microseconds) into batch, and
+ * move the cursor (if any) to the greatest key: the claim's RETURNING
+ * comes in no particular order. */
+static int task_batch_fill(struct task_batch *batch, const PGresult *res,
+                           struct claim_cursor *cursor)
 {
     int rows = PQntuples(res);
     batch_reserve(batch, rows);
@@ -175,54 +205,76 @@ static int task_batch_fill(struct task_batch *batch, const PGresult *res)
             abort();
         }
         batch->count++;
+        int priority = atoi(PQgetvalue(res, i, 5));
+        int64_t run_at_us = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+        const char *run_at = PQgetvalue(res, i, 6);
+        if (cursor != NULL && cursor_before(cursor, priority, run_at_us, task->id) &&
+            strlen(run_at) < sizeof(cursor->run_at)) {
+            cursor->set = true;
+            cursor->priority = priority;
+            cursor->run_at_us = run_at_us;
+            cursor->id = task->id;
+            memcpy(cursor->run_at, run_at, strlen(run_at) + 1);
+        }
     }
     return rows;
+}
+
+/* The cursor as three parameters (NULLs: from the start). */
+static void cursor_params(const struct claim_cursor *cursor, char priority[16], char id[24],
+                          const char **params)
+{
+    if (cursor == NULL || !cursor->set) {
+        params[0] = params[1] = params[2] = NULL;
+        return;
+    }
+    snprintf(priority, 16, "%d", cursor->priority);
+    snprintf(id, 24, "%" PRId64, cursor->id);
+    params[0] = priority;
+    params[1] = cursor->run_at;
+    params[2] = id;
 }
 
 static int run_command(PGconn *conn, const char *name, int nparams, const char *const *params,
                        int64_t id);
 
-/* Run a prepared claim statement and copy its rows into batch (cleared
- * first). Returns the row count, or -1 (logged). */
-static int task_fetch(PGconn *conn, const char *statement, int nparams, const char *const *params,
-                      const struct queue_config *queue, struct task_batch *batch)
+int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
+               int64_t lease_ms, struct claim_cursor *cursor, struct task_batch *batch)
 {
+    char limit[16], lease[32], max_attempts[16], key_priority[16], key_id[24];
+    snprintf(limit, sizeof(limit), "%d", queue->batch);
+    snprintf(lease, sizeof(lease), "%" PRId64, lease_ms);
+    snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
+    const char *params[8] = {queue->name, limit, locked_by, lease, max_attempts};
+    cursor_params(cursor, key_priority, key_id, &params[5]);
+
     task_batch_clear(batch);
-    PGresult *res = dbconn_exec_prepared(conn, statement, nparams, params);
+    PGresult *res = dbconn_exec_prepared(conn, "pgwork_claim", 8, params);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_error("claim failed on queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         PQclear(res);
         return -1;
     }
-    int rows = task_batch_fill(batch, res);
+    int rows = task_batch_fill(batch, res, cursor);
     PQclear(res);
     return rows;
 }
 
-int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
-               int64_t lease_ms, struct task_batch *batch)
+int task_send_lock_batch(PGconn *conn, const struct queue_config *queue,
+                         const struct claim_cursor *cursor)
 {
-    char limit[16], lease[32], max_attempts[16];
-    snprintf(limit, sizeof(limit), "%d", queue->batch);
-    snprintf(lease, sizeof(lease), "%" PRId64, lease_ms);
-    snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
-    const char *params[] = {queue->name, limit, locked_by, lease, max_attempts};
-    return task_fetch(conn, "pgwork_claim", 5, params, queue, batch);
-}
-
-int task_send_lock_batch(PGconn *conn, const struct queue_config *queue)
-{
-    char limit[16], max_attempts[16];
+    char limit[16], max_attempts[16], key_priority[16], key_id[24];
     snprintf(limit, sizeof(limit), "%d", queue->batch);
     snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
-    const char *params[] = {queue->name, limit, max_attempts};
-    return PQsendQueryPrepared(conn, "pgwork_lock", 3, params, NULL, NULL, 0) ? 0 : -1;
+    const char *params[6] = {queue->name, limit, max_attempts};
+    cursor_params(cursor, key_priority, key_id, &params[3]);
+    return PQsendQueryPrepared(conn, "pgwork_lock", 6, params, NULL, NULL, 0) ? 0 : -1;
 }
 
-int task_batch_take(struct task_batch *batch, const PGresult *res)
+int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_cursor *cursor)
 {
     task_batch_clear(batch);
-    return task_batch_fill(batch, res);
+    return task_batch_fill(batch, res, cursor);
 }
 
 /* A bigint[] literal: digits and commas only, built from integers. */

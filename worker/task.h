@@ -29,17 +29,34 @@ struct task_batch {
     int capacity;
 };
 
+/*
+ * Where the next claim of a drain starts: the greatest (priority, run_at,
+ * id) this worker claimed so far, so a claim's index scan skips what
+ * earlier claims took (and the index entries of tasks finished since the
+ * last vacuum). Unset (set = false): from the start. The worker resets it
+ * whenever the queue's hint moves (new, retried or requeued tasks may sort
+ * before it) and before it ends a drain.
+ */
+struct claim_cursor {
+    bool set;
+    int priority;
+    int64_t run_at_us; /* for comparing keys */
+    char run_at[48];   /* run_at as the database printed it: sent back exactly */
+    int64_t id;
+};
+
 /* Prepare the claim/complete statements on conn. 0 or -1 (logged). */
 int task_prepare(PGconn *conn);
 
 /*
  * Claim up to `limit` due pending tasks of `queue` in one round trip
  * (FOR UPDATE SKIP LOCKED), marking them running, attempts+1, locked_by,
- * locked_until = now() + lease. Fills batch (cleared first). Returns the
+ * locked_until = now() + lease, starting at cursor (NULL: from the start;
+ * moved past what was claimed). Fills batch (cleared first). Returns the
  * number claimed, or -1 on a database error (logged).
  */
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
-               int64_t lease_ms, struct task_batch *batch);
+               int64_t lease_ms, struct claim_cursor *cursor, struct task_batch *batch);
 
 /*
  * The one-transaction path (handlers with send_in_transaction), sent in
@@ -49,10 +66,12 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
  * away. The result's rows (attempt = attempts + 1) go into a batch with
  * task_batch_take. 0, or -1 when it could not be sent.
  */
-int task_send_lock_batch(PGconn *conn, const struct queue_config *queue);
+int task_send_lock_batch(PGconn *conn, const struct queue_config *queue,
+                         const struct claim_cursor *cursor);
 
-/* Copy a claim's or lock's rows into batch (cleared first); the count. */
-int task_batch_take(struct task_batch *batch, const PGresult *res);
+/* Copy a lock's rows into batch (cleared first) and move cursor (may be
+ * NULL) past them; the count. */
+int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_cursor *cursor);
 
 /* Same transaction: mark ids done (or delete them), attempts + 1, owner
  * locked_by; the command's row count is the number changed. 0, or -1 when

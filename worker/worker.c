@@ -40,7 +40,8 @@ struct served_queue {
     const struct queue_config *queue;
     const struct handler *handler;
     void *handler_state;
-    uint64_t seen_hint; /* the queue's hint when this worker last drained it */
+    uint64_t seen_hint;         /* the queue's hint when this worker last drained it */
+    struct claim_cursor cursor; /* where the drain's next claim starts */
 };
 
 struct worker {
@@ -220,8 +221,8 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
  * error. Stops early (releasing the rest) when told to hold back. */
 static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
 {
-    int claimed =
-        task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms, &w->batch);
+    int claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
+                             &sq->cursor, &w->batch);
     if (claimed <= 0)
         return claimed;
     /* Ask for help before running anything: the next worker starts while
@@ -323,8 +324,9 @@ static void pipeline_abandon(struct worker *w, bool round_open)
  * and the connection in pipeline mode. Returns the tasks locked, or -1
  * (pipeline abandoned).
  */
-static int worker_lock_round(struct worker *w, const struct queue_config *queue)
+static int worker_lock_round(struct worker *w, struct served_queue *sq)
 {
+    const struct queue_config *queue = sq->queue;
     PGconn *conn = w->conn;
     char set_timeout[64];
     snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
@@ -336,7 +338,7 @@ static int worker_lock_round(struct worker *w, const struct queue_config *queue)
     bool sent = PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
                 (queue->timeout_ms == 0 ||
                  PQsendQueryParams(conn, set_timeout, 0, NULL, NULL, NULL, NULL, 0)) &&
-                task_send_lock_batch(conn, queue) == 0 && PQpipelineSync(conn);
+                task_send_lock_batch(conn, queue, &sq->cursor) == 0 && PQpipelineSync(conn);
     if (!sent) {
         log_error("cannot send the claim of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         pipeline_abandon(w, false);
@@ -346,7 +348,7 @@ static int worker_lock_round(struct worker *w, const struct queue_config *queue)
     PGresult *res = pipeline_take(conn);
     int claimed = -1;
     if (ok && PQresultStatus(res) == PGRES_TUPLES_OK)
-        claimed = task_batch_take(&w->batch, res);
+        claimed = task_batch_take(&w->batch, res, &sq->cursor);
     else
         log_error("claim failed on queue \"%s\": %s", queue->name,
                   res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
@@ -379,7 +381,9 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
     const struct queue_config *queue = sq->queue;
     struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
     PGconn *conn = w->conn;
-    int claimed = worker_lock_round(w, queue);
+    /* A failed round is redone from where it started. */
+    const struct claim_cursor round_start = sq->cursor;
+    int claimed = worker_lock_round(w, sq);
     if (claimed <= 0) {
         if (claimed == 0) {
             /* Nothing due: end the empty transaction (same pipeline). */
@@ -423,7 +427,8 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
         free(ids);
         free(elapsed_us);
         pipeline_abandon(w, true);
-        return claimed > 0 ? worker_claim_and_run(w, sq) : -1;
+        sq->cursor = round_start;
+        return worker_claim_and_run(w, sq);
     }
 
     /* Each statement may run for the queue's timeout. A task's duration is
@@ -452,6 +457,7 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
         free(elapsed_us);
         pipeline_abandon(w, false);
         /* Nothing of this round happened: redo it a task at a time. */
+        sq->cursor = round_start;
         return worker_claim_and_run(w, sq);
     }
     if (!PQexitPipelineMode(conn)) {
@@ -481,11 +487,19 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
 static void worker_drain_queue(struct worker *w, struct served_queue *sq)
 {
     struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
-    /* Read the hint before claiming: a notification that arrives during the
-     * claim changes it again and brings us back here. */
-    sq->seen_hint = atomic_load(&shared_queue->hint);
+    sq->cursor.set = false;
 
     while (!worker_holding_back(w)) {
+        /* Read the hint before claiming: a notification that arrives during
+         * the claim changes it again and brings us back here. A moved hint
+         * also means tasks that may sort before the cursor (new, retried,
+         * requeued): claim from the start. */
+        uint64_t hint = atomic_load(&shared_queue->hint);
+        if (hint != sq->seen_hint) {
+            sq->seen_hint = hint;
+            sq->cursor.set = false;
+        }
+        bool from_cursor = sq->cursor.set;
         int claimed = sq->handler->send_in_transaction != NULL ? worker_claim_in_transaction(w, sq)
                                                                : worker_claim_and_run(w, sq);
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
@@ -496,8 +510,14 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
         }
         atomic_fetch_add_explicit(&shared_queue->tasks_claimed, (uint64_t)claimed,
                                   memory_order_relaxed);
-        if (claimed < sq->queue->batch)
-            return;
+        if (claimed < sq->queue->batch) {
+            /* Short from the cursor: tasks may remain before it (released,
+             * or skipped while another worker held them). One more claim
+             * from the start decides. */
+            if (!from_cursor)
+                return;
+            sq->cursor.set = false;
+        }
     }
 }
 

@@ -151,6 +151,7 @@ struct ceiling_thread {
     PGconn *conn;
     int64_t done;
     int64_t finished_us;
+    struct claim_cursor cursor; /* the pipelined kinds claim as the worker does */
 };
 
 /* Read the results of `results` pipelined queries and the sync; the rows of
@@ -199,13 +200,13 @@ static int ceiling_round(struct ceiling_thread *t, struct queue_config *queue,
     int n;
     switch (t->kind) {
     case CEIL_EXEC_PER_TASK:
-        n = task_claim(conn, queue, locked_by, 300000, batch);
+        n = task_claim(conn, queue, locked_by, 300000, NULL, batch);
         for (int i = 0; i < n; i++)
             if (task_mark_done(conn, batch->tasks[i].id, locked_by, true) != 1)
                 die("done failed");
         return n;
     case CEIL_SQL_PER_TASK:
-        n = task_claim(conn, queue, locked_by, 300000, batch);
+        n = task_claim(conn, queue, locked_by, 300000, NULL, batch);
         for (int i = 0; i < n; i++) {
             struct task task = {.id = batch->tasks[i].id,
                                 .payload = batch->tasks[i].payload,
@@ -217,7 +218,7 @@ static int ceiling_round(struct ceiling_thread *t, struct queue_config *queue,
         }
         return n;
     case CEIL_EXEC_PIPE: {
-        n = task_claim(conn, queue, locked_by, 300000, batch);
+        n = task_claim(conn, queue, locked_by, 300000, &t->cursor, batch);
         if (n <= 0)
             return n;
         id_array(batch, ids, array, sizeof(array));
@@ -229,18 +230,15 @@ static int ceiling_round(struct ceiling_thread *t, struct queue_config *queue,
         return n;
     }
     case CEIL_SQL_PIPE: {
-        char limit[16];
-        snprintf(limit, sizeof(limit), "%d", t->batch);
-        const char *lparams[] = {queue->name, limit, "25"};
         PQenterPipelineMode(conn);
         PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
         PQsendQueryParams(conn, "SET LOCAL statement_timeout = 60000", 0, NULL, NULL, NULL, NULL,
                           0);
-        PQsendQueryPrepared(conn, "pgwork_lock", 3, lparams, NULL, NULL, 0);
+        task_send_lock_batch(conn, queue, &t->cursor);
         PQpipelineSync(conn);
         PGresult *locked = NULL;
         pipe_expect(conn, 3, 2, &locked);
-        n = locked != NULL ? PQntuples(locked) : 0;
+        n = locked != NULL ? task_batch_take(batch, locked, &t->cursor) : 0;
         size_t o = 0;
         array[o++] = '{';
         for (int i = 0; i < n; i++) {

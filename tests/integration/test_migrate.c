@@ -513,12 +513,20 @@ START_TEST(test_claim_plans_survive_stale_statistics)
                  "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 50000)");
     ck_assert_int_eq(task_prepare(conn), 0);
 
-    const char *executes[] = {"EXECUTE pgwork_claim('q', 10, 'w', 1000, 25)",
-                              "EXECUTE pgwork_lock('q', 10, 25)"};
+    const char *executes[] = {
+        "EXECUTE pgwork_claim('q', 10, 'w', 1000, 25, NULL, NULL, NULL)",
+        "EXECUTE pgwork_lock('q', 10, 25, NULL, NULL, NULL)",
+        /* From a drain's cursor: the scan starts at it (an index bound). */
+        "EXECUTE pgwork_claim('q', 10, 'w', 1000, 25, 0, now() - interval '1 min', 7)",
+        "EXECUTE pgwork_lock('q', 10, 25, 0, now() - interval '1 min', 7)"};
     for (size_t i = 0; i < sizeof(executes) / sizeof(executes[0]); i++) {
         const char *plan = plan_of(conn, executes[i]);
         ck_assert_msg(strstr(plan, "tasks_claim_idx") != NULL && strstr(plan, "Sort") == NULL,
                       "%s planned as:\n%s", executes[i], plan);
+        if (i >= 2)
+            ck_assert_msg(strstr(plan, "Index Cond: ((queue = 'q'::text) AND (ROW(priority, "
+                                       "run_at, id) >= ROW(") != NULL,
+                          "%s: the cursor is not an index bound:\n%s", executes[i], plan);
     }
     const char *plan = plan_of(conn, "EXECUTE pgwork_done_many('{1,2,3}', 'w')");
     ck_assert_msg(strstr(plan, "tasks_pkey") != NULL, "done_many planned as:\n%s", plan);

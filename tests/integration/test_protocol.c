@@ -351,6 +351,40 @@ START_TEST(sql_failure_rolls_back_and_retries)
 }
 END_TEST
 
+/*
+ * A drain claims onward from a cursor (the last key it claimed, worker/
+ * task.c). A task that sorts before the cursor — a higher priority, added
+ * while a backlog drains — must not wait for the backlog: its notification
+ * sends the next claim back to the start.
+ */
+START_TEST(priority_task_overtakes_backlog)
+{
+    PGconn *conn;
+    const char *conninfo = protocol_database(&conn);
+    const char *config = protocol_config(
+        1, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"", "", "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    harness_exec(conn,
+                 "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 40000)");
+    ck_assert(harness_wait_until(conn, "SELECT (count(*) >= 500)::int FROM results", 1, 30000));
+    int64_t urgent = harness_query_int64(
+        conn, "INSERT INTO pgwork.tasks (queue, priority) VALUES ('q', -1) RETURNING id");
+    const char *done_sql = harness_printf(
+        "SELECT count(*) FROM pgwork.tasks WHERE id = %lld AND state = 'done'", (long long)urgent);
+    ck_assert(harness_wait_until(conn, done_sql, 1, 60000));
+    /* Backlog tasks still pending when the urgent one was done. */
+    int64_t left = harness_query_int64(conn, harness_printf("SELECT count(*) FROM pgwork.tasks t, "
+                                                            "results r WHERE r.task = t.id AND "
+                                                            "r.started > (SELECT started FROM "
+                                                            "results WHERE task = %lld)",
+                                                            (long long)urgent));
+    ck_assert_msg(left > 0, "the priority task ran only after the whole backlog");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 40001, 60000));
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(DISTINCT task) FROM results"), 40001);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 START_TEST(keep_done_false_deletes)
 {
     PGconn *conn;
@@ -408,6 +442,7 @@ Suite *protocol_suite(void)
     tcase_add_test(tc, exec_failure_retries_then_dead);
     tcase_add_test(tc, many_retries_all_woken);
     tcase_add_test(tc, sql_failure_rolls_back_and_retries);
+    tcase_add_test(tc, priority_task_overtakes_backlog);
     tcase_add_test(tc, keep_done_false_deletes);
     tcase_add_test(tc, sigterm_finishes_running_task);
     suite_add_tcase(s, tc);
