@@ -887,6 +887,54 @@ static int copy_queue(struct queue_config *q, cfg_t *sec)
     return 0;
 }
 
+/* FNV-1a: queue names to lookup slots. */
+static uint32_t queue_name_hash(const char *name)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+/* The open-addressing table behind config_find_queue: at least twice as
+ * many slots as queues (a power of two), -1 = empty. 0, or -1. */
+static int build_queue_lookup(struct pgwork_config *c)
+{
+    size_t size = 4;
+    while (size < 2 * (size_t)c->queue_count)
+        size *= 2;
+    c->queue_lookup = malloc(size * sizeof(*c->queue_lookup));
+    if (c->queue_lookup == NULL)
+        return -1;
+    c->queue_lookup_mask = (unsigned)size - 1;
+    for (size_t i = 0; i < size; i++)
+        c->queue_lookup[i] = -1;
+    for (int q = 0; q < c->queue_count; q++) {
+        unsigned slot = queue_name_hash(c->queues[q].name) & c->queue_lookup_mask;
+        while (c->queue_lookup[slot] >= 0)
+            slot = (slot + 1) & c->queue_lookup_mask;
+        c->queue_lookup[slot] = q;
+    }
+    return 0;
+}
+
+int config_find_queue(const struct pgwork_config *config, const char *name)
+{
+    if (config->queue_lookup == NULL) {
+        /* A config built by hand (tests): no table. */
+        for (int q = 0; q < config->queue_count; q++)
+            if (strcmp(config->queues[q].name, name) == 0)
+                return q;
+        return -1;
+    }
+    unsigned slot = queue_name_hash(name) & config->queue_lookup_mask;
+    for (int q; (q = config->queue_lookup[slot]) >= 0;
+         slot = (slot + 1) & config->queue_lookup_mask)
+        if (strcmp(config->queues[q].name, name) == 0)
+            return q;
+    return -1;
+}
+
 static struct pgwork_config *copy_config(cfg_t *root, const char *path)
 {
     struct pgwork_config *c = calloc(1, sizeof *c);
@@ -934,6 +982,9 @@ static struct pgwork_config *copy_config(cfg_t *root, const char *path)
                 goto fail;
         }
     }
+
+    if (build_queue_lookup(c) != 0)
+        goto fail;
 
     c->log.level = (enum log_level)log_level_parse(cfg_getstr(log, "level"));
     c->log.format =
@@ -1145,6 +1196,7 @@ void config_free(struct pgwork_config *config)
         free(q->statement);
     }
     free(config->queues);
+    free(config->queue_lookup);
     free(config->path);
     free(config->database.conninfo);
     free(config->database.listen_conninfo);

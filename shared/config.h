@@ -82,6 +82,8 @@ struct pgwork_config {
     } workers;
 
     struct queue_config *queues; /* queue_count entries, file order */
+    int *queue_lookup;           /* hash table of queue indexes (config_find_queue) */
+    unsigned queue_lookup_mask;  /* its size - 1 */
     int queue_count;
 
     struct {
@@ -103,6 +105,10 @@ struct pgwork_config {
 int config_load(const char *path, struct pgwork_config **out, char *err, size_t errlen);
 
 void config_free(struct pgwork_config *config);
+
+/* The index of the queue called name, or -1: one hash probe (a
+ * notification's queue is looked up this way, whatever the queue count). */
+int config_find_queue(const struct pgwork_config *config, const char *name);
 
 /*
  * Parse a duration: "500ms", "15s", "5m", "1h", or a bare number of seconds

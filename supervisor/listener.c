@@ -383,15 +383,12 @@ int listener_parse_notification(const struct pgwork_config *config, const char *
     if (errno != 0 || end == payload || *end != ' ' || delay < 0 ||
         !isdigit((unsigned char)*payload))
         return LISTENER_NOTIFY_MALFORMED;
-    const char *name = end + 1;
-    for (int i = 0; i < config->queue_count; i++) {
-        if (strcmp(config->queues[i].name, name) == 0) {
-            *queue_index = i;
-            *delay_ms = delay;
-            return LISTENER_NOTIFY_QUEUE;
-        }
-    }
-    return LISTENER_NOTIFY_OTHER_QUEUE;
+    int index = config_find_queue(config, end + 1);
+    if (index < 0)
+        return LISTENER_NOTIFY_OTHER_QUEUE;
+    *queue_index = index;
+    *delay_ms = delay;
+    return LISTENER_NOTIFY_QUEUE;
 }
 
 static void listener_handle_task_notification(struct listener *l, const char *payload)

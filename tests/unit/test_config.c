@@ -235,6 +235,31 @@ START_TEST(test_every_key)
 }
 END_TEST
 
+/* 200 queues: every name found at its index by the hash lookup; near
+ * misses (a prefix, an extra byte, another case) are not. */
+START_TEST(test_find_queue)
+{
+    char *text = malloc(200 * 64);
+    ck_assert_ptr_nonnull(text);
+    text[0] = '\0';
+    for (int i = 0; i < 200; i++)
+        sprintf(text + strlen(text), "queue \"q%d\" { command = {\"/bin/true\"} }\n", i);
+    struct pgwork_config *c = load_ok(text);
+    free(text);
+    ck_assert_int_eq(c->queue_count, 200);
+    for (int i = 0; i < 200; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "q%d", i);
+        ck_assert_int_eq(config_find_queue(c, name), i);
+    }
+    ck_assert_int_eq(config_find_queue(c, "q"), -1);
+    ck_assert_int_eq(config_find_queue(c, "q1999"), -1);
+    ck_assert_int_eq(config_find_queue(c, "Q1"), -1);
+    ck_assert_int_eq(config_find_queue(c, ""), -1);
+    config_free(c);
+}
+END_TEST
+
 START_TEST(test_example_config_loads)
 {
     /* The shipped example must stay valid (tests run from the repo root). */
@@ -922,6 +947,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_conninfo_env_fallback);
     tcase_add_test(tc, test_unclosed_section);
     tcase_add_test(tc, test_reload_views);
+    tcase_add_test(tc, test_find_queue);
     suite_add_tcase(s, tc);
     return s;
 }
