@@ -8,6 +8,7 @@
  *     struct shm_header
  *     struct shm_queue  [queue_capacity]   indexed like config->queues
  *     struct shm_worker [worker_capacity]  indexed by worker slot number
+ *     _Atomic uint64_t  [(worker_capacity + 63) / 64]  idle mask, a bit a slot
  *
  * Every field that more than one process touches is a C11 atomic; there are
  * no locks shared across processes. Each field's comment says who writes it
@@ -131,7 +132,18 @@ struct shm {
     struct shm_header *header;
     struct shm_queue *queues;   /* header->queue_capacity entries */
     struct shm_worker *workers; /* header->worker_capacity entries */
-    size_t size;                /* bytes mapped */
+    /*
+     * Bit `slot` set: that worker may be IDLE — the index the supervisor
+     * searches for a worker to wake, a word (64 slots) at a time, instead of
+     * reading every slot's state. The state stays the truth (the CAS
+     * IDLE->WOKEN decides); a set bit over a busy worker only costs a failed
+     * CAS. Each worker sets its own bit *before* it stores IDLE and clears
+     * it after it stores BUSY, so a worker that is IDLE always has its bit
+     * set when the supervisor looks (seq_cst, as the handshake above).
+     * W: wrk (its own bit), sup (clears a reaped slot's bit). R: sup.
+     */
+    _Atomic uint64_t *idle_mask;
+    size_t size; /* bytes mapped */
 };
 
 /* Map a zeroed segment for the given capacities. Returns 0, or -1 with
@@ -142,5 +154,12 @@ int shm_create(struct shm *shm, unsigned queue_capacity, unsigned worker_capacit
 void shm_destroy(struct shm *shm);
 
 const char *shm_worker_state_name(int state);
+
+/* Set or clear slot's bit in the idle mask (see struct shm). */
+void shm_idle_mark(const struct shm *shm, unsigned slot, int idle);
+
+/* The first slot in [from, limit) then [0, from) whose idle bit is set,
+ * or -1: one word read per 64 slots. */
+int shm_idle_find(const struct shm *shm, unsigned from, unsigned limit);
 
 #endif

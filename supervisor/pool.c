@@ -187,6 +187,7 @@ static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t 
     s->pid = 0;
     atomic_store(&shared->pid, 0);
     atomic_store(&shared->state, WORKER_EMPTY);
+    shm_idle_mark(pool->shm, (unsigned)slot, 0);
 
     char locked_by[320];
     pool_locked_by(pool, slot, pid, locked_by, sizeof(locked_by));
@@ -250,10 +251,21 @@ void pool_reap(struct pool *pool, int64_t now)
 bool pool_wake_one(struct pool *pool, int queue_index)
 {
     const struct queue_config *queue = &pool->config->queues[queue_index];
-    unsigned start = pool->wake_cursor[queue_index];
-    for (int k = 0; k < pool->capacity; k++) {
-        int slot = (int)((start + (unsigned)k) % (unsigned)pool->capacity);
-        if (pool->slots[slot].pid == 0 || !worker_serves_queue(slot, queue))
+    /* The slots that serve the queue: all, or the first queue->workers. */
+    unsigned limit = (unsigned)pool->capacity;
+    if (queue->workers > 0 && (unsigned)queue->workers < limit)
+        limit = (unsigned)queue->workers;
+    /* Round robin from after the last worker woken for this queue, through
+     * the idle mask (one word per 64 slots), not through every slot. A set
+     * bit whose worker is not IDLE (just woken, or about to be) fails the
+     * CAS and the search moves on; at most one try per slot. */
+    unsigned from = pool->wake_cursor[queue_index];
+    for (unsigned tries = 0; tries < limit; tries++) {
+        int slot = shm_idle_find(pool->shm, from, limit);
+        if (slot < 0)
+            return false;
+        from = (unsigned)slot + 1;
+        if (pool->slots[slot].pid == 0)
             continue;
         /* CAS, not store: a worker that turned BUSY meanwhile keeps its
          * state, and the next notification goes to somebody else. */

@@ -65,8 +65,16 @@ bool worker_serves_queue(int slot, const struct queue_config *queue)
 static void worker_set_state(struct worker *w, enum worker_state state)
 {
     /* seq_cst: see the handshake in shm.h (IDLE must be visible before the
-     * hints are re-read). */
-    atomic_store(&w->self->state, (int)state);
+     * hints are re-read). The idle-mask bit is set before IDLE and cleared
+     * after any other state, so an IDLE worker is always findable. */
+    unsigned slot = (unsigned)w->args->slot;
+    if (state == WORKER_IDLE) {
+        shm_idle_mark(w->args->shm, slot, 1);
+        atomic_store(&w->self->state, (int)state);
+    } else {
+        atomic_store(&w->self->state, (int)state);
+        shm_idle_mark(w->args->shm, slot, 0);
+    }
 }
 
 static void worker_heartbeat(struct worker *w)

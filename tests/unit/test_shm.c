@@ -130,6 +130,32 @@ START_TEST(test_visible_across_fork)
 }
 END_TEST
 
+/* The idle mask: round robin from `from`, wrapping, bounded by `limit`,
+ * across word boundaries (130 slots = 3 words). */
+START_TEST(test_idle_mask)
+{
+    struct shm shm;
+    ck_assert_int_eq(shm_create(&shm, 1, 130), 0);
+    ck_assert_int_eq(shm_idle_find(&shm, 0, 130), -1);
+    shm_idle_mark(&shm, 3, 1);
+    shm_idle_mark(&shm, 70, 1);
+    shm_idle_mark(&shm, 129, 1);
+    ck_assert_int_eq(shm_idle_find(&shm, 0, 130), 3);
+    ck_assert_int_eq(shm_idle_find(&shm, 4, 130), 70);
+    ck_assert_int_eq(shm_idle_find(&shm, 71, 130), 129);
+    ck_assert_int_eq(shm_idle_find(&shm, 130, 130), 3); /* past the end: from 0 */
+    ck_assert_int_eq(shm_idle_find(&shm, 71, 100), 3);  /* 129 is beyond the limit: wraps */
+    ck_assert_int_eq(shm_idle_find(&shm, 4, 64), 3);
+    ck_assert_int_eq(shm_idle_find(&shm, 0, 3), -1);
+    ck_assert_int_eq(shm_idle_find(&shm, 0, 1000), 3); /* limit clamped to the capacity */
+    shm_idle_mark(&shm, 3, 0);
+    shm_idle_mark(&shm, 70, 0);
+    ck_assert_int_eq(shm_idle_find(&shm, 0, 129), -1);
+    ck_assert_int_eq(shm_idle_find(&shm, 0, 130), 129);
+    shm_destroy(&shm);
+}
+END_TEST
+
 START_TEST(test_state_names)
 {
     ck_assert_str_eq(shm_worker_state_name(WORKER_EMPTY), "empty");
@@ -151,6 +177,7 @@ Suite *shm_suite(void)
     tcase_add_test(tc, test_layout);
     tcase_add_test(tc, test_zeroed);
     tcase_add_test(tc, test_zero_capacities);
+    tcase_add_test(tc, test_idle_mask);
     tcase_add_test(tc, test_visible_across_fork);
     tcase_add_test(tc, test_state_names);
     suite_add_tcase(s, tc);
