@@ -41,8 +41,7 @@ struct pool {
     int death_fd;            /* read end of the parent-death pipe */
     pid_t supervisor_pid;
     const char *pod_name;
-    unsigned *wake_cursor; /* per queue: where the round-robin resumes */
-    bool stopping;         /* shutting down: no restarts */
+    bool stopping; /* shutting down: no restarts */
     pool_worker_exited_fn worker_exited;
     void *ctx;
 };

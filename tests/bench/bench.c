@@ -252,6 +252,15 @@ int main(void)
     PQclear(res);
     PQfinish(conn);
 
+    /* BENCH_ONLY=scaling: that part alone (a developer's quick look; the
+     * table then has no limits from this run). */
+    if (strcmp(env_or("BENCH_ONLY", ""), "scaling") == 0) {
+        measure_scaling(NAN);
+        print_table(machine, postgres);
+        write_json(machine, postgres, (double)(mono_ms() - started) / 1000.0);
+        return 0;
+    }
+
     idle_start();
 
     double floor_p50, floor_p99;
@@ -319,6 +328,7 @@ int main(void)
     idle_finish();
     measure_enqueue();
     measure_lateness();
+    measure_scaling(floor_p50);
 
     double seconds = (double)(mono_ms() - started) / 1000.0;
     print_table(machine, postgres);

@@ -11,6 +11,7 @@
  *   limits.c   the limits: NOTIFY floor, SQL ceiling, enqueue cost (pgbench)
  *   pgwork.c   pgwork itself: pickup, throughput, idle load, lateness
  *   peer.c     graphile-worker through tests/bench/peer/peer.js
+ *   scaling.c  worker and queue counts; memory
  *
  * Clocks: latencies compare the client's CLOCK_REALTIME with PostgreSQL's
  * clock_timestamp() — the same kernel clock on this one machine. Durations
@@ -140,8 +141,16 @@ void idle_start(void);       /* start the idle pod */
 void idle_window_open(void); /* start counting (after notification-heavy steps) */
 void idle_finish(void);      /* wait for the window's end, stop the pod, add the row */
 void measure_pickup(double floor_p50_ms);
+/* One pickup run on conn's database (a pickup table, an idle pod): samples
+ * single tasks 20 ms apart into queue 'pickup' (queues = 0) or 's<i %
+ * queues>'; percentiles of handler start - COMMIT returned, in ms. */
+void pickup_run(PGconn *conn, int samples, int queues, double *p50, double *p99, double *max);
 void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double peer_jobs_per_s);
 void measure_lateness(void);
+
+/* scaling.c: pickup and throughput with 1/4/16/64 workers and 1/200
+ * queues; supervisor and per-worker memory. */
+void measure_scaling(double floor_p50_ms);
 
 /* peer.c: graphile-worker jobs/s and pickup p50/p99 (ms); false if skipped. */
 bool measure_peer(double *jobs_per_s, double *pickup_p50_ms, double *pickup_p99_ms);

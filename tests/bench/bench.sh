@@ -16,7 +16,8 @@
 # BENCH_REPEAT (3), BENCH_TASKS (50000), BENCH_EXEC_TASKS (= BENCH_TASKS),
 # BENCH_FLOOR_SAMPLES (1000), BENCH_PICKUP_SAMPLES (300),
 # BENCH_IDLE_SECONDS (120), BENCH_ENQUEUE_SECONDS (5), BENCH_PEER_JOBS (20000).
-# BENCH_KEEP=1 keeps the temp directory (supervisor logs, configs).
+# BENCH_KEEP=1 keeps the temp directory (supervisor logs, configs);
+# BENCH_ONLY=scaling runs just the scaling rows (a quick look while working).
 set -u
 
 if [ $# -ne 1 ]; then

@@ -30,7 +30,7 @@
 
 /* --- pickup latency --------------------------------------------------------- */
 
-static void pickup_run(PGconn *conn, int samples, double *p50, double *p99, double *max)
+void pickup_run(PGconn *conn, int samples, int queues, double *p50, double *p99, double *max)
 {
     db_exec(conn, "TRUNCATE pickup, pgwork.tasks");
     int64_t *ids = calloc((size_t)samples, sizeof(*ids));
@@ -40,8 +40,11 @@ static void pickup_run(PGconn *conn, int samples, double *p50, double *p99, doub
         die("out of memory");
     for (int i = 0; i < samples; i++) {
         int64_t t0 = mono_us();
-        PGresult *res = PQexec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('pickup') "
-                                     "RETURNING id");
+        char insert[128] = "INSERT INTO pgwork.tasks (queue) VALUES ('pickup') RETURNING id";
+        if (queues > 0)
+            snprintf(insert, sizeof(insert),
+                     "INSERT INTO pgwork.tasks (queue) VALUES ('s%d') RETURNING id", i % queues);
+        PGresult *res = PQexec(conn, insert);
         committed[i] = wall_us();
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
             die("pickup insert: %s", PQerrorMessage(conn));
@@ -93,7 +96,7 @@ void measure_pickup(double floor_p50_ms)
     int n = bench.repeat < 16 ? bench.repeat : 16;
     char detail[512] = "";
     for (int r = 0; r < n; r++) {
-        pickup_run(conn, bench.pickup_samples, &p50[r], &p99[r], &max[r]);
+        pickup_run(conn, bench.pickup_samples, 0, &p50[r], &p99[r], &max[r]);
         size_t len = strlen(detail);
         snprintf(detail + len, sizeof(detail) - len, "%s%.3f/%.3f/%.3f", r ? ", " : "", p50[r],
                  p99[r], max[r]);
