@@ -77,6 +77,16 @@ struct shm_queue {
      */
     _Atomic uint64_t hint;
 
+    /*
+     * Bumped (before hint) for everything that may mean new tasks — a
+     * notification, sweep, poll, timer — but not for help requests. A
+     * draining worker claims onward from the last task it claimed; when
+     * this moves, tasks may sort before that point (a higher priority, a
+     * retry that came due), so its next claim starts from the beginning.
+     * W: sup. R: any wrk.
+     */
+    _Atomic uint64_t arrivals;
+
     /* Set by a worker whose claim returned a full batch: the supervisor
      * wakes one more idle worker for the queue. W: any wrk (store 1) then
      * writes the request eventfd. R/W: sup (exchange 0). */

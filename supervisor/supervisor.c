@@ -104,14 +104,26 @@ static void supervisor_set_phase(struct supervisor *s, enum supervisor_phase pha
     s->phase_deadline_ms = deadline_ms;
 }
 
-/* Work may be waiting in queue q: bump its hint, then wake one idle worker
- * that serves it. The order matters (shm.h): hint first. */
-static void supervisor_hint_queue(struct supervisor *s, int q)
+/* More of the same work in queue q (a worker's claim came back full):
+ * bump its hint, then wake one idle worker that serves it. The order
+ * matters (shm.h): hint first. */
+static void supervisor_help_queue(struct supervisor *s, int q)
 {
     if (s->quiet || s->phase != PHASE_RUNNING)
         return;
     atomic_fetch_add(&s->shm.queues[s->queue_slots[q]].hint, 1);
     pool_wake_one(&s->pool, q);
+}
+
+/* Tasks may have arrived in queue q (a notification, a poll, a sweep, a
+ * timer): as above, and tell draining workers that the new tasks may sort
+ * before where they are (shm_queue.arrivals). */
+static void supervisor_hint_queue(struct supervisor *s, int q)
+{
+    if (s->quiet || s->phase != PHASE_RUNNING)
+        return;
+    atomic_fetch_add(&s->shm.queues[s->queue_slots[q]].arrivals, 1);
+    supervisor_help_queue(s, q);
 }
 
 static void supervisor_hint_all(struct supervisor *s)
@@ -233,7 +245,7 @@ static void supervisor_on_worker_request(struct supervisor *s)
     for (int q = 0; q < s->config->queue_count; q++) {
         struct shm_queue *queue = &s->shm.queues[s->queue_slots[q]];
         if (atomic_exchange(&queue->help_wanted, 0))
-            supervisor_hint_queue(s, q);
+            supervisor_help_queue(s, q);
         int64_t retry_due = atomic_exchange(&queue->retry_due_ms, 0);
         if (retry_due != 0)
             supervisor_schedule(s, q, retry_due > now ? retry_due : now);

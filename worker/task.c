@@ -24,46 +24,58 @@
 #define OID_TEXT 25
 #define OID_BOOL 16
 
-/* Where a claim starts: with a cursor ($6..$8 = the greatest (priority,
- * run_at, id) this worker claimed so far in its drain), the index scan
- * starts there instead of walking the entries of every task finished since
- * the last vacuum (measured: 4 buffers instead of ~100 per claim halfway
- * through a 50,000-task burst). NULL: from the start. */
-#define CLAIM_WHERE                                                                                \
-    " WHERE queue = $1 AND state = 'pending' AND run_at <= now()"                                  \
-    "   AND ($6::int IS NULL OR (priority, run_at, id) >= ($6, $7::timestamptz, $8::bigint))"      \
-    " ORDER BY priority, run_at, id"
-
-/* The claim: one round trip. The CTE locks up to $2 due rows, skipping rows
- * other workers hold; the UPDATE marks them ours. attempts counts starts.
- * The last three columns are the row's key, for the cursor. */
-static const char claim_sql[] =
+/*
+ * The claim statements, one set per queue (task_claim_prepare): the queue's
+ * batch size is a literal LIMIT, so the plan the server caches after a
+ * few runs (a generic plan) is the walk of tasks_claim_idx it should be —
+ * with LIMIT as a parameter it would assume a tenth of the table and sort.
+ * Two variants: from the start of the queue's order, and from a drain's
+ * cursor (the last key claimed), where the row comparison bounds the index
+ * scan and skips the entries of every task finished since the last vacuum
+ * (measured: 4 buffers instead of ~100 per claim halfway through a
+ * 50,000-task burst).
+ *
+ * The claim marks the rows running: one round trip. The CTE locks up to
+ * the batch of due rows, skipping rows other workers hold; attempts counts
+ * starts. $1 queue, $2 locked_by, $3 lease ms, $4 default max_attempts,
+ * then the cursor's key ($5 priority, $6 run_at, $7 id). The last three
+ * columns returned are the row's key.
+ */
+static const char claim_sql_format[] =
     "WITH picked AS ("
-    " SELECT id FROM pgwork.tasks" CLAIM_WHERE " LIMIT $2"
+    " SELECT id FROM pgwork.tasks"
+    " WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
+    " ORDER BY priority, run_at, id LIMIT %d"
     " FOR UPDATE SKIP LOCKED)"
     " UPDATE pgwork.tasks t"
-    " SET state = 'running', attempts = t.attempts + 1, locked_by = $3,"
-    "     locked_until = now() + $4 * interval '1 millisecond', started_at = now(),"
+    " SET state = 'running', attempts = t.attempts + 1, locked_by = $2,"
+    "     locked_until = now() + $3 * interval '1 millisecond', started_at = now(),"
     "     finished_at = NULL"
     " FROM picked WHERE t.id = picked.id"
-    " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $5),"
+    " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $4),"
     "   greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint),"
     "   t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint";
 
+static const char claim_from_cursor[] =
+    " AND (priority, run_at, id) >= ($5, $6::timestamptz, $7::bigint)";
+
 /* The one-transaction path: lock, do not mark (see task_send_lock_batch).
- * Output names differ from the columns: ORDER BY must sort by the
- * columns (the index order), not by the text of run_at. */
-static const char lock_sql[] =
-    "SELECT id, payload::text, attempts + 1, coalesce(max_attempts, $3),"
+ * $1 queue, $2 default max_attempts, then the cursor ($3, $4, $5). Output
+ * names differ from the columns: ORDER BY must sort by the columns (the
+ * index order), not by the text of run_at. */
+static const char lock_sql_format[] =
+    "SELECT id, payload::text, attempts + 1, coalesce(max_attempts, $2),"
     "   greatest(0, (extract(epoch FROM now() - run_at) * 1000000)::bigint),"
     "   priority AS key_priority, run_at::text AS key_run_at,"
     "   (extract(epoch FROM run_at) * 1000000)::bigint AS key_run_at_us"
     " FROM pgwork.tasks"
-    " WHERE queue = $1 AND state = 'pending' AND run_at <= now()"
-    "   AND ($4::int IS NULL OR (priority, run_at, id) >= ($4, $5::timestamptz, $6::bigint))"
+    " WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
     " ORDER BY priority, run_at, id"
-    " LIMIT $2"
+    " LIMIT %d"
     " FOR UPDATE SKIP LOCKED";
+
+static const char lock_from_cursor[] =
+    " AND (priority, run_at, id) >= ($3, $4::timestamptz, $5::bigint)";
 
 static const char finish_locked_sql[] =
     "UPDATE pgwork.tasks SET state = 'done', attempts = attempts + 1, locked_by = $2,"
@@ -124,24 +136,48 @@ static int prepare_one(PGconn *conn, const char *name, const char *sql, int npar
 
 int task_prepare(PGconn *conn)
 {
-    static const Oid claim_types[] = {OID_TEXT, OID_INT4, OID_TEXT, OID_INT8,
-                                      OID_INT4, OID_INT4, OID_TEXT, OID_INT8};
     static const Oid id_owner_types[] = {OID_INT8, OID_TEXT};
     static const Oid failed_types[] = {OID_INT8, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL};
     static const Oid release_types[] = {OID_TEXT, OID_TEXT};
-    static const Oid lock_types[] = {OID_TEXT, OID_INT4, OID_INT4, OID_INT4, OID_TEXT, OID_INT8};
 
-    if (prepare_one(conn, "pgwork_claim", claim_sql, 8, claim_types) != 0 ||
-        prepare_one(conn, "pgwork_done", done_sql, 2, id_owner_types) != 0 ||
+    if (prepare_one(conn, "pgwork_done", done_sql, 2, id_owner_types) != 0 ||
         prepare_one(conn, "pgwork_delete", delete_sql, 2, id_owner_types) != 0 ||
         prepare_one(conn, "pgwork_failed", failed_sql, 5, failed_types) != 0 ||
         prepare_one(conn, "pgwork_release", release_sql, 2, release_types) != 0 ||
-        prepare_one(conn, "pgwork_lock", lock_sql, 6, lock_types) != 0 ||
         prepare_one(conn, "pgwork_finish_locked", finish_locked_sql, 2, release_types) != 0 ||
         prepare_one(conn, "pgwork_delete_locked", delete_locked_sql, 1, release_types) != 0 ||
         prepare_one(conn, "pgwork_done_many", done_many_sql, 2, release_types) != 0 ||
         prepare_one(conn, "pgwork_delete_many", delete_many_sql, 2, release_types) != 0)
         return -1;
+    return 0;
+}
+
+int task_claim_prepare(PGconn *conn, struct claim_state *claim, const struct queue_config *queue,
+                       bool lock)
+{
+    static const Oid claim_types[] = {OID_TEXT, OID_TEXT, OID_INT8, OID_INT4,
+                                      OID_INT4, OID_TEXT, OID_INT8};
+    static const Oid lock_types[] = {OID_TEXT, OID_INT4, OID_INT4, OID_TEXT, OID_INT8};
+    static unsigned next_id;
+    char(*names)[40] = lock ? claim->lock : claim->claim;
+    if (names[0][0] != '\0')
+        return 0;
+    unsigned id = next_id++;
+    const char *kind = lock ? "lock" : "claim";
+    char name[2][40];
+    snprintf(name[0], sizeof(name[0]), "pgwork_%s_%u", kind, id);
+    snprintf(name[1], sizeof(name[1]), "pgwork_%s_from_%u", kind, id);
+    const char *format = lock ? lock_sql_format : claim_sql_format;
+    const char *bound = lock ? lock_from_cursor : claim_from_cursor;
+    int nparams = lock ? 2 : 4;
+    const Oid *types = lock ? lock_types : claim_types;
+    char sql[2][1536];
+    snprintf(sql[0], sizeof(sql[0]), format, "", queue->batch);
+    snprintf(sql[1], sizeof(sql[1]), format, bound, queue->batch);
+    if (prepare_one(conn, name[0], sql[0], nparams, types) != 0 ||
+        prepare_one(conn, name[1], sql[1], nparams + 3, types) != 0)
+        return -1;
+    memcpy(names, name, sizeof(name));
     return 0;
 }
 
@@ -174,11 +210,11 @@ void task_batch_free(struct task_batch *batch)
 }
 
 /* Is (priority, run_at_us, id) past the cursor's key? */
-static bool cursor_before(const struct claim_cursor *cursor, int priority, int64_t run_at_us,
+static bool cursor_before(const struct claim_state *cursor, int priority, int64_t run_at_us,
                           int64_t id)
 {
-    if (!cursor->set || priority != cursor->priority)
-        return !cursor->set || priority > cursor->priority;
+    if (!cursor->cursor_set || priority != cursor->priority)
+        return !cursor->cursor_set || priority > cursor->priority;
     if (run_at_us != cursor->run_at_us)
         return run_at_us > cursor->run_at_us;
     return id > cursor->id;
@@ -189,7 +225,7 @@ static bool cursor_before(const struct claim_cursor *cursor, int priority, int64
  * move the cursor (if any) to the greatest key: the claim's RETURNING
  * comes in no particular order. */
 static int task_batch_fill(struct task_batch *batch, const PGresult *res,
-                           struct claim_cursor *cursor)
+                           struct claim_state *cursor)
 {
     int rows = PQntuples(res);
     batch_reserve(batch, rows);
@@ -210,7 +246,7 @@ static int task_batch_fill(struct task_batch *batch, const PGresult *res,
         const char *run_at = PQgetvalue(res, i, 6);
         if (cursor != NULL && cursor_before(cursor, priority, run_at_us, task->id) &&
             strlen(run_at) < sizeof(cursor->run_at)) {
-            cursor->set = true;
+            cursor->cursor_set = true;
             cursor->priority = priority;
             cursor->run_at_us = run_at_us;
             cursor->id = task->id;
@@ -220,61 +256,60 @@ static int task_batch_fill(struct task_batch *batch, const PGresult *res,
     return rows;
 }
 
-/* The cursor as three parameters (NULLs: from the start). */
-static void cursor_params(const struct claim_cursor *cursor, char priority[16], char id[24],
-                          const char **params)
+/* The statement for the claim's next round, and the cursor's key as its
+ * last three parameters when it starts from the cursor. */
+static const char *claim_statement(const struct claim_state *claim, bool lock, char priority[16],
+                                   char id[24], const char **key)
 {
-    if (cursor == NULL || !cursor->set) {
-        params[0] = params[1] = params[2] = NULL;
-        return;
-    }
-    snprintf(priority, 16, "%d", cursor->priority);
-    snprintf(id, 24, "%" PRId64, cursor->id);
-    params[0] = priority;
-    params[1] = cursor->run_at;
-    params[2] = id;
+    const char(*names)[40] = lock ? claim->lock : claim->claim;
+    if (!claim->cursor_set)
+        return names[0];
+    snprintf(priority, 16, "%d", claim->priority);
+    snprintf(id, 24, "%" PRId64, claim->id);
+    key[0] = priority;
+    key[1] = claim->run_at;
+    key[2] = id;
+    return names[1];
 }
 
-static int run_command(PGconn *conn, const char *name, int nparams, const char *const *params,
-                       int64_t id);
-
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
-               int64_t lease_ms, struct claim_cursor *cursor, struct task_batch *batch)
+               int64_t lease_ms, struct claim_state *claim, struct task_batch *batch)
 {
-    char limit[16], lease[32], max_attempts[16], key_priority[16], key_id[24];
-    snprintf(limit, sizeof(limit), "%d", queue->batch);
+    task_batch_clear(batch);
+    if (task_claim_prepare(conn, claim, queue, false) != 0)
+        return -1;
+    char lease[32], max_attempts[16], key_priority[16], key_id[24];
     snprintf(lease, sizeof(lease), "%" PRId64, lease_ms);
     snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
-    const char *params[8] = {queue->name, limit, locked_by, lease, max_attempts};
-    cursor_params(cursor, key_priority, key_id, &params[5]);
-
-    task_batch_clear(batch);
-    PGresult *res = dbconn_exec_prepared(conn, "pgwork_claim", 8, params);
+    const char *params[7] = {queue->name, locked_by, lease, max_attempts};
+    const char *statement = claim_statement(claim, false, key_priority, key_id, &params[4]);
+    PGresult *res = dbconn_exec_prepared(conn, statement, claim->cursor_set ? 7 : 4, params);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_error("claim failed on queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         PQclear(res);
         return -1;
     }
-    int rows = task_batch_fill(batch, res, cursor);
+    int rows = task_batch_fill(batch, res, claim);
     PQclear(res);
     return rows;
 }
 
 int task_send_lock_batch(PGconn *conn, const struct queue_config *queue,
-                         const struct claim_cursor *cursor)
+                         const struct claim_state *claim)
 {
-    char limit[16], max_attempts[16], key_priority[16], key_id[24];
-    snprintf(limit, sizeof(limit), "%d", queue->batch);
+    char max_attempts[16], key_priority[16], key_id[24];
     snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
-    const char *params[6] = {queue->name, limit, max_attempts};
-    cursor_params(cursor, key_priority, key_id, &params[3]);
-    return PQsendQueryPrepared(conn, "pgwork_lock", 6, params, NULL, NULL, 0) ? 0 : -1;
+    const char *params[5] = {queue->name, max_attempts};
+    const char *statement = claim_statement(claim, true, key_priority, key_id, &params[2]);
+    return PQsendQueryPrepared(conn, statement, claim->cursor_set ? 5 : 2, params, NULL, NULL, 0)
+               ? 0
+               : -1;
 }
 
-int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_cursor *cursor)
+int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_state *claim)
 {
     task_batch_clear(batch);
-    return task_batch_fill(batch, res, cursor);
+    return task_batch_fill(batch, res, claim);
 }
 
 /* A bigint[] literal: digits and commas only, built from integers. */

@@ -30,20 +30,31 @@ struct task_batch {
 };
 
 /*
- * Where the next claim of a drain starts: the greatest (priority, run_at,
- * id) this worker claimed so far, so a claim's index scan skips what
- * earlier claims took (and the index entries of tasks finished since the
- * last vacuum). Unset (set = false): from the start. The worker resets it
- * whenever the queue's hint moves (new, retried or requeued tasks may sort
- * before it) and before it ends a drain.
+ * Per worker and queue: the queue's claim statements (prepared on first
+ * use, task_claim_prepare) and where the drain's next claim starts — the
+ * greatest (priority, run_at, id) this worker claimed so far, so a claim's
+ * index scan skips what earlier claims took (and the index entries of tasks
+ * finished since the last vacuum). cursor_set false: from the start. The
+ * worker clears it whenever tasks may have arrived that sort before it
+ * (shm_queue.arrivals) and before it ends a drain.
  */
-struct claim_cursor {
-    bool set;
+struct claim_state {
+    /* Statement names, [0] from the start, [1] from the cursor; "" until
+     * prepared. */
+    char claim[2][40]; /* claim and mark running (task_claim) */
+    char lock[2][40];  /* the one-transaction path's (task_send_lock_batch) */
+    bool cursor_set;
     int priority;
     int64_t run_at_us; /* for comparing keys */
     char run_at[48];   /* run_at as the database printed it: sent back exactly */
     int64_t id;
 };
+
+/* Prepare queue's claim statements on conn into claim (lock: the
+ * one-transaction path's, else the claim-and-mark ones), unless done. 0 or
+ * -1 (logged). Must not run inside a pipeline. */
+int task_claim_prepare(PGconn *conn, struct claim_state *claim, const struct queue_config *queue,
+                       bool lock);
 
 /* Prepare the claim/complete statements on conn. 0 or -1 (logged). */
 int task_prepare(PGconn *conn);
@@ -51,27 +62,28 @@ int task_prepare(PGconn *conn);
 /*
  * Claim up to `limit` due pending tasks of `queue` in one round trip
  * (FOR UPDATE SKIP LOCKED), marking them running, attempts+1, locked_by,
- * locked_until = now() + lease, starting at cursor (NULL: from the start;
- * moved past what was claimed). Fills batch (cleared first). Returns the
- * number claimed, or -1 on a database error (logged).
+ * locked_until = now() + lease, starting at claim's cursor (moved past
+ * what was claimed). Fills batch (cleared first). Returns the number
+ * claimed, or -1 on a database error (logged).
  */
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
-               int64_t lease_ms, struct claim_cursor *cursor, struct task_batch *batch);
+               int64_t lease_ms, struct claim_state *claim, struct task_batch *batch);
 
 /*
  * The one-transaction path (handlers with send_in_transaction), sent in
  * a pipeline inside an open transaction: lock up to queue->batch due
- * pending tasks (FOR UPDATE SKIP LOCKED) without changing them — nobody
+ * pending tasks (FOR UPDATE SKIP LOCKED; claim prepared with lock = true)
+ * without changing them — nobody
  * else can see them running, and if this worker dies the locks simply go
  * away. The result's rows (attempt = attempts + 1) go into a batch with
  * task_batch_take. 0, or -1 when it could not be sent.
  */
 int task_send_lock_batch(PGconn *conn, const struct queue_config *queue,
-                         const struct claim_cursor *cursor);
+                         const struct claim_state *claim);
 
-/* Copy a lock's rows into batch (cleared first) and move cursor (may be
- * NULL) past them; the count. */
-int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_cursor *cursor);
+/* Copy a lock's rows into batch (cleared first) and move claim's cursor
+ * past them; the count. */
+int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_state *claim);
 
 /* Same transaction: mark ids done (or delete them), attempts + 1, owner
  * locked_by; the command's row count is the number changed. 0, or -1 when

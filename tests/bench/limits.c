@@ -151,7 +151,7 @@ struct ceiling_thread {
     PGconn *conn;
     int64_t done;
     int64_t finished_us;
-    struct claim_cursor cursor; /* the pipelined kinds claim as the worker does */
+    struct claim_state claim; /* the queue's claim statements and cursor, as a worker's */
 };
 
 /* Read the results of `results` pipelined queries and the sync; the rows of
@@ -200,13 +200,15 @@ static int ceiling_round(struct ceiling_thread *t, struct queue_config *queue,
     int n;
     switch (t->kind) {
     case CEIL_EXEC_PER_TASK:
-        n = task_claim(conn, queue, locked_by, 300000, NULL, batch);
+        t->claim.cursor_set = false; /* as before the cursor */
+        n = task_claim(conn, queue, locked_by, 300000, &t->claim, batch);
         for (int i = 0; i < n; i++)
             if (task_mark_done(conn, batch->tasks[i].id, locked_by, true) != 1)
                 die("done failed");
         return n;
     case CEIL_SQL_PER_TASK:
-        n = task_claim(conn, queue, locked_by, 300000, NULL, batch);
+        t->claim.cursor_set = false;
+        n = task_claim(conn, queue, locked_by, 300000, &t->claim, batch);
         for (int i = 0; i < n; i++) {
             struct task task = {.id = batch->tasks[i].id,
                                 .payload = batch->tasks[i].payload,
@@ -218,7 +220,7 @@ static int ceiling_round(struct ceiling_thread *t, struct queue_config *queue,
         }
         return n;
     case CEIL_EXEC_PIPE: {
-        n = task_claim(conn, queue, locked_by, 300000, &t->cursor, batch);
+        n = task_claim(conn, queue, locked_by, 300000, &t->claim, batch);
         if (n <= 0)
             return n;
         id_array(batch, ids, array, sizeof(array));
@@ -234,11 +236,11 @@ static int ceiling_round(struct ceiling_thread *t, struct queue_config *queue,
         PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
         PQsendQueryParams(conn, "SET LOCAL statement_timeout = 60000", 0, NULL, NULL, NULL, NULL,
                           0);
-        task_send_lock_batch(conn, queue, &t->cursor);
+        task_send_lock_batch(conn, queue, &t->claim);
         PQpipelineSync(conn);
         PGresult *locked = NULL;
         pipe_expect(conn, 3, 2, &locked);
-        n = locked != NULL ? task_batch_take(batch, locked, &t->cursor) : 0;
+        n = locked != NULL ? task_batch_take(batch, locked, &t->claim) : 0;
         size_t o = 0;
         array[o++] = '{';
         for (int i = 0; i < n; i++) {
@@ -278,6 +280,8 @@ static void *ceiling_work(void *arg)
     };
     char locked_by[64];
     snprintf(locked_by, sizeof(locked_by), "bench/%d/%d", t->index, (int)getpid());
+    if (task_claim_prepare(conn, &t->claim, &queue, t->kind == CEIL_SQL_PIPE) != 0)
+        die("preparing the claim failed");
     struct handler_env env = {.conn = conn,
                               .queue = &queue,
                               .locked_by = locked_by,
@@ -330,6 +334,7 @@ static double ceiling_run(enum ceiling_kind kind, int connections, int batch)
         t[i].conn = db_connect(CEILING_DB);
         /* As the workers do by default (database.synchronous_commit = false). */
         db_exec(t[i].conn, "SET synchronous_commit = off");
+        db_exec(t[i].conn, "SET plan_cache_mode = force_custom_plan"); /* as the workers */
         if (task_prepare(t[i].conn) != 0)
             die("task_prepare failed");
         if (pthread_create(&threads[i], NULL, ceiling_work, &t[i]) != 0)

@@ -124,16 +124,17 @@ static void scaling_run(int workers, int queues, struct scaling_result *out)
     db_exec(conn, "TRUNCATE pickup");
     sup_wait_workers(&sup, conn, workers);
     char sql[256];
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO pgwork.tasks (queue) SELECT 's' || (i %% %d) FROM generate_series(1, %d) i",
-             queues, bench.tasks);
+    snprintf(
+        sql, sizeof(sql),
+        "INSERT INTO pgwork.tasks (queue) SELECT 's' || (i %% %d) FROM generate_series(1, %d) i",
+        queues, bench.tasks);
     int64_t before = db_int(conn, "SELECT coalesce(max(id), 0) FROM pgwork.tasks");
     db_exec(conn, sql);
     int64_t committed = wall_us();
     int64_t deadline = mono_ms() + 600000;
-    while (db_int(conn, "SELECT (EXISTS (SELECT 1 FROM pgwork.tasks WHERE state = 'pending')"
-                        " OR EXISTS (SELECT 1 FROM pgwork.tasks WHERE state = 'running'))::int") !=
-           0) {
+    while (db_int(conn,
+                  "SELECT (EXISTS (SELECT 1 FROM pgwork.tasks WHERE state = 'pending')"
+                  " OR EXISTS (SELECT 1 FROM pgwork.tasks WHERE state = 'running'))::int") != 0) {
         if (mono_ms() > deadline)
             die("scaling: not done within 10 minutes (see %s)", sup.log_path);
         sleep_ms(20);
