@@ -276,10 +276,11 @@ int main(void)
     idle_window_open();
 
     static const int counts[3] = {2, 4, 8};
-    double ceiling_exec[3], ceiling_sql[3];
+    double ceiling_exec[3], ceiling_sql[3], ceiling_sql_100[3];
     for (int c = 0; c < 3; c++) {
         ceiling_exec[c] = measure_sql_ceiling(counts[c], 10, false);
         ceiling_sql[c] = measure_sql_ceiling(counts[c], 10, true);
+        ceiling_sql_100[c] = measure_sql_ceiling(counts[c], 100, true);
     }
     for (int c = 0; c < 3; c++) {
         char figure[96];
@@ -297,6 +298,13 @@ int main(void)
                   c == 0 ? "the worker's one-transaction sql round, pipelined: BEGIN, SET "
                            "LOCAL, lock batch | statements, finish_locked, COMMIT"
                          : "");
+    }
+    for (int c = 0; c < 3; c++) {
+        char figure[96];
+        snprintf(figure, sizeof(figure), "SQL ceiling, sql path, batch 100, %d connections",
+                 counts[c]);
+        add_limit(figure, "tasks/s", ceiling_sql_100[c],
+                  c == 0 ? "as above with 100 tasks per round (the batch = 100 rows)" : "");
     }
     measure_ceiling_variants(4, 10);
 
@@ -324,7 +332,7 @@ int main(void)
         result_add(&tp);
     }
 
-    measure_throughput(ceiling_exec, ceiling_sql, peer_rate);
+    measure_throughput(ceiling_exec, ceiling_sql, ceiling_sql_100, peer_rate);
     idle_finish();
     measure_enqueue();
     measure_lateness();

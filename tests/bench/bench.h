@@ -145,7 +145,10 @@ void measure_pickup(double floor_p50_ms);
  * single tasks 20 ms apart into queue 'pickup' (queues = 0) or 's<i %
  * queues>'; percentiles of handler start - COMMIT returned, in ms. */
 void pickup_run(PGconn *conn, int samples, int queues, double *p50, double *p99, double *max);
-void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double peer_jobs_per_s);
+/* ceilings at 2/4/8 connections: exec and sql path at batch 10, sql path
+ * at batch 100 (for the batch = 100 rows). */
+void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double ceiling_sql_100[3],
+                        double peer_jobs_per_s);
 void measure_lateness(void);
 
 /* scaling.c: pickup and throughput with 1/4/16/64 workers and 1/200
