@@ -1,5 +1,5 @@
 -- 0004_due_index_not_for_claims.sql — tasks_due_idx serves the
--- supervisor's poll only, never a worker's claim.
+-- supervisor's poll only, never a worker's claim; run_at must be finite.
 --
 -- Why: the claim (ORDER BY priority, run_at, id LIMIT n) belongs on
 -- tasks_claim_idx, which hands out the first n rows in order. But when the
@@ -25,3 +25,10 @@ CREATE INDEX IF NOT EXISTS tasks_poll_idx ON pgwork.tasks (queue, run_at)
     WHERE state = 'pending' AND priority IS NOT NULL;
 
 DROP INDEX pgwork.tasks_due_idx;
+
+-- And run_at must be a real time. 'infinity' and '-infinity' are valid
+-- timestamps, but no arithmetic works on them: one such row made every
+-- claim of its queue and the supervisor's poll of every queue fail
+-- ("cannot subtract infinite timestamps"). Now the INSERT fails instead,
+-- naming this constraint. (A far-future run_at is fine.)
+ALTER TABLE pgwork.tasks ADD CONSTRAINT tasks_run_at_finite CHECK (isfinite(run_at));

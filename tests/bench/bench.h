@@ -119,6 +119,11 @@ void sup_wait_workers(struct sup *sup, PGconn *conn, int count);
 /* SIGTERM, wait (then SIGKILL); dies if it exited non-zero. */
 void sup_stop(struct sup *sup);
 
+/* The direct children of parent (up to max) into out; their number. */
+int children_of(pid_t parent, pid_t *out, int max);
+/* CPU time (user + system) pid has used so far, in seconds; 0 if gone. */
+double cpu_seconds(pid_t pid);
+
 /* Write text into BENCH_TMP/name; the path (static buffer per call site). */
 const char *write_file(const char *name, const char *text);
 

@@ -13,8 +13,6 @@
  *    the point is the trend across rows, not the figure);
  *  - throughput: BENCH_TASKS tasks by one INSERT, spread over the queues.
  */
-#include <ctype.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -60,33 +58,12 @@ static void memory_of(pid_t supervisor, struct memory *m)
     static const char *const pss[] = {"Pss:", NULL};
     memset(m, 0, sizeof(*m));
     m->supervisor_rss_kb = proc_kb(supervisor, "status", rss);
-    DIR *proc = opendir("/proc");
-    if (proc == NULL)
-        die("cannot read /proc");
-    struct dirent *e;
-    while ((e = readdir(proc)) != NULL && m->workers < MAX_WORKERS) {
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        pid_t pid = (pid_t)atoi(e->d_name);
-        char path[64], line[512];
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        int ppid = 0;
-        if (fgets(line, sizeof(line), f) != NULL) {
-            const char *after = strrchr(line, ')'); /* the name may hold spaces */
-            if (after != NULL)
-                sscanf(after + 2, "%*c %d", &ppid);
-        }
-        fclose(f);
-        if (ppid != supervisor)
-            continue;
-        m->worker_private_kb[m->workers] = proc_kb(pid, "smaps_rollup", private);
-        m->worker_pss_kb[m->workers] = proc_kb(pid, "smaps_rollup", pss);
-        m->workers++;
+    pid_t workers[MAX_WORKERS];
+    m->workers = children_of(supervisor, workers, MAX_WORKERS);
+    for (int i = 0; i < m->workers; i++) {
+        m->worker_private_kb[i] = proc_kb(workers[i], "smaps_rollup", private);
+        m->worker_pss_kb[i] = proc_kb(workers[i], "smaps_rollup", pss);
     }
-    closedir(proc);
 }
 
 struct scaling_result {

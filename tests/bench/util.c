@@ -4,6 +4,8 @@
  * nothing), percentiles, child processes that die with us, and pgwork
  * supervisors started on a config text.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -315,4 +317,58 @@ void sup_stop(struct sup *sup)
     sup->pid = 0;
     if (rc != 0)
         die("supervisor exited with %d on SIGTERM (see %s)", rc, sup->log_path);
+}
+
+/* --- processes ------------------------------------------------------------- */
+
+/* Fields after the command name in /proc/PID/stat (the name may hold
+ * spaces); NULL if unreadable. */
+static const char *proc_stat_fields(pid_t pid, char *line, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    const char *fields = NULL;
+    if (fgets(line, (int)len, f) != NULL) {
+        const char *after = strrchr(line, ')');
+        if (after != NULL && after[1] == ' ')
+            fields = after + 2;
+    }
+    fclose(f);
+    return fields;
+}
+
+int children_of(pid_t parent, pid_t *out, int max)
+{
+    DIR *proc = opendir("/proc");
+    if (proc == NULL)
+        die("cannot read /proc");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(proc)) != NULL && n < max) {
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        pid_t pid = (pid_t)atoi(e->d_name);
+        char line[1024];
+        const char *fields = proc_stat_fields(pid, line, sizeof(line));
+        int ppid = 0;
+        if (fields != NULL && sscanf(fields, "%*c %d", &ppid) == 1 && ppid == parent)
+            out[n++] = pid;
+    }
+    closedir(proc);
+    return n;
+}
+
+double cpu_seconds(pid_t pid)
+{
+    char line[1024];
+    const char *fields = proc_stat_fields(pid, line, sizeof(line));
+    unsigned long utime = 0, stime = 0;
+    /* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (fields == NULL ||
+        sscanf(fields, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return 0;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }

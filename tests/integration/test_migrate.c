@@ -320,6 +320,29 @@ START_TEST(test_enqueue_queue_name_length)
 }
 END_TEST
 
+/* run_at 'infinity' / '-infinity' would poison every claim of the queue
+ * and the poll of all queues (no arithmetic on them): refused at INSERT,
+ * naming the constraint (migration 0004); a far-future time is fine. */
+START_TEST(test_infinite_run_at_refused)
+{
+    PGconn *conn;
+    migrated_db(&conn);
+    const char *values[] = {"infinity", "-infinity"};
+    for (int i = 0; i < 2; i++) {
+        const char *params[] = {values[i]};
+        PGresult *res = PQexecParams(
+            conn, "INSERT INTO pgwork.tasks (queue, run_at) VALUES ('q', $1::timestamptz)", 1, NULL,
+            params, NULL, NULL, 0);
+        ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
+        ck_assert_msg(strstr(PQresultErrorMessage(res), "tasks_run_at_finite") != NULL, "%s",
+                      PQresultErrorMessage(res));
+        PQclear(res);
+    }
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, run_at) VALUES ('q', '9999-12-31')");
+    ck_assert_int_eq(task_count(conn), 1);
+}
+END_TEST
+
 START_TEST(test_enqueue_before_migrate)
 {
     const char *conninfo = harness_db_create(NULL);
@@ -566,6 +589,7 @@ Suite *migrate_suite(void)
                         (int)(sizeof(bad_names) / sizeof(bad_names[0])));
     tcase_add_test(tc, test_enqueue_queue_name_length);
     tcase_add_test(tc, test_enqueue_before_migrate);
+    tcase_add_test(tc, test_infinite_run_at_refused);
     suite_add_tcase(s, tc);
 
     tc = harness_tcase("notify");
