@@ -124,6 +124,12 @@ int children_of(pid_t parent, pid_t *out, int max);
 /* CPU time (user + system) pid has used so far, in seconds; 0 if gone. */
 double cpu_seconds(pid_t pid);
 
+/* Run insert_sql (a burst of new tasks) on conn, wait until no task is
+ * pending or running (10 minutes at most, else die) and return seconds from
+ * the INSERT's commit to the latest finished_at; *before_id = the greatest
+ * task id before the burst. */
+double burst_run(PGconn *conn, const char *insert_sql, const struct sup *sup, int64_t *before_id);
+
 /* Write text into BENCH_TMP/name; the path (static buffer per call site). */
 const char *write_file(const char *name, const char *text);
 

@@ -288,7 +288,6 @@ static double throughput_run(enum kind k, int workers, int batch, int tasks, con
          * and no statistics for the planner (autoanalyze may have seen the
          * warm-up; this takes that away again). */
         db_exec(conn, "TRUNCATE pgwork.tasks");
-    int64_t before = db_int(conn, "SELECT coalesce(max(id), 0) FROM pgwork.tasks");
     sup_wait_workers(&sup, conn, workers);
 
     struct profile prof;
@@ -297,22 +296,8 @@ static double throughput_run(enum kind k, int workers, int batch, int tasks, con
     char sql[256];
     snprintf(sql, sizeof(sql),
              "INSERT INTO pgwork.tasks (queue) SELECT 'tp' FROM generate_series(1, %d)", tasks);
-    db_exec(conn, sql);
-    int64_t committed = wall_us();
-    int64_t deadline = mono_ms() + 600000;
-    /* Two index probes (partial indexes of pending and running rows). */
-    while (db_int(conn,
-                  "SELECT (EXISTS (SELECT 1 FROM pgwork.tasks WHERE state = 'pending')"
-                  " OR EXISTS (SELECT 1 FROM pgwork.tasks WHERE state = 'running'))::int") != 0) {
-        if (mono_ms() > deadline)
-            die("throughput: not done within 10 minutes (see %s)", sup.log_path);
-        sleep_ms(20);
-    }
-    snprintf(sql, sizeof(sql),
-             "SELECT (extract(epoch FROM max(finished_at)) * 1000000)::bigint FROM pgwork.tasks"
-             " WHERE id > %" PRId64,
-             before);
-    int64_t last = db_int(conn, sql);
+    int64_t before;
+    double seconds = burst_run(conn, sql, &sup, &before);
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM pgwork.tasks WHERE state = 'done' AND id > %" PRId64, before);
     int64_t done = db_int(conn, sql);
@@ -322,7 +307,7 @@ static double throughput_run(enum kind k, int workers, int batch, int tasks, con
     PQfinish(conn);
     if (done != tasks)
         die("throughput: %" PRId64 " of %d done (see %s)", done, tasks, sup.log_path);
-    double rate = tasks / ((double)(last - committed) / 1e6);
+    double rate = tasks / seconds;
     say("throughput %s, %d workers, batch %d, log %s, %s: %.0f tasks/s", kind_name(k), workers,
         batch, log_level, dbname, rate);
     return rate;

@@ -122,26 +122,12 @@ static void scaling_run(int workers, int queues, struct scaling_result *out)
         sql, sizeof(sql),
         "INSERT INTO pgwork.tasks (queue) SELECT 's' || (i %% %d) FROM generate_series(1, %d) i",
         queues, bench.tasks);
-    int64_t before = db_int(conn, "SELECT coalesce(max(id), 0) FROM pgwork.tasks");
-    db_exec(conn, sql);
-    int64_t committed = wall_us();
-    int64_t deadline = mono_ms() + 600000;
-    while (db_int(conn,
-                  "SELECT (EXISTS (SELECT 1 FROM pgwork.tasks WHERE state = 'pending')"
-                  " OR EXISTS (SELECT 1 FROM pgwork.tasks WHERE state = 'running'))::int") != 0) {
-        if (mono_ms() > deadline)
-            die("scaling: not done within 10 minutes (see %s)", sup.log_path);
-        sleep_ms(20);
-    }
-    snprintf(sql, sizeof(sql),
-             "SELECT (extract(epoch FROM max(finished_at)) * 1000000)::bigint FROM pgwork.tasks"
-             " WHERE id > %" PRId64,
-             before);
-    int64_t last = db_int(conn, sql);
+    int64_t before;
+    double seconds = burst_run(conn, sql, &sup, &before);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM pickup WHERE task > %" PRId64, before);
     if (db_int(conn, sql) != bench.tasks)
         die("scaling: not every task ran once (see %s)", sup.log_path);
-    out->throughput = bench.tasks / ((double)(last - committed) / 1e6);
+    out->throughput = bench.tasks / seconds;
     memory_of(sup.pid, &out->memory);
     sup_stop(&sup);
     PQfinish(conn);

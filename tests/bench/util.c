@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -371,4 +372,30 @@ double cpu_seconds(pid_t pid)
         sscanf(fields, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
         return 0;
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* --- bursts ------------------------------------------------------------------ */
+
+double burst_run(PGconn *conn, const char *insert_sql, const struct sup *sup, int64_t *before_id)
+{
+    int64_t before = db_int(conn, "SELECT coalesce(max(id), 0) FROM pgwork.tasks");
+    db_exec(conn, insert_sql);
+    int64_t committed = wall_us();
+    int64_t deadline = mono_ms() + 600000;
+    /* Two index probes (partial indexes of pending and running rows). */
+    while (db_int(conn,
+                  "SELECT (EXISTS (SELECT 1 FROM pgwork.tasks WHERE state = 'pending')"
+                  " OR EXISTS (SELECT 1 FROM pgwork.tasks WHERE state = 'running'))::int") != 0) {
+        if (mono_ms() > deadline)
+            die("burst not done within 10 minutes (see %s)", sup->log_path);
+        sleep_ms(20);
+    }
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "SELECT (extract(epoch FROM max(finished_at)) * 1000000)::bigint FROM pgwork.tasks"
+             " WHERE id > %" PRId64,
+             before);
+    int64_t last = db_int(conn, sql);
+    *before_id = before;
+    return (double)(last - committed) / 1e6;
 }

@@ -40,6 +40,10 @@ static const char *protocol_database(PGconn **conn)
 
 /* Poll the supervisor's output (every 5 ms) until needle appears after
  * offset `from`; false after timeout_ms. */
+/* Queue settings of several tests: the sql handler records each task it
+ * runs in results. */
+#define RECORDING_QUEUE "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\""
+
 static bool protocol_wait_text(struct harness_supervisor *sup, size_t from, const char *needle,
                                int timeout_ms)
 {
@@ -118,8 +122,7 @@ START_TEST(one_insert_wakes_one_worker)
 {
     PGconn *conn;
     const char *conninfo = protocol_database(&conn);
-    const char *config = protocol_config(
-        8, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"", "", "");
+    const char *config = protocol_config(8, RECORDING_QUEUE, "", "");
     struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
     ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
     struct worker_status before = protocol_wait_idle(sup, 8);
@@ -361,8 +364,7 @@ START_TEST(priority_task_overtakes_backlog)
 {
     PGconn *conn;
     const char *conninfo = protocol_database(&conn);
-    const char *config = protocol_config(
-        1, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"", "", "");
+    const char *config = protocol_config(1, RECORDING_QUEUE, "", "");
     struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
     harness_exec(conn,
                  "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 40000)");
