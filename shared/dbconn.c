@@ -1,5 +1,7 @@
 /*
- * dbconn.c — shared libpq connection parameters (see dbconn.h).
+ * dbconn.c — what every pgwork connection shares (see dbconn.h): the
+ * connection parameters, guarded statements (a deadline and the
+ * supervisor's death), and reading pipelines under the same guard.
  */
 #include <errno.h>
 #include <poll.h>
@@ -162,4 +164,49 @@ PGresult *dbconn_prepare(PGconn *conn, const char *name, const char *sql, int np
     if (!PQsendPrepare(conn, name, sql, nparams, types))
         return NULL;
     return dbconn_wait(conn);
+}
+
+/* --- pipeline mode ---------------------------------------------------------- */
+
+/* The result of one query sent in pipeline mode, and the NULL that ends
+ * it. NULL when the connection broke (no result where one was due). */
+PGresult *dbconn_pipeline_take(PGconn *conn)
+{
+    PGresult *res = dbconn_next_result(conn);
+    if (res != NULL && PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+        PGresult *end = dbconn_next_result(conn);
+        PQclear(end); /* NULL, unless the protocol went astray */
+    }
+    return res;
+}
+
+/* One query's status in a pipeline: whether it succeeded (rows or not). */
+bool dbconn_pipeline_ok(PGconn *conn)
+{
+    PGresult *res = dbconn_pipeline_take(conn);
+    ExecStatusType status = PQresultStatus(res);
+    PQclear(res);
+    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+}
+
+/* Read up to and including the sync that ends a pipeline round; false if
+ * the connection broke first. */
+bool dbconn_pipeline_finish_round(PGconn *conn)
+{
+    for (int nulls = 0; nulls < 2;) {
+        PGresult *res = dbconn_next_result(conn);
+        if (res == NULL) {
+            /* One NULL ends a query; two in a row: nothing more comes. */
+            if (PQstatus(conn) != CONNECTION_OK)
+                return false;
+            nulls++;
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType status = PQresultStatus(res);
+        PQclear(res);
+        if (status == PGRES_PIPELINE_SYNC)
+            return true;
+    }
+    return false;
 }

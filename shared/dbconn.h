@@ -57,6 +57,19 @@ PGresult *dbconn_exec(PGconn *conn, const char *sql);
  */
 PGresult *dbconn_next_result(PGconn *conn);
 
+/*
+ * Pipeline mode (PQenterPipelineMode), read with the guard above:
+ *  - dbconn_pipeline_take: the result of the next query sent (and the NULL
+ *    that ends it), or a PGRES_PIPELINE_SYNC; NULL when the connection
+ *    broke (no result where one was due). The caller clears it.
+ *  - dbconn_pipeline_ok: whether the next query succeeded (rows or not).
+ *  - dbconn_pipeline_finish_round: read up to and including the next sync;
+ *    false if the connection broke first.
+ */
+PGresult *dbconn_pipeline_take(PGconn *conn);
+bool dbconn_pipeline_ok(PGconn *conn);
+bool dbconn_pipeline_finish_round(PGconn *conn);
+
 /* Without blocking: has the query in flight answered (PQgetResult will
  * not wait)? Also sends buffered output. */
 bool dbconn_result_ready(PGconn *conn);

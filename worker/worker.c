@@ -269,54 +269,11 @@ static bool worker_exec_simple(struct worker *w, const char *sql)
     return ok;
 }
 
-/* The result of one query sent in pipeline mode, and the NULL that ends
- * it. NULL when the connection broke (no result where one was due). */
-static PGresult *pipeline_take(PGconn *conn)
-{
-    PGresult *res = dbconn_next_result(conn);
-    if (res != NULL && PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
-        PGresult *end = dbconn_next_result(conn);
-        PQclear(end); /* NULL, unless the protocol went astray */
-    }
-    return res;
-}
-
-/* One query's status in a pipeline: whether it succeeded (rows or not). */
-static bool pipeline_ok(PGconn *conn)
-{
-    PGresult *res = pipeline_take(conn);
-    ExecStatusType status = PQresultStatus(res);
-    PQclear(res);
-    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
-}
-
-/* Read up to and including the sync that ends a pipeline round; false if
- * the connection broke first. */
-static bool pipeline_finish_round(PGconn *conn)
-{
-    for (int nulls = 0; nulls < 2;) {
-        PGresult *res = dbconn_next_result(conn);
-        if (res == NULL) {
-            /* One NULL ends a query; two in a row: nothing more comes. */
-            if (PQstatus(conn) != CONNECTION_OK)
-                return false;
-            nulls++;
-            continue;
-        }
-        nulls = 0;
-        ExecStatusType status = PQresultStatus(res);
-        PQclear(res);
-        if (status == PGRES_PIPELINE_SYNC)
-            return true;
-    }
-    return false;
-}
-
 /* Leave pipeline mode after a round that went wrong: read what is left,
  * roll back the open transaction. */
 static void pipeline_abandon(struct worker *w, bool round_open)
 {
-    if (round_open && !pipeline_finish_round(w->conn))
+    if (round_open && !dbconn_pipeline_finish_round(w->conn))
         worker_check_connection(w);
     if (!PQexitPipelineMode(w->conn)) {
         log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
@@ -355,8 +312,8 @@ static int worker_lock_round(struct worker *w, struct served_queue *sq)
         pipeline_abandon(w, false);
         return -1;
     }
-    bool ok = pipeline_ok(conn) && (queue->timeout_ms == 0 || pipeline_ok(conn));
-    PGresult *res = pipeline_take(conn);
+    bool ok = dbconn_pipeline_ok(conn) && (queue->timeout_ms == 0 || dbconn_pipeline_ok(conn));
+    PGresult *res = dbconn_pipeline_take(conn);
     int claimed = -1;
     if (ok && PQresultStatus(res) == PGRES_TUPLES_OK)
         claimed = task_batch_take(&w->batch, res, &sq->claim);
@@ -368,7 +325,7 @@ static int worker_lock_round(struct worker *w, struct served_queue *sq)
         pipeline_abandon(w, true);
         return -1;
     }
-    if (!pipeline_finish_round(conn)) {
+    if (!dbconn_pipeline_finish_round(conn)) {
         pipeline_abandon(w, false);
         return -1;
     }
@@ -399,8 +356,8 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
         if (claimed == 0) {
             /* Nothing due: end the empty transaction (same pipeline). */
             bool ended = PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
-                         PQpipelineSync(conn) && pipeline_ok(conn) && pipeline_finish_round(conn) &&
-                         PQexitPipelineMode(conn);
+                         PQpipelineSync(conn) && dbconn_pipeline_ok(conn) &&
+                         dbconn_pipeline_finish_round(conn) && PQexitPipelineMode(conn);
             if (!ended) {
                 pipeline_abandon(w, false);
                 return -1;
@@ -450,19 +407,19 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
     bool failed = false;
     int64_t previous_us = time_now_us();
     for (int i = 0; i < claimed; i++) {
-        if (!pipeline_ok(conn))
+        if (!dbconn_pipeline_ok(conn))
             failed = true;
         int64_t now_us = time_now_us();
         elapsed_us[i] = now_us - previous_us;
         previous_us = now_us;
     }
-    PGresult *res = pipeline_take(conn);
+    PGresult *res = dbconn_pipeline_take(conn);
     int finished = PQresultStatus(res) == PGRES_COMMAND_OK ? atoi(PQcmdTuples(res)) : -1;
     PQclear(res);
-    bool committed = pipeline_ok(conn);
+    bool committed = dbconn_pipeline_ok(conn);
     dbconn_set_guard_extra(0);
     atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
-    bool synced = pipeline_finish_round(conn);
+    bool synced = dbconn_pipeline_finish_round(conn);
     if (failed || !committed || !synced) {
         free(ids);
         free(elapsed_us);
