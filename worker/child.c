@@ -158,3 +158,16 @@ void child_sanitize_text(char *s, size_t n)
         i += len;
     }
 }
+
+int poll_set_add(struct poll_set *set, int fd, short events)
+{
+    if (fd < 0 || set->count == (int)(sizeof(set->fds) / sizeof(set->fds[0])))
+        return -1;
+    set->fds[set->count] = (struct pollfd){.fd = fd, .events = events};
+    return set->count++;
+}
+
+short poll_set_revents(const struct poll_set *set, int index)
+{
+    return index >= 0 ? set->fds[index].revents : 0;
+}

@@ -4,6 +4,7 @@
 #ifndef PGWORK_CHILD_H
 #define PGWORK_CHILD_H
 
+#include <poll.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -29,5 +30,18 @@ size_t child_utf8_len(const unsigned char *s, size_t n);
 /* Make program output fit for a log line or last_error, in place: NUL and
  * invalid UTF-8 bytes become '?' (a text column rejects them). */
 void child_sanitize_text(char *s, size_t n);
+
+/* The fds a handler's wait loop polls, built anew each turn: an fd that is
+ * closed (< 0) is simply not added. */
+struct poll_set {
+    struct pollfd fds[8];
+    int count;
+};
+
+/* Add fd for events; its index, or -1 when fd < 0 (not added). */
+int poll_set_add(struct poll_set *set, int fd, short events);
+
+/* What poll() reported for entry index (0 for -1, an fd not added). */
+short poll_set_revents(const struct poll_set *set, int index);
 
 #endif

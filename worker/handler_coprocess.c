@@ -760,21 +760,18 @@ static bool coproc_wait_exit(struct coproc *c, int64_t ms)
         int64_t left = deadline - time_now_ms();
         if (left <= 0)
             return c->pidfd < 0 ? child_exited(c) : false;
-        struct pollfd pfd[2];
-        int n = 0;
-        if (c->pidfd >= 0)
-            pfd[n++] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
-        if (c->err_fd >= 0)
-            pfd[n++] = (struct pollfd){.fd = c->err_fd, .events = POLLIN};
+        struct poll_set ps = {.count = 0};
+        int i_pid = poll_set_add(&ps, c->pidfd, POLLIN);
+        int i_err = poll_set_add(&ps, c->err_fd, POLLIN);
         int wait = c->pidfd >= 0 ? (int)left : (left < EXIT_POLL_MS ? (int)left : EXIT_POLL_MS);
-        int rc = poll(pfd, (nfds_t)n, wait);
+        int rc = poll(ps.fds, (nfds_t)ps.count, wait);
         if (rc < 0 && errno != EINTR)
             return false;
         if (rc <= 0)
             continue;
-        if (c->err_fd >= 0 && pfd[n - 1].fd == c->err_fd && pfd[n - 1].revents != 0)
+        if (poll_set_revents(&ps, i_err) != 0)
             stderr_drain(c);
-        if (c->pidfd >= 0 && pfd[0].revents != 0)
+        if (poll_set_revents(&ps, i_pid) != 0)
             return true;
     }
 }
@@ -885,25 +882,17 @@ static void coproc_check_idle(struct coproc *c)
 {
     if (c->pid == 0)
         return;
-    struct pollfd pfd[3];
-    int n = 0, i_pid = -1, i_out, i_err = -1;
-    i_out = n;
-    pfd[n++] = (struct pollfd){.fd = c->out_fd, .events = POLLIN};
-    if (c->err_fd >= 0) {
-        i_err = n;
-        pfd[n++] = (struct pollfd){.fd = c->err_fd, .events = POLLIN};
-    }
-    if (c->pidfd >= 0) {
-        i_pid = n;
-        pfd[n++] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
-    }
+    struct poll_set ps = {.count = 0};
+    int i_out = poll_set_add(&ps, c->out_fd, POLLIN);
+    int i_err = poll_set_add(&ps, c->err_fd, POLLIN);
+    int i_pid = poll_set_add(&ps, c->pidfd, POLLIN);
     int rc;
     do
-        rc = poll(pfd, (nfds_t)n, 0);
+        rc = poll(ps.fds, (nfds_t)ps.count, 0);
     while (rc < 0 && errno == EINTR);
-    if (rc > 0 && i_err >= 0 && pfd[i_err].revents != 0)
+    if (rc > 0 && poll_set_revents(&ps, i_err) != 0)
         stderr_drain(c);
-    bool dead = i_pid >= 0 ? rc > 0 && pfd[i_pid].revents != 0 : child_exited(c);
+    bool dead = i_pid >= 0 ? rc > 0 && poll_set_revents(&ps, i_pid) != 0 : child_exited(c);
     if (dead) {
         coproc_reap(c);
         char status[96];
@@ -912,7 +901,7 @@ static void coproc_check_idle(struct coproc *c)
                  status);
         return;
     }
-    if (rc > 0 && pfd[i_out].revents != 0) {
+    if (rc > 0 && poll_set_revents(&ps, i_out) != 0) {
         log_warn("queue \"%s\": coprocess %d wrote to stdout between tasks (or closed it); "
                  "restarting it",
                  c->queue->name, (int)c->pid);
@@ -1132,35 +1121,15 @@ static void run_loop(struct run *r)
             r->kill_at_ms = 0;
         }
 
-        struct pollfd pfd[6];
-        int n = 0;
-        int i_death = -1, i_sig = -1, i_pid = -1, i_out = -1, i_err = -1, i_in = -1;
-        if (watch_death) {
-            i_death = n;
-            pfd[n++] = (struct pollfd){.fd = env->death_fd, .events = POLLIN};
-        }
-        if (env->signal_fd >= 0) {
-            i_sig = n;
-            pfd[n++] = (struct pollfd){.fd = env->signal_fd, .events = POLLIN};
-        }
-        if (c->pidfd >= 0) {
-            i_pid = n;
-            pfd[n++] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
-        }
-        if (c->out_fd >= 0) {
-            i_out = n;
-            pfd[n++] = (struct pollfd){.fd = c->out_fd, .events = POLLIN};
-        }
-        if (c->err_fd >= 0) {
-            i_err = n;
-            pfd[n++] = (struct pollfd){.fd = c->err_fd, .events = POLLIN};
-        }
-        if (c->in_fd >= 0 && c->line_off < c->line.len) {
-            i_in = n;
-            pfd[n++] = (struct pollfd){.fd = c->in_fd, .events = POLLOUT};
-        }
+        struct poll_set ps = {.count = 0};
+        int i_death = poll_set_add(&ps, watch_death ? env->death_fd : -1, POLLIN);
+        int i_sig = poll_set_add(&ps, env->signal_fd, POLLIN);
+        int i_pid = poll_set_add(&ps, c->pidfd, POLLIN);
+        int i_out = poll_set_add(&ps, c->out_fd, POLLIN);
+        int i_err = poll_set_add(&ps, c->err_fd, POLLIN);
+        int i_in = poll_set_add(&ps, c->line_off < c->line.len ? c->in_fd : -1, POLLOUT);
 
-        int rc = poll(pfd, (nfds_t)n, run_next_wakeup(r, now));
+        int rc = poll(ps.fds, (nfds_t)ps.count, run_next_wakeup(r, now));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -1175,7 +1144,7 @@ static void run_loop(struct run *r)
             return;
         }
         now = time_now_ms();
-        if (rc > 0 && i_death >= 0 && pfd[i_death].revents != 0) {
+        if (poll_set_revents(&ps, i_death) != 0) {
             /* EOF on the death pipe: the supervisor is gone; its successor
              * requeues our task. Stop the child now. */
             watch_death = false;
@@ -1184,7 +1153,7 @@ static void run_loop(struct run *r)
                      "supervisor died, killing coprocess group %d", (int)c->pid);
             run_stop(r, STOP_DEATH, 0, now);
         }
-        if (rc > 0 && i_sig >= 0 && pfd[i_sig].revents != 0) {
+        if (poll_set_revents(&ps, i_sig) != 0) {
             bool was_aborting = env->abort_requested;
             handler_env_poll_signals(env);
             /* TERM/INT are graceful: the task runs on. QUIT is not. */
@@ -1194,15 +1163,15 @@ static void run_loop(struct run *r)
                 run_stop(r, STOP_ABORT, ABORT_GRACE_MS, now);
             }
         }
-        if (rc > 0 && i_err >= 0 && pfd[i_err].revents != 0)
+        if (poll_set_revents(&ps, i_err) != 0)
             stderr_drain(c);
-        if (rc > 0 && i_in >= 0 && pfd[i_in].revents != 0)
+        if (poll_set_revents(&ps, i_in) != 0)
             run_write(r, now);
-        if (rc > 0 && i_out >= 0 && pfd[i_out].revents != 0 && c->out_fd >= 0)
+        if (poll_set_revents(&ps, i_out) != 0 && c->out_fd >= 0)
             run_read(r, now, false);
         if (r->answered)
             return;
-        bool dead = i_pid >= 0 ? rc > 0 && pfd[i_pid].revents != 0 : child_exited(c);
+        bool dead = i_pid >= 0 ? poll_set_revents(&ps, i_pid) != 0 : child_exited(c);
         if (dead) {
             /* Read what it wrote last: an answer may be in the pipe. */
             if (c->out_fd >= 0 && r->reason == STOP_NONE)

@@ -392,33 +392,17 @@ static int supervise(struct child *c, struct handler_env *env)
             return 0;
         check_timers(c, now);
 
-        struct pollfd pfd[5];
-        int n = 0;
-        int i_death = -1, i_sig = -1, i_pid = -1, i_out = -1, i_in = -1;
+        struct poll_set ps = {.count = 0};
+        int i_death = -1, i_sig = -1, i_pid = -1;
         if (!c->exited) {
-            if (watch_death) {
-                i_death = n;
-                pfd[n++] = (struct pollfd){.fd = env->death_fd, .events = POLLIN};
-            }
-            if (env->signal_fd >= 0) {
-                i_sig = n;
-                pfd[n++] = (struct pollfd){.fd = env->signal_fd, .events = POLLIN};
-            }
-            if (c->pidfd >= 0) {
-                i_pid = n;
-                pfd[n++] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
-            }
+            i_death = poll_set_add(&ps, watch_death ? env->death_fd : -1, POLLIN);
+            i_sig = poll_set_add(&ps, env->signal_fd, POLLIN);
+            i_pid = poll_set_add(&ps, c->pidfd, POLLIN);
         }
-        if (c->out_fd >= 0) {
-            i_out = n;
-            pfd[n++] = (struct pollfd){.fd = c->out_fd, .events = POLLIN};
-        }
-        if (c->in_fd >= 0) {
-            i_in = n;
-            pfd[n++] = (struct pollfd){.fd = c->in_fd, .events = POLLOUT};
-        }
+        int i_out = poll_set_add(&ps, c->out_fd, POLLIN);
+        int i_in = poll_set_add(&ps, c->in_fd, POLLOUT);
 
-        int rc = poll(pfd, (nfds_t)n, next_wakeup(c, now));
+        int rc = poll(ps.fds, (nfds_t)ps.count, next_wakeup(c, now));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -437,7 +421,7 @@ static int supervise(struct child *c, struct handler_env *env)
         }
         now = time_now_ms();
 
-        if (i_death >= 0 && pfd[i_death].revents != 0) {
+        if (poll_set_revents(&ps, i_death) != 0) {
             /* EOF on the death pipe: the supervisor is gone and its
              * replacement will requeue our task; stop it now. */
             watch_death = false; /* stays readable forever */
@@ -446,7 +430,7 @@ static int supervise(struct child *c, struct handler_env *env)
                      "supervisor died, killing process group %d", (int)c->pid);
             begin_stop(c, STOP_DEATH, 0, now);
         }
-        if (i_sig >= 0 && pfd[i_sig].revents != 0) {
+        if (poll_set_revents(&ps, i_sig) != 0) {
             bool was_aborting = env->abort_requested;
             handler_env_poll_signals(env);
             /* stop_requested (TERM/INT) is graceful: the task runs on. */
@@ -456,12 +440,11 @@ static int supervise(struct child *c, struct handler_env *env)
                 begin_stop(c, STOP_ABORT, ABORT_GRACE_MS, now);
             }
         }
-        if (!c->exited &&
-            (c->pidfd >= 0 ? i_pid >= 0 && pfd[i_pid].revents != 0 : child_has_exited(c)))
+        if (!c->exited && (c->pidfd >= 0 ? poll_set_revents(&ps, i_pid) != 0 : child_has_exited(c)))
             on_child_exit(c);
-        if (i_out >= 0 && pfd[i_out].revents != 0 && c->out_fd >= 0)
+        if (poll_set_revents(&ps, i_out) != 0 && c->out_fd >= 0)
             read_output(c);
-        if (i_in >= 0 && pfd[i_in].revents != 0 && c->in_fd >= 0)
+        if (poll_set_revents(&ps, i_in) != 0 && c->in_fd >= 0)
             write_payload(c);
     }
 }
