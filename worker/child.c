@@ -1,7 +1,8 @@
 /*
  * child.c — what every handler that runs a program shares (exec,
- * coprocess): the child's setup between fork and exec, its environment,
- * and making its output fit for a log line or last_error.
+ * coprocess): starting it on pipes, the child's setup between fork and
+ * exec, its environment, making its output fit for a log line or
+ * last_error, and the poll set of the wait loops.
  *
  * Invariant: child_exec() makes only async-signal-safe calls (it runs in a
  * forked copy of the worker); it never returns.
@@ -13,11 +14,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "child.h"
+#include "../shared/log.h"
 
 /* Runs between fork and exec: async-signal-safe calls only, no allocation
  * (the environment and argv were built before the fork). */
@@ -170,4 +174,94 @@ int poll_set_add(struct poll_set *set, int fd, short events)
 short poll_set_revents(const struct poll_set *set, int index)
 {
     return index >= 0 ? set->fds[index].revents : 0;
+}
+
+static void close_pipe_end(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void reap_now(pid_t pid)
+{
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+int child_spawn(char *const argv[], char *const envp[], bool separate_stderr,
+                struct child_process *out, char *error, size_t errlen)
+{
+    int in[2] = {-1, -1}, output[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
+    int ret = -1;
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(output, O_CLOEXEC) != 0 ||
+        (separate_stderr && pipe2(err, O_CLOEXEC) != 0) || pipe2(report, O_CLOEXEC) != 0) {
+        snprintf(error, errlen, "cannot create pipes: %s", strerror(errno));
+        goto done;
+    }
+    pid_t worker_pid = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(error, errlen, "fork failed: %s", strerror(errno));
+        goto done;
+    }
+    if (pid == 0) {
+        const int fds[3] = {in[0], output[1], separate_stderr ? err[1] : output[1]};
+        child_exec(argv, envp, fds, report[1], worker_pid);
+    }
+
+    /* Same call as in the child (see there): whichever runs first creates
+     * the group, so kill(-pid) works as soon as fork() has returned. EACCES
+     * means the child has already exec'd, hence already did it. */
+    if (setpgid(pid, pid) != 0 && errno != EACCES && errno != ESRCH)
+        log_warn("setpgid %d (%s) failed: %s", (int)pid, argv[0], strerror(errno));
+    close_pipe_end(&in[0]);
+    close_pipe_end(&output[1]);
+    close_pipe_end(&err[1]);
+    close_pipe_end(&report[1]);
+
+    /* exec closes the report pipe (O_CLOEXEC): EOF = exec succeeded; an
+     * int = the errno of the failure. The child never blocks before exec,
+     * so this read returns promptly. */
+    int child_errno = 0;
+    ssize_t n;
+    do
+        n = read(report[0], &child_errno, sizeof(child_errno));
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(child_errno)) {
+        snprintf(error, errlen, "exec %s failed: %s", argv[0], strerror(child_errno));
+        reap_now(pid);
+        goto done;
+    }
+
+    /* Non-blocking on our ends: the input may exceed the pipe buffer while
+     * the program is itself blocked writing output we must read. */
+    if (fcntl(in[1], F_SETFL, O_NONBLOCK) != 0 || fcntl(output[0], F_SETFL, O_NONBLOCK) != 0 ||
+        (separate_stderr && fcntl(err[0], F_SETFL, O_NONBLOCK) != 0)) {
+        snprintf(error, errlen, "cannot make pipes non-blocking: %s", strerror(errno));
+        kill(-pid, SIGKILL);
+        reap_now(pid);
+        goto done;
+    }
+    /* A pidfd makes the child's exit one more fd in the poll() set. Where
+     * it is missing (old kernels, seccomp'd sandboxes, valgrind) the
+     * callers fall back to looking now and then: slower to notice, still
+     * correct. (pidfd_open is always O_CLOEXEC.) */
+    *out = (struct child_process){.pid = pid,
+                                  .pidfd = (int)syscall(SYS_pidfd_open, pid, 0),
+                                  .in_fd = in[1],
+                                  .out_fd = output[0],
+                                  .err_fd = err[0]};
+    in[1] = output[0] = err[0] = -1;
+    ret = 0;
+done:
+    close_pipe_end(&in[0]);
+    close_pipe_end(&in[1]);
+    close_pipe_end(&output[0]);
+    close_pipe_end(&output[1]);
+    close_pipe_end(&err[0]);
+    close_pipe_end(&err[1]);
+    close_pipe_end(&report[0]);
+    close_pipe_end(&report[1]);
+    return ret;
 }

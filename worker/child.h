@@ -5,8 +5,28 @@
 #define PGWORK_CHILD_H
 
 #include <poll.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+/* The parent's ends of a program started by child_spawn (owned by the
+ * caller: close the fds, reap the pid). */
+struct child_process {
+    pid_t pid;  /* also its process group */
+    int pidfd;  /* readable when it exits; -1 where pidfd_open is missing */
+    int in_fd;  /* its stdin, write end, non-blocking */
+    int out_fd; /* its stdout (and stderr unless separate), read end, non-blocking */
+    int err_fd; /* its stderr, read end, non-blocking; -1 unless separate */
+};
+
+/*
+ * Start argv (envp as built by child_environ) in its own process group,
+ * with stdin and stdout on pipes — stderr too, on its own pipe when
+ * separate_stderr, else with stdout. Returns once exec has succeeded: 0,
+ * or -1 with error filled (exec failing included; nothing left running).
+ */
+int child_spawn(char *const argv[], char *const envp[], bool separate_stderr,
+                struct child_process *out, char *error, size_t errlen);
 
 /*
  * In the forked child, before exec: own process group, PDEATHSIG (checked

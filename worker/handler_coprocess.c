@@ -799,74 +799,20 @@ static int coproc_spawn(struct coproc *c, char *error, size_t errlen)
         snprintf(error, errlen, "cannot build the coprocess environment: out of memory");
         return -1;
     }
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
-    int ret = -1;
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 ||
-        pipe2(report, O_CLOEXEC) != 0) {
-        snprintf(error, errlen, "cannot create pipes: %s", strerror(errno));
-        goto out;
+    struct child_process p;
+    int ret = child_spawn(c->queue->command, envp, true, &p, error, errlen);
+    if (ret == 0) {
+        c->pid = p.pid;
+        c->pidfd = p.pidfd;
+        c->in_fd = p.in_fd;
+        c->out_fd = p.out_fd;
+        c->err_fd = p.err_fd;
+        c->starts++;
+        c->out.len = 0;
+        c->err_len = 0;
+        log_info("queue \"%s\": coprocess started, pid %d%s", c->queue->name, (int)p.pid,
+                 c->starts > 1 ? " (restarted)" : "");
     }
-    pid_t worker_pid = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(error, errlen, "fork failed: %s", strerror(errno));
-        goto out;
-    }
-    if (pid == 0) {
-        const int fds[3] = {in[0], out[1], err[1]};
-        child_exec(c->queue->command, envp, fds, report[1], worker_pid);
-    }
-    /* Both sides call setpgid: the group exists whichever runs first. */
-    if (setpgid(pid, pid) != 0 && errno != EACCES && errno != ESRCH)
-        log_warn("queue \"%s\": setpgid %d failed: %s", c->queue->name, (int)pid, strerror(errno));
-    close_fd(&in[0]);
-    close_fd(&out[1]);
-    close_fd(&err[1]);
-    close_fd(&report[1]);
-
-    /* EOF = exec succeeded (the pipe is O_CLOEXEC); an int = its errno. */
-    int child_errno = 0;
-    ssize_t n;
-    do
-        n = read(report[0], &child_errno, sizeof(child_errno));
-    while (n < 0 && errno == EINTR);
-    if (n == (ssize_t)sizeof(child_errno)) {
-        snprintf(error, errlen, "exec %s failed: %s", c->queue->command[0], strerror(child_errno));
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        goto out;
-    }
-    c->pid = pid;
-    c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (fcntl(in[1], F_SETFL, O_NONBLOCK) != 0 || fcntl(out[0], F_SETFL, O_NONBLOCK) != 0 ||
-        fcntl(err[0], F_SETFL, O_NONBLOCK) != 0) {
-        snprintf(error, errlen, "cannot make pipes non-blocking: %s", strerror(errno));
-        kill(-pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        close_fd(&c->pidfd);
-        c->pid = 0;
-        goto out;
-    }
-    c->in_fd = in[1];
-    c->out_fd = out[0];
-    c->err_fd = err[0];
-    in[1] = out[0] = err[0] = -1;
-    c->starts++;
-    c->out.len = 0;
-    c->err_len = 0;
-    log_info("queue \"%s\": coprocess started, pid %d%s", c->queue->name, (int)pid,
-             c->starts > 1 ? " (restarted)" : "");
-    ret = 0;
-out:
-    close_fd(&in[0]);
-    close_fd(&in[1]);
-    close_fd(&out[0]);
-    close_fd(&out[1]);
-    close_fd(&err[0]);
-    close_fd(&err[1]);
-    close_fd(&report[0]);
-    close_fd(&report[1]);
     free(owned);
     free(envp);
     return ret;

@@ -459,78 +459,17 @@ static int spawn(struct child *c, char *error, size_t errlen)
         snprintf(error, errlen, "cannot build handler environment: out of memory");
         return -1;
     }
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, report[2] = {-1, -1};
-    int ret = -1;
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0) {
-        snprintf(error, errlen, "cannot create pipes: %s", strerror(errno));
-        goto out;
+    struct child_process p;
+    int ret = child_spawn(c->queue->command, envp, false, &p, error, errlen);
+    if (ret == 0) {
+        c->pid = p.pid;
+        c->pidfd = p.pidfd;
+        c->in_fd = p.in_fd;
+        c->out_fd = p.out_fd;
+        if (c->pidfd < 0)
+            log_task(LOG_LEVEL_DEBUG, c->queue->name, c->task->id,
+                     "pidfd_open failed, polling for the handler's exit");
     }
-    pid_t worker_pid = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(error, errlen, "fork failed: %s", strerror(errno));
-        goto out;
-    }
-    if (pid == 0) {
-        const int fds[3] = {in[0], out[1], out[1]};
-        child_exec(c->queue->command, envp, fds, report[1], worker_pid);
-    }
-
-    /* Same call as in the child (see there): whichever runs first creates
-     * the group, so kill(-pid) works as soon as fork() has returned. EACCES
-     * means the child has already exec'd, hence already did it. */
-    if (setpgid(pid, pid) != 0 && errno != EACCES && errno != ESRCH)
-        log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id, "setpgid %d failed: %s", (int)pid,
-                 strerror(errno));
-    c->pid = pid;
-    close_fd(&in[0]);
-    close_fd(&out[1]);
-    close_fd(&report[1]);
-
-    /* exec closes the report pipe (O_CLOEXEC): EOF = exec succeeded; an
-     * int = the errno of the failure. The child never blocks before exec,
-     * so this read returns promptly. */
-    int child_errno = 0;
-    ssize_t n;
-    do
-        n = read(report[0], &child_errno, sizeof(child_errno));
-    while (n < 0 && errno == EINTR);
-    if (n == (ssize_t)sizeof(child_errno)) {
-        snprintf(error, errlen, "exec %s failed: %s", c->queue->command[0], strerror(child_errno));
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        goto out;
-    }
-
-    /* A pidfd makes the child's exit one more fd in the poll() set. Where
-     * it is missing (old kernels, seccomp'd sandboxes, valgrind) we fall
-     * back to looking every EXIT_POLL_MS: slower to notice, still correct.
-     * (pidfd_open is always O_CLOEXEC.) */
-    c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (c->pidfd < 0)
-        log_task(LOG_LEVEL_DEBUG, c->queue->name, c->task->id,
-                 "pidfd_open failed, polling for the handler's exit: %s", strerror(errno));
-    /* Non-blocking on our ends: the payload may exceed the pipe buffer
-     * while the handler is itself blocked writing output we must read. */
-    if (fcntl(in[1], F_SETFL, O_NONBLOCK) != 0 || fcntl(out[0], F_SETFL, O_NONBLOCK) != 0) {
-        snprintf(error, errlen, "cannot make pipes non-blocking: %s", strerror(errno));
-        kill(-pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        close_fd(&c->pidfd);
-        goto out;
-    }
-    c->in_fd = in[1];
-    c->out_fd = out[0];
-    in[1] = out[0] = -1;
-    ret = 0;
-out:
-    close_fd(&in[0]);
-    close_fd(&in[1]);
-    close_fd(&out[0]);
-    close_fd(&out[1]);
-    close_fd(&report[0]);
-    close_fd(&report[1]);
     free(owned[0]);
     free(owned[1]);
     free(owned[2]);
