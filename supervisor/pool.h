@@ -58,8 +58,8 @@ void pool_start_missing(struct pool *pool, int64_t now);
  * restarts with backoff. Unknown pids (orphans, as PID 1) are reaped too. */
 void pool_reap(struct pool *pool, int64_t now);
 
-/* Wake one idle worker serving queue_index (round robin). Returns whether
- * one was woken. */
+/* Wake one idle worker serving queue_index (the lowest idle slot, found
+ * through the shm idle mask). Returns whether one was woken. */
 bool pool_wake_one(struct pool *pool, int queue_index);
 
 /* Add or retire workers, one per unit of delta, within
