@@ -86,3 +86,24 @@ void handler_env_check_parent(struct handler_env *env)
     if (rc > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)))
         env->abort_requested = true;
 }
+
+enum handler_interrupt handler_env_interrupt(struct handler_env *env, short death_revents,
+                                             short signal_revents, bool *watch_death)
+{
+    enum handler_interrupt what = HANDLER_RUN_ON;
+    if (death_revents != 0) {
+        /* EOF on the death pipe: the supervisor is gone and its successor
+         * will requeue the task. */
+        *watch_death = false;
+        env->abort_requested = true;
+        what = HANDLER_STOP_DEATH;
+    }
+    if (signal_revents != 0) {
+        bool was_aborting = env->abort_requested;
+        handler_env_poll_signals(env);
+        /* stop_requested (TERM/INT) is graceful: the task runs on. */
+        if (env->abort_requested && !was_aborting)
+            what = HANDLER_STOP_ABORT;
+    }
+    return what;
+}

@@ -61,6 +61,20 @@ void handler_env_poll_signals(struct handler_env *env);
  * readable. */
 void handler_env_check_parent(struct handler_env *env);
 
+/* What a handler's wait loop must do after a poll() that watched
+ * env->death_fd (while *watch_death) and env->signal_fd. */
+enum handler_interrupt {
+    HANDLER_RUN_ON,     /* nothing, or a graceful TERM/INT: the task runs on */
+    HANDLER_STOP_DEATH, /* the supervisor died: stop the child now */
+    HANDLER_STOP_ABORT, /* a QUIT (fast shutdown) just arrived: stop it */
+};
+
+/* Read what death_revents / signal_revents (poll's revents for those two
+ * fds, 0 if not polled) announce. On the supervisor's death sets
+ * abort_requested and clears *watch_death (the pipe stays readable). */
+enum handler_interrupt handler_env_interrupt(struct handler_env *env, short death_revents,
+                                             short signal_revents, bool *watch_death);
+
 struct handler {
     const char *name;
     /* Returns 0, or -1 after logging why (the worker then exits with the

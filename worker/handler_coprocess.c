@@ -1087,24 +1087,20 @@ static void run_loop(struct run *r)
             return;
         }
         now = time_now_ms();
-        if (poll_set_revents(&ps, i_death) != 0) {
-            /* EOF on the death pipe: the supervisor is gone; its successor
-             * requeues our task. Stop the child now. */
-            watch_death = false;
-            env->abort_requested = true;
+        switch (handler_env_interrupt(env, poll_set_revents(&ps, i_death),
+                                      poll_set_revents(&ps, i_sig), &watch_death)) {
+        case HANDLER_STOP_DEATH:
             log_task(LOG_LEVEL_WARN, c->queue->name, r->task->id,
                      "supervisor died, killing coprocess group %d", (int)c->pid);
             run_stop(r, STOP_DEATH, 0, now);
-        }
-        if (poll_set_revents(&ps, i_sig) != 0) {
-            bool was_aborting = env->abort_requested;
-            handler_env_poll_signals(env);
-            /* TERM/INT are graceful: the task runs on. QUIT is not. */
-            if (env->abort_requested && !was_aborting) {
-                log_task(LOG_LEVEL_INFO, c->queue->name, r->task->id,
-                         "fast shutdown, terminating coprocess group %d", (int)c->pid);
-                run_stop(r, STOP_ABORT, ABORT_GRACE_MS, now);
-            }
+            break;
+        case HANDLER_STOP_ABORT:
+            log_task(LOG_LEVEL_INFO, c->queue->name, r->task->id,
+                     "fast shutdown, terminating coprocess group %d", (int)c->pid);
+            run_stop(r, STOP_ABORT, ABORT_GRACE_MS, now);
+            break;
+        case HANDLER_RUN_ON:
+            break;
         }
         if (poll_set_revents(&ps, i_err) != 0)
             stderr_drain(c);

@@ -418,24 +418,20 @@ static int supervise(struct child *c, struct handler_env *env)
         }
         now = time_now_ms();
 
-        if (poll_set_revents(&ps, i_death) != 0) {
-            /* EOF on the death pipe: the supervisor is gone and its
-             * replacement will requeue our task; stop it now. */
-            watch_death = false; /* stays readable forever */
-            env->abort_requested = true;
+        switch (handler_env_interrupt(env, poll_set_revents(&ps, i_death),
+                                      poll_set_revents(&ps, i_sig), &watch_death)) {
+        case HANDLER_STOP_DEATH:
             log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id,
                      "supervisor died, killing process group %d", (int)c->pid);
             begin_stop(c, STOP_DEATH, 0, now);
-        }
-        if (poll_set_revents(&ps, i_sig) != 0) {
-            bool was_aborting = env->abort_requested;
-            handler_env_poll_signals(env);
-            /* stop_requested (TERM/INT) is graceful: the task runs on. */
-            if (env->abort_requested && !was_aborting) {
-                log_task(LOG_LEVEL_INFO, c->queue->name, c->task->id,
-                         "fast shutdown, terminating process group %d", (int)c->pid);
-                begin_stop(c, STOP_ABORT, ABORT_GRACE_MS, now);
-            }
+            break;
+        case HANDLER_STOP_ABORT:
+            log_task(LOG_LEVEL_INFO, c->queue->name, c->task->id,
+                     "fast shutdown, terminating process group %d", (int)c->pid);
+            begin_stop(c, STOP_ABORT, ABORT_GRACE_MS, now);
+            break;
+        case HANDLER_RUN_ON:
+            break;
         }
         if (!c->exited && (c->pidfd >= 0 ? poll_set_revents(&ps, i_pid) != 0 : child_has_exited(c)))
             on_child_exit(c);
