@@ -435,6 +435,19 @@ static void json_string(struct json *j, char *out, size_t cap)
     json_fail(j, "unterminated string");
 }
 
+/* One or more digits (a fraction's or an exponent's); false, with the
+ * parse failed, when there is none. */
+static bool json_digits(struct json *j)
+{
+    if (j->p >= j->end || *j->p < '0' || *j->p > '9') {
+        json_fail(j, "bad number");
+        return false;
+    }
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
+        j->p++;
+    return true;
+}
+
 /* A JSON number; *integer set when it is a plain integer that fits int64. */
 static void json_number(struct json *j, int64_t *value, bool *integer)
 {
@@ -455,24 +468,16 @@ static void json_number(struct json *j, int64_t *value, bool *integer)
     if (j->p < j->end && *j->p == '.') {
         plain = false;
         j->p++;
-        if (j->p >= j->end || *j->p < '0' || *j->p > '9') {
-            json_fail(j, "bad number");
+        if (!json_digits(j))
             return;
-        }
-        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
-            j->p++;
     }
     if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
         plain = false;
         j->p++;
         if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
             j->p++;
-        if (j->p >= j->end || *j->p < '0' || *j->p > '9') {
-            json_fail(j, "bad number");
+        if (!json_digits(j))
             return;
-        }
-        while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
-            j->p++;
     }
     if (integer == NULL)
         return;
