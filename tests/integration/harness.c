@@ -999,3 +999,38 @@ void harness_proxy_blackhole(struct harness_proxy *proxy)
 {
     ck_assert_int_eq(kill(proxy->pid, SIGUSR1), 0);
 }
+
+int harness_jq_file(const char *in_path, const char *const *args, const char **out)
+{
+    static int calls;
+    const char *out_path = harness_printf("%s/jq.%d.out", harness_tmpdir(), ++calls);
+    int n = 0;
+    while (args[n])
+        n++;
+    const char **argv = calloc((size_t)n + 2, sizeof(*argv));
+    ck_assert_ptr_nonnull(argv);
+    argv[0] = "jq";
+    memcpy(argv + 1, args, (size_t)n * sizeof(*argv));
+
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int in = open(in_path, O_RDONLY);
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (in < 0 || o < 0)
+            _exit(126);
+        dup2(in, STDIN_FILENO);
+        dup2(o, STDOUT_FILENO);
+        execvp("jq", (char *const *)argv);
+        fprintf(stderr, "exec jq: %s\n", strerror(errno));
+        _exit(127);
+    }
+    free(argv);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        ck_assert_int_eq(errno, EINTR);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 127, "jq did not run");
+    if (out != NULL)
+        *out = harness_read_file(out_path);
+    return WEXITSTATUS(status);
+}

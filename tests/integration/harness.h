@@ -152,6 +152,11 @@ const char *harness_tmpdir(void);
 /* A whole file's text (harness-owned); aborts the test if unreadable. */
 const char *harness_read_file(const char *path);
 
+/* Run `jq args...` (no shell: names go through argv untouched) with the
+ * file at in_path on stdin; its stdout into *out (unless NULL). Returns
+ * jq's exit code (-e: 0 when the last output is neither false nor null). */
+int harness_jq_file(const char *in_path, const char *const *args, const char **out);
+
 /* A harness-owned copy of a printf-formatted string. */
 const char *harness_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

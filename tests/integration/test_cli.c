@@ -28,50 +28,17 @@ static const char *migrated_db(PGconn **conn)
     return conninfo;
 }
 
-/*
- * Run `jq args...` (no shell: names go through argv untouched) with input
- * on stdin; its stdout into *out. Returns jq's exit code (-e: 0 when the
- * last output is neither false nor null).
- */
+/* harness_jq_file with input (a string) on stdin. */
 static int jq(const char *input, const char *const *args, const char **out)
 {
     static int calls;
     const char *in_path = harness_printf("%s/jq.%d.in", harness_tmpdir(), ++calls);
-    const char *out_path = harness_printf("%s.out", in_path);
     FILE *f = fopen(in_path, "w");
     ck_assert_msg(f != NULL, "%s: %s", in_path, strerror(errno));
     fputs(input, f);
     ck_assert_int_eq(fclose(f), 0);
 
-    int n = 0;
-    while (args[n])
-        n++;
-    const char **argv = calloc((size_t)n + 2, sizeof(*argv));
-    ck_assert_ptr_nonnull(argv);
-    argv[0] = "jq";
-    memcpy(argv + 1, args, (size_t)n * sizeof(*argv));
-
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int in = open(in_path, O_RDONLY);
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || o < 0)
-            _exit(126);
-        dup2(in, STDIN_FILENO);
-        dup2(o, STDOUT_FILENO);
-        execvp("jq", (char *const *)argv);
-        fprintf(stderr, "exec jq: %s\n", strerror(errno));
-        _exit(127);
-    }
-    free(argv);
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        ck_assert_int_eq(errno, EINTR);
-    if (out)
-        *out = harness_read_file(out_path);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 127, "jq did not run");
-    return WEXITSTATUS(status);
+    return harness_jq_file(in_path, args, out);
 }
 
 /* Assert that `jq -e --arg q QUEUE FILTER` holds on json. */

@@ -29,42 +29,6 @@
 
 /* --- helpers -------------------------------------------------------------- */
 
-/* Run `jq args...` (no shell) with the file at in_path on stdin; its
- * stdout into *out; jq's exit code. */
-static int jq_file(const char *in_path, const char *const *args, const char **out)
-{
-    static int calls;
-    const char *out_path = harness_printf("%s/jq.%d.out", harness_tmpdir(), ++calls);
-    int n = 0;
-    while (args[n])
-        n++;
-    const char **argv = calloc((size_t)n + 2, sizeof(*argv));
-    ck_assert_ptr_nonnull(argv);
-    argv[0] = "jq";
-    memcpy(argv + 1, args, (size_t)n * sizeof(*argv));
-
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int in = open(in_path, O_RDONLY);
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || o < 0)
-            _exit(126);
-        dup2(in, STDIN_FILENO);
-        dup2(o, STDOUT_FILENO);
-        execvp("jq", (char *const *)argv);
-        fprintf(stderr, "exec jq: %s\n", strerror(errno));
-        _exit(127);
-    }
-    free(argv);
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        ck_assert_int_eq(errno, EINTR);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 127, "jq did not run");
-    *out = harness_read_file(out_path);
-    return WEXITSTATUS(status);
-}
-
 /* Whether the n bytes at s are valid UTF-8 (RFC 8259: JSON text is). On
  * failure *bad gets the offset of the first bad byte. */
 static bool valid_utf8(const char *s, size_t n, size_t *bad)
@@ -141,8 +105,8 @@ static const char *assert_json_lines(struct harness_supervisor *sup)
     }
 
     const char *verdicts;
-    int rc = jq_file(sup->stderr_path, (const char *const[]){"-R", "-r", json_line_filter, NULL},
-                     &verdicts);
+    int rc = harness_jq_file(sup->stderr_path,
+                             (const char *const[]){"-R", "-r", json_line_filter, NULL}, &verdicts);
     ck_assert_msg(rc == 0, "jq exited %d", rc);
     /* One verdict per line, in order. */
     const char *line = text, *verdict = verdicts;
@@ -169,7 +133,8 @@ static int64_t json_count(struct harness_supervisor *sup, const char *select)
 {
     const char *out;
     const char *filter = harness_printf("[inputs | fromjson | select(%s)] | length", select);
-    int rc = jq_file(sup->stderr_path, (const char *const[]){"-R", "-n", filter, NULL}, &out);
+    int rc =
+        harness_jq_file(sup->stderr_path, (const char *const[]){"-R", "-n", filter, NULL}, &out);
     ck_assert_msg(rc == 0, "jq exited %d on %s", rc, filter);
     return strtoll(out, NULL, 10);
 }
