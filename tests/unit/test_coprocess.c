@@ -29,6 +29,7 @@
 #include "../../shared/log.h"
 #include "../../shared/timeutil.h"
 #include "../../worker/handler.h"
+#include "handler_fixture.h"
 
 static char dir[256];
 static int death_pipe[2];
@@ -44,72 +45,28 @@ static void *state;
 
 static void setup(void)
 {
-    log_init("test", -1, LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/pgwork-coproc-XXXXXX", tmp != NULL && *tmp ? tmp : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-
-    /* As in the worker: TERM/INT/QUIT blocked and read through a signalfd. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGQUIT);
-    ck_assert_int_eq(sigprocmask(SIG_BLOCK, &set, NULL), 0);
-    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    ck_assert_int_ge(sfd, 0);
-    ck_assert_int_eq(pipe2(death_pipe, O_CLOEXEC), 0);
-
-    memset(&queue, 0, sizeof(queue));
+    handler_fixture_setup("pgwork-coproc", dir, sizeof(dir), death_pipe, &queue, &env);
     queue.name = "co";
     queue.handler = HANDLER_COPROCESS;
-    queue.batch = 1;
-    queue.max_attempts = 5;
-    memset(&env, 0, sizeof(env));
-    env.queue = &queue;
-    env.locked_by = "test/0";
-    env.death_fd = death_pipe[0];
-    env.signal_fd = sfd;
     state = NULL;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
 }
 
 static void teardown(void)
 {
     if (state != NULL)
         handler_coprocess.fini(state);
-    close(env.signal_fd);
-    close(death_pipe[0]);
-    if (death_pipe[1] >= 0)
-        close(death_pipe[1]);
-    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    handler_fixture_teardown(dir, death_pipe, &env);
 }
 
 static const char *path_of(const char *name)
 {
-    static char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    return path;
+    return handler_fixture_path(dir, name);
 }
 
 /* The whole file, NUL-terminated, or NULL if missing. */
 static char *slurp(const char *name)
 {
-    FILE *f = fopen(path_of(name), "rb");
-    if (f == NULL)
-        return NULL;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *copy = strdup(buf);
-    ck_assert_ptr_nonnull(copy);
-    return copy;
+    return handler_fixture_slurp(dir, name, NULL);
 }
 
 static void start_argv(char **argv)

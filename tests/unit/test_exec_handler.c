@@ -30,6 +30,7 @@
 #include "../../shared/log.h"
 #include "../../shared/timeutil.h"
 #include "../../worker/handler.h"
+#include "handler_fixture.h"
 
 #define PAYLOAD_10MB (10 * 1024 * 1024)
 
@@ -41,82 +42,25 @@ static char *argv_buf[16];
 
 static void setup(void)
 {
-    /* The handler's warnings (timeouts, kills) are expected here. */
-    log_init("test", -1, LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/pgwork-exec-XXXXXX", tmp != NULL && *tmp ? tmp : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-
-    /* As in the worker: TERM/INT/QUIT blocked and read through a signalfd.
-     * This is also what makes the mask test meaningful (DESIGN §8). */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGQUIT);
-    ck_assert_int_eq(sigprocmask(SIG_BLOCK, &set, NULL), 0);
-    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    ck_assert_int_ge(sfd, 0);
-    ck_assert_int_eq(pipe2(death_pipe, O_CLOEXEC), 0);
-
-    memset(&queue, 0, sizeof(queue));
+    handler_fixture_setup("pgwork-exec", dir, sizeof(dir), death_pipe, &queue, &env);
     queue.name = "test";
     queue.handler = HANDLER_EXEC;
-    queue.batch = 1;
-    queue.max_attempts = 5;
-    memset(&env, 0, sizeof(env));
-    env.queue = &queue;
-    env.locked_by = "test/0";
-    env.death_fd = death_pipe[0];
-    env.signal_fd = sfd;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
 }
 
 static void teardown(void)
 {
-    close(env.signal_fd);
-    close(death_pipe[0]);
-    if (death_pipe[1] >= 0)
-        close(death_pipe[1]);
-    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    handler_fixture_teardown(dir, death_pipe, &env);
 }
 
 static const char *path_of(const char *name)
 {
-    static char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    return path;
+    return handler_fixture_path(dir, name);
 }
 
 /* The whole file, NUL-terminated; *len gets its size. NULL if missing. */
 static char *slurp(const char *name, size_t *len)
 {
-    FILE *f = fopen(path_of(name), "rb");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap + 1);
-    ck_assert_ptr_nonnull(buf);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            cap *= 2;
-            char *bigger = realloc(buf, cap + 1);
-            ck_assert_ptr_nonnull(bigger);
-            buf = bigger;
-        }
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len != NULL)
-        *len = n;
-    return buf;
+    return handler_fixture_slurp(dir, name, len);
 }
 
 /* Run `script` with /bin/sh -c, $1 = the test directory, plus extra args. */
