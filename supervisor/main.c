@@ -29,7 +29,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pgwork [-c FILE] COMMAND [ARGS]\n"
+            "usage: pgwork [OPTIONS] COMMAND [ARGS] [OPTIONS]\n"
             "\n"
             "commands:\n"
             "  run                      run the supervisor and its workers\n"
@@ -57,9 +57,10 @@ static void usage(FILE *out)
             "  --version                print the version\n"
             "  --help                   print this text\n"
             "\n"
-            "options:\n"
+            "options (before or after the command):\n"
             "  -c, --config FILE        config file (default: $PGWORK_CONFIG, else\n"
             "                           built-in defaults)\n"
+            "  -h, --help / -V, --version  this text / the version\n"
             "  --                       end of options: a queue name may then start\n"
             "                           with '-' (pgwork status -- -q)\n"
             "\n"
@@ -234,53 +235,119 @@ static int parse_command(int argc, char **argv, struct invocation *inv)
     return EXIT_OK;
 }
 
-int main(int argc, char **argv)
-{
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config_path = getenv("PGWORK_CONFIG");
-    int opt;
+/* What the global options asked for, beside the config file. */
+enum global_action {
+    GLOBAL_NONE,    /* run the command */
+    GLOBAL_HELP,    /* -h, --help (also `help`) */
+    GLOBAL_VERSION, /* -V, --version (also `version`) */
+};
 
-    while ((opt = getopt_long(argc, argv, "+c:hV", options, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return EXIT_OK;
-        case 'V':
-            printf("pgwork %s\n", PGWORK_VERSION);
-            return EXIT_OK;
-        default:
+/* Options of a command that take the next argument as their value: it is
+ * passed on untouched even when it looks like a global option. */
+static bool takes_value(const char *command, const char *arg)
+{
+    return command != NULL && strcmp(command, "requeue-dead") == 0 && strcmp(arg, "--id") == 0;
+}
+
+/* Whether the command parses its own options with getopt, which reads a
+ * `--` itself (`status -- -q`); the others take positional arguments only,
+ * so their `--` is dropped here. */
+static bool parses_options(const char *command)
+{
+    return strcmp(command, "status") == 0 || strcmp(command, "requeue-dead") == 0;
+}
+
+/*
+ * Take the global options (-c FILE, -cFILE, --config FILE, --config=FILE,
+ * -h, --help, -V, --version) out of argv wherever they stand, before or
+ * after the command, as most CLIs allow; a Kubernetes `args:` list follows
+ * an ENTRYPOINT of `pgwork run`. A `--` ends them: what follows is the
+ * command or its arguments, whatever it looks like. The first other
+ * argument is the command; it and the rest, in order, go into cmd (argc
+ * entries at most, NULL-terminated). Returns EXIT_OK, or EXIT_USAGE after
+ * saying why. The last -c wins.
+ */
+static int split_global_options(int argc, char **argv, const char **config_path,
+                                enum global_action *action, char **cmd, int *cmd_count)
+{
+    int n = 0;
+    bool options = true;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *command = n > 0 ? cmd[0] : NULL;
+        if (!options || arg[0] != '-' || arg[1] == '\0') {
+            cmd[n++] = argv[i];
+        } else if (strcmp(arg, "--") == 0) {
+            options = false;
+            if (command != NULL && parses_options(command))
+                cmd[n++] = argv[i];
+        } else if (strcmp(arg, "-c") == 0 || strcmp(arg, "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "pgwork: %s needs a config file (see pgwork --help)\n", arg);
+                return EXIT_USAGE;
+            }
+            *config_path = argv[++i];
+        } else if (strncmp(arg, "--config=", 9) == 0) {
+            *config_path = arg + 9;
+        } else if (strncmp(arg, "-c", 2) == 0) {
+            *config_path = arg + 2;
+        } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            *action = GLOBAL_HELP;
+        } else if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0) {
+            if (*action == GLOBAL_NONE)
+                *action = GLOBAL_VERSION;
+        } else if (command == NULL) {
+            fprintf(stderr, "pgwork: unknown option %s\n", arg);
             usage(stderr);
             return EXIT_USAGE;
+        } else {
+            cmd[n++] = argv[i]; /* the command's own option */
+            if (takes_value(command, arg) && i + 1 < argc)
+                cmd[n++] = argv[++i];
         }
     }
-    if (optind >= argc) {
+    cmd[n] = NULL;
+    *cmd_count = n;
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = getenv("PGWORK_CONFIG");
+    enum global_action action = GLOBAL_NONE;
+    char **cmd = calloc((size_t)argc + 1, sizeof(*cmd));
+    int cmd_count = 0;
+    if (cmd == NULL) {
+        fprintf(stderr, "pgwork: out of memory\n");
+        return EXIT_FAILURE_GENERIC;
+    }
+    int rc = split_global_options(argc, argv, &config_path, &action, cmd, &cmd_count);
+    if (rc == EXIT_OK && action == GLOBAL_NONE && cmd_count > 0) {
+        if (strcmp(cmd[0], "help") == 0)
+            action = GLOBAL_HELP;
+        else if (strcmp(cmd[0], "version") == 0)
+            action = GLOBAL_VERSION;
+    }
+    if (rc == EXIT_OK && action == GLOBAL_NONE && cmd_count == 0) {
         usage(stderr);
-        return EXIT_USAGE;
+        rc = EXIT_USAGE;
     }
-    const char *command = argv[optind];
-    if (strcmp(command, "help") == 0) {
-        usage(stdout);
-        return EXIT_OK;
-    }
-    if (strcmp(command, "version") == 0) {
-        printf("pgwork %s\n", PGWORK_VERSION);
-        return EXIT_OK;
+    if (rc != EXIT_OK || action != GLOBAL_NONE) {
+        if (action == GLOBAL_HELP && rc == EXIT_OK)
+            usage(stdout);
+        else if (action == GLOBAL_VERSION && rc == EXIT_OK)
+            printf("pgwork %s\n", PGWORK_VERSION);
+        free(cmd);
+        return rc;
     }
 
     struct invocation inv = {0};
-    int rc = parse_command(argc - optind, argv + optind, &inv);
+    rc = parse_command(cmd_count, cmd, &inv);
     if (rc != EXIT_OK || inv.help) {
         if (inv.help)
             usage(stdout);
         free(inv.ids);
+        free(cmd);
         return rc;
     }
 
@@ -289,6 +356,7 @@ int main(int argc, char **argv)
     if (config_load(config_path, &config, err, sizeof(err)) != 0) {
         fprintf(stderr, "pgwork: %s\n", err);
         free(inv.ids);
+        free(cmd);
         return EXIT_CONFIG;
     }
     bool run = inv.command == CMD_RUN;
@@ -302,11 +370,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "pgwork: %s\n", err);
         config_free(config);
         free(inv.ids);
+        free(cmd);
         return EXIT_CONFIG;
     }
 
     switch (inv.command) {
     case CMD_RUN:
+        free(cmd);
         return supervisor_run(config); /* takes ownership of config */
     case CMD_CHECK_CONFIG:
         printf("%s: ok (%d queue%s)\n", config->path[0] ? config->path : "(defaults)",
@@ -328,5 +398,6 @@ int main(int argc, char **argv)
     }
     config_free(config);
     free(inv.ids);
+    free(cmd);
     return rc;
 }

@@ -429,6 +429,92 @@ START_TEST(test_bad_arguments)
 }
 END_TEST
 
+/* Options stand before or after the command (a Kubernetes `args:` list
+ * follows an ENTRYPOINT of `pgwork run`); `--` ends them. In the table, GOOD
+ * and BAD stand for a valid config file and one with an unknown key; the
+ * last -c given wins. */
+struct placed_options {
+    const char *args[7];
+    int exit_code;
+    const char *out; /* expected in stdout (GOOD replaced), or NULL */
+    const char *err; /* expected in stderr (GOOD/BAD replaced), or NULL */
+};
+
+static const struct placed_options placed_options[] = {
+    {{"check-config", "-c", "GOOD"}, 0, "GOOD: ok (1 queue)", NULL},
+    {{"check-config", "--config", "GOOD"}, 0, "GOOD: ok (1 queue)", NULL},
+    {{"check-config", "--config=GOOD"}, 0, "GOOD: ok (1 queue)", NULL},
+    {{"check-config", "-cGOOD"}, 0, "GOOD: ok (1 queue)", NULL},
+    {{"-c", "GOOD", "check-config"}, 0, "GOOD: ok (1 queue)", NULL},
+    {{"-c", "BAD", "check-config", "-c", "GOOD"}, 0, "GOOD: ok (1 queue)", NULL},
+    {{"run", "-c", "BAD"}, 3, NULL, "pgwork: BAD:2:"},
+    {{"run", "--config", "BAD"}, 3, NULL, "pgwork: BAD:2:"},
+    {{"migrate", "-c", "BAD"}, 3, NULL, "pgwork: BAD:2:"},
+    {{"status", "--json", "-c", "BAD", "q"}, 3, NULL, "pgwork: BAD:2:"},
+    {{"check-config", "--", "-c", "GOOD"}, 2, NULL, "unknown command or wrong arguments"},
+    {{"-c", "GOOD", "--", "check-config"}, 0, "GOOD: ok (1 queue)", NULL},
+    {{"check-config", "-c"}, 2, NULL, "pgwork: -c needs a config file"},
+    {{"check-config", "--config"}, 2, NULL, "pgwork: --config needs a config file"},
+    {{"check-config", "--version"}, 0, "pgwork ", NULL},
+};
+
+/* s with GOOD and BAD replaced by the two paths. */
+static const char *placed_subst(const char *s, const char *good, const char *bad)
+{
+    const char *g = strstr(s, "GOOD"), *b = strstr(s, "BAD");
+    if (g)
+        return harness_printf("%.*s%s%s", (int)(g - s), s, good, g + 4);
+    if (b)
+        return harness_printf("%.*s%s%s", (int)(b - s), s, bad, b + 3);
+    return s;
+}
+
+START_TEST(test_options_after_command)
+{
+    const struct placed_options *p = &placed_options[_i];
+    const char *good =
+        harness_write_config("queue \"q\" { handler = \"exec\" command = {\"/bin/true\"} }\n");
+    const char *bad =
+        harness_write_config("# a typo on line 2\nqueue \"q\" { handlr = \"exec\" }\n");
+    const char *args[8];
+    int n = 0;
+    for (int i = 0; p->args[i]; i++)
+        args[n++] = placed_subst(p->args[i], good, bad);
+    args[n] = NULL;
+    /* Exit 1 for anything that gets as far as connecting. */
+    const char *conninfo = "host=/nonexistent/pgwork-test dbname=nowhere connect_timeout=2";
+
+    const char *out, *err;
+    int rc = harness_pgwork(conninfo, NULL, &out, &err, args);
+    ck_assert_msg(rc == p->exit_code, "pgwork %s %s %s ...: exit %d, wanted %d; stderr: %s",
+                  args[0], args[1] ? args[1] : "", args[1] && args[2] ? args[2] : "", rc,
+                  p->exit_code, err);
+    if (p->out) {
+        const char *want = placed_subst(p->out, good, bad);
+        ck_assert_msg(strstr(out, want), "stdout lacks \"%s\": %s", want, out);
+    }
+    if (p->err) {
+        const char *want = placed_subst(p->err, good, bad);
+        ck_assert_msg(strstr(err, want), "stderr lacks \"%s\": %s", want, err);
+    }
+}
+END_TEST
+
+/* The same against a real database: a task enqueued with the options last. */
+START_TEST(test_enqueue_options_after_command)
+{
+    PGconn *conn;
+    const char *conninfo = migrated_db(&conn);
+    const char *config = harness_write_config("log { level = \"warn\" }\n");
+    const char *out = pgwork_ok(
+        conninfo, 0, (const char *const[]){"enqueue", "q", "{\"a\": 1}", "-c", config, NULL});
+    ck_assert_msg(atoll(out) > 0, "enqueue printed %s", out);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
+                                               "WHERE queue = 'q' AND payload = '{\"a\": 1}'"),
+                     1);
+}
+END_TEST
+
 START_TEST(test_help)
 {
     const char *out = pgwork_ok(NULL, 0, (const char *const[]){"--help", NULL});
@@ -470,6 +556,9 @@ Suite *cli_suite(void)
     tc = harness_tcase("args");
     tcase_add_loop_test(tc, test_bad_arguments, 0, (int)(sizeof(bad_args) / sizeof(bad_args[0])));
     tcase_add_test(tc, test_help);
+    tcase_add_loop_test(tc, test_options_after_command, 0,
+                        (int)(sizeof(placed_options) / sizeof(placed_options[0])));
+    tcase_add_test(tc, test_enqueue_options_after_command);
     suite_add_tcase(s, tc);
 
     return s;
