@@ -2,9 +2,13 @@
  * pool.c — fork, reap, restart and wake workers.
  *
  * Invariants:
- *  - slots are wanted from 0 up (TTIN takes the lowest free slot), so a
- *    queue limited to N workers (worker_serves_queue) is served by the
- *    running workers among slots 0..N-1;
+ *  - slots are wanted from 0 up: TTIN takes the lowest free slot, and
+ *    scaling down (TTOU, HUP) gives up the highest wanted one, even when it
+ *    is busy and a lower one idles, so a queue limited to N workers
+ *    (worker_serves_queue) is served by the running workers among slots
+ *    0..N-1 and never loses them to a scale-down;
+ *  - a worker sent SIGTERM (retiring) is never woken: the hint would be
+ *    lost with it until the safety poll;
  *  - a slot's eventfd is created once and kept across restarts, so a wake
  *    written while a worker restarts is not lost;
  *  - a worker that exits without being asked is restarted after a delay
@@ -267,7 +271,9 @@ bool pool_wake_one(struct pool *pool, int queue_index)
         if (slot < 0)
             return false;
         from = (unsigned)slot + 1;
-        if (pool->slots[slot].pid == 0)
+        /* A retiring worker is on its way out and may never look at the
+         * hint: wake one that stays. */
+        if (pool->slots[slot].pid == 0 || pool->slots[slot].retiring)
             continue;
         /* CAS, not store: a worker that turned BUSY meanwhile keeps its
          * state, and the next notification goes to somebody else. */
@@ -283,14 +289,15 @@ bool pool_wake_one(struct pool *pool, int queue_index)
     return false;
 }
 
-/* The worker to retire: an idle one if any (highest slot first), else the
- * highest running one. -1 if none runs. */
-static int pool_pick_retiree(const struct pool *pool, bool (*eligible)(const struct pool_slot *))
+/* The worker to roll onto a new config: an idle one if any (highest slot
+ * first), else the highest running one. -1 if none is pending. A roll
+ * restarts the slot at once, so taking a low idle slot strands nothing. */
+static int pool_pick_roll(const struct pool *pool)
 {
     int busy = -1;
     for (int i = pool->capacity - 1; i >= 0; i--) {
         const struct pool_slot *s = &pool->slots[i];
-        if (s->pid == 0 || s->retiring || !eligible(s))
+        if (s->pid == 0 || s->retiring || !s->roll_pending)
             continue;
         if (atomic_load(&pool->shm->workers[i].state) == WORKER_IDLE)
             return i;
@@ -298,16 +305,6 @@ static int pool_pick_retiree(const struct pool *pool, bool (*eligible)(const str
             busy = i;
     }
     return busy;
-}
-
-static bool pool_slot_wanted(const struct pool_slot *s)
-{
-    return s->wanted;
-}
-
-static bool pool_slot_roll_pending(const struct pool_slot *s)
-{
-    return s->roll_pending;
 }
 
 /* SIGTERM is graceful: a busy worker finishes its task first. */
@@ -334,19 +331,21 @@ static void pool_add_one(struct pool *pool)
     }
 }
 
+/* Give up the highest wanted slot (see the invariants at the top). A busy
+ * worker there finishes its task first (SIGTERM is graceful) while the
+ * lower slots keep serving; one already retiring (a roll) has had its
+ * SIGTERM and now just is not restarted. */
 static void pool_remove_one(struct pool *pool)
 {
-    int slot = pool_pick_retiree(pool, pool_slot_wanted);
-    if (slot < 0) {
-        /* Nothing runs (all waiting to restart): unwant the highest. */
-        for (slot = pool->capacity - 1; slot >= 0 && !pool->slots[slot].wanted; slot--)
-            ;
-        if (slot < 0)
-            return;
-    }
-    pool->slots[slot].wanted = false;
+    int slot = pool->capacity - 1;
+    while (slot >= 0 && !pool->slots[slot].wanted)
+        slot--;
+    if (slot < 0)
+        return;
+    struct pool_slot *s = &pool->slots[slot];
+    s->wanted = false;
     pool->target--;
-    if (pool->slots[slot].pid != 0)
+    if (s->pid != 0 && !s->retiring)
         pool_retire(pool, slot);
 }
 
@@ -393,7 +392,7 @@ void pool_roll_next(struct pool *pool)
             (s->retiring || atomic_load(&pool->shm->workers[i].state) == WORKER_STARTING))
             return; /* one at a time */
     }
-    int slot = pool_pick_retiree(pool, pool_slot_roll_pending);
+    int slot = pool_pick_roll(pool);
     if (slot < 0)
         return;
     log_info("rolling worker %d (pid %d) onto the new configuration", slot,

@@ -64,12 +64,14 @@ bool pool_wake_one(struct pool *pool, int queue_index);
 
 /* Add or retire workers, one per unit of delta, within
  * workers.min..workers.max. TTIN fills the lowest free slot; TTOU retires
- * an idle worker first (highest slot), else a busy one gracefully: SIGTERM
- * lets it finish its task. */
+ * the highest wanted slot, gracefully if it is busy (SIGTERM lets it
+ * finish its task), never a lower idle one: a queue served by slots
+ * 0..N-1 keeps them. */
 void pool_scale(struct pool *pool, int delta);
 
 /* Switch to a new config (after a reload): target = workers.count within
- * bounds, and every running worker is marked to be rolled. */
+ * bounds (lowered as pool_scale does, from the top), and every running
+ * worker is marked to be rolled. */
 void pool_set_config(struct pool *pool, const struct pgwork_config *config, bool roll_workers);
 
 /* Roll one worker at a time: when no replacement is starting and none is

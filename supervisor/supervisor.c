@@ -182,6 +182,11 @@ static void on_worker_exited(void *ctx, int slot, pid_t pid, const char *locked_
      * after the lease (DESIGN §2). */
     if (!clean)
         listener_requeue_owner(&s->listener, locked_by, running_task);
+    else
+        /* Retired or rolled: what it released (claimed, not started) sends
+         * no notification, and a wake-up it took just before its SIGTERM
+         * went with it. The workers that stay look again. */
+        supervisor_hint_all(s);
 }
 
 /* --- http handlers ----------------------------------------------------- */

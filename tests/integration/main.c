@@ -13,8 +13,8 @@
 #include "suites.h"
 
 static Suite *(*const suites[])(void) = {
-    migrate_suite, protocol_suite, failure_suite, signals_suite,
-    http_suite,    cli_suite,      logs_suite,    coprocess_suite,
+    migrate_suite, protocol_suite, failure_suite,   signals_suite, http_suite,
+    cli_suite,     logs_suite,     coprocess_suite, pool_suite,
 };
 
 int main(void)

@@ -17,5 +17,6 @@ Suite *http_suite(void);      /* /healthz, /readyz, /metrics */
 Suite *cli_suite(void);       /* pgwork status, requeue-dead, the command line */
 Suite *logs_suite(void);      /* every log line is JSON; passwords never logged */
 Suite *coprocess_suite(void); /* the coprocess handler with the examples/ co-processes */
+Suite *pool_suite(void);      /* the worker pool: scaling down, lock tags, fds after fork */
 
 #endif
