@@ -49,7 +49,7 @@ void shm_histogram_observe(struct shm_histogram *h, int64_t value_us);
 
 enum worker_state {
     WORKER_EMPTY = 0, /* slot unused: no process (sup writes) */
-    WORKER_STARTING,  /* forked, connecting to the database (sup writes at fork) */
+    WORKER_STARTING,  /* forked, connecting to the database (sup writes before fork) */
     WORKER_IDLE,      /* asleep on its eventfd, may be woken (wrk writes) */
     WORKER_WOKEN,     /* sup wrote its eventfd; not yet running (sup CAS IDLE->WOKEN) */
     WORKER_BUSY,      /* claiming or running tasks (wrk writes) */

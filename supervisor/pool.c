@@ -100,12 +100,20 @@ static void pool_spawn(struct pool *pool, int slot, int64_t now)
     struct pool_slot *s = &pool->slots[slot];
     struct shm_worker *shared = &pool->shm->workers[slot];
 
+    /* The slot is labelled before the fork: the child may get far (its
+     * connection made, IDLE announced, a task claimed) before the parent
+     * runs again, and a STARTING or task id 0 written after that would
+     * hide it — never woken, and a roll waiting on it for ever. The pid,
+     * which only the supervisor writes, follows the fork. */
+    atomic_store(&shared->task_id, 0);
+    atomic_store(&shared->state, WORKER_STARTING);
     /* Unflushed stdio would be written twice, once by each process. */
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) {
         log_error("fork() failed while spawning worker %d: %s", slot, strerror(errno));
+        atomic_store(&shared->state, WORKER_EMPTY);
         s->restart_due_ms = now + pool->config->workers.restart_delay_min_ms;
         return;
     }
@@ -135,9 +143,7 @@ static void pool_spawn(struct pool *pool, int slot, int64_t now)
     s->started_ms = now;
     s->retiring = false;
     s->roll_pending = false;
-    atomic_store(&shared->task_id, 0);
     atomic_store(&shared->pid, pid);
-    atomic_store(&shared->state, WORKER_STARTING);
     log_debug("started worker %d (pid %d)", slot, (int)pid);
 }
 

@@ -10,5 +10,6 @@ Suite *log_suite(void);
 Suite *shm_suite(void);
 Suite *exec_handler_suite(void);
 Suite *coprocess_suite(void);
+Suite *pool_suite(void);
 
 #endif
