@@ -60,9 +60,10 @@ $(BUILD)/gen/migrations.c: $(MIGRATIONS) scripts/embed-migrations.sh
 $(BUILD)/gen/migrations.o: $(BUILD)/gen/migrations.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# The pool's unit tests stand in for the worker and steer fork() and
-# close_range() (tests/unit/test_pool.c); the wrappers pass through otherwise.
-UNIT_WRAPS = -Wl,--wrap=fork,--wrap=close_range,--wrap=worker_main
+# The pool's unit tests stand in for the worker and steer fork(),
+# close_range() and opendir() (tests/unit/test_pool.c); the wrappers pass
+# through otherwise.
+UNIT_WRAPS = -Wl,--wrap=fork,--wrap=close_range,--wrap=opendir,--wrap=worker_main
 
 $(UNIT_BIN): $(patsubst %.c,$(BUILD)/%.o,$(UNIT_SRC)) $(LIB_OBJ)
 	@mkdir -p $(dir $@)

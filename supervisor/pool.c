@@ -18,7 +18,9 @@
  *  - the reaper reaps every child, not only workers (PID 1 inherits
  *    orphans), until waitpid() returns 0.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -72,7 +74,46 @@ void pool_locked_by(const struct pool *pool, int slot, pid_t pid, char *out, siz
     snprintf(out, outlen, "%s/%d/%d", pool->pod_name, slot, (int)pid);
 }
 
-/* Close every fd above 2 except the three given (in the child). */
+static bool pool_fd_kept(int fd, const int keep[3])
+{
+    return fd <= 2 || fd == keep[0] || fd == keep[1] || fd == keep[2];
+}
+
+/* close_range() refused: list /proc/self/fd and close what is not kept,
+ * rereading until a pass finds nothing (closing while the directory is
+ * read is allowed, but a second look costs little). -1 without /proc. */
+static int pool_close_listed_fds(const int keep[3])
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL)
+        return -1;
+    int closed;
+    do {
+        closed = 0;
+        rewinddir(dir);
+        const struct dirent *e;
+        while ((e = readdir(dir)) != NULL) {
+            char *end;
+            long fd = strtol(e->d_name, &end, 10);
+            if (end == e->d_name || *end != '\0' || fd == dirfd(dir) || pool_fd_kept((int)fd, keep))
+                continue;
+            close((int)fd);
+            closed++;
+        }
+    } while (closed > 0);
+    closedir(dir);
+    return 0;
+}
+
+/*
+ * Close every fd above 2 except the three given (in the child, before the
+ * worker runs). close_range() does it in a few calls; it is missing before
+ * Linux 5.9 (ENOSYS) and a seccomp profile may refuse it (EPERM, ENOSYS),
+ * and then a worker would keep the death pipe's write end (it would never
+ * see the supervisor die), the signalfd, the epoll fd, the HTTP socket: so
+ * its result is checked, and the fds are closed one by one instead — those
+ * /proc/self/fd lists, or without /proc every number below the fd limit.
+ */
 static void pool_close_inherited_fds(int keep_a, int keep_b, int keep_c)
 {
     int keep[] = {keep_a, keep_b, keep_c};
@@ -84,15 +125,25 @@ static void pool_close_inherited_fds(int keep_a, int keep_b, int keep_c)
                 keep[i] = keep[j];
                 keep[j] = t;
             }
+    bool refused = false;
     unsigned from = 3;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 3 && !refused; i++) {
         if (keep[i] < 3)
             continue;
         if ((unsigned)keep[i] > from)
-            close_range(from, (unsigned)keep[i] - 1, 0);
+            refused = close_range(from, (unsigned)keep[i] - 1, 0) != 0;
         from = (unsigned)keep[i] + 1;
     }
-    close_range(from, ~0u, 0);
+    if (!refused && close_range(from, ~0u, 0) == 0)
+        return;
+    if (pool_close_listed_fds(keep) == 0)
+        return;
+    long limit = sysconf(_SC_OPEN_MAX);
+    if (limit < 0 || limit > INT_MAX)
+        limit = 1 << 20; /* no limit known: Linux's default ceiling (nr_open) */
+    for (int fd = 3; fd < limit; fd++)
+        if (!pool_fd_kept(fd, keep))
+            close(fd);
 }
 
 static void pool_spawn(struct pool *pool, int slot, int64_t now)

@@ -9,7 +9,7 @@
  *    somewhere — the ordering a loaded machine produces now and then, made
  *    certain;
  *  - __wrap_close_range can refuse, as an old kernel (ENOSYS) or a seccomp
- *    profile does.
+ *    profile does, and __wrap_opendir can fail as without /proc.
  *
  * Outside these tests the wrappers pass straight through.
  */
@@ -54,12 +54,24 @@ static enum hold_mode hold_mode;
 static int hold_state;
 static struct shm *hold_shm;
 static bool refuse_close_range;
+static bool refuse_opendir;
 
 pid_t __real_fork(void);
 pid_t __wrap_fork(void);
 int __real_close_range(unsigned first, unsigned last, int flags);
 int __wrap_close_range(unsigned first, unsigned last, int flags);
 void __wrap_worker_main(const struct worker_args *args) __attribute__((noreturn));
+DIR *__real_opendir(const char *name);
+DIR *__wrap_opendir(const char *name);
+
+DIR *__wrap_opendir(const char *name)
+{
+    if (refuse_opendir) {
+        errno = ENOENT;
+        return NULL;
+    }
+    return __real_opendir(name);
+}
 
 pid_t __wrap_fork(void)
 {
@@ -127,6 +139,7 @@ void __wrap_worker_main(const struct worker_args *args)
     case CHILD_REPORT_STATE:
         _exit(atomic_load(&self->state));
     case CHILD_COUNT_FDS:
+        refuse_opendir = false; /* the child's copy: it reads /proc itself */
         _exit(child_count_foreign_fds(args));
     }
     _exit(99);
@@ -171,6 +184,7 @@ static void pool_teardown(void)
     config_free(config);
     hold_mode = HOLD_NONE;
     refuse_close_range = false;
+    refuse_opendir = false;
 }
 
 /* Reap slot 0's child; its wait status. */
@@ -228,7 +242,7 @@ END_TEST
 
 /* Fds the supervisor holds (epoll, a socket, both ends of a pipe, one far
  * up the table, and whatever Check has open) must not reach a worker. */
-static void child_holds_only_its_fds(bool refuse)
+static void child_holds_only_its_fds(bool refuse, bool no_proc)
 {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     int sock = socket(AF_INET, SOCK_STREAM, 0); /* no CLOEXEC: like an inherited one */
@@ -240,13 +254,15 @@ static void child_holds_only_its_fds(bool refuse)
     ck_assert_int_eq(high, 900);
 
     refuse_close_range = refuse;
+    refuse_opendir = no_proc;
     child_mode = CHILD_COUNT_FDS;
     pool_start_missing(&pool, 1);
     ck_assert_int_gt(pool.slots[0].pid, 0);
     int status = reap_slot0();
     ck_assert(WIFEXITED(status));
-    ck_assert_msg(WEXITSTATUS(status) == 0, "the worker kept %d of the supervisor's fds%s",
-                  WEXITSTATUS(status), refuse ? " (close_range refused)" : "");
+    ck_assert_msg(WEXITSTATUS(status) == 0, "the worker kept %d of the supervisor's fds%s%s",
+                  WEXITSTATUS(status), refuse ? " (close_range refused)" : "",
+                  no_proc ? " (no /proc)" : "");
     close(ep);
     close(sock);
     close(p[0]);
@@ -256,7 +272,19 @@ static void child_holds_only_its_fds(bool refuse)
 
 START_TEST(child_closes_inherited_fds)
 {
-    child_holds_only_its_fds(false);
+    child_holds_only_its_fds(false, false);
+}
+END_TEST
+
+START_TEST(child_closes_inherited_fds_without_close_range)
+{
+    child_holds_only_its_fds(true, false);
+}
+END_TEST
+
+START_TEST(child_closes_inherited_fds_without_close_range_or_proc)
+{
+    child_holds_only_its_fds(true, true);
 }
 END_TEST
 
@@ -268,6 +296,8 @@ Suite *pool_suite(void)
     tcase_add_test(tc, spawn_labels_slot_before_fork);
     tcase_add_test(tc, child_starts_in_a_starting_slot);
     tcase_add_test(tc, child_closes_inherited_fds);
+    tcase_add_test(tc, child_closes_inherited_fds_without_close_range);
+    tcase_add_test(tc, child_closes_inherited_fds_without_close_range_or_proc);
     suite_add_tcase(s, tc);
     return s;
 }
