@@ -104,6 +104,9 @@ clean:
 #                   kill storms, PostgreSQL restarts and outage, valgrind;
 #                   prints a table. CHAOS_TASKS (10000), CHAOS_OUTAGE_S (10),
 #                   CHAOS_SCENARIOS (default all; see tests/chaos/chaos.c)
+#   make torture    seeded random faults against two pods for TORTURE_SECONDS
+#                   (120); invariants checked throughout; TORTURE_SEED replays,
+#                   TORTURE_FAULTS / TORTURE_POISON pick kinds (torture.c)
 #   make fuzz       libFuzzer (clang) over config parsing, notification
 #                   payloads and conninfo redaction, FUZZ_SECONDS (default
 #                   60) per target; findings in build/fuzz/artifacts/
@@ -111,7 +114,7 @@ clean:
 TOOLS_SRC := $(wildcard tests/tools/*.c)
 TOOLS_BIN := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOLS_SRC))
 
-.PHONY: tools chaos fuzz fuzz-build
+.PHONY: tools chaos torture fuzz fuzz-build
 
 tools: $(TOOLS_BIN)
 
@@ -153,13 +156,35 @@ fuzz-build: $(FUZZ_BIN)
 fuzz: $(FUZZ_BIN)
 	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
-# The chaos driver: a standalone program (libpq only) run by tests/chaos/run.sh.
-$(BUILD)/tests/chaos/chaos: tests/chaos/chaos.c
+# The chaos and torture drivers: standalone programs (libpq, the helpers of
+# tests/chaos/chaoslib.c) run by tests/chaos/run.sh.
+$(BUILD)/tests/chaos/chaos: $(BUILD)/tests/chaos/chaos.o $(BUILD)/tests/chaos/chaoslib.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpq
+	$(CC) $(LDFLAGS) -o $@ $^ -lpq -lpthread
 
 chaos: check-deps $(BUILD)/pgwork $(BUILD)/tests/chaos/chaos
 	@sh tests/chaos/run.sh $(BUILD) $(CHAOS_SCENARIOS)
+
+# make torture: the seeded random run (tests/chaos/torture.c). TORTURE_SEED
+# replays a run; SANITIZE=1 runs the ASan + UBSan build, 45 s by default.
+TORTURE_SECONDS ?= $(if $(filter 1,$(SANITIZE)),45,120)
+TORTURE_SEED ?=
+TORTURE_FAULTS ?=
+TORTURE_POISON ?=
+
+$(BUILD)/tests/chaos/torture: $(BUILD)/tests/chaos/torture.o $(BUILD)/tests/chaos/chaoslib.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lpq -lpthread
+
+$(BUILD)/tests/chaos/torture_handler: tests/chaos/torture_handler.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+torture: check-deps $(BUILD)/pgwork $(BUILD)/tests/chaos/torture \
+         $(BUILD)/tests/chaos/torture_handler $(BUILD)/tests/tools/tcpproxy
+	@CHAOS_PROGRAM=torture TORTURE_SECONDS='$(TORTURE_SECONDS)' TORTURE_SEED='$(TORTURE_SEED)' \
+	  TORTURE_FAULTS='$(TORTURE_FAULTS)' TORTURE_POISON='$(TORTURE_POISON)' \
+	  sh tests/chaos/run.sh $(BUILD)
 
 # --- benchmark (issue 6) ------------------------------------------------------
 #

@@ -36,23 +36,20 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
-#include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
+
+#include "tests/chaos/chaoslib.h"
 
 #define ROW_TEXT 512
 
@@ -66,69 +63,9 @@ struct row {
 static struct row rows[8];
 static int row_count;
 
-static const char *dir; /* CHAOS_DIR: logs, configs */
-static const char *bin; /* PGWORK_BIN */
 static int tasks_total; /* CHAOS_TASKS */
-static unsigned long rng_state = 88172645463325252UL;
-
-/* --- small utilities ------------------------------------------------------ */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static unsigned long rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "chaos: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "chaos: fatal: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        die("out of memory");
-    va_end(ap);
-    return s;
-}
+static uint64_t rng_state = 88172645463325252UL;
+static char exit_buf[64]; /* chaos_exit_text's output */
 
 static struct row *row_new(const char *name)
 {
@@ -137,369 +74,18 @@ static struct row *row_new(const char *name)
     return r;
 }
 
-/* --- the database --------------------------------------------------------- */
-
-static char *conninfo_for(const char *dbname)
-{
-    const char *host = getenv("PGHOST"), *port = getenv("PGPORT"), *user = getenv("PGUSER");
-    return xasprintf("host='%s' port='%s' user='%s' dbname='%s'", host ? host : "",
-                     port ? port : "5432", user ? user : "postgres", dbname);
-}
-
-static PGconn *connect_db(const char *conninfo)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK)
-        die("cannot connect (%s): %s", conninfo, PQerrorMessage(c));
-    return c;
-}
-
-/* Connect, retrying while the server restarts; NULL after timeout_ms. */
-static PGconn *connect_retry(const char *conninfo, int timeout_ms)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        PGconn *c = PQconnectdb(conninfo);
-        if (PQstatus(c) == CONNECTION_OK)
-            return c;
-        PQfinish(c);
-        if (now_ms() > deadline)
-            return NULL;
-        sleep_ms(100);
-    }
-}
-
-static void exec_sql(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        die("%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
-
-/* One integer, or -1 on error (a restarting server). */
-static int64_t query_int(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    int64_t v = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
-        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return v;
-}
-
-static int64_t count_state(PGconn *c, const char *state)
-{
-    char sql[128];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pgwork.tasks WHERE state = '%s'", state);
-    return query_int(c, sql);
-}
-
-/* A fresh database c_<name>, migrated, with a results table. */
-static char *make_database(const char *name, PGconn **conn)
-{
-    PGconn *admin = connect_db(conninfo_for("postgres"));
-    char *sql = xasprintf("DROP DATABASE IF EXISTS \"c_%s\" WITH (FORCE)", name);
-    exec_sql(admin, sql);
-    free(sql);
-    sql = xasprintf("CREATE DATABASE \"c_%s\"", name);
-    exec_sql(admin, sql);
-    free(sql);
-    PQfinish(admin);
-    char *dbname = xasprintf("c_%s", name);
-    char *conninfo = conninfo_for(dbname);
-    free(dbname);
-
-    pid_t pid = fork();
-    if (pid == 0) {
-        setenv("PGWORK_DATABASE_URL", conninfo, 1);
-        unsetenv("PGWORK_CONFIG");
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        execl(bin, bin, "migrate", (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        die("pgwork migrate failed on %s", conninfo);
-    *conn = connect_db(conninfo);
-    exec_sql(*conn, "CREATE TABLE results (task bigint, at timestamptz DEFAULT clock_timestamp())");
-    return conninfo;
-}
-
-/* --- the cluster ---------------------------------------------------------- */
-
-static char *pg_datadir(void)
-{
-    const char *env = getenv("PGWORK_TEST_PGDATA");
-    if (env != NULL && env[0] != '\0')
-        return strdup(env);
-    char *host = strdup(getenv("PGHOST") ? getenv("PGHOST") : "/nonexistent/socket");
-    char *data = xasprintf("%s/data", dirname(host));
-    free(host);
-    return data;
-}
-
-/* pg_ctl ARGS... as the owner of the data directory. 0 on success. */
-static int pg_ctl(const char *action, const char *mode)
-{
-    char *data = pg_datadir();
-    char *copy = strdup(data);
-    char *logfile = xasprintf("%s/log/postgresql.log", dirname(copy));
-    free(copy);
-    struct stat st;
-    if (stat(data, &st) != 0)
-        die("%s: %s", data, strerror(errno));
-    char user[64] = "";
-    if (geteuid() == 0 && st.st_uid != 0) {
-        struct passwd *pw = getpwuid(st.st_uid);
-        if (pw == NULL)
-            die("no user owns %s", data);
-        snprintf(user, sizeof(user), "%s", pw->pw_name);
-    }
-    const char *pgctl = access("/usr/lib/postgresql/15/bin/pg_ctl", X_OK) == 0
-                            ? "/usr/lib/postgresql/15/bin/pg_ctl"
-                            : "pg_ctl";
-    const char *argv[20];
-    int n = 0;
-    if (user[0]) {
-        argv[n++] = "runuser";
-        argv[n++] = "-u";
-        argv[n++] = user;
-        argv[n++] = "--";
-    }
-    argv[n++] = pgctl;
-    argv[n++] = action;
-    argv[n++] = "-D";
-    argv[n++] = data;
-    argv[n++] = "-w";
-    argv[n++] = "-t";
-    argv[n++] = "60";
-    if (mode != NULL) {
-        argv[n++] = "-m";
-        argv[n++] = mode;
-    }
-    if (strcmp(action, "stop") != 0) {
-        argv[n++] = "-l";
-        argv[n++] = logfile;
-    }
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        setsid();
-        if (chdir("/") != 0)
-            _exit(127);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, STDIN_FILENO);
-        dup2(null, STDOUT_FILENO);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    free(data);
-    free(logfile);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
-/* --- the supervisor ------------------------------------------------------- */
-
-struct sup {
-    pid_t pid;
-    char *log;
-    int status;
-};
-
-static char *write_file(const char *name, const char *text)
-{
-    char *path = xasprintf("%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0)
-        die("%s: %s", path, strerror(errno));
-    return path;
-}
-
-/* Start `[wrapper...] pgwork -c config run`, output into dir/<name>.log. */
-static struct sup sup_start(const char *name, const char *config, const char *conninfo,
-                            const char *const *wrapper)
-{
-    struct sup s = {.log = xasprintf("%s/%s.log", dir, name)};
-    const char *argv[32];
-    int n = 0;
-    for (int i = 0; wrapper != NULL && wrapper[i] != NULL && n < 24; i++)
-        argv[n++] = wrapper[i];
-    argv[n++] = bin;
-    argv[n++] = "-c";
-    argv[n++] = config;
-    argv[n++] = "run";
-    argv[n] = NULL;
-    pid_t parent = getpid();
-    s.pid = fork();
-    if (s.pid < 0)
-        die("fork: %s", strerror(errno));
-    if (s.pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        setenv("PGWORK_DATABASE_URL", conninfo, 1);
-        unsetenv("PGWORK_CONFIG");
-        int null = open("/dev/null", O_RDONLY);
-        int log = open(s.log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-        dup2(null, STDIN_FILENO);
-        dup2(log, STDOUT_FILENO);
-        dup2(log, STDERR_FILENO);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    return s;
-}
-
-/* Wait for exit; its status, or -1 (then SIGKILLed) after timeout_ms. */
-static int sup_wait(struct sup *s, int timeout_ms)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        int status;
-        pid_t r = waitpid(s->pid, &status, WNOHANG);
-        if (r == s->pid) {
-            s->status = status;
-            return status;
-        }
-        if (now_ms() > deadline) {
-            kill(s->pid, SIGKILL);
-            waitpid(s->pid, &status, 0);
-            s->status = -1;
-            return -1;
-        }
-        sleep_ms(10);
-    }
-}
-
-static size_t file_size(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
-}
-
-/* Whether the file contains needle at or after offset from. */
-static bool file_contains(const char *path, size_t from, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    fseek(f, (long)from, SEEK_SET);
-    char line[65536];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
-
-static int count_in_file(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char line[65536];
-    int n = 0;
-    while (fgets(line, sizeof(line), f) != NULL)
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
-static bool wait_log(const char *path, size_t from, const char *needle, int timeout_ms)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    while (!file_contains(path, from, needle)) {
-        if (now_ms() > deadline)
-            return false;
-        sleep_ms(10);
-    }
-    return true;
-}
-
-/* Children of ppid (workers of a supervisor), from /proc. */
-static int children_of(pid_t ppid, pid_t *out, int max)
-{
-    DIR *d = opendir("/proc");
-    if (d == NULL)
-        return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < max) {
-        pid_t pid = (pid_t)atoi(e->d_name);
-        if (pid <= 0)
-            continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        const char *p = strrchr(buf, ')');
-        char state;
-        int parent;
-        if (p != NULL && sscanf(p + 2, "%c %d", &state, &parent) == 2 && parent == ppid &&
-            state != 'Z')
-            out[n++] = pid;
-    }
-    closedir(d);
-    return n;
-}
-
-static int64_t cpu_ms(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (int64_t)(ut + st) * 1000 / sysconf(_SC_CLK_TCK);
-}
-
-static const char *exit_text(int status)
-{
-    static char buf[64];
-    if (status == -1)
-        snprintf(buf, sizeof(buf), "did not exit");
-    else if (WIFEXITED(status))
-        snprintf(buf, sizeof(buf), "exit %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(buf, sizeof(buf), "killed by signal %d", WTERMSIG(status));
-    else
-        snprintf(buf, sizeof(buf), "status 0x%x", (unsigned)status);
-    return buf;
-}
-
 /* --- scenarios ------------------------------------------------------------ */
 
 static void scenario_storm(void)
 {
     struct row *r = row_new("kill storm");
     PGconn *c;
-    char *conninfo = make_database("storm", &c);
+    char *conninfo = chaos_make_database("storm", &c);
     /* A low restart cap: a worker killed every few hundred ms never counts
      * as "proven", and a cap longer than the gap between kills would kill
      * workers before they start (the storm would test the backoff, not
      * the requeue). */
-    char *config = write_file(
+    char *config = chaos_write_file(
         "storm.conf", "workers { count = 4 restart_delay_min = 20ms restart_delay_max = 100ms }\n"
                       "log { level = \"info\" format = \"text\" }\n"
                       "http { listen = \"\" }\n"
@@ -509,46 +95,46 @@ static void scenario_storm(void)
     /* 5 ms per task: the storm lasts long enough to hit workers mid-batch
      * many times. max_attempts is high: a task caught in many killed
      * batches must not end dead here (that is tested elsewhere). */
-    struct sup s = sup_start("storm", config, conninfo, NULL);
-    if (!wait_log(s.log, 0, "listening on channel", 20000))
-        say("storm: the supervisor is not listening after 20 s");
-    char *sql = xasprintf("INSERT INTO pgwork.tasks (queue, payload) SELECT 'storm', "
-                          "jsonb_build_object('n', g) FROM generate_series(1, %d) g",
-                          tasks_total);
-    exec_sql(c, sql);
+    struct chaos_sup s = chaos_sup_start("storm", config, conninfo, NULL);
+    if (!chaos_wait_log(s.log, 0, "listening on channel", 20000))
+        chaos_say("storm: the supervisor is not listening after 20 s");
+    char *sql = chaos_xasprintf("INSERT INTO pgwork.tasks (queue, payload) SELECT 'storm', "
+                                "jsonb_build_object('n', g) FROM generate_series(1, %d) g",
+                                tasks_total);
+    chaos_exec_sql(c, sql);
     free(sql);
-    int64_t start = now_ms(), last_report = start;
+    int64_t start = chaos_now_ms(), last_report = start;
     int kills = 0;
     int64_t timeout_ms = 600000, done = 0;
-    while (now_ms() - start < timeout_ms) {
-        done = count_state(c, "done");
+    while (chaos_now_ms() - start < timeout_ms) {
+        done = chaos_count_state(c, "done");
         if (done == tasks_total)
             break;
-        sleep_ms(50 + (int64_t)(rng() % 151));
+        chaos_sleep_ms(50 + (int64_t)(chaos_rng(&rng_state) % 151));
         pid_t pids[64];
-        int n = children_of(s.pid, pids, 64);
-        if (n > 0 && kill(pids[rng() % (unsigned long)n], SIGKILL) == 0)
+        int n = chaos_children_of(s.pid, pids, 64);
+        if (n > 0 && kill(pids[chaos_rng(&rng_state) % (unsigned long)n], SIGKILL) == 0)
             kills++;
-        if (now_ms() - last_report >= 10000) {
-            say("storm: %" PRId64 "/%d done, %d kills, %" PRId64 " s", done, tasks_total, kills,
-                (now_ms() - start) / 1000);
-            last_report = now_ms();
+        if (chaos_now_ms() - last_report >= 10000) {
+            chaos_say("storm: %" PRId64 "/%d done, %d kills, %" PRId64 " s", done, tasks_total,
+                      kills, (chaos_now_ms() - start) / 1000);
+            last_report = chaos_now_ms();
         }
     }
-    int64_t took = now_ms() - start;
+    int64_t took = chaos_now_ms() - start;
     kill(s.pid, SIGTERM);
-    int status = sup_wait(&s, 60000);
+    int status = chaos_sup_wait(&s, 60000);
 
-    int64_t running = count_state(c, "running"), pending = count_state(c, "pending");
-    int64_t dead = count_state(c, "dead");
-    done = count_state(c, "done");
-    int64_t distinct = query_int(c, "SELECT count(DISTINCT task) FROM results");
-    int64_t rows_total = query_int(c, "SELECT count(*) FROM results");
-    int64_t missing = query_int(c, "SELECT count(*) FROM pgwork.tasks t WHERE NOT EXISTS "
-                                   "(SELECT 1 FROM results r WHERE r.task = t.id)");
-    int64_t restarted = query_int(c, "SELECT count(*) FROM pgwork.tasks WHERE attempts > 1");
-    int64_t max_attempts = query_int(c, "SELECT max(attempts) FROM pgwork.tasks");
-    int restarts_logged = count_in_file(s.log, "exited unexpectedly");
+    int64_t running = chaos_count_state(c, "running"), pending = chaos_count_state(c, "pending");
+    int64_t dead = chaos_count_state(c, "dead");
+    done = chaos_count_state(c, "done");
+    int64_t distinct = chaos_query_int(c, "SELECT count(DISTINCT task) FROM results");
+    int64_t rows_total = chaos_query_int(c, "SELECT count(*) FROM results");
+    int64_t missing = chaos_query_int(c, "SELECT count(*) FROM pgwork.tasks t WHERE NOT EXISTS "
+                                         "(SELECT 1 FROM results r WHERE r.task = t.id)");
+    int64_t restarted = chaos_query_int(c, "SELECT count(*) FROM pgwork.tasks WHERE attempts > 1");
+    int64_t max_attempts = chaos_query_int(c, "SELECT max(attempts) FROM pgwork.tasks");
+    int restarts_logged = chaos_count_in_file(s.log, "exited unexpectedly");
 
     snprintf(r->did, sizeof(r->did),
              "%d tasks (sql handler, 5 ms each, 4 workers); %d worker SIGKILLs, one every 50-200 "
@@ -560,7 +146,7 @@ static void scenario_storm(void)
              "; started more than once %" PRId64 " (max attempts %" PRId64
              "); %d worker restarts; supervisor %s",
              done, running, pending, dead, missing, rows_total - distinct, restarted, max_attempts,
-             restarts_logged, exit_text(status));
+             restarts_logged, chaos_exit_text(status, exit_buf, sizeof(exit_buf)));
     r->pass = done == tasks_total && running == 0 && pending == 0 && missing == 0 &&
               distinct == tasks_total && status == 0;
     PQfinish(c);
@@ -576,46 +162,46 @@ static void scenario_storm_exec(void)
 {
     struct row *r = row_new("kill storm (exec)");
     PGconn *c;
-    char *conninfo = make_database("storm_exec", &c);
+    char *conninfo = chaos_make_database("storm_exec", &c);
     int tasks = tasks_total / 5;
-    char *runs = xasprintf("%s/storm-exec.runs", dir);
+    char *runs = chaos_xasprintf("%s/storm-exec.runs", chaos_dir());
     unlink(runs);
-    char *config_text = xasprintf(
+    char *config_text = chaos_xasprintf(
         "workers { count = 4 restart_delay_min = 20ms restart_delay_max = 100ms }\n"
         "log { level = \"info\" format = \"text\" }\n"
         "http { listen = \"\" }\n"
         "queue \"x\" { command = {\"/bin/sh\", \"-c\", \"sleep 0.01; echo $PGWORK_TASK_ID >> "
         "%s\"} batch = 5 max_attempts = 1000 }\n",
         runs);
-    char *config = write_file("storm-exec.conf", config_text);
+    char *config = chaos_write_file("storm-exec.conf", config_text);
     free(config_text);
-    struct sup s = sup_start("storm-exec", config, conninfo, NULL);
-    if (!wait_log(s.log, 0, "listening on channel", 20000))
-        say("storm (exec): the supervisor is not listening after 20 s");
-    char *sql = xasprintf("INSERT INTO pgwork.tasks (queue) SELECT 'x' FROM "
-                          "generate_series(1, %d)",
-                          tasks);
-    exec_sql(c, sql);
+    struct chaos_sup s = chaos_sup_start("storm-exec", config, conninfo, NULL);
+    if (!chaos_wait_log(s.log, 0, "listening on channel", 20000))
+        chaos_say("storm (exec): the supervisor is not listening after 20 s");
+    char *sql = chaos_xasprintf("INSERT INTO pgwork.tasks (queue) SELECT 'x' FROM "
+                                "generate_series(1, %d)",
+                                tasks);
+    chaos_exec_sql(c, sql);
     free(sql);
-    int64_t start = now_ms();
+    int64_t start = chaos_now_ms();
     int kills = 0;
     int64_t done = 0;
-    while (now_ms() - start < 600000) {
-        done = count_state(c, "done");
+    while (chaos_now_ms() - start < 600000) {
+        done = chaos_count_state(c, "done");
         if (done == tasks)
             break;
-        sleep_ms(50 + (int64_t)(rng() % 151));
+        chaos_sleep_ms(50 + (int64_t)(chaos_rng(&rng_state) % 151));
         pid_t pids[64];
-        int n = children_of(s.pid, pids, 64);
-        if (n > 0 && kill(pids[rng() % (unsigned long)n], SIGKILL) == 0)
+        int n = chaos_children_of(s.pid, pids, 64);
+        if (n > 0 && kill(pids[chaos_rng(&rng_state) % (unsigned long)n], SIGKILL) == 0)
             kills++;
     }
-    int64_t took = now_ms() - start;
+    int64_t took = chaos_now_ms() - start;
     kill(s.pid, SIGTERM);
-    int status = sup_wait(&s, 60000);
+    int status = chaos_sup_wait(&s, 60000);
 
     /* The runs file into a table: one row per handler run. */
-    exec_sql(c, "CREATE TABLE runs (task bigint)");
+    chaos_exec_sql(c, "CREATE TABLE runs (task bigint)");
     FILE *f = fopen(runs, "r");
     int64_t lines = 0;
     if (f != NULL) {
@@ -630,13 +216,13 @@ static void scenario_storm_exec(void)
         PQclear(PQgetResult(c));
         fclose(f);
     }
-    int64_t running = count_state(c, "running"), pending = count_state(c, "pending");
-    done = count_state(c, "done");
-    int64_t missing = query_int(c, "SELECT count(*) FROM pgwork.tasks t WHERE NOT EXISTS "
-                                   "(SELECT 1 FROM runs r WHERE r.task = t.id)");
-    int64_t twice = query_int(c, "SELECT count(*) FROM (SELECT task FROM runs GROUP BY task "
-                                 "HAVING count(*) > 1) d");
-    int64_t restarted = query_int(c, "SELECT count(*) FROM pgwork.tasks WHERE attempts > 1");
+    int64_t running = chaos_count_state(c, "running"), pending = chaos_count_state(c, "pending");
+    done = chaos_count_state(c, "done");
+    int64_t missing = chaos_query_int(c, "SELECT count(*) FROM pgwork.tasks t WHERE NOT EXISTS "
+                                         "(SELECT 1 FROM runs r WHERE r.task = t.id)");
+    int64_t twice = chaos_query_int(c, "SELECT count(*) FROM (SELECT task FROM runs GROUP BY task "
+                                       "HAVING count(*) > 1) d");
+    int64_t restarted = chaos_query_int(c, "SELECT count(*) FROM pgwork.tasks WHERE attempts > 1");
     snprintf(r->did, sizeof(r->did),
              "%d tasks (exec, sh appending its id to a file, 4 workers); %d worker SIGKILLs, "
              "one every 50-200 ms; %.1f s",
@@ -645,7 +231,8 @@ static void scenario_storm_exec(void)
              "done %" PRId64 ", running %" PRId64 ", pending %" PRId64 "; %" PRId64
              " handler runs; ids never run %" PRId64 "; ran twice or more %" PRId64
              " (the cost of at-least-once); started more than once %" PRId64 "; supervisor %s",
-             done, running, pending, lines, missing, twice, restarted, exit_text(status));
+             done, running, pending, lines, missing, twice, restarted,
+             chaos_exit_text(status, exit_buf, sizeof(exit_buf)));
     r->pass = done == tasks && running == 0 && pending == 0 && missing == 0 && status == 0;
     PQfinish(c);
     free(conninfo);
@@ -662,10 +249,10 @@ static void scenario_restart(const char *mode)
     PGconn *c;
     char dbname[32];
     snprintf(dbname, sizeof(dbname), "restart_%s", mode);
-    char *conninfo = make_database(dbname, &c);
+    char *conninfo = chaos_make_database(dbname, &c);
     int tasks = tasks_total / 2;
     int workers = 4;
-    char *config = write_file(
+    char *config = chaos_write_file(
         "restart.conf",
         "workers { count = 4 restart_delay_min = 100ms restart_delay_max = 2s }\n"
         "listener { reconnect_min = 200ms reconnect_max = 2s }\n"
@@ -673,20 +260,20 @@ static void scenario_restart(const char *mode)
         "http { listen = \"\" }\n"
         "queue \"r\" { handler = \"sql\" statement = \"INSERT INTO results(task) SELECT $2 "
         "FROM pg_sleep(0.002)\" batch = 10 }\n");
-    char *log_name = xasprintf("restart-%s", mode);
-    struct sup s = sup_start(log_name, config, conninfo, NULL);
+    char *log_name = chaos_xasprintf("restart-%s", mode);
+    struct chaos_sup s = chaos_sup_start(log_name, config, conninfo, NULL);
     free(log_name);
-    if (!wait_log(s.log, 0, "listening on channel", 20000))
-        say("restart: the supervisor is not listening after 20 s");
-    char *sql = xasprintf("INSERT INTO pgwork.tasks (queue) SELECT 'r' FROM "
-                          "generate_series(1, %d)",
-                          tasks);
-    exec_sql(c, sql);
+    if (!chaos_wait_log(s.log, 0, "listening on channel", 20000))
+        chaos_say("restart: the supervisor is not listening after 20 s");
+    char *sql = chaos_xasprintf("INSERT INTO pgwork.tasks (queue) SELECT 'r' FROM "
+                                "generate_series(1, %d)",
+                                tasks);
+    chaos_exec_sql(c, sql);
     free(sql);
-    int64_t deadline = now_ms() + 120000;
+    int64_t deadline = chaos_now_ms() + 120000;
     int64_t done_before;
-    while ((done_before = count_state(c, "done")) < tasks / 5 && now_ms() < deadline)
-        sleep_ms(20);
+    while ((done_before = chaos_count_state(c, "done")) < tasks / 5 && chaos_now_ms() < deadline)
+        chaos_sleep_ms(20);
 
     /* pg_ctl runs in the background: recovery is timed from the moment
      * the restart began, polling as soon as the server answers. */
@@ -696,21 +283,21 @@ static void scenario_restart(const char *mode)
         snprintf(old_start, sizeof(old_start), "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
     char *new_server_sql =
-        xasprintf("SELECT (pg_postmaster_start_time() > '%s'::timestamptz)::int", old_start);
-    int64_t t0 = now_ms();
+        chaos_xasprintf("SELECT (pg_postmaster_start_time() > '%s'::timestamptz)::int", old_start);
+    int64_t t0 = chaos_now_ms();
     pid_t ctl = fork();
     if (ctl == 0)
-        _exit(pg_ctl("restart", mode) == 0 ? 0 : 1);
+        _exit(chaos_pg_ctl("restart", mode) == 0 ? 0 : 1);
     PQfinish(c);
     c = NULL;
     int64_t restart_ms = -1, listener_back = -1, workers_back = -1, all_done = -1;
     int rc = -1;
-    deadline = now_ms() + 120000;
-    while (now_ms() < deadline &&
+    deadline = chaos_now_ms() + 120000;
+    while (chaos_now_ms() < deadline &&
            (restart_ms < 0 || listener_back < 0 || workers_back < 0 || all_done < 0)) {
         int status;
         if (restart_ms < 0 && waitpid(ctl, &status, WNOHANG) == ctl) {
-            restart_ms = now_ms() - t0;
+            restart_ms = chaos_now_ms() - t0;
             rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         }
         if (c != NULL && PQstatus(c) != CONNECTION_OK) {
@@ -721,41 +308,41 @@ static void scenario_restart(const char *mode)
             /* The new server only: the old one may still answer for a
              * moment while pg_ctl stops it. */
             c = PQconnectdb(conninfo);
-            if (PQstatus(c) != CONNECTION_OK || query_int(c, new_server_sql) != 1) {
+            if (PQstatus(c) != CONNECTION_OK || chaos_query_int(c, new_server_sql) != 1) {
                 PQfinish(c);
                 c = NULL;
             }
             if (c == NULL) {
-                sleep_ms(20);
+                chaos_sleep_ms(20);
                 continue;
             }
         }
-        int64_t t = now_ms() - t0;
+        int64_t t = chaos_now_ms() - t0;
         if (listener_back < 0 &&
-            query_int(c, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                         "current_database() AND application_name = 'pgwork listener'") >= 1)
+            chaos_query_int(c, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                               "current_database() AND application_name = 'pgwork listener'") >= 1)
             listener_back = t;
         if (workers_back < 0 &&
-            query_int(c,
-                      "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                      "current_database() AND application_name LIKE 'pgwork worker%'") >= workers)
+            chaos_query_int(c, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                               "current_database() AND application_name LIKE 'pgwork worker%'") >=
+                workers)
             workers_back = t;
-        if (all_done < 0 && count_state(c, "done") == tasks)
+        if (all_done < 0 && chaos_count_state(c, "done") == tasks)
             all_done = t;
-        sleep_ms(20);
+        chaos_sleep_ms(20);
     }
     free(new_server_sql);
     if (c == NULL)
-        c = connect_retry(conninfo, 60000);
+        c = chaos_connect_retry(conninfo, 60000);
     if (c == NULL)
-        die("the server did not come back after pg_ctl restart -m %s", mode);
+        chaos_die("the server did not come back after pg_ctl restart -m %s", mode);
     kill(s.pid, SIGTERM);
-    int status = sup_wait(&s, 60000);
-    int64_t done = count_state(c, "done"), running = count_state(c, "running");
-    int64_t pending = count_state(c, "pending");
-    int64_t distinct = query_int(c, "SELECT count(DISTINCT task) FROM results");
-    int64_t rows_total = query_int(c, "SELECT count(*) FROM results");
-    int64_t restarted = query_int(c, "SELECT count(*) FROM pgwork.tasks WHERE attempts > 1");
+    int status = chaos_sup_wait(&s, 60000);
+    int64_t done = chaos_count_state(c, "done"), running = chaos_count_state(c, "running");
+    int64_t pending = chaos_count_state(c, "pending");
+    int64_t distinct = chaos_query_int(c, "SELECT count(DISTINCT task) FROM results");
+    int64_t rows_total = chaos_query_int(c, "SELECT count(*) FROM results");
+    int64_t restarted = chaos_query_int(c, "SELECT count(*) FROM pgwork.tasks WHERE attempts > 1");
     int64_t recovery = listener_back > workers_back ? listener_back : workers_back;
 
     snprintf(r->did, sizeof(r->did),
@@ -768,7 +355,7 @@ static void scenario_restart(const char *mode)
              "; effects twice %" PRId64 "; started more than once %" PRId64 "; supervisor %s",
              (double)listener_back / 1000, (double)workers_back / 1000, (double)recovery / 1000,
              (double)all_done / 1000, done, running, pending, rows_total - distinct, restarted,
-             exit_text(status));
+             chaos_exit_text(status, exit_buf, sizeof(exit_buf)));
     r->pass = rc == 0 && listener_back >= 0 && workers_back >= 0 && done == tasks && running == 0 &&
               distinct == tasks && status == 0;
     PQfinish(c);
@@ -781,63 +368,63 @@ static void scenario_outage(void)
 {
     struct row *r = row_new("database outage");
     PGconn *c;
-    char *conninfo = make_database("outage", &c);
+    char *conninfo = chaos_make_database("outage", &c);
     int outage_s = getenv("CHAOS_OUTAGE_S") ? atoi(getenv("CHAOS_OUTAGE_S")) : 10;
-    char *config = write_file(
+    char *config = chaos_write_file(
         "outage.conf", "workers { count = 2 restart_delay_min = 100ms restart_delay_max = 5s }\n"
                        "listener { reconnect_min = 200ms reconnect_max = 4s }\n"
                        "log { level = \"info\" format = \"text\" }\n"
                        "http { listen = \"\" }\n"
                        "queue \"o\" { handler = \"sql\" statement = \"INSERT INTO "
                        "results(task) VALUES ($2)\" }\n");
-    struct sup s = sup_start("outage", config, conninfo, NULL);
-    if (!wait_log(s.log, 0, "listening on channel", 20000))
-        say("outage: the supervisor is not listening after 20 s");
-    exec_sql(c, "INSERT INTO pgwork.tasks (queue) SELECT 'o' FROM generate_series(1, 100)");
-    int64_t deadline = now_ms() + 20000;
-    while (count_state(c, "done") < 100 && now_ms() < deadline)
-        sleep_ms(20);
+    struct chaos_sup s = chaos_sup_start("outage", config, conninfo, NULL);
+    if (!chaos_wait_log(s.log, 0, "listening on channel", 20000))
+        chaos_say("outage: the supervisor is not listening after 20 s");
+    chaos_exec_sql(c, "INSERT INTO pgwork.tasks (queue) SELECT 'o' FROM generate_series(1, 100)");
+    int64_t deadline = chaos_now_ms() + 20000;
+    while (chaos_count_state(c, "done") < 100 && chaos_now_ms() < deadline)
+        chaos_sleep_ms(20);
     PQfinish(c);
 
-    int rc = pg_ctl("stop", "fast");
-    int64_t stopped = now_ms();
-    int64_t cpu0 = cpu_ms(s.pid);
+    int rc = chaos_pg_ctl("stop", "fast");
+    int64_t stopped = chaos_now_ms();
+    int64_t cpu0 = chaos_cpu_ms(s.pid);
     int asked = 0, answered = 0;
     int64_t slowest = 0;
-    while (now_ms() - stopped < outage_s * 1000) {
-        size_t before = file_size(s.log);
-        int64_t t = now_ms();
+    while (chaos_now_ms() - stopped < outage_s * 1000) {
+        size_t before = chaos_file_size(s.log);
+        int64_t t = chaos_now_ms();
         kill(s.pid, SIGUSR1);
         asked++;
-        if (wait_log(s.log, before, "status queue ", 1000)) {
+        if (chaos_wait_log(s.log, before, "status queue ", 1000)) {
             answered++;
-            if (now_ms() - t > slowest)
-                slowest = now_ms() - t;
+            if (chaos_now_ms() - t > slowest)
+                slowest = chaos_now_ms() - t;
         }
-        sleep_ms(500);
+        chaos_sleep_ms(500);
     }
-    int64_t down_ms = now_ms() - stopped;
-    int64_t cpu = cpu_ms(s.pid) - cpu0;
-    int lost_lines = count_in_file(s.log, "listener connection lost");
-    rc |= pg_ctl("start", NULL);
-    int64_t started = now_ms();
-    c = connect_retry(conninfo, 60000);
+    int64_t down_ms = chaos_now_ms() - stopped;
+    int64_t cpu = chaos_cpu_ms(s.pid) - cpu0;
+    int lost_lines = chaos_count_in_file(s.log, "listener connection lost");
+    rc |= chaos_pg_ctl("start", NULL);
+    int64_t started = chaos_now_ms();
+    c = chaos_connect_retry(conninfo, 60000);
     if (c == NULL)
-        die("the server did not come back");
+        chaos_die("the server did not come back");
     /* Work enqueued once it is back is picked up without help. */
-    exec_sql(c, "INSERT INTO pgwork.tasks (queue) SELECT 'o' FROM generate_series(1, 100)");
+    chaos_exec_sql(c, "INSERT INTO pgwork.tasks (queue) SELECT 'o' FROM generate_series(1, 100)");
     int64_t all_done = -1;
-    deadline = now_ms() + 60000;
-    while (now_ms() < deadline) {
-        if (count_state(c, "done") == 200) {
-            all_done = now_ms() - started;
+    deadline = chaos_now_ms() + 60000;
+    while (chaos_now_ms() < deadline) {
+        if (chaos_count_state(c, "done") == 200) {
+            all_done = chaos_now_ms() - started;
             break;
         }
-        sleep_ms(20);
+        chaos_sleep_ms(20);
     }
     kill(s.pid, SIGTERM);
-    int status = sup_wait(&s, 60000);
-    int64_t running = count_state(c, "running");
+    int status = chaos_sup_wait(&s, 60000);
+    int64_t running = chaos_count_state(c, "running");
     snprintf(r->did, sizeof(r->did),
              "pg_ctl stop -m fast for %.1f s with 2 workers, SIGUSR1 every 0.5 s; then start, "
              "100 new tasks",
@@ -847,7 +434,7 @@ static void scenario_outage(void)
              " ms while down; %d listener reconnect attempts logged (backoff); all 200 done %.2f s "
              "after start; running %" PRId64 "; supervisor %s",
              answered, asked, slowest, cpu, lost_lines, (double)all_done / 1000, running,
-             exit_text(status));
+             chaos_exit_text(status, exit_buf, sizeof(exit_buf)));
     r->pass = rc == 0 && answered == asked && cpu < down_ms / 5 && all_done >= 0 && running == 0 &&
               status == 0 && lost_lines < outage_s * 3;
     PQfinish(c);
@@ -872,7 +459,7 @@ static void valgrind_totals(const char *vgdir, int *files, long *errors, long *l
     while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, "vg.", 3) != 0)
             continue;
-        char *path = xasprintf("%s/%s", vgdir, e->d_name);
+        char *path = chaos_xasprintf("%s/%s", vgdir, e->d_name);
         FILE *f = fopen(path, "r");
         free(path);
         if (f == NULL)
@@ -912,11 +499,11 @@ static void scenario_valgrind(void)
         return;
     }
     PGconn *c;
-    char *conninfo = make_database("valgrind", &c);
-    char *vgdir = xasprintf("%s/valgrind", dir);
+    char *conninfo = chaos_make_database("valgrind", &c);
+    char *vgdir = chaos_xasprintf("%s/valgrind", chaos_dir());
     mkdir(vgdir, 0755);
-    char *logs = xasprintf("--log-file=%s/vg.%%p.log", vgdir);
-    char *config = write_file(
+    char *logs = chaos_xasprintf("--log-file=%s/vg.%%p.log", vgdir);
+    char *config = chaos_write_file(
         "valgrind.conf", "workers { count = 1 }\n"
                          "listener { reconnect_min = 200ms }\n"
                          "log { level = \"info\" format = \"text\" }\n"
@@ -940,30 +527,32 @@ static void scenario_valgrind(void)
                                    "--child-silent-after-fork=no",
                                    logs,
                                    NULL};
-    struct sup s = sup_start("valgrind", config, conninfo, wrapper);
-    bool listening = wait_log(s.log, 0, "listening on channel", 60000);
-    exec_sql(c, "INSERT INTO pgwork.tasks (queue, payload) SELECT 's', jsonb_build_object('n', "
-                "g) FROM generate_series(1, 300) g");
-    exec_sql(c, "INSERT INTO pgwork.tasks (queue) SELECT 'e' FROM generate_series(1, 10)");
-    exec_sql(c, "INSERT INTO pgwork.tasks (queue) VALUES ('t'), ('t')");
-    int64_t deadline = now_ms() + 120000;
-    while (count_state(c, "done") < 150 && now_ms() < deadline)
-        sleep_ms(50);
+    struct chaos_sup s = chaos_sup_start("valgrind", config, conninfo, wrapper);
+    bool listening = chaos_wait_log(s.log, 0, "listening on channel", 60000);
+    chaos_exec_sql(c,
+                   "INSERT INTO pgwork.tasks (queue, payload) SELECT 's', jsonb_build_object('n', "
+                   "g) FROM generate_series(1, 300) g");
+    chaos_exec_sql(c, "INSERT INTO pgwork.tasks (queue) SELECT 'e' FROM generate_series(1, 10)");
+    chaos_exec_sql(c, "INSERT INTO pgwork.tasks (queue) VALUES ('t'), ('t')");
+    int64_t deadline = chaos_now_ms() + 120000;
+    while (chaos_count_state(c, "done") < 150 && chaos_now_ms() < deadline)
+        chaos_sleep_ms(50);
     /* A worker crash (restart, requeue) in the middle. */
     pid_t worker[4];
     int kills = 0;
-    if (children_of(s.pid, worker, 4) >= 1 && kill(worker[0], SIGKILL) == 0)
+    if (chaos_children_of(s.pid, worker, 4) >= 1 && kill(worker[0], SIGKILL) == 0)
         kills++;
     /* A reconnect in the middle, and a status request. */
-    exec_sql(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
-                "current_database() AND application_name = 'pgwork listener'");
+    chaos_exec_sql(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                      "current_database() AND application_name = 'pgwork listener'");
     kill(s.pid, SIGUSR1);
-    exec_sql(c, "INSERT INTO pgwork.tasks (queue) SELECT 's' FROM generate_series(1, 50)");
-    while ((count_state(c, "done") < 360 || count_state(c, "dead") < 2) && now_ms() < deadline)
-        sleep_ms(50);
-    int64_t done = count_state(c, "done"), dead = count_state(c, "dead");
+    chaos_exec_sql(c, "INSERT INTO pgwork.tasks (queue) SELECT 's' FROM generate_series(1, 50)");
+    while ((chaos_count_state(c, "done") < 360 || chaos_count_state(c, "dead") < 2) &&
+           chaos_now_ms() < deadline)
+        chaos_sleep_ms(50);
+    int64_t done = chaos_count_state(c, "done"), dead = chaos_count_state(c, "dead");
     kill(s.pid, SIGTERM);
-    int status = sup_wait(&s, 120000);
+    int status = chaos_sup_wait(&s, 120000);
     int files;
     long errors, lost;
     char first[512];
@@ -977,7 +566,8 @@ static void scenario_valgrind(void)
              "%s; done %" PRId64 "/360, dead %" PRId64 "/2; %d process log(s): %ld error(s), %ld "
              "byte(s) definitely lost%s%s; supervisor %s (logs: %s)",
              listening ? "listening" : "NOT listening", done, dead, files, errors, lost,
-             first[0] ? "; first: " : "", first, exit_text(status), vgdir);
+             first[0] ? "; first: " : "", first,
+             chaos_exit_text(status, exit_buf, sizeof(exit_buf)), vgdir);
     r->pass = listening && done == 360 && dead == 2 && files >= 2 && errors == 0 && lost == 0 &&
               status == 0;
     PQfinish(c);
@@ -1002,14 +592,14 @@ static void print_table(void)
 
 int main(int argc, char **argv)
 {
-    dir = getenv("CHAOS_DIR");
-    bin = getenv("PGWORK_BIN");
+    const char *dir = getenv("CHAOS_DIR"), *bin = getenv("PGWORK_BIN");
     if (dir == NULL || bin == NULL || getenv("PGHOST") == NULL)
-        die("run through tests/chaos/run.sh (needs CHAOS_DIR, PGWORK_BIN, PGHOST...)");
+        chaos_die("run through tests/chaos/run.sh (needs CHAOS_DIR, PGWORK_BIN, PGHOST...)");
     tasks_total = getenv("CHAOS_TASKS") ? atoi(getenv("CHAOS_TASKS")) : 10000;
     if (tasks_total < 100)
         tasks_total = 100;
-    rng_state ^= (unsigned long)time(NULL) * 2654435761UL;
+    chaos_init("chaos", dir, bin);
+    rng_state ^= (uint64_t)time(NULL) * 2654435761UL;
     signal(SIGPIPE, SIG_IGN);
 
     static const char *const all[] = {"storm",  "storm-exec", "restart-fast", "restart-immediate",
@@ -1017,8 +607,8 @@ int main(int argc, char **argv)
     const char *const *list = argc > 1 ? (const char *const *)argv + 1 : all;
     int n = argc > 1 ? argc - 1 : (int)(sizeof(all) / sizeof(all[0]));
     for (int i = 0; i < n; i++) {
-        int64_t t = now_ms();
-        say("scenario %s ...", list[i]);
+        int64_t t = chaos_now_ms();
+        chaos_say("scenario %s ...", list[i]);
         if (strcmp(list[i], "storm") == 0)
             scenario_storm();
         else if (strcmp(list[i], "storm-exec") == 0)
@@ -1032,9 +622,9 @@ int main(int argc, char **argv)
         else if (strcmp(list[i], "valgrind") == 0)
             scenario_valgrind();
         else
-            die("unknown scenario %s", list[i]);
-        say("scenario %s: %s in %.1f s", list[i], rows[row_count - 1].pass ? "PASS" : "FAIL",
-            (double)(now_ms() - t) / 1000);
+            chaos_die("unknown scenario %s", list[i]);
+        chaos_say("scenario %s: %s in %.1f s", list[i], rows[row_count - 1].pass ? "PASS" : "FAIL",
+                  (double)(chaos_now_ms() - t) / 1000);
     }
     print_table();
     for (int i = 0; i < row_count; i++)

@@ -11,6 +11,8 @@
 # scenario failed (its path is printed) and are removed otherwise.
 #
 # Tuning (environment): CHAOS_TASKS (10000), CHAOS_OUTAGE_S (10).
+# CHAOS_PROGRAM=torture runs BUILD_DIR/tests/chaos/torture instead (make
+# torture; its TORTURE_* variables pass through).
 set -u
 
 if [ $# -lt 1 ]; then
@@ -21,9 +23,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd) || exit 2
 shift
 [ -x "$build/pgwork" ] || { echo "chaos: $build/pgwork not built" >&2; exit 2; }
-[ -x "$build/tests/chaos/chaos" ] || { echo "chaos: $build/tests/chaos/chaos not built" >&2; exit 2; }
+program=${CHAOS_PROGRAM:-chaos}
+case "$program" in
+chaos | torture) ;;
+*) echo "chaos: CHAOS_PROGRAM must be chaos or torture" >&2; exit 2 ;;
+esac
+[ -x "$build/tests/chaos/$program" ] || { echo "chaos: $build/tests/chaos/$program not built" >&2; exit 2; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/pgwork-chaos.XXXXXX") || exit 1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pgwork-$program.XXXXXX") || exit 1
 chmod 755 "$tmp"
 mkdir "$tmp/work"
 keep=false
@@ -32,7 +39,7 @@ keep=false
 cleanup() {
     sh "$here/../pg.sh" destroy "$tmp/pg" 2>/dev/null
     if $keep; then
-        echo "chaos: logs kept in $tmp/work"
+        echo "$program: logs kept in $tmp/work"
     else
         rm -rf "$tmp"
     fi
@@ -48,7 +55,7 @@ export PGWORK_BIN="$build/pgwork"
 export CHAOS_DIR="$tmp/work"
 unset PGWORK_CONFIG PGWORK_DATABASE_URL
 
-"$build/tests/chaos/chaos" "$@"
+"$build/tests/chaos/$program" "$@"
 status=$?
 [ $status -eq 0 ] || keep=true
 exit $status
