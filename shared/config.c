@@ -43,6 +43,8 @@
  *   queue "NAME".backoff_max    R  1h              retry delay cap
  *   queue "NAME".keep_done      R  true            false: delete finished tasks
  *   queue "NAME".workers        R  0               0 = every worker; <= workers.max
+ *   queue "NAME".env            R  {}              exec, coprocess: variable names handlers get;
+ *                                                  never a credential (config_env_forbidden)
  *   http.listen                 S  "0.0.0.0:9187"  "" = no endpoint; else host:port
  *   log.level                   R  "info"          debug | info | warn | error
  *   log.format                  R  "json"          json | text
@@ -563,6 +565,31 @@ static int parse_text(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *resul
     return 0;
 }
 
+/* One name of a queue's `env` list: a variable name as the shell writes
+ * it, and never one holding a credential. Refused rather than silently
+ * dropped: an operator who lists PGPASSWORD expects the handler to get it,
+ * and must learn at check-config time that it never will. */
+static int parse_env_name(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+    int line = note_key(cfg, opt->name, 1);
+    if (line < 0)
+        return -1;
+    char key[KEY_MAX], quoted[KEY_MAX];
+    bool ok = (isalpha((unsigned char)value[0]) || value[0] == '_') && strlen(value) <= 255;
+    for (const char *c = value; ok && *c != '\0'; c++)
+        ok = isalnum((unsigned char)*c) || *c == '_';
+    if (!ok)
+        return fail_at(
+            line, "%s: %s is not a variable name (letters, digits, _; not a digit first)",
+            key_name(cfg, opt->name, key, sizeof key), show(value, quoted, sizeof quoted));
+    const char *why = config_env_forbidden(value);
+    if (why != NULL)
+        return fail_at(line, "%s: %s is never passed to handlers (%s)",
+                       key_name(cfg, opt->name, key, sizeof key), value, why);
+    *(const char **)result = value;
+    return 0;
+}
+
 /* Accept `value` if it is one of the NULL-terminated `choices`. */
 static int parse_choice(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
                         const char *const *choices, const char *wanted)
@@ -821,6 +848,9 @@ static int validate_queue(cfg_t *root, cfg_opt_t *opt)
             return fail_at(key_line(sec, "statement"), "%s: only for handler sql",
                            key_name(sec, "statement", key, sizeof key));
     } else {
+        if (cfg_size(sec, "env") > 0)
+            return fail_at(key_line(sec, "env"), "%s: only for handler exec or coprocess",
+                           key_name(sec, "env", key, sizeof key));
         if (statement == NULL || blank(statement))
             return fail_at(statement ? key_line(sec, "statement") : handler_line,
                            "%s: handler sql needs a statement", name);
@@ -873,6 +903,15 @@ static int copy_queue(struct queue_config *q, cfg_t *sec)
             if (copy_string(&q->command[i], cfg_getnstr(sec, "command", i)) != 0)
                 return -1;
             q->command_argc++;
+        }
+        unsigned envc = cfg_size(sec, "env");
+        q->env = calloc(envc + 1, sizeof *q->env);
+        if (q->env == NULL)
+            return -1;
+        for (unsigned i = 0; i < envc; i++) {
+            if (copy_string(&q->env[i], cfg_getnstr(sec, "env", i)) != 0)
+                return -1;
+            q->env_count++;
         }
     } else if (copy_string(&q->statement, cfg_getstr(sec, "statement")) != 0) {
         return -1;
@@ -1096,6 +1135,7 @@ static struct pgwork_config *parse(const char *text, const char *path)
         CFG_INT_CB("backoff_max", 3600000, CFGF_NONE, parse_positive_duration),
         CFG_BOOL_CB("keep_done", cfg_true, CFGF_NONE, parse_bool),
         CFG_INT_CB("workers", 0, CFGF_NONE, parse_queue_workers),
+        CFG_STR_LIST_CB("env", NULL, CFGF_NONE, parse_env_name),
         CFG_END(),
     };
     cfg_opt_t http_opts[] = {
@@ -1193,6 +1233,9 @@ void config_free(struct pgwork_config *config)
         for (int j = 0; q->command != NULL && j < q->command_argc; j++)
             free(q->command[j]);
         free(q->command);
+        for (int j = 0; q->env != NULL && j < q->env_count; j++)
+            free(q->env[j]);
+        free(q->env);
         free(q->statement);
     }
     free(config->queues);
@@ -1289,6 +1332,22 @@ const char *config_listen_conninfo(const struct pgwork_config *config)
     return config_conninfo(config);
 }
 
+const char *config_env_forbidden(const char *name)
+{
+    static const struct {
+        const char *name, *why;
+    } forbidden[] = {
+        {DEFAULT_CONNINFO_ENV, "the database connection string"},
+        {"PGPASSWORD", "the database password"},
+        {"PGPASSFILE", "the database password file"},
+        {"PGWORK_WEB_TOKEN", "the dashboard's token"},
+    };
+    for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++)
+        if (strcmp(name, forbidden[i].name) == 0)
+            return forbidden[i].why;
+    return NULL;
+}
+
 const char *config_handler_name(enum handler_kind kind)
 {
     switch (kind) {
@@ -1314,10 +1373,13 @@ static bool same_queue(const struct queue_config *a, const struct queue_config *
         a->batch != b->batch || a->timeout_ms != b->timeout_ms ||
         a->max_attempts != b->max_attempts || a->backoff_base_ms != b->backoff_base_ms ||
         a->backoff_max_ms != b->backoff_max_ms || a->keep_done != b->keep_done ||
-        a->workers != b->workers)
+        a->workers != b->workers || a->env_count != b->env_count)
         return false;
     for (int i = 0; i < a->command_argc; i++)
         if (!same_text(a->command[i], b->command[i]))
+            return false;
+    for (int i = 0; i < a->env_count; i++)
+        if (!same_text(a->env[i], b->env[i]))
             return false;
     return true;
 }

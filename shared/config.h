@@ -49,6 +49,10 @@ struct queue_config {
     int64_t backoff_max_ms;    /* retry delay cap, >= backoff_base_ms */
     bool keep_done;            /* false: delete finished tasks */
     int workers;               /* workers serving the queue; 0 = every worker */
+    char **env;                /* exec, coprocess: names of the worker's environment
+                                  variables handlers get besides PGWORK_*, PATH, HOME
+                                  (never a credential: config_env_forbidden) */
+    int env_count;             /* number of entries in env */
 };
 
 struct pgwork_config {
@@ -124,6 +128,12 @@ const char *config_conninfo(const struct pgwork_config *config);
 const char *config_listen_conninfo(const struct pgwork_config *config);
 
 const char *config_handler_name(enum handler_kind kind);
+
+/* Why an environment variable name may never reach a handler (the
+ * connection string, libpq's password variables, the web token), or NULL.
+ * The config refuses such a name in `env`, and the handler environment
+ * drops it whatever it is asked for. */
+const char *config_env_forbidden(const char *name);
 
 /* Whether a worker started with a would behave like one started with b
  * (queues, handlers, lease, connection and log settings): a reload that

@@ -1,7 +1,8 @@
 /*
  * child.c — what every handler that runs a program shares (exec,
  * coprocess): starting it on pipes, the child's setup between fork and
- * exec, its environment, making its output fit for a log line or
+ * exec, its environment (rebuilt, never inherited: the worker's holds the
+ * database credentials), making its output fit for a log line or
  * last_error, and the poll set of the wait loops.
  *
  * Invariant: child_exec() makes only async-signal-safe calls (it runs in a
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "../shared/config.h"
 #include "../shared/log.h"
 
 /* Runs between fork and exec: async-signal-safe calls only, no allocation
@@ -95,26 +97,52 @@ fail:;
     _exit(127);
 }
 
-char **child_environ(char *const *add, size_t nadd)
+/* The worker's "NAME=value" entry for name, or NULL. */
+static char *environ_entry(const char *name)
 {
-    static const char *const ours[] = {"PGWORK_TASK_ID=", "PGWORK_QUEUE=", "PGWORK_ATTEMPT="};
-    size_t n = 0;
-    while (environ != NULL && environ[n] != NULL)
-        n++;
-    char **envp = calloc(n + nadd + 1, sizeof(*envp));
+    size_t len = strlen(name);
+    for (size_t i = 0; environ != NULL && environ[i] != NULL; i++)
+        if (strncmp(environ[i], name, len) == 0 && environ[i][len] == '=')
+            return environ[i];
+    return NULL;
+}
+
+/* Whether envp[0..n) already sets name. */
+static bool environ_sets(char *const *envp, size_t n, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(envp[i], name, len) == 0 && envp[i][len] == '=')
+            return true;
+    return false;
+}
+
+char **child_environ(char *const *names, size_t nnames, char *const *add, size_t nadd)
+{
+    /* A handler without PATH cannot run `sh -c 'date'`; the worker's own
+     * PATH is what execvpe searched to find the handler itself. */
+    static char default_path[] =
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    char **envp = calloc(nadd + 2 + nnames + 1, sizeof(*envp));
     if (envp == NULL)
         return NULL;
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool stale = false;
-        for (size_t j = 0; j < 3; j++)
-            if (strncmp(environ[i], ours[j], strlen(ours[j])) == 0)
-                stale = true;
-        if (!stale)
-            envp[k++] = environ[i];
-    }
     for (size_t i = 0; i < nadd; i++)
         envp[k++] = add[i];
+    char *path = environ_entry("PATH");
+    envp[k++] = path != NULL ? path : default_path;
+    char *home = environ_entry("HOME");
+    if (home != NULL)
+        envp[k++] = home;
+    for (size_t i = 0; i < nnames; i++) {
+        /* The config refuses these names already; this is the line that
+         * makes "never" hold whatever the caller passes. */
+        if (config_env_forbidden(names[i]) != NULL || environ_sets(envp, k, names[i]))
+            continue;
+        char *entry = environ_entry(names[i]);
+        if (entry != NULL)
+            envp[k++] = entry;
+    }
     envp[k] = NULL;
     return envp;
 }

@@ -39,10 +39,17 @@ int child_spawn(char *const argv[], char *const envp[], bool separate_stderr,
 void child_exec(char *const argv[], char *const envp[], const int fds[3], int report_fd,
                 pid_t worker_pid) __attribute__((noreturn));
 
-/* The worker's environment without stale PGWORK_TASK_ID / _QUEUE /
- * _ATTEMPT, then add[0..nadd): a calloc'd, NULL-terminated array the
- * caller frees (the strings are not copied). NULL when out of memory. */
-char **child_environ(char *const *add, size_t nadd);
+/*
+ * A handler's environment, rebuilt rather than inherited (the worker's
+ * holds PGWORK_DATABASE_URL, PGPASSWORD and friends): add[0..nadd) (the
+ * PGWORK_* entries, "NAME=value"), then the worker's PATH (a default when
+ * it has none) and HOME, then those of names[0..nnames) (a queue's `env`)
+ * the worker has, each once, the first setting winning. A name
+ * config_env_forbidden() refuses is never copied, whatever names holds.
+ * A calloc'd, NULL-terminated array the caller frees (the strings are not
+ * copied). NULL when out of memory.
+ */
+char **child_environ(char *const *names, size_t nnames, char *const *add, size_t nadd);
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
 size_t child_utf8_len(const unsigned char *s, size_t n);

@@ -604,15 +604,16 @@ int coprocess_parse_result(const char *line, size_t len, struct coprocess_result
 
 /* --- the child process ------------------------------------------------- */
 
-/* The worker's environment with PGWORK_QUEUE set to this queue (and no
- * stale PGWORK_TASK_ID / PGWORK_ATTEMPT: those travel in the task line). */
+/* The co-process's environment (child_environ): PGWORK_QUEUE, PATH, HOME
+ * and the queue's `env` (PGWORK_TASK_ID and PGWORK_ATTEMPT travel in the
+ * task line). */
 static char **build_env(const struct queue_config *queue, char **owned)
 {
     if (asprintf(owned, "PGWORK_QUEUE=%s", queue->name) < 0) {
         *owned = NULL;
         return NULL;
     }
-    char **envp = child_environ(owned, 1);
+    char **envp = child_environ(queue->env, (size_t)queue->env_count, owned, 1);
     if (envp == NULL) {
         free(*owned);
         *owned = NULL;

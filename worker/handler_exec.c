@@ -183,8 +183,9 @@ static void format_error(char *error, size_t errlen, const char *what, const str
 
 /* --- the child (its setup is child.c's) ------------------------------- */
 
-/* The worker's environment with this task's PGWORK_TASK_ID, _QUEUE and
- * _ATTEMPT. owned[3] receives the strings to free. */
+/* The handler's environment (child_environ): this task's PGWORK_TASK_ID,
+ * _QUEUE and _ATTEMPT, PATH, HOME and the queue's `env`. owned[3] receives
+ * the strings to free. */
 static char **build_env(const struct queue_config *queue, const struct task *task, char *owned[3])
 {
     owned[0] = owned[1] = owned[2] = NULL;
@@ -196,7 +197,7 @@ static char **build_env(const struct queue_config *queue, const struct task *tas
         owned[2] = NULL;
     char **envp = NULL;
     if (owned[0] != NULL && owned[1] != NULL && owned[2] != NULL)
-        envp = child_environ(owned, 3);
+        envp = child_environ(queue->env, (size_t)queue->env_count, owned, 3);
     if (envp == NULL) {
         free(owned[0]), free(owned[1]), free(owned[2]);
         owned[0] = owned[1] = owned[2] = NULL;

@@ -14,7 +14,7 @@
 
 static Suite *(*const suites[])(void) = {
     migrate_suite, protocol_suite, failure_suite,   signals_suite, http_suite,
-    cli_suite,     logs_suite,     coprocess_suite, pool_suite,
+    cli_suite,     logs_suite,     coprocess_suite, pool_suite,    edges_suite,
 };
 
 int main(void)

@@ -11,5 +11,6 @@ Suite *shm_suite(void);
 Suite *exec_handler_suite(void);
 Suite *coprocess_suite(void);
 Suite *pool_suite(void);
+Suite *child_env_suite(void);
 
 #endif

@@ -572,6 +572,45 @@ START_TEST(test_sql_rejects_command)
 }
 END_TEST
 
+/* env: names of variables handlers get; checked as names; a credential
+ * is refused with the reason; not for sql; a change rolls the workers. */
+START_TEST(test_queue_env)
+{
+    struct pgwork_config *c = load_ok("queue \"q\" {\n  command = {\"x\"}\n"
+                                      "  env = {\"LANG\", \"TZ\", \"_X1\"}\n}\n"
+                                      "queue \"p\" { command = {\"x\"} }\n");
+    ck_assert_int_eq(c->queues[0].env_count, 3);
+    ck_assert_str_eq(c->queues[0].env[0], "LANG");
+    ck_assert_str_eq(c->queues[0].env[2], "_X1");
+    ck_assert_ptr_null(c->queues[0].env[3]);
+    ck_assert_int_eq(c->queues[1].env_count, 0);
+    struct pgwork_config *d = load_ok("queue \"q\" {\n  command = {\"x\"}\n"
+                                      "  env = {\"LANG\", \"TZ\"}\n}\n"
+                                      "queue \"p\" { command = {\"x\"} }\n");
+    ck_assert(!config_worker_view_equal(c, d));
+    config_free(c);
+    config_free(d);
+
+    expect_error("queue \"q\" {\n  command = {\"x\"}\n  env = {\"LANG\", \"A=B\"}\n}\n", 3,
+                 "queue \"q\".env", "\"A=B\" is not a variable name");
+    expect_error("queue \"q\" {\n  command = {\"x\"}\n  env = {\"1X\"}\n}\n", 3, "queue \"q\".env",
+                 "is not a variable name");
+    expect_error("queue \"q\" {\n  command = {\"x\"}\n  env = {\"\"}\n}\n", 3, "queue \"q\".env",
+                 "is not a variable name");
+    expect_error("queue \"q\" {\n  command = {\"x\"}\n  env = {\"PGPASSWORD\"}\n}\n", 3,
+                 "queue \"q\".env: PGPASSWORD is never passed to handlers (the database password)");
+    expect_error("queue \"q\" {\n  command = {\"x\"}\n\n  env = {\"PGWORK_DATABASE_URL\"}\n}\n", 4,
+                 "PGWORK_DATABASE_URL is never passed to handlers");
+    expect_error("queue \"q\" {\n  command = {\"x\"}\n  env = {\"PGPASSFILE\"}\n}\n", 3,
+                 "PGPASSFILE is never passed");
+    expect_error("queue \"q\" {\n  command = {\"x\"}\n  env = {\"PGWORK_WEB_TOKEN\"}\n}\n", 3,
+                 "PGWORK_WEB_TOKEN is never passed");
+    expect_error("queue \"q\" {\n  handler = sql\n  statement = \"SELECT $1\"\n"
+                 "  env = {\"LANG\"}\n}\n",
+                 4, "queue \"q\".env", "only for handler exec or coprocess");
+}
+END_TEST
+
 /* coprocess takes a command like exec (argv, no shell), never a statement. */
 START_TEST(test_coprocess_handler)
 {
@@ -931,6 +970,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_sql_needs_statement);
     tcase_add_test(tc, test_sql_rejects_command);
     tcase_add_test(tc, test_coprocess_handler);
+    tcase_add_test(tc, test_queue_env);
     tcase_add_test(tc, test_queue_name_rules);
     tcase_add_test(tc, test_duplicate_queue);
     tcase_add_test(tc, test_channel_rules);

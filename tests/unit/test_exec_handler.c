@@ -228,17 +228,48 @@ END_TEST
 
 START_TEST(test_environment)
 {
-    /* Stale values in the worker's environment must not win. */
+    /* Stale values in the worker's environment must not win; what the
+     * queue's env names passes, nothing else does. */
     ck_assert_int_eq(setenv("PGWORK_TASK_ID", "stale", 1), 0);
     ck_assert_int_eq(setenv("PGWORK_TEST_INHERITED", "yes", 1), 0);
+    ck_assert_int_eq(setenv("PGWORK_TEST_LISTED", "listed", 1), 0);
+    ck_assert_int_eq(setenv("HOME", "/home/test-home", 1), 0);
+    char *names[] = {"PGWORK_TEST_LISTED", NULL};
+    queue.env = names;
+    queue.env_count = 1;
     char error[HANDLER_ERROR_MAX];
     ck_assert_int_eq(run_script("printf '%s\\n' \"$PGWORK_TASK_ID\" \"$PGWORK_QUEUE\" "
-                                "\"$PGWORK_ATTEMPT\" \"$PGWORK_TEST_INHERITED\" > \"$1/env\"",
+                                "\"$PGWORK_ATTEMPT\" \"${PGWORK_TEST_INHERITED-unset}\" "
+                                "\"$PGWORK_TEST_LISTED\" \"$HOME\" > \"$1/env\"",
                                 "{}", error, sizeof(error)),
                      HANDLER_OK);
     char *got = slurp("env", NULL);
     ck_assert_ptr_nonnull(got);
-    ck_assert_str_eq(got, "42\ntest\n3\nyes\n");
+    ck_assert_str_eq(got, "42\ntest\n3\nunset\nlisted\n/home/test-home\n");
+    free(got);
+}
+END_TEST
+
+/* The worker's credentials never reach a handler: `env` prints none of
+ * them, even when the queue's env names them (the config refuses that;
+ * the handler side holds without it). */
+START_TEST(test_environment_has_no_credentials)
+{
+    ck_assert_int_eq(setenv("PGWORK_DATABASE_URL", "postgresql://u:hunter2@db/app", 1), 0);
+    ck_assert_int_eq(setenv("PGPASSWORD", "hunter2", 1), 0);
+    ck_assert_int_eq(setenv("PGPASSFILE", "/hunter2/pgpass", 1), 0);
+    ck_assert_int_eq(setenv("PGWORK_WEB_TOKEN", "hunter2", 1), 0);
+    char *names[] = {"PGPASSWORD", "PGWORK_DATABASE_URL", "PGPASSFILE", "PGWORK_WEB_TOKEN", NULL};
+    queue.env = names;
+    queue.env_count = 4;
+    char error[HANDLER_ERROR_MAX];
+    ck_assert_int_eq(run_script("env > \"$1/env\"; env; exit 1", "{}", error, sizeof(error)),
+                     HANDLER_FAILED);
+    char *got = slurp("env", NULL);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_msg(strstr(got, "hunter2") == NULL, "a credential reached the handler:\n%s", got);
+    ck_assert_msg(strstr(got, "PGWORK_QUEUE=test\n") != NULL, "%s", got);
+    ck_assert_msg(strstr(error, "hunter2") == NULL, "a credential in last_error: %s", error);
     free(got);
 }
 END_TEST
@@ -536,6 +567,7 @@ Suite *exec_handler_suite(void)
     tcase_add_test(tc, test_init_needs_command);
     tcase_add_test(tc, test_payload_on_stdin);
     tcase_add_test(tc, test_environment);
+    tcase_add_test(tc, test_environment_has_no_credentials);
     tcase_add_test(tc, test_large_payload);
     tcase_add_test(tc, test_payload_ignored);
     tcase_add_test(tc, test_huge_output);
