@@ -56,6 +56,11 @@ void dbconn_params(struct dbconn_params *params, const struct pgwork_config *con
     params->values[n] = NULL;
 }
 
+void dbconn_worker_application_name(int slot, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "pgwork worker %d", slot);
+}
+
 void dbconn_set_guard(int death_fd, int64_t timeout_ms, void (*give_up)(const char *why))
 {
     guard.death_fd = death_fd;

@@ -30,6 +30,10 @@ struct dbconn_params {
 void dbconn_params(struct dbconn_params *params, const struct pgwork_config *config,
                    const char *conninfo, const char *application_name);
 
+/* A worker's application_name, "pgwork worker <slot>": the supervisor
+ * matches it before it stops a dead worker's backend. */
+void dbconn_worker_application_name(int slot, char *out, size_t outlen);
+
 /*
  * Guarded statements, for worker processes: every statement run through
  * dbconn_exec / dbconn_exec_prepared waits at most timeout_ms (+ the extra

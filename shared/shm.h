@@ -122,12 +122,22 @@ struct shm_worker {
      * hint or the supervisor sees IDLE — a notification can't fall between.
      * W: wrk (store), sup (CAS IDLE->WOKEN; store EMPTY/STARTING around the
      * process's life). R: both.
+     * Aligned: every slot fills whole cache lines, whatever fields follow.
      */
-    _Atomic int state; /* enum worker_state */
+    _Alignas(64) _Atomic int state; /* enum worker_state */
 
     _Atomic pid_t pid;            /* W: sup at fork/reap. R: tests, status */
     _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC ms of last loop turn. W: wrk */
     _Atomic int64_t task_id;      /* task running now, 0 = none. W: wrk */
+
+    /*
+     * PQbackendPID of the worker's database connection, 0 = none yet. A
+     * worker that dies mid statement leaves its backend running (and
+     * holding row locks): the supervisor stops that backend before it
+     * requeues the worker's tasks. W: wrk after connecting. R/W: sup
+     * (exchange 0 when it reaps the worker).
+     */
+    _Atomic int32_t backend_pid;
 
     /* Statistics. W: wrk (relaxed). R: sup. */
     _Atomic uint64_t wakeups; /* eventfd reads that returned a count */

@@ -7,8 +7,13 @@
  *    may replace it), non-blocking send (PQsendQuery*, PQflush until it
  *    returns 0, waiting for EPOLLOUT meanwhile), results read only when
  *    PQisBusy says they are complete;
- *  - at most one query in flight; the next one is chosen by urgency:
- *    LISTEN, then requeues, then the poll query, then the keepalive ping;
+ *  - at most one query in flight; the next one is chosen by urgency
+ *    (listener_start_next_query): the session setup, lease renewals,
+ *    requeues, the poll, queue depth, the keepalive ping;
+ *  - nothing it sends waits on a row lock a task holds (locked rows are
+ *    skipped and tried again later), and the server cancels any statement
+ *    of ours that outlives our own patience (statement_timeout), so a
+ *    dead worker's backend can never stall the pod;
  *  - it never sits in a transaction, and it drains notifications on every
  *    readable event, so it never holds back PostgreSQL's notification
  *    queue;
@@ -23,6 +28,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,9 +44,23 @@
 /* How long one connection attempt may take before it counts as failed. */
 #define LISTENER_CONNECT_TIMEOUT_MS 10000
 
+/* How long the child sending a cancel request may take. */
+#define LISTENER_CANCEL_TIMEOUT_S 5
+
+/* The listener's statements never wait this long for a lock: what they
+ * touch is skipped when locked, so only DDL (a migration) can hold them
+ * up, and they are tried again later. */
+#define LISTENER_LOCK_TIMEOUT_MS 5000
+
+/* A requeue that found locked rows or failed is tried again after this,
+ * doubling per try up to the maximum. */
+#define LISTENER_REQUEUE_RETRY_MIN_MS 250
+#define LISTENER_REQUEUE_RETRY_MAX_MS 10000
+
 enum in_flight {
     QUERY_NONE = 0,
-    QUERY_LISTEN,
+    QUERY_SETUP, /* session settings, LISTEN, the database's clock */
+    QUERY_STOP_BACKEND,
     QUERY_REQUEUE,
     QUERY_POLL,
     QUERY_PING,
@@ -48,16 +68,12 @@ enum in_flight {
     QUERY_RENEW,
 };
 
-/* The attempts a task of queue T.queue may use: its own max_attempts, else
- * its queue's ($1 = configured queue names, $2 = their max_attempts); a
- * queue this pod does not configure never ends dead here. */
-#define MAX_ATTEMPTS(T)                                                                            \
-    "coalesce(" T ".max_attempts, (SELECT q.m FROM unnest($1::text[], $2::int[]) AS q(name, m)"    \
-    " WHERE q.name = " T ".queue), 2147483647)"
+/* clang-format off */
 
 /*
- * A worker of this pod died; $3 = its locked_by, $4 = the task it was
- * running (its shm slot's task_id; 0 = none).
+ * A worker of this pod died; $1/$2 = configured queue names and their
+ * max_attempts, $3 = its locked_by, $4 = the task it was running (its shm
+ * slot's task_id; 0 = none).
  *  - its other running rows were claimed but never started: pending again,
  *    attempt undone, as if never claimed;
  *  - the task it was running keeps the attempt: pending, or dead when out
@@ -65,70 +81,99 @@ enum in_flight {
  *    does not take its batch-mates with it);
  *  - a task run in the one-transaction path (sql handler) is pending again
  *    after the crash, its attempt never written: it is charged here.
- * Each row is re-checked by PostgreSQL if a worker changed it meanwhile
- * (the state test is on the updated row), so a finished task stays done.
+ * Rows still locked are skipped, never waited for: the dead worker's
+ * backend may still be running its statement and holding them (it is
+ * stopped first, but may not be stoppable — a pooler hides it). The last
+ * column counts the rows skipped; the supervisor tries again later.
+ * A queue this pod does not configure never ends dead here.
  */
 static const char requeue_sql[] =
-    "WITH running AS ("
+    "WITH mine AS ("
+    "  SELECT r.id, r.state, r.id = $4 AS was_running,"
+    "         CASE WHEN r.state = 'pending' THEN r.attempts + 1"
+    "              WHEN r.id = $4 THEN r.attempts"
+    "              ELSE greatest(r.attempts - 1, 0) END AS attempts,"
+    "         coalesce(r.max_attempts,"
+    "                  (SELECT q.m FROM unnest($1::text[], $2::int[]) AS q(name, m)"
+    "                   WHERE q.name = r.queue),"
+    "                  2147483647) AS max_attempts"
+    "  FROM pgwork.tasks r"
+    "  WHERE (r.state = 'running' AND r.locked_by = $3) OR (r.id = $4 AND r.state = 'pending')"
+    "  FOR UPDATE SKIP LOCKED),"
+    " moved AS ("
     "  UPDATE pgwork.tasks t"
-    "  SET state = CASE WHEN t.id = $4 AND x.spent THEN 'dead' ELSE 'pending' END,"
-    "      attempts = CASE WHEN t.id = $4 THEN t.attempts ELSE greatest(t.attempts - 1, 0) END,"
-    "      finished_at = CASE WHEN t.id = $4 AND x.spent THEN now() END,"
-    "      run_at = CASE WHEN t.id = $4 AND x.spent THEN t.run_at ELSE now() END,"
-    "      last_error = CASE WHEN t.id = $4 THEN 'worker ' || t.locked_by ||"
-    "        ' died while running the task (attempt ' || t.attempts || ')' ELSE t.last_error END,"
+    "  SET attempts = c.attempts,"
+    "      state = CASE WHEN c.was_running AND c.attempts >= c.max_attempts"
+    "                   THEN 'dead' ELSE 'pending' END,"
+    "      finished_at = CASE WHEN c.was_running AND c.attempts >= c.max_attempts"
+    "                         THEN now() END,"
+    "      run_at = CASE WHEN c.state = 'running'"
+    "                         AND NOT (c.was_running AND c.attempts >= c.max_attempts)"
+    "                    THEN now() ELSE t.run_at END,"
+    "      last_error = CASE WHEN c.was_running"
+    "                        THEN 'worker ' || $3 || ' died while running the task (attempt '"
+    "                             || c.attempts || ')'"
+    "                        ELSE t.last_error END,"
     "      locked_until = NULL"
-    "  FROM (SELECT r.id, r.attempts >= " MAX_ATTEMPTS(
-        "r") " AS spent"
-             "        FROM pgwork.tasks r WHERE r.state = 'running' AND r.locked_by = $3) x"
-             "  WHERE t.id = x.id AND t.state = 'running' AND t.locked_by = $3"
-             "  RETURNING t.state = 'dead' AS dead),"
-             " charged AS ("
-             "  UPDATE pgwork.tasks t"
-             "  SET attempts = t.attempts + 1,"
-             "      state = CASE WHEN t.attempts + 1 >= " MAX_ATTEMPTS(
-                 "t") " THEN 'dead' ELSE 'pending' END,"
-                      "      finished_at = CASE WHEN t.attempts + 1 >= " MAX_ATTEMPTS(
-                          "t") " THEN now() END,"
-                               "      last_error = 'worker ' || $3 || ' died while running the "
-                               "task (attempt ' ||"
-                               "        (t.attempts + 1) || ')'"
-                               "  WHERE t.id = $4 AND t.state = 'pending'"
-                               "  RETURNING t.state = 'dead' AS dead)"
-                               " SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE "
-                               "dead)"
-                               " FROM (SELECT dead FROM running UNION ALL SELECT dead FROM "
-                               "charged) m";
-
-/* Tasks whose lease expired: their pod is gone, and which of them was
- * running is unknown, so each keeps its attempts (pending, or dead when
- * out of them). */
-#define EXPIRE_SQL                                                                                 \
-    "UPDATE pgwork.tasks t"                                                                        \
-    " SET state = CASE WHEN x.spent THEN 'dead' ELSE 'pending' END,"                               \
-    "     finished_at = CASE WHEN x.spent THEN now() END,"                                         \
-    "     run_at = CASE WHEN x.spent THEN t.run_at ELSE now() END,"                                \
-    "     last_error = 'lease of ' || t.locked_by || ' expired (attempt ' || t.attempts || ')',"   \
-    "     locked_until = NULL"                                                                     \
-    " FROM (SELECT r.id, r.attempts >= " MAX_ATTEMPTS(                                             \
-        "r") " AS spent"                                                                           \
-             "       FROM pgwork.tasks r WHERE r.state = 'running' AND r.locked_until < now()) x"  \
-             " WHERE t.id = x.id AND t.state = 'running' AND t.locked_until < now()"               \
-             " RETURNING t.queue, x.spent AS dead"
+    "  FROM mine c"
+    "  WHERE t.id = c.id"
+    "  RETURNING t.state = 'dead' AS dead)"
+    " SELECT (SELECT count(*) FROM moved WHERE NOT dead),"
+    "        (SELECT count(*) FROM moved WHERE dead),"
+    "        (SELECT count(*) FROM pgwork.tasks r"
+    "         WHERE (r.state = 'running' AND r.locked_by = $3)"
+    "            OR (r.id = $4 AND r.state = 'pending'))"
+    "        - (SELECT count(*) FROM mine)";
 
 /*
- * The poll: first requeue tasks whose lease expired (their pod is gone —
- * any pod does this, DESIGN §2), then one row per configured queue:
- * milliseconds until its earliest pending task is due (<= 0: due now; NULL:
- * none), how many of its tasks were just requeued (due now, but not
- * visible to this statement's snapshot), and milliseconds until its
- * earliest task due later (NULL: none). One index probe per queue
- * (tasks_poll_idx: `priority IS NOT NULL` is always true and names that
- * index, which the workers' claims cannot use — migration 0004), one
- * statement for all queues (DESIGN §1.5).
+ * Stop a dead worker's backend, which may still run the statement it was
+ * sent and hold its tasks' row locks: $1 = the pid the worker's connection
+ * reported, $2 = its application_name. Both must match, so a pid the
+ * worker never owned (a pooler's fake one) stops nothing. Waits up to 1 s
+ * for the backend to exit.
+ */
+static const char stop_backend_sql[] =
+    "SELECT pg_terminate_backend(a.pid, 1000)"
+    " FROM pg_stat_activity a"
+    " WHERE a.pid = $1 AND a.application_name = $2 AND a.datname = current_database()";
+
+/*
+ * The poll. First requeue tasks whose lease expired (their pod is gone —
+ * any pod does this, DESIGN §2; which of them was running is unknown, so
+ * each keeps its attempts: pending, or dead when out of them; locked rows
+ * are skipped — someone is changing them). Then one row per configured
+ * queue:
+ *   2  ms until its earliest pending task is due (<= 0: due now; NULL: none)
+ *   3  how many of its tasks were just requeued (due now, but not visible
+ *      to this statement's snapshot)
+ *   4  how many tasks were requeued in all
+ *   5  ms until its earliest task due later (NULL: none)
+ *   6  ms until the earliest lease of any running task runs out (NULL:
+ *      none): a dead pod's tasks are taken back then, not at the next
+ *      safety poll
+ *   7  the database's clock (ms since the epoch), for absolute due times
+ *      in notifications
+ * One index probe per queue (tasks_poll_idx: `priority IS NOT NULL` is
+ * always true and names that index, which the workers' claims cannot use —
+ * migration 0004), one statement for all queues (DESIGN §1.5).
  */
 static const char poll_sql[] =
-    "WITH moved AS (" EXPIRE_SQL ")"
+    "WITH moved AS ("
+    "  UPDATE pgwork.tasks t"
+    "  SET state = CASE WHEN x.spent THEN 'dead' ELSE 'pending' END,"
+    "      finished_at = CASE WHEN x.spent THEN now() END,"
+    "      run_at = CASE WHEN x.spent THEN t.run_at ELSE now() END,"
+    "      last_error = 'lease of ' || t.locked_by || ' expired (attempt ' || t.attempts || ')',"
+    "      locked_until = NULL"
+    "  FROM (SELECT r.id,"
+    "               r.attempts >= coalesce(r.max_attempts,"
+    "                                      (SELECT q.m FROM unnest($1::text[], $2::int[]) AS q(name, m)"
+    "                                       WHERE q.name = r.queue),"
+    "                                      2147483647) AS spent"
+    "        FROM pgwork.tasks r WHERE r.state = 'running' AND r.locked_until < now()"
+    "        FOR UPDATE SKIP LOCKED) x"
+    "  WHERE t.id = x.id"
+    "  RETURNING t.queue, x.spent AS dead)"
     " SELECT q.i,"
     "   ceil(extract(epoch FROM ("
     "     SELECT min(t.run_at) FROM pgwork.tasks t"
@@ -139,15 +184,24 @@ static const char poll_sql[] =
     "   ceil(extract(epoch FROM ("
     "     SELECT min(t.run_at) FROM pgwork.tasks t"
     "     WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
-    "       AND t.run_at > now()) - now()) * 1000)::bigint"
+    "       AND t.run_at > now()) - now()) * 1000)::bigint,"
+    "   ceil(extract(epoch FROM ("
+    "     SELECT min(t.locked_until) FROM pgwork.tasks t WHERE t.state = 'running')"
+    "     - now()) * 1000)::bigint,"
+    "   floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
     " FROM unnest($1::text[]) WITH ORDINALITY AS q(name, i)";
 
 /* Leases of tasks our live workers are running: pushed forward, so a
  * long task keeps its lease while its worker lives. $1 = their locked_by
- * tags (text[]), $2 = lease in ms. */
+ * tags (text[]), $2 = lease in ms. A locked row is being finished by its
+ * worker right now: skipped, not waited for. */
 static const char renew_sql[] =
     "UPDATE pgwork.tasks SET locked_until = now() + $2 * interval '1 millisecond'"
-    " WHERE state = 'running' AND locked_by = ANY($1::text[])";
+    " WHERE id IN (SELECT id FROM pgwork.tasks"
+    "              WHERE state = 'running' AND locked_by = ANY($1::text[])"
+    "              FOR UPDATE SKIP LOCKED)";
+
+/* clang-format on */
 
 static const char ping_sql[] = "SELECT pg_notify($1, 'ping')";
 
@@ -179,6 +233,7 @@ void listener_init(struct listener *l, const struct pgwork_config *config, int e
     l->epoll_fd = epoll_fd;
     l->state = LISTENER_DOWN;
     l->registered_fd = -1;
+    l->in_flight_requeue = -1;
     l->reconnect_due_ms = 0; /* connect at the first chores pass */
     l->queue_names = listener_queue_names(config);
     l->queue_max_attempts = listener_queue_max_attempts(config);
@@ -245,16 +300,48 @@ static int64_t listener_backoff_ms(const struct listener *l)
     return delay;
 }
 
+/*
+ * Ask the server to cancel the statement this connection still runs before
+ * we drop it: a backend busy with a statement (waiting on a lock, say) does
+ * not notice its client is gone, and each reconnect would leave one more
+ * behind. PQcancel blocks (it opens a connection), so a short-lived child
+ * sends it; the supervisor's reaper collects it like any stranger.
+ */
+static void listener_cancel_in_flight(struct listener *l)
+{
+    PGcancel *cancel = PQgetCancel(l->conn);
+    if (cancel == NULL)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Inherited: the supervisor's blocked signal mask. SIGALRM bounds a
+         * cancel to a server that does not answer. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGALRM, SIG_DFL);
+        alarm(LISTENER_CANCEL_TIMEOUT_S);
+        char err[256];
+        _exit(PQcancel(cancel, err, sizeof(err)) ? 0 : 1);
+    }
+    if (pid < 0)
+        log_warn("cannot fork to cancel the listener's statement: %s", strerror(errno));
+    PQfreeCancel(cancel);
+}
+
 static void listener_disconnect(struct listener *l, const char *why)
 {
     bool was_up = l->state == LISTENER_UP;
     listener_unwatch(l);
+    if (l->conn != NULL && l->state == LISTENER_UP && l->in_flight != QUERY_NONE)
+        listener_cancel_in_flight(l);
     if (l->conn != NULL)
         PQfinish(l->conn);
     l->conn = NULL;
     l->state = LISTENER_DOWN;
     l->listening = false;
     l->in_flight = QUERY_NONE;
+    l->in_flight_requeue = -1;
     l->ping_sent_ms = 0;
     l->failures++;
     int64_t delay = listener_backoff_ms(l);
@@ -301,26 +388,49 @@ static int listener_flush(struct listener *l)
     return 0;
 }
 
-static void listener_send_listen(struct listener *l)
+/* A query that takes longer than this means a dead connection: nothing
+ * the listener sends should take more than a moment. */
+static int64_t listener_query_timeout(const struct listener *l)
 {
-    char *channel = PQescapeIdentifier(l->conn, l->config->listener.channel,
-                                       strlen(l->config->listener.channel));
-    char *ping = PQescapeIdentifier(l->conn, l->ping_channel, strlen(l->ping_channel));
-    if (channel == NULL || ping == NULL) {
+    return l->config->listener.keepalive_interval_ms + l->config->listener.keepalive_timeout_ms;
+}
+
+/*
+ * The session's setup, one round trip: the server itself gives up on a
+ * statement of ours when we would (statement_timeout: a statement still
+ * running after we dropped the connection would hold its backend and
+ * locks), and never waits long for a lock; LISTEN on the task channel and
+ * our ping channel (unless notifications are off); a reading of the
+ * database's clock.
+ */
+static void listener_send_setup(struct listener *l)
+{
+    char listen[256] = "";
+    if (l->config->listener.enabled) {
+        char *channel = PQescapeIdentifier(l->conn, l->config->listener.channel,
+                                           strlen(l->config->listener.channel));
+        char *ping = PQescapeIdentifier(l->conn, l->ping_channel, strlen(l->ping_channel));
+        if (channel == NULL || ping == NULL) {
+            PQfreemem(channel);
+            PQfreemem(ping);
+            listener_disconnect(l, "cannot quote the channel name");
+            return;
+        }
+        snprintf(listen, sizeof(listen), "LISTEN %s; LISTEN %s; ", channel, ping);
         PQfreemem(channel);
         PQfreemem(ping);
-        listener_disconnect(l, "cannot quote the channel name");
-        return;
     }
-    char sql[256];
-    snprintf(sql, sizeof(sql), "LISTEN %s; LISTEN %s", channel, ping);
-    PQfreemem(channel);
-    PQfreemem(ping);
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SET statement_timeout = %" PRId64 "; SET lock_timeout = %d; %s"
+             "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+             listener_query_timeout(l), LISTENER_LOCK_TIMEOUT_MS, listen);
+    l->setup_failed = false;
     if (!PQsendQuery(l->conn, sql) || listener_flush(l) != 0) {
         listener_disconnect(l, PQerrorMessage(l->conn));
         return;
     }
-    l->in_flight = QUERY_LISTEN;
+    l->in_flight = QUERY_SETUP;
     l->query_sent_ms = time_now_ms();
 }
 
@@ -338,15 +448,32 @@ static void listener_connected(struct listener *l)
     snprintf(l->ping_channel, sizeof(l->ping_channel), "pgwork_keepalive_%d",
              PQbackendPID(l->conn));
     listener_watch(l, EPOLLIN);
+    listener_send_setup(l);
+}
+
+/* The setup query's last result has arrived. */
+static void listener_setup_done(struct listener *l)
+{
+    if (l->setup_failed)
+        return; /* logged; polling at poll_interval, LISTEN tried at the next connection */
+    l->sweep_requested = true; /* DESIGN §1.5: what we missed is gone */
     if (l->config->listener.enabled) {
-        listener_send_listen(l);
+        l->listening = true;
+        log_info("listening on channel \"%s\"", l->config->listener.channel);
     } else {
         log_info("database connection up; notifications disabled, polling every %" PRId64 " ms",
                  l->config->workers.poll_interval_ms);
-        l->sweep_requested = true;
-        if (l->callbacks.on_connection != NULL)
-            l->callbacks.on_connection(l->ctx, true);
     }
+    if (l->callbacks.on_connection != NULL)
+        l->callbacks.on_connection(l->ctx, true);
+}
+
+/* A reading of the database's clock taken by the query in flight. */
+static void listener_clock_sample(struct listener *l, const char *db_ms_text, int64_t now)
+{
+    int64_t midpoint = l->query_sent_ms + (now - l->query_sent_ms) / 2;
+    l->db_clock_offset_ms = strtoll(db_ms_text, NULL, 10) - midpoint;
+    l->db_clock_known = true;
 }
 
 static void listener_continue_connect(struct listener *l)
@@ -377,18 +504,19 @@ int listener_parse_notification(const struct pgwork_config *config, const char *
 {
     if (strcmp(payload, "*") == 0)
         return LISTENER_NOTIFY_SWEEP;
+    bool absolute = payload[0] == '@';
+    const char *number = absolute ? payload + 1 : payload;
     char *end;
     errno = 0;
-    long long delay = strtoll(payload, &end, 10);
-    if (errno != 0 || end == payload || *end != ' ' || delay < 0 ||
-        !isdigit((unsigned char)*payload))
+    long long value = strtoll(number, &end, 10);
+    if (errno != 0 || end == number || *end != ' ' || value < 0 || !isdigit((unsigned char)*number))
         return LISTENER_NOTIFY_MALFORMED;
     int index = config_find_queue(config, end + 1);
     if (index < 0)
         return LISTENER_NOTIFY_OTHER_QUEUE;
     *queue_index = index;
-    *delay_ms = delay;
-    return LISTENER_NOTIFY_QUEUE;
+    *delay_ms = value;
+    return absolute ? LISTENER_NOTIFY_QUEUE_AT : LISTENER_NOTIFY_QUEUE;
 }
 
 static void listener_handle_task_notification(struct listener *l, const char *payload)
@@ -398,6 +526,17 @@ static void listener_handle_task_notification(struct listener *l, const char *pa
     switch (listener_parse_notification(l->config, payload, &queue_index, &delay_ms)) {
     case LISTENER_NOTIFY_SWEEP:
         l->callbacks.on_sweep(l->ctx);
+        break;
+    case LISTENER_NOTIFY_QUEUE_AT:
+        /* Due at that moment of the database's clock. The notification left
+         * at commit, maybe long after the insert: a task already due then
+         * starts now. */
+        if (!l->db_clock_known) {
+            l->sweep_requested = true; /* the poll knows the delay */
+            break;
+        }
+        delay_ms -= time_now_ms() + l->db_clock_offset_ms;
+        l->callbacks.on_task_hint(l->ctx, queue_index, delay_ms > 0 ? delay_ms : 0, true);
         break;
     case LISTENER_NOTIFY_QUEUE:
         l->callbacks.on_task_hint(l->ctx, queue_index, delay_ms, true);
@@ -428,9 +567,19 @@ static void listener_drain_notifications(struct listener *l)
     }
 }
 
-static void listener_handle_poll_result(struct listener *l, PGresult *res)
+static void listener_handle_poll_result(struct listener *l, PGresult *res, int64_t now)
 {
     int rows = PQntuples(res);
+    if (rows > 0) {
+        listener_clock_sample(l, PQgetvalue(res, 0, 6), now);
+        /* The earliest lease to run out, ours included (renewed, it just
+         * moves on): +1, `locked_until < now()` is strict. */
+        l->lease_due_ms = 0;
+        if (!PQgetisnull(res, 0, 5)) {
+            long long ms = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+            l->lease_due_ms = now + (ms > 0 ? ms : 0) + 1;
+        }
+    }
     for (int r = 0; r < rows; r++) {
         int index = atoi(PQgetvalue(res, r, 0)) - 1; /* ORDINALITY starts at 1 */
         if (index < 0 || index >= l->config->queue_count)
@@ -500,44 +649,104 @@ void listener_want_depth(struct listener *l, int64_t now)
         l->depth_requested = true;
 }
 
-/* A result for the query in flight; NULL means it has completed. */
-static void listener_handle_result(struct listener *l, PGresult *res)
+static int64_t listener_requeue_retry_ms(int tries)
+{
+    int64_t delay = LISTENER_REQUEUE_RETRY_MIN_MS;
+    for (int i = 1; i < tries && delay < LISTENER_REQUEUE_RETRY_MAX_MS; i++)
+        delay *= 2;
+    return delay < LISTENER_REQUEUE_RETRY_MAX_MS ? delay : LISTENER_REQUEUE_RETRY_MAX_MS;
+}
+
+static void listener_requeue_remove(struct listener *l, int i)
+{
+    free(l->requeues[i].locked_by);
+    l->requeue_count--;
+    memmove(l->requeues + i, l->requeues + i + 1,
+            (size_t)(l->requeue_count - i) * sizeof(*l->requeues));
+}
+
+/* Requeue i is not done: to the back of the queue, tried again later, so
+ * it never holds up the poll, renewals or the other requeues. */
+static void listener_requeue_defer(struct listener *l, int i, int64_t now)
+{
+    struct listener_requeue r = l->requeues[i];
+    memmove(l->requeues + i, l->requeues + i + 1,
+            (size_t)(l->requeue_count - i - 1) * sizeof(*l->requeues));
+    r.tries++;
+    r.due_ms = now + listener_requeue_retry_ms(r.tries);
+    l->requeues[l->requeue_count - 1] = r;
+}
+
+static void listener_handle_requeue_result(struct listener *l, PGresult *res, bool ok, int64_t now)
+{
+    int i = l->in_flight_requeue;
+    if (i < 0 || i >= l->requeue_count)
+        return;
+    struct listener_requeue *r = &l->requeues[i];
+    if (!ok) {
+        log_error("requeue of %s failed (try %d; again in %" PRId64 " ms): %s", r->locked_by,
+                  r->tries + 1, listener_requeue_retry_ms(r->tries + 1), PQresultErrorMessage(res));
+        listener_requeue_defer(l, i, now);
+        return;
+    }
+    long long requeued = atoll(PQgetvalue(res, 0, 0));
+    long long dead = atoll(PQgetvalue(res, 0, 1));
+    long long locked = atoll(PQgetvalue(res, 0, 2));
+    if (requeued > 0 || dead > 0)
+        log_warn("tasks of %s: %lld requeued, %lld dead (out of attempts)", r->locked_by, requeued,
+                 dead);
+    if (requeued > 0)
+        l->callbacks.on_sweep(l->ctx);
+    if (locked > 0) {
+        /* Its backend could not be stopped (a pooler hides it, or it lacks
+         * the privilege): it still holds them, and will commit or roll
+         * back on its own. */
+        log_warn("%lld task(s) of %s still locked (its backend is still running); trying again "
+                 "in %" PRId64 " ms",
+                 locked, r->locked_by, listener_requeue_retry_ms(r->tries + 1));
+        listener_requeue_defer(l, i, now);
+        return;
+    }
+    listener_requeue_remove(l, i);
+}
+
+/* A result for the query in flight. */
+static void listener_handle_result(struct listener *l, PGresult *res, int64_t now)
 {
     ExecStatusType status = PQresultStatus(res);
     bool ok = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
     switch (l->in_flight) {
-    case QUERY_LISTEN:
+    case QUERY_SETUP:
         if (!ok) {
-            log_error("LISTEN failed: %s", PQresultErrorMessage(res));
-            break;
-        }
-        if (!l->listening) {
-            l->listening = true;
-            l->sweep_requested = true; /* DESIGN §1.5: what we missed is gone */
-            log_info("listening on channel \"%s\"", l->config->listener.channel);
-            if (l->callbacks.on_connection != NULL)
-                l->callbacks.on_connection(l->ctx, true);
+            log_error("listener session setup failed: %s", PQresultErrorMessage(res));
+            l->setup_failed = true;
+        } else if (status == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+            listener_clock_sample(l, PQgetvalue(res, 0, 0), now);
         }
         break;
-    case QUERY_REQUEUE:
-        if (!ok) {
-            log_error("requeue of %s failed: %s", l->requeues[0].locked_by,
-                      PQresultErrorMessage(res));
+    case QUERY_STOP_BACKEND: {
+        int i = l->in_flight_requeue;
+        if (i < 0 || i >= l->requeue_count)
             break;
-        }
-        if (PQntuples(res) == 1 &&
-            (atoll(PQgetvalue(res, 0, 0)) > 0 || atoll(PQgetvalue(res, 0, 1)) > 0))
-            log_warn("tasks of %s: %s requeued, %s dead (out of attempts)",
-                     l->requeues[0].locked_by, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
-        free(l->requeues[0].locked_by);
-        l->requeue_count--;
-        memmove(l->requeues, l->requeues + 1, (size_t)l->requeue_count * sizeof(*l->requeues));
-        l->callbacks.on_sweep(l->ctx);
+        if (!ok)
+            log_warn("cannot stop the backend (pid %d) of dead worker %s: %s",
+                     (int)l->requeues[i].backend_pid, l->requeues[i].locked_by,
+                     PQresultErrorMessage(res));
+        else if (PQntuples(res) == 1)
+            log_info("stopped the backend (pid %d) of dead worker %s%s",
+                     (int)l->requeues[i].backend_pid, l->requeues[i].locked_by,
+                     strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? "" : " (still exiting)");
+        /* Once: a requeue that still finds locked rows waits for them. */
+        l->requeues[i].backend_pid = 0;
+        break;
+    }
+    case QUERY_REQUEUE:
+        listener_handle_requeue_result(l, res, ok && PQntuples(res) == 1, now);
         break;
     case QUERY_POLL:
         if (ok) {
             l->schema_ok = true;
-            listener_handle_poll_result(l, res);
+            listener_handle_poll_result(l, res, now);
         } else {
             l->schema_ok = false;
             log_error("poll query failed (is the schema migrated? run `pgwork migrate`): %s",
@@ -561,6 +770,16 @@ static void listener_handle_result(struct listener *l, PGresult *res)
     default:
         break;
     }
+}
+
+/* The query in flight has returned all its results. */
+static void listener_query_done(struct listener *l)
+{
+    int done = l->in_flight;
+    l->in_flight = QUERY_NONE;
+    l->in_flight_requeue = -1;
+    if (done == QUERY_SETUP)
+        listener_setup_done(l);
 }
 
 /* A text[] literal of the configured queue names: each element quoted,
@@ -614,33 +833,33 @@ static int64_t listener_poll_interval(const struct listener *l)
                         : l->config->workers.poll_interval_ms;
 }
 
-/* A query that takes longer than this means a dead connection: nothing
- * the listener sends should take more than a moment. */
-static int64_t listener_query_timeout(const struct listener *l)
+/* The first requeue whose time has come (FIFO among them), or -1. */
+static int listener_requeue_due(const struct listener *l, int64_t now)
 {
-    return l->config->listener.keepalive_interval_ms + l->config->listener.keepalive_timeout_ms;
+    for (int i = 0; i < l->requeue_count; i++)
+        if (l->requeues[i].due_ms <= now)
+            return i;
+    return -1;
 }
 
-/* Start the most urgent query that is due, if the connection is free. */
+/*
+ * Start the most urgent query that is due, if the connection is free:
+ * lease renewals first (a running task must never lose its lease because
+ * the connection was busy with anything else), then requeues whose time
+ * has come (each stops its dead worker's backend first), then the poll
+ * (sweeps, the lease timer, the interval), queue depth, the keepalive ping.
+ */
 static void listener_start_next_query(struct listener *l, int64_t now)
 {
     if (l->state != LISTENER_UP || l->in_flight != QUERY_NONE)
         return;
+    if (l->lease_due_ms != 0 && now >= l->lease_due_ms) {
+        l->lease_due_ms = 0;
+        l->sweep_requested = true;
+    }
     int sent = 0;
-    if (l->requeue_count > 0) {
-        char task_id[24];
-        snprintf(task_id, sizeof(task_id), "%" PRId64, l->requeues[0].task_id);
-        const char *params[] = {l->queue_names, l->queue_max_attempts, l->requeues[0].locked_by,
-                                task_id};
-        sent = PQsendQueryParams(l->conn, requeue_sql, 4, NULL, params, NULL, NULL, 0);
-        l->in_flight = QUERY_REQUEUE;
-    } else if (l->config->queue_count > 0 && (l->sweep_requested || now >= l->poll_due_ms)) {
-        const char *params[] = {l->queue_names, l->queue_max_attempts};
-        sent = PQsendQueryParams(l->conn, poll_sql, 2, NULL, params, NULL, NULL, 0);
-        l->in_flight = QUERY_POLL;
-        l->sweep_requested = false;
-        l->poll_due_ms = now + listener_poll_interval(l);
-    } else if (l->renew_owners != NULL) {
+    int requeue = listener_requeue_due(l, now);
+    if (l->renew_owners != NULL) {
         char lease[24];
         snprintf(lease, sizeof(lease), "%" PRId64, l->config->workers.lease_ms);
         const char *params[] = {l->renew_owners, lease};
@@ -648,6 +867,29 @@ static void listener_start_next_query(struct listener *l, int64_t now)
         free(l->renew_owners);
         l->renew_owners = NULL;
         l->in_flight = QUERY_RENEW;
+    } else if (requeue >= 0 && l->requeues[requeue].backend_pid != 0) {
+        const struct listener_requeue *r = &l->requeues[requeue];
+        char pid[16], application_name[64];
+        snprintf(pid, sizeof(pid), "%d", (int)r->backend_pid);
+        dbconn_worker_application_name(r->slot, application_name, sizeof(application_name));
+        const char *params[] = {pid, application_name};
+        sent = PQsendQueryParams(l->conn, stop_backend_sql, 2, NULL, params, NULL, NULL, 0);
+        l->in_flight = QUERY_STOP_BACKEND;
+        l->in_flight_requeue = requeue;
+    } else if (requeue >= 0) {
+        const struct listener_requeue *r = &l->requeues[requeue];
+        char task_id[24];
+        snprintf(task_id, sizeof(task_id), "%" PRId64, r->task_id);
+        const char *params[] = {l->queue_names, l->queue_max_attempts, r->locked_by, task_id};
+        sent = PQsendQueryParams(l->conn, requeue_sql, 4, NULL, params, NULL, NULL, 0);
+        l->in_flight = QUERY_REQUEUE;
+        l->in_flight_requeue = requeue;
+    } else if (l->config->queue_count > 0 && (l->sweep_requested || now >= l->poll_due_ms)) {
+        const char *params[] = {l->queue_names, l->queue_max_attempts};
+        sent = PQsendQueryParams(l->conn, poll_sql, 2, NULL, params, NULL, NULL, 0);
+        l->in_flight = QUERY_POLL;
+        l->sweep_requested = false;
+        l->poll_due_ms = now + listener_poll_interval(l);
     } else if (l->depth_requested && l->config->queue_count > 0) {
         const char *params[] = {l->queue_names};
         sent = PQsendQueryParams(l->conn, depth_sql, 1, NULL, params, NULL, NULL, 0);
@@ -681,10 +923,10 @@ static void listener_read(struct listener *l)
     while (l->in_flight != QUERY_NONE && !PQisBusy(l->conn)) {
         PGresult *res = PQgetResult(l->conn);
         if (res == NULL) {
-            l->in_flight = QUERY_NONE;
+            listener_query_done(l);
             break;
         }
-        listener_handle_result(l, res);
+        listener_handle_result(l, res, time_now_ms());
         PQclear(res);
         if (l->state != LISTENER_UP)
             return;
@@ -757,10 +999,15 @@ int64_t listener_next_deadline(const struct listener *l)
         int64_t query_deadline = l->query_sent_ms + listener_query_timeout(l);
         return query_deadline < next ? query_deadline : next;
     }
-    if (l->requeue_count > 0 || l->sweep_requested || l->depth_requested || l->renew_owners != NULL)
+    if (l->sweep_requested || l->depth_requested || l->renew_owners != NULL)
         return 0;
+    for (int i = 0; i < l->requeue_count; i++)
+        if (l->requeues[i].due_ms < next)
+            next = l->requeues[i].due_ms;
     if (l->config->queue_count > 0 && l->poll_due_ms < next)
         next = l->poll_due_ms;
+    if (l->lease_due_ms != 0 && l->lease_due_ms < next)
+        next = l->lease_due_ms;
     if (l->listening && l->ping_sent_ms == 0) {
         int64_t ping_due = l->last_traffic_ms + l->config->listener.keepalive_interval_ms;
         if (ping_due < next)
@@ -769,7 +1016,8 @@ int64_t listener_next_deadline(const struct listener *l)
     return next;
 }
 
-void listener_requeue_owner(struct listener *l, const char *locked_by, int64_t running_task)
+void listener_requeue_owner(struct listener *l, const char *locked_by, int64_t running_task,
+                            int slot, int32_t backend_pid)
 {
     if (l->requeue_count == l->requeue_capacity) {
         int cap = l->requeue_capacity ? 2 * l->requeue_capacity : 8;
@@ -781,8 +1029,14 @@ void listener_requeue_owner(struct listener *l, const char *locked_by, int64_t r
         l->requeues = r;
         l->requeue_capacity = cap;
     }
-    l->requeues[l->requeue_count].task_id = running_task;
-    l->requeues[l->requeue_count].locked_by = strdup(locked_by);
+    l->requeues[l->requeue_count] = (struct listener_requeue){
+        .task_id = running_task,
+        .slot = slot,
+        .backend_pid = backend_pid,
+        .due_ms = 0,
+        .tries = 0,
+        .locked_by = strdup(locked_by),
+    };
     if (l->requeues[l->requeue_count].locked_by != NULL)
         l->requeue_count++;
 }

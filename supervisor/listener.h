@@ -49,10 +49,15 @@ struct listener_depth {
 #define LISTENER_DEPTH_MAX_AGE_MS 15000
 
 /* One queued write the supervisor asked for: requeue a dead worker's
- * running tasks. */
+ * running tasks. Tried again, later and behind the others, while some of
+ * its rows stay locked or the statement fails. */
 struct listener_requeue {
-    char *locked_by;
-    int64_t task_id; /* the task it was running when it died, 0 = none */
+    char *locked_by;     /* owned */
+    int64_t task_id;     /* the task it was running when it died, 0 = none */
+    int slot;            /* its worker slot (its backend's application_name) */
+    int32_t backend_pid; /* its backend, to stop first; 0 = none or stopped */
+    int64_t due_ms;      /* not before (CLOCK_MONOTONIC ms) */
+    int tries;           /* attempts so far */
 };
 
 struct listener {
@@ -70,11 +75,20 @@ struct listener {
     int64_t reconnect_due_ms;    /* LISTENER_DOWN: when to try again */
     int64_t connect_deadline_ms; /* LISTENER_CONNECTING: give up after */
     bool listening;              /* LISTEN confirmed on this connection */
+    bool setup_failed;           /* a statement of the session setup failed */
 
     int in_flight;         /* the query awaiting results (enum in .c), 0 = none */
+    int in_flight_requeue; /* QUERY_REQUEUE / QUERY_STOP_BACKEND: index in requeues */
     int64_t query_sent_ms; /* when in_flight was sent */
     int64_t poll_due_ms;   /* next poll query */
     bool sweep_requested;  /* poll as soon as the connection is free */
+    int64_t lease_due_ms;  /* a running task's lease runs out: poll then; 0 = none */
+
+    /* The database's clock (ms since the epoch) minus CLOCK_MONOTONIC ms,
+     * measured by the setup query and every poll (at the round trip's
+     * midpoint): notifications carry absolute due times on that clock. */
+    int64_t db_clock_offset_ms;
+    bool db_clock_known;
 
     int64_t last_traffic_ms; /* last byte read from the server */
     int64_t ping_sent_ms;    /* keepalive ping in flight since, 0 = none */
@@ -99,10 +113,13 @@ struct listener {
     uint64_t notifications;
 };
 
-/* What a task notification payload means (DESIGN §2): "<delay_ms> <queue>"
- * or "*". */
+/* What a task notification payload means (DESIGN §2): "@<due> <queue>"
+ * (the trigger: due at <due> ms since the epoch, the database's clock),
+ * "<delay_ms> <queue>" (due that long after delivery; "0 <queue>": now) or
+ * "*". */
 enum listener_notification {
     LISTENER_NOTIFY_QUEUE,       /* a configured queue: *queue_index, *delay_ms set */
+    LISTENER_NOTIFY_QUEUE_AT,    /* the same, with *delay_ms the absolute due time */
     LISTENER_NOTIFY_OTHER_QUEUE, /* well formed, for a queue this pod does not serve */
     LISTENER_NOTIFY_SWEEP,       /* "*": something may be due in any queue */
     LISTENER_NOTIFY_MALFORMED,   /* not a pgwork payload: ignored with a warning */
@@ -134,8 +151,11 @@ bool listener_is_up(const struct listener *l);
 
 /* Queue an UPDATE putting a dead worker's tasks back to pending:
  * locked_by's running rows, and running_task (the one it was running, from
- * shared memory; 0 = none) charged one attempt. */
-void listener_requeue_owner(struct listener *l, const char *locked_by, int64_t running_task);
+ * shared memory; 0 = none) charged one attempt. backend_pid (0 = unknown)
+ * is the dead worker's backend in slot: stopped first, so it releases the
+ * rows it may still hold. */
+void listener_requeue_owner(struct listener *l, const char *locked_by, int64_t running_task,
+                            int slot, int32_t backend_pid);
 
 /* Switch to a reloaded config (the old one may be freed afterwards); a
  * changed channel or enabled flag reconnects at once. */

@@ -514,7 +514,10 @@ char *pool_busy_owners(const struct pool *pool)
     size_t cap = 3, len = 0;
     char *out = NULL;
     for (int i = 0; i < pool->capacity; i++) {
-        if (pool->slots[i].pid == 0 || atomic_load(&pool->shm->workers[i].task_id) == 0)
+        /* Busy, not "running a task now": between two tasks of its batch a
+         * worker runs none, yet holds the rest of the batch. */
+        int state = atomic_load(&pool->shm->workers[i].state);
+        if (pool->slots[i].pid == 0 || (state != WORKER_BUSY && state != WORKER_STOPPING))
             continue;
         char tag[320];
         pool_locked_by(pool, i, pool->slots[i].pid, tag, sizeof(tag));

@@ -95,8 +95,8 @@ void pool_log_status(const struct pool *pool);
 /* The owner tag a worker's claims carry: "<pod>/<slot>/<pid>". */
 void pool_locked_by(const struct pool *pool, int slot, pid_t pid, char *out, size_t outlen);
 
-/* A text[] literal of the locked_by tags of the workers running a task
- * now (malloc'd), or NULL when none is. */
+/* A text[] literal of the locked_by tags of the busy (or stopping) workers
+ * (malloc'd): those that may hold claimed tasks; NULL when none is. */
 char *pool_busy_owners(const struct pool *pool);
 
 /* Close all eventfds (supervisor at exit, or a child after fork). */

@@ -175,13 +175,15 @@ static void on_worker_exited(void *ctx, int slot, pid_t pid, const char *locked_
                              int64_t running_task, bool clean)
 {
     struct supervisor *s = ctx;
-    (void)slot;
     (void)pid;
+    /* Its backend, read before a successor's connection overwrites it. */
+    int32_t backend_pid = atomic_exchange(&s->shm.workers[slot].backend_pid, 0);
     /* A worker that stopped cleanly released its tasks itself. One that
      * died may have left tasks running: requeue them now rather than
-     * after the lease (DESIGN §2). */
+     * after the lease (DESIGN §2), once its backend is stopped (it may
+     * still run the statement it was sent, holding their rows). */
     if (!clean)
-        listener_requeue_owner(&s->listener, locked_by, running_task);
+        listener_requeue_owner(&s->listener, locked_by, running_task, slot, backend_pid);
     else
         /* Retired or rolled: what it released (claimed, not started) sends
          * no notification, and a wake-up it took just before its SIGTERM

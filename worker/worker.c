@@ -579,7 +579,7 @@ static void worker_give_up(const char *why)
 static PGconn *worker_connect(const struct worker *w)
 {
     char application_name[64];
-    snprintf(application_name, sizeof(application_name), "pgwork worker %d", w->args->slot);
+    dbconn_worker_application_name(w->args->slot, application_name, sizeof(application_name));
     struct dbconn_params params = {0};
     dbconn_params(&params, w->config, config_conninfo(w->config), application_name);
     PGconn *conn = PQconnectdbParams(params.keywords, params.values, 1);
@@ -665,6 +665,8 @@ void worker_main(const struct worker_args *args)
     w.conn = worker_connect(&w);
     if (w.conn == NULL)
         exit(WORKER_EXIT_ERROR);
+    /* So the supervisor can stop our backend if we die mid statement. */
+    atomic_store(&w.self->backend_pid, (int32_t)PQbackendPID(w.conn));
     w.env.conn = w.conn;
     if (task_prepare(w.conn) != 0)
         exit(WORKER_EXIT_ERROR);

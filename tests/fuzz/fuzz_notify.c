@@ -88,14 +88,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case LISTENER_NOTIFY_SWEEP:
         check(strcmp(payload, "*") == 0, "only \"*\" sweeps");
         break;
-    case LISTENER_NOTIFY_QUEUE: {
+    case LISTENER_NOTIFY_QUEUE:
+    case LISTENER_NOTIFY_QUEUE_AT: {
+        /* "@<due> name" (absolute) or "<delay> name". */
+        const char *number = kind == LISTENER_NOTIFY_QUEUE_AT ? payload + 1 : payload;
+        check(kind == LISTENER_NOTIFY_QUEUE || payload[0] == '@', "absolute only after '@'");
         check(q >= 0 && q < config->queue_count, "queue index in range");
         check(delay >= 0, "delay >= 0");
-        const char *space = strchr(payload, ' ');
-        check(space != NULL && is_digits(payload, (size_t)(space - payload)),
-              "a queue payload starts with digits and a space");
+        const char *space = strchr(number, ' ');
+        check(space != NULL && is_digits(number, (size_t)(space - number)),
+              "a queue payload's number is digits and a space");
         check(strcmp(space + 1, config->queues[q].name) == 0, "the name after the space");
-        check(strtoll(payload, NULL, 10) == delay, "the delay is the number");
+        check(strtoll(number, NULL, 10) == delay, "the delay is the number");
         break;
     }
     case LISTENER_NOTIFY_OTHER_QUEUE:

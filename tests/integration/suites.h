@@ -19,5 +19,6 @@ Suite *logs_suite(void);      /* every log line is JSON; passwords never logged 
 Suite *coprocess_suite(void); /* the coprocess handler with the examples/ co-processes */
 Suite *pool_suite(void);      /* the worker pool: scaling down, lock tags, fds after fork */
 Suite *edges_suite(void);     /* hostile edges: handler environment, slow HTTP clients */
+Suite *listener_suite(void);  /* the supervisor's connection: stalls, lease and due timers */
 
 #endif
