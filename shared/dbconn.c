@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,7 +16,7 @@
 static struct {
     int death_fd;
     int64_t timeout_ms; /* 0 = no guard */
-    int64_t extra_ms;
+    int64_t extra_ms;   /* or DBCONN_NO_DEADLINE */
     void (*give_up)(const char *why);
 } guard = {.death_fd = -1};
 
@@ -100,7 +101,9 @@ static void dbconn_wait_socket(PGconn *conn, int64_t deadline, bool want_output)
 
 PGresult *dbconn_next_result(PGconn *conn)
 {
-    int64_t deadline = time_now_ms() + guard.timeout_ms + guard.extra_ms;
+    int64_t deadline = guard.extra_ms == DBCONN_NO_DEADLINE
+                           ? INT64_MAX
+                           : time_now_ms() + guard.timeout_ms + guard.extra_ms;
     for (;;) {
         /* Send what is buffered (a non-blocking connection may hold some
          * back); 1 means the socket is full for now. -1: the error shows

@@ -50,6 +50,17 @@ void dbconn_set_guard(int death_fd, int64_t timeout_ms, void (*give_up)(const ch
  * timeout while its statements run (0 = none). */
 void dbconn_set_guard_extra(int64_t extra_ms);
 
+/*
+ * As extra_ms: no deadline at all, for the statements of a task whose queue
+ * has no timeout (DESIGN §6: "no guard cuts it off"). A slow statement is
+ * not a dead server: while this is set, a dead peer is found by TCP
+ * keepalives and tcp_user_timeout (dbconn_params) or a closed socket, and
+ * the supervisor's death still ends the wait. Only a peer that ACKs every
+ * byte and never answers (a proxy that lost its upstream) goes unnoticed
+ * until the statement's task is taken back by its lease.
+ */
+#define DBCONN_NO_DEADLINE (-1)
+
 PGresult *dbconn_exec(PGconn *conn, const char *sql);
 
 /*

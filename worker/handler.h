@@ -75,10 +75,19 @@ enum handler_interrupt {
 enum handler_interrupt handler_env_interrupt(struct handler_env *env, short death_revents,
                                              short signal_revents, bool *watch_death);
 
+/* What a handler's init returns (STYLE §6: only a configuration problem
+ * may retire a worker's slot). */
+enum handler_init {
+    HANDLER_INIT_OK = 0,
+    HANDLER_INIT_CONFIG = -1, /* the queue's configuration cannot work: the worker
+                                 exits "fatal, do not respawn" (until a HUP) */
+    HANDLER_INIT_AGAIN = -2,  /* a passing failure (the database timed out, the
+                                 connection dropped): exit, restarted with backoff */
+};
+
 struct handler {
     const char *name;
-    /* Returns 0, or -1 after logging why (the worker then exits with the
-     * "fatal, do not respawn" code if it is a config problem). */
+    /* An enum handler_init, after logging why when not OK. */
     int (*init)(struct handler_env *env, void **state);
     enum handler_outcome (*run)(void *state, struct handler_env *env, const struct task *task,
                                 char *error, size_t errlen);

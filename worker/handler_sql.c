@@ -9,6 +9,7 @@
  * rolled back, effect included.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,28 @@ struct sql_state {
     char statement_name[32];
 };
 
+/*
+ * Whether a failed preparation of the queue's statement is the statement's
+ * own fault, which only a new configuration can cure — SQLSTATE class 42
+ * (syntax error, undefined table, column or function, no privilege), 0A
+ * (not supported), 22 (a bad literal), 3F (no such schema), on a
+ * connection still up — rather than a passing state of the database or
+ * the connection (a statement or lock timeout, a dropped connection, a
+ * server shutting down), after which the worker is simply restarted. A
+ * statement name already taken (42P05, a pooler's recycled connection) is
+ * never the statement's fault.
+ */
+static bool sql_statement_at_fault(PGconn *conn, const PGresult *res)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (PQstatus(conn) != CONNECTION_OK || state == NULL || strlen(state) != 5)
+        return false;
+    if (strcmp(state, "42P05") == 0)
+        return false;
+    return strncmp(state, "42", 2) == 0 || strncmp(state, "0A", 2) == 0 ||
+           strncmp(state, "22", 2) == 0 || strncmp(state, "3F", 2) == 0;
+}
+
 static int sql_init(struct handler_env *env, void **state)
 {
     static const Oid types[] = {OID_JSONB, OID_INT8};
@@ -38,13 +61,14 @@ static int sql_init(struct handler_env *env, void **state)
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         log_error("queue \"%s\": cannot prepare its statement: %s", env->queue->name,
                   PQerrorMessage(env->conn));
+        bool config = sql_statement_at_fault(env->conn, res);
         PQclear(res);
         free(sql);
-        return -1;
+        return config ? HANDLER_INIT_CONFIG : HANDLER_INIT_AGAIN;
     }
     PQclear(res);
     *state = sql;
-    return 0;
+    return HANDLER_INIT_OK;
 }
 
 static bool exec_simple(PGconn *conn, const char *command)

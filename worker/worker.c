@@ -149,6 +149,15 @@ static bool worker_holding_back(const struct worker *w)
     return worker_stopping(w) || atomic_load(&w->args->shm->header->quiet) != 0;
 }
 
+/* Let the statements of `tasks` tasks of queue run for their timeout on
+ * top of the connection's deadline — or for as long as they take when the
+ * queue has none: that deadline finds a dead server, it must not cut off a
+ * slow statement (issue 10 item 3). dbconn_set_guard_extra(0) ends it. */
+static void worker_guard_tasks(const struct queue_config *queue, int tasks)
+{
+    dbconn_set_guard_extra(queue->timeout_ms > 0 ? queue->timeout_ms * tasks : DBCONN_NO_DEADLINE);
+}
+
 static void worker_run_task(struct worker *w, struct served_queue *sq,
                             const struct claimed_task *claimed)
 {
@@ -171,7 +180,7 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     int64_t started_us = time_now_us();
     /* A handler's statements may run for the queue's timeout; the guard
      * allows it while (and only while) the handler runs. */
-    dbconn_set_guard_extra(queue->timeout_ms);
+    worker_guard_tasks(queue, 1);
     enum handler_outcome outcome =
         sq->handler->run(sq->handler_state, &w->env, &task, error, sizeof(error));
     dbconn_set_guard_extra(0);
@@ -402,7 +411,7 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
     /* Each statement may run for the queue's timeout. A task's duration is
      * the time between its answer and the previous one's (the statements
      * run one after another on the server). */
-    dbconn_set_guard_extra(queue->timeout_ms * claimed);
+    worker_guard_tasks(queue, claimed);
     atomic_store_explicit(&w->self->task_id, ids[0], memory_order_relaxed);
     bool failed = false;
     int64_t previous_us = time_now_us();
@@ -625,9 +634,12 @@ static void worker_init_queues(struct worker *w)
         sq->handler = handler_for_kind(queue->handler);
         sq->seen_hint = 0; /* differs from any bumped hint: drain once at start */
         w->env.queue = queue;
-        if (sq->handler->init(&w->env, &sq->handler_state) != 0) {
-            log_error("queue \"%s\": handler %s failed to start", queue->name, sq->handler->name);
-            exit(WORKER_EXIT_FATAL);
+        int started = sq->handler->init(&w->env, &sq->handler_state);
+        if (started != HANDLER_INIT_OK) {
+            bool fatal = started == HANDLER_INIT_CONFIG;
+            log_error("queue \"%s\": handler %s failed to start%s", queue->name, sq->handler->name,
+                      fatal ? "" : "; trying again");
+            exit(fatal ? WORKER_EXIT_FATAL : WORKER_EXIT_ERROR);
         }
         w->served_count++;
     }
@@ -657,7 +669,8 @@ void worker_main(const struct worker_args *args)
     w.env.locked_by = w.locked_by;
 
     /* Every statement is guarded: keepalive_interval + keepalive_timeout,
-     * plus the queue's timeout while its tasks run (worker_drain_queue). */
+     * plus the queue's timeout while its tasks run — or no deadline for a
+     * queue without one (worker_guard_tasks). */
     dbconn_set_guard(args->death_fd,
                      args->config->listener.keepalive_interval_ms +
                          args->config->listener.keepalive_timeout_ms,

@@ -1,0 +1,219 @@
+/*
+ * test_sqlpath.c — the worker's `sql` path under attack (issue 10, items
+ * 2, 3, 15 and 19): a statement that kills its own backend or the whole
+ * cluster, a statement longer than every connection deadline on a queue
+ * without a timeout, a transient error while a worker prepares its
+ * statements, a worker killed between a task's effect and its `done`.
+ *
+ * Judged by what the database holds: task states, attempts, and the rows
+ * the statements write (exactly once when `done`, never otherwise). Log
+ * lines only synchronise (a failure has happened) or explain a failure.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+/* --- helpers -------------------------------------------------------------- */
+
+/* A migrated database with a results table the statements write into. */
+static const char *sqlpath_database(PGconn **conn, char *name_out)
+{
+    const char *conninfo = harness_db_create(name_out);
+    ck_assert_int_eq(harness_migrate(conninfo), 0);
+    *conn = harness_connect(conninfo);
+    harness_exec(*conn, "CREATE TABLE results (task bigint)");
+    return conninfo;
+}
+
+/* A config with `workers` and `queues` section bodies / sections, `extra`
+ * at top level. Text logs at info. */
+static const char *sqlpath_config(const char *workers, const char *queues, const char *extra)
+{
+    return harness_write_config(harness_printf("workers { %s }\n"
+                                               "log { level = \"info\" format = \"text\" }\n"
+                                               "http { listen = \"\" }\n"
+                                               "%s\n%s\n",
+                                               workers, extra, queues));
+}
+
+/* Tasks by id as "id:state/attempts", for failure messages. */
+static const char *sqlpath_states(PGconn *conn)
+{
+    return harness_query_text(
+        conn, "SELECT coalesce(string_agg(id || ':' || state || '/' || attempts, ' ' ORDER BY id), "
+              "'no tasks') FROM pgwork.tasks");
+}
+
+/* --- item 3: no timeout means no timeout ----------------------------------- */
+
+/* Connection deadlines of 1 s + 1 s, a queue without a timeout, a valid
+ * 4 s statement in one batch with a failing one: the valid one runs to the
+ * end — in the batch's transaction, and again a task at a time after its
+ * batch-mate's failure rolled that back — and ends done, its effect
+ * present once; the failing one ends dead. */
+START_TEST(no_timeout_runs_long_statement)
+{
+    PGconn *conn;
+    const char *conninfo = sqlpath_database(&conn, NULL);
+    const char *config = sqlpath_config(
+        "count = 1 restart_delay_min = 50ms restart_delay_max = 400ms",
+        "queue \"q\" { handler = \"sql\" timeout = 0 batch = 2 max_attempts = 2 "
+        "backoff_base = 100ms backoff_max = 200ms statement = \"INSERT INTO results(task) "
+        "SELECT $2 FROM pg_sleep(($1->>'sleep')::float8)\" }",
+        "listener { keepalive_interval = 1s keepalive_timeout = 1s }");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES "
+                       "('q', '{\"sleep\": 4}'), ('q', '{\"sleep\": \"not a number\"}')");
+    if (!harness_wait_until(
+            conn, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 2, 45000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("not both tasks finished within 45 s: %s", sqlpath_states(conn));
+    }
+    const char *states = sqlpath_states(conn);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
+                                            "'done' AND payload->>'sleep' = '4'") == 1,
+                  "the 4 s statement should be done: %s", states);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
+                                            "'dead' AND attempts = 2") == 1,
+                  "the failing one should be dead after 2 attempts: %s", states);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results r JOIN pgwork.tasks "
+                                               "t ON t.id = r.task AND t.state = 'done'"),
+                     1);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 1);
+    /* It ran to the end once: no worker gave up on it and restarted. */
+    ck_assert_msg(strstr(harness_stderr_text(sup), "exited unexpectedly") == NULL,
+                  "a worker exited while the statement ran");
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/* --- item 15: transient errors while preparing ----------------------------- */
+
+/* A migration holds an exclusive lock on the statement's table while the
+ * worker starts: with a lock_timeout its preparation fails (SQLSTATE
+ * 55P03), which is no configuration error. Once the lock is gone the slot
+ * comes back by itself and runs tasks. */
+START_TEST(prepare_lock_timeout_restarts)
+{
+    PGconn *conn;
+    char dbname[HARNESS_NAME_MAX];
+    const char *conninfo = sqlpath_database(&conn, dbname);
+    PGconn *locker = harness_connect(conninfo);
+    harness_exec(locker, "BEGIN");
+    harness_exec(locker, "LOCK TABLE results IN ACCESS EXCLUSIVE MODE");
+    /* For sessions started from now on: the worker's. */
+    harness_exec(conn, harness_printf("ALTER DATABASE \"%s\" SET lock_timeout = '300ms'", dbname));
+    const char *config =
+        sqlpath_config("count = 1 restart_delay_min = 100ms restart_delay_max = 1s",
+                       "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
+                       "results(task) VALUES ($2)\" }",
+                       "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    if (!harness_stderr_wait_for(sup, "cannot prepare its statement", 15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("the worker's preparation did not fail on the lock");
+    }
+    harness_exec(locker, "COMMIT");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 1,
+                            15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("after a lock timeout while preparing, the slot never ran a task: %s",
+                     sqlpath_states(conn));
+    }
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 1);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/* The worker's connection is dropped while it prepares (its backend
+ * terminated while the preparation waits on a lock). */
+START_TEST(prepare_connection_dropped_restarts)
+{
+    PGconn *conn;
+    const char *conninfo = sqlpath_database(&conn, NULL);
+    PGconn *locker = harness_connect(conninfo);
+    harness_exec(locker, "BEGIN");
+    harness_exec(locker, "LOCK TABLE results IN ACCESS EXCLUSIVE MODE");
+    const char *config =
+        sqlpath_config("count = 1 restart_delay_min = 100ms restart_delay_max = 1s",
+                       "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
+                       "results(task) VALUES ($2)\" }",
+                       "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    const char *waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                          "current_database() AND application_name = 'pgwork worker 0' "
+                          "AND wait_event_type = 'Lock'";
+    if (!harness_wait_until(conn, waiting, 1, 15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("the worker's preparation never waited on the lock");
+    }
+    ck_assert_int_eq(
+        harness_query_int64(conn, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                  "WHERE datname = current_database() AND application_name = "
+                                  "'pgwork worker 0' AND wait_event_type = 'Lock'"),
+        1);
+    if (!harness_stderr_wait_for(sup, "cannot prepare its statement", 15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("the worker's preparation did not fail");
+    }
+    harness_exec(locker, "COMMIT");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 1,
+                            15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("after a dropped connection while preparing, the slot never ran a task: %s",
+                     sqlpath_states(conn));
+    }
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 1);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/* The other side: a statement that can never be prepared (its table does
+ * not exist) is a configuration error and still retires the slot instead
+ * of restarting it for ever; with no other slot left, the supervisor
+ * exits 3 (configuration). */
+START_TEST(prepare_config_error_retires_slot)
+{
+    PGconn *conn;
+    const char *conninfo = sqlpath_database(&conn, NULL);
+    const char *config =
+        sqlpath_config("count = 1 restart_delay_min = 50ms restart_delay_max = 100ms",
+                       "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
+                       "no_such_table(task) VALUES ($2)\" }",
+                       "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    if (!harness_stderr_wait_for(sup, "configuration error; not restarting it", 15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("a statement on a missing table did not retire its slot");
+    }
+    int status = harness_stop_supervisor(sup, 0, 15000);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 3,
+                  "the supervisor should exit 3 with its only slot retired, wait status %d",
+                  status);
+}
+END_TEST
+
+Suite *sqlpath_suite(void)
+{
+    Suite *s = suite_create("sqlpath");
+    TCase *tc = harness_tcase("timeout");
+    tcase_add_test(tc, no_timeout_runs_long_statement);
+    suite_add_tcase(s, tc);
+
+    tc = harness_tcase("prepare");
+    tcase_add_test(tc, prepare_lock_timeout_restarts);
+    tcase_add_test(tc, prepare_connection_dropped_restarts);
+    tcase_add_test(tc, prepare_config_error_retires_slot);
+    suite_add_tcase(s, tc);
+    return s;
+}
