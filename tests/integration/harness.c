@@ -781,6 +781,8 @@ static void proxies_teardown(void)
             kill(proxies[i]->pid, SIGKILL);
             waitpid(proxies[i]->pid, NULL, 0);
         }
+        if (proxies[i]->ack_fd >= 0)
+            close(proxies[i]->ack_fd);
     }
     proxy_count = 0; /* the structs themselves are in the arena */
 }
@@ -952,6 +954,32 @@ const char *harness_tools_dir(void)
     return harness_printf("%s/tests/tools", dirname(copy));
 }
 
+/* The next line the proxy writes on its stdout (without the newline), or
+ * NULL after timeout_ms or at EOF. Reads a byte at a time: a line never
+ * runs into the next one. */
+static const char *proxy_read_line(struct harness_proxy *proxy, int timeout_ms)
+{
+    char buf[64];
+    size_t len = 0;
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    while (len < sizeof(buf) - 1) {
+        int64_t left = deadline - harness_now_ms();
+        if (left <= 0)
+            return NULL;
+        struct pollfd pfd = {.fd = proxy->ack_fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        char c;
+        if (read(proxy->ack_fd, &c, 1) != 1)
+            return NULL;
+        if (c == '\n')
+            break;
+        buf[len++] = c;
+    }
+    buf[len] = '\0';
+    return harness_printf("%s", buf);
+}
+
 struct harness_proxy *harness_proxy_start(const char *target)
 {
     ck_assert_msg(proxy_count < HARNESS_MAX_PROXIES, "harness: too many proxies");
@@ -974,30 +1002,24 @@ struct harness_proxy *harness_proxy_start(const char *target)
     proxy->pid = pid;
     proxies[proxy_count++] = proxy;
 
-    /* It prints its port, then closes stdout. */
-    char buf[32] = {0};
-    size_t len = 0;
-    int64_t deadline = harness_now_ms() + 5000;
-    while (len < sizeof(buf) - 1 && harness_now_ms() < deadline) {
-        struct pollfd pfd = {.fd = out[0], .events = POLLIN};
-        if (poll(&pfd, 1, 100) <= 0)
-            continue;
-        ssize_t n = read(out[0], buf + len, sizeof(buf) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (memchr(buf, '\n', len) != NULL)
-            break;
-    }
-    close(out[0]);
-    proxy->port = atoi(buf);
+    /* It prints its port, then one line per signal it acts on. */
+    proxy->ack_fd = out[0];
+    const char *line = proxy_read_line(proxy, 5000);
+    proxy->port = line ? atoi(line) : 0;
     ck_assert_msg(proxy->port > 0, "harness: tcpproxy %s printed no port", target);
     return proxy;
 }
 
-void harness_proxy_blackhole(struct harness_proxy *proxy)
+int harness_proxy_blackhole(struct harness_proxy *proxy)
 {
     ck_assert_int_eq(kill(proxy->pid, SIGUSR1), 0);
+    /* The signal only asks: wait for the proxy to say it has stopped
+     * forwarding, or a test could measure a drop that never happened. */
+    const char *line = proxy_read_line(proxy, 5000);
+    ck_assert_msg(line != NULL && strncmp(line, "usr1 ", 5) == 0,
+                  "harness: tcpproxy did not confirm the black hole within 5 s (got %s)",
+                  line ? line : "nothing");
+    return atoi(line + 5);
 }
 
 int harness_jq_file(const char *in_path, const char *const *args, const char **out)

@@ -208,12 +208,15 @@ const char *harness_tools_dir(void);
  * socket path). Killed at teardown. */
 struct harness_proxy {
     pid_t pid;
-    int port; /* its 127.0.0.1 port */
+    int port;   /* its 127.0.0.1 port */
+    int ack_fd; /* its stdout: one line per signal it has acted on */
 };
 struct harness_proxy *harness_proxy_start(const char *target);
 
 /* Silently drop every connection open through the proxy now (no FIN, no
- * RST); new connections are forwarded. */
-void harness_proxy_blackhole(struct harness_proxy *proxy);
+ * RST); new connections are forwarded. Returns once the proxy has
+ * confirmed the black hole is in place, with the number of connections it
+ * swallowed (fails the test if it does not confirm within 5 s). */
+int harness_proxy_blackhole(struct harness_proxy *proxy);
 
 #endif

@@ -611,7 +611,8 @@ START_TEST(worker_blackholed_connection_recovers)
     struct failure_worker w[FAILURE_MAX_WORKERS];
     failure_wait_idle(sup, 1, w);
 
-    harness_proxy_blackhole(proxy);
+    /* The worker's connection is the one going through the proxy. */
+    ck_assert_int_ge(harness_proxy_blackhole(proxy), 1);
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
     /* The worker's claim disappears into the black hole; it must give up
      * on that connection and reconnect (new flows pass). */

@@ -8,7 +8,14 @@
  * and forwards every accepted connection to TARGET, either HOST:PORT on a
  * loopback address or the path of a unix socket (a PostgreSQL socket such
  * as /dir/.s.PGSQL.5432). Once listening it prints the port, one line, on
- * stdout, and closes stdout: the caller reads it to know where to connect.
+ * stdout: the caller reads it to know where to connect.
+ *
+ * Every signal below is acknowledged on stdout once it has taken effect,
+ * one line: "usr1 N" (N connections black-holed now), "usr2 on|off",
+ * "hup N" (N connections forwarding again). A caller that must know the
+ * black hole is in place before it goes on (a test measuring how long
+ * detection takes) reads that line; one that does not care may close its
+ * end (EPIPE is ignored).
  *
  * Signals:
  *   USR1  black-hole every connection open now: stop reading and writing
@@ -197,24 +204,46 @@ static short dir_events_to(const struct pipe_dir *d)
     return d->len > 0 ? POLLOUT : 0;
 }
 
+/* Tell the caller a signal has taken effect (see the top of the file).
+ * A reader that went away is not an error. */
+static void acknowledge(const char *what, int n)
+{
+    char line[32];
+    int len = n >= 0 ? snprintf(line, sizeof(line), "%s %d\n", what, n)
+                     : snprintf(line, sizeof(line), "%s\n", what);
+    if (write(STDOUT_FILENO, line, (size_t)len) < 0 && errno != EPIPE)
+        fprintf(stderr, "tcpproxy: acknowledging %s: %s\n", what, strerror(errno));
+}
+
 /* Returns true to keep running. */
 static bool handle_signals(int sfd)
 {
     struct signalfd_siginfo info;
     while (read(sfd, &info, sizeof(info)) == sizeof(info)) {
+        int n = 0;
         switch (info.ssi_signo) {
         case SIGUSR1:
+            /* From here on the main loop polls none of these sockets: the
+             * black hole is in place before the acknowledgement leaves. */
             for (int i = 0; i < PROXY_MAX_PAIRS; i++)
-                if (pairs[i].used)
+                if (pairs[i].used && !pairs[i].blackholed) {
                     pairs[i].blackholed = true;
+                    n++;
+                }
+            acknowledge("usr1", n);
             break;
         case SIGUSR2:
             swallow_new = !swallow_new;
+            acknowledge(swallow_new ? "usr2 on" : "usr2 off", -1);
             break;
         case SIGHUP:
             swallow_new = false;
             for (int i = 0; i < PROXY_MAX_PAIRS; i++)
-                pairs[i].blackholed = false;
+                if (pairs[i].used && pairs[i].blackholed) {
+                    pairs[i].blackholed = false;
+                    n++;
+                }
+            acknowledge("hup", n);
             break;
         case SIGTERM:
         case SIGINT:
@@ -267,9 +296,9 @@ int main(int argc, char **argv)
     socklen_t alen = sizeof(addr);
     if (getsockname(lfd, (struct sockaddr *)&addr, &alen) != 0)
         die("getsockname");
+    /* Unbuffered from here on: the acknowledgements go out by write(2). */
     printf("%d\n", ntohs(addr.sin_port));
     fflush(stdout);
-    fclose(stdout);
 
     static struct pollfd fds[2 + 2 * PROXY_MAX_PAIRS];
     static int owner[2 + 2 * PROXY_MAX_PAIRS]; /* pair index of fds[k], k >= 2 */
