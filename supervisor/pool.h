@@ -40,8 +40,8 @@ struct pool {
     int request_fd;          /* the supervisor's eventfd, inherited by workers */
     int death_fd;            /* read end of the parent-death pipe */
     pid_t supervisor_pid;
-    const char *pod_name;
-    bool stopping; /* shutting down: no restarts */
+    const char *pod_name; /* the pod part of locked_by: "<hostname>:<incarnation>" */
+    bool stopping;        /* shutting down: no restarts */
     pool_worker_exited_fn worker_exited;
     void *ctx;
 };
@@ -92,7 +92,8 @@ int64_t pool_next_deadline(const struct pool *pool);
 /* Log one line per slot (USR1). */
 void pool_log_status(const struct pool *pool);
 
-/* The owner tag a worker's claims carry: "<pod>/<slot>/<pid>". */
+/* The owner tag a worker's claims carry: "<pod>/<slot>/<pid>", where
+ * <pod> is pod_name, "<hostname>:<incarnation>". */
 void pool_locked_by(const struct pool *pool, int slot, pid_t pid, char *out, size_t outlen);
 
 /* A text[] literal of the locked_by tags of the busy (or stopping) workers

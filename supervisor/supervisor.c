@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -63,7 +64,9 @@ struct supervisor {
     int timer_fd;
     int request_fd;    /* workers write here after posting a request in shm */
     int death_pipe[2]; /* [0] inherited by workers; [1] held here: EOF = we died */
-    char pod_name[256];
+    /* "<hostname>:<incarnation>", the pod part of every locked_by tag of
+     * this run (pool_locked_by). */
+    char pod_tag[320];
 
     struct signal_requests requests;
     enum supervisor_phase phase;
@@ -552,11 +555,35 @@ static void supervisor_loop(struct supervisor *s)
     }
 }
 
+/*
+ * The pod part of the lock tags: the hostname (the pod's name in
+ * Kubernetes) and a random incarnation id chosen at each start. A container
+ * restarted in the same pod has the same hostname, is PID 1 again, and its
+ * workers very likely get the same pids: without the incarnation its
+ * workers would carry the dead ones' tags, and the lease renewal (by tag)
+ * would keep the dead run's tasks alive (DESIGN §2).
+ */
+static void supervisor_make_pod_tag(struct supervisor *s)
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+        snprintf(host, sizeof(host), "pgwork");
+    uint64_t incarnation;
+    if (getrandom(&incarnation, sizeof(incarnation), GRND_NONBLOCK) != sizeof(incarnation)) {
+        /* No entropy yet (early boot) or no getrandom: the wall clock in
+         * ns differs between two starts anyway, and so may the pid. */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        incarnation = ((uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec) ^
+                      ((uint64_t)getpid() << 48);
+    }
+    snprintf(s->pod_tag, sizeof(s->pod_tag), "%s:%016" PRIx64, host, incarnation);
+}
+
 static int supervisor_open(struct supervisor *s)
 {
     const struct pgwork_config *config = s->config;
-    if (gethostname(s->pod_name, sizeof(s->pod_name) - 1) != 0)
-        snprintf(s->pod_name, sizeof(s->pod_name), "pgwork");
+    supervisor_make_pod_tag(s);
 
     s->signal_fd = signals_open();
     s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -585,7 +612,7 @@ static int supervisor_open(struct supervisor *s)
         log_error("out of memory mapping queues");
         return -1;
     }
-    if (pool_init(&s->pool, config, &s->shm, s->request_fd, s->death_pipe[0], s->pod_name) != 0)
+    if (pool_init(&s->pool, config, &s->shm, s->request_fd, s->death_pipe[0], s->pod_tag) != 0)
         return -1;
     s->pool.queue_slots = s->queue_slots;
     s->pool.worker_exited = on_worker_exited;
@@ -653,9 +680,9 @@ int supervisor_run(struct pgwork_config *config)
     }
     char safe_conninfo[512];
     log_redact_conninfo(config_listen_conninfo(config), safe_conninfo, sizeof(safe_conninfo));
-    log_info("starting: %d worker%s, %d queue%s, database \"%s\"", config->workers.count,
-             config->workers.count == 1 ? "" : "s", config->queue_count,
-             config->queue_count == 1 ? "" : "s", safe_conninfo);
+    log_info("starting: %d worker%s, %d queue%s, database \"%s\", tasks locked by %s/<slot>/<pid>",
+             config->workers.count, config->workers.count == 1 ? "" : "s", config->queue_count,
+             config->queue_count == 1 ? "" : "s", safe_conninfo, s.pod_tag);
 
     /* Before the first fork nothing has a due time; the listener connects
      * at the first chores pass and sweeps once it listens. */

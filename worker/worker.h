@@ -29,7 +29,7 @@ struct worker_args {
     int request_fd; /* the supervisor's eventfd: write 1 after setting a request in shm */
     int death_fd;   /* read end of the parent-death pipe: EOF when the supervisor dies */
     pid_t supervisor_pid;
-    const char *pod_name; /* hostname, for locked_by */
+    const char *pod_name; /* "<hostname>:<incarnation>", for locked_by (pool_locked_by) */
     /* config->queues[i] lives in shm->queues[queue_slots[i]]: records are
      * keyed by queue name for the supervisor's lifetime, so a reload that
      * reorders or adds queues never makes a worker read another queue's

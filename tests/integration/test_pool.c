@@ -204,12 +204,144 @@ START_TEST(hup_lowering_count_keeps_low_slot_queue_served)
 }
 END_TEST
 
+/* --- incarnations ---------------------------------------------------------- */
+
+/* The host pid of the first child of pid (the namespace's PID 1). */
+static pid_t pool_child_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    int64_t deadline = harness_now_ms() + 10000;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        int child = 0;
+        if (f != NULL) {
+            if (fscanf(f, "%d", &child) != 1)
+                child = 0;
+            fclose(f);
+        }
+        if (child > 0)
+            return child;
+        ck_assert_msg(harness_now_ms() < deadline, "no child under pid %d", (int)pid);
+        usleep(5000);
+    }
+}
+
+/* A supervisor as a container runs it: PID 1 of a new PID namespace, with a
+ * hostname of its own (the same for every start, as a pod's). */
+static struct harness_supervisor *pool_spawn_pod(const char *config, const char *conninfo,
+                                                 pid_t *pid1)
+{
+    static const char *const wrapper[] = {"unshare",
+                                          "--uts",
+                                          "--pid",
+                                          "--fork",
+                                          "--mount-proc",
+                                          "sh",
+                                          "-c",
+                                          "hostname pgwork-pod && exec \"$0\" \"$@\"",
+                                          NULL};
+    struct harness_spawn_opts opts = {.wrapper = wrapper};
+    struct harness_supervisor *sup = harness_spawn_supervisor_opts(config, conninfo, &opts);
+    *pid1 = pool_child_of(sup->pid);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    return sup;
+}
+
+static const char *pool_owner_of(PGconn *conn, long long task)
+{
+    const char *id = harness_printf("%lld", task);
+    const char *params[] = {id};
+    return harness_query_textp(conn, "SELECT locked_by FROM pgwork.tasks WHERE id = $1", 1, params);
+}
+
+/*
+ * A pod killed outright and started again: same hostname, PID 1 again, and
+ * (the same processes started in the same order) the same worker pid. The
+ * new worker must not carry the dead one's tag: the lease renewal, which
+ * goes by tag, would keep the dead pod's running task alive for as long as
+ * the namesake is busy, and nobody would ever take it back.
+ */
+START_TEST(restarted_pod_tags_workers_apart)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "restarted_pod_tags_workers_apart: SKIPPED: needs root for unshare\n");
+        return;
+    }
+    PGconn *conn;
+    const char *conninfo = pool_database(&conn);
+    const char *dir = harness_tmpdir();
+    const char *config = harness_write_config(
+        harness_printf("workers { count = 1 lease = 15s safety_poll_interval = 1s }\n"
+                       "log { format = \"text\" }\n"
+                       "queue \"gated\" { handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+                       "\"touch %s/started_$PGWORK_TASK_ID; "
+                       "while [ ! -e %s/gate_$PGWORK_TASK_ID ]; do sleep 0.02; done\"} }\n",
+                       dir, dir));
+
+    /* The first incarnation starts a task and dies with it running. */
+    pid_t pid1;
+    struct harness_supervisor *first = pool_spawn_pod(config, conninfo, &pid1);
+    long long dead_task =
+        harness_query_int64(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('gated') RETURNING id");
+    ck_assert(pool_wait_file(harness_printf("%s/started_%lld", dir, dead_task), 10000));
+    const char *dead_owner = pool_owner_of(conn, dead_task);
+    ck_assert_int_eq(kill(pid1, SIGKILL), 0);
+    ck_assert_int_ne(harness_stop_supervisor(first, 0, 10000), -1);
+
+    /* The second one, busy with a task of its own. */
+    struct harness_supervisor *second = pool_spawn_pod(config, conninfo, &pid1);
+    long long live_task =
+        harness_query_int64(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('gated') RETURNING id");
+    ck_assert(pool_wait_file(harness_printf("%s/started_%lld", dir, live_task), 10000));
+    const char *live_owner = pool_owner_of(conn, live_task);
+
+    /* The setting is the one that matters: what the old tag held (pod,
+     * slot, pid) is the same in both... */
+    const char *same_sql = "SELECT count(DISTINCT (split_part(locked_by, '/', 2), "
+                           "split_part(locked_by, '/', 3))) FROM pgwork.tasks "
+                           "WHERE state = 'running'";
+    ck_assert_msg(harness_query_int64(conn, same_sql) == 1,
+                  "the two incarnations' workers differ in slot or pid (%s, %s): the test "
+                  "does not reproduce a restarted pod",
+                  dead_owner, live_owner);
+    ck_assert_ptr_nonnull(strstr(dead_owner, "pgwork-pod"));
+    /* ...and yet the tags differ. */
+    ck_assert_msg(strcmp(dead_owner, live_owner) != 0,
+                  "two incarnations of the pod tagged their worker alike: %s", dead_owner);
+    /* So the dead one's task is taken back when its lease runs out, while
+     * the namesake still runs and renews its own. */
+    if (!harness_wait_until(conn,
+                            harness_printf("SELECT count(*) FROM pgwork.tasks WHERE id = %lld "
+                                           "AND state = 'pending'",
+                                           dead_task),
+                            1, 40000)) {
+        harness_stderr_dump(second);
+        ck_abort_msg("the dead incarnation's task is still %s 40 s later (lease 15 s)",
+                     harness_query_text(conn, harness_printf("SELECT state || ' until ' || "
+                                                             "locked_until FROM pgwork.tasks "
+                                                             "WHERE id = %lld",
+                                                             dead_task)));
+    }
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
+                                               "WHERE state = 'running'"),
+                     1);
+    pool_write_file(harness_printf("%s/gate_%lld", dir, live_task), "");
+    pool_write_file(harness_printf("%s/gate_%lld", dir, dead_task), "");
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 2,
+                                 15000));
+    ck_assert_int_eq(kill(pid1, SIGTERM), 0);
+    ck_assert_int_eq(harness_stop_supervisor(second, 0, 20000), 0);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
     TCase *tc = harness_tcase("pool");
     tcase_add_test(tc, ttou_keeps_low_slot_queue_served);
     tcase_add_test(tc, hup_lowering_count_keeps_low_slot_queue_served);
+    tcase_add_test(tc, restarted_pod_tags_workers_apart);
     suite_add_tcase(s, tc);
     return s;
 }
