@@ -96,7 +96,10 @@ START_TEST(ttin_ttou_within_bounds)
 }
 END_TEST
 
-START_TEST(ttou_retires_idle_worker_not_running_task)
+/* TTOU gives up the highest slot (test_pool.c: never a lower idle one, so
+ * queues served by low slots keep their workers); whichever worker that is,
+ * the running task is not cut short: a busy worker finishes it first. */
+START_TEST(ttou_never_cuts_a_running_task)
 {
     PGconn *conn;
     const char *conninfo = signals_database(&conn);
@@ -117,8 +120,7 @@ START_TEST(ttou_retires_idle_worker_not_running_task)
         ck_assert(harness_now_ms() < deadline);
         usleep(5000);
     }
-    signal_and_wait(sup, sup->pid, SIGTTOU, "retired");
-    wait_workers(conn, sup, 1);
+    signal_and_wait(sup, sup->pid, SIGTTOU, "pool scaled to 1 worker");
     /* The running task was not touched: still running on its first
      * attempt, and it finishes. */
     ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
@@ -129,6 +131,16 @@ START_TEST(ttou_retires_idle_worker_not_running_task)
                                  "SELECT count(*) FROM pgwork.tasks WHERE state = 'done' "
                                  "AND attempts = 1",
                                  1, 15000));
+    wait_workers(conn, sup, 1);
+    /* The one that went is slot 1, the top, and it went cleanly. */
+    ck_assert(harness_stderr_wait_for(sup, ") retired: exit status 0", 10000));
+    const char *text = harness_stderr_text(sup);
+    const char *retired = strstr(text, ") retired: exit status 0");
+    const char *line = retired;
+    while (line > text && line[-1] != '\n')
+        line--;
+    ck_assert_msg(strstr(line, "worker 1 (pid") != NULL && strstr(line, "worker 1 (pid") < retired,
+                  "not slot 1 retired: %.*s", (int)(retired - line), line);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
@@ -299,7 +311,7 @@ Suite *signals_suite(void)
     Suite *s = suite_create("signals");
     TCase *tc = harness_tcase("signals");
     tcase_add_test(tc, ttin_ttou_within_bounds);
-    tcase_add_test(tc, ttou_retires_idle_worker_not_running_task);
+    tcase_add_test(tc, ttou_never_cuts_a_running_task);
     tcase_add_test(tc, hup_applies_valid_and_keeps_on_invalid);
     tcase_add_test(tc, tstp_quiet_then_cont_resumes);
     tcase_add_test(tc, signals_as_pid1_in_namespace);
