@@ -26,6 +26,7 @@ static Suite *(*const suites[])(void) = {
     pool_suite,
     edges_suite,
     listener_suite,
+    evidence_suite,
     sqlpath_suite,
     /* clang-format on */
 };

@@ -20,6 +20,7 @@ Suite *coprocess_suite(void); /* the coprocess handler with the examples/ co-pro
 Suite *pool_suite(void);      /* the worker pool: scaling down, lock tags, fds after fork */
 Suite *edges_suite(void);     /* hostile edges: handler environment, slow HTTP clients */
 Suite *listener_suite(void);  /* the supervisor's connection: stalls, lease and due timers */
+Suite *evidence_suite(void);  /* properties other tests only seemed to prove (sql exactly-once) */
 Suite *sqlpath_suite(void);   /* the sql path under attack: killed backends, long statements */
 
 #endif
