@@ -288,6 +288,60 @@ START_TEST(child_closes_inherited_fds_without_close_range_or_proc)
 }
 END_TEST
 
+/* --- scaling down ----------------------------------------------------------- */
+
+/* Two workers spawned (each fork returns once its stand-in has exited, so
+ * the test alone writes the slots' states afterwards), then slot 0 and 1
+ * put in the given states, as the workers would. */
+static void two_workers(int state0, int state1)
+{
+    child_mode = CHILD_GO_IDLE;
+    hold_mode = HOLD_UNTIL_EXIT;
+    pool_scale(&pool, 1);
+    pool_start_missing(&pool, 1);
+    ck_assert_int_gt(pool.slots[0].pid, 0);
+    ck_assert_int_gt(pool.slots[1].pid, 0);
+    int states[] = {state0, state1};
+    for (unsigned i = 0; i < 2; i++) {
+        shm_idle_mark(&shm, i, states[i] == WORKER_IDLE);
+        atomic_store(&shm.workers[i].state, states[i]);
+    }
+}
+
+static void reap_all(void)
+{
+    for (int i = 0; i < pool.capacity; i++)
+        if (pool.slots[i].pid > 0)
+            waitpid(pool.slots[i].pid, NULL, 0);
+}
+
+/* Slot 1 busy, slot 0 idle: TTOU gives up slot 1 (gracefully: SIGTERM, it
+ * finishes its task), never slot 0, which a queue with workers = 1 needs. */
+START_TEST(scale_down_retires_the_top_slot_even_busy)
+{
+    two_workers(WORKER_IDLE, WORKER_BUSY);
+    pool_scale(&pool, -1);
+    ck_assert_msg(pool.slots[0].wanted && !pool.slots[0].retiring,
+                  "slot 0 was retired while slot 1 runs on");
+    ck_assert(!pool.slots[1].wanted && pool.slots[1].retiring);
+    ck_assert_int_eq(pool.target, 1);
+    reap_all();
+}
+END_TEST
+
+/* A worker sent SIGTERM is not woken: it may exit without looking at the
+ * hint, which would then wait for the safety poll. */
+START_TEST(wake_skips_a_retiring_worker)
+{
+    two_workers(WORKER_BUSY, WORKER_IDLE);
+    pool_scale(&pool, -1);
+    ck_assert(pool.slots[1].retiring);
+    ck_assert_msg(!pool_wake_one(&pool, 0), "the retiring worker in slot 1 was woken");
+    ck_assert_int_eq(atomic_load(&shm.workers[1].state), WORKER_IDLE);
+    reap_all();
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -298,6 +352,8 @@ Suite *pool_suite(void)
     tcase_add_test(tc, child_closes_inherited_fds);
     tcase_add_test(tc, child_closes_inherited_fds_without_close_range);
     tcase_add_test(tc, child_closes_inherited_fds_without_close_range_or_proc);
+    tcase_add_test(tc, scale_down_retires_the_top_slot_even_busy);
+    tcase_add_test(tc, wake_skips_a_retiring_worker);
     suite_add_tcase(s, tc);
     return s;
 }
