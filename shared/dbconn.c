@@ -57,6 +57,19 @@ void dbconn_params(struct dbconn_params *params, const struct pgwork_config *con
     params->values[n] = NULL;
 }
 
+void dbconn_params_add(struct dbconn_params *params, const char *keyword, const char *value)
+{
+    int n = 0;
+    while (params->keywords[n] != NULL)
+        n++;
+    if (n + 1 >= DBCONN_PARAMS_MAX)
+        return; /* cannot happen: DBCONN_PARAMS_MAX leaves room */
+    params->keywords[n] = keyword;
+    params->values[n] = value;
+    params->keywords[n + 1] = NULL;
+    params->values[n + 1] = NULL;
+}
+
 void dbconn_worker_application_name(int slot, char *out, size_t outlen)
 {
     snprintf(out, outlen, "pgwork worker %d", slot);

@@ -16,7 +16,7 @@
 #include "config.h"
 
 /* Room for the keyword/value arrays dbconn_params() fills (NULL-ended). */
-#define DBCONN_PARAMS_MAX 10
+#define DBCONN_PARAMS_MAX 12
 
 struct dbconn_params {
     const char *keywords[DBCONN_PARAMS_MAX];
@@ -29,6 +29,9 @@ struct dbconn_params {
  * application_name. */
 void dbconn_params(struct dbconn_params *params, const struct pgwork_config *config,
                    const char *conninfo, const char *application_name);
+
+/* Append keyword = value (after the conninfo: it wins over it). */
+void dbconn_params_add(struct dbconn_params *params, const char *keyword, const char *value);
 
 /* A worker's application_name, "pgwork worker <slot>": the supervisor
  * matches it before it stops a dead worker's backend. */

@@ -234,6 +234,7 @@ void listener_init(struct listener *l, const struct pgwork_config *config, int e
     l->state = LISTENER_DOWN;
     l->registered_fd = -1;
     l->in_flight_requeue = -1;
+    resolver_init(&l->resolver);
     l->reconnect_due_ms = 0; /* connect at the first chores pass */
     l->queue_names = listener_queue_names(config);
     l->queue_max_attempts = listener_queue_max_attempts(config);
@@ -332,6 +333,7 @@ static void listener_cancel_in_flight(struct listener *l)
 static void listener_disconnect(struct listener *l, const char *why)
 {
     bool was_up = l->state == LISTENER_UP;
+    resolver_cancel(&l->resolver); /* closing its pipe leaves the epoll set */
     listener_unwatch(l);
     if (l->conn != NULL && l->state == LISTENER_UP && l->in_flight != QUERY_NONE)
         listener_cancel_in_flight(l);
@@ -352,12 +354,22 @@ static void listener_disconnect(struct listener *l, const char *why)
         l->callbacks.on_connection(l->ctx, false);
 }
 
-static void listener_connect(struct listener *l, int64_t now)
+/* Start libpq's non-blocking connect; lists (NULL = none) is the
+ * resolver's answer for the conninfo's hosts. */
+static void listener_start_connection(struct listener *l, int64_t now,
+                                      const struct resolver_lists *lists)
 {
     struct dbconn_params params = {0};
     dbconn_params(&params, l->config, config_listen_conninfo(l->config), "pgwork listener");
+    if (lists != NULL) {
+        dbconn_params_add(&params, "host", lists->host);
+        dbconn_params_add(&params, "hostaddr", lists->hostaddr);
+        if (lists->port != NULL)
+            dbconn_params_add(&params, "port", lists->port);
+    }
     l->conn = PQconnectStartParams(params.keywords, params.values, 1);
     if (l->conn == NULL) {
+        l->state = LISTENER_DOWN;
         l->failures++;
         l->reconnect_due_ms = now + listener_backoff_ms(l);
         log_error("cannot start a listener connection: out of memory");
@@ -375,6 +387,46 @@ static void listener_connect(struct listener *l, int64_t now)
     l->connect_deadline_ms = now + LISTENER_CONNECT_TIMEOUT_MS;
     /* PQconnectStart leaves libpq wanting to write first. */
     listener_watch(l, EPOLLOUT);
+}
+
+/* Connect; a host name is looked up by a resolver child first, since
+ * libpq would call a blocking getaddrinfo (DESIGN §8). */
+static void listener_connect(struct listener *l, int64_t now)
+{
+    char *hosts = NULL, *ports = NULL;
+    if (!resolver_needed(config_listen_conninfo(l->config), &hosts, &ports)) {
+        listener_start_connection(l, now, NULL);
+        return;
+    }
+    int rc = resolver_start(&l->resolver, hosts, ports);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = resolver_fd(&l->resolver)};
+    if (rc != 0 || epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, ev.data.fd, &ev) != 0) {
+        log_error("cannot start looking up the database host: %s", strerror(errno));
+        resolver_cancel(&l->resolver);
+        l->failures++;
+        l->reconnect_due_ms = now + listener_backoff_ms(l);
+        return;
+    }
+    l->state = LISTENER_RESOLVING;
+    l->connect_deadline_ms = now + LISTENER_CONNECT_TIMEOUT_MS;
+}
+
+/* The resolver's pipe is readable. */
+static void listener_on_resolved(struct listener *l)
+{
+    struct resolver_lists lists;
+    char why[512];
+    /* Done closes the pipe, which also takes it out of the epoll set. */
+    if (resolver_read(&l->resolver, &lists, why, sizeof(why)) == 0)
+        return;
+    if (lists.host == NULL) {
+        char message[600];
+        snprintf(message, sizeof(message), "cannot connect: %s", why);
+        listener_disconnect(l, message);
+        return;
+    }
+    listener_start_connection(l, time_now_ms(), &lists);
+    resolver_lists_free(&lists); /* libpq copied them */
 }
 
 /* Send the bytes libpq has buffered; wait for EPOLLOUT if the kernel
@@ -935,8 +987,13 @@ static void listener_read(struct listener *l)
     listener_drain_notifications(l);
 }
 
-void listener_on_io(struct listener *l, uint32_t events)
+void listener_on_io(struct listener *l, int fd, uint32_t events)
 {
+    if (l->state == LISTENER_RESOLVING) {
+        if (fd == resolver_fd(&l->resolver))
+            listener_on_resolved(l);
+        return;
+    }
     if (l->state == LISTENER_CONNECTING) {
         listener_continue_connect(l);
         return;
@@ -959,6 +1016,10 @@ void listener_run_chores(struct listener *l, int64_t now)
     case LISTENER_DOWN:
         if (now >= l->reconnect_due_ms)
             listener_connect(l, now);
+        break;
+    case LISTENER_RESOLVING:
+        if (now >= l->connect_deadline_ms)
+            listener_disconnect(l, "looking up the database host timed out");
         break;
     case LISTENER_CONNECTING:
         if (now >= l->connect_deadline_ms)
@@ -987,6 +1048,7 @@ int64_t listener_next_deadline(const struct listener *l)
     switch (l->state) {
     case LISTENER_DOWN:
         return l->reconnect_due_ms;
+    case LISTENER_RESOLVING:
     case LISTENER_CONNECTING:
         return l->connect_deadline_ms;
     case LISTENER_UP:
@@ -1083,6 +1145,7 @@ void listener_request_sweep(struct listener *l)
 
 void listener_close(struct listener *l)
 {
+    resolver_cancel(&l->resolver);
     listener_unwatch(l);
     if (l->conn != NULL)
         PQfinish(l->conn);

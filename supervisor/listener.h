@@ -12,10 +12,12 @@
 
 #include <libpq-fe.h>
 
+#include "resolver.h"
 #include "../shared/config.h"
 
 enum listener_state {
     LISTENER_DOWN,       /* no connection; reconnect at reconnect_due_ms */
+    LISTENER_RESOLVING,  /* a resolver child looks the host name up */
     LISTENER_CONNECTING, /* PQconnectPoll in progress */
     LISTENER_UP,         /* connected; LISTEN sent or active */
 };
@@ -71,6 +73,7 @@ struct listener {
     int registered_fd;          /* fd in epoll, -1 = none */
     uint32_t registered_events; /* its event mask */
 
+    struct resolver resolver;    /* LISTENER_RESOLVING: the lookup */
     int failures;                /* connection attempts failed in a row */
     int64_t reconnect_due_ms;    /* LISTENER_DOWN: when to try again */
     int64_t connect_deadline_ms; /* LISTENER_CONNECTING: give up after */
@@ -133,10 +136,11 @@ int listener_parse_notification(const struct pgwork_config *config, const char *
 void listener_init(struct listener *l, const struct pgwork_config *config, int epoll_fd,
                    const struct listener_callbacks *callbacks, void *ctx);
 
-/* Handle epoll readiness on the connection's socket. */
-void listener_on_io(struct listener *l, uint32_t events);
+/* Handle epoll readiness of fd: the connection's socket, or the pipe of
+ * the resolver child (every fd the listener registered). */
+void listener_on_io(struct listener *l, int fd, uint32_t events);
 
-/* Timers: reconnect, connect timeout, poll, keepalive. */
+/* Timers: reconnect, resolve and connect timeouts, poll, keepalive. */
 void listener_run_chores(struct listener *l, int64_t now);
 
 /* Earliest time listener_run_chores has something to do. */

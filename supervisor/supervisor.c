@@ -547,7 +547,7 @@ static void supervisor_loop(struct supervisor *s)
             else if (fd == http_fd(&s->http))
                 http_run(&s->http);
             else
-                listener_on_io(&s->listener, events[i].events);
+                listener_on_io(&s->listener, fd, events[i].events);
         }
         int64_t now = time_now_ms();
         supervisor_handle_requests(s, now);

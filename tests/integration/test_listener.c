@@ -8,12 +8,16 @@
  * Time bounds are behaviours with wide margins: each bug they catch costs
  * many times the bound (a 25 s statement, a 60 s safety poll).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -314,6 +318,171 @@ START_TEST(future_task_in_long_transaction_starts_at_commit)
 }
 END_TEST
 
+/* A free TCP port on 127.0.0.1 (bound, read, released). */
+static int listener_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    ck_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+              getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* GET path on 127.0.0.1:port; milliseconds until the status line came
+ * back (status into *status), or -1 after timeout_ms. */
+static int64_t listener_http_ms(int port, const char *path, int *status, int timeout_ms)
+{
+    int64_t start = harness_now_ms();
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ck_assert(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    connect(fd, (struct sockaddr *)&a, sizeof(a));
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    char request[128];
+    int n = snprintf(request, sizeof(request), "GET %s HTTP/1.0\r\n\r\n", path);
+    char reply[64] = "";
+    size_t got = 0;
+    bool sent = false;
+    while (harness_now_ms() - start < timeout_ms) {
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        if (!sent) {
+            if (write(fd, request, (size_t)n) != n)
+                break;
+            sent = true;
+            p.events = POLLIN;
+            continue;
+        }
+        ssize_t r = read(fd, reply + got, sizeof(reply) - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        reply[got] = '\0';
+        if (strchr(reply, '\n') != NULL) {
+            close(fd);
+            *status = atoi(reply + strcspn(reply, " "));
+            return harness_now_ms() - start;
+        }
+    }
+    close(fd);
+    return -1;
+}
+
+/* Milliseconds until SIGUSR1's status lines appear, or -1 after 5 s. */
+static int64_t listener_usr1_ms(struct harness_supervisor *sup)
+{
+    size_t before = strlen(harness_stderr_text(sup));
+    int64_t start = harness_now_ms();
+    ck_assert_int_eq(kill(sup->pid, SIGUSR1), 0);
+    while (strstr(harness_stderr_text(sup) + before, "status queue ") == NULL) {
+        if (harness_now_ms() - start > 5000)
+            return -1;
+        usleep(1000);
+    }
+    return harness_now_ms() - start;
+}
+
+/*
+ * Issue 10 item 10: libpq's "non-blocking" connect resolves a host name
+ * with a blocking getaddrinfo. With a resolver that never answers (a mount
+ * namespace whose resolv.conf names a silent UDP socket on 127.0.0.2),
+ * signals and /healthz must still be answered at once while the
+ * supervisor's connection waits for the name.
+ */
+START_TEST(slow_dns_does_not_block_the_loop)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "SKIP: slow_dns_does_not_block_the_loop: needs root (mount namespace, "
+                        "port 53)\n");
+        return;
+    }
+    /* The silent resolver: takes queries, answers none. */
+    int dns = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(53)};
+    inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
+    ck_assert_msg(dns >= 0 && bind(dns, (struct sockaddr *)&a, sizeof(a)) == 0,
+                  "cannot bind 127.0.0.2:53: %s", strerror(errno));
+    const char *resolv = harness_printf("%s/resolv.conf", harness_tmpdir());
+    FILE *f = fopen(resolv, "w");
+    ck_assert(f != NULL);
+    fprintf(f, "nameserver 127.0.0.2\noptions timeout:5 attempts:3\n");
+    ck_assert_int_eq(fclose(f), 0);
+
+    int port = listener_free_port();
+    const char *config = harness_write_config(
+        harness_printf("workers { count = 1 restart_delay_min = 1s }\n"
+                       "log { level = \"info\" format = \"text\" }\n"
+                       "http { listen = \"127.0.0.1:%d\" }\n"
+                       "queue \"q\" { handler = \"sql\" statement = \"SELECT 1\" }\n",
+                       port));
+    const char *const wrapper[] = {
+        "unshare", "--mount", "sh", "-c", "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"",
+        resolv,    NULL};
+    struct harness_spawn_opts opts = {.wrapper = wrapper};
+    struct harness_supervisor *sup = harness_spawn_supervisor_opts(
+        config, "host=pgwork-dns-test.example port=5432 dbname=postgres connect_timeout=30", &opts);
+    if (!harness_stderr_wait_for(sup, "starting: ", 15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("the supervisor did not start");
+    }
+
+    /* 6 s of probes: the lookup hangs for 15 s (3 tries of 5 s). */
+    int64_t worst_usr1 = 0, worst_http = 0;
+    int probes = 0;
+    for (int64_t end = harness_now_ms() + 6000; harness_now_ms() < end; probes++) {
+        int64_t usr1 = listener_usr1_ms(sup);
+        int status = 0;
+        int64_t http = listener_http_ms(port, "/healthz", &status, 5000);
+        if (usr1 < 0 || usr1 > worst_usr1)
+            worst_usr1 = usr1 < 0 ? 5000 : usr1;
+        if (http < 0 || http > worst_http)
+            worst_http = http < 0 ? 5000 : http;
+        ck_assert_msg(http < 0 || status == 200, "/healthz answered %d", status);
+        usleep(50000);
+    }
+    /* The name really went to our silent resolver. */
+    char query[512];
+    ssize_t asked = recv(dns, query, sizeof(query), MSG_DONTWAIT);
+    close(dns);
+    if (worst_usr1 >= 250 || worst_http >= 250)
+        harness_stderr_dump(sup);
+    ck_assert_msg(asked > 0, "no DNS query reached the test's resolver");
+    ck_assert_msg(worst_usr1 < 250 && worst_http < 250,
+                  "while the database host was being looked up, the slowest of %d SIGUSR1 "
+                  "answers took %" PRId64 " ms and the slowest /healthz %" PRId64 " ms",
+                  probes, worst_usr1, worst_http);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/* The other half: a host name that resolves (localhost, both ::1 and
+ * 127.0.0.1; only 127.0.0.1 answers, through a proxy to the test
+ * cluster) is looked up by the resolver child and connected by address. */
+START_TEST(resolved_host_name_connects)
+{
+    PGconn *conn;
+    char name[HARNESS_NAME_MAX];
+    const char *conninfo = harness_db_create(name);
+    ck_assert_int_eq(harness_migrate(conninfo), 0);
+    conn = harness_connect(conninfo);
+    harness_exec(conn, "CREATE TABLE results (task bigint)");
+    struct harness_proxy *proxy = harness_proxy_start(harness_pg_socket_path());
+    const char *by_name = harness_printf("host=localhost port=%d dbname=%s", proxy->port, name);
+    const char *config = listener_config(
+        "count = 1",
+        "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" }");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, by_name);
+    listener_wait_listening(sup);
+    harness_exec(conn, "SELECT pgwork.enqueue('q', '{}')");
+    listener_expect(conn, sup, "SELECT count(*) FROM results", 1, 15000, "the task ran");
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 Suite *listener_suite(void)
 {
     Suite *s = suite_create("listener");
@@ -325,6 +494,11 @@ Suite *listener_suite(void)
     tc = harness_tcase("timers");
     tcase_add_test(tc, dead_pod_tasks_taken_back_at_lease_end);
     tcase_add_test(tc, future_task_in_long_transaction_starts_at_commit);
+    suite_add_tcase(s, tc);
+
+    tc = harness_tcase("dns");
+    tcase_add_test(tc, slow_dns_does_not_block_the_loop);
+    tcase_add_test(tc, resolved_host_name_connects);
     suite_add_tcase(s, tc);
     return s;
 }
