@@ -288,6 +288,7 @@ static bool db_try(PGconn *c, const char *sql)
 }
 
 static const char *schema_sql =
+    "CREATE EXTENSION pgrowlocks;"
     "CREATE TABLE effects (task bigint NOT NULL, at timestamptz DEFAULT clock_timestamp());"
     "CREATE INDEX ON effects (task);"
     "CREATE TABLE runs (task bigint NOT NULL);"
@@ -543,14 +544,18 @@ static bool read_status(const char *log, size_t from, struct status *st)
     return complete;
 }
 
-/* Queues with a due task right now, as a bit mask; -1 when the database
+/* Queues with a due task nobody works on right now, as a bit mask; -1 when the database
  * does not answer. */
 static int due_queues(PGconn **c)
 {
     if (!db_ensure(c, 200))
         return -1;
+    /* A sql batch keeps its tasks pending, row-locked, while it runs:
+     * those are being worked on. pgrowlocks sees the locks without taking
+     * any (a lock of ours would make the workers' claims skip the rows). */
     PGresult *r = PQexec(*c, "SELECT DISTINCT queue FROM pgwork.tasks WHERE state = 'pending' "
-                             "AND run_at <= now()");
+                             "AND run_at <= now() AND ctid NOT IN (SELECT locked_row FROM "
+                             "pgrowlocks('pgwork.tasks'))");
     int mask = -1;
     if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         mask = 0;
@@ -563,8 +568,51 @@ static int due_queues(PGconn **c)
     return mask;
 }
 
-/* The stall rule for pod p after a status snapshot (lock held). */
-static void judge_stalls(struct pod *p, const struct status *st, int due, int64_t now)
+/* Why queue q's due tasks wait: printed after a stall is reported, so
+ * that a finding says whether the rows are locked and by what. */
+static void diagnose_stall(PGconn *c, int q)
+{
+    const char *params[1] = {queues[q].name};
+    PGresult *r = PQexecParams(
+        c,
+        "SELECT id, attempts, round(extract(epoch FROM now() - run_at) * 1000) AS overdue_ms, "
+        "locked_by, left(last_error, 100) AS last_error FROM pgwork.tasks WHERE queue = $1 AND "
+        "state = 'pending' AND run_at <= now() AND ctid NOT IN (SELECT locked_row FROM "
+        "pgrowlocks('pgwork.tasks')) ORDER BY run_at LIMIT 3",
+        1, NULL, params, NULL, NULL, 0);
+    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+        /* Locked? A NOWAIT lock in a transaction rolled back at once. */
+        char sql[160];
+        snprintf(sql, sizeof(sql),
+                 "BEGIN; SELECT 1 FROM pgwork.tasks WHERE id = %s FOR UPDATE NOWAIT; ROLLBACK",
+                 PQgetvalue(r, i, 0));
+        bool unlocked = db_try(c, sql);
+        if (!unlocked)
+            db_try(c, "ROLLBACK");
+        chaos_say("  due %s task %s: attempts %s, overdue %s ms, %s, last locked_by %s, "
+                  "last_error %s",
+                  queues[q].name, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                  unlocked ? "row not locked" : "ROW LOCKED by another transaction",
+                  PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
+    }
+    PQclear(r);
+    r = PQexec(c, "SELECT pid, application_name AS app, state, wait_event_type || ':' || "
+                  "wait_event AS wait, round(extract(epoch FROM now() - state_change) * 1000) AS "
+                  "for_ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query FROM "
+                  "pg_stat_activity WHERE datname = current_database() AND application_name LIKE "
+                  "'pgwork%' AND (state <> 'idle' OR wait_event_type = 'Lock') ORDER BY "
+                  "state_change LIMIT 8");
+    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++)
+        chaos_say("  backend %s (%s): %s, wait %s, for %s ms: %s", PQgetvalue(r, i, 0),
+                  PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+                  PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
+    PQclear(r);
+}
+
+/* The stall rule for pod p after a status snapshot (lock held); sets
+ * diagnose[q] for each stall it reported. */
+static void judge_stalls(struct pod *p, const struct status *st, int due, int64_t now,
+                         bool *diagnose)
 {
     int idle_any = 0;
     for (int s = 0; s < MAX_SLOTS; s++)
@@ -602,6 +650,7 @@ static void judge_stalls(struct pod *p, const struct status *st, int due, int64_
                 if (st->slot_state[k] != 0)
                     len += (size_t)snprintf(slots + len, sizeof(slots) - len, " %d:%s", k,
                                             st->slot_state[k] == 1 ? "idle" : "busy");
+            diagnose[q] = true;
             pthread_mutex_unlock(&lock);
             violation("stall",
                       "%s: queue %s has a due task and %s for %" PRId64 " ms (slots:%s; log %s)",
@@ -657,9 +706,13 @@ static void *prober_main(void *arg)
             p->slow_probes += slow;
             char name[8];
             snprintf(name, sizeof(name), "%s", p->name);
+            bool diagnose[QUEUES] = {false};
             if (complete)
-                judge_stalls(p, &st, due, now);
+                judge_stalls(p, &st, due, now, diagnose);
             pthread_mutex_unlock(&lock);
+            for (int q = 0; q < QUEUES; q++)
+                if (diagnose[q] && db_ensure(&c, 200))
+                    diagnose_stall(c, q);
             if (slow)
                 violation("probe",
                           "%s: USR1 status line after %s%" PRId64 " ms, /healthz after %s%" PRId64
