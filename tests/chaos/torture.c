@@ -176,6 +176,7 @@ static bool fault_on[F_COUNT], poison_on[P_COUNT];
 static char faults_spec[512], poison_spec[256];
 static const char *handler_bin, *tcpproxy_bin;
 static char *runs_path, *db_conninfo;
+static FILE *fault_log; /* CHAOS_DIR/faults.log: when each fault hit what */
 
 static int injected[F_COUNT];
 static int violations;
@@ -188,6 +189,17 @@ static atomic_bool prober_stop;
 static pid_t slow_pids[16]; /* slow-http clients running */
 
 /* --- messages ------------------------------------------------------------- */
+
+static const char *utc_now(char *buf, size_t len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(buf, len, "%02d:%02d:%02d.%03ldZ", tm.tm_hour, tm.tm_min, tm.tm_sec,
+             ts.tv_nsec / 1000000);
+    return buf;
+}
 
 static void violation(const char *invariant, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -202,15 +214,12 @@ static void violation(const char *invariant, const char *fmt, ...)
     if (violations++ == 0)
         snprintf(first_violation, sizeof(first_violation), "%s: %s", invariant, text);
     pthread_mutex_unlock(&lock);
-    /* The wall clock, to find the moment in the pods' logs (UTC there too). */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    chaos_say("VIOLATION %s (seed %" PRIu64 ", at %02d:%02d:%02d.%03ldZ): %s", invariant, seed,
-              tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, text);
+    char at[32];
+    chaos_say("VIOLATION %s (seed %" PRIu64 ", at %s): %s", invariant, seed,
+              utc_now(at, sizeof(at)), text);
 }
 
+/* The wall clock as HH:MM:SS.mmmZ (the pods' logs are in UTC too). */
 static uint64_t rnd(uint64_t n)
 {
     return n == 0 ? 0 : chaos_rng(&rng_state) % n;
@@ -880,6 +889,8 @@ static pid_t slow_http_start(int port, int64_t ms)
 
 /* Inject fault f (lock held unless a database fault); true if it could
  * be (a pod to hit, a process to kill). */
+static char last_target[16]; /* the pod the last fault hit, for faults.log */
+
 static bool inject_locked(enum fault f, PGconn **c)
 {
     int64_t now = chaos_now_ms();
@@ -887,6 +898,7 @@ static bool inject_locked(enum fault f, PGconn **c)
     bool db_fault =
         f == F_TERMINATE_BACKEND || f == F_BURST_SINGLE || f == F_BURST_BULK || f == F_BURST_FUTURE;
     struct pod *p = db_fault ? NULL : random_pod();
+    snprintf(last_target, sizeof(last_target), "%s", p != NULL ? p->name : "");
     switch (f) {
     case F_KILL_WORKER:
     case F_KILL_HANDLER: {
@@ -1246,6 +1258,11 @@ static void setup(void)
     if (access(handler_bin, X_OK) != 0 || access(tcpproxy_bin, X_OK) != 0)
         chaos_die("%s or %s is not built", handler_bin, tcpproxy_bin);
     runs_path = chaos_xasprintf("%s/runs", chaos_dir());
+    char *faults_path = chaos_xasprintf("%s/faults.log", chaos_dir());
+    fault_log = fopen(faults_path, "w");
+    if (fault_log == NULL)
+        chaos_die("%s: %s", faults_path, strerror(errno));
+    free(faults_path);
 
     PGconn *c;
     db_conninfo = chaos_make_database("torture", &c);
@@ -1341,6 +1358,10 @@ int main(void)
                 enum fault f = pick_fault();
                 if (inject(f, &c)) {
                     injected[f]++;
+                    char at[32];
+                    fprintf(fault_log, "%s %s%s%s\n", utc_now(at, sizeof(at)), fault_kinds[f].name,
+                            last_target[0] ? " " : "", last_target);
+                    fflush(fault_log);
                     break;
                 }
             }
