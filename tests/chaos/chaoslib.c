@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -551,6 +552,28 @@ int64_t chaos_cpu_ms(pid_t pid)
 
 /* --- the TCP proxy -------------------------------------------------------- */
 
+/* One line from fd (byte by byte: nothing of the next line is consumed),
+ * within timeout_ms. */
+static bool proxy_line(int fd, char *line, size_t len, int timeout_ms)
+{
+    int64_t deadline = chaos_now_ms() + timeout_ms;
+    size_t n = 0;
+    while (n + 1 < len) {
+        int64_t left = deadline - chaos_now_ms();
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            return false;
+        char c;
+        if (read(fd, &c, 1) != 1)
+            return false;
+        if (c == '\n')
+            break;
+        line[n++] = c;
+    }
+    line[n] = '\0';
+    return true;
+}
+
 struct chaos_proxy chaos_proxy_start(const char *tcpproxy, const char *target, const char *log)
 {
     int fds[2];
@@ -578,13 +601,23 @@ struct chaos_proxy chaos_proxy_start(const char *tcpproxy, const char *target, c
     close(fds[1]);
     if (err >= 0)
         close(err);
-    char buf[32] = "";
-    ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
-    close(fds[0]);
-    p.port = n > 0 ? atoi(buf) : 0;
+    p.out = fds[0];
+    char line[64];
+    p.port = proxy_line(p.out, line, sizeof(line), 10000) ? atoi(line) : 0;
     if (p.port <= 0)
         chaos_die("%s %s did not start", tcpproxy, target);
     return p;
+}
+
+int chaos_proxy_signal(struct chaos_proxy *proxy, int sig, int timeout_ms)
+{
+    if (kill(proxy->pid, sig) != 0)
+        return -1;
+    char line[64];
+    if (!proxy_line(proxy->out, line, sizeof(line), timeout_ms))
+        return -1;
+    const char *n = strchr(line, ' ');
+    return n != NULL ? atoi(n + 1) : 0;
 }
 
 int chaos_free_port(void)

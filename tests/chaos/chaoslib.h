@@ -103,11 +103,17 @@ int64_t chaos_cpu_ms(pid_t pid);
 struct chaos_proxy {
     pid_t pid;
     int port;
+    int out; /* its stdout: one acknowledgement line per signal */
 };
 
 /* Start tcpproxy (path) in front of target, its stderr appended to log
  * (NULL: ours); dies when it cannot. */
 struct chaos_proxy chaos_proxy_start(const char *tcpproxy, const char *target, const char *log);
+
+/* Send sig (USR1, USR2, HUP) and wait up to timeout_ms for the proxy to
+ * say it took effect: the number it reports ("usr1 N": connections now
+ * black-holed), or -1 without an answer. */
+int chaos_proxy_signal(struct chaos_proxy *proxy, int sig, int timeout_ms);
 
 /* A TCP port on 127.0.0.1 free right now. */
 int chaos_free_port(void);

@@ -186,7 +186,7 @@ static int violations;
 static char first_violation[600];
 static int64_t worst_stall;
 static char worst_stall_where[64];
-static int bursts_skipped, enqueue_failures, tasks_enqueued;
+static int bursts_skipped, enqueue_failures, tasks_enqueued, blackholed_connections;
 static atomic_bool pg_restarting;
 static atomic_bool prober_stop;
 static pid_t slow_pids[16]; /* slow-http clients running */
@@ -457,7 +457,7 @@ static void pods_deferred(void)
             p->exclude_until = now + 1000;
         }
         if (p->blackhole_end > 0 && now >= p->blackhole_end) {
-            kill(p->proxy.pid, SIGHUP);
+            chaos_proxy_signal(&p->proxy, SIGHUP, 2000);
             p->blackhole_end = 0;
         }
         if (p->pid == 0 && p->restart_at > 0 && now >= p->restart_at)
@@ -956,7 +956,12 @@ static bool inject_locked(enum fault f, PGconn **c)
     case F_BLACKHOLE:
         if (p == NULL || p->blackhole_end > 0)
             return false;
-        kill(p->proxy.pid, SIGUSR1);
+        /* Acknowledged by the proxy once in place: a hole with nothing in
+         * it tested nothing. */
+        int holed = chaos_proxy_signal(&p->proxy, SIGUSR1, 2000);
+        if (holed <= 0)
+            return false;
+        blackholed_connections += holed;
         p->blackhole_end = now + rnd_between(1000, 8000);
         /* Until the keepalive has found out and the listener is back. */
         p->exclude_until = now + KEEPALIVE_INTERVAL_MS + KEEPALIVE_TIMEOUT_MS + 1500;
@@ -1213,8 +1218,8 @@ static void print_table(PGconn *c, int64_t done, int64_t dead, int64_t dups)
         if (fault_on[f])
             printf("%-22s %d\n", fault_kinds[f].name, injected[f]);
     printf("(bursts skipped at a backlog of %d: %d; enqueue statements that failed: %d; "
-           "tasks enqueued: %d)\n",
-           BACKLOG_CAP, bursts_skipped, enqueue_failures, tasks_enqueued);
+           "tasks enqueued: %d; connections black-holed: %d)\n",
+           BACKLOG_CAP, bursts_skipped, enqueue_failures, tasks_enqueued, blackholed_connections);
     printf("\n%-8s %8s %8s %8s %8s %10s %12s\n", "queue", "done", "dead", "pending", "running",
            "poison", "max attempts");
     PGresult *r = PQexec(c, "SELECT queue, count(*) FILTER (WHERE state = 'done'), count(*) "

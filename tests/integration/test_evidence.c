@@ -124,8 +124,8 @@ static void evidence_kill_between_effect_and_done(bool in_done)
         ck_abort_msg("the task is not done 15 s after its worker was killed");
     }
     int64_t effects = harness_query_int64(conn, "SELECT count(*) FROM effects");
-    ck_assert_msg(effects == 1, "%" PRId64 " effects for one done task (worker killed %s)",
-                  effects, in_done ? "in the done update" : "in the statement");
+    ck_assert_msg(effects == 1, "%" PRId64 " effects for one done task (worker killed %s)", effects,
+                  in_done ? "in the done update" : "in the statement");
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 
