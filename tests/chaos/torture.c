@@ -337,7 +337,7 @@ static char *config_text(const struct pod *p, int count, const int *batch)
                 handler_bin, strcmp(queues[q].handler, "coprocess") == 0 ? "coprocess" : "exec",
                 runs_path);
         char *next =
-            chaos_xasprintf("%squeue \"%s\" { %s batch = %d timeout = 3s max_attempts = %d "
+            chaos_xasprintf("%squeue \"%s\" { %s batch = %d timeout = 2s max_attempts = %d "
                             "backoff_base = 100ms backoff_max = 500ms workers = %d }\n",
                             qtext, queues[q].name, body, batch[q], MAX_ATTEMPTS, queues[q].slots);
         free(body);
@@ -1156,7 +1156,13 @@ static void settle_and_judge(PGconn **c, int64_t run_started)
         chaos_say("every task ended %.1f s after the faults stopped", (double)settled_ms / 1000);
     }
 
-    /* Crash loops: no restart once the causes are gone. */
+    /* Crash loops: no restart once the causes are gone (every task ended;
+     * with tasks left, a restart may still have a cause). */
+    if (unfinished != 0) {
+        chaos_say("crash-loop check skipped: tasks are left");
+        atomic_store(&prober_stop, true);
+        return;
+    }
     int before[PODS];
     for (int i = 0; i < PODS; i++)
         before[i] = restarts_logged(&pods[i]);
