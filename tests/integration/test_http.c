@@ -5,6 +5,7 @@
  * are checked against what the tasks did in the database.
  */
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -91,6 +92,9 @@ static struct http_fixture http_start_supervisor(const char *database_url)
     f.base = harness_printf("http://127.0.0.1:%d", port);
     const char *config =
         harness_write_config(harness_printf("workers { count = 2 }\n"
+                                            /* A ping a second: its listener's
+                                             * queries can be waited for. */
+                                            "listener { keepalive_interval = 1s }\n"
                                             "http { listen = \"127.0.0.1:%d\" }\n"
                                             "log { format = \"text\" }\n"
                                             "queue \"q \\\"quoted\\\"\" { handler = \"sql\" "
@@ -188,17 +192,46 @@ START_TEST(queue_depth_only_while_scraped)
                          "SELECT 'q \"quoted\"' FROM generate_series(1, 5)");
     harness_exec(f.conn, "INSERT INTO pgwork.tasks (queue, run_at) "
                          "VALUES ('q \"quoted\"', now() + interval '1 hour')");
+
+    /* Nothing scrapes: no depth query, ever. Wait for a keepalive ping that
+     * started after this point (the listener's last query, idle): a ping
+     * goes only when nothing more urgent is due, depth included, so a
+     * depth reading asked for without a scrape would have gone first. */
+    harness_exec(f.conn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    const char *since = harness_query_text(f.conn, "SELECT now()::text");
+    const char *ping_sql =
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = 'pgwork listener' AND state = 'idle'"
+        " AND query LIKE '%pg_notify(%ping%' AND query_start > $1::timestamptz";
+    int64_t deadline = harness_now_ms() + 10000;
+    while (harness_query_int64p(f.conn, ping_sql, 1, (const char *const[]){since}) == 0) {
+        ck_assert_msg(harness_now_ms() < deadline, "no keepalive ping within 10 s");
+        usleep(20000);
+    }
+    /* pg_stat_statements (tests/pg.sh loads it, track = all) counts each
+     * statement as it ends; this database is new, so its counts are this
+     * supervisor's. Our own query's pattern is a constant, stored as $1. */
+    const char *depth_queries =
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s"
+        " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"
+        " AND s.query LIKE '%pg_notification_queue_usage()%'";
+    int64_t unscraped = harness_query_int64(f.conn, depth_queries);
+    ck_assert_msg(unscraped == 0, "%" PRId64 " queue depth queries while nothing scraped",
+                  unscraped);
+
     const char *depth = "pgwork_queue_depth{queue=\"q \\\"quoted\\\"\",state=\"pending_due\"}";
     const char *later = "pgwork_queue_depth{queue=\"q \\\"quoted\\\"\",state=\"pending_later\"}";
     const char *m;
     /* The first scrape asks for a reading; a later one shows it. */
-    int64_t deadline = harness_now_ms() + 10000;
+    deadline = harness_now_ms() + 10000;
     do {
         ck_assert_int_eq(http_get(harness_printf("%s/metrics", f.base), true, &m), 200);
     } while (http_sample(m, depth) < 0 && harness_now_ms() < deadline);
     ck_assert_double_eq(http_sample(m, depth), 5);
     ck_assert_double_eq(http_sample(m, later), 1);
     ck_assert(http_sample(m, "pgwork_notification_queue_usage{}") >= 0);
+    /* ... and the count above sees depth queries when they happen. */
+    ck_assert_int_ge(harness_query_int64(f.conn, depth_queries), 1);
     ck_assert_int_eq(harness_stop_supervisor(f.sup, SIGTERM, 20000), 0);
 }
 END_TEST
