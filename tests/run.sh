@@ -10,9 +10,11 @@
 # and removes the cluster and the directory on exit — also after a failure
 # or Ctrl-C.
 #
-# The last line is always "N passed, N failed" (Check's tests of both
-# binaries, and the deploy checks); the exit status is non-zero if anything
-# failed. Binaries built with sanitizers (make test SANITIZE=1) run with
+# The last line is always "N passed, N failed, N skipped" (Check's tests of
+# both binaries, and the deploy checks); the exit status is non-zero if
+# anything failed. A test that cannot run here (root only) prints
+# "SKIP: <test>: <why>" (harness_skip) and counts as skipped, not passed;
+# with CI=true a skip fails the run: CI runs as root and must run them all. Binaries built with sanitizers (make test SANITIZE=1) run with
 # errors fatal and leak detection on. Check's variables (CK_RUN_SUITE,
 # CK_RUN_CASE, CK_FORK, ...) pass through, e.g. CK_RUN_SUITE=migrate make test.
 set -u
@@ -44,7 +46,7 @@ trap 'exit 143' TERM
 
 if ! env_line=$(sh "$here/pg.sh" start "$tmp/pg"); then
     echo "run.sh: could not start PostgreSQL" >&2
-    echo "0 passed, 1 failed"
+    echo "0 passed, 1 failed, 0 skipped"
     exit 1
 fi
 eval "$env_line"
@@ -65,6 +67,7 @@ fi
 # --- run the test binaries --------------------------------------------------
 passed=0
 failed=0
+skipped=0
 status=0
 
 # run_check NAME BIN: run a Check binary, show its output as it comes, and add
@@ -86,7 +89,10 @@ run_check() {
     fi
     # shellcheck disable=SC2086 # split "C F E" into $1 $2 $3
     set -- $summary
-    passed=$((passed + $1 - $2 - $3))
+    # Check has no skipped state: a skipped test returned early, "passed".
+    skips=$(grep -c '^SKIP: ' "$log")
+    skipped=$((skipped + skips))
+    passed=$((passed + $1 - $2 - $3 - skips))
     failed=$((failed + $2 + $3))
     if [ "$rc" -ne 0 ]; then
         status=1
@@ -115,15 +121,28 @@ fi
 # "deploy: N passed, N failed, N skipped".
 echo "==> deploy"
 { sh "$here/deploy/run.sh" "$build" 2>&1; echo $? >"$tmp/deploy.rc"; } | tee "$tmp/deploy.log"
-deploy_counts=$(sed -n 's/^deploy: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p' "$tmp/deploy.log" | tail -n 1)
+deploy_counts=$(sed -n 's/^deploy: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped.*/\1 \2 \3/p' "$tmp/deploy.log" | tail -n 1)
 if [ -n "$deploy_counts" ]; then
-    passed=$((passed + ${deploy_counts% *}))
-    failed=$((failed + ${deploy_counts#* }))
+    # shellcheck disable=SC2086 # split "P F S" into $1 $2 $3
+    set -- $deploy_counts
+    passed=$((passed + $1))
+    failed=$((failed + $2))
+    skipped=$((skipped + $3))
 else
     failed=$((failed + 1))
 fi
 [ "$(cat "$tmp/deploy.rc" 2>/dev/null || echo 1)" -eq 0 ] || status=1
 
 [ "$failed" -eq 0 ] || status=1
-echo "$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+    echo "run.sh: skipped:" >&2
+    grep -h '^SKIP: \|^skip: ' "$tmp"/*.log >&2
+    # CI runs as root: a test skipped there is a test that never runs.
+    if [ "${CI:-}" = true ]; then
+        echo "run.sh: CI=true: $skipped test(s) skipped (running as uid $(id -u));" \
+            "CI must run every test (as root)" >&2
+        status=1
+    fi
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
 exit $status

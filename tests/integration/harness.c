@@ -60,6 +60,16 @@ int64_t harness_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void harness_skip(const char *test, const char *why)
+{
+    /* One write: the line stays whole among other processes' output. */
+    char line[512];
+    int n = snprintf(line, sizeof(line), "SKIP: %s: %s\n", test, why);
+    if (n > 0 &&
+        write(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1) < 0)
+        perror("harness: SKIP line");
+}
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};

@@ -163,6 +163,13 @@ const char *harness_printf(const char *fmt, ...) __attribute__((format(printf, 1
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t harness_now_ms(void);
 
+/* A test that cannot run here (not root, no PID namespaces): says so on
+ * stderr, one line "SKIP: <test>: <why>". Check has no skipped state, so
+ * the test still counts as passed there; tests/run.sh counts these lines,
+ * reports them as skipped instead, and fails under CI=true, where every
+ * test must run. The caller returns right after. */
+void harness_skip(const char *test, const char *why);
+
 /* --- failure tests: process groups, wrappers, the cluster itself ---------- */
 
 /* Options for harness_spawn_supervisor_opts(); zero = harness_spawn_supervisor. */

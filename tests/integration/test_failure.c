@@ -1007,7 +1007,7 @@ static pid_t failure_child_of(pid_t parent)
 START_TEST(pid1_reaps_orphans)
 {
     if (geteuid() != 0) {
-        fprintf(stderr, "pid1_reaps_orphans: SKIPPED: needs root for unshare --pid\n");
+        harness_skip("pid1_reaps_orphans", "needs root (unshare --pid)");
         return;
     }
     const char *const probe[] = {"unshare", "--pid", "--fork", "--mount-proc", "true", NULL};
@@ -1022,8 +1022,7 @@ START_TEST(pid1_reaps_orphans)
     int probe_status;
     ck_assert_int_eq(waitpid(pp, &probe_status, 0), pp);
     if (!WIFEXITED(probe_status) || WEXITSTATUS(probe_status) != 0) {
-        fprintf(stderr, "pid1_reaps_orphans: SKIPPED: unshare --pid --fork --mount-proc "
-                        "does not work here\n");
+        harness_skip("pid1_reaps_orphans", "unshare --pid --fork --mount-proc does not work here");
         return;
     }
 

@@ -265,7 +265,7 @@ static const char *pool_owner_of(PGconn *conn, long long task)
 START_TEST(restarted_pod_tags_workers_apart)
 {
     if (geteuid() != 0) {
-        fprintf(stderr, "restarted_pod_tags_workers_apart: SKIPPED: needs root for unshare\n");
+        harness_skip("restarted_pod_tags_workers_apart", "needs root (unshare)");
         return;
     }
     PGconn *conn;

@@ -237,7 +237,7 @@ static pid_t signals_child_of(pid_t pid)
 START_TEST(signals_as_pid1_in_namespace)
 {
     if (geteuid() != 0) {
-        fprintf(stderr, "signals_as_pid1_in_namespace: skipped (needs root for unshare --pid)\n");
+        harness_skip("signals_as_pid1_in_namespace", "needs root (unshare --pid)");
         return;
     }
     PGconn *conn;
@@ -275,7 +275,7 @@ END_TEST
 START_TEST(sigquit_as_pid1_requeues_and_exits_0)
 {
     if (geteuid() != 0) {
-        fprintf(stderr, "sigquit_as_pid1_requeues_and_exits_0: skipped (needs root)\n");
+        harness_skip("sigquit_as_pid1_requeues_and_exits_0", "needs root (unshare --pid)");
         return;
     }
     PGconn *conn;
