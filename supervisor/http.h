@@ -20,10 +20,21 @@ struct http_handlers {
     void *ctx;
 };
 
+struct http_conn; /* one client connection (http.c) */
+
 struct http_server {
     struct MHD_Daemon *daemon; /* NULL = endpoint off */
     struct http_handlers handlers;
     uint64_t requests; /* served, for the status line */
+    /* Connections waiting for a request, oldest first (http.c): the head
+     * is the next to pass its deadline and the first to be dropped when
+     * the connections run out. */
+    struct http_conn *waiting_head, *waiting_tail;
+    unsigned open;           /* connections libmicrohttpd holds */
+    unsigned keep_free;      /* drop the oldest waiting one above this many */
+    uint64_t dropped;        /* connections closed for being slow */
+    uint64_t drops_unlogged; /* of those, not yet in a log line */
+    int64_t drops_logged_at; /* last such line (ms), 0 = none yet */
 };
 
 /* Start listening on listen ("host:port", "[v6]:port"; "" = off).
@@ -33,11 +44,12 @@ int http_start(struct http_server *http, const char *listen, const struct http_h
 /* The fd to watch for EPOLLIN (libmicrohttpd's own epoll fd), -1 = off. */
 int http_fd(const struct http_server *http);
 
-/* Let libmicrohttpd accept, read, answer and time out connections. */
+/* Let libmicrohttpd accept, read, answer and time out connections; close
+ * those that have not sent a whole request within HTTP_REQUEST_DEADLINE_MS. */
 void http_run(struct http_server *http);
 
 /* Earliest time http_run must be called without an event (connection
- * timeouts), INT64_MAX = none. */
+ * timeouts, request deadlines), INT64_MAX = none. */
 int64_t http_next_deadline(const struct http_server *http, int64_t now);
 
 void http_stop(struct http_server *http);
