@@ -5,6 +5,7 @@
  * claim counts from the supervisor's shared-memory counters, which its
  * SIGUSR1 status lines print.
  */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,7 +229,10 @@ START_TEST(scheduled_task_starts_on_time)
         conn, "SELECT (extract(epoch FROM r.started - t.run_at) * 1000)::bigint "
               "FROM results r JOIN pgwork.tasks t ON t.id = r.task");
     ck_assert_int_ge(late_ms, 0);
-    ck_assert_int_lt(late_ms, 100);
+    /* Started by the supervisor's timer, not by a poll (60 s here). How
+     * close to run_at is a speed figure: make bench's scheduled lateness. */
+    ck_assert_msg(late_ms < 1000, "started %" PRId64 " ms after its run_at: not by the timer",
+                  late_ms);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST

@@ -369,7 +369,9 @@ START_TEST(test_timeout_kills_group)
     int64_t elapsed = time_now_ms() - start;
     ck_assert_str_eq(error, "timed out after 300ms");
     ck_assert_int_ge(elapsed, 300);
-    ck_assert_msg(elapsed < 1500, "took %lld ms: SIGTERM did not work", (long long)elapsed);
+    /* KILL would come 2 s after TERM. */
+    ck_assert_msg(elapsed < 300 + 2000 - 50, "took %lld ms: SIGTERM did not work",
+                  (long long)elapsed);
     assert_gone(read_pid("gc"));
 }
 END_TEST
@@ -409,7 +411,7 @@ START_TEST(test_leftover_grandchild_killed)
     ck_assert_int_eq(
         run_script("sleep 1000 & echo $! > \"$1/gc\"; exit 0", "{}", error, sizeof(error)),
         HANDLER_OK);
-    ck_assert_int_lt(time_now_ms() - start, 1000);
+    ck_assert_int_lt(time_now_ms() - start, 10000); /* not the grandchild's 1000 s */
     assert_gone(read_pid("gc"));
 }
 END_TEST
@@ -471,7 +473,7 @@ START_TEST(test_parent_death)
                                 "sleep 1000",
                                 "{}", error, sizeof(error)),
                      HANDLER_ABORTED);
-    ck_assert_int_lt(time_now_ms() - start, 1000);
+    ck_assert_int_lt(time_now_ms() - start, 10000); /* not the handler's 1000 s sleep */
     pthread_join(thread, NULL);
     ck_assert(env.abort_requested);
     ck_assert_str_eq(error, "aborted: supervisor died");
@@ -491,7 +493,7 @@ START_TEST(test_abort_on_sigquit)
                                 "sleep 1000",
                                 "{}", error, sizeof(error)),
                      HANDLER_ABORTED);
-    ck_assert_int_lt(time_now_ms() - start, 1000);
+    ck_assert_int_lt(time_now_ms() - start, 10000); /* not the handler's 1000 s sleep */
     pthread_join(thread, NULL);
     ck_assert(env.abort_requested);
     ck_assert(!env.stop_requested);
