@@ -1,8 +1,18 @@
 # pgwork container image.
 #
 #   docker build -t pgwork:0.1.0 .
-#   docker run --rm -e PGWORK_DATABASE_URL=postgres://... \
+#   docker run --rm --stop-timeout 35 -e PGWORK_DATABASE_URL=postgres://... \
 #       -v "$PWD/pgwork.conf:/etc/pgwork/pgwork.conf:ro" -p 9187:9187 pgwork:0.1.0
+#
+# Stopping: `docker stop` and `podman stop` send SIGTERM and wait only 10 s
+# before SIGKILL, and an image cannot change that. Running tasks get
+# workers.shutdown_timeout (25 s by default) to finish: a task still running
+# at the SIGKILL is cut off mid-run and stays `running` until its lease
+# expires (workers.lease, 5 min). Give the container more than
+# shutdown_timeout: `--stop-timeout 35` on run (or `stop -t 35`, compose
+# `stop_grace_period: 35s`); in Kubernetes, terminationGracePeriodSeconds
+# above the preStop sleep plus shutdown_timeout (deploy/kubernetes: 40 s,
+# which `make test` checks against the ConfigMap's shutdown_timeout).
 #
 # Two stages: `build` compiles build/pgwork on Debian 12 with the -dev
 # packages; the runtime stage is bookworm-slim with only the shared libraries
@@ -15,7 +25,9 @@
 #
 # Config: /etc/pgwork/pgwork.conf (PGWORK_CONFIG). The image ships one with
 # every key at its default (HTTP on 0.0.0.0:9187, JSON logs, no queue): mount
-# your own over it. The connection string comes from PGWORK_DATABASE_URL or
+# your own over it. Without one, `pgwork run` exits 3 ("no queue
+# configured") rather than idle as a healthy pod that runs nothing, and
+# `pgwork check-config` says the same. The connection string comes from PGWORK_DATABASE_URL or
 # libpq's PG* variables, never from the image.
 #
 # Other commands replace the entrypoint:
@@ -73,6 +85,7 @@ COPY --from=build /out/pgwork /usr/local/bin/pgwork
 ENV PGWORK_CONFIG=/etc/pgwork/pgwork.conf
 USER 10001:10001
 EXPOSE 9187
-# TERM drains: running tasks finish (workers.shutdown_timeout), exit 0.
+# TERM drains: running tasks finish (workers.shutdown_timeout), exit 0 —
+# given a stop timeout above shutdown_timeout (see the top of this file).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["pgwork", "run"]

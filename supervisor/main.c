@@ -53,7 +53,8 @@ static void usage(FILE *out)
             "                           one queue, of every queue, or by task id (each\n"
             "                           must be dead); prints how many\n"
             "  check-config             validate the config file (and the connection\n"
-            "                           strings' syntax) and exit\n"
+            "                           strings' syntax) as run would, and exit: a file\n"
+            "                           without a queue is an error (exit 3) for both\n"
             "  --version                print the version\n"
             "  --help                   print this text\n"
             "\n"
@@ -379,6 +380,12 @@ int main(int argc, char **argv)
         free(cmd);
         return supervisor_run(config); /* takes ownership of config */
     case CMD_CHECK_CONFIG:
+        /* The verdict `run` would give: a file it refuses is not "ok". */
+        if (supervisor_check_config(config, err, sizeof(err)) != 0) {
+            fprintf(stderr, "pgwork: %s\n", err);
+            rc = EXIT_CONFIG;
+            break;
+        }
         printf("%s: ok (%d queue%s)\n", config->path[0] ? config->path : "(defaults)",
                config->queue_count, config->queue_count == 1 ? "" : "s");
         rc = EXIT_OK;

@@ -656,11 +656,23 @@ static void supervisor_close(struct supervisor *s)
     config_free(s->config);
 }
 
+/* A pod without queues would look healthy (/readyz 200) and never run a
+ * task: most likely a config that was not mounted (the image's own file
+ * has no queue). Refused at start, and by check-config alike. */
+int supervisor_check_config(const struct pgwork_config *config, char *err, size_t errlen)
+{
+    if (config->queue_count > 0)
+        return 0;
+    snprintf(err, errlen, "%s: no queue configured; add a queue \"name\" { ... } section",
+             config->path[0] ? config->path : "configuration");
+    return -1;
+}
+
 int supervisor_run(struct pgwork_config *config)
 {
-    if (config->queue_count == 0) {
-        log_error("%s: no queue configured; add a queue \"name\" { ... } section",
-                  config->path[0] ? config->path : "configuration");
+    char why[1024];
+    if (supervisor_check_config(config, why, sizeof(why)) != 0) {
+        log_error("%s", why);
         config_free(config);
         return EXIT_CONFIG;
     }

@@ -242,6 +242,7 @@ mutate_k8s "misspelt kustomize field" 'unknown field "resouces"' kustomization.y
 mutate_k8s "unknown kind" 'no schema for apiVersion' service.yaml 's/^kind: Service/kind: Servce/'
 mutate_k8s "listed file missing" 'servic\.yaml: no such file' kustomization.yaml 's/- service.yaml/- servic.yaml/'
 mutate_k8s "grace period below the drain" 'would be SIGKILLed' deployment.yaml 's/terminationGracePeriodSeconds: 40/terminationGracePeriodSeconds: 20/'
+mutate_k8s "shutdown_timeout above the grace period" 'workers\.shutdown_timeout \(60 s\).*would be SIGKILLed' configmap.yaml 's/shutdown_timeout = 25s/shutdown_timeout = 1m/'
 mutate_k8s "secret in the base" 'ships no secret' kustomization.yaml 's/^  - service.yaml$/  - service.yaml\n  - secret.example.yaml/'
 mutate_k8s "unlisted manifest" 'extra\.yaml: not listed' service.yaml ''
 cp deploy/kubernetes/service.yaml "$tmp/k8s/k$n.case/extra.yaml"

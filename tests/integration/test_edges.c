@@ -1,7 +1,8 @@
 /*
  * test_edges.c — hostile edges of a running pod (issue 10): what a
  * handler's environment holds (never the database credentials, only what
- * the queue's `env` names besides PGWORK_*, PATH and HOME).
+ * the queue's `env` names besides PGWORK_*, PATH and HOME); a config
+ * without queues gets one verdict from `run` and `check-config`.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -145,6 +146,41 @@ START_TEST(env_refuses_credentials)
 }
 END_TEST
 
+/* --- a config without queues ------------------------------------------ */
+
+/* The image's own pgwork.conf (comments only) and an empty file: `run`
+ * refuses both (a pod serving no queue would look healthy and do
+ * nothing), and check-config, which CI runs before a rollout, must say
+ * the same — not "ok (0 queues)". */
+START_TEST(no_queue_same_verdict)
+{
+    static const char *const texts[] = {
+        "",
+        "# pgwork.conf: every key at its default (HTTP on 0.0.0.0:9187,\n"
+        "# JSON logs) and no queue. Mount your own file over this one.\n",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        const char *path = harness_printf("%s/noqueue%zu.conf", harness_tmpdir(), i);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs(texts[i], f);
+        ck_assert_int_eq(fclose(f), 0);
+        const char *want = harness_printf("%s: no queue configured", path);
+
+        const char *out, *err;
+        int rc = harness_pgwork("host=/nonexistent/pgwork-test dbname=nowhere", NULL, &out, &err,
+                                (const char *const[]){"check-config", "-c", path, NULL});
+        ck_assert_msg(rc == 3 && strstr(err, want) != NULL,
+                      "check-config on a file without queues: exit %d, stdout %s, stderr %s", rc,
+                      out, err);
+        rc = harness_pgwork("host=/nonexistent/pgwork-test dbname=nowhere", NULL, &out, &err,
+                            (const char *const[]){"run", "-c", path, NULL});
+        ck_assert_msg(rc == 3 && strstr(err, want) != NULL,
+                      "run on a file without queues: exit %d, stderr %s", rc, err);
+    }
+}
+END_TEST
+
 Suite *edges_suite(void)
 {
     Suite *s = suite_create("edges");
@@ -152,6 +188,9 @@ Suite *edges_suite(void)
     tcase_add_test(tc, handler_env_has_no_secrets);
     tcase_add_test(tc, handler_env_passes_listed_names);
     tcase_add_test(tc, env_refuses_credentials);
+    suite_add_tcase(s, tc);
+    tc = harness_tcase("config");
+    tcase_add_test(tc, no_queue_same_verdict);
     suite_add_tcase(s, tc);
     return s;
 }
