@@ -57,6 +57,12 @@
 #define LISTENER_REQUEUE_RETRY_MIN_MS 250
 #define LISTENER_REQUEUE_RETRY_MAX_MS 10000
 
+/* A dead worker's backend still exiting after pg_terminate_backend's own
+ * 1 s wait is asked again this often, this many times, before its tasks
+ * are requeued. */
+#define LISTENER_STOP_RETRY_MS 200
+#define LISTENER_STOP_TRIES 10
+
 enum in_flight {
     QUERY_NONE = 0,
     QUERY_SETUP, /* session settings, LISTEN, the database's clock */
@@ -717,15 +723,15 @@ static void listener_requeue_remove(struct listener *l, int i)
             (size_t)(l->requeue_count - i) * sizeof(*l->requeues));
 }
 
-/* Requeue i is not done: to the back of the queue, tried again later, so
- * it never holds up the poll, renewals or the other requeues. */
-static void listener_requeue_defer(struct listener *l, int i, int64_t now)
+/* Requeue i is not done: to the back of the queue, tried again after
+ * delay_ms, so it never holds up the poll, renewals or the other
+ * requeues. */
+static void listener_requeue_defer(struct listener *l, int i, int64_t now, int64_t delay_ms)
 {
     struct listener_requeue r = l->requeues[i];
     memmove(l->requeues + i, l->requeues + i + 1,
             (size_t)(l->requeue_count - i - 1) * sizeof(*l->requeues));
-    r.tries++;
-    r.due_ms = now + listener_requeue_retry_ms(r.tries);
+    r.due_ms = now + delay_ms;
     l->requeues[l->requeue_count - 1] = r;
 }
 
@@ -738,7 +744,8 @@ static void listener_handle_requeue_result(struct listener *l, PGresult *res, bo
     if (!ok) {
         log_error("requeue of %s failed (try %d; again in %" PRId64 " ms): %s", r->locked_by,
                   r->tries + 1, listener_requeue_retry_ms(r->tries + 1), PQresultErrorMessage(res));
-        listener_requeue_defer(l, i, now);
+        r->tries++;
+        listener_requeue_defer(l, i, now, listener_requeue_retry_ms(r->tries));
         return;
     }
     long long requeued = atoll(PQgetvalue(res, 0, 0));
@@ -756,7 +763,8 @@ static void listener_handle_requeue_result(struct listener *l, PGresult *res, bo
         log_warn("%lld task(s) of %s still locked (its backend is still running); trying again "
                  "in %" PRId64 " ms",
                  locked, r->locked_by, listener_requeue_retry_ms(r->tries + 1));
-        listener_requeue_defer(l, i, now);
+        r->tries++;
+        listener_requeue_defer(l, i, now, listener_requeue_retry_ms(r->tries));
         return;
     }
     listener_requeue_remove(l, i);
@@ -780,16 +788,24 @@ static void listener_handle_result(struct listener *l, PGresult *res, int64_t no
         int i = l->in_flight_requeue;
         if (i < 0 || i >= l->requeue_count)
             break;
+        struct listener_requeue *r = &l->requeues[i];
+        bool exiting = ok && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") != 0;
         if (!ok)
-            log_warn("cannot stop the backend (pid %d) of dead worker %s: %s",
-                     (int)l->requeues[i].backend_pid, l->requeues[i].locked_by,
-                     PQresultErrorMessage(res));
-        else if (PQntuples(res) == 1)
-            log_info("stopped the backend (pid %d) of dead worker %s%s",
-                     (int)l->requeues[i].backend_pid, l->requeues[i].locked_by,
-                     strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? "" : " (still exiting)");
-        /* Once: a requeue that still finds locked rows waits for them. */
-        l->requeues[i].backend_pid = 0;
+            log_warn("cannot stop the backend (pid %d) of dead worker %s: %s", (int)r->backend_pid,
+                     r->locked_by, PQresultErrorMessage(res));
+        else if (PQntuples(res) == 1 && !exiting)
+            log_info("stopped the backend (pid %d) of dead worker %s", (int)r->backend_pid,
+                     r->locked_by);
+        if (exiting && r->stop_tries < LISTENER_STOP_TRIES) {
+            /* Signalled, not gone yet: requeue once it is, not before —
+             * the rows it frees would otherwise be claimable uncharged. */
+            r->stop_tries++;
+            listener_requeue_defer(l, i, now, LISTENER_STOP_RETRY_MS);
+            break;
+        }
+        /* Gone (or not stoppable): a requeue that still finds locked rows
+         * waits for them. */
+        r->backend_pid = 0;
         break;
     }
     case QUERY_REQUEUE:

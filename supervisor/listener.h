@@ -60,6 +60,7 @@ struct listener_requeue {
     int32_t backend_pid; /* its backend, to stop first; 0 = none or stopped */
     int64_t due_ms;      /* not before (CLOCK_MONOTONIC ms) */
     int tries;           /* attempts so far */
+    int stop_tries;      /* backend_pid signalled this often, still exiting */
 };
 
 struct listener {

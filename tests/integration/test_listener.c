@@ -162,7 +162,7 @@ START_TEST(dead_worker_backend_does_not_stall_the_pod)
                   "(the pod stalled on the dead worker's locks)",
                   took);
     /* The dead worker's backend was stopped, not left to finish its 25 s. */
-    listener_expect(conn, sup, SLEEP_STATEMENT_BACKENDS, 0, 5000,
+    listener_expect(conn, sup, SLEEP_STATEMENT_BACKENDS, 0, 10000,
                     "the dead worker's backend is stopped");
     /* Charged for the crash, then run again: done at its second attempt. */
     listener_expect(conn, sup,
