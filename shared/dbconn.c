@@ -20,6 +20,29 @@ static struct {
     void (*give_up)(const char *why);
 } guard = {.death_fd = -1};
 
+/*
+ * Per-transaction settings (dbconn_set_local): one statement, sent first in
+ * every transaction the process runs, never for the session — behind
+ * PgBouncer's transaction pooling a session's SET reaches whichever client
+ * gets that server connection next (DESIGN §2). "" = none.
+ */
+static char local_settings[256];
+
+/*
+ * A statement dbconn_send_params sent outside a transaction, wrapped in
+ * its own: pipeline mode, the settings, the statement, one sync. The
+ * statements before a sync share one implicit transaction, committed (or,
+ * after an error, rolled back) at the sync, so the settings last exactly
+ * as long as the statement's transaction. Its results are read as if the
+ * statement had been sent alone (dbconn_next_result drops the settings'
+ * results and the sync, and leaves pipeline mode).
+ */
+static struct {
+    bool active;
+    bool prelude;            /* the settings' results are still to come */
+    PGresult *prelude_error; /* why the settings failed (the statement is then skipped) */
+} wrapped;
+
 void dbconn_params(struct dbconn_params *params, const struct pgwork_config *config,
                    const char *conninfo, const char *application_name)
 {
@@ -112,7 +135,7 @@ static void dbconn_wait_socket(PGconn *conn, int64_t deadline, bool want_output)
         PQconsumeInput(conn);
 }
 
-PGresult *dbconn_next_result(PGconn *conn)
+static PGresult *next_result_raw(PGconn *conn)
 {
     int64_t deadline = guard.extra_ms == DBCONN_NO_DEADLINE
                            ? INT64_MAX
@@ -137,12 +160,83 @@ PGresult *dbconn_next_result(PGconn *conn)
     }
 }
 
+/* One result of the settings sent before a wrapped statement (NULL: they
+ * are over). An error is kept: it is why the statement was skipped. */
+static void wrapped_prelude_take(PGresult *res)
+{
+    if (res == NULL)
+        wrapped.prelude = false;
+    else if (PQresultStatus(res) == PGRES_FATAL_ERROR && wrapped.prelude_error == NULL)
+        wrapped.prelude_error = res;
+    else
+        PQclear(res);
+}
+
+PGresult *dbconn_next_result(PGconn *conn)
+{
+    if (!wrapped.active)
+        return next_result_raw(conn);
+    while (wrapped.prelude)
+        wrapped_prelude_take(next_result_raw(conn));
+    PGresult *res = next_result_raw(conn);
+    if (res != NULL) {
+        if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED && wrapped.prelude_error != NULL) {
+            PQclear(res);
+            res = wrapped.prelude_error;
+            wrapped.prelude_error = NULL;
+        }
+        return res;
+    }
+    /* The statement's results are over: the sync follows (none if the
+     * connection broke). */
+    if (PQstatus(conn) == CONNECTION_OK)
+        PQclear(next_result_raw(conn));
+    PQexitPipelineMode(conn);
+    PQclear(wrapped.prelude_error);
+    wrapped.prelude_error = NULL;
+    wrapped.active = false;
+    return NULL;
+}
+
 bool dbconn_result_ready(PGconn *conn)
 {
     PQflush(conn);
     if (!PQconsumeInput(conn))
         return true; /* broken: PQgetResult reports it without blocking */
+    while (wrapped.active && wrapped.prelude) {
+        if (PQisBusy(conn))
+            return false;
+        wrapped_prelude_take(PQgetResult(conn));
+    }
     return !PQisBusy(conn);
+}
+
+void dbconn_set_local(const char *settings)
+{
+    snprintf(local_settings, sizeof(local_settings), "%s", settings != NULL ? settings : "");
+}
+
+const char *dbconn_local(void)
+{
+    return local_settings[0] != '\0' ? local_settings : NULL;
+}
+
+int dbconn_send_params(PGconn *conn, const char *sql, int nparams, const Oid *types,
+                       const char *const *params)
+{
+    /* Inside a transaction the settings were sent after its BEGIN. */
+    if (local_settings[0] == '\0' || PQtransactionStatus(conn) != PQTRANS_IDLE ||
+        PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
+        return PQsendQueryParams(conn, sql, nparams, types, params, NULL, NULL, 0);
+    if (!PQenterPipelineMode(conn))
+        return 0;
+    if (!PQsendQueryParams(conn, local_settings, 0, NULL, NULL, NULL, NULL, 0))
+        return 0;
+    /* From here the reader expects the settings' results. */
+    wrapped.active = true;
+    wrapped.prelude = true;
+    return PQsendQueryParams(conn, sql, nparams, types, params, NULL, NULL, 0) &&
+           PQpipelineSync(conn);
 }
 
 /* Collect a sent query's results like PQexec does (the last one wins). */
@@ -167,12 +261,12 @@ PGresult *dbconn_exec(PGconn *conn, const char *sql)
     return dbconn_wait(conn);
 }
 
-PGresult *dbconn_exec_prepared(PGconn *conn, const char *name, int nparams,
-                               const char *const *params)
+PGresult *dbconn_exec_params(PGconn *conn, const char *sql, int nparams, const Oid *types,
+                             const char *const *params)
 {
     if (guard.timeout_ms == 0)
-        return PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
-    if (!PQsendQueryPrepared(conn, name, nparams, params, NULL, NULL, 0))
+        return PQexecParams(conn, sql, nparams, types, params, NULL, NULL, 0);
+    if (!dbconn_send_params(conn, sql, nparams, types, params))
         return NULL;
     return dbconn_wait(conn);
 }

@@ -39,7 +39,7 @@ void dbconn_worker_application_name(int slot, char *out, size_t outlen);
 
 /*
  * Guarded statements, for worker processes: every statement run through
- * dbconn_exec / dbconn_exec_prepared waits at most timeout_ms (+ the extra
+ * dbconn_exec / dbconn_exec_params waits at most timeout_ms (+ the extra
  * allowance) for its answer, and stops waiting as soon as death_fd becomes
  * readable (the supervisor died). Then give_up(why) is called; it must not
  * return (a worker exits: its connection is in an unknown state). A peer
@@ -93,7 +93,27 @@ bool dbconn_pipeline_finish_round(PGconn *conn);
 bool dbconn_result_ready(PGconn *conn);
 PGresult *dbconn_prepare(PGconn *conn, const char *name, const char *sql, int nparams,
                          const Oid *types);
-PGresult *dbconn_exec_prepared(PGconn *conn, const char *name, int nparams,
-                               const char *const *params);
+
+/*
+ * Settings for every transaction of this process (a worker), never for
+ * its session: one statement, e.g. "SELECT set_config('synchronous_commit',
+ * 'off', true)" (NULL or "" = none). Behind PgBouncer's transaction pooling
+ * a session belongs to whichever client has the server connection now;
+ * a session SET would reach other clients, and a named prepared statement
+ * may be missing on the next transaction's server connection (DESIGN §2).
+ *  - dbconn_send_params: PQsendQueryParams (an unnamed statement); sent
+ *    outside a transaction, the statement gets its own with the settings
+ *    (one round trip: a pipeline of the settings and the statement, one
+ *    sync; read it with dbconn_next_result as if sent alone). 1 if sent.
+ *  - dbconn_exec_params: the same, waited for under the guard.
+ *  - dbconn_local: the settings statement, for whoever opens a
+ *    transaction with BEGIN (it sends it right after); NULL if none.
+ */
+void dbconn_set_local(const char *settings);
+const char *dbconn_local(void);
+int dbconn_send_params(PGconn *conn, const char *sql, int nparams, const Oid *types,
+                       const char *const *params);
+PGresult *dbconn_exec_params(PGconn *conn, const char *sql, int nparams, const Oid *types,
+                             const char *const *params);
 
 #endif

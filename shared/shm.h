@@ -129,6 +129,10 @@ struct shm_worker {
     _Atomic pid_t pid;            /* W: sup at fork/reap. R: tests, status */
     _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC ms of last loop turn. W: wrk */
     _Atomic int64_t task_id;      /* task running now, 0 = none. W: wrk */
+    /* Claims that failed in a row (0 after one succeeds; the worker zeroes
+     * it at start): claims that keep failing make the pod unready.
+     * W: wrk (relaxed). R: sup (/readyz). */
+    _Atomic uint64_t claim_failures;
 
     /*
      * PQbackendPID of the worker's database connection, 0 = none yet. A

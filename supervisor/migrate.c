@@ -3,19 +3,21 @@
  * in by scripts/embed-migrations.sh) to the database.
  *
  * Invariants:
- *  - Everything happens under one session-level advisory lock
- *    (MIGRATE_LOCK_KEY), taken before the first DDL: two pods migrating at
- *    once serialise, and the second finds nothing left to do. Even
+ *  - Every transaction takes one transaction-level advisory lock
+ *    (MIGRATE_LOCK_KEY) before anything else: two pods migrating at once
+ *    serialise, and the second finds nothing left to do. Even
  *    `CREATE SCHEMA IF NOT EXISTS` must be under the lock: two sessions
  *    racing on it can both pass the existence check and one then fails
  *    with a unique violation on pg_namespace.
  *  - Each migration runs in its own transaction together with the
  *    schema_migrations row that records it: a migration is applied and
- *    recorded, or neither.
- *  - Forward only: a database newer than this binary is left alone.
- *  - The lock is released on every path; if the connection is gone, the
- *    session's end releases it. The connection is left as it was found:
- *    settings are changed only with SET LOCAL.
+ *    recorded, or neither. Whether it is due is decided in that
+ *    transaction, under the lock.
+ *  - Nothing lives in the session (DESIGN §2): behind PgBouncer's
+ *    transaction pooling consecutive transactions may run on different
+ *    server connections, so a session lock would be taken on one and
+ *    "released" on another. A transaction's lock ends with it, whatever
+ *    happens to the connection. Settings are changed only with SET LOCAL.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -102,14 +104,53 @@ static int read_applied(PGconn *conn, int **out)
     return count;
 }
 
-/* Apply one migration and record it, in one transaction. */
-static bool apply_one(PGconn *conn, const struct migration *m)
+/* BEGIN, quiet NOTICEs, take the lock. */
+static bool begin_locked(PGconn *conn)
 {
     /* SET LOCAL: routine NOTICEs ("... already exists, skipping") are not
      * worth a line on the operator's terminal; the session keeps its own
      * setting. */
-    if (!exec_command(conn, "BEGIN; SET LOCAL client_min_messages = warning", "begin"))
-        return false;
+    return exec_command(conn,
+                        "BEGIN; SET LOCAL client_min_messages = warning;"
+                        " SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")",
+                        "taking the lock");
+}
+
+/* What to do with m, decided under the lock from the applied versions. */
+enum step { STEP_APPLY, STEP_SKIP, STEP_FAIL };
+
+static enum step migration_step(PGconn *conn, const struct migration *m)
+{
+    int *applied = NULL;
+    int count = read_applied(conn, &applied);
+    if (count < 0)
+        return STEP_FAIL;
+    enum step step = STEP_APPLY;
+    int current = count > 0 ? applied[count - 1] : 0;
+    if (is_applied(applied, count, m->version)) {
+        step = STEP_SKIP; /* by us earlier, or by someone who had the lock */
+    } else if (m->version < current) {
+        /* Forward only: a hole below the database's version means the
+         * history diverged; applying it now could be wrong. */
+        log_error("migration %s failed: not applied, but the database is already at version %d",
+                  m->name, current);
+        step = STEP_FAIL;
+    }
+    free(applied);
+    return step;
+}
+
+/* Apply one migration and record it, in one transaction, unless it is
+ * applied already. 1 applied, 0 skipped, -1 failed (logged). */
+static int apply_one(PGconn *conn, const struct migration *m)
+{
+    if (!begin_locked(conn))
+        return -1;
+    enum step step = migration_step(conn, m);
+    if (step != STEP_APPLY) {
+        exec_command(conn, "ROLLBACK", "rollback");
+        return step == STEP_SKIP ? 0 : -1;
+    }
 
     /* The file may hold many statements: PQexec runs them all, in order,
      * inside our transaction, and returns the first error. */
@@ -119,7 +160,7 @@ static bool apply_one(PGconn *conn, const struct migration *m)
         log_error("migration %s failed: %s", m->name, pq_message(res, conn));
         PQclear(res);
         exec_command(conn, "ROLLBACK", "rollback");
-        return false;
+        return -1;
     }
     PQclear(res);
 
@@ -132,7 +173,7 @@ static bool apply_one(PGconn *conn, const struct migration *m)
         log_error("migration %s failed: recording it: %s", m->name, pq_message(res, conn));
         PQclear(res);
         exec_command(conn, "ROLLBACK", "rollback");
-        return false;
+        return -1;
     }
     PQclear(res);
 
@@ -141,11 +182,11 @@ static bool apply_one(PGconn *conn, const struct migration *m)
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         log_error("migration %s failed: commit: %s", m->name, pq_message(res, conn));
         PQclear(res);
-        return false;
+        return -1;
     }
     PQclear(res);
     log_info("migration %s applied", m->name);
-    return true;
+    return 1;
 }
 
 int migrate_run(PGconn *conn)
@@ -153,24 +194,18 @@ int migrate_run(PGconn *conn)
     int result = -1;
     int *applied = NULL;
 
-    if (!exec_command(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "taking the lock"))
-        return -1;
-
-    if (!exec_command(conn,
-                      "BEGIN;"
-                      " SET LOCAL client_min_messages = warning;"
-                      " CREATE SCHEMA IF NOT EXISTS pgwork;"
+    if (!begin_locked(conn) ||
+        !exec_command(conn,
+                      "CREATE SCHEMA IF NOT EXISTS pgwork;"
                       " CREATE TABLE IF NOT EXISTS pgwork.schema_migrations ("
                       "  version integer PRIMARY KEY,"
                       "  name text NOT NULL,"
-                      "  applied_at timestamptz NOT NULL DEFAULT now());"
-                      " COMMIT",
+                      "  applied_at timestamptz NOT NULL DEFAULT now());",
                       "creating pgwork.schema_migrations"))
-        goto out_unlock;
-
+        goto out;
     int applied_count = read_applied(conn, &applied);
-    if (applied_count < 0)
-        goto out_unlock;
+    if (applied_count < 0 || !exec_command(conn, "COMMIT", "creating pgwork.schema_migrations"))
+        goto out;
 
     int latest = migrate_latest_version();
     int current = applied_count > 0 ? applied[applied_count - 1] : 0;
@@ -184,31 +219,23 @@ int migrate_run(PGconn *conn)
         const struct migration *m = &migrations[i];
         if (is_applied(applied, applied_count, m->version))
             continue;
-        if (m->version < current) {
-            /* Forward only: a hole below the database's version means the
-             * history diverged; applying it now could be wrong. */
-            log_error("migration %s failed: not applied, but the database is already at "
-                      "version %d",
-                      m->name, current);
-            goto out_unlock;
-        }
-        if (!apply_one(conn, m))
-            goto out_unlock;
-        done++;
+        int rc = apply_one(conn, m);
+        if (rc < 0)
+            goto out;
+        done += rc;
     }
     result = done;
     if (done > 0)
         log_info("migrate: %d migration%s applied, schema at version %d", done,
                  done == 1 ? "" : "s", latest);
     else
-        log_info("migrate: schema is current (version %d)", current);
+        log_info("migrate: schema is current (version %d)", current > latest ? current : latest);
 
-out_unlock:
-    /* A failed statement may leave us inside an aborted transaction: end it
-     * first, or the unlock itself would fail. */
+out:
+    /* A failed statement may leave us inside an aborted transaction (its
+     * lock goes with it). */
     if (PQtransactionStatus(conn) != PQTRANS_IDLE)
         exec_command(conn, "ROLLBACK", "rollback");
-    exec_command(conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", "releasing the lock");
     free(applied);
     return result;
 }

@@ -196,6 +196,9 @@ static void on_worker_exited(void *ctx, int slot, pid_t pid, const char *locked_
 
 /* --- http handlers ----------------------------------------------------- */
 
+/* Claims failed in a row in one worker that make the pod unready. */
+#define READY_CLAIM_FAILURES 3
+
 /* /readyz: this pod can take work right now. */
 static bool http_ready(void *ctx, char *why, size_t len)
 {
@@ -216,14 +219,25 @@ static bool http_ready(void *ctx, char *why, size_t len)
         snprintf(why, len, "schema not migrated or not readable: run pgwork migrate");
         return false;
     }
+    bool up = false;
     for (int i = 0; i < s->pool.capacity; i++) {
         int state = atomic_load(&s->shm.workers[i].state);
-        if (s->pool.slots[i].pid != 0 &&
-            (state == WORKER_IDLE || state == WORKER_BUSY || state == WORKER_WOKEN))
-            return true;
+        if (s->pool.slots[i].pid == 0 ||
+            (state != WORKER_IDLE && state != WORKER_BUSY && state != WORKER_WOKEN))
+            continue;
+        /* Up but failing every claim (a pooler or database problem the
+         * listener's connection does not have): not taking work. */
+        uint64_t failures =
+            atomic_load_explicit(&s->shm.workers[i].claim_failures, memory_order_relaxed);
+        if (failures >= READY_CLAIM_FAILURES) {
+            snprintf(why, len, "worker %d: %" PRIu64 " claims failed in a row", i, failures);
+            return false;
+        }
+        up = true;
     }
-    snprintf(why, len, "no worker is up");
-    return false;
+    if (!up)
+        snprintf(why, len, "no worker is up");
+    return up;
 }
 
 static void http_metrics(void *ctx, struct text_buffer *out)

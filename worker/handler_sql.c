@@ -22,8 +22,13 @@
 #define OID_JSONB 3802
 #define OID_INT8 20
 
+/* $1 the payload, $2 the task id. */
+static const Oid sql_types[] = {OID_JSONB, OID_INT8};
+
+/* The statement is sent unnamed each time (DESIGN §2: behind PgBouncer a
+ * named one may be missing on the next transaction's server connection). */
 struct sql_state {
-    char statement_name[32];
+    const char *statement; /* the queue's */
 };
 
 /*
@@ -50,14 +55,14 @@ static bool sql_statement_at_fault(PGconn *conn, const PGresult *res)
 
 static int sql_init(struct handler_env *env, void **state)
 {
-    static const Oid types[] = {OID_JSONB, OID_INT8};
-    static unsigned next_id;
     struct sql_state *sql = calloc(1, sizeof(*sql));
     if (sql == NULL)
         return -1;
-    snprintf(sql->statement_name, sizeof(sql->statement_name), "pgwork_sql_%u", next_id++);
+    sql->statement = env->queue->statement;
 
-    PGresult *res = dbconn_prepare(env->conn, sql->statement_name, env->queue->statement, 2, types);
+    /* Parsed once now (as the unnamed statement) so that a statement that
+     * cannot work is reported at start. */
+    PGresult *res = dbconn_prepare(env->conn, "", sql->statement, 2, sql_types);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         log_error("queue \"%s\": cannot prepare its statement: %s", env->queue->name,
                   PQerrorMessage(env->conn));
@@ -75,6 +80,15 @@ static bool exec_simple(PGconn *conn, const char *command)
 {
     PGresult *res = dbconn_exec(conn, command);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    return ok;
+}
+
+/* A statement run for its side effect that may return rows (set_config). */
+static bool exec_simple_rows(PGconn *conn, const char *command)
+{
+    PGresult *res = dbconn_exec(conn, command);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
     PQclear(res);
     return ok;
 }
@@ -103,7 +117,13 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
             return HANDLER_FAILED;
         }
     }
-    PGresult *res = dbconn_exec_prepared(env->conn, sql->statement_name, 2, params);
+    /* The worker's settings, for this transaction only. */
+    if (dbconn_local() != NULL && !exec_simple_rows(env->conn, dbconn_local())) {
+        snprintf(error, errlen, "cannot apply settings: %s", PQerrorMessage(env->conn));
+        exec_simple(env->conn, "ROLLBACK");
+        return HANDLER_FAILED;
+    }
+    PGresult *res = dbconn_exec_params(env->conn, sql->statement, 2, sql_types, params);
     ExecStatusType status = PQresultStatus(res);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
         snprintf(error, errlen, "%s", PQresultErrorMessage(res));
@@ -142,7 +162,8 @@ static int sql_send_in_transaction(void *state, struct handler_env *env, const s
     char id[24];
     snprintf(id, sizeof(id), "%" PRId64, task->id);
     const char *params[] = {task->payload, id};
-    return PQsendQueryPrepared(env->conn, sql->statement_name, 2, params, NULL, NULL, 0) ? 0 : -1;
+    return PQsendQueryParams(env->conn, sql->statement, 2, sql_types, params, NULL, NULL, 0) ? 0
+                                                                                             : -1;
 }
 
 static void sql_fini(void *state)

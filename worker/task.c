@@ -2,8 +2,13 @@
  * task.c — claim, complete, fail and release tasks (DESIGN §2).
  *
  * Invariants:
- *  - every statement is prepared once per connection and run with
- *    parameters: queue names, owners and payloads never become SQL text;
+ *  - every statement is sent unnamed with its parameters (PgBouncer's
+ *    transaction pooling: a named prepared statement may be missing on the
+ *    next transaction's server connection, or already there from another
+ *    client, DESIGN §2); queue names, owners and payloads never become SQL
+ *    text. An unnamed statement is planned for its parameters each time,
+ *    the custom plans the workers want anyway (a generic plan chosen from a
+ *    moment's statistics stays bad: see migration 0004);
  *  - every update of a claimed row is guarded by `locked_by = <this worker>
  *    AND state = 'running'`: a worker whose lease expired and whose task was
  *    requeued and claimed elsewhere cannot overwrite the new owner's state;
@@ -25,10 +30,11 @@
 #define OID_BOOL 16
 
 /*
- * The claim statements, one set per queue (task_claim_prepare): the queue's
- * batch size is a literal LIMIT, so the plan the server caches after a
- * few runs (a generic plan) is the walk of tasks_claim_idx it should be —
- * with LIMIT as a parameter it would assume a tenth of the table and sort.
+ * The claim statements, one set per queue (task_claim_sql): the queue's
+ * batch size is a literal LIMIT, so even a generic plan (a client that
+ * prepares the text, the bench's ceiling) is the walk of tasks_claim_idx
+ * it should be — with LIMIT as a parameter it would assume a tenth of the
+ * table and sort.
  * Two variants: from the start of the queue's order, and from a drain's
  * cursor (the last key claimed), where the row comparison bounds the index
  * scan and skips the entries of every task finished since the last vacuum
@@ -123,6 +129,10 @@ static const char release_sql[] = "UPDATE pgwork.tasks"
                                   " WHERE id = ANY($1::bigint[]) AND locked_by = $2"
                                   "   AND state = 'running'";
 
+static const Oid id_owner_types[] = {OID_INT8, OID_TEXT};
+static const Oid failed_types[] = {OID_INT8, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL};
+static const Oid ids_owner_types[] = {OID_TEXT, OID_TEXT};
+
 static int prepare_one(PGconn *conn, const char *name, const char *sql, int nparams,
                        const Oid *types)
 {
@@ -136,49 +146,40 @@ static int prepare_one(PGconn *conn, const char *name, const char *sql, int npar
 
 int task_prepare(PGconn *conn)
 {
-    static const Oid id_owner_types[] = {OID_INT8, OID_TEXT};
-    static const Oid failed_types[] = {OID_INT8, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL};
-    static const Oid release_types[] = {OID_TEXT, OID_TEXT};
-
     if (prepare_one(conn, "pgwork_done", done_sql, 2, id_owner_types) != 0 ||
         prepare_one(conn, "pgwork_delete", delete_sql, 2, id_owner_types) != 0 ||
         prepare_one(conn, "pgwork_failed", failed_sql, 5, failed_types) != 0 ||
-        prepare_one(conn, "pgwork_release", release_sql, 2, release_types) != 0 ||
-        prepare_one(conn, "pgwork_finish_locked", finish_locked_sql, 2, release_types) != 0 ||
-        prepare_one(conn, "pgwork_delete_locked", delete_locked_sql, 1, release_types) != 0 ||
-        prepare_one(conn, "pgwork_done_many", done_many_sql, 2, release_types) != 0 ||
-        prepare_one(conn, "pgwork_delete_many", delete_many_sql, 2, release_types) != 0)
+        prepare_one(conn, "pgwork_release", release_sql, 2, ids_owner_types) != 0 ||
+        prepare_one(conn, "pgwork_finish_locked", finish_locked_sql, 2, ids_owner_types) != 0 ||
+        prepare_one(conn, "pgwork_delete_locked", delete_locked_sql, 1, ids_owner_types) != 0 ||
+        prepare_one(conn, "pgwork_done_many", done_many_sql, 2, ids_owner_types) != 0 ||
+        prepare_one(conn, "pgwork_delete_many", delete_many_sql, 2, ids_owner_types) != 0)
         return -1;
     return 0;
 }
 
-int task_claim_prepare(PGconn *conn, struct claim_state *claim, const struct queue_config *queue,
-                       bool lock)
+const char *task_claim_sql(struct claim_state *claim, const struct queue_config *queue, bool lock,
+                           bool from_cursor)
 {
-    static const Oid claim_types[] = {OID_TEXT, OID_TEXT, OID_INT8, OID_INT4,
-                                      OID_INT4, OID_TEXT, OID_INT8};
-    static const Oid lock_types[] = {OID_TEXT, OID_INT4, OID_INT4, OID_TEXT, OID_INT8};
-    static unsigned next_id;
-    char(*names)[40] = lock ? claim->lock : claim->claim;
-    if (names[0][0] != '\0')
-        return 0;
-    unsigned id = next_id++;
-    const char *kind = lock ? "lock" : "claim";
-    char name[2][40];
-    snprintf(name[0], sizeof(name[0]), "pgwork_%s_%u", kind, id);
-    snprintf(name[1], sizeof(name[1]), "pgwork_%s_from_%u", kind, id);
+    char **text = &claim->sql[lock][from_cursor];
+    if (*text != NULL)
+        return *text;
     const char *format = lock ? lock_sql_format : claim_sql_format;
-    const char *bound = lock ? lock_from_cursor : claim_from_cursor;
-    int nparams = lock ? 2 : 4;
-    const Oid *types = lock ? lock_types : claim_types;
-    char sql[2][1536];
-    snprintf(sql[0], sizeof(sql[0]), format, "", queue->batch);
-    snprintf(sql[1], sizeof(sql[1]), format, bound, queue->batch);
-    if (prepare_one(conn, name[0], sql[0], nparams, types) != 0 ||
-        prepare_one(conn, name[1], sql[1], nparams + 3, types) != 0)
-        return -1;
-    memcpy(names, name, sizeof(name));
-    return 0;
+    const char *bound = !from_cursor ? "" : lock ? lock_from_cursor : claim_from_cursor;
+    if (asprintf(text, format, bound, queue->batch) < 0) {
+        log_error("out of memory building the claim of queue \"%s\"", queue->name);
+        abort();
+    }
+    return *text;
+}
+
+void task_claim_state_free(struct claim_state *claim)
+{
+    for (int lock = 0; lock < 2; lock++)
+        for (int from = 0; from < 2; from++) {
+            free(claim->sql[lock][from]);
+            claim->sql[lock][from] = NULL;
+        }
 }
 
 static void batch_reserve(struct task_batch *batch, int n)
@@ -258,34 +259,38 @@ static int task_batch_fill(struct task_batch *batch, const PGresult *res,
 
 /* The statement for the claim's next round, and the cursor's key as its
  * last three parameters when it starts from the cursor. */
-static const char *claim_statement(const struct claim_state *claim, bool lock, char priority[16],
-                                   char id[24], const char **key)
+static const char *claim_statement(struct claim_state *claim, const struct queue_config *queue,
+                                   bool lock, char priority[16], char id[24], const char **key)
 {
-    const char(*names)[40] = lock ? claim->lock : claim->claim;
     if (!claim->cursor_set)
-        return names[0];
+        return task_claim_sql(claim, queue, lock, false);
     snprintf(priority, 16, "%d", claim->priority);
     snprintf(id, 24, "%" PRId64, claim->id);
     key[0] = priority;
     key[1] = claim->run_at;
     key[2] = id;
-    return names[1];
+    return task_claim_sql(claim, queue, lock, true);
 }
+
+/* $1 queue, $2 locked_by, $3 lease ms, $4 default max_attempts, then the
+ * cursor's key; the lock: $1 queue, $2 default max_attempts, the key. */
+static const Oid claim_types[] = {OID_TEXT, OID_TEXT, OID_INT8, OID_INT4,
+                                  OID_INT4, OID_TEXT, OID_INT8};
+static const Oid lock_types[] = {OID_TEXT, OID_INT4, OID_INT4, OID_TEXT, OID_INT8};
 
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
                int64_t lease_ms, struct claim_state *claim, struct task_batch *batch)
 {
     task_batch_clear(batch);
-    if (task_claim_prepare(conn, claim, queue, false) != 0)
-        return -1;
     char lease[32], max_attempts[16], key_priority[16], key_id[24];
     snprintf(lease, sizeof(lease), "%" PRId64, lease_ms);
     snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
     const char *params[7] = {queue->name, locked_by, lease, max_attempts};
-    const char *statement = claim_statement(claim, false, key_priority, key_id, &params[4]);
-    PGresult *res = dbconn_exec_prepared(conn, statement, claim->cursor_set ? 7 : 4, params);
+    const char *sql = claim_statement(claim, queue, false, key_priority, key_id, &params[4]);
+    PGresult *res = dbconn_exec_params(conn, sql, claim->cursor_set ? 7 : 4, claim_types, params);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_error("claim failed on queue \"%s\": %s", queue->name, PQerrorMessage(conn));
+        log_error("claim failed on queue \"%s\": %s", queue->name,
+                  res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
         PQclear(res);
         return -1;
     }
@@ -294,14 +299,14 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
     return rows;
 }
 
-int task_send_lock_batch(PGconn *conn, const struct queue_config *queue,
-                         const struct claim_state *claim)
+int task_send_lock_batch(PGconn *conn, const struct queue_config *queue, struct claim_state *claim)
 {
     char max_attempts[16], key_priority[16], key_id[24];
     snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
     const char *params[5] = {queue->name, max_attempts};
-    const char *statement = claim_statement(claim, true, key_priority, key_id, &params[2]);
-    return PQsendQueryPrepared(conn, statement, claim->cursor_set ? 5 : 2, params, NULL, NULL, 0)
+    const char *sql = claim_statement(claim, queue, true, key_priority, key_id, &params[2]);
+    return PQsendQueryParams(conn, sql, claim->cursor_set ? 5 : 2, lock_types, params, NULL, NULL,
+                             0)
                ? 0
                : -1;
 }
@@ -335,20 +340,23 @@ int task_send_finish_locked(PGconn *conn, const int64_t *ids, int count, const c
     if (array == NULL)
         return -1;
     const char *params[] = {array, locked_by};
-    int sent = keep_done
-                   ? PQsendQueryPrepared(conn, "pgwork_finish_locked", 2, params, NULL, NULL, 0)
-                   : PQsendQueryPrepared(conn, "pgwork_delete_locked", 1, params, NULL, NULL, 0);
+    int sent =
+        keep_done
+            ? PQsendQueryParams(conn, finish_locked_sql, 2, ids_owner_types, params, NULL, NULL, 0)
+            : PQsendQueryParams(conn, delete_locked_sql, 1, ids_owner_types, params, NULL, NULL, 0);
     free(array);
     return sent ? 0 : -1;
 }
 
-/* Run a prepared command; returns rows affected or -1 (logged). */
-static int run_command(PGconn *conn, const char *name, int nparams, const char *const *params,
-                       int64_t id)
+/* Run a command (name: for messages); returns rows affected or -1
+ * (logged). */
+static int run_command(PGconn *conn, const char *name, const char *sql, int nparams,
+                       const Oid *types, const char *const *params, int64_t id)
 {
-    PGresult *res = dbconn_exec_prepared(conn, name, nparams, params);
+    PGresult *res = dbconn_exec_params(conn, sql, nparams, types, params);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        log_error("statement %s for task %" PRId64 " failed: %s", name, id, PQerrorMessage(conn));
+        log_error("statement %s for task %" PRId64 " failed: %s", name, id,
+                  res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
         PQclear(res);
         return -1;
     }
@@ -362,7 +370,8 @@ int task_mark_done(PGconn *conn, int64_t id, const char *locked_by, bool keep_do
     char idtext[24];
     snprintf(idtext, sizeof(idtext), "%" PRId64, id);
     const char *params[] = {idtext, locked_by};
-    return run_command(conn, keep_done ? "pgwork_done" : "pgwork_delete", 2, params, id);
+    return keep_done ? run_command(conn, "done", done_sql, 2, id_owner_types, params, id)
+                     : run_command(conn, "delete", delete_sql, 2, id_owner_types, params, id);
 }
 
 int task_mark_failed(PGconn *conn, int64_t id, const char *locked_by, const char *error,
@@ -372,7 +381,7 @@ int task_mark_failed(PGconn *conn, int64_t id, const char *locked_by, const char
     snprintf(idtext, sizeof(idtext), "%" PRId64, id);
     snprintf(delay, sizeof(delay), "%" PRId64, retry_delay_ms);
     const char *params[] = {idtext, locked_by, error, delay, make_dead ? "t" : "f"};
-    return run_command(conn, "pgwork_failed", 5, params, id);
+    return run_command(conn, "failed", failed_sql, 5, failed_types, params, id);
 }
 
 int task_release(PGconn *conn, const int64_t *ids, int count, const char *locked_by)
@@ -383,7 +392,7 @@ int task_release(PGconn *conn, const int64_t *ids, int count, const char *locked
     if (array == NULL)
         return -1;
     const char *params[] = {array, locked_by};
-    int rows = run_command(conn, "pgwork_release", 2, params, ids[0]);
+    int rows = run_command(conn, "release", release_sql, 2, ids_owner_types, params, ids[0]);
     free(array);
     return rows < 0 ? -1 : 0;
 }
@@ -423,8 +432,8 @@ static int completions_send(PGconn *conn, struct task_completions *tc)
         return -1;
     }
     const char *params[] = {array, tc->locked_by};
-    int sent = PQsendQueryPrepared(conn, tc->keep_done ? "pgwork_done_many" : "pgwork_delete_many",
-                                   2, params, NULL, NULL, 0);
+    int sent = dbconn_send_params(conn, tc->keep_done ? done_many_sql : delete_many_sql, 2,
+                                  ids_owner_types, params);
     free(array);
     if (!sent) {
         log_error("cannot send finished tasks of queue \"%s\": %s", tc->queue_name,

@@ -2,8 +2,9 @@
  * task.h — the task lifecycle in the database, seen from a worker: claim a
  * batch, record the outcome, release what was claimed but not run.
  *
- * Every statement is prepared once per connection (task_prepare) and run
- * with parameters: queue names and payloads are never spliced into SQL.
+ * Every statement is sent unnamed with its parameters (nothing lives in
+ * the server session: PgBouncer's transaction pooling, DESIGN §2): queue
+ * names and payloads are never spliced into SQL.
  */
 #ifndef PGWORK_TASK_H
 #define PGWORK_TASK_H
@@ -30,8 +31,8 @@ struct task_batch {
 };
 
 /*
- * Per worker and queue: the queue's claim statements (prepared on first
- * use, task_claim_prepare) and where the drain's next claim starts — the
+ * Per worker and queue: the queue's claim statements (their text, built on
+ * first use, task_claim_sql) and where the drain's next claim starts — the
  * greatest (priority, run_at, id) this worker claimed so far, so a claim's
  * index scan skips what earlier claims took (and the index entries of tasks
  * finished since the last vacuum). cursor_set false: from the start. The
@@ -39,10 +40,11 @@ struct task_batch {
  * (shm_queue.arrivals) and before it ends a drain.
  */
 struct claim_state {
-    /* Statement names, [0] from the start, [1] from the cursor; "" until
-     * prepared. */
-    char claim[2][40]; /* claim and mark running (task_claim) */
-    char lock[2][40];  /* the one-transaction path's (task_send_lock_batch) */
+    /* The statements' text (owned, NULL until used): [0] claim and mark
+     * running (task_claim), [1] the one-transaction path's lock
+     * (task_send_lock_batch); each [0] from the start, [1] from the
+     * cursor. */
+    char *sql[2][2];
     bool cursor_set;
     int priority;
     int64_t run_at_us; /* for comparing keys */
@@ -50,13 +52,16 @@ struct claim_state {
     int64_t id;
 };
 
-/* Prepare queue's claim statements on conn into claim (lock: the
- * one-transaction path's, else the claim-and-mark ones), unless done. 0 or
- * -1 (logged). Must not run inside a pipeline. */
-int task_claim_prepare(PGconn *conn, struct claim_state *claim, const struct queue_config *queue,
-                       bool lock);
+/* The text of queue's claim (lock: the one-transaction path's lock, else
+ * claim and mark running; from_cursor: bounded by the cursor's key), built
+ * into claim on first use. Parameters: see task.c. */
+const char *task_claim_sql(struct claim_state *claim, const struct queue_config *queue, bool lock,
+                           bool from_cursor);
+void task_claim_state_free(struct claim_state *claim);
 
-/* Prepare the claim/complete statements on conn. 0 or -1 (logged). */
+/* Prepare the fixed statements under names (pgwork_done, pgwork_done_many,
+ * pgwork_finish_locked, ...) on conn: for EXPLAIN in the tests and the
+ * bench's ceiling. The worker never does (see above). 0 or -1 (logged). */
 int task_prepare(PGconn *conn);
 
 /*
@@ -72,14 +77,12 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
 /*
  * The one-transaction path (handlers with send_in_transaction), sent in
  * a pipeline inside an open transaction: lock up to queue->batch due
- * pending tasks (FOR UPDATE SKIP LOCKED; claim prepared with lock = true)
- * without changing them — nobody
+ * pending tasks (FOR UPDATE SKIP LOCKED) without changing them — nobody
  * else can see them running, and if this worker dies the locks simply go
  * away. The result's rows (attempt = attempts + 1) go into a batch with
  * task_batch_take. 0, or -1 when it could not be sent.
  */
-int task_send_lock_batch(PGconn *conn, const struct queue_config *queue,
-                         const struct claim_state *claim);
+int task_send_lock_batch(PGconn *conn, const struct queue_config *queue, struct claim_state *claim);
 
 /* Copy a lock's rows into batch (cleared first) and move claim's cursor
  * past them; the count. */

@@ -295,9 +295,8 @@ static void pipeline_abandon(struct worker *w, bool round_open)
 
 /*
  * Round 1 of the one-transaction path, one round trip: BEGIN, the queue's
- * timeout for the transaction, lock the batch. Leaves the transaction open
- * and the connection in pipeline mode. Returns the tasks locked, or -1
- * (pipeline abandoned).
+ * timeout and the worker's settings for the transaction, lock the batch. Leaves the transaction
+ * open and the connection in pipeline mode. Returns the tasks locked, or -1 (pipeline abandoned).
  */
 static int worker_lock_round(struct worker *w, struct served_queue *sq)
 {
@@ -306,22 +305,24 @@ static int worker_lock_round(struct worker *w, struct served_queue *sq)
     char set_timeout[64];
     snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
              (long long)queue->timeout_ms);
-    if (task_claim_prepare(conn, &sq->claim, queue, true) != 0)
-        return -1;
+    const char *settings = dbconn_local();
     if (!PQenterPipelineMode(conn)) {
         log_error("cannot enter pipeline mode: %s", PQerrorMessage(conn));
         return -1;
     }
-    bool sent = PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
-                (queue->timeout_ms == 0 ||
-                 PQsendQueryParams(conn, set_timeout, 0, NULL, NULL, NULL, NULL, 0)) &&
-                task_send_lock_batch(conn, queue, &sq->claim) == 0 && PQpipelineSync(conn);
+    bool sent =
+        PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+        (queue->timeout_ms == 0 ||
+         PQsendQueryParams(conn, set_timeout, 0, NULL, NULL, NULL, NULL, 0)) &&
+        (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0)) &&
+        task_send_lock_batch(conn, queue, &sq->claim) == 0 && PQpipelineSync(conn);
     if (!sent) {
         log_error("cannot send the claim of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         pipeline_abandon(w, false);
         return -1;
     }
-    bool ok = dbconn_pipeline_ok(conn) && (queue->timeout_ms == 0 || dbconn_pipeline_ok(conn));
+    bool ok = dbconn_pipeline_ok(conn) && (queue->timeout_ms == 0 || dbconn_pipeline_ok(conn)) &&
+              (settings == NULL || dbconn_pipeline_ok(conn));
     PGresult *res = dbconn_pipeline_take(conn);
     int claimed = -1;
     if (ok && PQresultStatus(res) == PGRES_TUPLES_OK)
@@ -460,6 +461,45 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
     return claimed;
 }
 
+static PGconn *worker_connect(const struct worker *w);
+
+/* A fresh connection, in place of one whose server session may be in any
+ * state. Nothing may be claimed or in flight on the old one. */
+static void worker_reconnect(struct worker *w)
+{
+    PQfinish(w->conn);
+    w->conn = worker_connect(w);
+    if (w->conn == NULL)
+        exit(WORKER_EXIT_ERROR); /* the supervisor restarts us with backoff */
+    atomic_store(&w->self->backend_pid, (int32_t)PQbackendPID(w->conn));
+    w->env.conn = w->conn;
+}
+
+/*
+ * A claim failed (logged where it failed) and nothing was claimed. A lost
+ * connection ends the worker as ever. Otherwise the failure is counted
+ * (/readyz fails while claims keep failing), the worker reconnects —
+ * whatever its server session held is gone (behind PgBouncer: a recycled
+ * server connection, a statement it lacks) — and asks to be woken for the
+ * queue again after a growing delay: its tasks do not wait for the next
+ * notification or safety poll, and a claim that keeps failing is not
+ * retried in a hot loop. Never a reason to retire the worker.
+ */
+static void worker_claim_failed(struct worker *w, struct served_queue *sq)
+{
+    worker_check_connection(w);
+    uint64_t failures =
+        atomic_fetch_add_explicit(&w->self->claim_failures, 1, memory_order_relaxed) + 1;
+    worker_reconnect(w);
+    int64_t delay = backoff_delay_ms(w->config->workers.restart_delay_min_ms,
+                                     w->config->workers.restart_delay_max_ms,
+                                     failures > 30 ? 30 : (int)failures, random_unit());
+    log_warn("queue \"%s\": %" PRIu64 " claim%s failed in a row; reconnected, trying again in "
+             "%" PRId64 " ms",
+             sq->queue->name, failures, failures == 1 ? "" : "s", delay);
+    worker_schedule_retry(w, sq->index, delay);
+}
+
 /* Claim and run until a claim comes back short (DESIGN §1.3). */
 static void worker_drain_queue(struct worker *w, struct served_queue *sq)
 {
@@ -485,9 +525,10 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->self->claims, 1, memory_order_relaxed);
         if (claimed < 0) {
-            worker_check_connection(w);
+            worker_claim_failed(w, sq);
             return;
         }
+        atomic_store_explicit(&w->self->claim_failures, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&shared_queue->tasks_claimed, (uint64_t)claimed,
                                   memory_order_relaxed);
         if (claimed < sq->queue->batch) {
@@ -601,20 +642,10 @@ static PGconn *worker_connect(const struct worker *w)
      * while the answers are read (dbconn_next_result), never deadlocking. */
     if (PQsetnonblocking(conn, 1) != 0)
         log_warn("cannot make the connection non-blocking: %s", PQerrorMessage(conn));
-    /* Custom plans, planned for each execution's parameters: a plan cached
-     * for any parameters (generic) is chosen once, from the statistics of
-     * that moment — on a new or just-emptied table a sequential scan — and
-     * kept: measured, the batch's done UPDATE then took 0.75 ms instead of
-     * 0.14 ms and a burst ran up to 30x slower until autovacuum's ANALYZE
-     * replaced the plan. Planning a claim costs ~0.1 ms. */
-    PGresult *plan = dbconn_exec(conn, "SET plan_cache_mode = force_custom_plan");
-    PQclear(plan);
-    if (!w->config->database.synchronous_commit) {
-        /* A claim or completion lost in a crash only makes a task run again
-         * (at-least-once); it saves a WAL flush per hop (DESIGN §2). */
-        PGresult *res = dbconn_exec(conn, "SET synchronous_commit = off");
-        PQclear(res);
-    }
+    /* No session settings (DESIGN §2): behind PgBouncer's transaction
+     * pooling they would reach other clients of the pool. What a worker
+     * wants is set per transaction (dbconn_set_local). Plans need no
+     * setting: unnamed statements are planned for their parameters. */
     return conn;
 }
 
@@ -675,14 +706,20 @@ void worker_main(const struct worker_args *args)
                      args->config->listener.keepalive_interval_ms +
                          args->config->listener.keepalive_timeout_ms,
                      worker_give_up);
+    /* A claim or completion lost in a crash only makes a task run again
+     * (at-least-once); it saves a WAL flush per hop (DESIGN §2). For each
+     * transaction: set_config(..., true) is SET LOCAL without its warning
+     * in the implicit transaction of a wrapped statement. */
+    if (!args->config->database.synchronous_commit)
+        dbconn_set_local("SELECT set_config('synchronous_commit', 'off', true)");
+    /* The slot's failure count is the previous process's until now. */
+    atomic_store_explicit(&w.self->claim_failures, 0, memory_order_relaxed);
     w.conn = worker_connect(&w);
     if (w.conn == NULL)
         exit(WORKER_EXIT_ERROR);
     /* So the supervisor can stop our backend if we die mid statement. */
     atomic_store(&w.self->backend_pid, (int32_t)PQbackendPID(w.conn));
     w.env.conn = w.conn;
-    if (task_prepare(w.conn) != 0)
-        exit(WORKER_EXIT_ERROR);
     worker_init_queues(&w);
     /* Tell the supervisor we are past STARTING: a roll onto a new config
      * waits for that before replacing the next worker. */
@@ -707,8 +744,10 @@ void worker_main(const struct worker_args *args)
     }
 
     worker_set_state(&w, WORKER_STOPPING);
-    for (int i = 0; i < w.served_count; i++)
+    for (int i = 0; i < w.served_count; i++) {
         w.served[i].handler->fini(w.served[i].handler_state);
+        task_claim_state_free(&w.served[i].claim);
+    }
     free(w.served);
     task_batch_free(&w.batch);
     task_completions_free(&w.completions);

@@ -280,8 +280,6 @@ static void *ceiling_work(void *arg)
     };
     char locked_by[64];
     snprintf(locked_by, sizeof(locked_by), "bench/%d/%d", t->index, (int)getpid());
-    if (task_claim_prepare(conn, &t->claim, &queue, t->kind == CEIL_SQL_PIPE) != 0)
-        die("preparing the claim failed");
     struct handler_env env = {.conn = conn,
                               .queue = &queue,
                               .locked_by = locked_by,

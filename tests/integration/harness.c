@@ -10,9 +10,12 @@
  * restored to the default in every child before exec.
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -22,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -187,10 +191,12 @@ void harness_setup(void)
 }
 
 static void proxies_teardown(void);
+static void bouncers_teardown(void);
 
 void harness_teardown(void)
 {
     proxies_teardown();
+    bouncers_teardown();
     for (int i = 0; i < h.sup_count; i++) {
         struct harness_supervisor *sup = h.sups[i];
         if (sup->pid > 0) {
@@ -1065,4 +1071,213 @@ int harness_jq_file(const char *in_path, const char *const *args, const char **o
     if (out != NULL)
         *out = harness_read_file(out_path);
     return WEXITSTATUS(status);
+}
+
+/* --- PgBouncer ------------------------------------------------------------ */
+
+#define HARNESS_MAX_BOUNCERS 4
+
+static struct harness_pgbouncer *bouncers[HARNESS_MAX_BOUNCERS];
+static int bouncer_count;
+
+/* Stop it by pid: SIGTERM is PgBouncer's immediate shutdown; SIGKILL if it
+ * lingers. Then remove its directory (outside the test's, see below). */
+static void bouncer_stop(struct harness_pgbouncer *b)
+{
+    if (b->pid > 0) {
+        kill(b->pid, SIGTERM);
+        int64_t deadline = harness_now_ms() + 5000;
+        while (waitpid(b->pid, NULL, WNOHANG) == 0) {
+            if (harness_now_ms() > deadline) {
+                kill(b->pid, SIGKILL);
+                waitpid(b->pid, NULL, 0);
+                break;
+            }
+            sleep_ms(10);
+        }
+        b->pid = 0;
+    }
+    if (b->dir != NULL)
+        nftw(b->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void bouncers_teardown(void)
+{
+    for (int i = 0; i < bouncer_count; i++)
+        bouncer_stop(bouncers[i]);
+    bouncer_count = 0; /* the structs are in the arena */
+}
+
+/* A loopback port nobody listens on right now (bind races are retried). */
+static int loopback_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    socklen_t len = sizeof(addr);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "harness: %s: %s", path, strerror(errno));
+    fputs(text, f);
+    ck_assert_msg(fclose(f) == 0, "harness: %s: %s", path, strerror(errno));
+}
+
+const char *harness_pgbouncer_conninfo(const struct harness_pgbouncer *bouncer, const char *dbname)
+{
+    char buf[1024] = "";
+    char port[16];
+    snprintf(port, sizeof(port), "%d", bouncer->port);
+    ck_assert(conninfo_add(buf, sizeof(buf), "host", "127.0.0.1") &&
+              conninfo_add(buf, sizeof(buf), "port", port) &&
+              conninfo_add(buf, sizeof(buf), "user", getenv("PGUSER")) &&
+              conninfo_add(buf, sizeof(buf), "dbname", dbname));
+    return harness_printf("%s", buf);
+}
+
+/* Start one PgBouncer on port; true once it answers, false if it exited
+ * (the port was taken meanwhile, say). */
+static bool bouncer_try_start(struct harness_pgbouncer *b, const char *pool_mode, int pool_size,
+                              uid_t uid, gid_t gid)
+{
+    const char *host = getenv("PGHOST"), *pgport = getenv("PGPORT");
+    const char *user = getenv("PGUSER");
+    ck_assert_msg(host != NULL && host[0] == '/' && user != NULL,
+                  "harness: PgBouncer needs PGHOST (a socket directory) and PGUSER");
+    const char *ini = harness_printf("%s/pgbouncer.ini", b->dir);
+    write_text(harness_printf("%s/users.txt", b->dir), harness_printf("\"%s\" \"\"\n", user));
+    write_text(ini, harness_printf("[databases]\n"
+                                   "* = host=%s port=%s\n"
+                                   "[pgbouncer]\n"
+                                   "listen_addr = 127.0.0.1\n"
+                                   "listen_port = %d\n"
+                                   "unix_socket_dir =\n"
+                                   "auth_type = trust\n"
+                                   "auth_file = %s/users.txt\n"
+                                   "admin_users = %s\n"
+                                   "pool_mode = %s\n"
+                                   "default_pool_size = %d\n"
+                                   "max_client_conn = 200\n"
+                                   "log_connections = 0\n"
+                                   "log_disconnections = 0\n",
+                                   host, pgport != NULL ? pgport : "5432", b->port, b->dir, user,
+                                   pool_mode, pool_size));
+    if (geteuid() == 0) {
+        ck_assert(chown(ini, uid, gid) == 0 &&
+                  chown(harness_printf("%s/users.txt", b->dir), uid, gid) == 0);
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "harness: fork: %s", strerror(errno));
+    if (pid == 0) {
+        child_prepare(parent, NULL);
+        int devnull = open("/dev/null", O_RDONLY);
+        int log = open(b->log_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+        if (devnull < 0 || log < 0 || chdir("/") != 0)
+            _exit(127);
+        dup2(devnull, STDIN_FILENO);
+        dup2(log, STDOUT_FILENO);
+        dup2(log, STDERR_FILENO);
+        if (geteuid() == 0) {
+            /* PgBouncer refuses to run as root. Changing credentials
+             * clears the parent-death signal: set it again. */
+            if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
+                _exit(126);
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != parent)
+                _exit(127);
+        }
+        execl("/usr/sbin/pgbouncer", "pgbouncer", ini, (char *)NULL);
+        fprintf(stderr, "harness: exec /usr/sbin/pgbouncer: %s\n", strerror(errno));
+        _exit(127);
+    }
+    b->pid = pid;
+    const char *conninfo = harness_pgbouncer_conninfo(b, "pgbouncer");
+    int64_t deadline = harness_now_ms() + 10000;
+    while (harness_now_ms() < deadline) {
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            b->pid = 0;
+            return false;
+        }
+        if (PQping(conninfo) == PQPING_OK)
+            return true;
+        sleep_ms(20);
+    }
+    ck_abort_msg("harness: PgBouncer did not answer within 10 s; see %s", b->log_path);
+    return false;
+}
+
+struct harness_pgbouncer *harness_pgbouncer_start(const char *pool_mode, int pool_size)
+{
+    ck_assert_msg(access("/usr/sbin/pgbouncer", X_OK) == 0,
+                  "harness: /usr/sbin/pgbouncer missing (sh scripts/deps.sh installs it)");
+    ck_assert_msg(bouncer_count < HARNESS_MAX_BOUNCERS, "harness: too many PgBouncers");
+    struct harness_pgbouncer *b = keep(calloc(1, sizeof(*b)));
+    /* Under /tmp, not in the test's private directory: as root the bouncer
+     * runs as the cluster's owner, who must read its files. */
+    char *dir = keep_strdup("/tmp/pgwork-bouncer.XXXXXX");
+    ck_assert_msg(mkdtemp(dir) != NULL, "harness: mkdtemp: %s", strerror(errno));
+    b->dir = dir;
+    b->log_path = harness_printf("%s/pgbouncer.log", dir);
+    bouncers[bouncer_count++] = b;
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    if (geteuid() == 0) {
+        struct stat st;
+        const char *data = harness_pg_datadir();
+        ck_assert_msg(stat(data, &st) == 0, "harness: %s: %s", data, strerror(errno));
+        ck_assert_msg(st.st_uid != 0, "harness: the cluster in %s belongs to root", data);
+        uid = st.st_uid;
+        gid = st.st_gid;
+        ck_assert(chown(dir, uid, gid) == 0);
+    }
+    for (int attempt = 0; attempt < 5; attempt++) {
+        b->port = loopback_free_port();
+        if (bouncer_try_start(b, pool_mode, pool_size, uid, gid))
+            return b;
+    }
+    ck_abort_msg("harness: PgBouncer would not start; see %s", b->log_path);
+    return NULL;
+}
+
+void harness_pgbouncer_admin(const struct harness_pgbouncer *bouncer, const char *command)
+{
+    PGconn *conn = PQconnectdb(harness_pgbouncer_conninfo(bouncer, "pgbouncer"));
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "harness: PgBouncer admin console: %s",
+                  PQerrorMessage(conn));
+    PGresult *res = PQexec(conn, command);
+    ExecStatusType status = PQresultStatus(res);
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
+    PQclear(res);
+    PQfinish(conn);
+    ck_assert_msg(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK,
+                  "harness: PgBouncer admin %s: %s", command, msg);
+}
+
+int64_t harness_pgbouncer_pool(const struct harness_pgbouncer *bouncer, const char *dbname,
+                               const char *column)
+{
+    PGconn *conn = PQconnectdb(harness_pgbouncer_conninfo(bouncer, "pgbouncer"));
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "harness: PgBouncer admin console: %s",
+                  PQerrorMessage(conn));
+    PGresult *res = PQexec(conn, "SHOW POOLS");
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "harness: SHOW POOLS: %s",
+                  PQerrorMessage(conn));
+    int db = PQfnumber(res, "database"), col = PQfnumber(res, column);
+    ck_assert_msg(db >= 0 && col >= 0, "harness: SHOW POOLS has no column %s", column);
+    int64_t value = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (strcmp(PQgetvalue(res, i, db), dbname) == 0)
+            value = strtoll(PQgetvalue(res, i, col), NULL, 10);
+    }
+    PQclear(res);
+    PQfinish(conn);
+    return value;
 }

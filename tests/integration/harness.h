@@ -226,4 +226,34 @@ struct harness_proxy *harness_proxy_start(const char *target);
  * swallowed (fails the test if it does not confirm within 5 s). */
 int harness_proxy_blackhole(struct harness_proxy *proxy);
 
+/* --- PgBouncer ------------------------------------------------------------ */
+
+/*
+ * A running PgBouncer (Debian's package: /usr/sbin/pgbouncer) on 127.0.0.1
+ * on a free port, in front of the test cluster's unix socket, serving every
+ * database (`*`) with the given pool_mode ("transaction", "session") and
+ * default_pool_size. auth_type trust for $PGUSER, who is also an admin
+ * (database "pgbouncer": SHOW, RECONNECT). As root it runs as the owner of
+ * the cluster's data directory (like the server). Its own process, killed by
+ * pid at teardown (or with the test process, PR_SET_PDEATHSIG).
+ */
+struct harness_pgbouncer {
+    pid_t pid;
+    int port;
+    const char *dir;      /* its config, auth file and log (removed at teardown) */
+    const char *log_path; /* its stderr */
+};
+struct harness_pgbouncer *harness_pgbouncer_start(const char *pool_mode, int pool_size);
+
+/* A conninfo for database dbname through the bouncer. */
+const char *harness_pgbouncer_conninfo(const struct harness_pgbouncer *bouncer, const char *dbname);
+
+/* Run one command on its admin console (e.g. "RECONNECT"); ck_abort on error. */
+void harness_pgbouncer_admin(const struct harness_pgbouncer *bouncer, const char *command);
+
+/* One column of SHOW POOLS (e.g. "sv_login", "sv_idle") for database
+ * dbname, as an integer; 0 while it has no pool yet. */
+int64_t harness_pgbouncer_pool(const struct harness_pgbouncer *bouncer, const char *dbname,
+                               const char *column);
+
 #endif

@@ -28,6 +28,7 @@ static Suite *(*const suites[])(void) = {
     listener_suite,
     evidence_suite,
     sqlpath_suite,
+    pgbouncer_suite,
     /* clang-format on */
 };
 

@@ -22,5 +22,6 @@ Suite *edges_suite(void);     /* hostile edges: handler environment, slow HTTP c
 Suite *listener_suite(void);  /* the supervisor's connection: stalls, lease and due timers */
 Suite *evidence_suite(void);  /* properties other tests only seemed to prove (sql exactly-once) */
 Suite *sqlpath_suite(void);   /* the sql path under attack: killed backends, long statements */
+Suite *pgbouncer_suite(void); /* workers and migrate behind a real PgBouncer */
 
 #endif

@@ -540,16 +540,21 @@ START_TEST(test_claim_plans_survive_stale_statistics)
     ck_assert_int_eq(task_prepare(conn), 0);
     struct queue_config queue = {.name = "q", .batch = 10, .max_attempts = 25};
     struct claim_state claim = {0};
-    ck_assert_int_eq(task_claim_prepare(conn, &claim, &queue, false), 0);
-    ck_assert_int_eq(task_claim_prepare(conn, &claim, &queue, true), 0);
+    /* The worker's claim texts, prepared here to be explained (the worker
+     * sends them unnamed: custom plans, as force_custom_plan gives). */
+    static const char *const types[] = {"text, text, int8, int4", "text, int4",
+                                        "text, text, int8, int4, int4, text, int8",
+                                        "text, int4, int4, text, int8"};
+    for (int i = 0; i < 4; i++) {
+        const char *sql = task_claim_sql(&claim, &queue, i % 2 == 1, i >= 2);
+        harness_exec(conn, harness_printf("PREPARE claim_%d (%s) AS %s", i, types[i], sql));
+    }
+    task_claim_state_free(&claim);
 
-    harness_exec(conn, "SET plan_cache_mode = force_custom_plan"); /* as the workers */
-    const char *executes[] = {
-        harness_printf("EXECUTE %s('q', 'w', 1000, 25)", claim.claim[0]),
-        harness_printf("EXECUTE %s('q', 25)", claim.lock[0]),
-        harness_printf("EXECUTE %s('q', 'w', 1000, 25, 0, now() - interval '1 min', 7)",
-                       claim.claim[1]),
-        harness_printf("EXECUTE %s('q', 25, 0, now() - interval '1 min', 7)", claim.lock[1])};
+    harness_exec(conn, "SET plan_cache_mode = force_custom_plan"); /* as unnamed statements */
+    const char *executes[] = {"EXECUTE claim_0('q', 'w', 1000, 25)", "EXECUTE claim_1('q', 25)",
+                              "EXECUTE claim_2('q', 'w', 1000, 25, 0, now() - interval '1 min', 7)",
+                              "EXECUTE claim_3('q', 25, 0, now() - interval '1 min', 7)"};
     for (size_t i = 0; i < sizeof(executes) / sizeof(executes[0]); i++) {
         const char *plan = plan_of(conn, executes[i]);
         ck_assert_msg(strstr(plan, "tasks_claim_idx") != NULL && strstr(plan, "Sort") == NULL,
