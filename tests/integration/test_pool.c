@@ -286,6 +286,10 @@ START_TEST(restarted_pod_tags_workers_apart)
         harness_query_int64(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('gated') RETURNING id");
     ck_assert(pool_wait_file(harness_printf("%s/started_%lld", dir, dead_task), 10000));
     const char *dead_owner = pool_owner_of(conn, dead_task);
+    /* The whole pod at once, as when its node goes: the worker frozen
+     * first, or it may see its supervisor die and give the task back
+     * (released to pending) before the namespace's SIGKILL reaches it. */
+    ck_assert_int_eq(kill(pool_child_of(pid1), SIGSTOP), 0);
     ck_assert_int_eq(kill(pid1, SIGKILL), 0);
     ck_assert_int_ne(harness_stop_supervisor(first, 0, 10000), -1);
 
