@@ -19,7 +19,8 @@
  * terminate-backend pg-restart-fast pg-restart-immediate blackhole
  * hup-valid hup-invalid ttin ttou tstp burst-single burst-bulk burst-future
  * slow-http. Poison (TORTURE_POISON): fail (planned failures of some
- * attempts), kill-backend (sql), kill-worker (exec, coprocess), hang (all).
+ * attempts), kill-backend (sql), kill-worker (exec, coprocess), hang (exec,
+ * coprocess), hang-sql.
  *
  * Invariants (each broken one is printed at once, with the seed):
  *   unfinished   every task is done or dead within lease + 10 s of the faults
@@ -27,7 +28,8 @@
  *   effect       a sql task's effect exists exactly once if done, never if
  *                dead; an exec/coprocess task marked done ran successfully
  *                at least once; a poison task never ends done
- *   stall        no queue has a due task while a pod whose listener is up
+ *   stall        no supervisor connection waits on a row lock for over 1 s,
+ *                and no queue has a due task while a pod whose listener is up
  *                (not quiet, not just black-holed) has an idle worker that
  *                serves it — or no worker serving it at all beside an idle
  *                one — for longer than TORTURE_STALL_MS (2000)
@@ -81,6 +83,8 @@
 #define KEEPALIVE_TIMEOUT_MS 1000
 #define RESTART_DELAY_MAX_MS 1000
 #define MAX_ATTEMPTS 3
+#define HANDLER_TIMEOUT_S 2 /* exec, coprocess: a hang's 3 attempts fit the deadline */
+#define SQL_TIMEOUT_S 4     /* above the stall limit: long row locks are possible */
 #define BACKLOG_CAP 150
 
 /* --- what can be injected ------------------------------------------------- */
@@ -128,13 +132,11 @@ static const struct {
     [F_SLOW_HTTP] = {"slow-http", 1},
 };
 
-enum poison { P_FAIL, P_KILL_BACKEND, P_KILL_WORKER, P_HANG, P_COUNT };
+enum poison { P_FAIL, P_KILL_BACKEND, P_KILL_WORKER, P_HANG, P_HANG_SQL, P_COUNT };
 
 static const char *const poison_names[P_COUNT] = {
-    [P_FAIL] = "fail",
-    [P_KILL_BACKEND] = "kill-backend",
-    [P_KILL_WORKER] = "kill-worker",
-    [P_HANG] = "hang",
+    [P_FAIL] = "fail", [P_KILL_BACKEND] = "kill-backend", [P_KILL_WORKER] = "kill-worker",
+    [P_HANG] = "hang", [P_HANG_SQL] = "hang-sql",
 };
 
 /* The queues both pods serve: slots = 0 means every worker, N slots 0..N-1. */
@@ -343,10 +345,12 @@ static char *config_text(const struct pod *p, int count, const int *batch)
                 "handler = \"%s\" command = {\"%s\", \"%s\", \"%s\"}", queues[q].handler,
                 handler_bin, strcmp(queues[q].handler, "coprocess") == 0 ? "coprocess" : "exec",
                 runs_path);
-        char *next =
-            chaos_xasprintf("%squeue \"%s\" { %s batch = %d timeout = 2s max_attempts = %d "
-                            "backoff_base = 100ms backoff_max = 500ms workers = %d }\n",
-                            qtext, queues[q].name, body, batch[q], MAX_ATTEMPTS, queues[q].slots);
+        char *next = chaos_xasprintf(
+            "%squeue \"%s\" { %s batch = %d timeout = %ds max_attempts = %d "
+            "backoff_base = 100ms backoff_max = 500ms workers = %d }\n",
+            qtext, queues[q].name, body, batch[q],
+            strcmp(queues[q].handler, "sql") == 0 ? SQL_TIMEOUT_S : HANDLER_TIMEOUT_S, MAX_ATTEMPTS,
+            queues[q].slots);
         free(body);
         free(qtext);
         qtext = next;
@@ -681,12 +685,38 @@ static void judge_stalls(struct pod *p, const struct status *st, int due, int64_
     }
 }
 
+/* A supervisor's connection waiting on a row lock (DESIGN §6: nothing
+ * else waits on a dead worker's locks): while it waits, its pod delivers
+ * no notification and renews no lease. Reported once per wait. */
+static void judge_lock_waits(PGconn **c)
+{
+    static char reported[128];
+    if (!db_ensure(c, 200))
+        return;
+    PGresult *r = PQexec(*c, "SELECT pid || '/' || query_start, pid, round(extract(epoch FROM "
+                             "now() - query_start) * 1000), left(regexp_replace(query, "
+                             "'\\s+', ' ', 'g'), 100) FROM pg_stat_activity WHERE datname = "
+                             "current_database() AND application_name = 'pgwork listener' AND "
+                             "wait_event_type = 'Lock' AND now() - query_start > interval "
+                             "'1 s'");
+    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+        if (strcmp(reported, PQgetvalue(r, i, 0)) == 0)
+            continue;
+        snprintf(reported, sizeof(reported), "%s", PQgetvalue(r, i, 0));
+        violation("stall",
+                  "a pgwork listener connection (backend %s) has waited %s ms on a lock: %s",
+                  PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+    }
+    PQclear(r);
+}
+
 static void *prober_main(void *arg)
 {
     (void)arg;
     PGconn *c = NULL;
     while (!atomic_load(&prober_stop)) {
         int64_t round = chaos_now_ms();
+        judge_lock_waits(&c);
         int due = due_queues(&c);
         for (int i = 0; i < PODS; i++) {
             pthread_mutex_lock(&lock);
@@ -778,14 +808,27 @@ static char *random_payload(int q)
      * deadline restarting and timing out (that proves capacity, not
      * correctness); it is there for scaling (a queue only slot 0 serves). */
     if (rnd(100) < 3 && queues[q].slots == 0) {
-        enum poison kind = rnd(2) == 0 ? P_HANG : sql ? P_KILL_BACKEND : P_KILL_WORKER;
+        bool hang = rnd(2) == 0;
+        enum poison kind = hang  ? (sql ? P_HANG_SQL : P_HANG)
+                           : sql ? P_KILL_BACKEND
+                                 : P_KILL_WORKER;
         if (poison_on[kind])
-            poison = kind == P_HANG ? "hang" : sql ? "kill_backend" : "kill_worker";
+            poison = hang ? "hang" : sql ? "kill_backend" : "kill_worker";
     }
     uint64_t r = rnd(100);
-    int64_t ms = r < 70   ? rnd_between(0, 20)
-                 : r < 95 ? rnd_between(20, 200)
-                          : rnd_between(200, 800);
+    /* Mostly short; some sql statements run 2-3 s, under their 4 s timeout
+     * (long row locks: a worker killed meanwhile leaves its backend
+     * holding them, and nothing may wait on those for longer than the
+     * stall limit). */
+    int64_t ms;
+    if (r < 70)
+        ms = rnd_between(0, 20);
+    else if (r < 93)
+        ms = rnd_between(20, 200);
+    else if (r < 96 || !sql)
+        ms = rnd_between(200, 800);
+    else
+        ms = rnd_between(2000, 3000);
     int mask = 0;
     if (poison_on[P_FAIL])
         for (int a = 0; a < MAX_ATTEMPTS; a++)
