@@ -17,7 +17,7 @@
  *
  *   database.conninfo           S  ""              "" = $PGWORK_DATABASE_URL, then libpq's PG*
  *   database.listen_conninfo    S  ""              "" = conninfo (set it to bypass PgBouncer)
- *   database.synchronous_commit S  false           false: workers SET synchronous_commit = off
+ *   database.synchronous_commit S  false           false: worker transactions run with it off
  *   listener.enabled            R  true            false: poll at workers.poll_interval only
  *   listener.channel            R  "pgwork_tasks"  1..63 bytes, no control characters
  *   listener.reconnect_min      R  500ms           first reconnect delay, <= reconnect_max

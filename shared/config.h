@@ -61,7 +61,7 @@ struct pgwork_config {
     struct {
         char *conninfo;          /* "" = PGWORK_DATABASE_URL, then libpq's PG* */
         char *listen_conninfo;   /* "" = same as conninfo */
-        bool synchronous_commit; /* false: workers SET synchronous_commit=off */
+        bool synchronous_commit; /* false: off in every worker transaction */
     } database;
 
     struct {
