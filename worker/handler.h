@@ -51,6 +51,7 @@ struct handler_env {
                              handler_env_poll_signals; -1 = none */
     bool stop_requested;  /* SIGTERM/SIGINT seen: finish this task, then stop */
     bool abort_requested; /* SIGQUIT seen or supervisor gone: give up now */
+    int batch_index;      /* send_in_transaction: the task's place in its batch */
 };
 
 /* Read every pending signal from env->signal_fd and set stop_requested /
@@ -101,7 +102,9 @@ struct handler {
      * mark it done — a task then costs one row write (DESIGN §2: the sql
      * handler's effect and its `done` commit together). The connection is
      * in pipeline mode: send one query and return 0 (-1 if it could not be
-     * sent); the worker reads its result. When any task's query fails, the
+     * sent); the worker reads its result. env->batch_index is the task's
+     * place in the batch: the first may leave in the transaction what the
+     * others reuse (the unnamed statement). When any task's query fails, the
      * transaction is rolled back and the worker runs the batch again one
      * task at a time with run().
      */
