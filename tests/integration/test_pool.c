@@ -248,6 +248,23 @@ static struct harness_supervisor *pool_spawn_pod(const char *config, const char 
     return sup;
 }
 
+/* Every task as "id state attempts locked_by", for failure messages. */
+static const char *pool_tasks_text(PGconn *conn)
+{
+    return harness_query_text(conn, "SELECT string_agg(id || ' ' || state || ' ' || attempts "
+                                    "|| ' ' || coalesce(locked_by, '-'), '; ' ORDER BY id) "
+                                    "FROM pgwork.tasks");
+}
+
+/* Wait for the gated handler of task to have started. */
+static void pool_wait_started(struct harness_supervisor *sup, PGconn *conn, long long task)
+{
+    if (pool_wait_file(harness_printf("%s/started_%lld", harness_tmpdir(), task), 20000))
+        return;
+    harness_stderr_dump(sup);
+    ck_abort_msg("task %lld did not start within 20 s: %s", task, pool_tasks_text(conn));
+}
+
 static const char *pool_owner_of(PGconn *conn, long long task)
 {
     const char *id = harness_printf("%lld", task);
@@ -284,7 +301,7 @@ START_TEST(restarted_pod_tags_workers_apart)
     struct harness_supervisor *first = pool_spawn_pod(config, conninfo, &pid1);
     long long dead_task =
         harness_query_int64(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('gated') RETURNING id");
-    ck_assert(pool_wait_file(harness_printf("%s/started_%lld", dir, dead_task), 10000));
+    pool_wait_started(first, conn, dead_task);
     const char *dead_owner = pool_owner_of(conn, dead_task);
     /* The whole pod at once, as when its node goes: the worker frozen
      * first, or it may see its supervisor die and give the task back
@@ -292,12 +309,16 @@ START_TEST(restarted_pod_tags_workers_apart)
     ck_assert_int_eq(kill(pool_child_of(pid1), SIGSTOP), 0);
     ck_assert_int_eq(kill(pid1, SIGKILL), 0);
     ck_assert_int_ne(harness_stop_supervisor(first, 0, 10000), -1);
+    /* Dead with its task: still running under the dead worker's tag. */
+    const char *still = pool_tasks_text(conn);
+    ck_assert_msg(strcmp(still, harness_printf("%lld running 1 %s", dead_task, dead_owner)) == 0,
+                  "after the kill the table holds: %s", still);
 
     /* The second one, busy with a task of its own. */
     struct harness_supervisor *second = pool_spawn_pod(config, conninfo, &pid1);
     long long live_task =
         harness_query_int64(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('gated') RETURNING id");
-    ck_assert(pool_wait_file(harness_printf("%s/started_%lld", dir, live_task), 10000));
+    pool_wait_started(second, conn, live_task);
     const char *live_owner = pool_owner_of(conn, live_task);
 
     /* The setting is the one that matters: what the old tag held (pod,
