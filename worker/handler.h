@@ -32,8 +32,9 @@ enum handler_outcome {
     HANDLER_DONE,    /* succeeded and already marked done in the handler's
                         own transaction (sql handler) */
     HANDLER_FAILED,  /* failed: error holds why; retried or dead */
-    HANDLER_ABORTED, /* interrupted by fast shutdown or parent death: the
-                        task is released untried (not counted as failed) */
+    HANDLER_ABORTED, /* interrupted by fast shutdown or parent death, or
+                        its connection broke before it started: the task is
+                        released untried (not counted as failed) */
 };
 
 /*

@@ -102,6 +102,10 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
     const char *params[] = {task->payload, id};
 
     if (!exec_simple(env->conn, "BEGIN")) {
+        /* A connection that broke before the task (a crash restarted the
+         * cluster): it never ran; it goes back untried. */
+        if (PQstatus(env->conn) != CONNECTION_OK)
+            return HANDLER_ABORTED;
         snprintf(error, errlen, "begin failed: %s", PQerrorMessage(env->conn));
         return HANDLER_FAILED;
     }
@@ -140,7 +144,8 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
         exec_simple(env->conn, "ROLLBACK");
         if (marked == 0) {
             log_task(LOG_LEVEL_WARN, env->queue->name, task->id,
-                     "task is no longer ours (lease expired): its effect was rolled back");
+                     "task is no longer ours (its lease expired, or a crash undid its claim): "
+                     "its effect was rolled back");
             return HANDLER_ABORTED;
         }
         snprintf(error, errlen, "marking done failed: %s", PQerrorMessage(env->conn));

@@ -122,6 +122,31 @@ static const char failed_sql[] =
     "     last_error = $3, locked_until = NULL"
     " WHERE id = $1 AND locked_by = $2 AND state = 'running'";
 
+/* The connection broke while the task ran (task_mark_lost): attempts =
+ * $3, the attempt that ran; $6 true: dead, else pending at now() + $5 ms.
+ * The row is ours and running, or pending with that attempt never written
+ * (it ran in a batch's transaction, or a crash took the claim's
+ * asynchronous commit with it). A row done meanwhile (the COMMIT got
+ * through) or taken by another worker is left alone. */
+static const char lost_sql[] =
+    "UPDATE pgwork.tasks"
+    " SET attempts = $3, state = CASE WHEN $6 THEN 'dead' ELSE 'pending' END,"
+    "     run_at = CASE WHEN $6 THEN run_at ELSE now() + $5 * interval '1 millisecond' END,"
+    "     finished_at = CASE WHEN $6 THEN now() END,"
+    "     last_error = $4, locked_until = NULL"
+    " WHERE id = $1 AND ((state = 'running' AND locked_by = $2)"
+    "                    OR (state = 'pending' AND attempts = $3 - 1))";
+
+/* After a lost connection: every running row of this worker ($1) but the
+ * task being charged ($2, 0 = none) — not started yet, or finished with a
+ * done a crash took back (its effect with it) — pending again, as if never
+ * claimed. Nobody else would: the supervisor renews a live worker's leases. */
+static const char release_mine_sql[] =
+    "UPDATE pgwork.tasks"
+    " SET state = 'pending', attempts = greatest(attempts - 1, 0),"
+    "     locked_until = NULL, started_at = NULL"
+    " WHERE locked_by = $1 AND state = 'running' AND id <> $2";
+
 /* Claimed but never started: as if never claimed. */
 static const char release_sql[] = "UPDATE pgwork.tasks"
                                   " SET state = 'pending', attempts = greatest(attempts - 1, 0),"
@@ -132,6 +157,8 @@ static const char release_sql[] = "UPDATE pgwork.tasks"
 static const Oid id_owner_types[] = {OID_INT8, OID_TEXT};
 static const Oid failed_types[] = {OID_INT8, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL};
 static const Oid ids_owner_types[] = {OID_TEXT, OID_TEXT};
+static const Oid lost_types[] = {OID_INT8, OID_TEXT, OID_INT4, OID_TEXT, OID_INT8, OID_BOOL};
+static const Oid mine_types[] = {OID_TEXT, OID_INT8};
 
 static int prepare_one(PGconn *conn, const char *name, const char *sql, int nparams,
                        const Oid *types)
@@ -382,6 +409,55 @@ int task_mark_failed(PGconn *conn, int64_t id, const char *locked_by, const char
     snprintf(delay, sizeof(delay), "%" PRId64, retry_delay_ms);
     const char *params[] = {idtext, locked_by, error, delay, make_dead ? "t" : "f"};
     return run_command(conn, "failed", failed_sql, 5, failed_types, params, id);
+}
+
+/* A transaction control statement; false (logged) when it failed. */
+static bool run_simple(PGconn *conn, const char *sql)
+{
+    PGresult *res = dbconn_exec(conn, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        log_error("%s failed: %s", sql, PQerrorMessage(conn));
+    PQclear(res);
+    return ok;
+}
+
+/* run_command in a transaction of its own that is flushed before COMMIT
+ * returns, whatever synchronous_commit says for the session: what a
+ * worker records after a lost connection must survive the next crash, or
+ * a task that crashes the cluster (and its claim with it) runs for ever. */
+static int run_durably(PGconn *conn, const char *name, const char *sql, int nparams,
+                       const Oid *types, const char *const *params, int64_t id)
+{
+    if (!run_simple(conn, "BEGIN"))
+        return -1;
+    int rows = -1;
+    if (run_simple(conn, "SET LOCAL synchronous_commit = on"))
+        rows = run_command(conn, name, sql, nparams, types, params, id);
+    if (rows < 0 || !run_simple(conn, "COMMIT")) {
+        run_simple(conn, "ROLLBACK");
+        return -1;
+    }
+    return rows;
+}
+
+int task_mark_lost(PGconn *conn, int64_t id, const char *locked_by, int attempt, const char *error,
+                   int64_t retry_delay_ms, bool make_dead)
+{
+    char idtext[24], attempt_text[16], delay[24];
+    snprintf(idtext, sizeof(idtext), "%" PRId64, id);
+    snprintf(attempt_text, sizeof(attempt_text), "%d", attempt);
+    snprintf(delay, sizeof(delay), "%" PRId64, retry_delay_ms);
+    const char *params[] = {idtext, locked_by, attempt_text, error, delay, make_dead ? "t" : "f"};
+    return run_durably(conn, "lost", lost_sql, 6, lost_types, params, id);
+}
+
+int task_release_mine(PGconn *conn, const char *locked_by, int64_t keep_id)
+{
+    char keep[24];
+    snprintf(keep, sizeof(keep), "%" PRId64, keep_id);
+    const char *params[] = {locked_by, keep};
+    return run_durably(conn, "release_mine", release_mine_sql, 2, mine_types, params, keep_id);
 }
 
 int task_release(PGconn *conn, const int64_t *ids, int count, const char *locked_by)

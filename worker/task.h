@@ -106,6 +106,23 @@ int task_mark_done(PGconn *conn, int64_t id, const char *locked_by, bool keep_do
 int task_mark_failed(PGconn *conn, int64_t id, const char *locked_by, const char *error,
                      int64_t retry_delay_ms, bool make_dead);
 
+/*
+ * The connection broke while the task ran (and conn is a new one): charge
+ * the attempt that ran — attempts = attempt, pending again at now() +
+ * retry_delay_ms, or dead when make_dead — whether the row is still ours
+ * and running or pending with that attempt never written (it ran in a
+ * batch's transaction, or a crash lost the claim). Committed
+ * synchronously. Returns 1, 0 (done after all, or no longer ours) or -1.
+ */
+int task_mark_lost(PGconn *conn, int64_t id, const char *locked_by, int attempt, const char *error,
+                   int64_t retry_delay_ms, bool make_dead);
+
+/* After a lost connection (conn is a new one): every task still running
+ * under locked_by but keep_id (0 = none) back to pending, attempt undone —
+ * claimed and not started, or done on a commit a crash took back.
+ * Committed synchronously. Rows changed, or -1. */
+int task_release_mine(PGconn *conn, const char *locked_by, int64_t keep_id);
+
 /* Put claimed-but-unstarted tasks back to pending, undoing their attempt
  * count. Returns 0 or -1. */
 int task_release(PGconn *conn, const int64_t *ids, int count, const char *locked_by);

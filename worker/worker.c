@@ -56,6 +56,7 @@ struct worker {
     int served_count;
     struct task_batch batch;
     struct task_completions completions; /* finished tasks being recorded */
+    bool reconnected;                    /* worker_recover ran (the claimed batch was released) */
 };
 
 bool worker_serves_queue(int slot, const struct queue_config *queue)
@@ -124,6 +125,8 @@ static void worker_check_connection(struct worker *w)
     }
 }
 
+static void worker_recover(struct worker *w, int64_t charged_id);
+
 /* Wait until the finished tasks are written: before any other statement. */
 static void worker_flush_completions(struct worker *w)
 {
@@ -188,6 +191,19 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     int64_t elapsed = elapsed_us / 1000;
     shm_histogram_observe(&shared_queue->pickup, claimed->pickup_us);
     shm_histogram_observe(&shared_queue->duration, elapsed_us);
+    /* The connection broke under the task: its statement killed its
+     * backend (or crashed the cluster), or the server went away. What the
+     * task did rolled back with it, unless its COMMIT got through (then it
+     * is done). Record it on a new connection, charging the attempt (issue
+     * 10 item 2): exiting instead would leave the task to run the same way
+     * again, for ever. */
+    bool lost = sq->handler->uses_connection && PQstatus(w->conn) != CONNECTION_OK;
+    if (lost) {
+        log_task(LOG_LEVEL_WARN, queue->name, task.id,
+                 "the database connection broke while the task ran: %s",
+                 error[0] != '\0' ? error : PQerrorMessage(w->conn));
+        worker_recover(w, task.id);
+    }
 
     switch (outcome) {
     case HANDLER_OK:
@@ -219,7 +235,10 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
                      "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", task.attempt,
                      task.max_attempts, delay, error);
         worker_flush_completions(w);
-        if (task_mark_failed(w->conn, task.id, w->locked_by, error, delay, dead) == 1 && !dead)
+        int marked =
+            lost ? task_mark_lost(w->conn, task.id, w->locked_by, task.attempt, error, delay, dead)
+                 : task_mark_failed(w->conn, task.id, w->locked_by, error, delay, dead);
+        if (marked == 1 && !dead)
             worker_schedule_retry(w, sq->index, delay);
         break;
     }
@@ -262,7 +281,11 @@ static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
             }
             break;
         }
+        w->reconnected = false;
         worker_run_task(w, sq, &w->batch.tasks[i]);
+        /* The rest of the batch went back to pending with the reconnect. */
+        if (w->reconnected)
+            break;
     }
     worker_flush_completions(w);
     return claimed;
@@ -414,10 +437,13 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
      * the time between its answer and the previous one's (the statements
      * run one after another on the server). */
     worker_guard_tasks(queue, claimed);
-    atomic_store_explicit(&w->self->task_id, ids[0], memory_order_relaxed);
     bool failed = false;
     int64_t previous_us = time_now_us();
     for (int i = 0; i < claimed; i++) {
+        /* The task whose answer we wait for is the one running on the
+         * server (they run in order): the one charged if we die now. */
+        if (!failed)
+            atomic_store_explicit(&w->self->task_id, ids[i], memory_order_relaxed);
         if (!dbconn_pipeline_ok(conn))
             failed = true;
         int64_t now_us = time_now_us();
@@ -429,16 +455,28 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
     PQclear(res);
     bool committed = dbconn_pipeline_ok(conn);
     dbconn_set_guard_extra(0);
-    atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
     bool synced = dbconn_pipeline_finish_round(conn);
     if (failed || !committed || !synced) {
         free(ids);
         free(elapsed_us);
-        pipeline_abandon(w, false);
-        /* Nothing of this round happened: redo it a task at a time. */
+        /* Nothing of this round happened (or, when the connection broke
+         * after COMMIT reached the server, all of it did: those tasks are
+         * not claimed again): redo it a task at a time. */
         sq->claim = round_start;
+        if (PQstatus(conn) != CONNECTION_OK) {
+            /* Which statement broke the connection is not certain here (a
+             * backend told to die may go only when it reads the next
+             * one); a task at a time, it is: that run charges it. */
+            log_warn("queue \"%s\": the database connection broke during a batch of %d: %s",
+                     queue->name, claimed, PQerrorMessage(conn));
+            worker_recover(w, 0);
+        } else {
+            pipeline_abandon(w, false);
+        }
+        atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
         return worker_claim_and_run(w, sq);
     }
+    atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
     if (!PQexitPipelineMode(conn)) {
         log_error("cannot leave pipeline mode: %s", PQerrorMessage(conn));
         exit(WORKER_EXIT_ERROR);
@@ -675,6 +713,64 @@ static void worker_init_queues(struct worker *w)
         }
         w->served_count++;
     }
+}
+
+/*
+ * The connection broke under a task: open a new one, so the worker can
+ * record what happened and go on with its batch (statements are sent
+ * unnamed: nothing to prepare again). Tries with the restart backoff for
+ * as long as a statement may wait for the database (keepalive_interval +
+ * keepalive_timeout: long enough for a crashed cluster's recovery); after
+ * that, or when told to stop, the process exits and the supervisor
+ * requeues by locked_by and charges the task in the shm slot, as for any
+ * worker that dies.
+ */
+static void worker_recover(struct worker *w, int64_t charged_id)
+{
+    /* Outcomes sent on the old connection are unknown: only a restart
+     * (requeue by locked_by) settles them. The sql paths flush first. */
+    if (w->completions.count > 0 || w->completions.in_flight > 0)
+        exit(WORKER_EXIT_ERROR);
+    PQfinish(w->conn);
+    w->conn = NULL;
+    const struct pgwork_config *config = w->config;
+    int64_t give_up_ms = time_now_ms() + config->listener.keepalive_interval_ms +
+                         config->listener.keepalive_timeout_ms;
+    int64_t delay_ms = config->workers.restart_delay_min_ms;
+    while ((w->conn = worker_connect(w)) == NULL) {
+        if (time_now_ms() + delay_ms > give_up_ms)
+            exit(WORKER_EXIT_ERROR);
+        struct pollfd fds[] = {{.fd = w->env.signal_fd, .events = POLLIN},
+                               {.fd = w->env.death_fd, .events = POLLIN}};
+        if (poll(fds, 2, (int)delay_ms) < 0 && errno != EINTR)
+            exit(WORKER_EXIT_ERROR);
+        worker_poll_control(w);
+        if (worker_stopping(w))
+            exit(WORKER_EXIT_ERROR);
+        delay_ms = delay_ms * 2 < config->workers.restart_delay_max_ms
+                       ? delay_ms * 2
+                       : config->workers.restart_delay_max_ms;
+    }
+    /* Until now the old backend's pid stayed there: one that still runs
+     * (the network broke, not the backend) is stopped by the supervisor if
+     * this process dies before it is done here. */
+    atomic_store(&w->self->backend_pid, (int32_t)PQbackendPID(w->conn));
+    w->env.conn = w->conn;
+    /* What this worker had claimed, but the task about to be charged
+     * (charged_id, 0 = none), goes back: tasks not started yet, and tasks
+     * it finished whose asynchronous commit a crash took back — still
+     * `running` under a tag whose lease the supervisor keeps renewing. */
+    if (task_release_mine(w->conn, w->locked_by, charged_id) < 0)
+        exit(WORKER_EXIT_ERROR);
+    w->reconnected = true;
+    for (int i = 0; i < w->served_count; i++) {
+        struct served_queue *sq = &w->served[i];
+        /* Claims start from the beginning (released tasks sort before the
+         * cursor), and every queue is drained once more. */
+        sq->claim.cursor_set = false;
+        sq->seen_hint = atomic_load(&w->args->shm->queues[sq->index].hint) - 1;
+    }
+    log_info("reconnected to the database");
 }
 
 void worker_main(const struct worker_args *args)

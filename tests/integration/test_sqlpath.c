@@ -51,6 +51,130 @@ static const char *sqlpath_states(PGconn *conn)
               "'no tasks') FROM pgwork.tasks");
 }
 
+/* One int64 from sql on a connection of its own, or -1 when the database
+ * cannot be reached (the cluster is restarting). */
+static int64_t sqlpath_query_fresh(const char *conninfo, const char *sql)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+    int64_t value = -1;
+    if (PQstatus(conn) == CONNECTION_OK) {
+        PGresult *res = PQexec(conn, sql);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+            !PQgetisnull(res, 0, 0))
+            value = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+    }
+    PQfinish(conn);
+    return value;
+}
+
+/* Like harness_wait_until, through a cluster that restarts meanwhile:
+ * every poll on a new connection. */
+static bool sqlpath_wait_fresh(const char *conninfo, const char *sql, int64_t expected,
+                               int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        if (sqlpath_query_fresh(conninfo, sql) == expected)
+            return true;
+        if (harness_now_ms() > deadline)
+            return false;
+        usleep(100 * 1000);
+    }
+}
+
+/* Wait for a connection to the cluster after it restarted. */
+static PGconn *sqlpath_reconnect(const char *conninfo)
+{
+    ck_assert_msg(sqlpath_wait_fresh(conninfo, "SELECT 1", 1, 30000),
+                  "the cluster did not come back within 30 s");
+    return harness_connect(conninfo);
+}
+
+/* --- item 2: a statement that kills its backend ---------------------------- */
+
+/* Five tasks in one batch (one claim takes them all, in id order); the
+ * third's statement terminates its own backend. */
+START_TEST(backend_killed_mid_batch)
+{
+    PGconn *conn;
+    const char *conninfo = sqlpath_database(&conn, NULL);
+    const char *config = sqlpath_config(
+        "count = 1 restart_delay_min = 50ms restart_delay_max = 400ms",
+        "queue \"q\" { handler = \"sql\" batch = 5 max_attempts = 3 backoff_base = 100ms "
+        "backoff_max = 200ms statement = \"INSERT INTO results(task) SELECT $2 "
+        "WHERE NOT ($1 ? 'kill' AND pg_terminate_backend(pg_backend_pid()))\" }",
+        "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES "
+                       "('q', '{}'), ('q', '{}'), ('q', '{\"kill\": true}'), ('q', '{}'), "
+                       "('q', '{}')");
+    if (!harness_wait_until(
+            conn, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 5, 30000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("a task killing its backend: not every task finished in 30 s: %s",
+                     sqlpath_states(conn));
+    }
+    const char *states = sqlpath_states(conn);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
+                                            "'dead' AND payload ? 'kill' AND attempts = 3") == 1,
+                  "the killer should be dead after 3 attempts: %s", states);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
+                                            "'done' AND NOT payload ? 'kill'") == 4,
+                  "its batch-mates should be done: %s", states);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks t WHERE "
+                                            "(SELECT count(*) FROM results r WHERE r.task = t.id) "
+                                            "<> (t.state = 'done')::int") == 0,
+                  "effects must exist exactly once for done tasks, never otherwise");
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/* The same with a statement that SIGKILLs its backend: PostgreSQL then
+ * restarts the whole cluster (as after an extension crash or an OOM kill),
+ * and every connection, the supervisor's included, is gone each time. */
+START_TEST(backend_crash_restarts_cluster)
+{
+    PGconn *conn;
+    const char *conninfo = sqlpath_database(&conn, NULL);
+    /* $PPID of the shell COPY ... TO PROGRAM starts is the backend. */
+    harness_exec(conn, "CREATE FUNCTION crash_backend() RETURNS boolean LANGUAGE plpgsql AS $$ "
+                       "BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''kill -9 $PPID'''; "
+                       "RETURN true; END $$");
+    const char *config = sqlpath_config(
+        "count = 1 restart_delay_min = 50ms restart_delay_max = 1s",
+        "queue \"q\" { handler = \"sql\" batch = 5 max_attempts = 2 backoff_base = 100ms "
+        "backoff_max = 200ms statement = \"INSERT INTO results(task) SELECT $2 "
+        "WHERE NOT ($1 ? 'crash' AND crash_backend())\" }",
+        "listener { reconnect_min = 100ms reconnect_max = 1s }");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES "
+                       "('q', '{}'), ('q', '{}'), ('q', '{\"crash\": true}'), ('q', '{}'), "
+                       "('q', '{}')");
+    bool finished = sqlpath_wait_fresh(
+        conninfo, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 5, 90000);
+    conn = sqlpath_reconnect(conninfo);
+    const char *states = sqlpath_states(conn);
+    if (!finished) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("a task crashing the cluster: not every task finished in 90 s: %s", states);
+    }
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
+                                            "'dead' AND payload ? 'crash' AND attempts = 2") == 1,
+                  "the crasher should be dead after 2 attempts: %s", states);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
+                                            "'done' AND NOT payload ? 'crash'") == 4,
+                  "its batch-mates should be done: %s", states);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks t WHERE "
+                                            "(SELECT count(*) FROM results r WHERE r.task = t.id) "
+                                            "<> (t.state = 'done')::int") == 0,
+                  "effects must exist exactly once for done tasks, never otherwise");
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 /* --- item 3: no timeout means no timeout ----------------------------------- */
 
 /* Connection deadlines of 1 s + 1 s, a queue without a timeout, a valid
@@ -206,7 +330,17 @@ END_TEST
 Suite *sqlpath_suite(void)
 {
     Suite *s = suite_create("sqlpath");
-    TCase *tc = harness_tcase("timeout");
+    TCase *tc = harness_tcase("backend");
+    tcase_add_test(tc, backend_killed_mid_batch);
+    suite_add_tcase(s, tc);
+
+    /* Several cluster restarts in one test. */
+    tc = harness_tcase("crash");
+    tcase_set_timeout(tc, 150);
+    tcase_add_test(tc, backend_crash_restarts_cluster);
+    suite_add_tcase(s, tc);
+
+    tc = harness_tcase("timeout");
     tcase_add_test(tc, no_timeout_runs_long_statement);
     suite_add_tcase(s, tc);
 
