@@ -327,6 +327,123 @@ START_TEST(prepare_config_error_retires_slot)
 }
 END_TEST
 
+/* --- item 19: effect and done commit together ------------------------------ */
+
+/* The one child of a supervisor with one worker (a sql queue starts no
+ * handler process): its worker. */
+static pid_t sqlpath_worker_pid(struct harness_supervisor *sup)
+{
+    const char *path = harness_printf("/proc/%d/task/%d/children", (int)sup->pid, (int)sup->pid);
+    int64_t deadline = harness_now_ms() + 10000;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        int pid = 0, count = 0, one;
+        while (f != NULL && fscanf(f, "%d", &one) == 1) {
+            pid = one;
+            count++;
+        }
+        if (f != NULL)
+            fclose(f);
+        if (count == 1)
+            return (pid_t)pid;
+        ck_assert_msg(harness_now_ms() < deadline, "the supervisor has %d children, not 1", count);
+        usleep(10 * 1000);
+    }
+}
+
+/* Until task `id` is done: at every poll, in one snapshot, each task has
+ * its effect exactly once when done and never otherwise. */
+static void sqlpath_expect_exactly_once(PGconn *conn, struct harness_supervisor *sup, int64_t id)
+{
+    const char *done = harness_printf(
+        "SELECT count(*) FROM pgwork.tasks WHERE id = %" PRId64 " AND state = 'done'", id);
+    int64_t deadline = harness_now_ms() + 30000;
+    while (harness_query_int64(conn, done) != 1) {
+        int64_t wrong = harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks t WHERE "
+                                                  "(SELECT count(*) FROM results r WHERE r.task = "
+                                                  "t.id) <> (t.state = 'done')::int");
+        ck_assert_msg(wrong == 0, "a task's effect without its done (or twice): %s",
+                      sqlpath_states(conn));
+        if (harness_now_ms() > deadline) {
+            harness_stderr_dump(sup);
+            ck_abort_msg("task %" PRId64 " not done 30 s after its worker was killed: %s", id,
+                         sqlpath_states(conn));
+        }
+        usleep(20 * 1000);
+    }
+    const char *effects = harness_printf("SELECT count(*) FROM results WHERE task = %" PRId64, id);
+    ck_assert_msg(harness_query_int64(conn, effects) == 1,
+                  "task %" PRId64 " is done with %" PRId64 " effects, not 1", id,
+                  harness_query_int64(conn, effects));
+}
+
+/* Kill the worker while the task's done commits (a deferred trigger on
+ * tasks becoming done sleeps at COMMIT while `sleepy` has a row), then let
+ * later runs commit at once. Were the effect committed in a transaction of
+ * its own before the done, it would survive the kill (and the supervisor
+ * stopping the dead worker's backend) without its done, and the rerun
+ * would add a second one. */
+static void sqlpath_kill_while_committing(PGconn *conn, struct harness_supervisor *sup)
+{
+    pid_t worker = sqlpath_worker_pid(sup);
+    if (!harness_wait_until(conn,
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND application_name LIKE 'pgwork worker%' "
+                            "AND wait_event = 'PgSleep'",
+                            1, 15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("the commit never slept: %s", sqlpath_states(conn));
+    }
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+    harness_exec(conn, "DELETE FROM sleepy");
+}
+
+/* A worker killed between a sql task's effect and its done: in a batch's
+ * transaction, then a task at a time (after a batch-mate's failure). The
+ * effect exists exactly once when the task is done, never before. */
+START_TEST(kill_between_effect_and_done)
+{
+    PGconn *conn;
+    const char *conninfo = sqlpath_database(&conn, NULL);
+    harness_exec(conn, "CREATE TABLE sleepy (x int)");
+    harness_exec(conn, "CREATE FUNCTION sleep_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                       "BEGIN PERFORM pg_sleep(2) FROM sleepy; RETURN NULL; END $$");
+    harness_exec(conn, "CREATE CONSTRAINT TRIGGER sleep_at_commit AFTER UPDATE ON pgwork.tasks "
+                       "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.state = 'done') "
+                       "EXECUTE FUNCTION sleep_at_commit()");
+    const char *config = sqlpath_config(
+        "count = 1 restart_delay_min = 50ms restart_delay_max = 400ms",
+        "queue \"q\" { handler = \"sql\" batch = 5 max_attempts = 5 backoff_base = 100ms "
+        "backoff_max = 200ms statement = \"INSERT INTO results(task) SELECT $2 "
+        "WHERE ($1->>'n')::int >= 0\" }",
+        "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+
+    /* In the batch's transaction. */
+    harness_exec(conn, "INSERT INTO sleepy VALUES (1)");
+    int64_t first = harness_query_int64(
+        conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{\"n\": 1}') RETURNING id");
+    sqlpath_kill_while_committing(conn, sup);
+    sqlpath_expect_exactly_once(conn, sup, first);
+
+    /* A task at a time: the batch's first task fails (and is dead at
+     * once), the round is redone one task per transaction. */
+    harness_exec(conn, "INSERT INTO sleepy VALUES (1)");
+    int64_t second = harness_query_int64(
+        conn, "WITH t AS (INSERT INTO pgwork.tasks (queue, payload, max_attempts) VALUES "
+              "('q', '{\"n\": \"not a number\"}', 1), ('q', '{\"n\": 1}', NULL) RETURNING id) "
+              "SELECT max(id) FROM t");
+    sqlpath_kill_while_committing(conn, sup);
+    sqlpath_expect_exactly_once(conn, sup, second);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
+                                               "'dead'"),
+                     1);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 2);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 Suite *sqlpath_suite(void)
 {
     Suite *s = suite_create("sqlpath");
@@ -342,6 +459,10 @@ Suite *sqlpath_suite(void)
 
     tc = harness_tcase("timeout");
     tcase_add_test(tc, no_timeout_runs_long_statement);
+    suite_add_tcase(s, tc);
+
+    tc = harness_tcase("effects");
+    tcase_add_test(tc, kill_between_effect_and_done);
     suite_add_tcase(s, tc);
 
     tc = harness_tcase("prepare");
