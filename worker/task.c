@@ -200,6 +200,15 @@ const char *task_claim_sql(struct claim_state *claim, const struct queue_config 
     return *text;
 }
 
+void task_claim_rewind(struct claim_state *claim, const struct claim_state *saved)
+{
+    claim->cursor_set = saved->cursor_set;
+    claim->priority = saved->priority;
+    claim->run_at_us = saved->run_at_us;
+    memcpy(claim->run_at, saved->run_at, sizeof(claim->run_at));
+    claim->id = saved->id;
+}
+
 void task_claim_state_free(struct claim_state *claim)
 {
     for (int lock = 0; lock < 2; lock++)

@@ -59,6 +59,10 @@ const char *task_claim_sql(struct claim_state *claim, const struct queue_config 
                            bool from_cursor);
 void task_claim_state_free(struct claim_state *claim);
 
+/* Move claim's cursor back to where saved (a copy taken earlier) had it;
+ * the statements' texts stay claim's own. */
+void task_claim_rewind(struct claim_state *claim, const struct claim_state *saved);
+
 /* Prepare the fixed statements under names (pgwork_done, pgwork_done_many,
  * pgwork_finish_locked, ...) on conn: for EXPLAIN in the tests and the
  * bench's ceiling. The worker never does (see above). 0 or -1 (logged). */
@@ -107,8 +111,9 @@ int task_mark_failed(PGconn *conn, int64_t id, const char *locked_by, const char
                      int64_t retry_delay_ms, bool make_dead);
 
 /*
- * The connection broke while the task ran (and conn is a new one): charge
- * the attempt that ran — attempts = attempt, pending again at now() +
+ * The attempt that ran was lost with its transaction — the connection
+ * broke while the task ran (conn is a new one), or its statement failed
+ * and rolled its batch back: charge it — attempts = attempt, pending again at now() +
  * retry_delay_ms, or dead when make_dead — whether the row is still ours
  * and running or pending with that attempt never written (it ran in a
  * batch's transaction, or a crash lost the claim). Committed

@@ -366,6 +366,37 @@ static int worker_lock_round(struct worker *w, struct served_queue *sq)
 }
 
 /*
+ * A statement of the one-transaction path failed (its error, its timeout):
+ * the batch rolled back, the task is pending with this attempt never
+ * written. Record the attempt on the pending row (retry with backoff, or
+ * dead), as a failed run task-at-a-time would.
+ */
+static void worker_charge_failed_statement(struct worker *w, struct served_queue *sq,
+                                           const struct claimed_task *c, const char *error)
+{
+    const struct queue_config *queue = sq->queue;
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    bool dead = c->attempt >= c->max_attempts;
+    int64_t delay = dead ? 0
+                         : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
+                                            c->attempt, random_unit());
+    atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried, 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
+    if (dead)
+        log_task(LOG_LEVEL_WARN, queue->name, c->id, "failed on attempt %d of %d, dead: %s",
+                 c->attempt, c->max_attempts, error[0] ? error : "failed");
+    else
+        log_task(LOG_LEVEL_WARN, queue->name, c->id,
+                 "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", c->attempt,
+                 c->max_attempts, delay, error[0] ? error : "failed");
+    if (task_mark_lost(w->conn, c->id, w->locked_by, c->attempt, error[0] ? error : "failed", delay,
+                       dead) == 1 &&
+        !dead)
+        worker_schedule_retry(w, sq->index, delay);
+}
+
+/*
  * One claim round in one transaction (handlers with send_in_transaction,
  * i.e. sql), in two round trips: (1) BEGIN, lock the batch; (2) every
  * task's statement, mark them all done, COMMIT — sent as one pipeline. A
@@ -382,7 +413,8 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
     const struct queue_config *queue = sq->queue;
     struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
     PGconn *conn = w->conn;
-    /* A failed round is redone from where it started. */
+    /* A failed round is redone from where it started (the cursor only:
+     * statement texts built meanwhile are kept, not leaked). */
     const struct claim_state round_start = sq->claim;
     int claimed = worker_lock_round(w, sq);
     if (claimed <= 0) {
@@ -429,7 +461,7 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
         free(ids);
         free(elapsed_us);
         pipeline_abandon(w, true);
-        sq->claim = round_start;
+        task_claim_rewind(&sq->claim, &round_start);
         return worker_claim_and_run(w, sq);
     }
 
@@ -438,14 +470,25 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
      * run one after another on the server). */
     worker_guard_tasks(queue, claimed);
     bool failed = false;
+    int failed_at = -1; /* the statement that failed (the rest were skipped) */
+    char failure[512] = "";
     int64_t previous_us = time_now_us();
     for (int i = 0; i < claimed; i++) {
         /* The task whose answer we wait for is the one running on the
          * server (they run in order): the one charged if we die now. */
         if (!failed)
             atomic_store_explicit(&w->self->task_id, ids[i], memory_order_relaxed);
-        if (!dbconn_pipeline_ok(conn))
+        PGresult *answer = dbconn_pipeline_take(conn);
+        ExecStatusType status = PQresultStatus(answer);
+        if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+            if (!failed && status == PGRES_FATAL_ERROR) {
+                failed_at = i;
+                snprintf(failure, sizeof(failure), "%s", PQresultErrorMessage(answer));
+                failure[strcspn(failure, "\n")] = '\0';
+            }
             failed = true;
+        }
+        PQclear(answer);
         int64_t now_us = time_now_us();
         elapsed_us[i] = now_us - previous_us;
         previous_us = now_us;
@@ -462,7 +505,7 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
         /* Nothing of this round happened (or, when the connection broke
          * after COMMIT reached the server, all of it did: those tasks are
          * not claimed again): redo it a task at a time. */
-        sq->claim = round_start;
+        task_claim_rewind(&sq->claim, &round_start);
         if (PQstatus(conn) != CONNECTION_OK) {
             /* Which statement broke the connection is not certain here (a
              * backend told to die may go only when it reads the next
@@ -472,6 +515,11 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
             worker_recover(w, 0);
         } else {
             pipeline_abandon(w, false);
+            /* The statement that failed is known: charge its task now, so
+             * the redo does not run it again for the same attempt (nor can
+             * another worker take it uncharged in between). */
+            if (failed_at >= 0)
+                worker_charge_failed_statement(w, sq, &w->batch.tasks[failed_at], failure);
         }
         atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
         return worker_claim_and_run(w, sq);

@@ -219,6 +219,49 @@ START_TEST(no_timeout_runs_long_statement)
 }
 END_TEST
 
+/*
+ * Found by make torture (seed 61): a statement that fails inside a batch
+ * (here: its timeout) rolled the batch back uncharged, and the redo a task
+ * at a time ran it again — two runs per charged attempt, and in between
+ * another worker could take it, uncharged again. The pipeline says which
+ * statement failed: that task is charged at once and never run again
+ * for that attempt; its batch-mates are redone.
+ */
+START_TEST(failing_statement_in_batch_runs_once_per_attempt)
+{
+    PGconn *conn;
+    const char *conninfo = sqlpath_database(&conn, NULL);
+    harness_exec(conn, "CREATE SEQUENCE hang_runs");
+    const char *config = sqlpath_config(
+        "count = 2",
+        "queue \"q\" { handler = \"sql\" batch = 5 timeout = 1s max_attempts = 2 "
+        "backoff_base = 100ms backoff_max = 200ms statement = \"INSERT INTO results(task) "
+        "SELECT $2 FROM (SELECT CASE WHEN ($1->>'hang')::bool THEN nextval('hang_runs') END, "
+        "pg_sleep(CASE WHEN ($1->>'hang')::bool THEN 3600 ELSE 0.01 END)) s\" }",
+        "");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) SELECT 'q', "
+                       "jsonb_build_object('hang', i = 1) FROM generate_series(1, 5) i");
+    if (!harness_wait_until(
+            conn, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 5, 30000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("not every task finished within 30 s: %s", sqlpath_states(conn));
+    }
+    const char *states = sqlpath_states(conn);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
+                                            "'dead' AND attempts = 2") == 1,
+                  "the hanging task should be dead after its 2 attempts: %s", states);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
+                                            "'done'") == 4,
+                  "its batch-mates should be done: %s", states);
+    int64_t runs = harness_query_int64(conn, "SELECT last_value FROM hang_runs");
+    ck_assert_msg(runs == 2, "2 attempts ran the hanging statement %" PRId64 " times", runs);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 4);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 /* --- item 15: transient errors while preparing ----------------------------- */
 
 /* A migration holds an exclusive lock on the statement's table while the
@@ -459,6 +502,7 @@ Suite *sqlpath_suite(void)
 
     tc = harness_tcase("timeout");
     tcase_add_test(tc, no_timeout_runs_long_statement);
+    tcase_add_test(tc, failing_statement_in_batch_runs_once_per_attempt);
     suite_add_tcase(s, tc);
 
     tc = harness_tcase("effects");
