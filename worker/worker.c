@@ -380,20 +380,24 @@ static void worker_charge_failed_statement(struct worker *w, struct served_queue
     int64_t delay = dead ? 0
                          : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
                                             c->attempt, random_unit());
+    const char *why = error[0] != '\0' ? error : "failed";
+    /* Between the rollback and this, another worker's batch may have taken
+     * the row and charged it itself: then this changes nothing, and says
+     * nothing (one line, one count per attempt). */
+    if (task_mark_lost(w->conn, c->id, w->locked_by, c->attempt, why, delay, dead) != 1)
+        return;
     atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried, 1,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
-    if (dead)
+    if (dead) {
         log_task(LOG_LEVEL_WARN, queue->name, c->id, "failed on attempt %d of %d, dead: %s",
-                 c->attempt, c->max_attempts, error[0] ? error : "failed");
-    else
+                 c->attempt, c->max_attempts, why);
+    } else {
         log_task(LOG_LEVEL_WARN, queue->name, c->id,
                  "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", c->attempt,
-                 c->max_attempts, delay, error[0] ? error : "failed");
-    if (task_mark_lost(w->conn, c->id, w->locked_by, c->attempt, error[0] ? error : "failed", delay,
-                       dead) == 1 &&
-        !dead)
+                 c->max_attempts, delay, why);
         worker_schedule_retry(w, sq->index, delay);
+    }
 }
 
 /*
