@@ -554,6 +554,15 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
 
 static PGconn *worker_connect(const struct worker *w);
 
+/* Make w->conn the connection everything uses, and publish its backend
+ * pid: if this worker dies mid statement, the supervisor stops that
+ * backend before it requeues. */
+static void worker_adopt_connection(struct worker *w)
+{
+    atomic_store(&w->self->backend_pid, (int32_t)PQbackendPID(w->conn));
+    w->env.conn = w->conn;
+}
+
 /* A fresh connection, in place of one whose server session may be in any
  * state. Nothing may be claimed or in flight on the old one. */
 static void worker_reconnect(struct worker *w)
@@ -562,8 +571,7 @@ static void worker_reconnect(struct worker *w)
     w->conn = worker_connect(w);
     if (w->conn == NULL)
         exit(WORKER_EXIT_ERROR); /* the supervisor restarts us with backoff */
-    atomic_store(&w->self->backend_pid, (int32_t)PQbackendPID(w->conn));
-    w->env.conn = w->conn;
+    worker_adopt_connection(w);
 }
 
 /*
@@ -806,8 +814,7 @@ static void worker_recover(struct worker *w, int64_t charged_id)
     /* Until now the old backend's pid stayed there: one that still runs
      * (the network broke, not the backend) is stopped by the supervisor if
      * this process dies before it is done here. */
-    atomic_store(&w->self->backend_pid, (int32_t)PQbackendPID(w->conn));
-    w->env.conn = w->conn;
+    worker_adopt_connection(w);
     /* What this worker had claimed, but the task about to be charged
      * (charged_id, 0 = none), goes back: tasks not started yet, and tasks
      * it finished whose asynchronous commit a crash took back — still
@@ -874,9 +881,7 @@ void worker_main(const struct worker_args *args)
     w.conn = worker_connect(&w);
     if (w.conn == NULL)
         exit(WORKER_EXIT_ERROR);
-    /* So the supervisor can stop our backend if we die mid statement. */
-    atomic_store(&w.self->backend_pid, (int32_t)PQbackendPID(w.conn));
-    w.env.conn = w.conn;
+    worker_adopt_connection(&w);
     worker_init_queues(&w);
     /* Tell the supervisor we are past STARTING: a roll onto a new config
      * waits for that before replacing the next worker. */
