@@ -239,6 +239,7 @@ int main(void)
     bench.idle_seconds = env_int("BENCH_IDLE_SECONDS", 120);
     bench.enqueue_seconds = env_int("BENCH_ENQUEUE_SECONDS", 5);
     bench.peer_jobs = env_int("BENCH_PEER_JOBS", 20000);
+    bench.pooler_port = env_int("BENCH_PGBOUNCER_PORT", 0);
     if (bench.repeat < 1 || bench.tasks < 100 || bench.exec_tasks < 100)
         die("BENCH_REPEAT >= 1, BENCH_TASKS and BENCH_EXEC_TASKS >= 100");
     int64_t started = mono_ms();
@@ -252,10 +253,16 @@ int main(void)
     PQclear(res);
     PQfinish(conn);
 
-    /* BENCH_ONLY=scaling: that part alone (a developer's quick look; the
-     * table then has no limits from this run). */
-    if (strcmp(env_or("BENCH_ONLY", ""), "scaling") == 0) {
-        measure_scaling(NAN);
+    /* BENCH_ONLY=scaling or =pgbouncer: that part alone (a developer's
+     * quick look; the table then has no limits from this run). */
+    const char *only = env_or("BENCH_ONLY", "");
+    if (only[0] != '\0') {
+        if (strcmp(only, "scaling") == 0)
+            measure_scaling(NAN);
+        else if (strcmp(only, "pgbouncer") == 0)
+            measure_pooler();
+        else
+            die("BENCH_ONLY is \"scaling\" or \"pgbouncer\", not \"%s\"", only);
         print_table(machine, postgres);
         write_json(machine, postgres, (double)(mono_ms() - started) / 1000.0);
         return 0;
@@ -333,6 +340,7 @@ int main(void)
     }
 
     measure_throughput(ceiling_exec, ceiling_sql, ceiling_sql_100, peer_rate);
+    measure_pooler();
     idle_finish();
     measure_enqueue();
     measure_lateness();

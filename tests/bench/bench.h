@@ -48,6 +48,7 @@ struct bench_settings {
     int idle_seconds;       /* BENCH_IDLE_SECONDS: idle-load window (120) */
     int enqueue_seconds;    /* BENCH_ENQUEUE_SECONDS: per pgbench run (5) */
     int peer_jobs;          /* BENCH_PEER_JOBS: graphile-worker jobs (20000) */
+    int pooler_port;        /* BENCH_PGBOUNCER_PORT: PgBouncer on 127.0.0.1, 0 = none */
 };
 
 extern struct bench_settings bench;
@@ -161,6 +162,9 @@ void pickup_run(PGconn *conn, int samples, int queues, double *p50, double *p99,
 void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double ceiling_sql_100[3],
                         double peer_jobs_per_s);
 void measure_lateness(void);
+/* sql throughput and pickup with the workers through PgBouncer (transaction
+ * mode), beside the same runs direct; skipped without a PgBouncer. */
+void measure_pooler(void);
 
 /* scaling.c: pickup and throughput with 1/4/16/64 workers and 1/200
  * queues; supervisor and per-worker memory. */

@@ -37,8 +37,10 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/pgwork-bench.XXXXXX") || exit 1
 chmod 755 "$tmp"
 mkdir "$tmp/work"
 
+bouncer_pid="" # the PgBouncer below, once started
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
+    [ -n "$bouncer_pid" ] && kill "$bouncer_pid" 2>/dev/null && wait "$bouncer_pid" 2>/dev/null
     sh "$root/tests/pg.sh" destroy "$tmp/pg" 2>/dev/null
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         echo "bench.sh: kept $tmp/work" >&2
@@ -57,6 +59,53 @@ fi
 eval "$env_line"
 export PGHOST PGPORT PGUSER PGDATABASE
 unset PGWORK_CONFIG PGWORK_DATABASE_URL PGOPTIONS
+
+# A PgBouncer in transaction mode in front of the cluster, for the rows that
+# measure what pooling costs (as root it runs as the cluster's owner: it
+# refuses root). Skipped, with a message, without Debian's pgbouncer.
+bouncer_port=""
+if [ -x /usr/sbin/pgbouncer ]; then
+    mkdir "$tmp/bouncer"
+    bouncer_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    printf '"%s" ""\n' "$PGUSER" >"$tmp/bouncer/users.txt"
+    cat >"$tmp/bouncer/pgbouncer.ini" <<EOF_INI
+[databases]
+* = host=$PGHOST port=$PGPORT
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+unix_socket_dir =
+auth_type = trust
+auth_file = $tmp/bouncer/users.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 200
+log_connections = 0
+log_disconnections = 0
+EOF_INI
+    as_owner=""
+    if [ "$(id -u)" -eq 0 ]; then
+        owner=$(stat -c %U "$PGHOST")
+        chown -R "$owner" "$tmp/bouncer"
+        as_owner="setpriv --reuid=$owner --regid=$(id -g "$owner") --clear-groups"
+    fi
+    # shellcheck disable=SC2086 # as_owner is a command prefix, or nothing
+    $as_owner /usr/sbin/pgbouncer "$tmp/bouncer/pgbouncer.ini" >"$tmp/bouncer/log" 2>&1 &
+    bouncer_pid=$!
+    tries=0
+    until pg_isready -q -h 127.0.0.1 -p "$bouncer_port" -d pgbouncer; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 100 ] || ! kill -0 "$bouncer_pid" 2>/dev/null; then
+            echo "bench.sh: PgBouncer did not start, its rows are skipped:" >&2
+            tail -n 5 "$tmp/bouncer/log" >&2
+            bouncer_port=""
+            break
+        fi
+        sleep 0.1
+    done
+else
+    echo "bench.sh: /usr/sbin/pgbouncer not found, its rows are skipped (sh scripts/deps.sh)" >&2
+fi
 
 node=""
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
@@ -78,5 +127,5 @@ fi
 
 BENCH_PGWORK="$build/pgwork" BENCH_TMP="$tmp/work" BENCH_SRC="$root" \
     BENCH_NOOP="$build/tests/bench/noop_coprocess" BENCH_NODE="$node" \
-    BENCH_JSON="$build/bench.json" BENCH_GIT="$git_rev" \
+    BENCH_JSON="$build/bench.json" BENCH_GIT="$git_rev" BENCH_PGBOUNCER_PORT="$bouncer_port" \
     "$build/tests/bench/bench"

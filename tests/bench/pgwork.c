@@ -238,10 +238,36 @@ static void profile_finish(const struct profile *p, PGconn *conn, pid_t supervis
     db_exec(conn, "SELECT pg_reload_conf()");
 }
 
+/* The config's database section: direct (from PGWORK_DATABASE_URL), or
+ * the workers through the PgBouncer on pooler_port and the listener
+ * straight to PostgreSQL, as the README's PgBouncer section says. */
+static void database_section(char *out, size_t len, const char *dbname, int pooler_port)
+{
+    if (pooler_port <= 0)
+        snprintf(out, len, "%s", "");
+    else
+        snprintf(out, len,
+                 "database { conninfo = \"host=127.0.0.1 port=%d dbname=%s\"\n"
+                 "           listen_conninfo = \"dbname=%s\" }\n",
+                 pooler_port, dbname, dbname);
+}
+
+/* Wait until every task of dbname is done (a warm-up), or die. */
+static void wait_all_done(PGconn *conn, const struct sup *sup, const char *what)
+{
+    int64_t deadline = mono_ms() + 60000;
+    while (db_int(conn, "SELECT count(*) FROM pgwork.tasks WHERE state <> 'done'") > 0) {
+        if (mono_ms() > deadline)
+            die("%s: warm-up not done within 60 s (see %s)", what, sup->log_path);
+        sleep_ms(20);
+    }
+}
+
 /* Tasks/s for one supervisor run on dbname (THROUGHPUT_DB, or the new
- * database of the last row); profiled when profile is true. */
+ * database of the last row), its workers through the PgBouncer on
+ * pooler_port (0 = direct); profiled when profile is true. */
 static double throughput_run(enum kind k, int workers, int batch, int tasks, const char *log_level,
-                             const char *dbname, bool profile)
+                             const char *dbname, int pooler_port, bool profile)
 {
     char queue[512];
     switch (k) {
@@ -261,34 +287,34 @@ static double throughput_run(enum kind k, int workers, int batch, int tasks, con
                  bench.source_dir);
         break;
     }
-    char config[1024], name[64];
+    char config[1536], name[80], database[256];
+    database_section(database, sizeof(database), dbname, pooler_port);
     snprintf(config, sizeof(config),
-             "workers { count = %d max = 16 }\nhttp { listen = \"\" }\n"
+             "%sworkers { count = %d max = 16 }\nhttp { listen = \"\" }\n"
              "log { level = \"%s\" }\nqueue \"tp\" { %s batch = %d }\n",
-             workers, log_level, queue, batch);
-    snprintf(name, sizeof(name), "throughput-%d-%d-%d-%s-%s", (int)k, workers, batch, log_level,
-             dbname);
+             database, workers, log_level, queue, batch);
+    snprintf(name, sizeof(name), "throughput-%d-%d-%d-%s-%s%s", (int)k, workers, batch, log_level,
+             dbname, pooler_port > 0 ? "-pgbouncer" : "");
     PGconn *conn = db_connect(dbname);
     db_exec(conn, "TRUNCATE pgwork.tasks");
     db_exec(conn, "CHECKPOINT");
     struct sup sup = {0};
     sup_start(&sup, dbname, name, config);
-    sup_wait_workers(&sup, conn, workers);
+    /* Behind PgBouncer an idle worker holds no server connection: the
+     * warm-up alone says the workers are going. */
+    if (pooler_port <= 0)
+        sup_wait_workers(&sup, conn, workers);
     /* Warm-up: every worker's connection, prepared statements and
      * co-process (an interpreter loads) get going before the clock runs. */
     db_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'tp' FROM generate_series(1, 200)");
-    int64_t warm_deadline = mono_ms() + 60000;
-    while (db_int(conn, "SELECT count(*) FROM pgwork.tasks WHERE state <> 'done'") > 0) {
-        if (mono_ms() > warm_deadline)
-            die("throughput: warm-up not done within 60 s (see %s)", sup.log_path);
-        sleep_ms(20);
-    }
+    wait_all_done(conn, &sup, "throughput");
     if (strcmp(dbname, FRESH_DB) == 0)
         /* As a new install's table, or one emptied by TRUNCATE: no size
          * and no statistics for the planner (autoanalyze may have seen the
          * warm-up; this takes that away again). */
         db_exec(conn, "TRUNCATE pgwork.tasks");
-    sup_wait_workers(&sup, conn, workers);
+    if (pooler_port <= 0)
+        sup_wait_workers(&sup, conn, workers);
 
     struct profile prof;
     if (profile)
@@ -308,8 +334,8 @@ static double throughput_run(enum kind k, int workers, int batch, int tasks, con
     if (done != tasks)
         die("throughput: %" PRId64 " of %d done (see %s)", done, tasks, sup.log_path);
     double rate = tasks / seconds;
-    say("throughput %s, %d workers, batch %d, log %s, %s: %.0f tasks/s", kind_name(k), workers,
-        batch, log_level, dbname, rate);
+    say("throughput %s, %d workers, batch %d, log %s, %s%s: %.0f tasks/s", kind_name(k), workers,
+        batch, log_level, dbname, pooler_port > 0 ? " via PgBouncer" : "", rate);
     return rate;
 }
 
@@ -331,7 +357,7 @@ void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double ce
             if (k == KIND_COPROC_PY && counts[c] != 4)
                 continue;
             int tasks = k == KIND_EXEC ? bench.exec_tasks : bench.tasks;
-            double rate = throughput_run(k, counts[c], 10, tasks, "info", THROUGHPUT_DB, false);
+            double rate = throughput_run(k, counts[c], 10, tasks, "info", THROUGHPUT_DB, 0, false);
             if (k == KIND_SQL && counts[c] == 4)
                 sql_4_workers = rate;
             struct row row = {.value = rate};
@@ -369,7 +395,7 @@ void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double ce
      * ceiling measured with the same batch. */
     for (int c = 0; c < 3; c++) {
         double rate =
-            throughput_run(KIND_SQL, counts[c], 100, bench.tasks, "info", THROUGHPUT_DB, false);
+            throughput_run(KIND_SQL, counts[c], 100, bench.tasks, "info", THROUGHPUT_DB, 0, false);
         struct row row = {.value = rate, .limit = ceiling_sql_100[c]};
         row.ratio = rate / row.limit;
         snprintf(row.figure, sizeof(row.figure), "throughput sql, batch = 100, %d workers",
@@ -387,7 +413,7 @@ void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double ce
 
     /* What per-task log lines cost: the sql run at 4 workers, log level
      * warn; and where its time goes (CPU by process, statements). */
-    double quiet = throughput_run(KIND_SQL, 4, 10, bench.tasks, "warn", THROUGHPUT_DB, true);
+    double quiet = throughput_run(KIND_SQL, 4, 10, bench.tasks, "warn", THROUGHPUT_DB, 0, true);
     result_detail("throughput_sql_4_workers_log_warn", "%.0f tasks/s (no per-task info line)",
                   quiet);
 
@@ -398,7 +424,7 @@ void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double ce
     conn = db_connect(FRESH_DB);
     db_exec(conn, "VACUUM ANALYZE pgwork.tasks");
     PQfinish(conn);
-    double fresh = throughput_run(KIND_SQL, 4, 10, bench.tasks, "info", FRESH_DB, false);
+    double fresh = throughput_run(KIND_SQL, 4, 10, bench.tasks, "info", FRESH_DB, 0, false);
     struct row row = {.value = fresh, .limit = ceiling_sql[1], .ratio = fresh / ceiling_sql[1]};
     snprintf(row.figure, sizeof(row.figure), "throughput sql, 4 workers, new database");
     snprintf(row.unit, sizeof(row.unit), "tasks/s");
@@ -410,6 +436,89 @@ void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double ce
              "(it analyzes mid-burst); %.2f x this run's analyzed database (%.0f tasks/s)",
              fresh / sql_4_workers, sql_4_workers);
     result_add(&row);
+}
+
+/* --- through PgBouncer -------------------------------------------------------- */
+
+#define POOLER_DB "bench_pooler"
+#define POOLER_PICKUP_DB "bench_pooler_pickup"
+
+/* One pickup run (a warm-up of 20 samples first, discarded) with a pod of
+ * 4 workers, direct or through the PgBouncer on pooler_port. */
+static void pooler_pickup_run(int pooler_port, double *p50, double *p99)
+{
+    char config[1024], database[256];
+    database_section(database, sizeof(database), POOLER_PICKUP_DB, pooler_port);
+    snprintf(config, sizeof(config),
+             "%sworkers { count = 4 }\nhttp { listen = \"\" }\n"
+             "queue \"pickup\" { handler = \"sql\" "
+             "statement = \"INSERT INTO pickup VALUES ($2, clock_timestamp())\" }\n",
+             database);
+    struct sup sup = {0};
+    sup_start(&sup, POOLER_PICKUP_DB, pooler_port > 0 ? "pickup-pgbouncer" : "pickup-direct",
+              config);
+    PGconn *conn = db_connect(POOLER_PICKUP_DB);
+    double max, warm50, warm99;
+    pickup_run(conn, 20, 0, &warm50, &warm99, &max);
+    pickup_run(conn, bench.pickup_samples, 0, p50, p99, &max);
+    sup_stop(&sup);
+    PQfinish(conn);
+}
+
+static void pooler_row(const char *figure, const char *unit, double pooled, double direct,
+                       const char *note)
+{
+    struct row row = {.value = pooled, .limit = direct, .ratio = pooled / direct};
+    snprintf(row.figure, sizeof(row.figure), "%s", figure);
+    snprintf(row.unit, sizeof(row.unit), "%s", unit);
+    snprintf(row.limit_name, sizeof(row.limit_name), "the same, direct (this run)");
+    snprintf(row.note, sizeof(row.note), "%s", note);
+    result_add(&row);
+}
+
+void measure_pooler(void)
+{
+    if (bench.pooler_port <= 0) {
+        say("PgBouncer rows skipped: no PgBouncer (BENCH_PGBOUNCER_PORT unset)");
+        return;
+    }
+    int n = bench.repeat < 16 ? bench.repeat : 16;
+    say("through PgBouncer (transaction mode): %d x sql throughput and pickup, direct and "
+        "pooled runs interleaved",
+        n);
+    db_create(POOLER_DB);
+    PGconn *conn = db_connect(POOLER_DB);
+    throughput_pin_statistics(conn);
+    PQfinish(conn);
+    double direct[16], pooled[16];
+    for (int r = 0; r < n; r++) {
+        direct[r] = throughput_run(KIND_SQL, 4, 10, bench.tasks, "info", POOLER_DB, 0, false);
+        pooled[r] = throughput_run(KIND_SQL, 4, 10, bench.tasks, "info", POOLER_DB,
+                                   bench.pooler_port, false);
+    }
+    db_create(POOLER_PICKUP_DB);
+    conn = db_connect(POOLER_PICKUP_DB);
+    db_exec(conn, "CREATE TABLE pickup (task bigint PRIMARY KEY, started timestamptz)");
+    PQfinish(conn);
+    double d50[16], d99[16], p50[16], p99[16];
+    for (int r = 0; r < n; r++) {
+        pooler_pickup_run(0, &d50[r], &d99[r]);
+        pooler_pickup_run(bench.pooler_port, &p50[r], &p99[r]);
+    }
+    char note[256];
+    snprintf(note, sizeof(note),
+             "PgBouncer 1.18, pool_mode = transaction, default_pool_size = 20; workers through "
+             "it, listener direct; %d tasks, batch 10; runs interleaved, median of %d",
+             bench.tasks, n);
+    double tp_direct = stat_median(direct, n), tp_pooled = stat_median(pooled, n);
+    pooler_row("throughput sql via PgBouncer, 4 workers", "tasks/s", tp_pooled, tp_direct, note);
+    double pooled_p99 = stat_median(p99, n), direct_p99 = stat_median(d99, n);
+    snprintf(note, sizeof(note),
+             "%d single tasks 20 ms apart per run, median of %d runs' p50; p99 %.2f ms pooled, "
+             "%.2f ms direct",
+             bench.pickup_samples, n, pooled_p99, direct_p99);
+    pooler_row("pickup p50 via PgBouncer (4 idle workers, sql)", "ms", stat_median(p50, n),
+               stat_median(d50, n), note);
 }
 
 /* --- idle load ---------------------------------------------------------- */
