@@ -118,26 +118,4 @@ extern const struct handler handler_exec;
 extern const struct handler handler_sql;
 extern const struct handler handler_coprocess;
 
-/*
- * The co-process line protocol (handler_coprocess.c; specified in
- * examples/README.md), exposed for its unit tests.
- */
-struct coprocess_result {
-    int64_t id;
-    bool ok;
-    char error[HANDLER_ERROR_MAX]; /* decoded "error" (valid UTF-8, no NUL); "" if absent */
-};
-
-/* Write the task line {"id":..,"attempt":..,"queue":..,"payload":..}\n into
- * *buf (grown with realloc; *cap is its size). queue_json is the queue name
- * already quoted as a JSON string. Returns the line's length (newline
- * included, NUL-terminated after it), or -1 when out of memory. */
-int coprocess_format_task(char **buf, size_t *cap, const char *queue_json, const struct task *task);
-
-/* Parse one result line (len bytes, without its newline). 0, or -1 with a
- * short reason in why. Unknown fields are skipped; "id" and "ok" are
- * required. */
-int coprocess_parse_result(const char *line, size_t len, struct coprocess_result *result, char *why,
-                           size_t whylen);
-
 #endif

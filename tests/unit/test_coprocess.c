@@ -28,6 +28,7 @@
 #include "suites.h"
 #include "../../shared/log.h"
 #include "../../shared/timeutil.h"
+#include "../../worker/coprocess_protocol.h"
 #include "../../worker/handler.h"
 #include "handler_fixture.h"
 
