@@ -24,7 +24,9 @@
  *
  * Invariants (each broken one is printed at once, with the seed):
  *   unfinished   every task is done or dead within lease + 10 s of the faults
- *                stopping (the pods are then up, the network back)
+ *                stopping (the pods are then up, the network back), plus
+ *                what the hang poison tasks left can still take of the pods'
+ *                workers (settle_bound_ms; the bound is printed)
  *   effect       a sql task's effect exists exactly once if done, never if
  *                dead; an exec/coprocess task marked done ran successfully
  *                at least once; a poison task never ends done
@@ -85,6 +87,7 @@
 #define MAX_ATTEMPTS 3
 #define HANDLER_TIMEOUT_S 2 /* exec, coprocess: a hang's 3 attempts fit the deadline */
 #define SQL_TIMEOUT_S 4     /* above the stall limit: long row locks are possible */
+#define BACKOFF_MAX_MS 500  /* a retry's longest wait */
 #define BACKLOG_CAP 150
 
 /* --- what can be injected ------------------------------------------------- */
@@ -174,6 +177,7 @@ struct pod {
     int64_t blackhole_end; /* > 0: HUP the proxy then */
     int64_t exclude_until; /* no stall accounting before this (see invariants) */
     int workers_count;     /* workers.count of its current config */
+    int workers_target;    /* the pool's target in its last status line (TTIN/TTOU too) */
     int64_t stall_since[QUEUES];
     bool stall_reported[QUEUES];
     int64_t worst_usr1, worst_healthz;
@@ -347,10 +351,10 @@ static char *config_text(const struct pod *p, int count, const int *batch)
                 runs_path);
         char *next = chaos_xasprintf(
             "%squeue \"%s\" { %s batch = %d timeout = %ds max_attempts = %d "
-            "backoff_base = 100ms backoff_max = 500ms workers = %d }\n",
+            "backoff_base = 100ms backoff_max = %dms workers = %d }\n",
             qtext, queues[q].name, body, batch[q],
             strcmp(queues[q].handler, "sql") == 0 ? SQL_TIMEOUT_S : HANDLER_TIMEOUT_S, MAX_ATTEMPTS,
-            queues[q].slots);
+            BACKOFF_MAX_MS, queues[q].slots);
         free(body);
         free(qtext);
         qtext = next;
@@ -383,6 +387,7 @@ static void write_base_config(struct pod *p)
     write_config(p, text);
     free(text);
     p->workers_count = 3;
+    p->workers_target = 3;
 }
 
 /* --- pods ----------------------------------------------------------------- */
@@ -530,6 +535,7 @@ static int64_t probe_healthz(int port, int timeout_ms)
 /* What one USR1 showed of a pod. */
 struct status {
     bool listening, quiet;
+    int target;                /* workers=alive/target */
     int slot_state[MAX_SLOTS]; /* 0 none, 1 idle, 2 other live state */
 };
 
@@ -552,6 +558,10 @@ static bool read_status(const char *log, size_t from, struct status *st)
             memset(st, 0, sizeof(*st));
             st->listening = strstr(p, "listener=listening") != NULL;
             st->quiet = strstr(p, "quiet=yes") != NULL;
+            const char *w = strstr(p, " workers=");
+            int alive;
+            if (w == NULL || sscanf(w, " workers=%d/%d", &alive, &st->target) != 2)
+                st->target = 0;
         } else if (seen_sup && (p = strstr(line, "status worker ")) != NULL) {
             int slot = atoi(p + 14);
             const char *state = strstr(p, "state=");
@@ -756,8 +766,11 @@ static void *prober_main(void *arg)
             char name[8];
             snprintf(name, sizeof(name), "%s", p->name);
             bool diagnose[QUEUES] = {false};
-            if (complete)
+            if (complete) {
+                if (st.target > 0)
+                    p->workers_target = st.target;
                 judge_stalls(p, &st, due, now, diagnose);
+            }
             pthread_mutex_unlock(&lock);
             for (int q = 0; q < QUEUES; q++)
                 if (diagnose[q] && db_ensure(&c, 200))
@@ -1151,6 +1164,75 @@ static void sanitizer_check(const struct pod *p)
     }
 }
 
+/*
+ * The settle deadline, in ms after the faults stopped, and why (into why).
+ * Normal tasks get lease + 10 s. A hang poison task holds a worker for its
+ * queue's timeout on each attempt it has left, and the tasks queued behind
+ * it wait for that worker: capacity, not a lost task. So while hang tasks
+ * are left the bound adds what a work-conserving pool needs for them (the
+ * list-scheduling bound): their worker time W spread over the N workers,
+ * plus (1 - 1/N) of the longest one task still needs, its attempts running
+ * one after another (an attempt: its timeout + the longest backoff). N is
+ * the sum of the pods' pool targets from their last status lines (HUP,
+ * TTIN and TTOU change them). Nothing is added for any other task.
+ */
+static int64_t settle_bound_ms(PGconn **c, char *why, size_t len)
+{
+    int64_t base = (int64_t)lease_s * 1000 + 10000;
+    char sql[1024];
+    /* clang-format off */
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*), coalesce(sum(left_), 0),"
+             "       coalesce(sum(left_ * attempt_ms), 0), coalesce(max(left_ * attempt_ms), 0)"
+             "  FROM (SELECT greatest(coalesce(max_attempts, %d) - attempts"
+             "                        + (state = 'running')::int, 0) AS left_,"
+             "               CASE WHEN queue = 'tsql' THEN %d ELSE %d END + %d AS attempt_ms"
+             "          FROM pgwork.tasks"
+             "         WHERE state IN ('pending', 'running') AND payload->>'poison' = 'hang') h",
+             MAX_ATTEMPTS, SQL_TIMEOUT_S * 1000, HANDLER_TIMEOUT_S * 1000, BACKOFF_MAX_MS);
+    /* clang-format on */
+    int64_t tasks = 0, attempts = 0, hang_ms = 0, chain_ms = 0;
+    if (db_ensure(c, 2000)) {
+        PGresult *r = PQexec(*c, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+            tasks = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            attempts = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+            hang_ms = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+            chain_ms = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+        } else {
+            chaos_say("settle bound: the hang tasks left are unknown (%s); lease + 10 s",
+                      PQerrorMessage(*c));
+        }
+        PQclear(r);
+    }
+    int workers = 0;
+    char per_pod[64] = "";
+    size_t used = 0;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < PODS; i++) {
+        workers += pods[i].workers_target;
+        used += (size_t)snprintf(per_pod + used, sizeof(per_pod) - used, "%s%s %d", i ? ", " : "",
+                                 pods[i].name, pods[i].workers_target);
+    }
+    pthread_mutex_unlock(&lock);
+    if (workers < 1)
+        workers = 1;
+    int64_t spread = (hang_ms + workers - 1) / workers;
+    int64_t chain = chain_ms * (workers - 1) / workers;
+    if (tasks == 0)
+        snprintf(why, len, "lease %d s + 10 s; no hang poison task left", lease_s);
+    else
+        snprintf(why, len,
+                 "lease %d s + 10 s + %.1f s + %.1f s: %" PRId64
+                 " hang poison task(s) left, %" PRId64
+                 " attempt(s) of %d s (sql) or %d s (exec, coprocess) + %d ms backoff, %.1f s of "
+                 "worker time over %d workers (%s), the longest task %.1f s",
+                 lease_s, (double)spread / 1000, (double)chain / 1000, tasks, attempts,
+                 SQL_TIMEOUT_S, HANDLER_TIMEOUT_S, BACKOFF_MAX_MS, (double)hang_ms / 1000, workers,
+                 per_pod, (double)chain_ms / 1000);
+    return base + spread + chain;
+}
+
 static void settle_and_judge(PGconn **c, int64_t run_started)
 {
     chaos_say("faults stop after %.1f s; settling", (double)(chaos_now_ms() - run_started) / 1000);
@@ -1180,7 +1262,10 @@ static void settle_and_judge(PGconn **c, int64_t run_started)
         pthread_mutex_unlock(&lock);
     }
     int64_t stopped = chaos_now_ms();
-    int64_t deadline = stopped + (int64_t)lease_s * 1000 + 10000;
+    char why[400];
+    int64_t bound = settle_bound_ms(c, why, sizeof(why));
+    int64_t deadline = stopped + bound;
+    chaos_say("settle bound %.1f s (%s)", (double)bound / 1000, why);
     int64_t unfinished = -1;
     while (chaos_now_ms() < deadline) {
         pthread_mutex_lock(&lock);
@@ -1197,9 +1282,9 @@ static void settle_and_judge(PGconn **c, int64_t run_started)
         chaos_die("the database does not answer after the faults stopped");
     if (unfinished != 0) {
         violation("unfinished",
-                  "%" PRId64 " task(s) still pending or running %d s (lease %d s + 10 s) after "
-                  "the faults stopped",
-                  unfinished, lease_s + 10, lease_s);
+                  "%" PRId64 " task(s) still pending or running %.1f s (%s) after the faults "
+                  "stopped",
+                  unfinished, (double)bound / 1000, why);
         print_rows(*c, "unfinished tasks (first 10)",
                    "SELECT id, queue, state, attempts, run_at > now() AS later, locked_by, "
                    "locked_until - now() AS lease_left, payload, left(last_error, 120) AS "
