@@ -25,14 +25,12 @@ struct http_conn; /* one client connection (http.c) */
 struct http_server {
     struct MHD_Daemon *daemon; /* NULL = endpoint off */
     struct http_handlers handlers;
-    uint64_t requests; /* served, for the status line */
     /* Connections waiting for a request, oldest first (http.c): the head
      * is the next to pass its deadline and the first to be dropped when
      * the connections run out. */
     struct http_conn *waiting_head, *waiting_tail;
     unsigned open;           /* connections libmicrohttpd holds */
     unsigned keep_free;      /* drop the oldest waiting one above this many */
-    uint64_t dropped;        /* connections closed for being slow */
     uint64_t drops_unlogged; /* of those, not yet in a log line */
     int64_t drops_logged_at; /* last such line (ms), 0 = none yet */
 };

@@ -157,10 +157,10 @@ static void metrics_workers(const struct metrics_source *src, struct text_buffer
                                  WORKER_STOPPING};
     int count[WORKER_STOPPING + 1] = {0};
     uint64_t restarts = 0, wakeups = 0;
-    for (int i = 0; i < src->pool->capacity; i++) {
+    for (int i = 0; i < pool_capacity(src->pool); i++) {
         const struct shm_worker *w = &src->shm->workers[i];
         int state = atomic_load(&w->state);
-        if (src->pool->slots[i].pid != 0 && state >= 0 && state <= WORKER_STOPPING)
+        if (pool_slot_running(src->pool, i) && state >= 0 && state <= WORKER_STOPPING)
             count[state]++;
         restarts += atomic_load(&w->restarts);
         wakeups += atomic_load(&w->wakeups);
@@ -171,7 +171,7 @@ static void metrics_workers(const struct metrics_source *src, struct text_buffer
                      count[states[i]]);
     metrics_header(out, "pgwork_workers_wanted", "gauge",
                    "Workers the pool wants (workers.count, moved by TTIN/TTOU).");
-    text_appendf(out, "pgwork_workers_wanted %d\n", src->pool->target);
+    text_appendf(out, "pgwork_workers_wanted %d\n", pool_target(src->pool));
     metrics_header(out, "pgwork_worker_restarts_total", "counter",
                    "Worker processes started again after an exit.");
     text_appendf(out, "pgwork_worker_restarts_total %" PRIu64 "\n", restarts);

@@ -38,17 +38,19 @@
 /* A worker that ran this long before exiting was not crash-looping. */
 #define POOL_PROVEN_MS 10000
 
-int pool_init(struct pool *pool, const struct pgwork_config *config, struct shm *shm,
-              int request_fd, int death_fd, const char *pod_name)
+int pool_init(struct pool *pool, const struct pool_setup *setup)
 {
-    pool->config = config;
-    pool->shm = shm;
-    pool->capacity = (int)shm->header->worker_capacity;
-    pool->target = config->workers.count;
-    pool->request_fd = request_fd;
-    pool->death_fd = death_fd;
+    pool->config = setup->config;
+    pool->shm = setup->shm;
+    pool->capacity = (int)setup->shm->header->worker_capacity;
+    pool->target = setup->config->workers.count;
+    pool->queue_slots = setup->queue_slots;
+    pool->request_fd = setup->request_fd;
+    pool->death_fd = setup->death_fd;
     pool->supervisor_pid = getpid();
-    pool->pod_name = pod_name;
+    pool->pod_name = setup->pod_name;
+    pool->worker_exited = setup->worker_exited;
+    pool->ctx = setup->ctx;
     pool->slots = calloc((size_t)pool->capacity, sizeof(*pool->slots));
     if (pool->slots == NULL) {
         log_error("out of memory allocating %d worker slots", pool->capacity);
@@ -244,6 +246,7 @@ static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t 
     /* What it was running when it died (0 = nothing): read before the
      * slot is cleared for its successor. */
     int64_t running_task = atomic_exchange(&shared->task_id, 0);
+    int32_t backend_pid = atomic_exchange(&shared->backend_pid, 0);
     s->pid = 0;
     atomic_store(&shared->pid, 0);
     atomic_store(&shared->state, WORKER_EMPTY);
@@ -251,8 +254,13 @@ static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t 
 
     char locked_by[320];
     pool_locked_by(pool, slot, pid, locked_by, sizeof(locked_by));
+    const struct pool_exit exit = {.slot = slot,
+                                   .locked_by = locked_by,
+                                   .running_task = running_task,
+                                   .backend_pid = backend_pid,
+                                   .clean = clean && asked};
     if (pool->worker_exited != NULL)
-        pool->worker_exited(pool->ctx, slot, pid, locked_by, running_task, clean && asked);
+        pool->worker_exited(pool->ctx, &exit);
     if (!s->wanted) {
         log_info("worker %d (pid %d) retired: %s", slot, (int)pid, how);
         return;
@@ -422,9 +430,11 @@ void pool_scale(struct pool *pool, int delta)
     log_info("pool scaled to %d worker%s", pool->target, pool->target == 1 ? "" : "s");
 }
 
-void pool_set_config(struct pool *pool, const struct pgwork_config *config, bool roll_workers)
+void pool_set_config(struct pool *pool, const struct pgwork_config *config, const int *queue_slots,
+                     bool roll_workers)
 {
     pool->config = config;
+    pool->queue_slots = queue_slots;
     int wanted = config->workers.count;
     if (wanted > pool->capacity)
         wanted = pool->capacity;
@@ -464,12 +474,33 @@ void pool_signal_all(const struct pool *pool, int sig)
             kill(pool->slots[i].pid, sig);
 }
 
+void pool_stop(struct pool *pool, int sig)
+{
+    pool->stopping = true;
+    pool_signal_all(pool, sig);
+}
+
 int pool_alive(const struct pool *pool)
 {
     int alive = 0;
     for (int i = 0; i < pool->capacity; i++)
         alive += pool->slots[i].pid != 0;
     return alive;
+}
+
+int pool_target(const struct pool *pool)
+{
+    return pool->target;
+}
+
+int pool_capacity(const struct pool *pool)
+{
+    return pool->capacity;
+}
+
+bool pool_slot_running(const struct pool *pool, int slot)
+{
+    return slot >= 0 && slot < pool->capacity && pool->slots[slot].pid != 0;
 }
 
 int64_t pool_next_deadline(const struct pool *pool)
@@ -547,18 +578,13 @@ char *pool_busy_owners(const struct pool *pool)
     return out;
 }
 
-void pool_close_fds(struct pool *pool)
+void pool_free(struct pool *pool)
 {
-    for (int i = 0; i < pool->capacity; i++) {
+    for (int i = 0; pool->slots != NULL && i < pool->capacity; i++) {
         if (pool->slots[i].wake_fd >= 0)
             close(pool->slots[i].wake_fd);
         pool->slots[i].wake_fd = -1;
     }
-}
-
-void pool_free(struct pool *pool)
-{
-    pool_close_fds(pool);
     free(pool->slots);
     pool->slots = NULL;
 }

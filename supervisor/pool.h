@@ -25,10 +25,29 @@ struct pool_slot {
     bool roll_pending;        /* runs an old config: replace it when its turn comes */
 };
 
-/* Called after a worker exited (reaped) with the owner tag its tasks carry,
- * so the supervisor can requeue them at once (DESIGN §2). */
-typedef void (*pool_worker_exited_fn)(void *ctx, int slot, pid_t pid, const char *locked_by,
-                                      int64_t running_task, bool clean);
+/* What a reaped worker left behind, so the supervisor can requeue its
+ * tasks at once (DESIGN §2). */
+struct pool_exit {
+    int slot;
+    const char *locked_by; /* the owner tag its claims carry */
+    int64_t running_task;  /* the task it was running, 0 = none */
+    int32_t backend_pid;   /* its database backend, 0 = none or unknown */
+    bool clean;            /* it stopped when asked, having released its tasks */
+};
+
+typedef void (*pool_worker_exited_fn)(void *ctx, const struct pool_exit *exit);
+
+/* What the pool is given once, at pool_init. */
+struct pool_setup {
+    const struct pgwork_config *config;
+    struct shm *shm;
+    const int *queue_slots; /* config queue index -> shm queue record (the caller's) */
+    int request_fd;         /* the supervisor's eventfd, inherited by workers */
+    int death_fd;           /* read end of the parent-death pipe */
+    const char *pod_name;   /* the pod part of locked_by: "<hostname>:<incarnation>" */
+    pool_worker_exited_fn worker_exited;
+    void *ctx; /* passed to worker_exited */
+};
 
 struct pool {
     const struct pgwork_config *config;
@@ -46,9 +65,13 @@ struct pool {
     void *ctx;
 };
 
+/*
+ * The fields of struct pool are pool.c's own: callers use the functions
+ * below.
+ */
+
 /* Allocate slots and their eventfds. 0 or -1 (logged). */
-int pool_init(struct pool *pool, const struct pgwork_config *config, struct shm *shm,
-              int request_fd, int death_fd, const char *pod_name);
+int pool_init(struct pool *pool, const struct pool_setup *setup);
 
 /* Fork a worker into every wanted slot that has none and whose backoff
  * has passed. */
@@ -69,10 +92,11 @@ bool pool_wake_one(struct pool *pool, int queue_index);
  * 0..N-1 keeps them. */
 void pool_scale(struct pool *pool, int delta);
 
-/* Switch to a new config (after a reload): target = workers.count within
- * bounds (lowered as pool_scale does, from the top), and every running
- * worker is marked to be rolled. */
-void pool_set_config(struct pool *pool, const struct pgwork_config *config, bool roll_workers);
+/* Switch to a new config and its queue map (after a reload): target =
+ * workers.count within bounds (lowered as pool_scale does, from the top),
+ * and every running worker is marked to be rolled when roll_workers. */
+void pool_set_config(struct pool *pool, const struct pgwork_config *config, const int *queue_slots,
+                     bool roll_workers);
 
 /* Roll one worker at a time: when no replacement is starting and none is
  * retiring, SIGTERM one worker still running an old config (idle first). */
@@ -80,8 +104,18 @@ void pool_roll_next(struct pool *pool);
 
 void pool_signal_all(const struct pool *pool, int sig);
 
+/* Shutting down: no restarts from now on; sig to every worker. */
+void pool_stop(struct pool *pool, int sig);
+
 /* Processes alive in the pool. */
 int pool_alive(const struct pool *pool);
+
+/* Workers the pool wants (workers.count, moved by TTIN/TTOU). */
+int pool_target(const struct pool *pool);
+
+/* Slots (workers.max), and whether slot has a process right now. */
+int pool_capacity(const struct pool *pool);
+bool pool_slot_running(const struct pool *pool, int slot);
 
 /* Every slot the pool wants has failed with a configuration error. */
 bool pool_all_fatal(const struct pool *pool);
@@ -100,9 +134,7 @@ void pool_locked_by(const struct pool *pool, int slot, pid_t pid, char *out, siz
  * (malloc'd): those that may hold claimed tasks; NULL when none is. */
 char *pool_busy_owners(const struct pool *pool);
 
-/* Close all eventfds (supervisor at exit, or a child after fork). */
-void pool_close_fds(struct pool *pool);
-
+/* Close the slots' eventfds and free them (the supervisor at exit). */
 void pool_free(struct pool *pool);
 
 #endif

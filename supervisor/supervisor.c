@@ -174,19 +174,16 @@ static void on_connection(void *ctx, bool up)
 
 /* --- pool callbacks ---------------------------------------------------- */
 
-static void on_worker_exited(void *ctx, int slot, pid_t pid, const char *locked_by,
-                             int64_t running_task, bool clean)
+static void on_worker_exited(void *ctx, const struct pool_exit *exit)
 {
     struct supervisor *s = ctx;
-    (void)pid;
-    /* Its backend, read before a successor's connection overwrites it. */
-    int32_t backend_pid = atomic_exchange(&s->shm.workers[slot].backend_pid, 0);
     /* A worker that stopped cleanly released its tasks itself. One that
      * died may have left tasks running: requeue them now rather than
      * after the lease (DESIGN §2), once its backend is stopped (it may
      * still run the statement it was sent, holding their rows). */
-    if (!clean)
-        listener_requeue_owner(&s->listener, locked_by, running_task, slot, backend_pid);
+    if (!exit->clean)
+        listener_requeue_owner(&s->listener, exit->locked_by, exit->running_task, exit->slot,
+                               exit->backend_pid);
     else
         /* Retired or rolled: what it released (claimed, not started) sends
          * no notification, and a wake-up it took just before its SIGTERM
@@ -220,9 +217,9 @@ static bool http_ready(void *ctx, char *why, size_t len)
         return false;
     }
     bool up = false;
-    for (int i = 0; i < s->pool.capacity; i++) {
+    for (int i = 0; i < pool_capacity(&s->pool); i++) {
         int state = atomic_load(&s->shm.workers[i].state);
-        if (s->pool.slots[i].pid == 0 ||
+        if (!pool_slot_running(&s->pool, i) ||
             (state != WORKER_IDLE && state != WORKER_BUSY && state != WORKER_WOKEN))
             continue;
         /* Up but failing every claim (a pooler or database problem the
@@ -288,7 +285,7 @@ static void supervisor_log_status(struct supervisor *s)
     log_info("status supervisor: phase=%s quiet=%s workers=%d/%d listener=%s reconnects=%" PRIu64
              " notifications=%" PRIu64 " keepalive_rtt_ms=%" PRId64,
              supervisor_phase_name(s->phase), s->quiet ? "yes" : "no", pool_alive(&s->pool),
-             s->pool.target,
+             pool_target(&s->pool),
              listener_is_listening(&s->listener) ? "listening"
              : listener_is_up(&s->listener)      ? "polling"
                                                  : "down",
@@ -377,12 +374,12 @@ static void supervisor_reload(struct supervisor *s)
     free(s->queue_slots);
     s->queue_slots = slots;
     log_configure(fresh->log.level, fresh->log.format);
-    s->pool.queue_slots = slots;
-    pool_set_config(&s->pool, fresh, roll);
+    pool_set_config(&s->pool, fresh, slots, roll);
     listener_set_config(&s->listener, fresh);
     config_free(old);
     log_info("reloaded %s: %d queue%s, %d worker%s%s", fresh->path, fresh->queue_count,
-             fresh->queue_count == 1 ? "" : "s", s->pool.target, s->pool.target == 1 ? "" : "s",
+             fresh->queue_count == 1 ? "" : "s", pool_target(&s->pool),
+             pool_target(&s->pool) == 1 ? "" : "s",
              roll ? "; rolling workers onto it one at a time" : "");
     supervisor_hint_all(s);
 }
@@ -394,12 +391,10 @@ static void supervisor_handle_requests(struct supervisor *s, int64_t now)
     memset(&s->requests, 0, sizeof(s->requests));
 
     if (req.stop_fast && s->phase < PHASE_STOPPING_FAST) {
-        s->pool.stopping = true;
-        pool_signal_all(&s->pool, SIGQUIT);
+        pool_stop(&s->pool, SIGQUIT);
         supervisor_set_phase(s, PHASE_STOPPING_FAST, now + SUPERVISOR_KILL_GRACE_MS);
     } else if (req.stop_graceful && s->phase == PHASE_RUNNING) {
-        s->pool.stopping = true;
-        pool_signal_all(&s->pool, SIGTERM);
+        pool_stop(&s->pool, SIGTERM);
         supervisor_set_phase(s, PHASE_STOPPING, now + s->config->workers.shutdown_timeout_ms);
     }
     if (req.reload && s->phase == PHASE_RUNNING)
@@ -626,11 +621,18 @@ static int supervisor_open(struct supervisor *s)
         log_error("out of memory mapping queues");
         return -1;
     }
-    if (pool_init(&s->pool, config, &s->shm, s->request_fd, s->death_pipe[0], s->pod_tag) != 0)
+    const struct pool_setup pool_setup = {
+        .config = config,
+        .shm = &s->shm,
+        .queue_slots = s->queue_slots,
+        .request_fd = s->request_fd,
+        .death_fd = s->death_pipe[0],
+        .pod_name = s->pod_tag,
+        .worker_exited = on_worker_exited,
+        .ctx = s,
+    };
+    if (pool_init(&s->pool, &pool_setup) != 0)
         return -1;
-    s->pool.queue_slots = s->queue_slots;
-    s->pool.worker_exited = on_worker_exited;
-    s->pool.ctx = s;
 
     static const struct listener_callbacks callbacks = {
         .on_task_hint = on_task_hint,

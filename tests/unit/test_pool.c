@@ -169,9 +169,14 @@ static void pool_setup(void)
     request_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     ck_assert_int_ge(request_fd, 0);
     ck_assert_int_eq(pipe2(death_pipe, O_CLOEXEC), 0);
-    ck_assert_int_eq(pool_init(&pool, config, &shm, request_fd, death_pipe[0], "unit"), 0);
     static const int queue_slots[] = {0};
-    pool.queue_slots = queue_slots;
+    const struct pool_setup setup = {.config = config,
+                                     .shm = &shm,
+                                     .queue_slots = queue_slots,
+                                     .request_fd = request_fd,
+                                     .death_fd = death_pipe[0],
+                                     .pod_name = "unit"};
+    ck_assert_int_eq(pool_init(&pool, &setup), 0);
 }
 
 static void pool_teardown(void)
