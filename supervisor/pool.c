@@ -33,6 +33,7 @@
 
 #include "pool.h"
 #include "../shared/log.h"
+#include "../worker/child.h"
 #include "../worker/worker.h"
 
 /* A worker that ran this long before exiting was not crash-looping. */
@@ -219,24 +220,13 @@ static int pool_slot_of(const struct pool *pool, pid_t pid)
     return -1;
 }
 
-static void pool_describe_exit(int status, char *out, size_t outlen)
-{
-    if (WIFEXITED(status))
-        snprintf(out, outlen, "exit status %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(out, outlen, "killed by signal %d (%s)%s", WTERMSIG(status),
-                 strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
-    else
-        snprintf(out, outlen, "status 0x%x", (unsigned)status);
-}
-
 static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t now)
 {
     struct pool_slot *s = &pool->slots[slot];
     struct shm_worker *shared = &pool->shm->workers[slot];
     pid_t pid = s->pid;
     char how[96];
-    pool_describe_exit(status, how, sizeof(how));
+    child_describe_exit(status, how, sizeof(how));
 
     bool asked = pool->stopping || s->retiring;
     s->retiring = false;
@@ -310,7 +300,7 @@ void pool_reap(struct pool *pool, int64_t now)
             pool_worker_exited(pool, slot, status, now);
         } else {
             char how[96];
-            pool_describe_exit(status, how, sizeof(how));
+            child_describe_exit(status, how, sizeof(how));
             log_debug("reaped orphan pid %d: %s", (int)pid, how);
         }
     }

@@ -1,15 +1,29 @@
 /*
- * child.c — what every handler that runs a program shares (exec,
- * coprocess): starting it on pipes, the child's setup between fork and
- * exec, its environment (rebuilt, never inherited: the worker's holds the
- * database credentials), making its output fit for a log line or
- * last_error, and the poll set of the wait loops.
+ * child.c — the one place that starts, signals, stops, reaps and describes
+ * a program a handler runs (exec, coprocess): starting it on pipes, the
+ * child's setup between fork and exec, its environment (rebuilt, never
+ * inherited: the worker's holds the database credentials), killing its
+ * group on a timer, reaping it, the exit-status text (the supervisor's for
+ * its workers too: nginx's ngx_process_get_status and the postmaster's
+ * LogChildExit are one place each), the SIGPIPE rule, making its output
+ * fit for a log line or last_error, and the poll set of the wait loops.
  *
- * Invariant: child_exec() makes only async-signal-safe calls (it runs in a
- * forked copy of the worker); it never returns.
+ * Invariants:
+ *  - child_exec() makes only async-signal-safe calls (it runs in a forked
+ *    copy of the worker); it never returns;
+ *  - the child runs in its own process group (pgid == its pid), and every
+ *    signal is aimed at the whole group, so a handler's own children die
+ *    with it; the group is signalled only while the child is unreaped
+ *    (pid != 0): a zombie still pins the pid, so the group id cannot have
+ *    been recycled; when the child has exited, what is left of the group
+ *    is SIGKILLed before the reap, so no grandchild keeps a task (or a
+ *    pipe) open;
+ *  - every fd is O_CLOEXEC (the child gets exactly stdin, stdout and
+ *    stderr).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,6 +36,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "handler.h"
 #include "../shared/config.h"
 #include "../shared/log.h"
 
@@ -204,7 +219,7 @@ short poll_set_revents(const struct poll_set *set, int index)
     return index >= 0 ? set->fds[index].revents : 0;
 }
 
-static void close_pipe_end(int *fd)
+void child_close_fd(int *fd)
 {
     if (*fd >= 0)
         close(*fd);
@@ -217,8 +232,25 @@ static void reap_now(pid_t pid)
         ;
 }
 
+/* exec closes the report pipe (O_CLOEXEC): EOF = exec succeeded, 0; an
+ * int = the errno of the failure: the child is reaped, -1 with error
+ * filled. The child never blocks before exec, so this returns promptly. */
+static int await_exec(int report_fd, pid_t pid, const char *program, char *error, size_t errlen)
+{
+    int child_errno = 0;
+    ssize_t n;
+    do
+        n = read(report_fd, &child_errno, sizeof(child_errno));
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(child_errno))
+        return 0;
+    snprintf(error, errlen, "exec %s failed: %s", program, strerror(child_errno));
+    reap_now(pid);
+    return -1;
+}
+
 int child_spawn(char *const argv[], char *const envp[], bool separate_stderr,
-                struct child_process *out, char *error, size_t errlen)
+                struct child_process *p, char *error, size_t errlen)
 {
     int in[2] = {-1, -1}, output[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
     int ret = -1;
@@ -243,24 +275,13 @@ int child_spawn(char *const argv[], char *const envp[], bool separate_stderr,
      * means the child has already exec'd, hence already did it. */
     if (setpgid(pid, pid) != 0 && errno != EACCES && errno != ESRCH)
         log_warn("setpgid %d (%s) failed: %s", (int)pid, argv[0], strerror(errno));
-    close_pipe_end(&in[0]);
-    close_pipe_end(&output[1]);
-    close_pipe_end(&err[1]);
-    close_pipe_end(&report[1]);
+    child_close_fd(&in[0]);
+    child_close_fd(&output[1]);
+    child_close_fd(&err[1]);
+    child_close_fd(&report[1]);
 
-    /* exec closes the report pipe (O_CLOEXEC): EOF = exec succeeded; an
-     * int = the errno of the failure. The child never blocks before exec,
-     * so this read returns promptly. */
-    int child_errno = 0;
-    ssize_t n;
-    do
-        n = read(report[0], &child_errno, sizeof(child_errno));
-    while (n < 0 && errno == EINTR);
-    if (n == (ssize_t)sizeof(child_errno)) {
-        snprintf(error, errlen, "exec %s failed: %s", argv[0], strerror(child_errno));
-        reap_now(pid);
+    if (await_exec(report[0], pid, argv[0], error, errlen) != 0)
         goto done;
-    }
 
     /* Non-blocking on our ends: the input may exceed the pipe buffer while
      * the program is itself blocked writing output we must read. */
@@ -275,21 +296,226 @@ int child_spawn(char *const argv[], char *const envp[], bool separate_stderr,
      * it is missing (old kernels, seccomp'd sandboxes, valgrind) the
      * callers fall back to looking now and then: slower to notice, still
      * correct. (pidfd_open is always O_CLOEXEC.) */
-    *out = (struct child_process){.pid = pid,
-                                  .pidfd = (int)syscall(SYS_pidfd_open, pid, 0),
-                                  .in_fd = in[1],
-                                  .out_fd = output[0],
-                                  .err_fd = err[0]};
+    p->pid = pid;
+    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    p->in_fd = in[1];
+    p->out_fd = output[0];
+    p->err_fd = err[0];
+    p->reason = CHILD_STOP_NONE;
+    p->kill_at_ms = 0;
+    p->status = 0;
     in[1] = output[0] = err[0] = -1;
+    if (p->pidfd < 0)
+        log_task(LOG_LEVEL_DEBUG, p->queue, p->task_id,
+                 "pidfd_open failed, polling for the %s's exit", p->what);
     ret = 0;
 done:
-    close_pipe_end(&in[0]);
-    close_pipe_end(&in[1]);
-    close_pipe_end(&output[0]);
-    close_pipe_end(&output[1]);
-    close_pipe_end(&err[0]);
-    close_pipe_end(&err[1]);
-    close_pipe_end(&report[0]);
-    close_pipe_end(&report[1]);
+    child_close_fd(&in[0]);
+    child_close_fd(&in[1]);
+    child_close_fd(&output[0]);
+    child_close_fd(&output[1]);
+    child_close_fd(&err[0]);
+    child_close_fd(&err[1]);
+    child_close_fd(&report[0]);
+    child_close_fd(&report[1]);
     return ret;
+}
+
+int child_check_command(const struct queue_config *queue, const char *handler)
+{
+    if (queue == NULL || queue->command == NULL || queue->command[0] == NULL ||
+        queue->command[0][0] == '\0') {
+        log_error("queue \"%s\": %s handler needs a command",
+                  queue != NULL && queue->name != NULL ? queue->name : "", handler);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- signalling, stopping, reaping --------------------------------------- */
+
+void child_signal(const struct child_process *p, int sig)
+{
+    if (p->pid <= 0)
+        return;
+    if (kill(-p->pid, sig) != 0 && errno != ESRCH)
+        log_task(LOG_LEVEL_WARN, p->queue, p->task_id, "cannot signal process group %d: %s",
+                 (int)p->pid, strerror(errno));
+}
+
+void child_stop(struct child_process *p, enum child_stop_reason why, int64_t grace_ms, int64_t now)
+{
+    if (p->pid <= 0)
+        return;
+    if (p->reason == CHILD_STOP_NONE)
+        p->reason = why;
+    if (grace_ms == 0) {
+        child_signal(p, SIGKILL);
+        p->kill_at_ms = 0;
+        return;
+    }
+    /* One SIGTERM: a second one tells the program nothing new (and some
+     * read it as "give up cleaning up"); the timer escalates instead. */
+    if (p->kill_at_ms == 0)
+        child_signal(p, SIGTERM);
+    if (p->kill_at_ms == 0 || now + grace_ms < p->kill_at_ms)
+        p->kill_at_ms = now + grace_ms;
+}
+
+void child_check_timers(struct child_process *p, int64_t timeout_ms, int64_t now)
+{
+    if (p->pid <= 0)
+        return;
+    if (p->reason == CHILD_STOP_NONE && p->deadline_ms > 0 && now >= p->deadline_ms) {
+        char timed_out[64];
+        child_describe_timeout(timeout_ms, timed_out, sizeof(timed_out));
+        log_task(LOG_LEVEL_WARN, p->queue, p->task_id, "%s %s, terminating process group %d",
+                 p->what, timed_out, (int)p->pid);
+        child_stop(p, CHILD_STOP_TIMEOUT, CHILD_KILL_GRACE_MS, now);
+    }
+    if (p->kill_at_ms > 0 && now >= p->kill_at_ms) {
+        log_task(LOG_LEVEL_WARN, p->queue, p->task_id,
+                 "process group %d still running after SIGTERM, sending SIGKILL", (int)p->pid);
+        child_signal(p, SIGKILL);
+        p->kill_at_ms = 0;
+    }
+}
+
+void child_on_interrupt(struct child_process *p, struct handler_env *env, short death_revents,
+                        short signal_revents, bool *watch_death, int64_t now)
+{
+    switch (handler_env_interrupt(env, death_revents, signal_revents, watch_death)) {
+    case HANDLER_STOP_DEATH:
+        log_task(LOG_LEVEL_WARN, p->queue, p->task_id, "supervisor died, killing process group %d",
+                 (int)p->pid);
+        child_stop(p, CHILD_STOP_DEATH, 0, now);
+        break;
+    case HANDLER_STOP_ABORT:
+        log_task(LOG_LEVEL_INFO, p->queue, p->task_id,
+                 "fast shutdown, terminating process group %d", (int)p->pid);
+        child_stop(p, CHILD_STOP_ABORT, CHILD_ABORT_GRACE_MS, now);
+        break;
+    case HANDLER_RUN_ON:
+        break;
+    }
+}
+
+int child_poll_timeout(const struct child_process *p, int64_t at, int64_t now)
+{
+    if (p->pid > 0) {
+        if (p->reason == CHILD_STOP_NONE && p->deadline_ms > 0 && (at == 0 || p->deadline_ms < at))
+            at = p->deadline_ms;
+        if (p->kill_at_ms > 0 && (at == 0 || p->kill_at_ms < at))
+            at = p->kill_at_ms;
+        if (p->pidfd < 0 && (at == 0 || now + CHILD_EXIT_POLL_MS < at))
+            at = now + CHILD_EXIT_POLL_MS;
+    }
+    if (at == 0)
+        return -1;
+    int64_t wait = at - now;
+    return wait < 0 ? 0 : wait > 60000 ? 60000 : (int)wait;
+}
+
+/* 1: the child is an exited zombie, 0: it runs, -1: it is not ours to
+ * wait for (ECHILD: reaped behind our back). WNOWAIT looks without
+ * reaping: the zombie must stay to pin the group id. */
+static int peek_exit(pid_t pid)
+{
+    siginfo_t info;
+    memset(&info, 0, sizeof(info));
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)
+        return -1;
+    return info.si_pid == pid ? 1 : 0;
+}
+
+bool child_exited(const struct child_process *p)
+{
+    return p->pid <= 0 || peek_exit(p->pid) != 0;
+}
+
+void child_reap(struct child_process *p)
+{
+    if (p->pid <= 0)
+        return;
+    /* Kill the group *before* reaping, while the zombie pins its id. If
+     * something else reaped the child (SIGCHLD ignored), the id may already
+     * be recycled: leave the group alone then. */
+    if (peek_exit(p->pid) == 1)
+        child_signal(p, SIGKILL);
+    pid_t rc;
+    do
+        rc = waitpid(p->pid, &p->status, 0);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        log_task(LOG_LEVEL_WARN, p->queue, p->task_id, "waitpid %d failed: %s", (int)p->pid,
+                 strerror(errno));
+        p->status = -1;
+    }
+    p->pid = 0;
+    child_close_fd(&p->pidfd);
+    child_close_fd(&p->in_fd);
+}
+
+/* --- describing --------------------------------------------------------- */
+
+void child_describe_exit(int status, char *out, size_t len)
+{
+    if (status == -1)
+        snprintf(out, len, "exit status unknown");
+    else if (WIFEXITED(status))
+        snprintf(out, len, "exit status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, len, "killed by signal %d%s", WTERMSIG(status),
+                 WCOREDUMP(status) ? " (core dumped)" : "");
+    else
+        snprintf(out, len, "wait status %#x", (unsigned)status);
+}
+
+void child_describe_timeout(int64_t timeout_ms, char *out, size_t len)
+{
+    if (timeout_ms % 1000 == 0)
+        snprintf(out, len, "timed out after %" PRId64 "s", timeout_ms / 1000);
+    else
+        snprintf(out, len, "timed out after %" PRId64 "ms", timeout_ms);
+}
+
+bool child_stop_aborts(const struct child_process *p, char *error, size_t errlen)
+{
+    if (p->reason == CHILD_STOP_DEATH)
+        snprintf(error, errlen, "aborted: supervisor died");
+    else if (p->reason == CHILD_STOP_ABORT)
+        snprintf(error, errlen, "aborted: fast shutdown");
+    else
+        return false;
+    return true;
+}
+
+/* --- SIGPIPE (the rule is in child.h) ------------------------------------ */
+
+void child_sigpipe_hold(struct child_sigpipe *guard)
+{
+    guard->held = false;
+    struct sigaction action;
+    if (sigaction(SIGPIPE, NULL, &action) == 0 && action.sa_handler == SIG_IGN)
+        return;
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    guard->held = pthread_sigmask(SIG_BLOCK, &pipe_set, &guard->old_mask) == 0;
+}
+
+void child_sigpipe_release(struct child_sigpipe *guard)
+{
+    if (!guard->held)
+        return;
+    if (!sigismember(&guard->old_mask, SIGPIPE)) {
+        sigset_t pipe_set;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &guard->old_mask, NULL);
+    guard->held = false;
 }

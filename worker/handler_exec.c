@@ -8,13 +8,10 @@
  * signalfd, the parent-death pipe and the queue's timeout.
  *
  * Invariants:
- *  - the child runs in its own process group (pgid == its pid), and every
- *    kill is aimed at the whole group, so a handler's own children die with
- *    it; the group is killed with SIGKILL when the child exits, so leftover
- *    grandchildren never keep a task (or the output pipe) open;
- *  - we only signal the group while the child is not yet reaped: an
- *    unreaped child (even a zombie) pins its pid, so the group id cannot
- *    have been recycled for some unrelated process group;
+ *  - the child runs in its own process group, signalled only while it is
+ *    unreaped, and what is left of the group is SIGKILLed when it exits,
+ *    so leftover grandchildren never keep a task (or the output pipe) open
+ *    (child.c: it starts, stops and reaps every handler's child);
  *  - the child starts with an empty signal mask and default dispositions:
  *    the worker blocks TERM/INT/QUIT for its signalfd and ignores SIGPIPE
  *    and friends, and both would survive exec (DESIGN §8);
@@ -40,27 +37,12 @@
 #include "child.h"
 #include "handler.h"
 
-/* After SIGTERM on timeout, how long the group gets before SIGKILL. */
-#define KILL_GRACE_MS 2000
-/* After SIGTERM on fast shutdown (QUIT): shorter, the pod is going away. */
-#define ABORT_GRACE_MS 500
 /* After the child exited, how long we keep reading output still in the
  * pipe. The group has been SIGKILLed by then, so EOF normally comes at once;
  * the bound only matters if something outside the group holds the pipe. */
 #define DRAIN_MS 250
-/* Without a pidfd (see spawn), how often we look for the child's exit. */
-#define EXIT_POLL_MS 20
 /* Output ring size: what can end up in last_error anyway. */
 #define TAIL_MAX HANDLER_ERROR_MAX
-
-/* Why we started killing the child; the first reason decides the outcome,
- * later ones only make the kill more urgent. */
-enum stop_reason {
-    STOP_NONE,    /* not killing: the child exits by itself */
-    STOP_TIMEOUT, /* queue timeout expired: FAILED */
-    STOP_ABORT,   /* QUIT seen (fast shutdown): ABORTED */
-    STOP_DEATH,   /* supervisor died: ABORTED */
-};
 
 /* The last TAIL_MAX bytes written to the output pipe. */
 struct tail {
@@ -74,34 +56,21 @@ struct tail {
 struct child {
     const struct queue_config *queue;
     const struct task *task;
-    pid_t pid;  /* also the process group id */
-    int pidfd;  /* -1 once reaped, or if pidfd_open is unavailable */
-    int in_fd;  /* write end of stdin; -1 once the payload is sent */
-    int out_fd; /* read end of stdout+stderr; -1 at EOF */
+    /* pid 0 once reaped; in_fd -1 once the payload is sent, out_fd -1 at
+     * EOF (stdout and stderr share it) */
+    struct child_process proc;
     const char *payload;
     size_t payload_len;
     size_t payload_off;
-    bool exited;
-    int status; /* waitpid status, valid once exited */
-    enum stop_reason reason;
     int64_t started_ms;
-    int64_t deadline_ms;    /* timeout; 0 = none */
-    int64_t kill_at_ms;     /* SIGKILL the group at this time; 0 = not pending */
-    int64_t drain_until_ms; /* stop reading output after this, once exited */
+    int64_t drain_until_ms; /* stop reading output after this, once reaped */
     struct tail out;
 };
 
 static int exec_init(struct handler_env *env, void **state)
 {
     *state = NULL;
-    const struct queue_config *queue = env->queue;
-    if (queue == NULL || queue->command == NULL || queue->command[0] == NULL ||
-        queue->command[0][0] == '\0') {
-        log_error("queue \"%s\": exec handler needs a command",
-                  queue != NULL && queue->name != NULL ? queue->name : "");
-        return -1;
-    }
-    return 0;
+    return child_check_command(env->queue, "exec");
 }
 
 static void exec_fini(void *state)
@@ -207,141 +176,19 @@ static char **build_env(const struct queue_config *queue, const struct task *tas
 
 /* --- the parent -------------------------------------------------------- */
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
-
-/* Only called while the child is unreaped (see the invariants above). */
-static void signal_group(struct child *c, int sig)
-{
-    if (kill(-c->pid, sig) != 0 && errno != ESRCH)
-        log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id, "cannot signal process group %d: %s",
-                 (int)c->pid, strerror(errno));
-}
-
-/* Start killing the group for `why`: TERM now and KILL after grace_ms, or
- * KILL at once when grace_ms is 0. A second reason only shortens the wait. */
-static void begin_stop(struct child *c, enum stop_reason why, int64_t grace_ms, int64_t now)
-{
-    if (c->exited)
-        return;
-    if (c->reason == STOP_NONE)
-        c->reason = why;
-    if (grace_ms == 0) {
-        signal_group(c, SIGKILL);
-        c->kill_at_ms = 0;
-        return;
-    }
-    signal_group(c, SIGTERM);
-    if (c->kill_at_ms == 0 || now + grace_ms < c->kill_at_ms)
-        c->kill_at_ms = now + grace_ms;
-}
-
-static void format_duration(int64_t ms, char *buf, size_t len)
-{
-    if (ms % 1000 == 0)
-        snprintf(buf, len, "%" PRId64 "s", ms / 1000);
-    else
-        snprintf(buf, len, "%" PRId64 "ms", ms);
-}
-
-static void check_timers(struct child *c, int64_t now)
-{
-    if (c->exited)
-        return;
-    if (c->reason == STOP_NONE && c->deadline_ms > 0 && now >= c->deadline_ms) {
-        char limit[32];
-        format_duration(c->queue->timeout_ms, limit, sizeof(limit));
-        log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id,
-                 "handler timed out after %s, terminating process group %d", limit, (int)c->pid);
-        begin_stop(c, STOP_TIMEOUT, KILL_GRACE_MS, now);
-    }
-    if (c->kill_at_ms > 0 && now >= c->kill_at_ms) {
-        log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id,
-                 "process group %d still running after SIGTERM, sending SIGKILL", (int)c->pid);
-        signal_group(c, SIGKILL);
-        c->kill_at_ms = 0;
-    }
-}
-
-/* Milliseconds until the next timer, for poll(); -1 = none. */
-static int next_wakeup(const struct child *c, int64_t now)
-{
-    int64_t at = 0;
-    if (c->exited) {
-        at = c->drain_until_ms;
-    } else {
-        if (c->reason == STOP_NONE && c->deadline_ms > 0)
-            at = c->deadline_ms;
-        if (c->kill_at_ms > 0 && (at == 0 || c->kill_at_ms < at))
-            at = c->kill_at_ms;
-        if (c->pidfd < 0 && (at == 0 || now + EXIT_POLL_MS < at))
-            at = now + EXIT_POLL_MS;
-    }
-    if (at == 0)
-        return -1;
-    int64_t wait = at - now;
-    if (wait < 0)
-        wait = 0;
-    if (wait > 60000)
-        wait = 60000; /* re-evaluated each round anyway */
-    return (int)wait;
-}
-
-/* Is the child an unreaped zombie? WNOWAIT looks without reaping: the
- * zombie must stay to pin the group id until we have killed the group. */
-static bool child_is_zombie(const struct child *c)
-{
-    siginfo_t info;
-    memset(&info, 0, sizeof(info));
-    return waitid(P_PID, (id_t)c->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-           info.si_pid == c->pid;
-}
-
-/* Without a pidfd: has the child exited? ECHILD (reaped behind our back)
- * counts as exited; on_child_exit() reports it. */
-static bool child_has_exited(const struct child *c)
-{
-    siginfo_t info;
-    memset(&info, 0, sizeof(info));
-    if (waitid(P_PID, (id_t)c->pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)
-        return errno == ECHILD;
-    return info.si_pid == c->pid;
-}
-
+/* The child exited (or was just SIGKILLed): reap it, then drain what is
+ * left in the output pipe for at most DRAIN_MS. */
 static void on_child_exit(struct child *c)
 {
-    /* Kill what is left of the group *before* reaping: the child, even as
-     * a zombie, still pins the group id. A grandchild still holding the
-     * output pipe must not keep the task open. If something else reaped
-     * the child (SIGCHLD ignored), the id may already be recycled: leave
-     * the group alone then. */
-    if (child_is_zombie(c))
-        signal_group(c, SIGKILL);
-    pid_t rc;
-    do
-        rc = waitpid(c->pid, &c->status, 0);
-    while (rc < 0 && errno == EINTR);
-    if (rc < 0) {
-        /* Someone else reaped it (SIGCHLD set to SIG_IGN?): status lost. */
-        log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id, "waitpid %d failed: %s", (int)c->pid,
-                 strerror(errno));
-        c->status = -1;
-    }
-    c->exited = true;
-    close_fd(&c->pidfd);
-    close_fd(&c->in_fd); /* nobody is left to read it */
+    child_reap(&c->proc);
     c->drain_until_ms = time_now_ms() + DRAIN_MS;
 }
 
 static void write_payload(struct child *c)
 {
     while (c->payload_off < c->payload_len) {
-        ssize_t n = write(c->in_fd, c->payload + c->payload_off, c->payload_len - c->payload_off);
+        ssize_t n =
+            write(c->proc.in_fd, c->payload + c->payload_off, c->payload_len - c->payload_off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -356,7 +203,7 @@ static void write_payload(struct child *c)
         }
         c->payload_off += (size_t)n;
     }
-    close_fd(&c->in_fd); /* EOF tells the handler the payload is complete */
+    child_close_fd(&c->proc.in_fd); /* EOF tells the handler the payload is complete */
 }
 
 /* One read per wake-up: a handler printing without pause must not starve
@@ -366,12 +213,12 @@ static void read_output(struct child *c)
     char chunk[65536];
     ssize_t n;
     do
-        n = read(c->out_fd, chunk, sizeof(chunk));
+        n = read(c->proc.out_fd, chunk, sizeof(chunk));
     while (n < 0 && errno == EINTR);
     if (n > 0) {
         tail_append(&c->out, chunk, (size_t)n);
     } else if (n == 0 || errno != EAGAIN) {
-        close_fd(&c->out_fd);
+        child_close_fd(&c->proc.out_fd);
     }
 }
 
@@ -383,68 +230,56 @@ static void read_output(struct child *c)
  */
 static int supervise(struct child *c, struct handler_env *env)
 {
+    struct child_process *p = &c->proc;
     bool watch_death = env->death_fd >= 0;
     for (;;) {
         int64_t now = time_now_ms();
-        if (c->exited && (c->out_fd < 0 || now >= c->drain_until_ms))
+        if (p->pid == 0 && (p->out_fd < 0 || now >= c->drain_until_ms))
             return 0;
-        check_timers(c, now);
+        child_check_timers(p, c->queue->timeout_ms, now);
 
         struct poll_set ps = {.count = 0};
         int i_death = -1, i_sig = -1, i_pid = -1;
-        if (!c->exited) {
+        if (p->pid != 0) {
             i_death = poll_set_add(&ps, watch_death ? env->death_fd : -1, POLLIN);
             i_sig = poll_set_add(&ps, env->signal_fd, POLLIN);
-            i_pid = poll_set_add(&ps, c->pidfd, POLLIN);
+            i_pid = poll_set_add(&ps, p->pidfd, POLLIN);
         }
-        int i_out = poll_set_add(&ps, c->out_fd, POLLIN);
-        int i_in = poll_set_add(&ps, c->in_fd, POLLOUT);
+        int i_out = poll_set_add(&ps, p->out_fd, POLLIN);
+        int i_in = poll_set_add(&ps, p->in_fd, POLLOUT);
 
-        int rc = poll(ps.fds, (nfds_t)ps.count, next_wakeup(c, now));
+        int64_t drain_at = p->pid == 0 ? c->drain_until_ms : 0;
+        int rc = poll(ps.fds, (nfds_t)ps.count, child_poll_timeout(p, drain_at, now));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
             log_task(LOG_LEVEL_ERROR, c->queue->name, c->task->id, "poll failed: %s",
                      strerror(errno));
-            if (!c->exited) {
-                signal_group(c, SIGKILL);
+            if (p->pid != 0) {
+                child_signal(p, SIGKILL);
                 on_child_exit(c);
             }
             return -1;
         }
         if (rc == 0) {
-            if (!c->exited && c->pidfd < 0 && child_has_exited(c))
+            if (p->pid != 0 && p->pidfd < 0 && child_exited(p))
                 on_child_exit(c);
             continue;
         }
         now = time_now_ms();
-
-        switch (handler_env_interrupt(env, poll_set_revents(&ps, i_death),
-                                      poll_set_revents(&ps, i_sig), &watch_death)) {
-        case HANDLER_STOP_DEATH:
-            log_task(LOG_LEVEL_WARN, c->queue->name, c->task->id,
-                     "supervisor died, killing process group %d", (int)c->pid);
-            begin_stop(c, STOP_DEATH, 0, now);
-            break;
-        case HANDLER_STOP_ABORT:
-            log_task(LOG_LEVEL_INFO, c->queue->name, c->task->id,
-                     "fast shutdown, terminating process group %d", (int)c->pid);
-            begin_stop(c, STOP_ABORT, ABORT_GRACE_MS, now);
-            break;
-        case HANDLER_RUN_ON:
-            break;
-        }
-        if (!c->exited && (c->pidfd >= 0 ? poll_set_revents(&ps, i_pid) != 0 : child_has_exited(c)))
+        child_on_interrupt(p, env, poll_set_revents(&ps, i_death), poll_set_revents(&ps, i_sig),
+                           &watch_death, now);
+        if (p->pid != 0 && (p->pidfd >= 0 ? poll_set_revents(&ps, i_pid) != 0 : child_exited(p)))
             on_child_exit(c);
-        if (poll_set_revents(&ps, i_out) != 0 && c->out_fd >= 0)
+        if (poll_set_revents(&ps, i_out) != 0 && p->out_fd >= 0)
             read_output(c);
-        if (poll_set_revents(&ps, i_in) != 0 && c->in_fd >= 0)
+        if (poll_set_revents(&ps, i_in) != 0 && p->in_fd >= 0)
             write_payload(c);
     }
 }
 
-/* Fork and exec the handler; fills c->pid, c->pidfd, c->in_fd, c->out_fd.
- * Returns 0, or -1 with error filled (nothing left running). */
+/* Fork and exec the handler into c->proc. Returns 0, or -1 with error
+ * filled (nothing left running). */
 static int spawn(struct child *c, char *error, size_t errlen)
 {
     char *owned[3];
@@ -453,17 +288,7 @@ static int spawn(struct child *c, char *error, size_t errlen)
         snprintf(error, errlen, "cannot build handler environment: out of memory");
         return -1;
     }
-    struct child_process p;
-    int ret = child_spawn(c->queue->command, envp, false, &p, error, errlen);
-    if (ret == 0) {
-        c->pid = p.pid;
-        c->pidfd = p.pidfd;
-        c->in_fd = p.in_fd;
-        c->out_fd = p.out_fd;
-        if (c->pidfd < 0)
-            log_task(LOG_LEVEL_DEBUG, c->queue->name, c->task->id,
-                     "pidfd_open failed, polling for the handler's exit");
-    }
+    int ret = child_spawn(c->queue->command, envp, false, &c->proc, error, errlen);
     free(owned[0]);
     free(owned[1]);
     free(owned[2]);
@@ -473,35 +298,17 @@ static int spawn(struct child *c, char *error, size_t errlen)
 
 static enum handler_outcome outcome_of(const struct child *c, char *error, size_t errlen)
 {
+    if (child_stop_aborts(&c->proc, error, errlen))
+        return HANDLER_ABORTED;
     char what[96];
-    switch (c->reason) {
-    case STOP_DEATH:
-        snprintf(error, errlen, "aborted: supervisor died");
-        return HANDLER_ABORTED;
-    case STOP_ABORT:
-        snprintf(error, errlen, "aborted: fast shutdown");
-        return HANDLER_ABORTED;
-    case STOP_TIMEOUT: {
-        char limit[32];
-        format_duration(c->queue->timeout_ms, limit, sizeof(limit));
-        snprintf(what, sizeof(what), "timed out after %s", limit);
-        format_error(error, errlen, what, &c->out);
-        return HANDLER_FAILED;
-    }
-    case STOP_NONE:
-        break;
-    }
-    if (c->status == -1) {
-        snprintf(what, sizeof(what), "exit status unknown");
-    } else if (WIFEXITED(c->status)) {
-        if (WEXITSTATUS(c->status) == 0)
-            return HANDLER_OK;
-        snprintf(what, sizeof(what), "exit status %d", WEXITSTATUS(c->status));
-    } else if (WIFSIGNALED(c->status)) {
-        snprintf(what, sizeof(what), "killed by signal %d%s", WTERMSIG(c->status),
-                 WCOREDUMP(c->status) ? " (core dumped)" : "");
+    if (c->proc.reason == CHILD_STOP_TIMEOUT) {
+        child_describe_timeout(c->queue->timeout_ms, what, sizeof(what));
     } else {
-        snprintf(what, sizeof(what), "wait status %#x", (unsigned)c->status);
+        /* The only other reason is none: the child exited by itself. */
+        int status = c->proc.status;
+        if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            return HANDLER_OK;
+        child_describe_exit(status, what, sizeof(what));
     }
     format_error(error, errlen, what, &c->out);
     return HANDLER_FAILED;
@@ -525,26 +332,27 @@ static enum handler_outcome exec_run(void *state, struct handler_env *env, const
     memset(c, 0, sizeof(*c));
     c->queue = env->queue;
     c->task = task;
-    c->pidfd = c->in_fd = c->out_fd = -1;
+    c->proc = (struct child_process){.queue = c->queue->name,
+                                     .what = "handler",
+                                     .task_id = task->id,
+                                     .pidfd = -1,
+                                     .in_fd = -1,
+                                     .out_fd = -1,
+                                     .err_fd = -1};
     c->payload = task->payload != NULL ? task->payload : "";
     c->payload_len = strlen(c->payload);
 
-    /* Writing to a pipe whose reader is gone raises SIGPIPE; the worker
-     * ignores it, but run() must not depend on that. Block it for the call
-     * and discard any we caused. (The child resets its mask anyway.) */
-    sigset_t pipe_set, old_mask;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
-
+    struct child_sigpipe sigpipe;
+    child_sigpipe_hold(&sigpipe); /* the payload may meet a closed stdin */
     enum handler_outcome outcome = HANDLER_FAILED;
     c->started_ms = time_now_ms();
     if (c->queue->timeout_ms > 0)
-        c->deadline_ms = c->started_ms + c->queue->timeout_ms;
+        c->proc.deadline_ms = c->started_ms + c->queue->timeout_ms;
     if (spawn(c, error, errlen) == 0) {
-        log_task(LOG_LEVEL_DEBUG, c->queue->name, task->id, "started handler pid %d", (int)c->pid);
+        log_task(LOG_LEVEL_DEBUG, c->queue->name, task->id, "started handler pid %d",
+                 (int)c->proc.pid);
         if (c->payload_len == 0)
-            close_fd(&c->in_fd);
+            child_close_fd(&c->proc.in_fd);
         if (supervise(c, env) == 0) {
             outcome = outcome_of(c, error, errlen);
             if (outcome == HANDLER_OK)
@@ -553,17 +361,11 @@ static enum handler_outcome exec_run(void *state, struct handler_env *env, const
         } else {
             snprintf(error, errlen, "poll failed while running the handler");
         }
-        close_fd(&c->in_fd);
-        close_fd(&c->out_fd);
-        close_fd(&c->pidfd);
+        child_close_fd(&c->proc.in_fd);
+        child_close_fd(&c->proc.out_fd);
+        child_close_fd(&c->proc.pidfd);
     }
-
-    if (!sigismember(&old_mask, SIGPIPE)) {
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    child_sigpipe_release(&sigpipe);
     return outcome;
 }
 

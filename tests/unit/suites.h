@@ -12,6 +12,7 @@ Suite *exec_handler_suite(void);
 Suite *coprocess_suite(void);
 Suite *pool_suite(void);
 Suite *child_env_suite(void);
+Suite *child_suite(void);
 Suite *resolver_suite(void);
 
 #endif
