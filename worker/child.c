@@ -39,6 +39,7 @@
 #include "handler.h"
 #include "../shared/config.h"
 #include "../shared/log.h"
+#include "../shared/timeutil.h"
 
 /* Runs between fork and exec: async-signal-safe calls only, no allocation
  * (the environment and argv were built before the fork). */
@@ -454,6 +455,45 @@ void child_reap(struct child_process *p)
     p->pid = 0;
     child_close_fd(&p->pidfd);
     child_close_fd(&p->in_fd);
+}
+
+bool child_wait_exit(struct child_process *p, int64_t ms, void (*on_stderr)(void *), void *arg)
+{
+    int64_t deadline = time_now_ms() + ms;
+    for (;;) {
+        if (p->pidfd < 0 ? child_exited(p) : false)
+            return true;
+        int64_t left = deadline - time_now_ms();
+        if (left <= 0)
+            return p->pidfd < 0 ? child_exited(p) : false;
+        struct poll_set ps = {.count = 0};
+        int i_pid = poll_set_add(&ps, p->pidfd, POLLIN);
+        int i_err = poll_set_add(&ps, on_stderr != NULL ? p->err_fd : -1, POLLIN);
+        int wait = p->pidfd >= 0 ? (int)left
+                                 : (left < CHILD_EXIT_POLL_MS ? (int)left : CHILD_EXIT_POLL_MS);
+        int rc = poll(ps.fds, (nfds_t)ps.count, wait);
+        if (rc < 0 && errno != EINTR)
+            return false;
+        if (rc <= 0)
+            continue;
+        if (poll_set_revents(&ps, i_err) != 0)
+            on_stderr(arg);
+        if (poll_set_revents(&ps, i_pid) != 0)
+            return true;
+    }
+}
+
+void child_terminate(struct child_process *p, int64_t grace_ms, void (*on_stderr)(void *),
+                     void *arg)
+{
+    if (p->pid <= 0)
+        return;
+    if (grace_ms > 0 && !child_exited(p)) {
+        child_signal(p, SIGTERM);
+        child_wait_exit(p, grace_ms, on_stderr, arg);
+    }
+    if (!child_exited(p))
+        child_signal(p, SIGKILL);
 }
 
 /* --- describing --------------------------------------------------------- */

@@ -110,6 +110,18 @@ int child_poll_timeout(const struct child_process *p, int64_t at, int64_t now);
  * without a pidfd. */
 bool child_exited(const struct child_process *p);
 
+/* Wait up to ms for the child to exit by itself; true if it did (it is
+ * not reaped yet). While waiting, on_stderr(arg), when given, is called
+ * whenever err_fd is readable: a child's last words must not fill the
+ * pipe and block its exit. */
+bool child_wait_exit(struct child_process *p, int64_t ms, void (*on_stderr)(void *), void *arg);
+
+/* Stop the child now, outside a wait loop (between tasks, at fini):
+ * SIGTERM and up to grace_ms for it to exit (0: none), then SIGKILL for
+ * the group unless it has exited. The caller reaps (child_reap). */
+void child_terminate(struct child_process *p, int64_t grace_ms, void (*on_stderr)(void *),
+                     void *arg);
+
 /* The child has exited, or has just been sent SIGKILL: kill what is left
  * of its group (grandchildren must not outlive it or hold its pipes), then
  * reap it into p->status, close pidfd and in_fd (nobody is left to read

@@ -214,45 +214,16 @@ static void coproc_reap(struct coproc *c)
     c->line.len = c->line_off = 0;
 }
 
-/* Wait up to ms for the child to exit by itself; true if it did. */
-static bool coproc_wait_exit(struct coproc *c, int64_t ms)
+static void stderr_drain_cb(void *arg)
 {
-    int64_t deadline = time_now_ms() + ms;
-    for (;;) {
-        if (c->proc.pidfd < 0 ? child_exited(&c->proc) : false)
-            return true;
-        int64_t left = deadline - time_now_ms();
-        if (left <= 0)
-            return c->proc.pidfd < 0 ? child_exited(&c->proc) : false;
-        struct poll_set ps = {.count = 0};
-        int i_pid = poll_set_add(&ps, c->proc.pidfd, POLLIN);
-        int i_err = poll_set_add(&ps, c->proc.err_fd, POLLIN);
-        int wait = c->proc.pidfd >= 0
-                       ? (int)left
-                       : (left < CHILD_EXIT_POLL_MS ? (int)left : CHILD_EXIT_POLL_MS);
-        int rc = poll(ps.fds, (nfds_t)ps.count, wait);
-        if (rc < 0 && errno != EINTR)
-            return false;
-        if (rc <= 0)
-            continue;
-        if (poll_set_revents(&ps, i_err) != 0)
-            stderr_drain(c);
-        if (poll_set_revents(&ps, i_pid) != 0)
-            return true;
-    }
+    stderr_drain(arg);
 }
 
-/* Stop the child for good: TERM, up to grace_ms, KILL; then reap. */
+/* Stop the child for good: TERM, up to grace_ms, KILL; then reap. Its
+ * stderr is logged meanwhile. */
 static void coproc_kill(struct coproc *c, int64_t grace_ms)
 {
-    if (c->proc.pid == 0)
-        return;
-    if (grace_ms > 0 && !child_exited(&c->proc)) {
-        child_signal(&c->proc, SIGTERM);
-        coproc_wait_exit(c, grace_ms);
-    }
-    if (!child_exited(&c->proc))
-        child_signal(&c->proc, SIGKILL);
+    child_terminate(&c->proc, grace_ms, stderr_drain_cb, c);
     coproc_reap(c);
 }
 
@@ -676,7 +647,7 @@ static void coproc_fini(void *state)
     if (c->proc.pid != 0) {
         /* EOF on stdin is the polite way to say "exit now". */
         child_close_fd(&c->proc.in_fd);
-        if (!coproc_wait_exit(c, FINI_EXIT_MS))
+        if (!child_wait_exit(&c->proc, FINI_EXIT_MS, stderr_drain_cb, c))
             coproc_kill(c, FINI_EXIT_MS);
         else
             coproc_reap(c);

@@ -180,6 +180,34 @@ START_TEST(test_stop_terms_once_then_kills)
 }
 END_TEST
 
+/* Outside a wait loop: a child that exits on SIGTERM is given the
+ * chance (its own status is kept), one that ignores it gets SIGKILL when
+ * the grace runs out. */
+START_TEST(test_terminate)
+{
+    struct child_process p;
+    struct output out = {.len = 0};
+    spawn_sh(&p, "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done");
+    read_until(&p, &out, "ready");
+    ck_assert(!child_wait_exit(&p, 100, NULL, NULL));
+    child_terminate(&p, 10000, NULL, NULL);
+    child_reap(&p);
+    ck_assert_str_eq(described(p.status), "exit status 7");
+    child_close_fd(&p.out_fd);
+
+    spawn_sh(&p, "trap '' TERM; echo ready; while :; do sleep 0.05; done");
+    out.len = 0;
+    out.text[0] = '\0';
+    read_until(&p, &out, "ready");
+    int64_t start = time_now_ms();
+    child_terminate(&p, 300, NULL, NULL);
+    ck_assert_int_ge(time_now_ms() - start, 300);
+    child_reap(&p);
+    ck_assert_str_eq(described(p.status), "killed by signal 9");
+    child_close_fd(&p.out_fd);
+}
+END_TEST
+
 /* A write into a pipe nobody reads, between hold and release. */
 static void write_to_closed_pipe(void)
 {
@@ -263,6 +291,7 @@ Suite *child_suite(void)
     tcase_add_test(tc, test_describe_timeout);
     tcase_add_test(tc, test_stop_aborts);
     tcase_add_test(tc, test_stop_terms_once_then_kills);
+    tcase_add_test(tc, test_terminate);
     tcase_add_test(tc, test_sigpipe_default_blocked_and_discarded);
     tcase_add_test(tc, test_sigpipe_ignored_left_alone);
     tcase_add_test(tc, test_sigpipe_caller_blocked_keeps_its_own);
