@@ -66,6 +66,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config_lines.h"
 #include "log.h"
 
 #define WORKERS_LIMIT 1024
@@ -86,21 +87,13 @@ struct key_line {
     int line;
 };
 
-/* A comment after which libconfuse's line numbers drift (see file_line). */
-struct comment {
-    int line; /* first line whose tokens it shifts */
-    int is_block;
-};
-
 struct load_ctx {
     const char *path; /* as given, for messages */
     char *err;
     size_t errlen;
     bool failed; /* first error wins: later ones are consequences */
 
-    struct comment *comments; /* in file order */
-    size_t comment_count;
-    size_t comment_cap;
+    struct config_lines lines; /* the file's comments, for file_line() */
 
     struct key_line *keys;
     size_t key_count;
@@ -207,163 +200,10 @@ static const char *show_duration(long ms, char *buf, size_t len)
 
 /* ---- line numbers -------------------------------------------------------- */
 
-static int probe_line;
-
-static int probe_parse(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
-{
-    (void)opt;
-    (void)value;
-    probe_line = cfg->line;
-    *(long *)result = 0;
-    return 0;
-}
-
-static void probe_error(cfg_t *cfg, const char *fmt, va_list ap)
-{
-    (void)cfg;
-    (void)fmt;
-    (void)ap;
-}
-
-/* How far libconfuse's line number is ahead after parsing `text`, whose
- * "x = 1" is on line `line`. */
-static int probe_drift(const char *text, int line)
-{
-    cfg_opt_t opts[] = {
-        CFG_INT_CB("x", 0, CFGF_NONE, probe_parse),
-        CFG_END(),
-    };
-    cfg_t *cfg = cfg_init(opts, CFGF_NONE);
-    if (cfg == NULL)
-        return 0;
-    cfg_set_error_function(cfg, probe_error);
-    probe_line = 0;
-    int drift = 0;
-    if (cfg_parse_buf(cfg, text) == CFG_SUCCESS && probe_line > line)
-        drift = probe_line - line;
-    cfg_free(cfg);
-    return drift;
-}
-
-/*
- * libconfuse 3.3 miscounts lines around comments: after a `#` or `//`
- * comment its line number is 2 ahead, after a block comment 1 ahead (from
- * the comment's end, even on the same line), and the error accumulates.
- * Measure the drift once on tiny probes rather than hard-coding it: a fixed
- * libconfuse then simply measures 0.
- */
-static int comment_drift(int is_block)
-{
-    static int drift[2] = {-1, -1};
-    if (drift[0] < 0) {
-        drift[0] = probe_drift("#\nx = 1\n", 2);
-        drift[1] = probe_drift("/**/ x = 1\n", 1);
-    }
-    return drift[is_block != 0];
-}
-
-static int add_comment(int line, int is_block)
-{
-    if (ctx->comment_count == ctx->comment_cap) {
-        size_t cap = ctx->comment_cap ? ctx->comment_cap * 2 : 16;
-        struct comment *grown = realloc(ctx->comments, cap * sizeof *grown);
-        if (grown == NULL)
-            return -1;
-        ctx->comments = grown;
-        ctx->comment_cap = cap;
-    }
-    ctx->comments[ctx->comment_count++] = (struct comment){line, is_block};
-    return 0;
-}
-
-/*
- * Find the comments, following libconfuse's lexer: `#` starts one anywhere
- * outside quotes, `//` and block comments only where a token starts
- * (`http://x` is a value). Only line numbers depend on this; what
- * libconfuse parses does not.
- */
-static int scan_comments(const char *buf, int *unclosed_line)
-{
-    enum { CODE, DQUOTE, SQUOTE, BLOCK } state = CODE;
-    int line = 1;
-    int token_start = 1;
-    /* libconfuse accepts a file that ends inside a section (a truncated
-     * file would pass as valid): track the braces to refuse it. */
-    int depth = 0;
-    int open_lines[32] = {0};
-    *unclosed_line = 0;
-
-    for (const char *p = buf; *p != '\0'; p++) {
-        char c = *p;
-        if (c == '\n')
-            line++;
-        switch (state) {
-        case DQUOTE:
-        case SQUOTE:
-            if (c == '\\' && p[1] != '\0') {
-                p++;
-                if (*p == '\n')
-                    line++;
-            } else if (c == (state == DQUOTE ? '"' : '\'')) {
-                state = CODE;
-                token_start = 1;
-            }
-            break;
-        case BLOCK:
-            if (c == '*' && p[1] == '/') {
-                p++;
-                state = CODE;
-                token_start = 1;
-                if (add_comment(line, 1) != 0)
-                    return -1;
-            }
-            break;
-        case CODE:
-            if (c == '"' || c == '\'') {
-                state = c == '"' ? DQUOTE : SQUOTE;
-            } else if (c == '#' || (c == '/' && p[1] == '/' && token_start)) {
-                /* Its drift counts from the next line on. */
-                if (add_comment(line + 1, 0) != 0)
-                    return -1;
-                while (p[1] != '\0' && p[1] != '\n')
-                    p++;
-            } else if (c == '/' && p[1] == '*' && token_start) {
-                p++;
-                state = BLOCK;
-            } else {
-                if (c == '{') {
-                    if (depth < 32)
-                        open_lines[depth] = line;
-                    depth++;
-                } else if (c == '}' && depth > 0) {
-                    depth--;
-                }
-                token_start = strchr(" \t\r\n={}(),", c) != NULL;
-            }
-            break;
-        }
-    }
-    if (depth > 0)
-        *unclosed_line = open_lines[depth - 1 < 32 ? depth - 1 : 31];
-    return 0;
-}
-
-/*
- * libconfuse's line number -> the file's. A token after comments 0..i-1
- * is reported at its line plus their drift; comment i is behind the token
- * if counting it would put the token before the line where it starts to
- * count.
- */
+/* libconfuse's line number -> the file's (config_lines.c). */
 static int file_line(int reported)
 {
-    int drift = 0;
-    for (size_t i = 0; ctx != NULL && i < ctx->comment_count; i++) {
-        int more = comment_drift(ctx->comments[i].is_block);
-        if (reported - (drift + more) < ctx->comments[i].line)
-            break;
-        drift += more;
-    }
-    return reported - drift;
+    return config_lines_file_line(ctx != NULL ? &ctx->lines : NULL, reported);
 }
 
 static const struct key_line *find_key(const cfg_t *sec, const char *key)
@@ -1194,7 +1034,6 @@ int config_load(const char *path, struct pgwork_config **out, char *err, size_t 
     if (err != NULL && errlen > 0)
         err[0] = '\0';
 
-    comment_drift(0); /* its probe parses must not run inside ours */
     ctx = &load;
     char *text = from_file ? read_file(path) : strdup("");
     struct pgwork_config *config = NULL;
@@ -1205,7 +1044,7 @@ int config_load(const char *path, struct pgwork_config **out, char *err, size_t 
         /* A byte-order mark some editors add is not part of the syntax. */
         const char *body = strncmp(text, "\xef\xbb\xbf", 3) == 0 ? text + 3 : text;
         int unclosed_line;
-        if (scan_comments(body, &unclosed_line) != 0)
+        if (config_lines_scan(&load.lines, body, &unclosed_line) != 0)
             fail_at(0, "out of memory");
         else if (unclosed_line > 0)
             fail_at(unclosed_line, "section opened here is never closed (missing '}')");
@@ -1215,7 +1054,7 @@ int config_load(const char *path, struct pgwork_config **out, char *err, size_t 
     ctx = NULL;
 
     free(text);
-    free(load.comments);
+    config_lines_free(&load.lines);
     free(load.keys);
     if (config == NULL)
         return -1;
