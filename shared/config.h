@@ -2,8 +2,9 @@
  * config.h — pgwork's configuration: one libconfuse file parsed into an
  * immutable, typed struct.
  *
- * The section and key names are a contract (DESIGN §4). Every key is
- * optional; durations are stored in milliseconds. A struct pgwork_config is
+ * The section and key names are a contract (DESIGN §4); each key is one
+ * line of the table in config_keys.c, which says which field below it
+ * fills. Every key is optional; durations are stored in milliseconds. A struct pgwork_config is
  * built once by config_load() and never modified afterwards: a reload builds
  * a new one and swaps pointers, so a process never sees half a config.
  */
@@ -135,16 +136,20 @@ const char *config_handler_name(enum handler_kind kind);
  * drops it whatever it is asked for. */
 const char *config_env_forbidden(const char *name);
 
-/* Whether a worker started with a would behave like one started with b
- * (queues, handlers, lease, connection and log settings): a reload that
- * changes this view rolls the workers. */
+/* Whether a worker started with a would behave like one started with b:
+ * the same queues, and the same value for every key the table
+ * (config_keys.c) marks as rolling the workers (every queue key, the
+ * lease, the keepalive, log settings). A reload that changes this view
+ * rolls the workers. Restart-only keys are not compared: a reload makes
+ * them equal first (config_keep_restart_only). */
 bool config_worker_view_equal(const struct pgwork_config *a, const struct pgwork_config *b);
 
 /*
- * A reload: copy the restart-only keys (database.*, http.listen,
- * workers.max) of `running` into `fresh`, so they keep their running
- * values, and list those that differed in `changed` (comma-separated, ""
- * if none). Both configs stay freeable with config_free().
+ * A reload: copy the restart-only keys of the table (database.*,
+ * http.listen, workers.max) of `running` into `fresh`, so they keep their
+ * running values, and list those that differed in `changed`
+ * (comma-separated in table order, "" if none). Strings are swapped, so
+ * both configs stay freeable with config_free().
  */
 void config_keep_restart_only(struct pgwork_config *running, struct pgwork_config *fresh,
                               char *changed, size_t len);
