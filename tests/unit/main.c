@@ -6,6 +6,7 @@
 int main(void)
 {
     SRunner *runner = srunner_create(config_suite());
+    srunner_add_suite(runner, config_keys_suite());
     srunner_add_suite(runner, timeutil_suite());
     srunner_add_suite(runner, log_suite());
     srunner_add_suite(runner, shm_suite());

@@ -5,6 +5,7 @@
 #include <check.h>
 
 Suite *config_suite(void);
+Suite *config_keys_suite(void);
 Suite *timeutil_suite(void);
 Suite *log_suite(void);
 Suite *shm_suite(void);
