@@ -4,7 +4,7 @@
  * Invariants: reads only memory — shared-memory counters written by the
  * workers (relaxed atomics: a scrape may see one counter a task ahead of
  * another, never a torn value), the pool's and the listener's state, and
- * the listener's cached queue depth (at most LISTENER_DEPTH_MAX_AGE_MS old,
+ * upkeep's cached queue depth (at most UPKEEP_DEPTH_MAX_AGE_MS old,
  * refreshed only while something scrapes).
  */
 #include <inttypes.h>
@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "listener.h"
 #include "pool.h"
+#include "upkeep.h"
 #include "../shared/timeutil.h"
 
 void text_appendf(struct text_buffer *buf, const char *fmt, ...)
@@ -183,22 +184,23 @@ static void metrics_workers(const struct metrics_source *src, struct text_buffer
 static void metrics_listener(const struct metrics_source *src, struct text_buffer *out)
 {
     const struct listener *l = src->listener;
+    struct listener_stats stats = listener_stats(l);
     metrics_header(out, "pgwork_listener_connected", "gauge",
                    "1 while the listener connection is up and LISTENing.");
     text_appendf(out, "pgwork_listener_connected %d\n", listener_is_listening(l) ? 1 : 0);
     metrics_header(out, "pgwork_listener_reconnects_total", "counter",
                    "Listener connections made after the first.");
-    text_appendf(out, "pgwork_listener_reconnects_total %" PRIu64 "\n", l->reconnects);
+    text_appendf(out, "pgwork_listener_reconnects_total %" PRIu64 "\n", stats.reconnects);
     metrics_header(out, "pgwork_listener_notifications_total", "counter",
                    "Task notifications received, all queues.");
-    text_appendf(out, "pgwork_listener_notifications_total %" PRIu64 "\n", l->notifications);
+    text_appendf(out, "pgwork_listener_notifications_total %" PRIu64 "\n", stats.notifications);
     metrics_header(out, "pgwork_keepalive_rtt_seconds", "gauge",
                    "Round trip of the last keepalive notification (0 = none yet).");
-    text_appendf(out, "pgwork_keepalive_rtt_seconds %.3f\n", (double)l->last_ping_rtt_ms / 1e3);
+    text_appendf(out, "pgwork_keepalive_rtt_seconds %.3f\n", (double)stats.last_ping_rtt_ms / 1e3);
     metrics_header(out, "pgwork_quiet", "gauge", "1 while quiet (SIGTSTP): no new claims.");
     text_appendf(out, "pgwork_quiet %d\n", src->quiet ? 1 : 0);
 
-    const struct listener_depth *d = &l->depth;
+    const struct upkeep_depth *d = upkeep_depth(src->upkeep);
     if (d->fetched_ms == 0)
         return; /* nothing read yet: absent beats a made-up zero */
     metrics_header(out, "pgwork_notification_queue_usage", "gauge",

@@ -1,7 +1,7 @@
 /*
  * metrics.h — the Prometheus text exposition of /metrics, rendered from
  * shared-memory counters and the supervisor's own state; never a query
- * per scrape (queue depth comes from the listener's cached reading).
+ * per scrape (queue depth comes from upkeep's cached reading).
  */
 #ifndef PGWORK_METRICS_H
 #define PGWORK_METRICS_H
@@ -13,6 +13,7 @@
 
 struct pool;
 struct listener;
+struct upkeep;
 
 /* A growable text buffer; on allocation failure it stops growing and
  * sets failed. */
@@ -33,6 +34,7 @@ struct metrics_source {
     const int *queue_slots; /* config index -> shm queue record */
     const struct pool *pool;
     const struct listener *listener;
+    const struct upkeep *upkeep;
     int quiet;
 };
 

@@ -6,8 +6,8 @@
  *    epoll, dispatch each ready fd to one function, act on signal requests
  *    in order of urgency, run the chores that are due, arm the one timer
  *    for the next deadline;
- *  - never blocks on the database (listener.c is non-blocking) and never
- *    runs a task;
+ *  - never blocks on the database (listener.c is non-blocking; upkeep.c's
+ *    statements go through it) and never runs a task;
  *  - touches shared memory only with atomics: it bumps queue hints, CASes
  *    idle workers to WOKEN, and collects workers' requests;
  *  - one notification wakes at most one worker (DESIGN §1.2).
@@ -34,6 +34,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "signals.h"
+#include "upkeep.h"
 #include "../shared/log.h"
 #include "../shared/shm.h"
 #include "../shared/timeutil.h"
@@ -58,6 +59,7 @@ struct supervisor {
     struct shm shm;
     struct pool pool;
     struct listener listener;
+    struct upkeep upkeep; /* its statements go on the listener's connection */
     struct http_server http;
     int epoll_fd;
     int signal_fd;
@@ -142,14 +144,12 @@ static void supervisor_schedule(struct supervisor *s, int q, int64_t due_ms)
         *due = due_ms;
 }
 
-/* --- listener callbacks ------------------------------------------------ */
+/* --- listener and upkeep callbacks -------------------------------------- */
 
-static void on_task_hint(void *ctx, int q, int64_t delay_ms, bool notified)
+/* Queue q has a task due in delay_ms (0 = now): from the poll. */
+static void on_task_due(void *ctx, int q, int64_t delay_ms)
 {
     struct supervisor *s = ctx;
-    if (notified)
-        atomic_fetch_add_explicit(&s->shm.queues[s->queue_slots[q]].notifications, 1,
-                                  memory_order_relaxed);
     if (delay_ms <= 0)
         supervisor_hint_queue(s, q);
     else
@@ -159,16 +159,34 @@ static void on_task_hint(void *ctx, int q, int64_t delay_ms, bool notified)
         supervisor_schedule(s, q, time_now_ms() + delay_ms + 1);
 }
 
+/* The same, announced by a notification. */
+static void on_task_notified(void *ctx, int q, int64_t delay_ms)
+{
+    struct supervisor *s = ctx;
+    atomic_fetch_add_explicit(&s->shm.queues[s->queue_slots[q]].notifications, 1,
+                              memory_order_relaxed);
+    on_task_due(s, q, delay_ms);
+}
+
 static void on_sweep(void *ctx)
 {
     supervisor_hint_all(ctx);
 }
 
+static void on_due_unknown(void *ctx)
+{
+    struct supervisor *s = ctx;
+    upkeep_request_sweep(&s->upkeep);
+}
+
 static void on_connection(void *ctx, bool up)
 {
     struct supervisor *s = ctx;
-    /* Down: nobody announces tasks any more; poll blindly, starting now. */
-    if (!up)
+    if (up)
+        /* What was announced while we were away is gone (DESIGN §1.5). */
+        upkeep_request_sweep(&s->upkeep);
+    else
+        /* Nobody announces tasks any more; poll blindly, starting now. */
         s->blind_poll_due_ms = time_now_ms();
 }
 
@@ -182,8 +200,8 @@ static void on_worker_exited(void *ctx, const struct pool_exit *exit)
      * after the lease (DESIGN §2), once its backend is stopped (it may
      * still run the statement it was sent, holding their rows). */
     if (!exit->clean)
-        listener_requeue_owner(&s->listener, exit->locked_by, exit->running_task, exit->slot,
-                               exit->backend_pid);
+        upkeep_requeue_owner(&s->upkeep, exit->locked_by, exit->running_task, exit->slot,
+                             exit->backend_pid);
     else
         /* Retired or rolled: what it released (claimed, not started) sends
          * no notification, and a wake-up it took just before its SIGTERM
@@ -212,7 +230,7 @@ static bool http_ready(void *ctx, char *why, size_t len)
         snprintf(why, len, "database unreachable");
         return false;
     }
-    if (!s->listener.schema_ok) {
+    if (!upkeep_schema_ok(&s->upkeep)) {
         snprintf(why, len, "schema not migrated or not readable: run pgwork migrate");
         return false;
     }
@@ -241,13 +259,14 @@ static void http_metrics(void *ctx, struct text_buffer *out)
 {
     struct supervisor *s = ctx;
     /* Depth is read only while something scrapes, at most every 15 s. */
-    listener_want_depth(&s->listener, time_now_ms());
+    upkeep_want_depth(&s->upkeep, time_now_ms());
     struct metrics_source src = {
         .config = s->config,
         .shm = &s->shm,
         .queue_slots = s->queue_slots,
         .pool = &s->pool,
         .listener = &s->listener,
+        .upkeep = &s->upkeep,
         .quiet = s->quiet,
     };
     metrics_render(&src, out);
@@ -282,6 +301,7 @@ static void supervisor_on_timer(struct supervisor *s)
 
 static void supervisor_log_status(struct supervisor *s)
 {
+    struct listener_stats stats = listener_stats(&s->listener);
     log_info("status supervisor: phase=%s quiet=%s workers=%d/%d listener=%s reconnects=%" PRIu64
              " notifications=%" PRIu64 " keepalive_rtt_ms=%" PRId64,
              supervisor_phase_name(s->phase), s->quiet ? "yes" : "no", pool_alive(&s->pool),
@@ -289,7 +309,7 @@ static void supervisor_log_status(struct supervisor *s)
              listener_is_listening(&s->listener) ? "listening"
              : listener_is_up(&s->listener)      ? "polling"
                                                  : "down",
-             s->listener.reconnects, s->listener.notifications, s->listener.last_ping_rtt_ms);
+             stats.reconnects, stats.notifications, stats.last_ping_rtt_ms);
     pool_log_status(&s->pool);
     for (int q = 0; q < s->config->queue_count; q++) {
         const struct shm_queue *queue = &s->shm.queues[s->queue_slots[q]];
@@ -376,6 +396,7 @@ static void supervisor_reload(struct supervisor *s)
     log_configure(fresh->log.level, fresh->log.format);
     pool_set_config(&s->pool, fresh, slots, roll);
     listener_set_config(&s->listener, fresh);
+    upkeep_set_config(&s->upkeep, fresh);
     config_free(old);
     log_info("reloaded %s: %d queue%s, %d worker%s%s", fresh->path, fresh->queue_count,
              fresh->queue_count == 1 ? "" : "s", pool_target(&s->pool),
@@ -433,7 +454,7 @@ static void supervisor_run_chores(struct supervisor *s, int64_t now)
             supervisor_hint_queue(s, q);
             /* The timer keeps one due time per queue; the poll finds the
              * next one (several retries may be waiting). */
-            listener_request_sweep(&s->listener);
+            upkeep_request_sweep(&s->upkeep);
         }
     }
     if (now >= s->lease_renew_due_ms) {
@@ -443,7 +464,7 @@ static void supervisor_run_chores(struct supervisor *s, int64_t now)
         s->lease_renew_due_ms = now + s->config->workers.lease_ms / 3;
         char *owners = pool_busy_owners(&s->pool);
         if (owners != NULL)
-            listener_renew_leases(&s->listener, owners);
+            upkeep_renew_leases(&s->upkeep, owners);
     }
     if (!listener_is_up(&s->listener) && now >= s->blind_poll_due_ms) {
         /* No database connection to ask: let the workers' claims poll. */
@@ -470,7 +491,7 @@ static void supervisor_run_chores(struct supervisor *s, int64_t now)
              * rest. */
             if (s->requeue_deadline_ms == 0)
                 s->requeue_deadline_ms = now + SUPERVISOR_REQUEUE_GRACE_MS;
-            if (listener_pending_requeues(&s->listener) == 0 || !listener_is_up(&s->listener) ||
+            if (upkeep_pending_requeues(&s->upkeep) == 0 || !listener_is_up(&s->listener) ||
                 now >= s->requeue_deadline_ms)
                 supervisor_set_phase(s, PHASE_DONE, 0);
         } else if (now >= s->phase_deadline_ms && s->phase == PHASE_STOPPING) {
@@ -635,11 +656,17 @@ static int supervisor_open(struct supervisor *s)
         return -1;
 
     static const struct listener_callbacks callbacks = {
-        .on_task_hint = on_task_hint,
+        .on_task_hint = on_task_notified,
         .on_sweep = on_sweep,
+        .on_due_unknown = on_due_unknown,
         .on_connection = on_connection,
     };
     listener_init(&s->listener, config, s->epoll_fd, &callbacks, s);
+    static const struct upkeep_callbacks upkeep_callbacks = {
+        .on_task_hint = on_task_due,
+        .on_sweep = on_sweep,
+    };
+    upkeep_init(&s->upkeep, config, &s->listener, &upkeep_callbacks, s);
 
     const struct http_handlers handlers = {.ready = http_ready, .metrics = http_metrics, .ctx = s};
     if (http_start(&s->http, config->http.listen, &handlers) != 0)
@@ -655,6 +682,7 @@ static void supervisor_close(struct supervisor *s)
 {
     http_stop(&s->http);
     listener_close(&s->listener);
+    upkeep_free(&s->upkeep);
     pool_free(&s->pool);
     free(s->scheduled_due_ms);
     if (s->slot_names != NULL)

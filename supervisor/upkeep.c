@@ -1,0 +1,722 @@
+/*
+ * upkeep.c — the supervisor's statements on the listener's connection
+ * (DESIGN §1.5, §2): lease renewals, requeues of a dead worker's tasks,
+ * the poll, queue depth.
+ *
+ * Invariants:
+ *  - sends only when the listener asks (its connection is free, one
+ *    statement at a time); the table upkeep_jobs decides which, in order of
+ *    urgency: the first entry that is due goes;
+ *  - lease renewals come first: a running task must never lose its lease
+ *    because the connection was busy with anything else;
+ *  - a requeue never holds up the others, the poll or the renewals: one
+ *    that finds locked rows or fails goes to the back of the FIFO and is
+ *    tried again after a doubling delay; a dead worker's backend is
+ *    stopped (and seen gone) before its tasks are requeued, so the rows it
+ *    frees are never claimable uncharged;
+ *  - nothing sent waits on a row lock a task holds (SKIP LOCKED; the
+ *    listener's session bounds everything else with lock_timeout and
+ *    statement_timeout);
+ *  - queue names and owners are parameters, never spliced into SQL.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "upkeep.h"
+#include "../shared/dbconn.h"
+#include "../shared/log.h"
+#include "../shared/timeutil.h"
+
+/* A requeue that found locked rows or failed is tried again after this,
+ * doubling per try up to the maximum. */
+#define UPKEEP_REQUEUE_RETRY_MIN_MS 250
+#define UPKEEP_REQUEUE_RETRY_MAX_MS 10000
+
+/* A dead worker's backend still exiting after pg_terminate_backend's own
+ * 1 s wait is asked again this often, this many times, before its tasks
+ * are requeued. */
+#define UPKEEP_STOP_RETRY_MS 200
+#define UPKEEP_STOP_TRIES 10
+
+/* clang-format off */
+
+/*
+ * A worker of this pod died; $1/$2 = configured queue names and their
+ * max_attempts, $3 = its locked_by, $4 = the task it was running (its shm
+ * slot's task_id; 0 = none).
+ *  - its other running rows were claimed but never started: pending again,
+ *    attempt undone, as if never claimed;
+ *  - the task it was running keeps the attempt: pending, or dead when out
+ *    of attempts, so a task that kills its worker every time ends (and
+ *    does not take its batch-mates with it);
+ *  - a task run in the one-transaction path (sql handler) is pending again
+ *    after the crash, its attempt never written: it is charged here.
+ * Rows still locked are skipped, never waited for: the dead worker's
+ * backend may still be running its statement and holding them (it is
+ * stopped first, but may not be stoppable — a pooler hides it). The last
+ * column counts the rows skipped; the supervisor tries again later.
+ * A queue this pod does not configure never ends dead here.
+ */
+static const char requeue_sql[] =
+    "WITH mine AS ("
+    "  SELECT r.id, r.state, r.id = $4 AS was_running,"
+    "         CASE WHEN r.state = 'pending' THEN r.attempts + 1"
+    "              WHEN r.id = $4 THEN r.attempts"
+    "              ELSE greatest(r.attempts - 1, 0) END AS attempts,"
+    "         coalesce(r.max_attempts,"
+    "                  (SELECT q.m FROM unnest($1::text[], $2::int[]) AS q(name, m)"
+    "                   WHERE q.name = r.queue),"
+    "                  2147483647) AS max_attempts"
+    "  FROM pgwork.tasks r"
+    "  WHERE (r.state = 'running' AND r.locked_by = $3) OR (r.id = $4 AND r.state = 'pending')"
+    "  FOR UPDATE SKIP LOCKED),"
+    " moved AS ("
+    "  UPDATE pgwork.tasks t"
+    "  SET attempts = c.attempts,"
+    "      state = CASE WHEN c.was_running AND c.attempts >= c.max_attempts"
+    "                   THEN 'dead' ELSE 'pending' END,"
+    "      finished_at = CASE WHEN c.was_running AND c.attempts >= c.max_attempts"
+    "                         THEN now() END,"
+    "      run_at = CASE WHEN c.state = 'running'"
+    "                         AND NOT (c.was_running AND c.attempts >= c.max_attempts)"
+    "                    THEN now() ELSE t.run_at END,"
+    "      last_error = CASE WHEN c.was_running"
+    "                        THEN 'worker ' || $3 || ' died while running the task (attempt '"
+    "                             || c.attempts || ')'"
+    "                        ELSE t.last_error END,"
+    "      locked_until = NULL"
+    "  FROM mine c"
+    "  WHERE t.id = c.id"
+    "  RETURNING t.state = 'dead' AS dead)"
+    " SELECT (SELECT count(*) FROM moved WHERE NOT dead),"
+    "        (SELECT count(*) FROM moved WHERE dead),"
+    "        (SELECT count(*) FROM pgwork.tasks r"
+    "         WHERE (r.state = 'running' AND r.locked_by = $3)"
+    "            OR (r.id = $4 AND r.state = 'pending'))"
+    "        - (SELECT count(*) FROM mine)";
+
+/*
+ * Stop a dead worker's backend, which may still run the statement it was
+ * sent and hold its tasks' row locks: $1 = the pid the worker's connection
+ * reported, $2 = its application_name. Both must match, so a pid the
+ * worker never owned (a pooler's fake one) stops nothing. Waits up to 1 s
+ * for the backend to exit.
+ */
+static const char stop_backend_sql[] =
+    "SELECT pg_terminate_backend(a.pid, 1000)"
+    " FROM pg_stat_activity a"
+    " WHERE a.pid = $1 AND a.application_name = $2 AND a.datname = current_database()";
+
+/*
+ * The poll. First requeue tasks whose lease expired (their pod is gone —
+ * any pod does this, DESIGN §2; which of them was running is unknown, so
+ * each keeps its attempts: pending, or dead when out of them; locked rows
+ * are skipped — someone is changing them). Then one row per configured
+ * queue:
+ *   2  ms until its earliest pending task is due (<= 0: due now; NULL: none)
+ *   3  how many of its tasks were just requeued (due now, but not visible
+ *      to this statement's snapshot)
+ *   4  how many tasks were requeued in all
+ *   5  ms until its earliest task due later (NULL: none)
+ *   6  ms until the earliest lease of any running task runs out (NULL:
+ *      none): a dead pod's tasks are taken back then, not at the next
+ *      safety poll
+ *   7  the database's clock (ms since the epoch), for absolute due times
+ *      in notifications
+ * One index probe per queue (tasks_poll_idx: `priority IS NOT NULL` is
+ * always true and names that index, which the workers' claims cannot use —
+ * migration 0004), one statement for all queues (DESIGN §1.5).
+ */
+static const char poll_sql[] =
+    "WITH moved AS ("
+    "  UPDATE pgwork.tasks t"
+    "  SET state = CASE WHEN x.spent THEN 'dead' ELSE 'pending' END,"
+    "      finished_at = CASE WHEN x.spent THEN now() END,"
+    "      run_at = CASE WHEN x.spent THEN t.run_at ELSE now() END,"
+    "      last_error = 'lease of ' || t.locked_by || ' expired (attempt ' || t.attempts || ')',"
+    "      locked_until = NULL"
+    "  FROM (SELECT r.id,"
+    "               r.attempts >= coalesce(r.max_attempts,"
+    "                                      (SELECT q.m FROM unnest($1::text[], $2::int[]) AS q(name, m)"
+    "                                       WHERE q.name = r.queue),"
+    "                                      2147483647) AS spent"
+    "        FROM pgwork.tasks r WHERE r.state = 'running' AND r.locked_until < now()"
+    "        FOR UPDATE SKIP LOCKED) x"
+    "  WHERE t.id = x.id"
+    "  RETURNING t.queue, x.spent AS dead)"
+    " SELECT q.i,"
+    "   ceil(extract(epoch FROM ("
+    "     SELECT min(t.run_at) FROM pgwork.tasks t"
+    "     WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL)"
+    "     - now()) * 1000)::bigint,"
+    "   (SELECT count(*) FROM moved m WHERE m.queue = q.name AND NOT m.dead),"
+    "   (SELECT count(*) FROM moved),"
+    "   ceil(extract(epoch FROM ("
+    "     SELECT min(t.run_at) FROM pgwork.tasks t"
+    "     WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
+    "       AND t.run_at > now()) - now()) * 1000)::bigint,"
+    "   ceil(extract(epoch FROM ("
+    "     SELECT min(t.locked_until) FROM pgwork.tasks t WHERE t.state = 'running')"
+    "     - now()) * 1000)::bigint,"
+    "   floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS q(name, i)";
+
+/* Leases of tasks our live workers are running: pushed forward, so a
+ * long task keeps its lease while its worker lives. $1 = their locked_by
+ * tags (text[]), $2 = lease in ms. A locked row is being finished by its
+ * worker right now: skipped, not waited for. */
+static const char renew_sql[] =
+    "UPDATE pgwork.tasks SET locked_until = now() + $2 * interval '1 millisecond'"
+    " WHERE id IN (SELECT id FROM pgwork.tasks"
+    "              WHERE state = 'running' AND locked_by = ANY($1::text[])"
+    "              FOR UPDATE SKIP LOCKED)";
+
+/* clang-format on */
+
+/* Queue depth by state: index probes on the partial indexes (poll,
+ * running, dead), one statement for all queues. */
+static const char depth_sql[] =
+    "SELECT q.name,"
+    " (SELECT count(*) FROM pgwork.tasks t"
+    "   WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
+    "     AND t.run_at <= now()),"
+    " (SELECT count(*) FROM pgwork.tasks t"
+    "   WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
+    "     AND t.run_at > now()),"
+    " (SELECT count(*) FROM pgwork.tasks t WHERE t.queue = q.name AND t.state = 'running'),"
+    " (SELECT count(*) FROM pgwork.tasks t WHERE t.queue = q.name AND t.state = 'dead'),"
+    " pg_notification_queue_usage()"
+    " FROM unnest($1::text[]) AS q(name)";
+
+/* --- the queue lists every statement takes as parameters ---------------- */
+
+/* A text[] literal of the configured queue names: each element quoted,
+ * with backslash and double quote escaped (array syntax, not SQL). */
+static char *upkeep_queue_names(const struct pgwork_config *config)
+{
+    size_t cap = 3;
+    for (int i = 0; i < config->queue_count; i++)
+        cap += 2 * strlen(config->queues[i].name) + 3;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    char *p = out;
+    *p++ = '{';
+    for (int i = 0; i < config->queue_count; i++) {
+        if (i > 0)
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *c = config->queues[i].name; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+/* An int[] literal of the queues' max_attempts, in the same order. */
+static char *upkeep_queue_max_attempts(const struct pgwork_config *config)
+{
+    size_t cap = 3 + (size_t)config->queue_count * 12;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    size_t len = 0;
+    out[len++] = '{';
+    for (int i = 0; i < config->queue_count; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%d", i ? "," : "",
+                                config->queues[i].max_attempts);
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
+}
+
+static void upkeep_set_queues(struct upkeep *u, const struct pgwork_config *config)
+{
+    char *names = upkeep_queue_names(config);
+    char *max_attempts = upkeep_queue_max_attempts(config);
+    if (names == NULL || max_attempts == NULL) {
+        log_error("out of memory building the queue list");
+        abort();
+    }
+    free(u->queue_names);
+    free(u->queue_max_attempts);
+    u->queue_names = names;
+    u->queue_max_attempts = max_attempts;
+}
+
+/* --- lease renewals ----------------------------------------------------- */
+
+static int64_t renew_due(const struct upkeep *u, int64_t now)
+{
+    (void)now;
+    return u->renew_owners != NULL ? 0 : INT64_MAX;
+}
+
+static int renew_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    (void)now;
+    char lease[24];
+    snprintf(lease, sizeof(lease), "%" PRId64, u->config->workers.lease_ms);
+    const char *params[] = {u->renew_owners, lease};
+    int sent = PQsendQueryParams(conn, renew_sql, 2, NULL, params, NULL, NULL, 0);
+    free(u->renew_owners);
+    u->renew_owners = NULL;
+    return sent;
+}
+
+static void renew_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    (void)u;
+    (void)now;
+    if (!ok)
+        log_error("lease renewal failed: %s", PQresultErrorMessage(res));
+}
+
+/* --- requeues of a dead worker's tasks ---------------------------------- */
+
+static int64_t requeue_retry_ms(int tries)
+{
+    int64_t delay = UPKEEP_REQUEUE_RETRY_MIN_MS;
+    for (int i = 1; i < tries && delay < UPKEEP_REQUEUE_RETRY_MAX_MS; i++)
+        delay *= 2;
+    return delay < UPKEEP_REQUEUE_RETRY_MAX_MS ? delay : UPKEEP_REQUEUE_RETRY_MAX_MS;
+}
+
+static void requeue_remove(struct upkeep *u, int i)
+{
+    free(u->requeues[i].locked_by);
+    u->requeue_count--;
+    memmove(u->requeues + i, u->requeues + i + 1,
+            (size_t)(u->requeue_count - i) * sizeof(*u->requeues));
+}
+
+/* Requeue i is not done: to the back of the queue, tried again after
+ * delay_ms, so it never holds up the poll, renewals or the other
+ * requeues. */
+static void requeue_defer(struct upkeep *u, int i, int64_t now, int64_t delay_ms)
+{
+    struct upkeep_requeue r = u->requeues[i];
+    memmove(u->requeues + i, u->requeues + i + 1,
+            (size_t)(u->requeue_count - i - 1) * sizeof(*u->requeues));
+    r.due_ms = now + delay_ms;
+    u->requeues[u->requeue_count - 1] = r;
+}
+
+/* The first requeue whose time has come (FIFO among them), or -1. */
+static int requeue_first_due(const struct upkeep *u, int64_t now)
+{
+    for (int i = 0; i < u->requeue_count; i++)
+        if (u->requeues[i].due_ms <= now)
+            return i;
+    return -1;
+}
+
+/* The requeue in flight, or NULL (the FIFO cannot change meanwhile: only
+ * results move its entries). */
+static struct upkeep_requeue *requeue_in_flight(struct upkeep *u)
+{
+    int i = u->in_flight_requeue;
+    return i >= 0 && i < u->requeue_count ? &u->requeues[i] : NULL;
+}
+
+/* The first due requeue goes next: its backend stopped if it still has
+ * one (stop_backend), else its tasks requeued (requeue). Not yet due: the
+ * earliest time one will be (requeue's entry, for the deadline). */
+static int64_t stop_backend_due(const struct upkeep *u, int64_t now)
+{
+    int i = requeue_first_due(u, now);
+    return i >= 0 && u->requeues[i].backend_pid != 0 ? u->requeues[i].due_ms : INT64_MAX;
+}
+
+static int64_t requeue_due(const struct upkeep *u, int64_t now)
+{
+    int i = requeue_first_due(u, now);
+    if (i >= 0)
+        return u->requeues[i].backend_pid == 0 ? u->requeues[i].due_ms : INT64_MAX;
+    int64_t next = INT64_MAX;
+    for (i = 0; i < u->requeue_count; i++)
+        if (u->requeues[i].due_ms < next)
+            next = u->requeues[i].due_ms;
+    return next;
+}
+
+static int stop_backend_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    u->in_flight_requeue = requeue_first_due(u, now);
+    const struct upkeep_requeue *r = &u->requeues[u->in_flight_requeue];
+    char pid[16], application_name[64];
+    snprintf(pid, sizeof(pid), "%d", (int)r->backend_pid);
+    dbconn_worker_application_name(r->slot, application_name, sizeof(application_name));
+    const char *params[] = {pid, application_name};
+    return PQsendQueryParams(conn, stop_backend_sql, 2, NULL, params, NULL, NULL, 0);
+}
+
+static void stop_backend_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    struct upkeep_requeue *r = requeue_in_flight(u);
+    if (r == NULL)
+        return;
+    bool exiting = ok && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") != 0;
+    if (!ok)
+        log_warn("cannot stop the backend (pid %d) of dead worker %s: %s", (int)r->backend_pid,
+                 r->locked_by, PQresultErrorMessage(res));
+    else if (PQntuples(res) == 1 && !exiting)
+        log_info("stopped the backend (pid %d) of dead worker %s", (int)r->backend_pid,
+                 r->locked_by);
+    if (exiting && r->stop_tries < UPKEEP_STOP_TRIES) {
+        /* Signalled, not gone yet: requeue once it is, not before —
+         * the rows it frees would otherwise be claimable uncharged. */
+        r->stop_tries++;
+        requeue_defer(u, u->in_flight_requeue, now, UPKEEP_STOP_RETRY_MS);
+        return;
+    }
+    /* Gone (or not stoppable): a requeue that still finds locked rows
+     * waits for them. */
+    r->backend_pid = 0;
+}
+
+static int requeue_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    u->in_flight_requeue = requeue_first_due(u, now);
+    const struct upkeep_requeue *r = &u->requeues[u->in_flight_requeue];
+    char task_id[24];
+    snprintf(task_id, sizeof(task_id), "%" PRId64, r->task_id);
+    const char *params[] = {u->queue_names, u->queue_max_attempts, r->locked_by, task_id};
+    return PQsendQueryParams(conn, requeue_sql, 4, NULL, params, NULL, NULL, 0);
+}
+
+static void requeue_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    struct upkeep_requeue *r = requeue_in_flight(u);
+    if (r == NULL)
+        return;
+    int i = u->in_flight_requeue;
+    if (!ok || PQntuples(res) != 1) {
+        log_error("requeue of %s failed (try %d; again in %" PRId64 " ms): %s", r->locked_by,
+                  r->tries + 1, requeue_retry_ms(r->tries + 1), PQresultErrorMessage(res));
+        r->tries++;
+        requeue_defer(u, i, now, requeue_retry_ms(r->tries));
+        return;
+    }
+    long long requeued = atoll(PQgetvalue(res, 0, 0));
+    long long dead = atoll(PQgetvalue(res, 0, 1));
+    long long locked = atoll(PQgetvalue(res, 0, 2));
+    if (requeued > 0 || dead > 0)
+        log_warn("tasks of %s: %lld requeued, %lld dead (out of attempts)", r->locked_by, requeued,
+                 dead);
+    if (requeued > 0)
+        u->callbacks.on_sweep(u->ctx);
+    if (locked > 0) {
+        /* Its backend could not be stopped (a pooler hides it, or it lacks
+         * the privilege): it still holds them, and will commit or roll
+         * back on its own. */
+        log_warn("%lld task(s) of %s still locked (its backend is still running); trying again "
+                 "in %" PRId64 " ms",
+                 locked, r->locked_by, requeue_retry_ms(r->tries + 1));
+        r->tries++;
+        requeue_defer(u, i, now, requeue_retry_ms(r->tries));
+        return;
+    }
+    requeue_remove(u, i);
+}
+
+/* --- the poll ----------------------------------------------------------- */
+
+/* Sweeps, the earliest lease to run out, the interval (safety poll while
+ * LISTENing, poll_interval otherwise). */
+static int64_t poll_due(const struct upkeep *u, int64_t now)
+{
+    (void)now;
+    if (u->config->queue_count == 0)
+        return INT64_MAX;
+    if (u->sweep_requested)
+        return 0;
+    if (u->lease_due_ms != 0 && u->lease_due_ms < u->poll_due_ms)
+        return u->lease_due_ms;
+    return u->poll_due_ms;
+}
+
+static int poll_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    const char *params[] = {u->queue_names, u->queue_max_attempts};
+    u->sweep_requested = false;
+    u->lease_due_ms = 0;
+    u->poll_due_ms =
+        now + (listener_is_listening(u->listener) ? u->config->workers.safety_poll_interval_ms
+                                                  : u->config->workers.poll_interval_ms);
+    return PQsendQueryParams(conn, poll_sql, 2, NULL, params, NULL, NULL, 0);
+}
+
+static void poll_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    u->schema_ok = ok;
+    if (!ok) {
+        log_error("poll query failed (is the schema migrated? run `pgwork migrate`): %s",
+                  PQresultErrorMessage(res));
+        return;
+    }
+    int rows = PQntuples(res);
+    if (rows > 0) {
+        listener_clock_sample(u->listener, strtoll(PQgetvalue(res, 0, 6), NULL, 10), u->sent_ms,
+                              now);
+        /* The earliest lease to run out, ours included (renewed, it just
+         * moves on): +1, `locked_until < now()` is strict. */
+        u->lease_due_ms = 0;
+        if (!PQgetisnull(res, 0, 5)) {
+            long long ms = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
+            u->lease_due_ms = now + (ms > 0 ? ms : 0) + 1;
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        int index = atoi(PQgetvalue(res, r, 0)) - 1; /* ORDINALITY starts at 1 */
+        if (index < 0 || index >= u->config->queue_count)
+            continue;
+        if (r == 0 && atoll(PQgetvalue(res, r, 3)) > 0)
+            log_warn("took back %s task(s) whose lease expired (requeued, or dead when out of "
+                     "attempts): their worker or pod is gone",
+                     PQgetvalue(res, r, 3));
+        bool due = atoll(PQgetvalue(res, r, 2)) > 0 ||
+                   (!PQgetisnull(res, r, 1) && strtoll(PQgetvalue(res, r, 1), NULL, 10) <= 0);
+        if (due)
+            u->callbacks.on_task_hint(u->ctx, index, 0);
+        /* The next task due later, so the supervisor's timer always knows
+         * it: a timer holds one due time per queue, and every firing runs
+         * this poll again, which finds the next one. */
+        if (!PQgetisnull(res, r, 4)) {
+            long long later = strtoll(PQgetvalue(res, r, 4), NULL, 10);
+            u->callbacks.on_task_hint(u->ctx, index, later > 0 ? later : 1);
+        }
+    }
+}
+
+/* --- queue depth -------------------------------------------------------- */
+
+static void depth_free(struct upkeep_depth *d)
+{
+    for (int i = 0; i < d->count; i++)
+        free(d->names[i]);
+    free(d->names);
+    free(d->pending_due);
+    free(d->pending_later);
+    free(d->running);
+    free(d->dead);
+    memset(d, 0, sizeof(*d));
+}
+
+static int64_t depth_due(const struct upkeep *u, int64_t now)
+{
+    (void)now;
+    return u->depth_requested && u->config->queue_count > 0 ? 0 : INT64_MAX;
+}
+
+static int depth_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    (void)now;
+    const char *params[] = {u->queue_names};
+    u->depth_requested = false;
+    return PQsendQueryParams(conn, depth_sql, 1, NULL, params, NULL, NULL, 0);
+}
+
+static void depth_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    if (!ok) {
+        log_error("queue depth query failed: %s", PQresultErrorMessage(res));
+        return;
+    }
+    struct upkeep_depth *d = &u->depth;
+    depth_free(d);
+    int rows = PQntuples(res);
+    d->names = calloc((size_t)rows + 1, sizeof(*d->names));
+    d->pending_due = calloc((size_t)rows + 1, sizeof(int64_t));
+    d->pending_later = calloc((size_t)rows + 1, sizeof(int64_t));
+    d->running = calloc((size_t)rows + 1, sizeof(int64_t));
+    d->dead = calloc((size_t)rows + 1, sizeof(int64_t));
+    if (d->names == NULL || d->pending_due == NULL || d->pending_later == NULL ||
+        d->running == NULL || d->dead == NULL) {
+        depth_free(d);
+        return;
+    }
+    for (int r = 0; r < rows; r++) {
+        d->names[r] = strdup(PQgetvalue(res, r, 0));
+        if (d->names[r] == NULL)
+            break;
+        d->pending_due[r] = atoll(PQgetvalue(res, r, 1));
+        d->pending_later[r] = atoll(PQgetvalue(res, r, 2));
+        d->running[r] = atoll(PQgetvalue(res, r, 3));
+        d->dead[r] = atoll(PQgetvalue(res, r, 4));
+        d->notify_queue_usage = atof(PQgetvalue(res, r, 5));
+        d->count++;
+    }
+    d->fetched_ms = now;
+}
+
+/* --- the scheduler ------------------------------------------------------ */
+
+struct upkeep_job {
+    /* When it is due, given the time now (<= now: send it; INT64_MAX:
+     * nothing to do). */
+    int64_t (*due)(const struct upkeep *u, int64_t now);
+    /* Send it on conn (PQsendQuery*); 0 when libpq refused. */
+    int (*send)(struct upkeep *u, PGconn *conn, int64_t now);
+    /* One of its results; ok: the statement succeeded. */
+    void (*on_result)(struct upkeep *u, const PGresult *res, bool ok, int64_t now);
+};
+
+/* In order of urgency: the first one due is sent. */
+static const struct upkeep_job upkeep_jobs[] = {
+    {renew_due, renew_send, renew_on_result},
+    {stop_backend_due, stop_backend_send, stop_backend_on_result},
+    {requeue_due, requeue_send, requeue_on_result},
+    {poll_due, poll_send, poll_on_result},
+    {depth_due, depth_send, depth_on_result},
+};
+
+#define UPKEEP_JOBS ((int)(sizeof(upkeep_jobs) / sizeof(upkeep_jobs[0])))
+
+static int upkeep_send(void *ctx, PGconn *conn, int64_t now)
+{
+    struct upkeep *u = ctx;
+    for (int j = 0; j < UPKEEP_JOBS; j++) {
+        if (upkeep_jobs[j].due(u, now) > now)
+            continue;
+        u->in_flight = j + 1;
+        u->sent_ms = now;
+        return upkeep_jobs[j].send(u, conn, now) ? 1 : -1;
+    }
+    return 0;
+}
+
+static void upkeep_on_result(void *ctx, const PGresult *res, int64_t now)
+{
+    struct upkeep *u = ctx;
+    ExecStatusType status = PQresultStatus(res);
+    bool ok = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+    if (u->in_flight > 0)
+        upkeep_jobs[u->in_flight - 1].on_result(u, res, ok, now);
+}
+
+/* Complete or not (the connection went), nothing is in flight any more;
+ * what was not done stays due (a requeue keeps its place). */
+static void upkeep_on_end(void *ctx)
+{
+    struct upkeep *u = ctx;
+    u->in_flight = 0;
+    u->in_flight_requeue = -1;
+}
+
+static int64_t upkeep_next_due(const void *ctx, int64_t now)
+{
+    const struct upkeep *u = ctx;
+    int64_t next = INT64_MAX;
+    for (int j = 0; j < UPKEEP_JOBS; j++) {
+        int64_t due = upkeep_jobs[j].due(u, now);
+        if (due < next)
+            next = due;
+    }
+    return next;
+}
+
+/* --- API ---------------------------------------------------------------- */
+
+void upkeep_init(struct upkeep *u, const struct pgwork_config *config, struct listener *l,
+                 const struct upkeep_callbacks *callbacks, void *ctx)
+{
+    memset(u, 0, sizeof(*u));
+    u->config = config;
+    u->listener = l;
+    u->callbacks = *callbacks;
+    u->ctx = ctx;
+    u->in_flight_requeue = -1;
+    upkeep_set_queues(u, config);
+    static const struct listener_client client = {
+        .send = upkeep_send,
+        .on_result = upkeep_on_result,
+        .on_end = upkeep_on_end,
+        .next_due = upkeep_next_due,
+    };
+    listener_set_client(l, &client, u);
+}
+
+void upkeep_set_config(struct upkeep *u, const struct pgwork_config *config)
+{
+    upkeep_set_queues(u, config);
+    u->config = config;
+    u->sweep_requested = true;
+}
+
+void upkeep_requeue_owner(struct upkeep *u, const char *locked_by, int64_t running_task, int slot,
+                          int32_t backend_pid)
+{
+    if (u->requeue_count == u->requeue_capacity) {
+        int cap = u->requeue_capacity ? 2 * u->requeue_capacity : 8;
+        struct upkeep_requeue *r = realloc(u->requeues, (size_t)cap * sizeof(*r));
+        if (r == NULL) {
+            log_error("out of memory queueing a requeue for %s", locked_by);
+            return;
+        }
+        u->requeues = r;
+        u->requeue_capacity = cap;
+    }
+    u->requeues[u->requeue_count] = (struct upkeep_requeue){
+        .task_id = running_task,
+        .slot = slot,
+        .backend_pid = backend_pid,
+        .due_ms = 0,
+        .tries = 0,
+        .locked_by = strdup(locked_by),
+    };
+    if (u->requeues[u->requeue_count].locked_by != NULL)
+        u->requeue_count++;
+}
+
+int upkeep_pending_requeues(const struct upkeep *u)
+{
+    return u->requeue_count;
+}
+
+void upkeep_renew_leases(struct upkeep *u, char *owners)
+{
+    free(u->renew_owners);
+    u->renew_owners = owners;
+}
+
+void upkeep_request_sweep(struct upkeep *u)
+{
+    u->sweep_requested = true;
+}
+
+void upkeep_want_depth(struct upkeep *u, int64_t now)
+{
+    if (u->depth.fetched_ms == 0 || now - u->depth.fetched_ms >= UPKEEP_DEPTH_MAX_AGE_MS)
+        u->depth_requested = true;
+}
+
+const struct upkeep_depth *upkeep_depth(const struct upkeep *u)
+{
+    return &u->depth;
+}
+
+bool upkeep_schema_ok(const struct upkeep *u)
+{
+    return u->schema_ok;
+}
+
+void upkeep_free(struct upkeep *u)
+{
+    for (int i = 0; i < u->requeue_count; i++)
+        free(u->requeues[i].locked_by);
+    free(u->requeues);
+    free(u->queue_names);
+    free(u->queue_max_attempts);
+    free(u->renew_owners);
+    depth_free(&u->depth);
+    memset(u, 0, sizeof(*u));
+    u->in_flight_requeue = -1;
+}

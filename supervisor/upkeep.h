@@ -1,0 +1,127 @@
+/*
+ * upkeep.h — the supervisor's own statements on the listener's connection:
+ * lease renewals, requeues of a dead worker's tasks (its backend stopped
+ * first), the poll (expired leases taken back, the next due time of every
+ * queue), queue depth for /metrics. The listener sends one of them
+ * whenever its connection is free (listener_set_client); this module
+ * decides which, from a table of {due, send, on_result} entries, and
+ * handles what comes back. Never blocks; never touches the socket.
+ */
+#ifndef PGWORK_UPKEEP_H
+#define PGWORK_UPKEEP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "listener.h"
+#include "../shared/config.h"
+
+/* What the database said that concerns the supervisor. */
+struct upkeep_callbacks {
+    /* Queue queue_index has a pending task due in delay_ms (0 = now); from
+     * the poll, never from a notification. */
+    void (*on_task_hint)(void *ctx, int queue_index, int64_t delay_ms);
+    /* Something may be due in any queue (tasks were requeued). */
+    void (*on_sweep)(void *ctx);
+};
+
+/* Queue depth by state, per configured queue (config order), for
+ * /metrics: read at most every UPKEEP_DEPTH_MAX_AGE_MS and only when
+ * asked (something scrapes). */
+struct upkeep_depth {
+    int count;              /* queues in the arrays below; 0 = never read */
+    char **names;           /* owned copies */
+    int64_t *pending_due;   /* pending, run_at <= now() */
+    int64_t *pending_later; /* pending, run_at > now() */
+    int64_t *running;
+    int64_t *dead;
+    double notify_queue_usage; /* pg_notification_queue_usage(), 0..1 */
+    int64_t fetched_ms;        /* when it was read, 0 = never */
+};
+
+#define UPKEEP_DEPTH_MAX_AGE_MS 15000
+
+/* One requeue the supervisor asked for: a dead worker's running tasks
+ * back to pending. Tried again, later and behind the others, while some
+ * of its rows stay locked or the statement fails. */
+struct upkeep_requeue {
+    char *locked_by;     /* owned */
+    int64_t task_id;     /* the task it was running when it died, 0 = none */
+    int slot;            /* its worker slot (its backend's application_name) */
+    int32_t backend_pid; /* its backend, to stop first; 0 = none or stopped */
+    int64_t due_ms;      /* not before (CLOCK_MONOTONIC ms) */
+    int tries;           /* attempts so far */
+    int stop_tries;      /* backend_pid signalled this often, still exiting */
+};
+
+/* The fields are this module's own: callers use the functions below. */
+struct upkeep {
+    const struct pgwork_config *config;
+    struct listener *listener; /* whose connection carries the statements */
+    struct upkeep_callbacks callbacks;
+    void *ctx;
+
+    int in_flight;         /* the job sent, index in the table + 1; 0 = none */
+    int in_flight_requeue; /* the requeue it concerns, -1 = none */
+    int64_t sent_ms;       /* when it was sent */
+
+    char *queue_names;        /* text[] literal of the configured queues (owned) */
+    char *queue_max_attempts; /* int[] literal of their max_attempts (owned) */
+
+    int64_t poll_due_ms;  /* next poll at the interval */
+    bool sweep_requested; /* poll as soon as the connection is free */
+    int64_t lease_due_ms; /* a running task's lease runs out: poll then; 0 = none */
+    bool schema_ok;       /* the last poll succeeded (schema migrated) */
+
+    char *renew_owners; /* text[] literal of workers whose leases to renew, owned */
+
+    struct upkeep_depth depth; /* last queue-depth reading */
+    bool depth_requested;      /* read depth when the connection is free */
+
+    struct upkeep_requeue *requeues; /* FIFO of pending requeues */
+    int requeue_count;
+    int requeue_capacity;
+};
+
+/* Set up and register with listener l as its client (what it sends when
+ * free, before its own keepalive). */
+void upkeep_init(struct upkeep *u, const struct pgwork_config *config, struct listener *l,
+                 const struct upkeep_callbacks *callbacks, void *ctx);
+
+/* Switch to a reloaded config (the old one may be freed afterwards); polls
+ * at once. */
+void upkeep_set_config(struct upkeep *u, const struct pgwork_config *config);
+
+/* Queue an UPDATE putting a dead worker's tasks back to pending:
+ * locked_by's running rows, and running_task (the one it was running, from
+ * shared memory; 0 = none) charged one attempt. backend_pid (0 = unknown)
+ * is the dead worker's backend in slot: stopped first, so it releases the
+ * rows it may still hold. */
+void upkeep_requeue_owner(struct upkeep *u, const char *locked_by, int64_t running_task, int slot,
+                          int32_t backend_pid);
+
+/* Number of requeues not yet confirmed by the database. */
+int upkeep_pending_requeues(const struct upkeep *u);
+
+/* Renew the leases of the running tasks of these owners (a text[] literal
+ * of locked_by tags; ownership passes here) as soon as the connection is
+ * free. */
+void upkeep_renew_leases(struct upkeep *u, char *owners);
+
+/* Run the poll as soon as possible (sweep every queue). */
+void upkeep_request_sweep(struct upkeep *u);
+
+/* Something wants queue depth: read it if the last reading is older than
+ * UPKEEP_DEPTH_MAX_AGE_MS (no query otherwise). */
+void upkeep_want_depth(struct upkeep *u, int64_t now);
+
+/* The last queue-depth reading (fetched_ms 0: none yet). */
+const struct upkeep_depth *upkeep_depth(const struct upkeep *u);
+
+/* Whether the last poll succeeded: the schema is migrated and readable. */
+bool upkeep_schema_ok(const struct upkeep *u);
+
+/* Free what it holds (supervisor at exit). */
+void upkeep_free(struct upkeep *u);
+
+#endif
