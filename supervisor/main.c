@@ -97,7 +97,14 @@ struct invocation {
     struct cli_requeue_options requeue;
     int64_t *ids; /* requeue.ids, owned */
     bool help;    /* COMMAND --help: print the usage, do nothing else */
+    char **args;  /* the command and its arguments, owned: status.queues points into it */
 };
+
+static void invocation_free(struct invocation *inv)
+{
+    free(inv->ids);
+    free(inv->args);
+}
 
 /* A command-line mistake: one line naming the command, then a pointer to
  * --help. Returns EXIT_USAGE. */
@@ -312,17 +319,23 @@ static int split_global_options(int argc, char **argv, const char **config_path,
     return EXIT_OK;
 }
 
-int main(int argc, char **argv)
+/*
+ * The command line into *config_path and inv. Returns -1 to go on, or the
+ * exit code when nothing more is to be done: help or version printed, or
+ * a mistake reported.
+ */
+static int read_command_line(int argc, char **argv, const char **config_path,
+                             struct invocation *inv)
 {
-    const char *config_path = getenv("PGWORK_CONFIG");
     enum global_action action = GLOBAL_NONE;
     char **cmd = calloc((size_t)argc + 1, sizeof(*cmd));
     int cmd_count = 0;
+    inv->args = cmd;
     if (cmd == NULL) {
         fprintf(stderr, "pgwork: out of memory\n");
         return EXIT_FAILURE_GENERIC;
     }
-    int rc = split_global_options(argc, argv, &config_path, &action, cmd, &cmd_count);
+    int rc = split_global_options(argc, argv, config_path, &action, cmd, &cmd_count);
     if (rc == EXIT_OK && action == GLOBAL_NONE && cmd_count > 0) {
         if (strcmp(cmd[0], "help") == 0)
             action = GLOBAL_HELP;
@@ -333,22 +346,55 @@ int main(int argc, char **argv)
         usage(stderr);
         rc = EXIT_USAGE;
     }
-    if (rc != EXIT_OK || action != GLOBAL_NONE) {
-        if (action == GLOBAL_HELP && rc == EXIT_OK)
+    if (rc == EXIT_OK && action == GLOBAL_HELP)
+        usage(stdout);
+    else if (rc == EXIT_OK && action == GLOBAL_VERSION)
+        printf("pgwork %s\n", PGWORK_VERSION);
+    else if (rc == EXIT_OK) {
+        rc = parse_command(cmd_count, cmd, inv);
+        if (rc == EXIT_OK && inv->help)
             usage(stdout);
-        else if (action == GLOBAL_VERSION && rc == EXIT_OK)
-            printf("pgwork %s\n", PGWORK_VERSION);
-        free(cmd);
-        return rc;
+        else if (rc == EXIT_OK)
+            rc = -1;
     }
+    return rc;
+}
 
+/* Run a command other than `run` with its config; the exit code. */
+static int run_cli_command(const struct invocation *inv, const struct pgwork_config *config)
+{
+    char err[2048];
+    switch (inv->command) {
+    case CMD_RUN:
+        break; /* main's */
+    case CMD_CHECK_CONFIG:
+        /* The verdict `run` would give: a file it refuses is not "ok". */
+        if (supervisor_check_config(config, err, sizeof(err)) != 0) {
+            fprintf(stderr, "pgwork: %s\n", err);
+            return EXIT_CONFIG;
+        }
+        printf("%s: ok (%d queue%s)\n", config->path[0] ? config->path : "(defaults)",
+               config->queue_count, config->queue_count == 1 ? "" : "s");
+        return EXIT_OK;
+    case CMD_MIGRATE:
+        return cli_migrate(config);
+    case CMD_ENQUEUE:
+        return cli_enqueue(config, inv->queue, inv->payload);
+    case CMD_STATUS:
+        return cli_status(config, &inv->status);
+    case CMD_REQUEUE_DEAD:
+        return cli_requeue_dead(config, &inv->requeue);
+    }
+    return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = getenv("PGWORK_CONFIG");
     struct invocation inv = {0};
-    rc = parse_command(cmd_count, cmd, &inv);
-    if (rc != EXIT_OK || inv.help) {
-        if (inv.help)
-            usage(stdout);
-        free(inv.ids);
-        free(cmd);
+    int rc = read_command_line(argc, argv, &config_path, &inv);
+    if (rc >= 0) {
+        invocation_free(&inv);
         return rc;
     }
 
@@ -356,8 +402,7 @@ int main(int argc, char **argv)
     char err[2048];
     if (config_load(config_path, &config, err, sizeof(err)) != 0) {
         fprintf(stderr, "pgwork: %s\n", err);
-        free(inv.ids);
-        free(cmd);
+        invocation_free(&inv);
         return EXIT_CONFIG;
     }
     bool run = inv.command == CMD_RUN;
@@ -369,42 +414,14 @@ int main(int argc, char **argv)
             log_error("%s", err); /* the supervisor's stderr is JSON lines */
         else
             fprintf(stderr, "pgwork: %s\n", err);
-        config_free(config);
-        free(inv.ids);
-        free(cmd);
-        return EXIT_CONFIG;
-    }
-
-    switch (inv.command) {
-    case CMD_RUN:
-        free(cmd);
+        rc = EXIT_CONFIG;
+    } else if (run) {
+        invocation_free(&inv);
         return supervisor_run(config); /* takes ownership of config */
-    case CMD_CHECK_CONFIG:
-        /* The verdict `run` would give: a file it refuses is not "ok". */
-        if (supervisor_check_config(config, err, sizeof(err)) != 0) {
-            fprintf(stderr, "pgwork: %s\n", err);
-            rc = EXIT_CONFIG;
-            break;
-        }
-        printf("%s: ok (%d queue%s)\n", config->path[0] ? config->path : "(defaults)",
-               config->queue_count, config->queue_count == 1 ? "" : "s");
-        rc = EXIT_OK;
-        break;
-    case CMD_MIGRATE:
-        rc = cli_migrate(config);
-        break;
-    case CMD_ENQUEUE:
-        rc = cli_enqueue(config, inv.queue, inv.payload);
-        break;
-    case CMD_STATUS:
-        rc = cli_status(config, &inv.status);
-        break;
-    case CMD_REQUEUE_DEAD:
-        rc = cli_requeue_dead(config, &inv.requeue);
-        break;
+    } else {
+        rc = run_cli_command(&inv, config);
     }
     config_free(config);
-    free(inv.ids);
-    free(cmd);
+    invocation_free(&inv);
     return rc;
 }
