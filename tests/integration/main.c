@@ -29,6 +29,7 @@ static Suite *(*const suites[])(void) = {
     evidence_suite,
     sqlpath_suite,
     pgbouncer_suite,
+    race_suite,
     /* clang-format on */
 };
 

@@ -23,5 +23,6 @@ Suite *listener_suite(void);  /* the supervisor's connection: stalls, lease and 
 Suite *evidence_suite(void);  /* properties other tests only seemed to prove (sql exactly-once) */
 Suite *sqlpath_suite(void);   /* the sql path under attack: killed backends, long statements */
 Suite *pgbouncer_suite(void); /* workers and migrate behind a real PgBouncer */
+Suite *race_suite(void);      /* interleavings forced step by step: a dead worker's sql attempt */
 
 #endif
