@@ -51,8 +51,10 @@
  *  - the task it was running keeps the attempt: pending, or dead when out
  *    of attempts, so a task that kills its worker every time ends (and
  *    does not take its batch-mates with it);
- *  - a task run in the one-transaction path (sql handler) is pending again
- *    after the crash, its attempt never written: it is charged here.
+ *  - the task it was running may be pending with its attempt never
+ *    written (a crash took back the claim's asynchronous commit): it is
+ *    charged here. (The sql handler's batches commit their claim before
+ *    any statement runs, so their tasks are still running here.)
  * Rows still locked are skipped, never waited for: the dead worker's
  * backend may still be running its statement and holding them (it is
  * stopped first, but may not be stoppable — a pooler hides it). The last

@@ -99,8 +99,8 @@ struct handler {
     bool uses_connection;
     /*
      * Optional (NULL for most handlers): send the task's work into the
-     * worker's open transaction, the one that locked the batch and will
-     * mark it done — a task then costs one row write (DESIGN §2: the sql
+     * worker's open transaction, the one that will mark the claimed batch
+     * done — one transaction a batch, not a task (DESIGN §2: the sql
      * handler's effect and its `done` commit together). The connection is
      * in pipeline mode: send one query and return 0 (-1 if it could not be
      * sent); the worker reads its result. env->batch_index is the task's

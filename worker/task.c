@@ -65,30 +65,41 @@ static const char claim_sql_format[] =
 static const char claim_from_cursor[] =
     " AND (priority, run_at, id) >= ($5, $6::timestamptz, $7::bigint)";
 
-/* The one-transaction path: lock, do not mark (see task_send_lock_batch).
- * $1 queue, $2 default max_attempts, then the cursor ($3, $4, $5). Output
- * names differ from the columns: ORDER BY must sort by the columns (the
- * index order), not by the text of run_at. */
-static const char lock_sql_format[] =
-    "SELECT id, payload::text, attempts + 1, coalesce(max_attempts, $2),"
-    "   greatest(0, (extract(epoch FROM now() - run_at) * 1000000)::bigint),"
-    "   priority AS key_priority, run_at::text AS key_run_at,"
-    "   (extract(epoch FROM run_at) * 1000000)::bigint AS key_run_at_us"
-    " FROM pgwork.tasks"
-    " WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
-    " ORDER BY priority, run_at, id"
-    " LIMIT %d"
-    " FOR UPDATE SKIP LOCKED";
+/*
+ * The one-transaction path's done (task_send_finish_claimed), in the
+ * transaction that ran the batch's statements: the batch's tasks, claimed
+ * (marked running) by this worker, done — or deleted — at once. $3 is how
+ * many: should any be no longer ours (its lease ran out and another pod
+ * took it back), the statement fails, so the transaction rolls back with
+ * every effect of the batch and the worker redoes the batch a task at a
+ * time, where each task's done is checked on its own. The ELSE holds a
+ * subquery, so it is evaluated only when reached, never while planning.
+ * `(state || '') = 'running'`: see done_many_sql.
+ */
+/* clang-format off */
+static const char finish_claimed_sql[] =
+    "WITH finished AS ("
+    "  UPDATE pgwork.tasks"
+    "  SET state = 'done', finished_at = now(), locked_until = NULL"
+    "  WHERE id = ANY($1::bigint[])"
+    "    AND locked_by = $2"
+    "    AND (state || '') = 'running'"
+    "  RETURNING 1)"
+    " SELECT CASE WHEN (SELECT count(*) FROM finished) = $3 THEN $3"
+    "        ELSE ('tasks of the batch no longer ours: '"
+    "              || $3 - (SELECT count(*) FROM finished))::int END";
 
-static const char lock_from_cursor[] =
-    " AND (priority, run_at, id) >= ($3, $4::timestamptz, $5::bigint)";
-
-static const char finish_locked_sql[] =
-    "UPDATE pgwork.tasks SET state = 'done', attempts = attempts + 1, locked_by = $2,"
-    "     started_at = now(), finished_at = now(), locked_until = NULL"
-    " WHERE id = ANY($1::bigint[])";
-
-static const char delete_locked_sql[] = "DELETE FROM pgwork.tasks WHERE id = ANY($1::bigint[])";
+static const char delete_claimed_sql[] =
+    "WITH finished AS ("
+    "  DELETE FROM pgwork.tasks"
+    "  WHERE id = ANY($1::bigint[])"
+    "    AND locked_by = $2"
+    "    AND (state || '') = 'running'"
+    "  RETURNING 1)"
+    " SELECT CASE WHEN (SELECT count(*) FROM finished) = $3 THEN $3"
+    "        ELSE ('tasks of the batch no longer ours: '"
+    "              || $3 - (SELECT count(*) FROM finished))::int END";
+/* clang-format on */
 
 static const char done_sql[] = "UPDATE pgwork.tasks"
                                " SET state = 'done', finished_at = now(), locked_until = NULL"
@@ -157,6 +168,7 @@ static const char release_sql[] = "UPDATE pgwork.tasks"
 static const Oid id_owner_types[] = {OID_INT8, OID_TEXT};
 static const Oid failed_types[] = {OID_INT8, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL};
 static const Oid ids_owner_types[] = {OID_TEXT, OID_TEXT};
+static const Oid ids_owner_count_types[] = {OID_TEXT, OID_TEXT, OID_INT4};
 static const Oid lost_types[] = {OID_INT8, OID_TEXT, OID_INT4, OID_TEXT, OID_INT8, OID_BOOL};
 static const Oid mine_types[] = {OID_TEXT, OID_INT8};
 
@@ -177,23 +189,23 @@ int task_prepare(PGconn *conn)
         prepare_one(conn, "pgwork_delete", delete_sql, 2, id_owner_types) != 0 ||
         prepare_one(conn, "pgwork_failed", failed_sql, 5, failed_types) != 0 ||
         prepare_one(conn, "pgwork_release", release_sql, 2, ids_owner_types) != 0 ||
-        prepare_one(conn, "pgwork_finish_locked", finish_locked_sql, 2, ids_owner_types) != 0 ||
-        prepare_one(conn, "pgwork_delete_locked", delete_locked_sql, 1, ids_owner_types) != 0 ||
+        prepare_one(conn, "pgwork_finish_claimed", finish_claimed_sql, 3, ids_owner_count_types) !=
+            0 ||
+        prepare_one(conn, "pgwork_delete_claimed", delete_claimed_sql, 3, ids_owner_count_types) !=
+            0 ||
         prepare_one(conn, "pgwork_done_many", done_many_sql, 2, ids_owner_types) != 0 ||
         prepare_one(conn, "pgwork_delete_many", delete_many_sql, 2, ids_owner_types) != 0)
         return -1;
     return 0;
 }
 
-const char *task_claim_sql(struct claim_state *claim, const struct queue_config *queue, bool lock,
+const char *task_claim_sql(struct claim_state *claim, const struct queue_config *queue,
                            bool from_cursor)
 {
-    char **text = &claim->sql[lock][from_cursor];
+    char **text = &claim->sql[from_cursor];
     if (*text != NULL)
         return *text;
-    const char *format = lock ? lock_sql_format : claim_sql_format;
-    const char *bound = !from_cursor ? "" : lock ? lock_from_cursor : claim_from_cursor;
-    if (asprintf(text, format, bound, queue->batch) < 0) {
+    if (asprintf(text, claim_sql_format, from_cursor ? claim_from_cursor : "", queue->batch) < 0) {
         log_error("out of memory building the claim of queue \"%s\"", queue->name);
         abort();
     }
@@ -211,11 +223,10 @@ void task_claim_rewind(struct claim_state *claim, const struct claim_state *save
 
 void task_claim_state_free(struct claim_state *claim)
 {
-    for (int lock = 0; lock < 2; lock++)
-        for (int from = 0; from < 2; from++) {
-            free(claim->sql[lock][from]);
-            claim->sql[lock][from] = NULL;
-        }
+    for (int from = 0; from < 2; from++) {
+        free(claim->sql[from]);
+        claim->sql[from] = NULL;
+    }
 }
 
 static void batch_reserve(struct task_batch *batch, int n)
@@ -296,34 +307,50 @@ static int task_batch_fill(struct task_batch *batch, const PGresult *res,
 /* The statement for the claim's next round, and the cursor's key as its
  * last three parameters when it starts from the cursor. */
 static const char *claim_statement(struct claim_state *claim, const struct queue_config *queue,
-                                   bool lock, char priority[16], char id[24], const char **key)
+                                   char priority[16], char id[24], const char **key)
 {
     if (!claim->cursor_set)
-        return task_claim_sql(claim, queue, lock, false);
+        return task_claim_sql(claim, queue, false);
     snprintf(priority, 16, "%d", claim->priority);
     snprintf(id, 24, "%" PRId64, claim->id);
     key[0] = priority;
     key[1] = claim->run_at;
     key[2] = id;
-    return task_claim_sql(claim, queue, lock, true);
+    return task_claim_sql(claim, queue, true);
 }
 
 /* $1 queue, $2 locked_by, $3 lease ms, $4 default max_attempts, then the
- * cursor's key; the lock: $1 queue, $2 default max_attempts, the key. */
+ * cursor's key. */
 static const Oid claim_types[] = {OID_TEXT, OID_TEXT, OID_INT8, OID_INT4,
                                   OID_INT4, OID_TEXT, OID_INT8};
-static const Oid lock_types[] = {OID_TEXT, OID_INT4, OID_INT4, OID_TEXT, OID_INT8};
+
+/* The claim's parameters as text, kept together while they are sent. */
+struct claim_params {
+    char lease[32], max_attempts[16], key_priority[16], key_id[24];
+    const char *values[7];
+    int count;
+};
+
+static const char *claim_prepare(struct claim_params *p, const struct queue_config *queue,
+                                 const char *locked_by, int64_t lease_ms, struct claim_state *claim)
+{
+    snprintf(p->lease, sizeof(p->lease), "%" PRId64, lease_ms);
+    snprintf(p->max_attempts, sizeof(p->max_attempts), "%d", queue->max_attempts);
+    p->values[0] = queue->name;
+    p->values[1] = locked_by;
+    p->values[2] = p->lease;
+    p->values[3] = p->max_attempts;
+    p->count = claim->cursor_set ? 7 : 4;
+    return claim_statement(claim, queue, p->key_priority, p->key_id, &p->values[4]);
+}
 
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
                int64_t lease_ms, struct claim_state *claim, struct task_batch *batch)
 {
     task_batch_clear(batch);
-    char lease[32], max_attempts[16], key_priority[16], key_id[24];
-    snprintf(lease, sizeof(lease), "%" PRId64, lease_ms);
-    snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
-    const char *params[7] = {queue->name, locked_by, lease, max_attempts};
-    const char *sql = claim_statement(claim, queue, false, key_priority, key_id, &params[4]);
-    PGresult *res = dbconn_exec_params(conn, sql, claim->cursor_set ? 7 : 4, claim_types, params);
+    struct claim_params p = {0};
+    const char *sql = claim_prepare(&p, queue, locked_by, lease_ms, claim);
+    PGresult *res = dbconn_exec_params(conn, sql, p.count, claim_types, p.values);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_error("claim failed on queue \"%s\": %s", queue->name,
                   res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
@@ -335,16 +362,12 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
     return rows;
 }
 
-int task_send_lock_batch(PGconn *conn, const struct queue_config *queue, struct claim_state *claim)
+int task_send_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
+                    int64_t lease_ms, struct claim_state *claim)
 {
-    char max_attempts[16], key_priority[16], key_id[24];
-    snprintf(max_attempts, sizeof(max_attempts), "%d", queue->max_attempts);
-    const char *params[5] = {queue->name, max_attempts};
-    const char *sql = claim_statement(claim, queue, true, key_priority, key_id, &params[2]);
-    return PQsendQueryParams(conn, sql, claim->cursor_set ? 5 : 2, lock_types, params, NULL, NULL,
-                             0)
-               ? 0
-               : -1;
+    struct claim_params p = {0};
+    const char *sql = claim_prepare(&p, queue, locked_by, lease_ms, claim);
+    return PQsendQueryParams(conn, sql, p.count, claim_types, p.values, NULL, NULL, 0) ? 0 : -1;
 }
 
 int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_state *claim)
@@ -369,17 +392,17 @@ static char *task_id_array(const int64_t *ids, int count)
     return array;
 }
 
-int task_send_finish_locked(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
-                            bool keep_done)
+int task_send_finish_claimed(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
+                             bool keep_done)
 {
     char *array = task_id_array(ids, count);
     if (array == NULL)
         return -1;
-    const char *params[] = {array, locked_by};
-    int sent =
-        keep_done
-            ? PQsendQueryParams(conn, finish_locked_sql, 2, ids_owner_types, params, NULL, NULL, 0)
-            : PQsendQueryParams(conn, delete_locked_sql, 1, ids_owner_types, params, NULL, NULL, 0);
+    char count_text[16];
+    snprintf(count_text, sizeof(count_text), "%d", count);
+    const char *params[] = {array, locked_by, count_text};
+    int sent = PQsendQueryParams(conn, keep_done ? finish_claimed_sql : delete_claimed_sql, 3,
+                                 ids_owner_count_types, params, NULL, NULL, 0);
     free(array);
     return sent ? 0 : -1;
 }

@@ -40,11 +40,9 @@ struct task_batch {
  * (shm_queue.arrivals) and before it ends a drain.
  */
 struct claim_state {
-    /* The statements' text (owned, NULL until used): [0] claim and mark
-     * running (task_claim), [1] the one-transaction path's lock
-     * (task_send_lock_batch); each [0] from the start, [1] from the
-     * cursor. */
-    char *sql[2][2];
+    /* The claim's text (owned, NULL until used): [0] from the start, [1]
+     * from the cursor. */
+    char *sql[2];
     bool cursor_set;
     int priority;
     int64_t run_at_us; /* for comparing keys */
@@ -52,10 +50,9 @@ struct claim_state {
     int64_t id;
 };
 
-/* The text of queue's claim (lock: the one-transaction path's lock, else
- * claim and mark running; from_cursor: bounded by the cursor's key), built
- * into claim on first use. Parameters: see task.c. */
-const char *task_claim_sql(struct claim_state *claim, const struct queue_config *queue, bool lock,
+/* The text of queue's claim (from_cursor: bounded by the cursor's key),
+ * built into claim on first use. Parameters: see task.c. */
+const char *task_claim_sql(struct claim_state *claim, const struct queue_config *queue,
                            bool from_cursor);
 void task_claim_state_free(struct claim_state *claim);
 
@@ -64,7 +61,7 @@ void task_claim_state_free(struct claim_state *claim);
 void task_claim_rewind(struct claim_state *claim, const struct claim_state *saved);
 
 /* Prepare the fixed statements under names (pgwork_done, pgwork_done_many,
- * pgwork_finish_locked, ...) on conn: for EXPLAIN in the tests and the
+ * pgwork_finish_claimed, ...) on conn: for EXPLAIN in the tests and the
  * bench's ceiling. The worker never does (see above). 0 or -1 (logged). */
 int task_prepare(PGconn *conn);
 
@@ -78,25 +75,22 @@ int task_prepare(PGconn *conn);
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
                int64_t lease_ms, struct claim_state *claim, struct task_batch *batch);
 
-/*
- * The one-transaction path (handlers with send_in_transaction), sent in
- * a pipeline inside an open transaction: lock up to queue->batch due
- * pending tasks (FOR UPDATE SKIP LOCKED) without changing them — nobody
- * else can see them running, and if this worker dies the locks simply go
- * away. The result's rows (attempt = attempts + 1) go into a batch with
- * task_batch_take. 0, or -1 when it could not be sent.
- */
-int task_send_lock_batch(PGconn *conn, const struct queue_config *queue, struct claim_state *claim);
+/* task_claim's statement, sent without waiting (the one-transaction path
+ * sends it in a pipeline, in an implicit transaction of its own that
+ * commits at its sync). 0, or -1 when it could not be sent. */
+int task_send_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
+                    int64_t lease_ms, struct claim_state *claim);
 
-/* Copy a lock's rows into batch (cleared first) and move claim's cursor
+/* Copy a claim's rows into batch (cleared first) and move claim's cursor
  * past them; the count. */
 int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_state *claim);
 
-/* Same transaction: mark ids done (or delete them), attempts + 1, owner
- * locked_by; the command's row count is the number changed. 0, or -1 when
- * it could not be sent. */
-int task_send_finish_locked(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
-                            bool keep_done);
+/* In the transaction that ran their statements: mark the claimed ids done
+ * (or delete them). One row, the count, when every one was still running
+ * under locked_by; otherwise the statement fails (and the transaction
+ * with it). 0, or -1 when it could not be sent. */
+int task_send_finish_claimed(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
+                             bool keep_done);
 
 /* Success: state done (or the row deleted when keep_done is false).
  * Called inside or outside a transaction. Returns 1, 0 when the task is no

@@ -253,29 +253,24 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     worker_check_connection(w);
 }
 
-/* One claim round, a task at a time: claim (marking running), run each,
- * record each outcome. Returns the number claimed, or -1 after a database
- * error. Stops early (releasing the rest) when told to hold back. */
-static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
+/* Run the claimed batch (w->batch) a task at a time, recording each
+ * outcome; skip: the index of a task already recorded (-1 = none). Stops
+ * early (releasing the rest) when told to hold back. */
+static void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
 {
-    int claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
-                             &sq->claim, &w->batch);
-    if (claimed <= 0)
-        return claimed;
-    /* Ask for help before running anything: the next worker starts while
-     * this one works through its batch. */
-    if (claimed == sq->queue->batch)
-        worker_request_help(w, sq->index);
     for (int i = 0; i < w->batch.count; i++) {
+        if (i == skip)
+            continue;
         worker_poll_control(w);
         if (worker_holding_back(w)) {
             worker_flush_completions(w);
             /* Claimed but not started: give them back untried. */
-            int left = w->batch.count - i;
-            int64_t *ids = malloc((size_t)left * sizeof(*ids));
+            int64_t *ids = malloc((size_t)(w->batch.count - i) * sizeof(*ids));
             if (ids != NULL) {
-                for (int j = 0; j < left; j++)
-                    ids[j] = w->batch.tasks[i + j].id;
+                int left = 0;
+                for (int j = i; j < w->batch.count; j++)
+                    if (j != skip)
+                        ids[left++] = w->batch.tasks[j].id;
                 task_release(w->conn, ids, left, w->locked_by);
                 free(ids);
             }
@@ -288,6 +283,22 @@ static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
             break;
     }
     worker_flush_completions(w);
+}
+
+/* One claim round, a task at a time: claim (marking running), run each,
+ * record each outcome. Returns the number claimed, or -1 after a database
+ * error. */
+static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
+{
+    int claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
+                             &sq->claim, &w->batch);
+    if (claimed <= 0)
+        return claimed;
+    /* Ask for help before running anything: the next worker starts while
+     * this one works through its batch. */
+    if (claimed == sq->queue->batch)
+        worker_request_help(w, sq->index);
+    worker_run_batch(w, sq, -1);
     return claimed;
 }
 
@@ -317,35 +328,37 @@ static void pipeline_abandon(struct worker *w, bool round_open)
 }
 
 /*
- * Round 1 of the one-transaction path, one round trip: BEGIN, the queue's
- * timeout and the worker's settings for the transaction, lock the batch. Leaves the transaction
- * open and the connection in pipeline mode. Returns the tasks locked, or -1 (pipeline abandoned).
+ * Round 1 of the one-transaction path, one round trip: claim the batch —
+ * marked running under this worker, attempts + 1 — in an implicit
+ * transaction of its own (the worker's settings first) that commits at
+ * the round's sync, before any of the tasks' statements runs. From then on
+ * the attempt is on record: if this worker dies in round 2, its tasks stay
+ * running under its tag, and only the supervisor's requeue (which charges
+ * the one it was running) or the lease gives them back — no other claim
+ * can take a task in between and run it as the same attempt (issue 10: the
+ * batch's own row locks vanished with its stopped backend, before the
+ * requeue came). Leaves the connection in pipeline mode, no transaction
+ * open. Returns the tasks claimed, or -1 (pipeline abandoned).
  */
-static int worker_lock_round(struct worker *w, struct served_queue *sq)
+static int worker_claim_round(struct worker *w, struct served_queue *sq)
 {
     const struct queue_config *queue = sq->queue;
     PGconn *conn = w->conn;
-    char set_timeout[64];
-    snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
-             (long long)queue->timeout_ms);
     const char *settings = dbconn_local();
     if (!PQenterPipelineMode(conn)) {
         log_error("cannot enter pipeline mode: %s", PQerrorMessage(conn));
         return -1;
     }
     bool sent =
-        PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
-        (queue->timeout_ms == 0 ||
-         PQsendQueryParams(conn, set_timeout, 0, NULL, NULL, NULL, NULL, 0)) &&
         (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0)) &&
-        task_send_lock_batch(conn, queue, &sq->claim) == 0 && PQpipelineSync(conn);
+        task_send_claim(conn, queue, w->locked_by, w->config->workers.lease_ms, &sq->claim) == 0 &&
+        PQpipelineSync(conn);
     if (!sent) {
         log_error("cannot send the claim of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         pipeline_abandon(w, false);
         return -1;
     }
-    bool ok = dbconn_pipeline_ok(conn) && (queue->timeout_ms == 0 || dbconn_pipeline_ok(conn)) &&
-              (settings == NULL || dbconn_pipeline_ok(conn));
+    bool ok = settings == NULL || dbconn_pipeline_ok(conn);
     PGresult *res = dbconn_pipeline_take(conn);
     int claimed = -1;
     if (ok && PQresultStatus(res) == PGRES_TUPLES_OK)
@@ -367,8 +380,8 @@ static int worker_lock_round(struct worker *w, struct served_queue *sq)
 
 /*
  * A statement of the one-transaction path failed (its error, its timeout):
- * the batch rolled back, the task is pending with this attempt never
- * written. Record the attempt on the pending row (retry with backoff, or
+ * the batch rolled back; the task is still running under this worker, its
+ * attempt written by the claim. Record the failure (retry with backoff, or
  * dead), as a failed run task-at-a-time would.
  */
 static void worker_charge_failed_statement(struct worker *w, struct served_queue *sq,
@@ -381,9 +394,9 @@ static void worker_charge_failed_statement(struct worker *w, struct served_queue
                          : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
                                             c->attempt, random_unit());
     const char *why = error[0] != '\0' ? error : "failed";
-    /* Between the rollback and this, another worker's batch may have taken
-     * the row and charged it itself: then this changes nothing, and says
-     * nothing (one line, one count per attempt). */
+    /* A task no longer ours (its lease ran out and it was taken back)
+     * changes nothing here, and says nothing (one line, one count per
+     * attempt). */
     if (task_mark_lost(w->conn, c->id, w->locked_by, c->attempt, why, delay, dead) != 1)
         return;
     atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried, 1,
@@ -402,13 +415,13 @@ static void worker_charge_failed_statement(struct worker *w, struct served_queue
 
 /*
  * One claim round in one transaction (handlers with send_in_transaction,
- * i.e. sql), in two round trips: (1) BEGIN, lock the batch; (2) every
- * task's statement, mark them all done, COMMIT — sent as one pipeline. A
- * task costs one row write and no other session ever sees it running; if
- * this worker dies, the transaction and its locks vanish and the tasks are
- * simply still pending. When a statement fails, the server skips the rest
- * of the pipeline (COMMIT included), the transaction is rolled back and
- * the round is redone a task at a time, so the failure is recorded and the
+ * i.e. sql), in two round trips: (1) claim the batch, committed on its own
+ * (worker_claim_round); (2) BEGIN, every task's statement, mark them all
+ * done, COMMIT — sent as one pipeline. A task's effect and its done commit
+ * together. When a statement fails, the server skips the rest of the
+ * pipeline (COMMIT included), the transaction is rolled back, the failed
+ * task is charged, and the rest of the batch — still claimed by this
+ * worker — is run a task at a time, so the failure is recorded and the
  * rest still succeed. Returns the number claimed, or -1 after a database
  * error.
  */
@@ -417,20 +430,15 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
     const struct queue_config *queue = sq->queue;
     struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
     PGconn *conn = w->conn;
-    /* A failed round is redone from where it started (the cursor only:
-     * statement texts built meanwhile are kept, not leaked). */
+    /* After a lost connection the round is redone from where it started
+     * (the cursor only: statement texts built meanwhile are kept, not
+     * leaked). */
     const struct claim_state round_start = sq->claim;
-    int claimed = worker_lock_round(w, sq);
+    int claimed = worker_claim_round(w, sq);
     if (claimed <= 0) {
-        if (claimed == 0) {
-            /* Nothing due: end the empty transaction (same pipeline). */
-            bool ended = PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
-                         PQpipelineSync(conn) && dbconn_pipeline_ok(conn) &&
-                         dbconn_pipeline_finish_round(conn) && PQexitPipelineMode(conn);
-            if (!ended) {
-                pipeline_abandon(w, false);
-                return -1;
-            }
+        if (claimed == 0 && !PQexitPipelineMode(conn)) {
+            log_error("cannot leave pipeline mode: %s", PQerrorMessage(conn));
+            exit(WORKER_EXIT_ERROR);
         }
         return claimed;
     }
@@ -442,11 +450,23 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
         free(ids);
         free(elapsed_us);
         pipeline_abandon(w, false);
-        return -1;
+        worker_run_batch(w, sq, -1);
+        return claimed;
     }
+    /* The transaction's own settings: the queue's timeout for each
+     * statement, the worker's. Their answers come first. */
+    char set_timeout[64];
+    snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
+             (long long)queue->timeout_ms);
+    const char *settings = dbconn_local();
+    int preludes = 1 + (queue->timeout_ms > 0) + (settings != NULL);
+    bool sent =
+        PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+        (queue->timeout_ms == 0 ||
+         PQsendQueryParams(conn, set_timeout, 0, NULL, NULL, NULL, NULL, 0)) &&
+        (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0));
     w->env.queue = queue;
     w->env.keep_done = queue->keep_done;
-    bool sent = true;
     for (int i = 0; i < claimed && sent; i++) {
         const struct claimed_task *c = &w->batch.tasks[i];
         struct task task = {.id = c->id,
@@ -458,22 +478,29 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
         sent = sq->handler->send_in_transaction(sq->handler_state, &w->env, &task) == 0;
     }
     sent = sent &&
-           task_send_finish_locked(conn, ids, claimed, w->locked_by, queue->keep_done) == 0 &&
+           task_send_finish_claimed(conn, ids, claimed, w->locked_by, queue->keep_done) == 0 &&
            PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(conn);
     if (!sent) {
         log_error("cannot send the tasks of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         free(ids);
         free(elapsed_us);
         pipeline_abandon(w, true);
-        task_claim_rewind(&sq->claim, &round_start);
-        return worker_claim_and_run(w, sq);
+        worker_run_batch(w, sq, -1);
+        return claimed;
     }
 
     /* Each statement may run for the queue's timeout. A task's duration is
      * the time between its answer and the previous one's (the statements
      * run one after another on the server). */
     worker_guard_tasks(queue, claimed);
+    /* The first statement runs right after the preludes, whose answers
+     * may come only with the statements' (the server flushes at the sync):
+     * it is the one charged if we die while waiting for them. */
+    atomic_store_explicit(&w->self->task_id, ids[0], memory_order_relaxed);
     bool failed = false;
+    for (int i = 0; i < preludes; i++)
+        if (!dbconn_pipeline_ok(conn))
+            failed = true;
     int failed_at = -1; /* the statement that failed (the rest were skipped) */
     char failure[512] = "";
     int64_t previous_us = time_now_us();
@@ -498,45 +525,45 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
         previous_us = now_us;
     }
     PGresult *res = dbconn_pipeline_take(conn);
-    int finished = PQresultStatus(res) == PGRES_COMMAND_OK ? atoi(PQcmdTuples(res)) : -1;
+    if (!failed && PQresultStatus(res) == PGRES_FATAL_ERROR)
+        log_warn("queue \"%s\": a batch of %d rolled back, redone a task at a time: %s",
+                 queue->name, claimed, PQresultErrorMessage(res));
     PQclear(res);
     bool committed = dbconn_pipeline_ok(conn);
     dbconn_set_guard_extra(0);
     bool synced = dbconn_pipeline_finish_round(conn);
+    free(ids);
     if (failed || !committed || !synced) {
-        free(ids);
         free(elapsed_us);
-        /* Nothing of this round happened (or, when the connection broke
-         * after COMMIT reached the server, all of it did: those tasks are
-         * not claimed again): redo it a task at a time. */
-        task_claim_rewind(&sq->claim, &round_start);
         if (PQstatus(conn) != CONNECTION_OK) {
-            /* Which statement broke the connection is not certain here (a
-             * backend told to die may go only when it reads the next
-             * one); a task at a time, it is: that run charges it. */
+            /* Nothing of this round happened (or, when the connection
+             * broke after COMMIT reached the server, all of it did: those
+             * tasks are not claimed again). Which statement broke the
+             * connection is not certain here (a backend told to die may
+             * go only when it reads the next one): the batch goes back
+             * with the reconnect and is claimed again a task at a time;
+             * that run charges it. */
             log_warn("queue \"%s\": the database connection broke during a batch of %d: %s",
                      queue->name, claimed, PQerrorMessage(conn));
+            task_claim_rewind(&sq->claim, &round_start);
             worker_recover(w, 0);
-        } else {
-            pipeline_abandon(w, false);
-            /* The statement that failed is known: charge its task now, so
-             * the redo does not run it again for the same attempt (nor can
-             * another worker take it uncharged in between). */
-            if (failed_at >= 0)
-                worker_charge_failed_statement(w, sq, &w->batch.tasks[failed_at], failure);
+            atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
+            return worker_claim_and_run(w, sq);
         }
+        pipeline_abandon(w, false);
+        /* The statement that failed is known: record its failure now; the
+         * rest of the batch, still ours, runs a task at a time. */
+        if (failed_at >= 0)
+            worker_charge_failed_statement(w, sq, &w->batch.tasks[failed_at], failure);
         atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
-        return worker_claim_and_run(w, sq);
+        worker_run_batch(w, sq, failed_at);
+        return claimed;
     }
     atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
     if (!PQexitPipelineMode(conn)) {
         log_error("cannot leave pipeline mode: %s", PQerrorMessage(conn));
         exit(WORKER_EXIT_ERROR);
     }
-    /* Our row locks kept everyone else away: all of them changed. */
-    if (finished != claimed)
-        log_error("queue \"%s\": %d of %d locked tasks marked done", queue->name, finished,
-                  claimed);
     for (int i = 0; i < claimed; i++) {
         const struct claimed_task *c = &w->batch.tasks[i];
         shm_histogram_observe(&shared_queue->pickup, c->pickup_us);
@@ -546,7 +573,6 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
     }
     atomic_fetch_add_explicit(&shared_queue->tasks_done, (uint64_t)claimed, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->self->tasks_done, (uint64_t)claimed, memory_order_relaxed);
-    free(ids);
     free(elapsed_us);
     worker_heartbeat(w);
     return claimed;

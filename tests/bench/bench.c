@@ -302,8 +302,8 @@ int main(void)
         char figure[96];
         snprintf(figure, sizeof(figure), "SQL ceiling, sql path, %d connections", counts[c]);
         add_limit(figure, "tasks/s", ceiling_sql[c],
-                  c == 0 ? "the worker's one-transaction sql round, pipelined: BEGIN, SET "
-                           "LOCAL, lock batch | statements, finish_locked, COMMIT"
+                  c == 0 ? "the worker's one-transaction sql round, pipelined: claim batch "
+                           "| BEGIN, SET LOCAL, statements, finish_claimed, COMMIT"
                          : "");
     }
     for (int c = 0; c < 3; c++) {

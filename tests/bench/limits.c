@@ -133,10 +133,10 @@ enum ceiling_kind {
                            pgwork_done_many UPDATE (what the worker's background
                            completions send when tasks take no time): 2 round trips
                            per batch */
-    CEIL_SQL_PIPE,      /* the sql path's statements as fast as the database takes them: BEGIN,
-                           SET LOCAL statement_timeout, pgwork_lock in one round trip; every
-                           statement, pgwork_finish_locked and COMMIT in a second (the
-                           worker's two pipelined round trips) */
+    CEIL_SQL_PIPE,      /* the sql path's statements as fast as the database takes them: the
+                           claim (committed at its sync) in one round trip; BEGIN, SET LOCAL
+                           statement_timeout, every statement, pgwork_finish_claimed and
+                           COMMIT in a second (the worker's two pipelined round trips) */
     CEIL_EXEC_PER_TASK, /* for comparison: task_claim, then a done UPDATE per task, each
                           a round trip (the worker before background completions) */
     CEIL_SQL_PER_TASK,  /* for comparison: the sql handler's own transaction per task (the
@@ -233,14 +233,16 @@ static int ceiling_round(struct ceiling_thread *t, struct queue_config *queue,
     }
     case CEIL_SQL_PIPE: {
         PQenterPipelineMode(conn);
-        PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
-        PQsendQueryParams(conn, "SET LOCAL statement_timeout = 60000", 0, NULL, NULL, NULL, NULL,
-                          0);
-        task_send_lock_batch(conn, queue, &t->claim);
+        task_send_claim(conn, queue, locked_by, 300000, &t->claim);
         PQpipelineSync(conn);
         PGresult *locked = NULL;
-        pipe_expect(conn, 3, 2, &locked);
+        pipe_expect(conn, 1, 0, &locked);
         n = locked != NULL ? task_batch_take(batch, locked, &t->claim) : 0;
+        if (n > 0) {
+            PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+            PQsendQueryParams(conn, "SET LOCAL statement_timeout = 60000", 0, NULL, NULL, NULL,
+                              NULL, 0);
+        }
         size_t o = 0;
         array[o++] = '{';
         for (int i = 0; i < n; i++) {
@@ -251,12 +253,15 @@ static int ceiling_round(struct ceiling_thread *t, struct queue_config *queue,
         }
         array[o++] = '}';
         array[o] = '\0';
-        const char *fparams[] = {array, locked_by};
-        if (n > 0)
-            PQsendQueryPrepared(conn, "pgwork_finish_locked", 2, fparams, NULL, NULL, 0);
-        PQsendQueryParams(conn, n > 0 ? "COMMIT" : "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
-        PQpipelineSync(conn);
-        pipe_expect(conn, n + (n > 0) + 1, -1, NULL);
+        char count[16];
+        snprintf(count, sizeof(count), "%d", n);
+        const char *fparams[] = {array, locked_by, count};
+        if (n > 0) {
+            PQsendQueryPrepared(conn, "pgwork_finish_claimed", 3, fparams, NULL, NULL, 0);
+            PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+            PQpipelineSync(conn);
+            pipe_expect(conn, 2 + n + 2, -1, NULL);
+        }
         PQexitPipelineMode(conn);
         PQclear(locked);
         return n;

@@ -134,11 +134,11 @@ START_TEST(dead_worker_backend_does_not_stall_the_pod)
 {
     PGconn *conn;
     const char *conninfo = listener_database(&conn);
-    /* The first attempt sleeps 25 s (attempts is still 0 inside the batch
-     * transaction); the retry does not sleep. */
+    /* The first attempt sleeps 25 s (its claim has made attempts 1 when
+     * the statement runs); the retry does not sleep. */
     const char *queues =
         "queue \"slow\" { handler = \"sql\" statement = \"SELECT pg_sleep(25 * (SELECT "
-        "(attempts = 0)::int FROM pgwork.tasks WHERE id = $2))\" timeout = 0 }\n"
+        "(attempts = 1)::int FROM pgwork.tasks WHERE id = $2))\" timeout = 0 }\n"
         "queue \"fast\" { handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" "
         "}\n";
     const char *config = listener_config("count = 2 restart_delay_min = 100ms", queues);

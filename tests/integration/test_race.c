@@ -136,8 +136,7 @@ static int64_t race_dead_worker_then_claim(PGconn *conn, const char *conninfo, i
     /* A worker that drains the queue now, before the requeue: with the
      * task's row free, it takes it, runs it, and waits to record it. */
     ck_assert_int_eq(kill(sup->pid, SIGTTIN), 0);
-    race_expect(conn, sup, RACE_WORKER_WAITING, 1, 20000,
-                "another worker reaches the table lock");
+    race_expect(conn, sup, RACE_WORKER_WAITING, 1, 20000, "another worker reaches the table lock");
 
     harness_exec(holder, "COMMIT");
     race_expect(conn, sup,
@@ -160,8 +159,8 @@ START_TEST(dead_worker_sql_attempt_is_charged_before_another_claim)
     int64_t id = race_dead_worker_then_claim(conn, conninfo, 1, &sup);
 
     const char *task = harness_query_text(
-        conn, harness_printf("SELECT state || '/' || attempts FROM pgwork.tasks WHERE id = %" PRId64,
-                             id));
+        conn, harness_printf(
+                  "SELECT state || '/' || attempts FROM pgwork.tasks WHERE id = %" PRId64, id));
     int64_t runs = harness_query_int64(conn, RACE_RUNS);
     int64_t effects = harness_query_int64(conn, "SELECT count(*) FROM results");
     if (strcmp(task, "dead/1") != 0 || runs != 1 || effects != 0)
@@ -185,8 +184,8 @@ START_TEST(dead_worker_sql_attempt_counts_when_the_retry_succeeds)
     int64_t id = race_dead_worker_then_claim(conn, conninfo, 3, &sup);
 
     const char *task = harness_query_text(
-        conn, harness_printf("SELECT state || '/' || attempts FROM pgwork.tasks WHERE id = %" PRId64,
-                             id));
+        conn, harness_printf(
+                  "SELECT state || '/' || attempts FROM pgwork.tasks WHERE id = %" PRId64, id));
     int64_t runs = harness_query_int64(conn, RACE_RUNS);
     int64_t effects = harness_query_int64(conn, "SELECT count(*) FROM results");
     if (strcmp(task, "done/2") != 0 || runs != 2 || effects != 1)
