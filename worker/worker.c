@@ -542,12 +542,14 @@ static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq
              * connection is not certain here (a backend told to die may
              * go only when it reads the next one): the batch goes back
              * with the reconnect and is claimed again a task at a time;
-             * that run charges it. */
+             * that run charges it. Nor is it the first task's: should this
+             * worker die while it reconnects (the cluster restarting
+             * again), the supervisor must not charge an innocent task. */
             log_warn("queue \"%s\": the database connection broke during a batch of %d: %s",
                      queue->name, claimed, PQerrorMessage(conn));
             task_claim_rewind(&sq->claim, &round_start);
-            worker_recover(w, 0);
             atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
+            worker_recover(w, 0);
             return worker_claim_and_run(w, sq);
         }
         pipeline_abandon(w, false);
