@@ -575,51 +575,50 @@ static void format_age(char *buf, size_t len, const PGresult *res, int row, int 
  * "distinct queues" query first would only add a pass. Ages are computed
  * by the database from its own clock; infinite timestamps give NULL.
  */
-#define STATUS_STATS(filter)                                                                       \
-    "stats AS ("                                                                                   \
-    " SELECT queue,"                                                                               \
-    "  count(*) FILTER (WHERE state = 'pending' AND run_at <= now()) AS due,"                      \
-    "  count(*) FILTER (WHERE state = 'pending' AND run_at > now()) AS later,"                     \
-    "  count(*) FILTER (WHERE state = 'running') AS running,"                                      \
-    "  count(*) FILTER (WHERE state = 'done') AS done,"                                            \
-    "  count(*) FILTER (WHERE state = 'dead') AS dead,"                                            \
-    "  min(run_at) FILTER (WHERE state = 'pending' AND run_at <= now()) AS oldest_due,"            \
-    "  min(started_at) FILTER (WHERE state = 'running') AS oldest_running,"                        \
-    "  min(run_at) FILTER (WHERE state = 'pending' AND run_at > now()) AS next_due"                \
+/* clang-format off */
+#define STATUS_STATS(filter)                                                                \
+    "stats AS ("                                                                            \
+    " SELECT queue,"                                                                        \
+    "  count(*) FILTER (WHERE state = 'pending' AND run_at <= now()) AS due,"               \
+    "  count(*) FILTER (WHERE state = 'pending' AND run_at > now()) AS later,"              \
+    "  count(*) FILTER (WHERE state = 'running') AS running,"                               \
+    "  count(*) FILTER (WHERE state = 'done') AS done,"                                     \
+    "  count(*) FILTER (WHERE state = 'dead') AS dead,"                                     \
+    "  min(run_at) FILTER (WHERE state = 'pending' AND run_at <= now()) AS oldest_due,"     \
+    "  min(started_at) FILTER (WHERE state = 'running') AS oldest_running,"                 \
+    "  min(run_at) FILTER (WHERE state = 'pending' AND run_at > now()) AS next_due"         \
     " FROM pgwork.tasks " filter " GROUP BY queue) "
 
-#define STATUS_SECONDS(expr, ts)                                                                   \
-    "CASE WHEN isfinite(" ts ") THEN round(greatest(extract(epoch FROM " expr                      \
-    "), 0)::numeric, 3) "                                                                          \
-    "END"
+/* Seconds (>= 0, to the ms) of an interval ending or starting at ts;
+ * NULL when ts is infinite. */
+#define STATUS_SECONDS(expr, ts)                                                            \
+    "CASE WHEN isfinite(" ts ")"                                                            \
+    " THEN round(greatest(extract(epoch FROM " expr "), 0)::numeric, 3) END"
 
-/* Columns of both queries: the row layout cli_status() reads. */
-#define STATUS_COLUMNS(s)                                                                          \
-    "coalesce(" s ".due, 0), coalesce(" s ".later, 0), coalesce(" s ".running, 0), "               \
-    "coalesce(" s ".done, 0), coalesce(" s                                                         \
-    ".dead, 0), " STATUS_SECONDS("now() - " s ".oldest_due", s ".oldest_due") ", " STATUS_SECONDS( \
-        "now() - " s ".oldest_running",                                                            \
-        s ".oldest_running") ", " STATUS_SECONDS(s ".next_due - now()", s ".next_due")
+/* Columns of both queries after the queue name: the row layout
+ * cli_status() reads. */
+#define STATUS_COLUMNS                                                                      \
+    " coalesce(s.due, 0), coalesce(s.later, 0), coalesce(s.running, 0),"                    \
+    " coalesce(s.done, 0), coalesce(s.dead, 0), "                                           \
+    STATUS_SECONDS("now() - s.oldest_due", "s.oldest_due") ", "                             \
+    STATUS_SECONDS("now() - s.oldest_running", "s.oldest_running") ", "                     \
+    STATUS_SECONDS("s.next_due - now()", "s.next_due")
 
-static const char status_all_sql[] = "WITH " STATUS_STATS("") "SELECT s.queue, " STATUS_COLUMNS(
-    "s") " FROM stats s ORDER BY s.queue COLLATE \"C\"";
+static const char status_all_sql[] =
+    "WITH " STATUS_STATS("")
+    "SELECT s.queue," STATUS_COLUMNS
+    " FROM stats s ORDER BY s.queue COLLATE \"C\"";
 
 /* Named queues: in the order given, duplicates once, zeros when unknown. */
 static const char status_named_sql[] =
     "WITH wanted AS ("
     " SELECT q AS queue, min(n) AS n FROM unnest($1::text[]) WITH ORDINALITY AS u(q, n)"
-    " GROUP BY q), " STATUS_STATS("WHERE queue IN (SELECT queue FROM wanted)") "SELECT "
-                                                                               "w.queue,"
-                                                                               " " STATUS_COLUMNS(
-                                                                                   "s") " FROM "
-                                                                                        "wanted w "
-                                                                                        "LEFT JOIN "
-                                                                                        "stats s "
-                                                                                        "ON "
-                                                                                        "s.queue = "
-                                                                                        "w.queue "
-                                                                                        "ORDER BY "
-                                                                                        "w.n";
+    " GROUP BY q), "
+    STATUS_STATS("WHERE queue IN (SELECT queue FROM wanted)")
+    "SELECT w.queue," STATUS_COLUMNS
+    " FROM wanted w LEFT JOIN stats s ON s.queue = w.queue"
+    " ORDER BY w.n";
+/* clang-format on */
 
 enum status_col {
     COL_QUEUE,
@@ -743,35 +742,39 @@ out:
 /* ---- requeue-dead ---- */
 
 /*
- * One statement: move the dead tasks back to pending and notify each queue
- * touched, as the insert trigger of 0001_tasks.sql would (same channel
- * rule, same "*" for a name too long to carry): an UPDATE fires no insert
+ * One statement: move the dead tasks back to pending and announce each
+ * queue touched the way the insert trigger does (pgwork.notify_channel()
+ * and pgwork.notify_message(), migration 0006): an UPDATE fires no insert
  * trigger, and without the notification the tasks would wait for the
  * safety poll. The notification is sent at commit, with the rows. A CTE
  * with a volatile function is always run whole; the final SELECT reads it
  * so it is not skipped.
  */
-#define REQUEUE_WITH(selector)                                                                     \
-    "WITH moved AS ("                                                                              \
-    " UPDATE pgwork.tasks SET state = 'pending', attempts = 0, run_at = now(),"                    \
-    "  locked_by = NULL, locked_until = NULL, finished_at = NULL"                                  \
-    " WHERE state = 'dead' AND " selector " RETURNING id, queue), "                                \
-    "notified AS ("                                                                                \
-    " SELECT pg_notify(coalesce(nullif(current_setting('pgwork.notify_channel', true), ''),"       \
-    "  'pgwork_tasks'), CASE WHEN octet_length(queue) > 7997 THEN '*' ELSE '0 ' || queue END)"     \
+/* clang-format off */
+#define REQUEUE_WITH(selector)                                                              \
+    "WITH moved AS ("                                                                       \
+    " UPDATE pgwork.tasks SET state = 'pending', attempts = 0, run_at = now(),"             \
+    "  locked_by = NULL, locked_until = NULL, finished_at = NULL"                           \
+    " WHERE state = 'dead' AND " selector                                                   \
+    " RETURNING id, queue), "                                                               \
+    "notified AS ("                                                                         \
+    " SELECT pg_notify(pgwork.notify_channel(), pgwork.notify_message(q.queue, now()))"     \
     " FROM (SELECT DISTINCT queue FROM moved) q) "
 
 #define REQUEUE_COUNTS "(SELECT count(*) FROM moved), (SELECT count(*) FROM notified)"
 
 static const char requeue_queue_sql[] = REQUEUE_WITH("queue = $1") "SELECT " REQUEUE_COUNTS;
 static const char requeue_all_sql[] = REQUEUE_WITH("true") "SELECT " REQUEUE_COUNTS;
+
 /* One row per id asked for: its state before (NULL: no such task) and
  * whether it moved. */
 static const char requeue_ids_sql[] =
-    REQUEUE_WITH("id = ANY ($1::bigint[])") "SELECT " REQUEUE_COUNTS
-                                            ", r.id, t.state, r.id IN (SELECT id FROM moved) "
-                                            "FROM unnest($1::bigint[]) WITH ORDINALITY AS r(id, n) "
-                                            "LEFT JOIN pgwork.tasks t ON t.id = r.id ORDER BY r.n";
+    REQUEUE_WITH("id = ANY ($1::bigint[])")
+    "SELECT " REQUEUE_COUNTS ", r.id, t.state, r.id IN (SELECT id FROM moved)"
+    " FROM unnest($1::bigint[]) WITH ORDINALITY AS r(id, n)"
+    " LEFT JOIN pgwork.tasks t ON t.id = r.id"
+    " ORDER BY r.n";
+/* clang-format on */
 
 /* A bigint[] literal, {1,2,3}; NULL if out of memory. */
 static char *id_array_literal(const int64_t *ids, int count)

@@ -103,9 +103,10 @@ struct listener {
 };
 
 /* What a task notification payload means (DESIGN §2): "@<due> <queue>"
- * (the trigger: due at <due> ms since the epoch, the database's clock),
- * "<delay_ms> <queue>" (due that long after delivery; "0 <queue>": now) or
- * "*". */
+ * (due at <due> ms since the epoch, the database's clock), "0 <queue>"
+ * (due now) or "*" — what pgwork.notify_message() builds for the trigger
+ * and requeue-dead (migration 0006) — or "<delay_ms> <queue>" (due that
+ * long after delivery: older triggers, a producer's own pg_notify). */
 enum listener_notification {
     LISTENER_NOTIFY_QUEUE,       /* a configured queue: *queue_index, *delay_ms set */
     LISTENER_NOTIFY_QUEUE_AT,    /* the same, with *delay_ms the absolute due time */

@@ -175,8 +175,6 @@ static const char renew_sql[] =
     "              WHERE state = 'running' AND locked_by = ANY($1::text[])"
     "              FOR UPDATE SKIP LOCKED)";
 
-/* clang-format on */
-
 /* Queue depth by state: index probes on the partial indexes (poll,
  * running, dead), one statement for all queues. */
 static const char depth_sql[] =
@@ -191,6 +189,8 @@ static const char depth_sql[] =
     " (SELECT count(*) FROM pgwork.tasks t WHERE t.queue = q.name AND t.state = 'dead'),"
     " pg_notification_queue_usage()"
     " FROM unnest($1::text[]) AS q(name)";
+
+/* clang-format on */
 
 /* --- the queue lists every statement takes as parameters ---------------- */
 

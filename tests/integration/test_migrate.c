@@ -445,6 +445,39 @@ START_TEST(test_notify_future_rows_carry_due_time)
 END_TEST
 
 /*
+ * The rule the trigger and `pgwork requeue-dead` share (migration 0006),
+ * asked directly: the channel setting with its default, and the three
+ * payload forms listener_parse_notification reads.
+ */
+START_TEST(test_notify_message_is_the_rule)
+{
+    PGconn *conn;
+    migrated_db(&conn);
+    ck_assert_str_eq(harness_query_text(conn, "SELECT pgwork.notify_channel()"), "pgwork_tasks");
+    harness_exec(conn, "SET pgwork.notify_channel = 'elsewhere'");
+    ck_assert_str_eq(harness_query_text(conn, "SELECT pgwork.notify_channel()"), "elsewhere");
+
+    ck_assert_str_eq(harness_query_text(conn, "SELECT pgwork.notify_message('q', now())"), "0 q");
+    ck_assert_str_eq(
+        harness_query_text(conn, "SELECT pgwork.notify_message('q', now() - interval '1 hour')"),
+        "0 q");
+    ck_assert_int_eq(harness_query_int64(conn,
+                                         "SELECT count(*) FROM (SELECT now() + interval "
+                                         "'5 seconds' AS t) x WHERE "
+                                         "pgwork.notify_message('q', x.t) = '@' || "
+                                         "ceil(extract(epoch FROM x.t) * 1000)::bigint || ' q'"),
+                     1);
+    /* "0 " + 7997 bytes is the longest payload; one byte more: "*". */
+    ck_assert_int_eq(
+        harness_query_int64(conn, "SELECT octet_length(pgwork.notify_message(repeat('x', 7997), "
+                                  "now()))"),
+        7999);
+    ck_assert_str_eq(
+        harness_query_text(conn, "SELECT pgwork.notify_message(repeat('x', 7998), now())"), "*");
+}
+END_TEST
+
+/*
  * PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; the trigger
  * sends "*" (sweep every queue) instead of failing the INSERT. "0 " + 7997
  * bytes is the longest payload carried; a multi-byte name counts in bytes.
@@ -600,6 +633,7 @@ Suite *migrate_suite(void)
     tcase_add_test(tc, test_notify_one_per_queue_per_statement);
     tcase_add_test(tc, test_notify_future_rows_carry_due_time);
     tcase_add_test(tc, test_notify_long_queue_name_degrades);
+    tcase_add_test(tc, test_notify_message_is_the_rule);
     suite_add_tcase(s, tc);
 
     tc = harness_tcase("plans");
