@@ -41,7 +41,6 @@
 #define KEY_MAX (CONFIG_SHOW_MAX * 4 + 64) /* `queue "<escaped name>".key` */
 #define WHY_MAX 512                        /* a converter's message */
 #define OPTS_MAX 64                        /* libconfuse options: keys + one end per section */
-#define DEFAULT_CONNINFO_ENV "PGWORK_DATABASE_URL"
 /* libconfuse stores integers as long; durations in ms need 64 bits. */
 _Static_assert(sizeof(long) >= sizeof(int64_t), "long must hold milliseconds");
 
@@ -791,7 +790,7 @@ const char *config_conninfo(const struct pgwork_config *config)
 {
     if (config != NULL && config->database.conninfo != NULL && config->database.conninfo[0])
         return config->database.conninfo;
-    const char *env = getenv(DEFAULT_CONNINFO_ENV);
+    const char *env = getenv(CONFIG_CONNINFO_ENV);
     return env != NULL && env[0] != '\0' ? env : "";
 }
 
@@ -801,33 +800,4 @@ const char *config_listen_conninfo(const struct pgwork_config *config)
         config->database.listen_conninfo[0])
         return config->database.listen_conninfo;
     return config_conninfo(config);
-}
-
-const char *config_env_forbidden(const char *name)
-{
-    static const struct {
-        const char *name, *why;
-    } forbidden[] = {
-        {DEFAULT_CONNINFO_ENV, "the database connection string"},
-        {"PGPASSWORD", "the database password"},
-        {"PGPASSFILE", "the database password file"},
-        {"PGWORK_WEB_TOKEN", "the dashboard's token"},
-    };
-    for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++)
-        if (strcmp(name, forbidden[i].name) == 0)
-            return forbidden[i].why;
-    return NULL;
-}
-
-const char *config_handler_name(enum handler_kind kind)
-{
-    switch (kind) {
-    case HANDLER_EXEC:
-        return "exec";
-    case HANDLER_SQL:
-        return "sql";
-    case HANDLER_COPROCESS:
-        return "coprocess";
-    }
-    return "unknown";
 }

@@ -121,6 +121,15 @@ bool config_key_is_queue(const struct config_key *key)
     return strcmp(key->section, "queue") == 0;
 }
 
+/* The handler's word in the file (handler_words above). */
+const char *config_handler_name(enum handler_kind kind)
+{
+    for (const struct config_word *w = handler_words; w->word != NULL; w++)
+        if (w->value == (int)kind)
+            return w->word;
+    return "unknown";
+}
+
 const char *config_key_reference_name(const struct config_key *key, char *buf, size_t len)
 {
     snprintf(buf, len, "%s%s.%s", key->section, config_key_is_queue(key) ? " \"NAME\"" : "",

@@ -237,6 +237,22 @@ int config_check_listen(const char *value, char *why, size_t len)
     return -1;
 }
 
+const char *config_env_forbidden(const char *name)
+{
+    static const struct {
+        const char *name, *why;
+    } forbidden[] = {
+        {CONFIG_CONNINFO_ENV, "the database connection string"},
+        {"PGPASSWORD", "the database password"},
+        {"PGPASSFILE", "the database password file"},
+        {"PGWORK_WEB_TOKEN", "the dashboard's token"},
+    };
+    for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++)
+        if (strcmp(name, forbidden[i].name) == 0)
+            return forbidden[i].why;
+    return NULL;
+}
+
 /* Refused rather than silently dropped: an operator who lists PGPASSWORD
  * expects the handler to get it, and must learn at check-config time that
  * it never will. */

@@ -18,6 +18,10 @@
  * CONFIG_SHOW_MAX * 4 + 8 bytes (control bytes become \xNN). */
 #define CONFIG_SHOW_MAX 64
 
+/* The environment variable holding the connection string when
+ * database.conninfo is empty. */
+#define CONFIG_CONNINFO_ENV "PGWORK_DATABASE_URL"
+
 /* A year in milliseconds: keeps now + a duration far from overflow. */
 #define CONFIG_DURATION_MAX_MS (8760LL * 3600 * 1000)
 
