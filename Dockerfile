@@ -61,7 +61,8 @@ FROM debian:bookworm-slim
 # Runtime libraries only: libpq (database), libconfuse (config),
 # libmicrohttpd (/healthz, /readyz, /metrics), CA certificates for
 # sslmode=verify-full; procps for /bin/kill, so operators can run
-# `kubectl exec POD -- kill -TTIN 1`. The user has a passwd entry so that
+# `kubectl exec POD -- kill -TTIN 1`; tzdata for schedules' time zones
+# (slim images lack /usr/share/zoneinfo). The user has a passwd entry so that
 # libpq can name it.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
@@ -70,6 +71,7 @@ RUN apt-get update \
         libmicrohttpd12 \
         libpq5 \
         procps \
+        tzdata \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 pgwork \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \

@@ -108,7 +108,7 @@ clean:
 #                   (120); invariants checked throughout; TORTURE_SEED replays,
 #                   TORTURE_FAULTS / TORTURE_POISON pick kinds (torture.c)
 #   make fuzz       libFuzzer (clang) over config parsing, notification
-#                   payloads and conninfo redaction, FUZZ_SECONDS (default
+#                   payloads, conninfo redaction and cron schedules, FUZZ_SECONDS (default
 #                   60) per target; findings in build/fuzz/artifacts/
 
 TOOLS_SRC := $(wildcard tests/tools/*.c)

@@ -11,12 +11,12 @@
 set -eu
 
 # build: gcc/make, pkg-config, libpq, libconfuse, libmicrohttpd, Check (unit tests)
-# run/test: PostgreSQL 15 server + contrib (pg_stat_statements), jq,
+# run/test: tzdata (schedules' time zones), PostgreSQL 15 server + contrib (pg_stat_statements), jq,
 # PgBouncer (the pgbouncer suite runs pgwork behind Debian's 1.18)
 # lint/debug: cppcheck, clang-format, valgrind
 # deploy checks (tests/deploy): Node.js (+ npm) for the Dockerfile linter and
 # the Kubernetes schema validator, shellcheck for the Dockerfile's RUNs
-PACKAGES="build-essential pkg-config libpq-dev libconfuse-dev libmicrohttpd-dev check
+PACKAGES="build-essential pkg-config libpq-dev libconfuse-dev libmicrohttpd-dev check tzdata
 postgresql-15 postgresql-contrib pgbouncer jq python3 python3-prometheus-client valgrind cppcheck
 clang-format nodejs shellcheck"
 

@@ -15,5 +15,6 @@ Suite *pool_suite(void);
 Suite *child_env_suite(void);
 Suite *child_suite(void);
 Suite *resolver_suite(void);
+Suite *schedule_suite(void);
 
 #endif
