@@ -95,6 +95,11 @@ static void *keep(void *ptr)
     return ptr;
 }
 
+void *harness_alloc(size_t size)
+{
+    return keep(calloc(1, size));
+}
+
 static char *keep_strdup(const char *s)
 {
     return keep(strdup(s));
@@ -1108,27 +1113,6 @@ static void bouncers_teardown(void)
     bouncer_count = 0; /* the structs are in the arena */
 }
 
-/* A loopback port nobody listens on right now (bind races are retried). */
-static int loopback_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-    socklen_t len = sizeof(addr);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "harness: %s: %s", path, strerror(errno));
-    fputs(text, f);
-    ck_assert_msg(fclose(f) == 0, "harness: %s: %s", path, strerror(errno));
-}
-
 const char *harness_pgbouncer_conninfo(const struct harness_pgbouncer *bouncer, const char *dbname)
 {
     char buf[1024] = "";
@@ -1151,23 +1135,24 @@ static bool bouncer_try_start(struct harness_pgbouncer *b, const char *pool_mode
     ck_assert_msg(host != NULL && host[0] == '/' && user != NULL,
                   "harness: PgBouncer needs PGHOST (a socket directory) and PGUSER");
     const char *ini = harness_printf("%s/pgbouncer.ini", b->dir);
-    write_text(harness_printf("%s/users.txt", b->dir), harness_printf("\"%s\" \"\"\n", user));
-    write_text(ini, harness_printf("[databases]\n"
-                                   "* = host=%s port=%s\n"
-                                   "[pgbouncer]\n"
-                                   "listen_addr = 127.0.0.1\n"
-                                   "listen_port = %d\n"
-                                   "unix_socket_dir =\n"
-                                   "auth_type = trust\n"
-                                   "auth_file = %s/users.txt\n"
-                                   "admin_users = %s\n"
-                                   "pool_mode = %s\n"
-                                   "default_pool_size = %d\n"
-                                   "max_client_conn = 200\n"
-                                   "log_connections = 0\n"
-                                   "log_disconnections = 0\n",
-                                   host, pgport != NULL ? pgport : "5432", b->port, b->dir, user,
-                                   pool_mode, pool_size));
+    harness_write_file(harness_printf("%s/users.txt", b->dir),
+                       harness_printf("\"%s\" \"\"\n", user));
+    harness_write_file(ini, harness_printf("[databases]\n"
+                                           "* = host=%s port=%s\n"
+                                           "[pgbouncer]\n"
+                                           "listen_addr = 127.0.0.1\n"
+                                           "listen_port = %d\n"
+                                           "unix_socket_dir =\n"
+                                           "auth_type = trust\n"
+                                           "auth_file = %s/users.txt\n"
+                                           "admin_users = %s\n"
+                                           "pool_mode = %s\n"
+                                           "default_pool_size = %d\n"
+                                           "max_client_conn = 200\n"
+                                           "log_connections = 0\n"
+                                           "log_disconnections = 0\n",
+                                           host, pgport != NULL ? pgport : "5432", b->port, b->dir,
+                                           user, pool_mode, pool_size));
     if (geteuid() == 0) {
         ck_assert(chown(ini, uid, gid) == 0 &&
                   chown(harness_printf("%s/users.txt", b->dir), uid, gid) == 0);
@@ -1238,7 +1223,7 @@ struct harness_pgbouncer *harness_pgbouncer_start(const char *pool_mode, int poo
         ck_assert(chown(dir, uid, gid) == 0);
     }
     for (int attempt = 0; attempt < 5; attempt++) {
-        b->port = loopback_free_port();
+        b->port = harness_free_port();
         if (bouncer_try_start(b, pool_mode, pool_size, uid, gid))
             return b;
     }

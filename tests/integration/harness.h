@@ -157,6 +157,9 @@ const char *harness_read_file(const char *path);
  * jq's exit code (-e: 0 when the last output is neither false nor null). */
 int harness_jq_file(const char *in_path, const char *const *args, const char **out);
 
+/* size zeroed bytes (harness-owned). */
+void *harness_alloc(size_t size);
+
 /* A harness-owned copy of a printf-formatted string. */
 const char *harness_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -225,6 +228,161 @@ struct harness_proxy *harness_proxy_start(const char *target);
  * confirmed the black hole is in place, with the number of connections it
  * swallowed (fails the test if it does not confirm within 5 s). */
 int harness_proxy_blackhole(struct harness_proxy *proxy);
+
+/* --- files and processes (harness_proc.c) --------------------------------- */
+
+/* Write text into path (created or truncated); aborts the test on error. */
+void harness_write_file(const char *path, const char *text);
+
+/* An executable shell script (#!/bin/sh, then body) named name in the
+ * test's directory; its path. */
+const char *harness_write_script(const char *name, const char *body);
+
+/* Poll (5 ms) until path exists; false after timeout_ms. */
+bool harness_wait_file(const char *path, int timeout_ms);
+
+/* A small file's first line without its newline (harness-owned), or NULL. */
+const char *harness_read_line(const char *path);
+
+/* A pid a handler writes into path: waits up to 15 s for the file and 2 s
+ * more for a pid in it; aborts the test otherwise. */
+pid_t harness_read_pid(const char *path);
+
+/* A process's parent from /proc (0 if gone); its state letter into *state
+ * (may be NULL). */
+pid_t harness_parent_of(pid_t pid, char *state);
+
+/* How many children pid has (/proc/PID/task/PID/children; -1 if it is
+ * gone); the first of them into *first (may be NULL). */
+int harness_children(pid_t pid, pid_t *first);
+
+/* Poll until pid has a child (e.g. the PID 1 under `unshare --fork`); that
+ * child; aborts the test after timeout_ms. */
+pid_t harness_child_of(pid_t pid, int timeout_ms);
+
+/* A loopback TCP port nobody listens on right now (bound, read, released). */
+int harness_free_port(void);
+
+/* --- supervisor output and status (harness_run.c) -------------------------- */
+
+/* Poll (5 ms) until needle appears in sup's output after offset from
+ * (e.g. strlen(harness_stderr_text(sup)) before a signal); false after
+ * timeout_ms. */
+bool harness_stderr_wait_after(struct harness_supervisor *sup, size_t from, const char *needle,
+                               int timeout_ms);
+
+/* Wait up to 15 s for line in sup's output; else dump it and fail. */
+void harness_wait_output(struct harness_supervisor *sup, const char *line);
+
+/* Send sig to pid (the supervisor, or the PID 1 it runs under) and wait up
+ * to 10 s for line to appear in sup's output after that; else dump, fail. */
+void harness_signal_and_wait(struct harness_supervisor *sup, pid_t pid, int sig, const char *line);
+
+/* Slots in the status lines (pgwork's workers.max can be at most this). */
+#define HARNESS_MAX_WORKERS 16
+
+/* One worker slot as a SIGUSR1 status line shows it ("status worker N:
+ * pid=... state=... task=... wakeups=... claims=... restarts=...
+ * failures_in_a_row=..."), i.e. the supervisor's shared memory. */
+struct harness_worker {
+    bool listed; /* the slot had a line */
+    pid_t pid;
+    char state[16];
+    long long task;
+    long long wakeups;
+    long long claims;
+    long long restarts;
+    int failures_in_a_row;
+};
+
+/* Wait (15 s) until the supervisor has set up its signals, send SIGUSR1,
+ * wait (5 s) for the batch of status lines (a queue line closes it); where
+ * the batch starts in its output. Fails the test on a timeout. */
+const char *harness_status_text(struct harness_supervisor *sup);
+
+/* harness_status_text() parsed into out[slot] (HARNESS_MAX_WORKERS
+ * entries, zeroed first); a worker line without one of the fields fails
+ * the test. Returns the number of worker lines. */
+int harness_status(struct harness_supervisor *sup, struct harness_worker *out);
+
+/* Ask for status until slots 0..workers-1 have a process and sleep idle
+ * (20 s, else dump and fail); out holds the last status. */
+void harness_wait_idle(struct harness_supervisor *sup, int workers, struct harness_worker *out);
+
+/* --- scenarios (harness_run.c) --------------------------------------------- */
+
+/* A fresh migrated database (harness_db_create, `pgwork migrate`), a
+ * connection to it in *conn, then schema run (may be NULL); its conninfo. */
+const char *harness_db_migrated(PGconn **conn, char *name_out, const char *schema);
+
+/* Every task as "id:state/attempts" by id (harness-owned), for messages. */
+const char *harness_tasks_text(PGconn *conn);
+
+/* Wait until sql (one int64) returns expected; else dump sup's output (sup
+ * may be NULL) and fail with what, the timeout and the tasks. */
+void harness_expect(PGconn *conn, struct harness_supervisor *sup, const char *sql, int64_t expected,
+                    int timeout_ms, const char *what);
+
+/* How many worker connections conn's database has. */
+#define HARNESS_WORKERS_SQL                                                                        \
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgwork worker%' "          \
+    "AND datname = current_database()"
+
+/* Wait (15 s) until conn's database has `expected` worker connections (the
+ * pool's size as PostgreSQL sees it); else dump sup's output and fail. */
+void harness_wait_workers(PGconn *conn, struct harness_supervisor *sup, int expected);
+
+/*
+ * A supervisor test's set-up as one table row: what its database holds,
+ * its config, how it is started and what to wait for before the test
+ * proper. Zero fields are left out. The config is
+ *   workers { <workers> }  log { <log> }  <extra>
+ *   queue "q" { command = {"<script>"} <queue> }  <queues>
+ * (queue "q" only when script or queue is set; harness_write_config adds
+ * `http { listen = "" }` unless extra has an http section).
+ */
+struct harness_scenario {
+    const char *schema;  /* SQL run on the migrated database */
+    const char *workers; /* the workers section's body */
+    const char *log;     /* the log section's body; NULL: level "info", format "text" */
+    const char *extra;   /* other top-level sections (listener, database, http) */
+    const char *script;  /* a handler script's body (harness_write_script
+                          * "handler.sh"): queue "q" runs it */
+    const char *queue;   /* queue "q"'s settings (after its command) */
+    const char *queues;  /* further queue sections */
+    const struct harness_spawn_opts *spawn; /* NULL: harness_spawn_supervisor */
+    const char *wait_for;                   /* wait (15 s) for this line in its output */
+    int idle;                               /* then wait until this many workers are idle */
+    const char *tasks;                      /* then run this SQL (the tasks of the test) */
+};
+
+/* What a scenario made (harness-owned). */
+struct harness_run {
+    const char *conninfo;
+    char dbname[HARNESS_NAME_MAX];
+    PGconn *conn;
+    const char *config; /* path of the config file */
+    struct harness_supervisor *sup;
+    struct harness_worker w[HARNESS_MAX_WORKERS]; /* the status seen by `idle` */
+};
+
+/* The database alone (harness_db_migrated with schema): for a test that
+ * needs its name or conninfo in the config; then harness_run_start. */
+struct harness_run *harness_run_database(const char *schema);
+
+/* Write s's script (as "handler.sh") and config without starting
+ * anything; the config's path. For a test that checks the file first, or
+ * starts a second supervisor with a config of its own. */
+const char *harness_scenario_config(const struct harness_scenario *s);
+
+/* harness_scenario_config (into run->config), then start the supervisor
+ * (into run->sup), wait as s says and run s->tasks (s->schema is not used
+ * here); returns run->sup. */
+struct harness_supervisor *harness_run_start(struct harness_run *run,
+                                             const struct harness_scenario *s);
+
+/* Both: harness_run_database(s->schema), then harness_run_start(run, s). */
+struct harness_run *harness_scenario(const struct harness_scenario *s);
 
 /* --- PgBouncer ------------------------------------------------------------ */
 
