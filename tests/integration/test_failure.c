@@ -32,162 +32,21 @@
 
 /* --- helpers -------------------------------------------------------------- */
 
-/* A migrated database with a results table for the sql handler. */
-static const char *failure_database(PGconn **conn, char *name_out)
+/* The results table the sql handler writes into. */
+#define RESULTS_TABLE "CREATE TABLE results (task bigint, at timestamptz DEFAULT clock_timestamp())"
+
+/* A test's set-up (harness_scenario) on a database with RESULTS_TABLE. */
+static struct harness_run *failure_run(struct harness_scenario s)
 {
-    const char *conninfo = harness_db_create(name_out);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    *conn = harness_connect(conninfo);
-    harness_exec(*conn, "CREATE TABLE results (task bigint, at timestamptz DEFAULT "
-                        "clock_timestamp())");
-    return conninfo;
+    s.schema = RESULTS_TABLE;
+    return harness_scenario(&s);
 }
 
-/* A config: `workers` and `queues` are section bodies / whole sections,
- * `extra` goes at top level. Text logs at info. */
-static const char *failure_config(const char *workers, const char *queues, const char *extra)
+/* A conninfo for the run's database through proxy (TCP to 127.0.0.1). */
+static const char *failure_proxied(const struct harness_proxy *proxy, const struct harness_run *run)
 {
-    return harness_write_config(harness_printf("workers { %s }\n"
-                                               "log { level = \"info\" format = \"text\" }\n"
-                                               "http { listen = \"\" }\n"
-                                               "%s\n%s\n",
-                                               workers, extra, queues));
-}
-
-/* An executable shell script in the test's directory; its path. */
-static const char *failure_script(const char *name, const char *body)
-{
-    const char *path = harness_printf("%s/%s", harness_tmpdir(), name);
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    fprintf(f, "#!/bin/sh\n%s\n", body);
-    ck_assert_int_eq(fclose(f), 0);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    return path;
-}
-
-/* Poll (5 ms) until path exists; false after timeout_ms. */
-static bool failure_wait_file(const char *path, int timeout_ms)
-{
-    int64_t deadline = harness_now_ms() + timeout_ms;
-    while (access(path, F_OK) != 0) {
-        if (harness_now_ms() > deadline)
-            return false;
-        usleep(5000);
-    }
-    return true;
-}
-
-/* A small file's first line (harness-owned), or NULL. */
-static const char *failure_read_line(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    char buf[512] = {0};
-    const char *line = fgets(buf, sizeof(buf), f) != NULL ? buf : NULL;
-    fclose(f);
-    if (line == NULL)
-        return NULL;
-    buf[strcspn(buf, "\n")] = '\0';
-    return harness_printf("%s", buf);
-}
-
-/* A pid written by a handler into path (waited for), as a number. */
-static pid_t failure_read_pid(const char *path)
-{
-    ck_assert_msg(failure_wait_file(path, 15000), "%s never appeared", path);
-    int64_t deadline = harness_now_ms() + 2000;
-    for (;;) {
-        const char *line = failure_read_line(path);
-        if (line != NULL && atoi(line) > 0)
-            return (pid_t)atoi(line);
-        ck_assert_msg(harness_now_ms() < deadline, "%s holds no pid", path);
-        usleep(5000);
-    }
-}
-
-/* Wait for the status lines of one SIGUSR1 and return where they start. */
-static const char *failure_status_text(struct harness_supervisor *sup)
-{
-    /* Until its signalfd exists, SIGUSR1 would kill it: "starting" is
-     * logged once signals are set up. */
-    if (!harness_stderr_wait_for(sup, "starting: ", 15000)) {
-        harness_stderr_dump(sup);
-        ck_abort_msg("the supervisor did not start within 15 s");
-    }
-    size_t before = strlen(harness_stderr_text(sup));
-    ck_assert_int_eq(kill(sup->pid, SIGUSR1), 0);
-    int64_t deadline = harness_now_ms() + 5000;
-    /* Queue lines close a status batch; each line is one write. */
-    while (strstr(harness_stderr_text(sup) + before, "status queue ") == NULL) {
-        if (harness_now_ms() > deadline) {
-            harness_stderr_dump(sup);
-            ck_abort_msg("no status output within 5 s of SIGUSR1");
-        }
-        usleep(5000);
-    }
-    return harness_stderr_text(sup) + before;
-}
-
-/* One worker slot as the supervisor's status line shows it (shm). */
-struct failure_worker {
-    pid_t pid;
-    char state[16];
-    long long task;
-    long long restarts;
-    int failures_in_a_row;
-};
-
-#define FAILURE_MAX_WORKERS 16
-
-/* SIGUSR1, then parse "status worker N: pid=... state=... task=...
- * restarts=... failures_in_a_row=..." into out[N]; returns the number of
- * worker lines. */
-static int failure_status(struct harness_supervisor *sup, struct failure_worker *out)
-{
-    const char *text = failure_status_text(sup);
-    memset(out, 0, sizeof(*out) * FAILURE_MAX_WORKERS);
-    int count = 0;
-    for (const char *line = text; (line = strstr(line, "status worker ")) != NULL; line++) {
-        int slot = atoi(line + strlen("status worker "));
-        const char *end = strchr(line, '\n');
-        ck_assert(slot >= 0 && slot < FAILURE_MAX_WORKERS);
-        struct failure_worker *w = &out[slot];
-        const char *p;
-        if ((p = strstr(line, "pid=")) != NULL && (end == NULL || p < end))
-            w->pid = (pid_t)atoi(p + 4);
-        if ((p = strstr(line, "state=")) != NULL && (end == NULL || p < end))
-            sscanf(p + 6, "%15[a-z]", w->state);
-        if ((p = strstr(line, " task=")) != NULL && (end == NULL || p < end))
-            w->task = atoll(p + 6);
-        if ((p = strstr(line, "restarts=")) != NULL && (end == NULL || p < end))
-            w->restarts = atoll(p + 9);
-        if ((p = strstr(line, "failures_in_a_row=")) != NULL && (end == NULL || p < end))
-            w->failures_in_a_row = atoi(p + 18);
-        count++;
-    }
-    return count;
-}
-
-/* Wait until `workers` slots have a process and sleep idle. */
-static void failure_wait_idle(struct harness_supervisor *sup, int workers,
-                              struct failure_worker *out)
-{
-    int64_t deadline = harness_now_ms() + 20000;
-    for (;;) {
-        failure_status(sup, out);
-        int idle = 0;
-        for (int i = 0; i < workers; i++)
-            idle += out[i].pid > 0 && strcmp(out[i].state, "idle") == 0;
-        if (idle == workers)
-            return;
-        if (harness_now_ms() > deadline) {
-            harness_stderr_dump(sup);
-            ck_abort_msg("workers not idle: %d of %d", idle, workers);
-        }
-        usleep(20000);
-    }
+    return harness_printf("host=127.0.0.1 port=%d user=%s dbname=%s", proxy->port,
+                          getenv("PGUSER") ? getenv("PGUSER") : "postgres", run->dbname);
 }
 
 /* The backend pid of this database's listener other than `not_pid`, 0 if
@@ -282,15 +141,15 @@ static int64_t failure_cpu_ms(pid_t pid)
 static int64_t failure_kill_and_time_restart(struct harness_supervisor *sup, int slot,
                                              pid_t *new_pid)
 {
-    struct failure_worker w[FAILURE_MAX_WORKERS];
-    failure_status(sup, w);
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    harness_status(sup, w);
     pid_t old = w[slot].pid;
     ck_assert_int_gt(old, 0);
     int64_t killed = harness_now_ms();
     ck_assert_int_eq(kill(old, SIGKILL), 0);
     int64_t deadline = killed + 15000;
     for (;;) {
-        failure_status(sup, w);
+        harness_status(sup, w);
         if (w[slot].pid != 0 && w[slot].pid != old) {
             *new_pid = w[slot].pid;
             return harness_now_ms() - killed;
@@ -305,14 +164,14 @@ static int64_t failure_kill_and_time_restart(struct harness_supervisor *sup, int
 
 START_TEST(worker_restart_backoff)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
-    const char *config =
-        failure_config("count = 2 restart_delay_min = 500ms restart_delay_max = 30s",
-                       "queue \"q\" {" SQL_RESULTS "}", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    struct failure_worker w[FAILURE_MAX_WORKERS];
-    failure_wait_idle(sup, 2, w);
+    struct harness_run *run =
+        failure_run((struct harness_scenario){.workers = "count = 2 restart_delay_min = 500ms "
+                                                         "restart_delay_max = 30s",
+                                              .queue = SQL_RESULTS,
+                                              .idle = 2});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
+    struct harness_worker *w = run->w;
     pid_t other = w[1].pid;
 
     /* First crash: restarted after restart_delay_min (the delay runs from
@@ -324,12 +183,12 @@ START_TEST(worker_restart_backoff)
     ck_assert_msg(first < 500 + 3000, "restarted only after %" PRId64 " ms", first);
 
     /* Second crash of the same slot soon after: the delay doubled. */
-    failure_wait_idle(sup, 2, w);
+    harness_wait_idle(sup, 2, w);
     int64_t second = failure_kill_and_time_restart(sup, 0, &pid);
     ck_assert_msg(second >= 1000, "second restart after %" PRId64 " ms (< 2 x 500 ms)", second);
     ck_assert_msg(second < 1000 + 3000, "second restart only after %" PRId64 " ms", second);
 
-    failure_wait_idle(sup, 2, w);
+    harness_wait_idle(sup, 2, w);
     ck_assert_int_eq(w[0].restarts, 2);
     ck_assert_int_eq(w[1].restarts, 0);
     ck_assert_int_eq(w[1].pid, other); /* the other worker was left alone */
@@ -344,23 +203,20 @@ END_TEST
 
 START_TEST(immediate_requeue)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     const char *dir = harness_tmpdir();
     /* Attempt 1 hangs (its pid in a file); attempt 2 succeeds at once. */
-    const char *script =
-        failure_script("slow.sh", harness_printf("if [ \"$PGWORK_ATTEMPT\" = 1 ]; then\n"
-                                                 "  echo $$ > %s/handler.pid\n"
-                                                 "  exec sleep 30\n"
-                                                 "fi\n"
-                                                 "exit 0",
-                                                 dir));
-    const char *config =
-        failure_config("count = 2 lease = 5m restart_delay_min = 100ms",
-                       harness_printf("queue \"q\" { command = {\"%s\"} }", script), "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_run *run = failure_run(
+        (struct harness_scenario){.workers = "count = 2 lease = 5m restart_delay_min = 100ms",
+                                  .script = harness_printf("if [ \"$PGWORK_ATTEMPT\" = 1 ]; then\n"
+                                                           "  echo $$ > %s/handler.pid\n"
+                                                           "  exec sleep 30\n"
+                                                           "fi\n"
+                                                           "exit 0",
+                                                           dir)});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     int64_t id = harness_query_int64(conn, "SELECT pgwork.enqueue('q', '{}')");
-    pid_t handler = failure_read_pid(harness_printf("%s/handler.pid", dir));
+    pid_t handler = harness_read_pid(harness_printf("%s/handler.pid", dir));
     pid_t worker = failure_owner_pid(conn, id);
     const char *first_owner =
         harness_query_text(conn, "SELECT locked_by FROM pgwork.tasks WHERE state = 'running'");
@@ -386,15 +242,13 @@ END_TEST
  * worker every time ends dead". */
 START_TEST(task_killing_its_worker_ends_dead)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
-    /* The handler's parent is its worker. */
-    const char *script = failure_script("killer.sh", "kill -9 $PPID\nsleep 5");
-    const char *config = failure_config(
-        "count = 2 restart_delay_min = 50ms restart_delay_max = 400ms",
-        harness_printf("queue \"q\" { command = {\"%s\"} max_attempts = 3 }", script), "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 2 restart_delay_min = 50ms restart_delay_max = 400ms",
+        .script = "kill -9 $PPID\nsleep 5", /* the handler's parent is its worker */
+        .queue = "max_attempts = 3",
+        .tasks = "INSERT INTO pgwork.tasks (queue) VALUES ('q')"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'dead'", 1,
                             20000)) {
         const char *row =
@@ -419,19 +273,16 @@ END_TEST
  * claimed together again (same run_at): all five end dead at attempt 3. */
 START_TEST(poison_task_spares_its_batch)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
-    const char *script =
-        failure_script("poison.sh", "if grep -q poison; then kill -9 $PPID; sleep 5; fi\nexit 0");
-    const char *config = failure_config(
-        "count = 1 restart_delay_min = 50ms restart_delay_max = 200ms",
-        harness_printf("queue \"q\" { command = {\"%s\"} batch = 5 max_attempts = 3 }", script),
-        "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    /* One claim takes all five; the poison runs first (lowest id). */
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES "
-                       "('q', '{\"poison\": true}'), ('q', '{}'), ('q', '{}'), ('q', '{}'), "
-                       "('q', '{}')");
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 1 restart_delay_min = 50ms restart_delay_max = 200ms",
+        .script = "if grep -q poison; then kill -9 $PPID; sleep 5; fi\nexit 0",
+        .queue = "batch = 5 max_attempts = 3",
+        /* One claim takes all five; the poison runs first (lowest id). */
+        .tasks = "INSERT INTO pgwork.tasks (queue, payload) VALUES "
+                 "('q', '{\"poison\": true}'), ('q', '{}'), ('q', '{}'), ('q', '{}'), "
+                 "('q', '{}')"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     if (!harness_wait_until(
             conn, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('dead', 'done')", 5, 20000)) {
         harness_stderr_dump(sup);
@@ -452,26 +303,25 @@ END_TEST
 
 START_TEST(crash_loop_backs_off)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
     /* The listener reaches the database, the workers never do. */
-    const char *config = failure_config(
-        "count = 2 restart_delay_min = 100ms restart_delay_max = 30s",
-        "queue \"q\" {" SQL_RESULTS "}",
-        harness_printf("database { listen_conninfo = \"%s\" conninfo = \"host=127.0.0.1 port=1 "
-                       "connect_timeout=2\" }",
-                       conninfo));
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_supervisor *sup = harness_run_start(
+        run, &(struct harness_scenario){
+                 .workers = "count = 2 restart_delay_min = 100ms restart_delay_max = 30s",
+                 .queue = SQL_RESULTS,
+                 .extra = harness_printf("database { listen_conninfo = \"%s\" conninfo = "
+                                         "\"host=127.0.0.1 port=1 connect_timeout=2\" }",
+                                         run->conninfo),
+                 .wait_for = "listening on channel"});
     int64_t cpu_before = failure_cpu_ms(sup->pid);
     int64_t start = harness_now_ms();
 
     /* Watch it for 3 s: every status request is answered at once. */
-    struct failure_worker w[FAILURE_MAX_WORKERS] = {0};
+    struct harness_worker w[HARNESS_MAX_WORKERS] = {0};
     int64_t slowest = 0;
     while (harness_now_ms() - start < 3000) {
         int64_t asked = harness_now_ms();
-        failure_status(sup, w);
+        harness_status(sup, w);
         int64_t answered = harness_now_ms() - asked;
         if (answered > slowest)
             slowest = answered;
@@ -502,16 +352,16 @@ END_TEST
 
 START_TEST(listener_terminated_reconnects)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     /* Polling is a minute away: only the reconnect's sweep finds the task. */
-    const char *config =
-        failure_config("count = 2 poll_interval = 60s safety_poll_interval = 60s",
-                       "queue \"q\" {" SQL_RESULTS "}", "listener { reconnect_min = 500ms }");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
-    struct failure_worker w[FAILURE_MAX_WORKERS];
-    failure_wait_idle(sup, 2, w);
+    struct harness_run *run =
+        failure_run((struct harness_scenario){.workers = "count = 2 poll_interval = 60s "
+                                                         "safety_poll_interval = 60s",
+                                              .queue = SQL_RESULTS,
+                                              .extra = "listener { reconnect_min = 500ms }",
+                                              .wait_for = "listening on channel",
+                                              .idle = 2});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
 
     int64_t old = failure_wait_listener(conn, 0, 5000);
     ck_assert_int_ne(old, 0);
@@ -540,23 +390,20 @@ END_TEST
 
 START_TEST(keepalive_detects_silent_drop)
 {
-    PGconn *conn;
-    char dbname[HARNESS_NAME_MAX];
-    const char *conninfo = failure_database(&conn, dbname);
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    PGconn *conn = run->conn;
     struct harness_proxy *proxy = harness_proxy_start(harness_pg_socket_path());
     /* The listener goes through the proxy; workers connect directly. */
-    const char *listen = harness_printf("host=127.0.0.1 port=%d user=%s dbname=%s", proxy->port,
-                                        getenv("PGUSER") ? getenv("PGUSER") : "postgres", dbname);
-    const char *config = failure_config(
-        "count = 2 poll_interval = 60s safety_poll_interval = 60s", "queue \"q\" {" SQL_RESULTS "}",
-        harness_printf("database { listen_conninfo = \"%s\" }\n"
-                       "listener { keepalive_interval = 1s keepalive_timeout = 1s "
-                       "reconnect_min = 100ms }",
-                       listen));
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
-    struct failure_worker w[FAILURE_MAX_WORKERS];
-    failure_wait_idle(sup, 2, w);
+    struct harness_supervisor *sup = harness_run_start(
+        run, &(struct harness_scenario){
+                 .workers = "count = 2 poll_interval = 60s safety_poll_interval = 60s",
+                 .queue = SQL_RESULTS,
+                 .extra = harness_printf("database { listen_conninfo = \"%s\" }\n"
+                                         "listener { keepalive_interval = 1s keepalive_timeout = "
+                                         "1s reconnect_min = 100ms }",
+                                         failure_proxied(proxy, run)),
+                 .wait_for = "listening on channel",
+                 .idle = 2});
     int64_t old = failure_wait_listener(conn, 0, 5000);
     ck_assert_int_ne(old, 0);
 
@@ -621,21 +468,19 @@ END_TEST
  * and tcp_user_timeout never fire because every byte is ACKed. */
 START_TEST(worker_blackholed_connection_recovers)
 {
-    PGconn *conn;
-    char dbname[HARNESS_NAME_MAX];
-    const char *conninfo = failure_database(&conn, dbname);
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    PGconn *conn = run->conn;
     struct harness_proxy *proxy = harness_proxy_start(harness_pg_socket_path());
-    const char *through = harness_printf("host=127.0.0.1 port=%d user=%s dbname=%s", proxy->port,
-                                         getenv("PGUSER") ? getenv("PGUSER") : "postgres", dbname);
-    const char *config =
-        failure_config("count = 1 restart_delay_min = 100ms", "queue \"q\" {" SQL_RESULTS "}",
-                       harness_printf("database { conninfo = \"%s\" listen_conninfo = \"%s\" }\n"
-                                      "listener { keepalive_interval = 1s keepalive_timeout = 1s }",
-                                      through, conninfo));
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
-    struct failure_worker w[FAILURE_MAX_WORKERS];
-    failure_wait_idle(sup, 1, w);
+    struct harness_supervisor *sup = harness_run_start(
+        run, &(struct harness_scenario){
+                 .workers = "count = 1 restart_delay_min = 100ms",
+                 .queue = SQL_RESULTS,
+                 .extra = harness_printf("database { conninfo = \"%s\" listen_conninfo = \"%s\" }\n"
+                                         "listener { keepalive_interval = 1s "
+                                         "keepalive_timeout = 1s }",
+                                         failure_proxied(proxy, run), run->conninfo),
+                 .wait_for = "listening on channel",
+                 .idle = 1});
 
     /* The worker's connection is the one going through the proxy. */
     ck_assert_int_ge(harness_proxy_blackhole(proxy), 1);
@@ -652,19 +497,18 @@ END_TEST
 
 START_TEST(postgres_restart_under_load)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     /* About 3 ms per task: the restart lands in the middle of the run. */
-    const char *config =
-        failure_config("count = 3 restart_delay_min = 100ms restart_delay_max = 2s",
-                       "queue \"q\" { handler = \"sql\" statement = "
-                       "\"INSERT INTO results(task) SELECT $2 FROM "
-                       "pg_sleep(0.003)\" batch = 10 }",
-                       "listener { reconnect_min = 200ms reconnect_max = 2s }");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) "
-                       "SELECT 'q', jsonb_build_object('n', g) FROM generate_series(1, 3000) g");
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 3 restart_delay_min = 100ms restart_delay_max = 2s",
+        .queue = "handler = \"sql\" statement = \"INSERT INTO results(task) SELECT $2 FROM "
+                 "pg_sleep(0.003)\" batch = 10",
+        .extra = "listener { reconnect_min = 200ms reconnect_max = 2s }",
+        .wait_for = "listening on channel",
+        .tasks = "INSERT INTO pgwork.tasks (queue, payload) "
+                 "SELECT 'q', jsonb_build_object('n', g) FROM generate_series(1, 3000) g"});
+    const char *conninfo = run->conninfo;
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     ck_assert(harness_wait_until(
         conn, "SELECT (count(*) >= 200)::int FROM pgwork.tasks WHERE state = 'done'", 1, 30000));
 
@@ -695,30 +539,26 @@ END_TEST
 
 START_TEST(lease_expiry_requeues_dead_pod)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     const char *dir = harness_tmpdir();
-    const char *script =
-        failure_script("long.sh", harness_printf("if [ \"$PGWORK_ATTEMPT\" = 1 ]; then\n"
-                                                 "  touch %s/started.$PGWORK_TASK_ID\n"
-                                                 "  exec sleep 60\n"
-                                                 "fi\n"
-                                                 "exit 0",
-                                                 dir));
-    /* timeout 3s: if the lease is sized from the queue's timeout, it stays
-     * short enough for a test. */
-    const char *queue =
-        harness_printf("queue \"q\" { command = {\"%s\"} timeout = 3s batch = 1 }", script);
-    const char *workers = "count = 2 lease = 2s poll_interval = 1s safety_poll_interval = 1s "
-                          "restart_delay_min = 100ms";
-    const char *config = failure_config(workers, queue, "");
-
-    struct harness_spawn_opts group = {.own_process_group = true};
-    struct harness_supervisor *pod_a = harness_spawn_supervisor_opts(config, conninfo, &group);
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q'), ('q')");
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 2 lease = 2s poll_interval = 1s safety_poll_interval = 1s "
+                   "restart_delay_min = 100ms",
+        .script = harness_printf("if [ \"$PGWORK_ATTEMPT\" = 1 ]; then\n"
+                                 "  touch %s/started.$PGWORK_TASK_ID\n"
+                                 "  exec sleep 60\n"
+                                 "fi\n"
+                                 "exit 0",
+                                 dir),
+        /* timeout 3s: if the lease is sized from the queue's timeout, it
+         * stays short enough for a test. */
+        .queue = "timeout = 3s batch = 1",
+        .spawn = &(struct harness_spawn_opts){.own_process_group = true},
+        .tasks = "INSERT INTO pgwork.tasks (queue) VALUES ('q'), ('q')"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *pod_a = run->sup;
     failure_expect_state(conn, pod_a, "running", 2, 15000);
-    ck_assert(failure_wait_file(harness_printf("%s/started.1", dir), 15000));
-    ck_assert(failure_wait_file(harness_printf("%s/started.2", dir), 15000));
+    ck_assert(harness_wait_file(harness_printf("%s/started.1", dir), 15000));
+    ck_assert(harness_wait_file(harness_printf("%s/started.2", dir), 15000));
 
     /* The whole pod at once: supervisor and workers share a process group,
      * so no worker gets to release its task. */
@@ -731,7 +571,7 @@ START_TEST(lease_expiry_requeues_dead_pod)
     ck_assert_int_eq(failure_count(conn, "running"), 2);
 
     /* Another pod on the same database takes over once the leases end. */
-    struct harness_supervisor *pod_b = harness_spawn_supervisor(config, conninfo);
+    struct harness_supervisor *pod_b = harness_spawn_supervisor(run->config, run->conninfo);
     failure_expect_state(conn, pod_b, "done", 2, 30000);
     ck_assert_int_eq(
         harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE attempts = 2"), 2);
@@ -745,18 +585,17 @@ END_TEST
 
 START_TEST(parent_death_takes_workers_and_handlers)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     const char *dir = harness_tmpdir();
-    const char *script = failure_script(
-        "hang.sh", harness_printf("echo $$ > %s/handler.$PGWORK_TASK_ID\nexec sleep 60", dir));
-    const char *config = failure_config(
-        "count = 2", harness_printf("queue \"q\" { command = {\"%s\"} batch = 1 }", script), "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q'), ('q')");
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 2",
+        .script = harness_printf("echo $$ > %s/handler.$PGWORK_TASK_ID\nexec sleep 60", dir),
+        .queue = "batch = 1",
+        .tasks = "INSERT INTO pgwork.tasks (queue) VALUES ('q'), ('q')"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     pid_t pids[4];
-    pids[0] = failure_read_pid(harness_printf("%s/handler.1", dir));
-    pids[1] = failure_read_pid(harness_printf("%s/handler.2", dir));
+    pids[0] = harness_read_pid(harness_printf("%s/handler.1", dir));
+    pids[1] = harness_read_pid(harness_printf("%s/handler.2", dir));
     pids[2] = failure_owner_pid(conn, 1);
     pids[3] = failure_owner_pid(conn, 2);
     ck_assert_int_ne(pids[2], pids[3]);
@@ -785,14 +624,13 @@ END_TEST
  * row locks) until the statement returns. */
 START_TEST(parent_death_during_sql_statement)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
-    const char *config = failure_config(
-        "count = 1", "queue \"q\" { handler = \"sql\" statement = \"SELECT pg_sleep(30)\" }", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    struct failure_worker w[FAILURE_MAX_WORKERS];
-    failure_wait_idle(sup, 1, w);
-    pid_t worker = w[0].pid;
+    struct harness_run *run = failure_run(
+        (struct harness_scenario){.workers = "count = 1",
+                                  .queue = "handler = \"sql\" statement = \"SELECT pg_sleep(30)\"",
+                                  .idle = 1});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
+    pid_t worker = run->w[0].pid;
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
     ck_assert(harness_wait_until(conn,
                                  "SELECT count(*) FROM pg_stat_activity WHERE datname = "
@@ -816,21 +654,21 @@ END_TEST
 
 START_TEST(sigterm_under_load)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     const char *dir = harness_tmpdir();
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    PGconn *conn = run->conn;
     harness_exec(conn, "CREATE TABLE started (task bigint)");
     /* Each run records that it started (in its own files) and takes 0.5 s. */
-    const char *script =
-        failure_script("work.sh", harness_printf("touch %s/started.$PGWORK_TASK_ID\n"
-                                                 "sleep 0.5\n"
-                                                 "touch %s/finished.$PGWORK_TASK_ID",
-                                                 dir, dir));
-    const char *config =
-        failure_config("count = 3 shutdown_timeout = 10s",
-                       harness_printf("queue \"q\" { command = {\"%s\"} batch = 4 }", script), "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 60)");
+    struct harness_supervisor *sup = harness_run_start(
+        run,
+        &(struct harness_scenario){
+            .workers = "count = 3 shutdown_timeout = 10s",
+            .script = harness_printf("touch %s/started.$PGWORK_TASK_ID\n"
+                                     "sleep 0.5\n"
+                                     "touch %s/finished.$PGWORK_TASK_ID",
+                                     dir, dir),
+            .queue = "batch = 4",
+            .tasks = "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 60)"});
     ck_assert(harness_wait_until(
         conn, "SELECT (count(*) >= 4)::int FROM pgwork.tasks WHERE state = 'done'", 1, 20000));
 
@@ -863,19 +701,16 @@ END_TEST
 
 START_TEST(sigterm_kills_stubborn_handler)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     const char *dir = harness_tmpdir();
     /* Ignores SIGTERM, and so does its sleep (an ignored disposition
      * survives exec). */
-    const char *script = failure_script(
-        "stubborn.sh", harness_printf("trap '' TERM\necho $$ > %s/handler.pid\nsleep 30", dir));
-    const char *config =
-        failure_config("count = 1 shutdown_timeout = 1s",
-                       harness_printf("queue \"q\" { command = {\"%s\"} }", script), "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
-    pid_t handler = failure_read_pid(harness_printf("%s/handler.pid", dir));
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 1 shutdown_timeout = 1s",
+        .script = harness_printf("trap '' TERM\necho $$ > %s/handler.pid\nsleep 30", dir),
+        .tasks = "INSERT INTO pgwork.tasks (queue) VALUES ('q')"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
+    pid_t handler = harness_read_pid(harness_printf("%s/handler.pid", dir));
 
     int64_t asked = harness_now_ms();
     int status = harness_stop_supervisor(sup, SIGTERM, 15000);
@@ -892,18 +727,16 @@ END_TEST
 
 START_TEST(sigquit_requeues)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     const char *dir = harness_tmpdir();
-    const char *script = failure_script(
-        "hang.sh", harness_printf("echo $$ > %s/handler.$PGWORK_TASK_ID\nexec sleep 30", dir));
-    const char *config =
-        failure_config("count = 2 shutdown_timeout = 30s",
-                       harness_printf("queue \"q\" { command = {\"%s\"} batch = 1 }", script), "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q'), ('q')");
-    pid_t h1 = failure_read_pid(harness_printf("%s/handler.1", dir));
-    pid_t h2 = failure_read_pid(harness_printf("%s/handler.2", dir));
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 2 shutdown_timeout = 30s",
+        .script = harness_printf("echo $$ > %s/handler.$PGWORK_TASK_ID\nexec sleep 30", dir),
+        .queue = "batch = 1",
+        .tasks = "INSERT INTO pgwork.tasks (queue) VALUES ('q'), ('q')"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
+    pid_t h1 = harness_read_pid(harness_printf("%s/handler.1", dir));
+    pid_t h2 = harness_read_pid(harness_printf("%s/handler.2", dir));
 
     int64_t asked = harness_now_ms();
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGQUIT, 10000), 0);
@@ -915,26 +748,6 @@ START_TEST(sigquit_requeues)
 END_TEST
 
 /* --- PID 1 ---------------------------------------------------------------- */
-
-/* A pid's parent from /proc, or 0. */
-static pid_t failure_ppid(pid_t pid, char *state)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    int ppid = 0;
-    if (p == NULL || sscanf(p + 2, "%c %d", state, &ppid) != 2)
-        return 0;
-    return (pid_t)ppid;
-}
 
 struct failure_tree {
     int processes; /* descendants of the root, the root included */
@@ -956,7 +769,7 @@ static struct failure_tree failure_descendants(pid_t root)
         if (pid <= 0)
             continue;
         char state = '?';
-        pid_t ppid = failure_ppid(pid, &state);
+        pid_t ppid = harness_parent_of(pid, &state);
         if (ppid == 0 && pid != root)
             continue;
         pids[n] = pid;
@@ -987,23 +800,6 @@ static struct failure_tree failure_descendants(pid_t root)
     return tree;
 }
 
-/* The child of parent (the unshare'd PID 1, as the host sees it), or 0. */
-static pid_t failure_child_of(pid_t parent)
-{
-    DIR *d = opendir("/proc");
-    ck_assert_ptr_nonnull(d);
-    struct dirent *e;
-    pid_t found = 0;
-    while ((e = readdir(d)) != NULL && found == 0) {
-        pid_t pid = (pid_t)atoi(e->d_name);
-        char state;
-        if (pid > 0 && failure_ppid(pid, &state) == parent)
-            found = pid;
-    }
-    closedir(d);
-    return found;
-}
-
 START_TEST(pid1_reaps_orphans)
 {
     if (geteuid() != 0) {
@@ -1026,35 +822,28 @@ START_TEST(pid1_reaps_orphans)
         return;
     }
 
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
+    const char *const wrapper[] = {"unshare",      "--pid",        "--fork",
+                                   "--mount-proc", "--kill-child", NULL};
     /* Two kinds of orphans: a grandchild in its own session that exits 1 s
      * after the handler (outside the handler's process group, so nobody
      * kills it), and one left in the group (killed with the group when
      * the handler exits). Both end up children of PID 1. */
-    const char *script =
-        failure_script("orphans.sh", "setsid sh -c 'sleep 1' </dev/null >/dev/null 2>&1 &\n"
-                                     "( sleep 30 </dev/null >/dev/null 2>&1 & )\n"
-                                     "exit 0");
-    const char *config = failure_config(
-        "count = 2", harness_printf("queue \"q\" { command = {\"%s\"} }", script), "");
-    const char *const wrapper[] = {"unshare",      "--pid",        "--fork",
-                                   "--mount-proc", "--kill-child", NULL};
-    struct harness_spawn_opts opts = {.wrapper = wrapper};
-    struct harness_supervisor *sup = harness_spawn_supervisor_opts(config, conninfo, &opts);
-
-    pid_t init = 0;
-    int64_t deadline = harness_now_ms() + 5000;
-    while ((init = failure_child_of(sup->pid)) == 0 && harness_now_ms() < deadline)
-        usleep(5000);
-    ck_assert_msg(init != 0, "no process under unshare");
+    struct harness_run *run = failure_run(
+        (struct harness_scenario){.workers = "count = 2",
+                                  .script = "setsid sh -c 'sleep 1' </dev/null >/dev/null 2>&1 &\n"
+                                            "( sleep 30 </dev/null >/dev/null 2>&1 & )\n"
+                                            "exit 0",
+                                  .spawn = &(struct harness_spawn_opts){.wrapper = wrapper}});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
+    pid_t init = harness_child_of(sup->pid, 5000); /* the PID 1 under unshare */
 
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 5)");
     failure_expect_state(conn, sup, "done", 5, 20000);
 
     /* Eventually: PID 1 and its two workers, nothing else, no zombie. */
     struct failure_tree tree;
-    deadline = harness_now_ms() + 10000;
+    int64_t deadline = harness_now_ms() + 10000;
     for (;;) {
         tree = failure_descendants(init);
         if ((tree.zombies == 0 && tree.processes == 3) || harness_now_ms() > deadline)
@@ -1078,8 +867,9 @@ END_TEST
 
 START_TEST(hostile_queue_names)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    PGconn *conn = run->conn;
+    const char *conninfo = run->conninfo;
     /* 990 ASCII + 10 two-byte characters: 1,000 characters, 1,010 bytes. */
     char long_name[1100];
     memset(long_name, 'n', 990);
@@ -1114,7 +904,8 @@ START_TEST(hostile_queue_names)
         fputs("\" {" SQL_RESULTS "}\n", f);
     }
     fclose(f);
-    const char *config = failure_config("count = 2", harness_printf("%s", queues), "");
+    const char *config = harness_scenario_config(
+        &(struct harness_scenario){.workers = "count = 2", .queues = harness_printf("%s", queues)});
     free(queues);
 
     const char *out = NULL, *err = NULL;
@@ -1146,14 +937,12 @@ END_TEST
 
 START_TEST(big_payload_intact)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     const char *dir = harness_tmpdir();
-    const char *script = failure_script(
-        "sum.sh", harness_printf("sha256sum | cut -c1-64 > %s/sum.$PGWORK_TASK_ID", dir));
-    const char *config = failure_config(
-        "count = 1", harness_printf("queue \"q\" { command = {\"%s\"} }", script), "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 1",
+        .script = harness_printf("sha256sum | cut -c1-64 > %s/sum.$PGWORK_TASK_ID", dir)});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     /* About 10.5 MB of varied text. */
     int64_t id = harness_query_int64(
         conn, "INSERT INTO pgwork.tasks (queue, payload) SELECT 'q', jsonb_build_object('blob', "
@@ -1165,7 +954,7 @@ START_TEST(big_payload_intact)
                      10 * 1000 * 1000);
     const char *want = harness_query_text(
         conn, "SELECT encode(sha256(convert_to(payload::text, 'UTF8')), 'hex') FROM pgwork.tasks");
-    const char *got = failure_read_line(harness_printf("%s/sum.%" PRId64, dir, id));
+    const char *got = harness_read_line(harness_printf("%s/sum.%" PRId64, dir, id));
     ck_assert_ptr_nonnull(got);
     ck_assert_str_eq(got, want);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
@@ -1174,20 +963,19 @@ END_TEST
 
 START_TEST(huge_handler_output)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     /* 100 MB of text, success; 100 MB of random bytes (NULs, invalid
      * UTF-8), failure. */
-    const char *loud = failure_script("loud.sh", "head -c 100000000 /dev/zero | tr '\\000' x");
-    const char *noise = failure_script("noise.sh", "head -c 100000000 /dev/urandom\nexit 1");
-    const char *config =
-        failure_config("count = 2",
-                       harness_printf("queue \"loud\" { command = {\"%s\"} }\n"
-                                      "queue \"noise\" { command = {\"%s\"} max_attempts = 1 }",
-                                      loud, noise),
-                       "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('loud'), ('noise')");
+    const char *loud =
+        harness_write_script("loud.sh", "head -c 100000000 /dev/zero | tr '\\000' x");
+    const char *noise = harness_write_script("noise.sh", "head -c 100000000 /dev/urandom\nexit 1");
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 2",
+        .queues = harness_printf("queue \"loud\" { command = {\"%s\"} }\n"
+                                 "queue \"noise\" { command = {\"%s\"} max_attempts = 1 }",
+                                 loud, noise),
+        .tasks = "INSERT INTO pgwork.tasks (queue) VALUES ('loud'), ('noise')"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     if (!harness_wait_until(conn,
                             "SELECT count(*) FROM pgwork.tasks WHERE (queue, state) IN "
                             "(('loud', 'done'), ('noise', 'dead'))",
@@ -1205,8 +993,8 @@ START_TEST(huge_handler_output)
                                                "pgwork.tasks WHERE queue = 'noise'"),
                      0);
     /* Nobody crashed. */
-    struct failure_worker w[FAILURE_MAX_WORKERS];
-    failure_wait_idle(sup, 2, w);
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    harness_wait_idle(sup, 2, w);
     ck_assert_int_eq(w[0].restarts + w[1].restarts, 0);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
@@ -1216,23 +1004,18 @@ END_TEST
  * group (a grandchild too), the task is retried, then dead. */
 START_TEST(handler_hang_times_out)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     const char *dir = harness_tmpdir();
-    const char *script = failure_script(
-        "hang.sh", harness_printf("sleep 30 &\necho $! > %s/child.$PGWORK_ATTEMPT\nsleep 30", dir));
-    const char *config = failure_config(
-        "count = 1",
-        harness_printf("queue \"q\" { command = {\"%s\"} timeout = 300ms max_attempts = 2 "
-                       "backoff_base = 50ms backoff_max = 50ms }",
-                       script),
-        "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 1",
+        .script = harness_printf("sleep 30 &\necho $! > %s/child.$PGWORK_ATTEMPT\nsleep 30", dir),
+        .queue = "timeout = 300ms max_attempts = 2 backoff_base = 50ms backoff_max = 50ms",
+        .tasks = "INSERT INTO pgwork.tasks (queue) VALUES ('q')"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     failure_expect_state(conn, sup, "dead", 1, 15000);
     ck_assert_int_eq(harness_query_int64(conn, "SELECT attempts FROM pgwork.tasks"), 2);
     for (int attempt = 1; attempt <= 2; attempt++) {
-        pid_t child = failure_read_pid(harness_printf("%s/child.%d", dir, attempt));
+        pid_t child = harness_read_pid(harness_printf("%s/child.%d", dir, attempt));
         ck_assert_msg(harness_wait_pid_gone(child, 3000),
                       "attempt %d: the handler's background child %d survived the timeout", attempt,
                       (int)child);
@@ -1305,7 +1088,7 @@ END_TEST
 START_TEST(password_never_logged)
 {
     PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
+    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
     /* Trust authentication ignores the password: the connection works and
      * every path that could echo the conninfo runs. */
     const char *secret_conninfo = harness_printf("%s password=SECRETXYZ", conninfo);
@@ -1317,7 +1100,7 @@ START_TEST(password_never_logged)
     ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
     failure_expect_state(conn, sup, "done", 1, 10000);
-    failure_status_text(sup);
+    harness_status_text(sup);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
     ck_assert_msg(strstr(harness_stderr_text(sup), "SECRETXYZ") == NULL,
                   "the password appears in the supervisor's output");
@@ -1333,10 +1116,10 @@ START_TEST(password_never_logged)
                                             "queue \"q\" {" SQL_RESULTS "}\n",
                                             bad_kv));
     struct harness_supervisor *bad = harness_spawn_supervisor(bad_config, NULL);
-    struct failure_worker w[FAILURE_MAX_WORKERS];
+    struct harness_worker w[HARNESS_MAX_WORKERS];
     int64_t deadline = harness_now_ms() + 15000;
     do {
-        failure_status(bad, w);
+        harness_status(bad, w);
         ck_assert(harness_now_ms() < deadline);
         usleep(50000);
     } while (w[0].restarts < 2);
@@ -1365,22 +1148,20 @@ END_TEST
  * another pod polling every 500 ms never takes it back. */
 START_TEST(long_task_keeps_its_lease)
 {
-    PGconn *conn;
-    const char *conninfo = failure_database(&conn, NULL);
     const char *runs = harness_printf("%s/runs", harness_tmpdir());
-    const char *queue = harness_printf("queue \"q\" { handler = \"exec\" command = {\"/bin/sh\", "
-                                       "\"-c\", \"echo run >> %s; sleep 4\"} timeout = 30s }",
-                                       runs);
-    const char *owner =
-        failure_config("count = 1 lease = 1500ms safety_poll_interval = 500ms", queue, "");
-    const char *other =
-        failure_config("count = 1 lease = 1500ms safety_poll_interval = 500ms", queue, "");
-    struct harness_supervisor *a = harness_spawn_supervisor(owner, conninfo);
-    ck_assert(harness_stderr_wait_for(a, "listening on channel", 15000));
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    struct harness_run *run = failure_run((struct harness_scenario){
+        .workers = "count = 1 lease = 1500ms safety_poll_interval = 500ms",
+        .queue = harness_printf("handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+                                "\"echo run >> %s; sleep 4\"} timeout = 30s",
+                                runs),
+        .wait_for = "listening on channel",
+        .tasks = "INSERT INTO pgwork.tasks (queue) VALUES ('q')"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *a = run->sup;
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'running'",
                                  1, 10000));
-    struct harness_supervisor *b = harness_spawn_supervisor(other, conninfo);
+    /* The other pod: the same config. */
+    struct harness_supervisor *b = harness_spawn_supervisor(run->config, run->conninfo);
     ck_assert(harness_stderr_wait_for(b, "listening on channel", 15000));
     failure_expect_state(conn, a, "done", 1, 20000);
     ck_assert_int_eq(harness_query_int64(conn, "SELECT attempts FROM pgwork.tasks"), 1);
