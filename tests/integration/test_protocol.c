@@ -16,57 +16,18 @@
 #include "harness.h"
 #include "suites.h"
 
-/* A config with one queue "q": `queue` is the body of its section,
- * `workers_extra` goes into the workers section, `global` at top level. */
-static const char *protocol_config(int workers, const char *queue, const char *workers_extra,
-                                   const char *global)
-{
-    return harness_write_config(harness_printf("workers { count = %d max = 16 %s }\n"
-                                               "log { level = \"debug\" format = \"text\" }\n"
-                                               "%s\n"
-                                               "queue \"q\" {\n%s\n}\n",
-                                               workers, workers_extra, global, queue));
-}
-
-/* A migrated database with a results table for the sql handler. */
-static const char *protocol_database(PGconn **conn)
-{
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    *conn = harness_connect(conninfo);
-    harness_exec(*conn, "CREATE TABLE results (task bigint, started timestamptz "
-                        "DEFAULT clock_timestamp(), body jsonb)");
-    return conninfo;
-}
-
-/* Poll the supervisor's output (every 5 ms) until needle appears after
- * offset `from`; false after timeout_ms. */
 /* Queue settings of several tests: the sql handler records each task it
  * runs in results. */
 #define RECORDING_QUEUE "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\""
 
-static bool protocol_wait_text(struct harness_supervisor *sup, size_t from, const char *needle,
-                               int timeout_ms)
+/* A test's set-up (harness_scenario): a results table for the sql
+ * handler, debug logs. */
+static struct harness_run *protocol_run(struct harness_scenario s)
 {
-    int64_t deadline = harness_now_ms() + timeout_ms;
-    while (strstr(harness_stderr_text(sup) + from, needle) == NULL) {
-        if (harness_now_ms() > deadline)
-            return false;
-        usleep(5000);
-    }
-    return true;
-}
-
-/* Poll (every 5 ms) until path exists; false after timeout_ms. */
-static bool protocol_wait_file(const char *path, int timeout_ms)
-{
-    int64_t deadline = harness_now_ms() + timeout_ms;
-    while (access(path, F_OK) != 0) {
-        if (harness_now_ms() > deadline)
-            return false;
-        usleep(5000);
-    }
-    return true;
+    s.schema = "CREATE TABLE results (task bigint, started timestamptz "
+               "DEFAULT clock_timestamp(), body jsonb)";
+    s.log = "level = \"debug\" format = \"text\"";
+    return harness_scenario(&s);
 }
 
 struct worker_status {
@@ -80,25 +41,14 @@ struct worker_status {
  * counters of the newest batch. */
 static struct worker_status protocol_status(struct harness_supervisor *sup, int workers)
 {
-    size_t before = strlen(harness_stderr_text(sup));
-    ck_assert_int_eq(kill(sup->pid, SIGUSR1), 0);
-    /* The queue line closes a status batch; each line is one write. */
-    ck_assert_msg(protocol_wait_text(sup, before, "status queue \"q\"", 5000),
-                  "no status output after SIGUSR1");
-
-    struct worker_status st = {0};
-    const char *text = harness_stderr_text(sup) + before;
-    const char *line = text;
-    while ((line = strstr(line, "status worker ")) != NULL) {
-        const char *state = strstr(line, "state=");
-        const char *wakeups = strstr(line, "wakeups=");
-        const char *claims = strstr(line, " claims=");
-        ck_assert(state && wakeups && claims);
-        st.count++;
-        st.idle += strncmp(state + 6, "idle", 4) == 0;
-        st.wakeups += atoll(wakeups + 8);
-        st.claims += atoll(claims + 8);
-        line++;
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    struct worker_status st = {.count = harness_status(sup, w)};
+    for (int i = 0; i < HARNESS_MAX_WORKERS; i++) {
+        if (!w[i].listed)
+            continue;
+        st.idle += strcmp(w[i].state, "idle") == 0;
+        st.wakeups += w[i].wakeups;
+        st.claims += w[i].claims;
     }
     ck_assert_int_eq(st.count, workers);
     return st;
@@ -121,11 +71,12 @@ static struct worker_status protocol_wait_idle(struct harness_supervisor *sup, i
 
 START_TEST(one_insert_wakes_one_worker)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
-    const char *config = protocol_config(8, RECORDING_QUEUE, "", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_run *run =
+        protocol_run((struct harness_scenario){.workers = "count = 8 max = 16",
+                                               .queue = RECORDING_QUEUE,
+                                               .wait_for = "listening on channel"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     struct worker_status before = protocol_wait_idle(sup, 8);
 
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
@@ -145,13 +96,13 @@ END_TEST
 
 START_TEST(ten_thousand_in_one_statement)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
-    const char *config = protocol_config(
-        4, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" batch = 10", "",
-        "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_run *run = protocol_run((struct harness_scenario){
+        .workers = "count = 4 max = 16",
+        .queue =
+            "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" batch = 10",
+        .wait_for = "listening on channel"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     protocol_wait_idle(sup, 4);
 
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) "
@@ -174,13 +125,13 @@ END_TEST
 
 START_TEST(polling_without_listener)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
-    const char *config = protocol_config(
-        2, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"",
-        "poll_interval = 200ms", "listener { enabled = false }");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "notifications disabled", 15000));
+    struct harness_run *run = protocol_run((struct harness_scenario){
+        .workers = "count = 2 max = 16 poll_interval = 200ms",
+        .queue = "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"",
+        .extra = "listener { enabled = false }",
+        .wait_for = "notifications disabled"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 25)");
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 25,
                                  15000));
@@ -193,13 +144,12 @@ END_TEST
 
 START_TEST(safety_poll_finds_unannounced_task)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
-    const char *config = protocol_config(
-        2, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"",
-        "safety_poll_interval = 1s poll_interval = 60s", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_run *run = protocol_run((struct harness_scenario){
+        .workers = "count = 2 max = 16 safety_poll_interval = 1s poll_interval = 60s",
+        .queue = "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"",
+        .wait_for = "listening on channel"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     protocol_wait_idle(sup, 2);
 
     harness_exec(conn, "ALTER TABLE pgwork.tasks DISABLE TRIGGER tasks_notify");
@@ -212,13 +162,12 @@ END_TEST
 
 START_TEST(scheduled_task_starts_on_time)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
-    const char *config = protocol_config(
-        2, "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"",
-        "safety_poll_interval = 60s poll_interval = 60s", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_run *run = protocol_run((struct harness_scenario){
+        .workers = "count = 2 max = 16 safety_poll_interval = 60s poll_interval = 60s",
+        .queue = "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"",
+        .wait_for = "listening on channel"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     protocol_wait_idle(sup, 2);
 
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, run_at) "
@@ -239,17 +188,16 @@ END_TEST
 
 START_TEST(exec_handler_runs_program)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
     const char *out = harness_tmpdir();
-    const char *config = protocol_config(
-        2,
-        harness_printf("handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
-                       "\"cat > %s/$PGWORK_TASK_ID.json && "
-                       "echo \\\"$PGWORK_QUEUE $PGWORK_ATTEMPT\\\" > %s/$PGWORK_TASK_ID.env\"}",
-                       out, out),
-        "", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_run *run = protocol_run((struct harness_scenario){
+        .workers = "count = 2 max = 16",
+        .queue =
+            harness_printf("handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+                           "\"cat > %s/$PGWORK_TASK_ID.json && "
+                           "echo \\\"$PGWORK_QUEUE $PGWORK_ATTEMPT\\\" > %s/$PGWORK_TASK_ID.env\"}",
+                           out, out)});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     int64_t id = harness_query_int64(
         conn, "SELECT pgwork.enqueue('q', '{\"hello\": \"wörld\", \"n\": [1, 2]}')");
     if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 1,
@@ -276,14 +224,13 @@ END_TEST
 
 START_TEST(exec_failure_retries_then_dead)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
-    const char *config = protocol_config(2,
-                                         "handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
-                                         "\"echo broken >&2; exit 3\"}\n"
-                                         "max_attempts = 3 backoff_base = 50ms backoff_max = 200ms",
-                                         "safety_poll_interval = 60s", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_run *run = protocol_run((struct harness_scenario){
+        .workers = "count = 2 max = 16 safety_poll_interval = 60s",
+        .queue = "handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+                 "\"echo broken >&2; exit 3\"}\n"
+                 "max_attempts = 3 backoff_base = 50ms backoff_max = 200ms"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
     /* Retries are woken by the supervisor's timer, not by polling (the
      * safety poll is a minute away). */
@@ -305,15 +252,13 @@ END_TEST
  * polls for the next), none left to the safety poll a minute away. */
 START_TEST(many_retries_all_woken)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
-    const char *config =
-        protocol_config(2,
-                        "handler = \"sql\" statement = \"SELECT 1 / 0\"\n"
-                        "max_attempts = 4 backoff_base = 100ms backoff_max = 400ms",
-                        "safety_poll_interval = 60s", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_run *run = protocol_run((struct harness_scenario){
+        .workers = "count = 2 max = 16 safety_poll_interval = 60s",
+        .queue = "handler = \"sql\" statement = \"SELECT 1 / 0\"\n"
+                 "max_attempts = 4 backoff_base = 100ms backoff_max = 400ms",
+        .wait_for = "listening on channel"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 12)");
     if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'dead'", 12,
                             15000)) {
@@ -327,17 +272,15 @@ END_TEST
 
 START_TEST(sql_failure_rolls_back_and_retries)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
     /* The effect is written, then the statement fails: the effect must
      * not survive any attempt. */
-    const char *config = protocol_config(
-        2,
-        "handler = \"sql\" statement = \"WITH w AS (INSERT INTO results(task) VALUES ($2)) "
-        "SELECT 1 / ($1->>'d')::int\"\n"
-        "max_attempts = 2 backoff_base = 50ms backoff_max = 50ms",
-        "", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_run *run = protocol_run((struct harness_scenario){
+        .workers = "count = 2 max = 16",
+        .queue = "handler = \"sql\" statement = \"WITH w AS (INSERT INTO results(task) VALUES "
+                 "($2)) SELECT 1 / ($1->>'d')::int\"\n"
+                 "max_attempts = 2 backoff_base = 50ms backoff_max = 50ms"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES "
                        "('q', '{\"d\": 0}'), ('q', '{\"d\": 1}')");
     ck_assert(harness_wait_until(
@@ -366,10 +309,10 @@ END_TEST
  */
 START_TEST(priority_task_overtakes_backlog)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
-    const char *config = protocol_config(1, RECORDING_QUEUE, "", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_run *run = protocol_run(
+        (struct harness_scenario){.workers = "count = 1 max = 16", .queue = RECORDING_QUEUE});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     harness_exec(conn,
                  "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 40000)");
     ck_assert(harness_wait_until(conn, "SELECT (count(*) >= 500)::int FROM results", 1, 30000));
@@ -393,13 +336,12 @@ END_TEST
 
 START_TEST(keep_done_false_deletes)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
-    const char *config = protocol_config(
-        2,
-        "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" keep_done = false",
-        "", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_run *run = protocol_run(
+        (struct harness_scenario){.workers = "count = 2 max = 16",
+                                  .queue = "handler = \"sql\" statement = \"INSERT INTO "
+                                           "results(task) VALUES ($2)\" keep_done = false"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 50)");
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 50, 15000));
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks", 0, 15000));
@@ -409,22 +351,20 @@ END_TEST
 
 START_TEST(sigterm_finishes_running_task)
 {
-    PGconn *conn;
-    const char *conninfo = protocol_database(&conn);
     const char *marker = harness_printf("%s/started", harness_tmpdir());
-    const char *config =
-        protocol_config(1,
-                        harness_printf("handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
-                                       "\"touch %s; sleep 1\"}",
-                                       marker),
-                        "", "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_run *run = protocol_run((struct harness_scenario){
+        .workers = "count = 1 max = 16",
+        .queue = harness_printf("handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
+                                "\"touch %s; sleep 1\"}",
+                                marker)});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'running'",
                                  1, 15000));
     /* Running in the database is not yet running on the machine: wait for
      * the handler itself. */
-    ck_assert(protocol_wait_file(marker, 10000));
+    ck_assert(harness_wait_file(marker, 10000));
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
     ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
                                                "WHERE state = 'done'"),
