@@ -24,98 +24,35 @@
 #include "harness.h"
 #include "suites.h"
 
-/* A migrated database with a results table for the sql handler. */
-static const char *listener_database(PGconn **conn)
-{
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    *conn = harness_connect(conninfo);
-    harness_exec(*conn, "CREATE TABLE results (task bigint)");
-    return conninfo;
-}
+/* The results table the sql handler writes into. */
+#define RESULTS_TABLE "CREATE TABLE results (task bigint)"
 
-static const char *listener_config(const char *workers, const char *queues)
+/* A test's set-up (harness_scenario) on a database with RESULTS_TABLE, once
+ * the supervisor listens. */
+static struct harness_run *listener_run(struct harness_scenario s)
 {
-    return harness_write_config(harness_printf("workers { %s }\n"
-                                               "log { level = \"info\" format = \"text\" }\n"
-                                               "http { listen = \"\" }\n%s\n",
-                                               workers, queues));
-}
-
-/* An executable shell script in the test's directory; its path. */
-static const char *listener_script(const char *name, const char *body)
-{
-    const char *path = harness_printf("%s/%s", harness_tmpdir(), name);
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    fprintf(f, "#!/bin/sh\n%s\n", body);
-    ck_assert_int_eq(fclose(f), 0);
-    ck_assert_int_eq(chmod(path, 0755), 0);
-    return path;
-}
-
-/* Wait until the supervisor logs that it listens. */
-static void listener_wait_listening(struct harness_supervisor *sup)
-{
-    if (!harness_stderr_wait_for(sup, "listening on channel", 15000)) {
-        harness_stderr_dump(sup);
-        ck_abort_msg("the supervisor did not listen within 15 s");
-    }
+    s.schema = RESULTS_TABLE;
+    s.wait_for = "listening on channel";
+    return harness_scenario(&s);
 }
 
 /* The pid of the worker whose shm slot shows task `id` (SIGUSR1 status
- * lines "status worker N: pid=P state=S task=T ..."), 0 if none. */
-static pid_t listener_worker_running(struct harness_supervisor *sup, int64_t id)
-{
-    size_t before = strlen(harness_stderr_text(sup));
-    ck_assert_int_eq(kill(sup->pid, SIGUSR1), 0);
-    int64_t deadline = harness_now_ms() + 5000;
-    while (strstr(harness_stderr_text(sup) + before, "status queue ") == NULL) {
-        ck_assert_msg(harness_now_ms() < deadline, "no status output within 5 s of SIGUSR1");
-        usleep(5000);
-    }
-    const char *text = harness_stderr_text(sup) + before;
-    const char *want = harness_printf(" task=%" PRId64 " ", id);
-    for (const char *line = text; (line = strstr(line, "status worker ")) != NULL; line++) {
-        const char *end = strchr(line, '\n');
-        const char *task = strstr(line, want);
-        const char *pid = strstr(line, "pid=");
-        if (task != NULL && pid != NULL && (end == NULL || (task < end && pid < end)))
-            return (pid_t)atoi(pid + 4);
-    }
-    return 0;
-}
-
+ * lines), once one does; fails after 10 s. */
 static pid_t listener_wait_worker_running(struct harness_supervisor *sup, int64_t id)
 {
     int64_t deadline = harness_now_ms() + 10000;
     for (;;) {
-        pid_t pid = listener_worker_running(sup, id);
-        if (pid > 0)
-            return pid;
+        struct harness_worker w[HARNESS_MAX_WORKERS];
+        harness_status(sup, w);
+        for (int i = 0; i < HARNESS_MAX_WORKERS; i++)
+            if (w[i].listed && w[i].task == id && w[i].pid > 0)
+                return w[i].pid;
         if (harness_now_ms() > deadline) {
             harness_stderr_dump(sup);
             ck_abort_msg("no worker shows task %" PRId64 " running within 10 s", id);
         }
         usleep(20000);
     }
-}
-
-static const char *listener_table(PGconn *conn)
-{
-    return harness_query_text(
-        conn, "SELECT coalesce(string_agg(queue || ':' || state || '/' || attempts, ' ' ORDER BY "
-              "id), 'no tasks') FROM pgwork.tasks");
-}
-
-/* Wait until sql returns expected; else dump, and fail naming what. */
-static void listener_expect(PGconn *conn, struct harness_supervisor *sup, const char *sql,
-                            int64_t expected, int timeout_ms, const char *what)
-{
-    if (harness_wait_until(conn, sql, expected, timeout_ms))
-        return;
-    harness_stderr_dump(sup);
-    ck_abort_msg("%s: not within %d ms; tasks: %s", what, timeout_ms, listener_table(conn));
 }
 
 #define SLEEP_STATEMENT_BACKENDS                                                                   \
@@ -132,21 +69,19 @@ static void listener_expect(PGconn *conn, struct harness_supervisor *sup, const 
  */
 START_TEST(dead_worker_backend_does_not_stall_the_pod)
 {
-    PGconn *conn;
-    const char *conninfo = listener_database(&conn);
     /* The first attempt sleeps 25 s (its claim has made attempts 1 when
      * the statement runs); the retry does not sleep. */
-    const char *queues =
-        "queue \"slow\" { handler = \"sql\" statement = \"SELECT pg_sleep(25 * (SELECT "
-        "(attempts = 1)::int FROM pgwork.tasks WHERE id = $2))\" timeout = 0 }\n"
-        "queue \"fast\" { handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" "
-        "}\n";
-    const char *config = listener_config("count = 2 restart_delay_min = 100ms", queues);
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    listener_wait_listening(sup);
+    struct harness_run *run = listener_run((struct harness_scenario){
+        .workers = "count = 2 restart_delay_min = 100ms",
+        .queues = "queue \"slow\" { handler = \"sql\" statement = \"SELECT pg_sleep(25 * (SELECT "
+                  "(attempts = 1)::int FROM pgwork.tasks WHERE id = $2))\" timeout = 0 }\n"
+                  "queue \"fast\" { handler = \"sql\" statement = \"INSERT INTO results(task) "
+                  "VALUES ($2)\" }\n"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
 
     int64_t slow = harness_query_int64(conn, "SELECT pgwork.enqueue('slow', '{}')");
-    listener_expect(conn, sup, SLEEP_STATEMENT_BACKENDS, 1, 10000, "the slow statement runs");
+    harness_expect(conn, sup, SLEEP_STATEMENT_BACKENDS, 1, 10000, "the slow statement runs");
     pid_t worker = listener_wait_worker_running(sup, slow);
     ck_assert_int_eq(kill(worker, SIGKILL), 0);
     /* Reaped: its requeue is on its way (sent in the same loop turn). */
@@ -154,21 +89,21 @@ START_TEST(dead_worker_backend_does_not_stall_the_pod)
 
     int64_t enqueued = harness_now_ms();
     harness_exec(conn, "SELECT pgwork.enqueue('fast', '{}')");
-    listener_expect(conn, sup, "SELECT count(*) FROM results", 1, 20000,
-                    "the other queue's task is done");
+    harness_expect(conn, sup, "SELECT count(*) FROM results", 1, 20000,
+                   "the other queue's task is done");
     int64_t took = harness_now_ms() - enqueued;
     ck_assert_msg(took < 5000,
                   "a task of another queue took %" PRId64 " ms beside an idle worker "
                   "(the pod stalled on the dead worker's locks)",
                   took);
     /* The dead worker's backend was stopped, not left to finish its 25 s. */
-    listener_expect(conn, sup, SLEEP_STATEMENT_BACKENDS, 0, 10000,
-                    "the dead worker's backend is stopped");
+    harness_expect(conn, sup, SLEEP_STATEMENT_BACKENDS, 0, 10000,
+                   "the dead worker's backend is stopped");
     /* Charged for the crash, then run again: done at its second attempt. */
-    listener_expect(conn, sup,
-                    "SELECT count(*) FROM pgwork.tasks WHERE queue = 'slow' AND state = 'done' "
-                    "AND attempts = 2",
-                    1, 15000, "the slow task is done at attempt 2");
+    harness_expect(conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE queue = 'slow' AND state = 'done' "
+                   "AND attempts = 2",
+                   1, 15000, "the slow task is done at attempt 2");
     /* One listener connection: none left behind blocked. */
     ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pg_stat_activity WHERE "
                                                "application_name = 'pgwork listener' AND "
@@ -186,30 +121,29 @@ END_TEST
  */
 START_TEST(locked_rows_do_not_stall_a_requeue)
 {
-    PGconn *conn;
-    const char *conninfo = listener_database(&conn);
     const char *dir = harness_tmpdir();
     const char *script =
-        listener_script("slow.sh", harness_printf("if [ \"$PGWORK_ATTEMPT\" = 1 ]; then\n"
-                                                  "  touch %s/started\n"
-                                                  "  exec sleep 30\n"
-                                                  "fi\n"
-                                                  "exit 0",
-                                                  dir));
-    const char *queues = harness_printf(
-        "queue \"slow\" { command = {\"%s\"} }\n"
-        "queue \"fast\" { handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" "
-        "}\n",
-        script);
-    const char *config = listener_config("count = 2 restart_delay_min = 100ms", queues);
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    listener_wait_listening(sup);
+        harness_write_script("slow.sh", harness_printf("if [ \"$PGWORK_ATTEMPT\" = 1 ]; then\n"
+                                                       "  touch %s/started\n"
+                                                       "  exec sleep 30\n"
+                                                       "fi\n"
+                                                       "exit 0",
+                                                       dir));
+    struct harness_run *run = listener_run((struct harness_scenario){
+        .workers = "count = 2 restart_delay_min = 100ms",
+        .queues = harness_printf("queue \"slow\" { command = {\"%s\"} }\n"
+                                 "queue \"fast\" { handler = \"sql\" statement = \"INSERT INTO "
+                                 "results(task) VALUES ($2)\" }\n",
+                                 script)});
+    const char *conninfo = run->conninfo;
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
 
     int64_t slow = harness_query_int64(conn, "SELECT pgwork.enqueue('slow', '{}')");
     pid_t worker = listener_wait_worker_running(sup, slow);
-    listener_expect(conn, sup,
-                    "SELECT count(*) FROM pgwork.tasks WHERE state = 'running' AND queue = 'slow'",
-                    1, 10000, "the slow task runs");
+    harness_expect(conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE state = 'running' AND queue = 'slow'",
+                   1, 10000, "the slow task runs");
 
     PGconn *holder = harness_connect(conninfo);
     harness_exec(holder, "BEGIN");
@@ -229,9 +163,9 @@ START_TEST(locked_rows_do_not_stall_a_requeue)
                   "a task of another queue waited %" PRId64 " ms%s while a requeue met a locked "
                   "row",
                   took, done ? "" : " (not done)");
-    listener_expect(conn, sup,
-                    "SELECT count(*) FROM pgwork.tasks WHERE queue = 'slow' AND state = 'done'", 1,
-                    20000, "the slow task is requeued once the lock is gone, and done");
+    harness_expect(conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE queue = 'slow' AND state = 'done'", 1,
+                   20000, "the slow task is requeued once the lock is gone, and done");
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
@@ -242,30 +176,29 @@ END_TEST
  */
 START_TEST(dead_pod_tasks_taken_back_at_lease_end)
 {
-    PGconn *conn;
-    const char *conninfo = listener_database(&conn);
     const char *dir = harness_tmpdir();
     const char *script =
-        listener_script("long.sh", harness_printf("if [ \"$PGWORK_ATTEMPT\" = 1 ]; then\n"
-                                                  "  echo $$ > %s/handler.pid\n"
-                                                  "  exec sleep 60\n"
-                                                  "fi\n"
-                                                  "exit 0",
-                                                  dir));
-    const char *queues = harness_printf("queue \"q\" { command = {\"%s\"} batch = 1 }", script);
+        harness_write_script("long.sh", harness_printf("if [ \"$PGWORK_ATTEMPT\" = 1 ]; then\n"
+                                                       "  echo $$ > %s/handler.pid\n"
+                                                       "  exec sleep 60\n"
+                                                       "fi\n"
+                                                       "exit 0",
+                                                       dir));
+    const char *queue = harness_printf("command = {\"%s\"} batch = 1", script);
+    struct harness_run *run = listener_run(
+        (struct harness_scenario){.workers = "count = 1 lease = 3s",
+                                  .queue = queue,
+                                  .spawn = &(struct harness_spawn_opts){.own_process_group = true},
+                                  .tasks = "SELECT pgwork.enqueue('q', '{}')"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *pod_a = run->sup;
     /* Pod B polls for safety only every 60 s (the default). */
-    const char *config_a = listener_config("count = 1 lease = 3s", queues);
-    const char *config_b =
-        listener_config("count = 1 lease = 3s safety_poll_interval = 60s", queues);
-
-    struct harness_spawn_opts group = {.own_process_group = true};
-    struct harness_supervisor *pod_a = harness_spawn_supervisor_opts(config_a, conninfo, &group);
-    listener_wait_listening(pod_a);
-    harness_exec(conn, "SELECT pgwork.enqueue('q', '{}')");
-    listener_expect(conn, pod_a, "SELECT count(*) FROM pgwork.tasks WHERE state = 'running'", 1,
-                    10000, "pod A runs the task");
-    struct harness_supervisor *pod_b = harness_spawn_supervisor(config_b, conninfo);
-    listener_wait_listening(pod_b);
+    const char *config_b = harness_scenario_config(&(struct harness_scenario){
+        .workers = "count = 1 lease = 3s safety_poll_interval = 60s", .queue = queue});
+    harness_expect(conn, pod_a, "SELECT count(*) FROM pgwork.tasks WHERE state = 'running'", 1,
+                   10000, "pod A runs the task");
+    struct harness_supervisor *pod_b = harness_spawn_supervisor(config_b, run->conninfo);
+    harness_wait_output(pod_b, "listening on channel");
 
     ck_assert_int_eq(kill(-pod_a->pid, SIGKILL), 0);
     harness_stop_supervisor(pod_a, 0, 5000);
@@ -294,13 +227,12 @@ END_TEST
  */
 START_TEST(future_task_in_long_transaction_starts_at_commit)
 {
-    PGconn *conn;
-    const char *conninfo = listener_database(&conn);
-    const char *config = listener_config(
-        "count = 1",
-        "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" }");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    listener_wait_listening(sup);
+    struct harness_run *run = listener_run((struct harness_scenario){
+        .workers = "count = 1",
+        .queue = "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\""});
+    const char *conninfo = run->conninfo;
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
 
     PGconn *producer = harness_connect(conninfo);
     harness_exec(producer, "BEGIN");
@@ -310,25 +242,13 @@ START_TEST(future_task_in_long_transaction_starts_at_commit)
     sleep(4);
     harness_exec(producer, "COMMIT");
     int64_t committed = harness_now_ms();
-    listener_expect(conn, sup, "SELECT count(*) FROM results", 1, 10000, "the task ran");
+    harness_expect(conn, sup, "SELECT count(*) FROM results", 1, 10000, "the task ran");
     int64_t late = harness_now_ms() - committed;
     ck_assert_msg(late < 1000,
                   "a task already due at commit started %" PRId64 " ms after the commit", late);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
-
-/* A free TCP port on 127.0.0.1 (bound, read, released). */
-static int listener_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    ck_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-              getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* GET path on 127.0.0.1:port; milliseconds until the status line came
  * back (status into *status), or -1 after timeout_ms. */
@@ -407,12 +327,9 @@ START_TEST(slow_dns_does_not_block_the_loop)
     ck_assert_msg(dns >= 0 && bind(dns, (struct sockaddr *)&a, sizeof(a)) == 0,
                   "cannot bind 127.0.0.2:53: %s", strerror(errno));
     const char *resolv = harness_printf("%s/resolv.conf", harness_tmpdir());
-    FILE *f = fopen(resolv, "w");
-    ck_assert(f != NULL);
-    fprintf(f, "nameserver 127.0.0.2\noptions timeout:5 attempts:3\n");
-    ck_assert_int_eq(fclose(f), 0);
+    harness_write_file(resolv, "nameserver 127.0.0.2\noptions timeout:5 attempts:3\n");
 
-    int port = listener_free_port();
+    int port = harness_free_port();
     const char *config = harness_write_config(
         harness_printf("workers { count = 1 restart_delay_min = 1s }\n"
                        "log { level = \"info\" format = \"text\" }\n"
@@ -464,21 +381,18 @@ END_TEST
  * cluster) is looked up by the resolver child and connected by address. */
 START_TEST(resolved_host_name_connects)
 {
-    PGconn *conn;
-    char name[HARNESS_NAME_MAX];
-    const char *conninfo = harness_db_create(name);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    conn = harness_connect(conninfo);
-    harness_exec(conn, "CREATE TABLE results (task bigint)");
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    PGconn *conn = run->conn;
     struct harness_proxy *proxy = harness_proxy_start(harness_pg_socket_path());
-    const char *by_name = harness_printf("host=localhost port=%d dbname=%s", proxy->port, name);
-    const char *config = listener_config(
-        "count = 1",
-        "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\" }");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, by_name);
-    listener_wait_listening(sup);
+    /* The supervisor connects by name, through the proxy. */
+    run->conninfo = harness_printf("host=localhost port=%d dbname=%s", proxy->port, run->dbname);
+    struct harness_supervisor *sup = harness_run_start(
+        run, &(struct harness_scenario){
+                 .workers = "count = 1",
+                 .queue = "handler = \"sql\" statement = \"INSERT INTO results(task) VALUES ($2)\"",
+                 .wait_for = "listening on channel"});
     harness_exec(conn, "SELECT pgwork.enqueue('q', '{}')");
-    listener_expect(conn, sup, "SELECT count(*) FROM results", 1, 15000, "the task ran");
+    harness_expect(conn, sup, "SELECT count(*) FROM results", 1, 15000, "the task ran");
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST

@@ -22,33 +22,14 @@
 
 /* --- helpers -------------------------------------------------------------- */
 
-/* A migrated database with a results table the statements write into. */
-static const char *sqlpath_database(PGconn **conn, char *name_out)
-{
-    const char *conninfo = harness_db_create(name_out);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    *conn = harness_connect(conninfo);
-    harness_exec(*conn, "CREATE TABLE results (task bigint)");
-    return conninfo;
-}
+/* The results table the statements write into. */
+#define RESULTS_TABLE "CREATE TABLE results (task bigint)"
 
-/* A config with `workers` and `queues` section bodies / sections, `extra`
- * at top level. Text logs at info. */
-static const char *sqlpath_config(const char *workers, const char *queues, const char *extra)
+/* A test's set-up (harness_scenario) on a database with RESULTS_TABLE. */
+static struct harness_run *sqlpath_run(struct harness_scenario s)
 {
-    return harness_write_config(harness_printf("workers { %s }\n"
-                                               "log { level = \"info\" format = \"text\" }\n"
-                                               "http { listen = \"\" }\n"
-                                               "%s\n%s\n",
-                                               workers, extra, queues));
-}
-
-/* Tasks by id as "id:state/attempts", for failure messages. */
-static const char *sqlpath_states(PGconn *conn)
-{
-    return harness_query_text(
-        conn, "SELECT coalesce(string_agg(id || ':' || state || '/' || attempts, ' ' ORDER BY id), "
-              "'no tasks') FROM pgwork.tasks");
+    s.schema = RESULTS_TABLE;
+    return harness_scenario(&s);
 }
 
 /* One int64 from sql on a connection of its own, or -1 when the database
@@ -97,16 +78,14 @@ static PGconn *sqlpath_reconnect(const char *conninfo)
  * third's statement terminates its own backend. */
 START_TEST(backend_killed_mid_batch)
 {
-    PGconn *conn;
-    const char *conninfo = sqlpath_database(&conn, NULL);
-    const char *config = sqlpath_config(
-        "count = 1 restart_delay_min = 50ms restart_delay_max = 400ms",
-        "queue \"q\" { handler = \"sql\" batch = 5 max_attempts = 3 backoff_base = 100ms "
-        "backoff_max = 200ms statement = \"INSERT INTO results(task) SELECT $2 "
-        "WHERE NOT ($1 ? 'kill' AND pg_terminate_backend(pg_backend_pid()))\" }",
-        "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_run *run = sqlpath_run((struct harness_scenario){
+        .workers = "count = 1 restart_delay_min = 50ms restart_delay_max = 400ms",
+        .queues = "queue \"q\" { handler = \"sql\" batch = 5 max_attempts = 3 backoff_base = 100ms "
+                  "backoff_max = 200ms statement = \"INSERT INTO results(task) SELECT $2 "
+                  "WHERE NOT ($1 ? 'kill' AND pg_terminate_backend(pg_backend_pid()))\" }",
+        .wait_for = "listening on channel"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES "
                        "('q', '{}'), ('q', '{}'), ('q', '{\"kill\": true}'), ('q', '{}'), "
                        "('q', '{}')");
@@ -114,9 +93,9 @@ START_TEST(backend_killed_mid_batch)
             conn, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 5, 30000)) {
         harness_stderr_dump(sup);
         ck_abort_msg("a task killing its backend: not every task finished in 30 s: %s",
-                     sqlpath_states(conn));
+                     harness_tasks_text(conn));
     }
-    const char *states = sqlpath_states(conn);
+    const char *states = harness_tasks_text(conn);
     ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
                                             "'dead' AND payload ? 'kill' AND attempts = 3") == 1,
                   "the killer should be dead after 3 attempts: %s", states);
@@ -136,27 +115,30 @@ END_TEST
  * and every connection, the supervisor's included, is gone each time. */
 START_TEST(backend_crash_restarts_cluster)
 {
-    PGconn *conn;
-    const char *conninfo = sqlpath_database(&conn, NULL);
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    const char *conninfo = run->conninfo;
+    PGconn *conn = run->conn;
     /* $PPID of the shell COPY ... TO PROGRAM starts is the backend. */
     harness_exec(conn, "CREATE FUNCTION crash_backend() RETURNS boolean LANGUAGE plpgsql AS $$ "
                        "BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''kill -9 $PPID'''; "
                        "RETURN true; END $$");
-    const char *config = sqlpath_config(
-        "count = 1 restart_delay_min = 50ms restart_delay_max = 1s",
-        "queue \"q\" { handler = \"sql\" batch = 5 max_attempts = 2 backoff_base = 100ms "
-        "backoff_max = 200ms statement = \"INSERT INTO results(task) SELECT $2 "
-        "WHERE NOT ($1 ? 'crash' AND crash_backend())\" }",
-        "listener { reconnect_min = 100ms reconnect_max = 1s }");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_supervisor *sup = harness_run_start(
+        run,
+        &(struct harness_scenario){
+            .workers = "count = 1 restart_delay_min = 50ms restart_delay_max = 1s",
+            .queues =
+                "queue \"q\" { handler = \"sql\" batch = 5 max_attempts = 2 backoff_base = 100ms "
+                "backoff_max = 200ms statement = \"INSERT INTO results(task) SELECT $2 "
+                "WHERE NOT ($1 ? 'crash' AND crash_backend())\" }",
+            .extra = "listener { reconnect_min = 100ms reconnect_max = 1s }",
+            .wait_for = "listening on channel"});
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES "
                        "('q', '{}'), ('q', '{}'), ('q', '{\"crash\": true}'), ('q', '{}'), "
                        "('q', '{}')");
     bool finished = sqlpath_wait_fresh(
         conninfo, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 5, 90000);
     conn = sqlpath_reconnect(conninfo);
-    const char *states = sqlpath_states(conn);
+    const char *states = harness_tasks_text(conn);
     if (!finished) {
         harness_stderr_dump(sup);
         ck_abort_msg("a task crashing the cluster: not every task finished in 90 s: %s", states);
@@ -184,24 +166,24 @@ END_TEST
  * present once; the failing one ends dead. */
 START_TEST(no_timeout_runs_long_statement)
 {
-    PGconn *conn;
-    const char *conninfo = sqlpath_database(&conn, NULL);
-    const char *config = sqlpath_config(
-        "count = 1 restart_delay_min = 50ms restart_delay_max = 400ms",
-        "queue \"q\" { handler = \"sql\" timeout = 0 batch = 2 max_attempts = 2 "
-        "backoff_base = 100ms backoff_max = 200ms statement = \"INSERT INTO results(task) "
-        "SELECT $2 FROM pg_sleep(($1->>'sleep')::float8)\" }",
-        "listener { keepalive_interval = 1s keepalive_timeout = 1s }");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_run *run = sqlpath_run((struct harness_scenario){
+        .workers = "count = 1 restart_delay_min = 50ms restart_delay_max = 400ms",
+        .queues =
+            "queue \"q\" { handler = \"sql\" timeout = 0 batch = 2 max_attempts = 2 "
+            "backoff_base = 100ms backoff_max = 200ms statement = \"INSERT INTO results(task) "
+            "SELECT $2 FROM pg_sleep(($1->>'sleep')::float8)\" }",
+        .extra = "listener { keepalive_interval = 1s keepalive_timeout = 1s }",
+        .wait_for = "listening on channel"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES "
                        "('q', '{\"sleep\": 4}'), ('q', '{\"sleep\": \"not a number\"}')");
     if (!harness_wait_until(
             conn, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 2, 45000)) {
         harness_stderr_dump(sup);
-        ck_abort_msg("not both tasks finished within 45 s: %s", sqlpath_states(conn));
+        ck_abort_msg("not both tasks finished within 45 s: %s", harness_tasks_text(conn));
     }
-    const char *states = sqlpath_states(conn);
+    const char *states = harness_tasks_text(conn);
     ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
                                             "'done' AND payload->>'sleep' = '4'") == 1,
                   "the 4 s statement should be done: %s", states);
@@ -229,26 +211,28 @@ END_TEST
  */
 START_TEST(failing_statement_in_batch_runs_once_per_attempt)
 {
-    PGconn *conn;
-    const char *conninfo = sqlpath_database(&conn, NULL);
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    PGconn *conn = run->conn;
     harness_exec(conn, "CREATE SEQUENCE hang_runs");
-    const char *config = sqlpath_config(
-        "count = 2",
-        "queue \"q\" { handler = \"sql\" batch = 5 timeout = 1s max_attempts = 2 "
-        "backoff_base = 100ms backoff_max = 200ms statement = \"INSERT INTO results(task) "
-        "SELECT $2 FROM (SELECT CASE WHEN ($1->>'hang')::bool THEN nextval('hang_runs') END, "
-        "pg_sleep(CASE WHEN ($1->>'hang')::bool THEN 3600 ELSE 0.01 END)) s\" }",
-        "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_supervisor *sup = harness_run_start(
+        run,
+        &(struct harness_scenario){
+            .workers = "count = 2",
+            .queues =
+                "queue \"q\" { handler = \"sql\" batch = 5 timeout = 1s max_attempts = 2 "
+                "backoff_base = 100ms backoff_max = 200ms statement = \"INSERT INTO results(task) "
+                "SELECT $2 FROM (SELECT CASE WHEN ($1->>'hang')::bool THEN nextval('hang_runs') "
+                "END, "
+                "pg_sleep(CASE WHEN ($1->>'hang')::bool THEN 3600 ELSE 0.01 END)) s\" }",
+            .wait_for = "listening on channel"});
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) SELECT 'q', "
                        "jsonb_build_object('hang', i = 1) FROM generate_series(1, 5) i");
     if (!harness_wait_until(
             conn, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 5, 30000)) {
         harness_stderr_dump(sup);
-        ck_abort_msg("not every task finished within 30 s: %s", sqlpath_states(conn));
+        ck_abort_msg("not every task finished within 30 s: %s", harness_tasks_text(conn));
     }
-    const char *states = sqlpath_states(conn);
+    const char *states = harness_tasks_text(conn);
     ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
                                             "'dead' AND attempts = 2") == 1,
                   "the hanging task should be dead after its 2 attempts: %s", states);
@@ -270,20 +254,20 @@ END_TEST
  * comes back by itself and runs tasks. */
 START_TEST(prepare_lock_timeout_restarts)
 {
-    PGconn *conn;
-    char dbname[HARNESS_NAME_MAX];
-    const char *conninfo = sqlpath_database(&conn, dbname);
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    const char *conninfo = run->conninfo;
+    const char *dbname = run->dbname;
+    PGconn *conn = run->conn;
     PGconn *locker = harness_connect(conninfo);
     harness_exec(locker, "BEGIN");
     harness_exec(locker, "LOCK TABLE results IN ACCESS EXCLUSIVE MODE");
     /* For sessions started from now on: the worker's. */
     harness_exec(conn, harness_printf("ALTER DATABASE \"%s\" SET lock_timeout = '300ms'", dbname));
-    const char *config =
-        sqlpath_config("count = 1 restart_delay_min = 100ms restart_delay_max = 1s",
-                       "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
-                       "results(task) VALUES ($2)\" }",
-                       "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_supervisor *sup = harness_run_start(
+        run, &(struct harness_scenario){
+                 .workers = "count = 1 restart_delay_min = 100ms restart_delay_max = 1s",
+                 .queues = "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
+                           "results(task) VALUES ($2)\" }"});
     if (!harness_stderr_wait_for(sup, "cannot prepare its statement", 15000)) {
         harness_stderr_dump(sup);
         ck_abort_msg("the worker's preparation did not fail on the lock");
@@ -294,7 +278,7 @@ START_TEST(prepare_lock_timeout_restarts)
                             15000)) {
         harness_stderr_dump(sup);
         ck_abort_msg("after a lock timeout while preparing, the slot never ran a task: %s",
-                     sqlpath_states(conn));
+                     harness_tasks_text(conn));
     }
     ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 1);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
@@ -305,17 +289,17 @@ END_TEST
  * terminated while the preparation waits on a lock). */
 START_TEST(prepare_connection_dropped_restarts)
 {
-    PGconn *conn;
-    const char *conninfo = sqlpath_database(&conn, NULL);
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    const char *conninfo = run->conninfo;
+    PGconn *conn = run->conn;
     PGconn *locker = harness_connect(conninfo);
     harness_exec(locker, "BEGIN");
     harness_exec(locker, "LOCK TABLE results IN ACCESS EXCLUSIVE MODE");
-    const char *config =
-        sqlpath_config("count = 1 restart_delay_min = 100ms restart_delay_max = 1s",
-                       "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
-                       "results(task) VALUES ($2)\" }",
-                       "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_supervisor *sup = harness_run_start(
+        run, &(struct harness_scenario){
+                 .workers = "count = 1 restart_delay_min = 100ms restart_delay_max = 1s",
+                 .queues = "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
+                           "results(task) VALUES ($2)\" }"});
     const char *waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = "
                           "current_database() AND application_name = 'pgwork worker 0' "
                           "AND wait_event_type = 'Lock'";
@@ -338,7 +322,7 @@ START_TEST(prepare_connection_dropped_restarts)
                             15000)) {
         harness_stderr_dump(sup);
         ck_abort_msg("after a dropped connection while preparing, the slot never ran a task: %s",
-                     sqlpath_states(conn));
+                     harness_tasks_text(conn));
     }
     ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 1);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
@@ -351,14 +335,11 @@ END_TEST
  * exits 3 (configuration). */
 START_TEST(prepare_config_error_retires_slot)
 {
-    PGconn *conn;
-    const char *conninfo = sqlpath_database(&conn, NULL);
-    const char *config =
-        sqlpath_config("count = 1 restart_delay_min = 50ms restart_delay_max = 100ms",
-                       "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
-                       "no_such_table(task) VALUES ($2)\" }",
-                       "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    struct harness_run *run = sqlpath_run((struct harness_scenario){
+        .workers = "count = 1 restart_delay_min = 50ms restart_delay_max = 100ms",
+        .queues = "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
+                  "no_such_table(task) VALUES ($2)\" }"});
+    struct harness_supervisor *sup = run->sup;
     if (!harness_stderr_wait_for(sup, "configuration error; not restarting it", 15000)) {
         harness_stderr_dump(sup);
         ck_abort_msg("a statement on a missing table did not retire its slot");
@@ -376,19 +357,12 @@ END_TEST
  * handler process): its worker. */
 static pid_t sqlpath_worker_pid(struct harness_supervisor *sup)
 {
-    const char *path = harness_printf("/proc/%d/task/%d/children", (int)sup->pid, (int)sup->pid);
     int64_t deadline = harness_now_ms() + 10000;
     for (;;) {
-        FILE *f = fopen(path, "r");
-        int pid = 0, count = 0, one;
-        while (f != NULL && fscanf(f, "%d", &one) == 1) {
-            pid = one;
-            count++;
-        }
-        if (f != NULL)
-            fclose(f);
+        pid_t pid = 0;
+        int count = harness_children(sup->pid, &pid);
         if (count == 1)
-            return (pid_t)pid;
+            return pid;
         ck_assert_msg(harness_now_ms() < deadline, "the supervisor has %d children, not 1", count);
         usleep(10 * 1000);
     }
@@ -406,11 +380,11 @@ static void sqlpath_expect_exactly_once(PGconn *conn, struct harness_supervisor 
                                                   "(SELECT count(*) FROM results r WHERE r.task = "
                                                   "t.id) <> (t.state = 'done')::int");
         ck_assert_msg(wrong == 0, "a task's effect without its done (or twice): %s",
-                      sqlpath_states(conn));
+                      harness_tasks_text(conn));
         if (harness_now_ms() > deadline) {
             harness_stderr_dump(sup);
             ck_abort_msg("task %" PRId64 " not done 30 s after its worker was killed: %s", id,
-                         sqlpath_states(conn));
+                         harness_tasks_text(conn));
         }
         usleep(20 * 1000);
     }
@@ -435,7 +409,7 @@ static void sqlpath_kill_while_committing(PGconn *conn, struct harness_superviso
                             "AND wait_event = 'PgSleep'",
                             1, 15000)) {
         harness_stderr_dump(sup);
-        ck_abort_msg("the commit never slept: %s", sqlpath_states(conn));
+        ck_abort_msg("the commit never slept: %s", harness_tasks_text(conn));
     }
     ck_assert_int_eq(kill(worker, SIGKILL), 0);
     harness_exec(conn, "DELETE FROM sleepy");
@@ -446,22 +420,23 @@ static void sqlpath_kill_while_committing(PGconn *conn, struct harness_superviso
  * effect exists exactly once when the task is done, never before. */
 START_TEST(kill_between_effect_and_done)
 {
-    PGconn *conn;
-    const char *conninfo = sqlpath_database(&conn, NULL);
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    PGconn *conn = run->conn;
     harness_exec(conn, "CREATE TABLE sleepy (x int)");
     harness_exec(conn, "CREATE FUNCTION sleep_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
                        "BEGIN PERFORM pg_sleep(2) FROM sleepy; RETURN NULL; END $$");
     harness_exec(conn, "CREATE CONSTRAINT TRIGGER sleep_at_commit AFTER UPDATE ON pgwork.tasks "
                        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.state = 'done') "
                        "EXECUTE FUNCTION sleep_at_commit()");
-    const char *config = sqlpath_config(
-        "count = 1 restart_delay_min = 50ms restart_delay_max = 400ms",
-        "queue \"q\" { handler = \"sql\" batch = 5 max_attempts = 5 backoff_base = 100ms "
-        "backoff_max = 200ms statement = \"INSERT INTO results(task) SELECT $2 "
-        "WHERE ($1->>'n')::int >= 0\" }",
-        "");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
+    struct harness_supervisor *sup = harness_run_start(
+        run,
+        &(struct harness_scenario){
+            .workers = "count = 1 restart_delay_min = 50ms restart_delay_max = 400ms",
+            .queues =
+                "queue \"q\" { handler = \"sql\" batch = 5 max_attempts = 5 backoff_base = 100ms "
+                "backoff_max = 200ms statement = \"INSERT INTO results(task) SELECT $2 "
+                "WHERE ($1->>'n')::int >= 0\" }",
+            .wait_for = "listening on channel"});
 
     /* In the batch's transaction. */
     harness_exec(conn, "INSERT INTO sleepy VALUES (1)");
