@@ -14,87 +14,25 @@
 #include "harness.h"
 #include "suites.h"
 
-static const char workers_sql[] = "SELECT count(*) FROM pg_stat_activity "
-                                  "WHERE application_name LIKE 'pgwork worker%' "
-                                  "AND datname = current_database()";
+/* The results table the handlers write into. */
+#define RESULTS_TABLE "CREATE TABLE results (task bigint, q text)"
 
-static const char *pool_database(PGconn **conn)
-{
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    *conn = harness_connect(conninfo);
-    harness_exec(*conn, "CREATE TABLE results (task bigint, q text)");
-    return conninfo;
-}
-
-static void pool_wait_workers(PGconn *conn, struct harness_supervisor *sup, int expected)
-{
-    if (!harness_wait_until(conn, workers_sql, expected, 15000)) {
-        harness_stderr_dump(sup);
-        ck_abort_msg("expected %d worker connections, have %lld", expected,
-                     (long long)harness_query_int64(conn, workers_sql));
-    }
-}
-
-/* Send sig and wait for line to appear in the supervisor's output after it. */
-static void pool_signal_and_wait(struct harness_supervisor *sup, int sig, const char *line)
-{
-    size_t before = strlen(harness_stderr_text(sup));
-    ck_assert_int_eq(kill(sup->pid, sig), 0);
-    int64_t deadline = harness_now_ms() + 10000;
-    while (strstr(harness_stderr_text(sup) + before, line) == NULL) {
-        if (harness_now_ms() > deadline) {
-            harness_stderr_dump(sup);
-            ck_abort_msg("no \"%s\" after signal %d", line, sig);
-        }
-        usleep(5000);
-    }
-}
-
-/* Ask for USR1 status lines until `status worker <slot>: ... state=<state>`
- * shows up (the shm state the supervisor reads). */
+/* Ask for USR1 status lines until slot's shows state (the shm state the
+ * supervisor reads); fails after 10 s. */
 static void pool_wait_slot_state(struct harness_supervisor *sup, int slot, const char *state)
 {
-    const char *prefix = harness_printf("status worker %d:", slot);
-    const char *want = harness_printf("state=%s ", state);
     int64_t deadline = harness_now_ms() + 10000;
     for (;;) {
-        size_t before = strlen(harness_stderr_text(sup));
-        ck_assert_int_eq(kill(sup->pid, SIGUSR1), 0);
-        ck_assert(harness_stderr_wait_for(sup, "status queue", 10000));
-        const char *line = strstr(harness_stderr_text(sup) + before, prefix);
-        if (line != NULL) {
-            const char *end = strchr(line, '\n');
-            const char *found = strstr(line, want);
-            if (found != NULL && (end == NULL || found < end))
-                return;
-        }
+        struct harness_worker w[HARNESS_MAX_WORKERS];
+        harness_status(sup, w);
+        if (w[slot].listed && strcmp(w[slot].state, state) == 0)
+            return;
         if (harness_now_ms() > deadline) {
             harness_stderr_dump(sup);
             ck_abort_msg("worker %d never reported state %s", slot, state);
         }
         usleep(20000);
     }
-}
-
-static void pool_write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_ge(fputs(text, f), 0);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-/* Poll (5 ms) until path exists; false after timeout_ms. */
-static bool pool_wait_file(const char *path, int timeout_ms)
-{
-    int64_t deadline = harness_now_ms() + timeout_ms;
-    while (access(path, F_OK) != 0) {
-        if (harness_now_ms() > deadline)
-            return false;
-        usleep(5000);
-    }
-    return true;
 }
 
 /*
@@ -128,11 +66,11 @@ struct strand {
 /* Bring the pod to: slot 1 busy with a slow task, slot 0 idle. */
 static void strand_setup(struct strand *st)
 {
-    const char *conninfo = pool_database(&st->conn);
+    const char *conninfo = harness_db_migrated(&st->conn, NULL, RESULTS_TABLE);
     st->config = harness_write_config(strand_config_text(2));
     st->sup = harness_spawn_supervisor(st->config, conninfo);
     ck_assert(harness_stderr_wait_for(st->sup, "listening on channel", 15000));
-    pool_wait_workers(st->conn, st->sup, 2);
+    harness_wait_workers(st->conn, st->sup, 2);
 
     /* Batch 1: slot 0 claims one and, its batch full, has slot 1 woken
      * for the other. Both run. */
@@ -150,8 +88,8 @@ static void strand_setup(struct strand *st)
     st->task_on_1 = harness_query_int64(st->conn, "SELECT id FROM pgwork.tasks WHERE state = "
                                                   "'running' AND split_part(locked_by, '/', 2) "
                                                   "= '1'");
-    ck_assert(pool_wait_file(harness_printf("%s/started_%lld", harness_tmpdir(), on_0), 10000));
-    pool_write_file(harness_printf("%s/gate_%lld", harness_tmpdir(), on_0), "");
+    ck_assert(harness_wait_file(harness_printf("%s/started_%lld", harness_tmpdir(), on_0), 10000));
+    harness_write_file(harness_printf("%s/gate_%lld", harness_tmpdir(), on_0), "");
     ck_assert(harness_wait_until(st->conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'",
                                  1, 15000));
     pool_wait_slot_state(st->sup, 0, "idle");
@@ -166,18 +104,18 @@ static void strand_check(struct strand *st)
         harness_stderr_dump(st->sup);
         ck_abort_msg("the only0 task was not picked up within 10 s of the scale-down (%lld "
                      "worker connections)",
-                     (long long)harness_query_int64(st->conn, workers_sql));
+                     (long long)harness_query_int64(st->conn, HARNESS_WORKERS_SQL));
     }
     /* The busy top slot was retired gracefully: its task still runs. */
     ck_assert_int_eq(harness_query_int64(st->conn, "SELECT count(*) FROM pgwork.tasks "
                                                    "WHERE state = 'running' AND attempts = 1"),
                      1);
-    pool_write_file(harness_printf("%s/gate_%lld", harness_tmpdir(), st->task_on_1), "");
+    harness_write_file(harness_printf("%s/gate_%lld", harness_tmpdir(), st->task_on_1), "");
     ck_assert(harness_wait_until(st->conn,
                                  "SELECT count(*) FROM pgwork.tasks WHERE state = 'done' "
                                  "AND attempts = 1",
                                  3, 15000));
-    pool_wait_workers(st->conn, st->sup, 1);
+    harness_wait_workers(st->conn, st->sup, 1);
     /* The worker left is slot 0, and it still serves "only0". */
     harness_exec(st->conn, "INSERT INTO pgwork.tasks (queue) VALUES ('only0')");
     ck_assert(
@@ -189,7 +127,7 @@ START_TEST(ttou_keeps_low_slot_queue_served)
 {
     struct strand st;
     strand_setup(&st);
-    pool_signal_and_wait(st.sup, SIGTTOU, "pool scaled to 1 worker");
+    harness_signal_and_wait(st.sup, st.sup->pid, SIGTTOU, "pool scaled to 1 worker");
     strand_check(&st);
 }
 END_TEST
@@ -198,34 +136,13 @@ START_TEST(hup_lowering_count_keeps_low_slot_queue_served)
 {
     struct strand st;
     strand_setup(&st);
-    pool_write_file(st.config, strand_config_text(1));
-    pool_signal_and_wait(st.sup, SIGHUP, "reloaded");
+    harness_write_file(st.config, strand_config_text(1));
+    harness_signal_and_wait(st.sup, st.sup->pid, SIGHUP, "reloaded");
     strand_check(&st);
 }
 END_TEST
 
 /* --- incarnations ---------------------------------------------------------- */
-
-/* The host pid of the first child of pid (the namespace's PID 1). */
-static pid_t pool_child_of(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
-    int64_t deadline = harness_now_ms() + 10000;
-    for (;;) {
-        FILE *f = fopen(path, "r");
-        int child = 0;
-        if (f != NULL) {
-            if (fscanf(f, "%d", &child) != 1)
-                child = 0;
-            fclose(f);
-        }
-        if (child > 0)
-            return child;
-        ck_assert_msg(harness_now_ms() < deadline, "no child under pid %d", (int)pid);
-        usleep(5000);
-    }
-}
 
 /* A supervisor as a container runs it: PID 1 of a new PID namespace, with a
  * hostname of its own (the same for every start, as a pod's). */
@@ -243,7 +160,7 @@ static struct harness_supervisor *pool_spawn_pod(const char *config, const char 
                                           NULL};
     struct harness_spawn_opts opts = {.wrapper = wrapper};
     struct harness_supervisor *sup = harness_spawn_supervisor_opts(config, conninfo, &opts);
-    *pid1 = pool_child_of(sup->pid);
+    *pid1 = harness_child_of(sup->pid, 10000);
     ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
     return sup;
 }
@@ -259,7 +176,7 @@ static const char *pool_tasks_text(PGconn *conn)
 /* Wait for the gated handler of task to have started. */
 static void pool_wait_started(struct harness_supervisor *sup, PGconn *conn, long long task)
 {
-    if (pool_wait_file(harness_printf("%s/started_%lld", harness_tmpdir(), task), 20000))
+    if (harness_wait_file(harness_printf("%s/started_%lld", harness_tmpdir(), task), 20000))
         return;
     harness_stderr_dump(sup);
     ck_abort_msg("task %lld did not start within 20 s: %s", task, pool_tasks_text(conn));
@@ -286,7 +203,7 @@ START_TEST(restarted_pod_tags_workers_apart)
         return;
     }
     PGconn *conn;
-    const char *conninfo = pool_database(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
     const char *dir = harness_tmpdir();
     const char *config = harness_write_config(
         harness_printf("workers { count = 1 lease = 15s safety_poll_interval = 1s }\n"
@@ -306,7 +223,7 @@ START_TEST(restarted_pod_tags_workers_apart)
     /* The whole pod at once, as when its node goes: the worker frozen
      * first, or it may see its supervisor die and give the task back
      * (released to pending) before the namespace's SIGKILL reaches it. */
-    ck_assert_int_eq(kill(pool_child_of(pid1), SIGSTOP), 0);
+    ck_assert_int_eq(kill(harness_child_of(pid1, 10000), SIGSTOP), 0);
     ck_assert_int_eq(kill(pid1, SIGKILL), 0);
     ck_assert_int_ne(harness_stop_supervisor(first, 0, 10000), -1);
     /* Dead with its task: still running under the dead worker's tag. */
@@ -351,8 +268,8 @@ START_TEST(restarted_pod_tags_workers_apart)
     ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
                                                "WHERE state = 'running'"),
                      1);
-    pool_write_file(harness_printf("%s/gate_%lld", dir, live_task), "");
-    pool_write_file(harness_printf("%s/gate_%lld", dir, dead_task), "");
+    harness_write_file(harness_printf("%s/gate_%lld", dir, live_task), "");
+    harness_write_file(harness_printf("%s/gate_%lld", dir, dead_task), "");
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 2,
                                  15000));
     ck_assert_int_eq(kill(pid1, SIGTERM), 0);

@@ -15,18 +15,8 @@
 #include "harness.h"
 #include "suites.h"
 
-static const char workers_sql[] = "SELECT count(*) FROM pg_stat_activity "
-                                  "WHERE application_name LIKE 'pgwork worker%' "
-                                  "AND datname = current_database()";
-
-static const char *signals_database(PGconn **conn)
-{
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    *conn = harness_connect(conninfo);
-    harness_exec(*conn, "CREATE TABLE results (task bigint, q text)");
-    return conninfo;
-}
+/* The results table the sql queues write into. */
+#define RESULTS_TABLE "CREATE TABLE results (task bigint, q text)"
 
 static const char *signals_config_text(int count, const char *extra_queue)
 {
@@ -40,58 +30,30 @@ static const char *signals_config_text(int count, const char *extra_queue)
 
 static void signals_rewrite(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_ge(fputs(text, f), 0);
     /* As harness_write_config() does: no HTTP endpoint in the tests. */
-    ck_assert_int_ge(fputs("http { listen = \"\" }\n", f), 0);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-static void wait_workers(PGconn *conn, struct harness_supervisor *sup, int expected)
-{
-    if (!harness_wait_until(conn, workers_sql, expected, 15000)) {
-        harness_stderr_dump(sup);
-        ck_abort_msg("expected %d worker connections, have %lld", expected,
-                     (long long)harness_query_int64(conn, workers_sql));
-    }
-}
-
-/* Send sig to pid and wait for the supervisor's reaction line. */
-static void signal_and_wait(struct harness_supervisor *sup, pid_t pid, int sig, const char *line)
-{
-    size_t before = strlen(harness_stderr_text(sup));
-    ck_assert_int_eq(kill(pid, sig), 0);
-    int64_t deadline = harness_now_ms() + 10000;
-    while (strstr(harness_stderr_text(sup) + before, line) == NULL) {
-        if (harness_now_ms() > deadline) {
-            harness_stderr_dump(sup);
-            ck_abort_msg("no \"%s\" after signal %d", line, sig);
-        }
-        usleep(5000);
-    }
+    harness_write_file(path, harness_printf("%shttp { listen = \"\" }\n", text));
 }
 
 START_TEST(ttin_ttou_within_bounds)
 {
     PGconn *conn;
-    const char *conninfo = signals_database(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
     const char *config = harness_write_config(signals_config_text(2, ""));
     struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    wait_workers(conn, sup, 2);
+    harness_wait_workers(conn, sup, 2);
 
-    signal_and_wait(sup, sup->pid, SIGTTIN, "pool scaled to 3 workers");
-    wait_workers(conn, sup, 3);
-    signal_and_wait(sup, sup->pid, SIGTTIN, "pool stays at 3 workers");
-    signal_and_wait(sup, sup->pid, SIGTTOU, "pool scaled to 2 workers");
-    signal_and_wait(sup, sup->pid, SIGTTOU, "pool scaled to 1 worker");
-    wait_workers(conn, sup, 1);
-    signal_and_wait(sup, sup->pid, SIGTTOU, "pool stays at 1 worker");
+    harness_signal_and_wait(sup, sup->pid, SIGTTIN, "pool scaled to 3 workers");
+    harness_wait_workers(conn, sup, 3);
+    harness_signal_and_wait(sup, sup->pid, SIGTTIN, "pool stays at 3 workers");
+    harness_signal_and_wait(sup, sup->pid, SIGTTOU, "pool scaled to 2 workers");
+    harness_signal_and_wait(sup, sup->pid, SIGTTOU, "pool scaled to 1 worker");
+    harness_wait_workers(conn, sup, 1);
+    harness_signal_and_wait(sup, sup->pid, SIGTTOU, "pool stays at 1 worker");
 
     /* The one left still works. */
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'a' FROM generate_series(1, 20)");
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 20, 15000));
-    ck_assert_int_eq(harness_query_int64(conn, workers_sql), 1);
+    ck_assert_int_eq(harness_query_int64(conn, HARNESS_WORKERS_SQL), 1);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
@@ -102,7 +64,7 @@ END_TEST
 START_TEST(ttou_never_cuts_a_running_task)
 {
     PGconn *conn;
-    const char *conninfo = signals_database(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
     const char *gate = harness_printf("%s/gate", harness_tmpdir());
     const char *started = harness_printf("%s/started", harness_tmpdir());
     /* The task runs until the test opens the gate (a file), so it is
@@ -113,14 +75,14 @@ START_TEST(ttou_never_cuts_a_running_task)
                        "\"touch %s; while [ ! -e %s ]; do sleep 0.02; done\"} }\n",
                        started, gate));
     struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    wait_workers(conn, sup, 2);
+    harness_wait_workers(conn, sup, 2);
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('slow')");
     int64_t deadline = harness_now_ms() + 10000;
     while (access(started, F_OK) != 0) {
         ck_assert(harness_now_ms() < deadline);
         usleep(5000);
     }
-    signal_and_wait(sup, sup->pid, SIGTTOU, "pool scaled to 1 worker");
+    harness_signal_and_wait(sup, sup->pid, SIGTTOU, "pool scaled to 1 worker");
     /* The running task was not touched: still running on its first
      * attempt, and it finishes. */
     ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
@@ -131,7 +93,7 @@ START_TEST(ttou_never_cuts_a_running_task)
                                  "SELECT count(*) FROM pgwork.tasks WHERE state = 'done' "
                                  "AND attempts = 1",
                                  1, 15000));
-    wait_workers(conn, sup, 1);
+    harness_wait_workers(conn, sup, 1);
     /* The one that went is slot 1, the top, and it went cleanly. */
     ck_assert(harness_stderr_wait_for(sup, ") retired: exit status 0", 10000));
     const char *text = harness_stderr_text(sup);
@@ -148,25 +110,25 @@ END_TEST
 START_TEST(hup_applies_valid_and_keeps_on_invalid)
 {
     PGconn *conn;
-    const char *conninfo = signals_database(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
     const char *config = harness_write_config(signals_config_text(1, ""));
     struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    wait_workers(conn, sup, 1);
+    harness_wait_workers(conn, sup, 1);
 
     /* A broken file: nothing changes, the log names file and line. */
     signals_rewrite(config, "workers { count = 3 }\nqueue \"b\" { handler = \"exec\" }\n");
-    signal_and_wait(sup, sup->pid, SIGHUP, "reload failed");
+    harness_signal_and_wait(sup, sup->pid, SIGHUP, "reload failed");
     ck_assert_ptr_nonnull(strstr(harness_stderr_text(sup), harness_printf("%s:2:", config)));
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('a')");
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results WHERE q = 'a'", 1, 10000));
-    ck_assert_int_eq(harness_query_int64(conn, workers_sql), 1);
+    ck_assert_int_eq(harness_query_int64(conn, HARNESS_WORKERS_SQL), 1);
 
     /* A valid one: three workers, and a new queue served. */
     signals_rewrite(config, signals_config_text(3, "queue \"b\" { handler = \"sql\" statement = "
                                                    "\"INSERT INTO results VALUES ($2, 'b')\" }\n"));
     size_t before_reload = strlen(harness_stderr_text(sup));
-    signal_and_wait(sup, sup->pid, SIGHUP, "reloaded");
-    wait_workers(conn, sup, 3);
+    harness_signal_and_wait(sup, sup->pid, SIGHUP, "reloaded");
+    harness_wait_workers(conn, sup, 3);
     /* The one worker that ran the old config was replaced, gracefully
      * (exit 0 after SIGTERM), and only after the reload. */
     const char *after = harness_stderr_text(sup) + before_reload;
@@ -194,12 +156,12 @@ END_TEST
 START_TEST(tstp_quiet_then_cont_resumes)
 {
     PGconn *conn;
-    const char *conninfo = signals_database(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
     const char *config = harness_write_config(signals_config_text(2, ""));
     struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    wait_workers(conn, sup, 2);
+    harness_wait_workers(conn, sup, 2);
 
-    signal_and_wait(sup, sup->pid, SIGTSTP, "quiet:");
+    harness_signal_and_wait(sup, sup->pid, SIGTSTP, "quiet:");
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('a')");
     /* Quiet is the absence of an event: give it a window in which a
      * working pod would have finished the task many times over. */
@@ -207,32 +169,11 @@ START_TEST(tstp_quiet_then_cont_resumes)
     ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks "
                                                "WHERE state = 'pending'"),
                      1);
-    signal_and_wait(sup, sup->pid, SIGCONT, "resumed");
+    harness_signal_and_wait(sup, sup->pid, SIGCONT, "resumed");
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 1, 10000));
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
-
-/* The host pid of the first child of pid (the namespace's PID 1). */
-static pid_t signals_child_of(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
-    int64_t deadline = harness_now_ms() + 10000;
-    for (;;) {
-        FILE *f = fopen(path, "r");
-        int child = 0;
-        if (f != NULL) {
-            if (fscanf(f, "%d", &child) != 1)
-                child = 0;
-            fclose(f);
-        }
-        if (child > 0)
-            return child;
-        ck_assert_msg(harness_now_ms() < deadline, "no child under pid %d", (int)pid);
-        usleep(5000);
-    }
-}
 
 START_TEST(signals_as_pid1_in_namespace)
 {
@@ -241,27 +182,27 @@ START_TEST(signals_as_pid1_in_namespace)
         return;
     }
     PGconn *conn;
-    const char *conninfo = signals_database(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
     const char *config = harness_write_config(signals_config_text(1, ""));
     static const char *const wrapper[] = {"unshare", "--pid", "--fork", "--mount-proc", NULL};
     struct harness_spawn_opts opts = {.wrapper = wrapper};
     struct harness_supervisor *sup = harness_spawn_supervisor_opts(config, conninfo, &opts);
-    pid_t pid1 = signals_child_of(sup->pid);
-    wait_workers(conn, sup, 1);
+    pid_t pid1 = harness_child_of(sup->pid, 10000);
+    harness_wait_workers(conn, sup, 1);
     /* It is PID 1 where it runs. */
     ck_assert_ptr_nonnull(strstr(harness_stderr_text(sup), "supervisor[1]"));
 
-    signal_and_wait(sup, pid1, SIGTTIN, "pool scaled to 2 workers");
-    wait_workers(conn, sup, 2);
-    signal_and_wait(sup, pid1, SIGTTOU, "pool scaled to 1 worker");
-    wait_workers(conn, sup, 1);
-    signal_and_wait(sup, pid1, SIGTTIN, "pool scaled to 2 workers");
-    wait_workers(conn, sup, 2);
-    signal_and_wait(sup, pid1, SIGUSR1, "status worker 1:");
-    signal_and_wait(sup, pid1, SIGTSTP, "quiet:");
-    signal_and_wait(sup, pid1, SIGCONT, "resumed");
-    signal_and_wait(sup, pid1, SIGHUP, "reloaded");
-    wait_workers(conn, sup, 1); /* the file says count = 1 */
+    harness_signal_and_wait(sup, pid1, SIGTTIN, "pool scaled to 2 workers");
+    harness_wait_workers(conn, sup, 2);
+    harness_signal_and_wait(sup, pid1, SIGTTOU, "pool scaled to 1 worker");
+    harness_wait_workers(conn, sup, 1);
+    harness_signal_and_wait(sup, pid1, SIGTTIN, "pool scaled to 2 workers");
+    harness_wait_workers(conn, sup, 2);
+    harness_signal_and_wait(sup, pid1, SIGUSR1, "status worker 1:");
+    harness_signal_and_wait(sup, pid1, SIGTSTP, "quiet:");
+    harness_signal_and_wait(sup, pid1, SIGCONT, "resumed");
+    harness_signal_and_wait(sup, pid1, SIGHUP, "reloaded");
+    harness_wait_workers(conn, sup, 1); /* the file says count = 1 */
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'a' FROM generate_series(1, 5)");
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 5, 15000));
 
@@ -279,7 +220,7 @@ START_TEST(sigquit_as_pid1_requeues_and_exits_0)
         return;
     }
     PGconn *conn;
-    const char *conninfo = signals_database(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
     const char *started = harness_printf("%s/started", harness_tmpdir());
     const char *config = harness_write_config(
         harness_printf("workers { count = 1 }\n"
@@ -289,8 +230,8 @@ START_TEST(sigquit_as_pid1_requeues_and_exits_0)
     static const char *const wrapper[] = {"unshare", "--pid", "--fork", "--mount-proc", NULL};
     struct harness_spawn_opts opts = {.wrapper = wrapper};
     struct harness_supervisor *sup = harness_spawn_supervisor_opts(config, conninfo, &opts);
-    pid_t pid1 = signals_child_of(sup->pid);
-    wait_workers(conn, sup, 1);
+    pid_t pid1 = harness_child_of(sup->pid, 10000);
+    harness_wait_workers(conn, sup, 1);
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('slow')");
     int64_t deadline = harness_now_ms() + 10000;
     while (access(started, F_OK) != 0) {
