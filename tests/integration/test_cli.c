@@ -19,25 +19,12 @@
 
 #define WAIT_MS 10000
 
-/* A fresh database with pgwork's schema, and a connection to it. */
-static const char *migrated_db(PGconn **conn)
-{
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    *conn = harness_connect(conninfo);
-    return conninfo;
-}
-
 /* harness_jq_file with input (a string) on stdin. */
 static int jq(const char *input, const char *const *args, const char **out)
 {
     static int calls;
     const char *in_path = harness_printf("%s/jq.%d.in", harness_tmpdir(), ++calls);
-    FILE *f = fopen(in_path, "w");
-    ck_assert_msg(f != NULL, "%s: %s", in_path, strerror(errno));
-    fputs(input, f);
-    ck_assert_int_eq(fclose(f), 0);
-
+    harness_write_file(in_path, input);
     return harness_jq_file(in_path, args, out);
 }
 
@@ -94,7 +81,7 @@ static void make_tasks(PGconn *conn, const char *q, int n_due, int n_later, int 
 START_TEST(test_status_counts_json)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     make_tasks(conn, "alpha", 3, 2, 1, 4, 2);
     make_tasks(conn, "beta", 0, 0, 0, 0, 1);
 
@@ -137,7 +124,7 @@ END_TEST
 START_TEST(test_status_table)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     make_tasks(conn, "alpha", 3, 2, 1, 4, 2);
     make_tasks(conn, "beta", 0, 0, 0, 7, 0);
 
@@ -182,7 +169,7 @@ END_TEST
 START_TEST(test_status_empty_and_unmigrated)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     ck_assert_str_eq(pgwork_ok(conninfo, 0, (const char *const[]){"status", NULL}), "no tasks\n");
     const char *json = pgwork_ok(conninfo, 0, (const char *const[]){"status", "--json", NULL});
     assert_jq(json, NULL, ". == {\"queues\": []}");
@@ -235,7 +222,7 @@ static bool has_raw_control(const char *s)
 START_TEST(test_status_hostile_names)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     const char *name = hostile_names[_i] ? hostile_names[_i] : long_name();
     make_tasks(conn, name, 1, 0, 0, 0, 2);
     make_tasks(conn, "plain", 0, 0, 0, 1, 0);
@@ -281,7 +268,7 @@ END_TEST
 START_TEST(test_requeue_dead_queue)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     PGconn *listener = harness_connect(conninfo);
     harness_listen(listener, "pgwork_tasks");
     make_tasks(conn, "q1", 1, 1, 1, 1, 3);
@@ -340,7 +327,7 @@ END_TEST
 START_TEST(test_requeue_dead_ids)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     make_tasks(conn, "q", 1, 0, 0, 0, 3);
     const char *dead1 =
         harness_query_text(conn, "SELECT min(id)::text FROM pgwork.tasks WHERE state = 'dead'");
@@ -504,7 +491,7 @@ END_TEST
 START_TEST(test_enqueue_options_after_command)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     const char *config = harness_write_config("log { level = \"warn\" }\n");
     const char *out = pgwork_ok(
         conninfo, 0, (const char *const[]){"enqueue", "q", "{\"a\": 1}", "-c", config, NULL});

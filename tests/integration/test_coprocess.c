@@ -62,57 +62,12 @@ static const char *example_command(int which)
     return harness_printf(examples[which].argv, path);
 }
 
-/* A migrated database. */
-static const char *coprocess_database(PGconn **conn)
+/* A migrated database and a supervisor with `workers` workers and the
+ * given queue sections, once it listens. */
+static struct harness_run *coprocess_run(const char *workers, const char *queues)
 {
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    *conn = harness_connect(conninfo);
-    return conninfo;
-}
-
-/* Start a supervisor with `workers` workers and the given queue sections;
- * wait until it listens. */
-static struct harness_supervisor *coprocess_start(const char *conninfo, int workers,
-                                                  const char *queues)
-{
-    const char *config = harness_write_config(
-        harness_printf("workers { count = %d }\nlog { level = \"info\" format = \"text\" }\n%s\n",
-                       workers, queues));
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    if (!harness_stderr_wait_for(sup, "listening on channel", 15000)) {
-        harness_stderr_dump(sup);
-        ck_abort_msg("supervisor not listening");
-    }
-    return sup;
-}
-
-static void coprocess_expect(PGconn *conn, struct harness_supervisor *sup, const char *sql,
-                             int64_t expected, int timeout_ms)
-{
-    if (!harness_wait_until(conn, sql, expected, timeout_ms)) {
-        harness_stderr_dump(sup);
-        ck_abort_msg("timed out waiting for %s = %lld (got %lld)", sql, (long long)expected,
-                     (long long)harness_query_int64(conn, sql));
-    }
-}
-
-/* Parent pid of pid from /proc/PID/stat; -1 if gone. */
-static pid_t parent_of(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')');
-    int ppid = -1;
-    if (paren == NULL || sscanf(paren + 2, "%*c %d", &ppid) != 1)
-        return -1;
-    return (pid_t)ppid;
+    return harness_scenario(&(struct harness_scenario){
+        .workers = workers, .queues = queues, .wait_for = "listening on channel"});
 }
 
 /* Does pid's environment hold `entry` (NAME=VALUE)? */
@@ -146,8 +101,8 @@ static pid_t find_coprocess(struct harness_supervisor *sup, const char *queue)
         pid_t pid = (pid_t)atoi(e->d_name);
         if (pid <= 0)
             continue;
-        pid_t worker = parent_of(pid);
-        if (worker > 0 && parent_of(worker) == sup->pid && environ_has(pid, entry))
+        pid_t worker = harness_parent_of(pid, NULL);
+        if (worker > 0 && harness_parent_of(worker, NULL) == sup->pid && environ_has(pid, entry))
             found = pid;
     }
     closedir(d);
@@ -172,25 +127,25 @@ static long current_syscall(pid_t pid)
  * the child's stderr in the log. */
 START_TEST(example_runs_tasks_and_reports_failures)
 {
-    PGconn *conn;
-    const char *conninfo = coprocess_database(&conn);
-    struct harness_supervisor *sup = coprocess_start(
-        conninfo, 2,
+    struct harness_run *run = coprocess_run(
+        "count = 2",
         harness_printf("queue \"co\" { handler = \"coprocess\" command = {%s} max_attempts = 2 "
                        "backoff_base = 100ms backoff_max = 200ms }",
                        example_command(_i)));
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
 
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) "
                        "SELECT 'co', jsonb_build_object('n', i) FROM generate_series(1, 40) i");
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) "
                        "VALUES ('co', '{\"fail\": \"card declined\"}')");
-    coprocess_expect(conn, sup,
-                     "SELECT count(*) FROM pgwork.tasks WHERE state = 'done' AND attempts = 1", 40,
-                     20000);
-    coprocess_expect(conn, sup,
-                     "SELECT count(*) FROM pgwork.tasks WHERE state = 'dead' AND attempts = 2 "
-                     "AND last_error = 'card declined'",
-                     1, 20000);
+    harness_expect(conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE state = 'done' AND attempts = 1", 40,
+                   20000, "the 40 good tasks are done at their first attempt");
+    harness_expect(conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE state = 'dead' AND attempts = 2 "
+                   "AND last_error = 'card declined'",
+                   1, 20000, "the failing task is dead with the child's error");
     /* Both workers started their child; its stderr reached the log. */
     ck_assert_msg(strstr(harness_stderr_text(sup), "coprocess started") != NULL, "no start logged");
     ck_assert_msg(harness_stderr_wait_for(sup, "ready, pid", 5000),
@@ -204,16 +159,16 @@ END_TEST
  * restarted, the task retried, then dead; the next task still runs. */
 START_TEST(example_killed_or_timed_out_is_restarted)
 {
-    PGconn *conn;
-    const char *conninfo = coprocess_database(&conn);
     const char *command = example_command(_i);
-    struct harness_supervisor *sup = coprocess_start(
-        conninfo, 1,
+    struct harness_run *run = coprocess_run(
+        "count = 1",
         harness_printf("queue \"kill\" { handler = \"coprocess\" command = {%s} max_attempts = 3 "
                        "backoff_base = 100ms backoff_max = 200ms }\n"
                        "queue \"slow\" { handler = \"coprocess\" command = {%s} max_attempts = 2 "
                        "timeout = 1s backoff_base = 100ms backoff_max = 200ms }",
                        command, command));
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
 
     /* Kill: wait until the child has the task (it left read(2) for its
      * sleep), change the payload so the retry ends quickly, kill it. */
@@ -238,12 +193,12 @@ START_TEST(example_killed_or_timed_out_is_restarted)
     harness_execp(conn, "UPDATE pgwork.tasks SET payload = '{}' WHERE id = $1", 1,
                   (const char *const[]){id});
     ck_assert_int_eq(kill(child, SIGKILL), 0);
-    coprocess_expect(conn, sup,
-                     harness_printf("SELECT count(*) FROM pgwork.tasks WHERE id = %s AND state = "
-                                    "'done' AND attempts = 2 AND last_error LIKE "
-                                    "'coprocess exited before answering (killed by signal 9)%%'",
-                                    id),
-                     1, 20000);
+    harness_expect(conn, sup,
+                   harness_printf("SELECT count(*) FROM pgwork.tasks WHERE id = %s AND state = "
+                                  "'done' AND attempts = 2 AND last_error LIKE "
+                                  "'coprocess exited before answering (killed by signal 9)%%'",
+                                  id),
+                   1, 20000, "the killed task is done after a retry");
     pid_t restarted = find_coprocess(sup, "kill");
     ck_assert_int_gt(restarted, 0);
     ck_assert_int_ne(restarted, child);
@@ -251,14 +206,14 @@ START_TEST(example_killed_or_timed_out_is_restarted)
     /* Timeout: 1 s per attempt, two attempts, then dead; then a quick one. */
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) "
                        "VALUES ('slow', '{\"sleep\": 30}')");
-    coprocess_expect(conn, sup,
-                     "SELECT count(*) FROM pgwork.tasks WHERE queue = 'slow' AND state = 'dead' "
-                     "AND attempts = 2 AND last_error LIKE 'timed out after 1s%'",
-                     1, 20000);
+    harness_expect(conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE queue = 'slow' AND state = 'dead' "
+                   "AND attempts = 2 AND last_error LIKE 'timed out after 1s%'",
+                   1, 20000, "the slow task timed out twice and is dead");
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES ('slow', '{}')");
-    coprocess_expect(conn, sup,
-                     "SELECT count(*) FROM pgwork.tasks WHERE queue = 'slow' AND state = 'done'", 1,
-                     10000);
+    harness_expect(conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE queue = 'slow' AND state = 'done'", 1,
+                   10000, "the next task still runs");
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 30000), 0);
 }
 END_TEST

@@ -17,15 +17,6 @@
 /* Every secret below contains this: one search finds any of them. */
 #define SECRET "hunter2"
 
-/* A migrated database, and a connection to it. */
-static const char *edges_database(PGconn **conn)
-{
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    *conn = harness_connect(conninfo);
-    return conninfo;
-}
-
 /*
  * Run one task of a queue whose exec handler writes `env` into a file and
  * prints it (exit 1, so it ends in last_error), with a supervisor whose
@@ -38,7 +29,7 @@ static const char *handler_environment(const char *queue_extra, const char *cons
                                        const char **last_error, const char **log)
 {
     PGconn *conn;
-    const char *conninfo = edges_database(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     const char *env_file = harness_printf("%s/handler.env", harness_tmpdir());
     const char *config = harness_write_config(
         harness_printf("workers { count = 1 }\n"
@@ -161,10 +152,7 @@ START_TEST(no_queue_same_verdict)
     };
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         const char *path = harness_printf("%s/noqueue%zu.conf", harness_tmpdir(), i);
-        FILE *f = fopen(path, "w");
-        ck_assert_ptr_nonnull(f);
-        fputs(texts[i], f);
-        ck_assert_int_eq(fclose(f), 0);
+        harness_write_file(path, texts[i]);
         const char *want = harness_printf("%s: no queue configured", path);
 
         const char *out, *err;

@@ -30,20 +30,14 @@
  * for a moment: ask again until one child is left, up to 5 s. */
 static pid_t evidence_only_child(pid_t pid)
 {
-    const char *path = harness_printf("/proc/%d/task/%d/children", (int)pid, (int)pid);
     int64_t deadline = harness_now_ms() + 5000;
     for (;;) {
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
+        pid_t child = 0;
+        int n = harness_children(pid, &child);
+        if (n < 0)
             return 0;
-        int child = 0, n = 0, c;
-        while (fscanf(f, "%d", &c) == 1) {
-            child = c;
-            n++;
-        }
-        fclose(f);
         if (n == 1 || harness_now_ms() > deadline)
-            return n == 1 ? (pid_t)child : 0;
+            return n == 1 ? child : 0;
         usleep(5000);
     }
 }
@@ -64,9 +58,8 @@ static int64_t evidence_unmatched_effects(PGconn *conn)
  */
 static void evidence_kill_between_effect_and_done(bool in_done)
 {
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    PGconn *conn = harness_connect(conninfo);
+    PGconn *conn;
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     harness_exec(conn, "CREATE TABLE effects (task bigint)");
     harness_exec(conn, "CREATE TABLE armed ()");
     harness_exec(conn, "INSERT INTO armed DEFAULT VALUES");

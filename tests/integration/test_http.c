@@ -23,19 +23,6 @@
 #include "harness.h"
 #include "suites.h"
 
-/* A loopback port nobody listens on right now. */
-static int http_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-    socklen_t len = sizeof(addr);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
-
 /* GET url through http_get.py; returns the status, *body gets the rest. */
 static int http_get(const char *url, bool metrics, const char **body)
 {
@@ -91,11 +78,9 @@ static struct http_fixture http_start_supervisor_opts(const char *database_url,
                                                       const struct harness_spawn_opts *opts)
 {
     struct http_fixture f;
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    f.conn = harness_connect(conninfo);
+    const char *conninfo = harness_db_migrated(&f.conn, NULL, NULL);
     harness_exec(f.conn, "CREATE TABLE results (task bigint)");
-    int port = http_free_port();
+    int port = harness_free_port();
     f.base = harness_printf("http://127.0.0.1:%d", port);
     const char *config =
         harness_write_config(harness_printf("workers { count = 2 }\n"

@@ -145,17 +145,13 @@ static int64_t json_count(struct harness_supervisor *sup, const char *select)
 static const char *handler_script(void)
 {
     const char *path = harness_printf("%s/handler.sh", harness_tmpdir());
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs("payload=$(cat)\n"
-          "printf 'handler says \"hi\" \\\\ back\\tslash\\n' >&2\n"
-          "printf 'esc \\033[31mred\\033[0m bad utf8 \\377\\376 end\\n' >&2\n"
-          "case \"$payload\" in\n"
-          "*fail*) echo \"failing on purpose: $payload\" >&2; exit 3 ;;\n"
-          "esac\n"
-          "echo \"stdout of $PGWORK_TASK_ID\"\n",
-          f);
-    ck_assert_int_eq(fclose(f), 0);
+    harness_write_file(path, "payload=$(cat)\n"
+                             "printf 'handler says \"hi\" \\\\ back\\tslash\\n' >&2\n"
+                             "printf 'esc \\033[31mred\\033[0m bad utf8 \\377\\376 end\\n' >&2\n"
+                             "case \"$payload\" in\n"
+                             "*fail*) echo \"failing on purpose: $payload\" >&2; exit 3 ;;\n"
+                             "esac\n"
+                             "echo \"stdout of $PGWORK_TASK_ID\"\n");
     return path;
 }
 
@@ -204,20 +200,6 @@ static int busy_load(PGconn *conn, int scale)
     return 13 * scale;
 }
 
-/* Poll (every 10 ms) until needle appears in sup's output after offset
- * from; false after timeout_ms. */
-static bool wait_text_after(struct harness_supervisor *sup, size_t from, const char *needle,
-                            int timeout_ms)
-{
-    int64_t deadline = harness_now_ms() + timeout_ms;
-    while (strstr(harness_stderr_text(sup) + from, needle) == NULL) {
-        if (harness_now_ms() > deadline)
-            return false;
-        usleep(10000);
-    }
-    return true;
-}
-
 static void wait_finished(PGconn *conn, struct harness_supervisor *sup, int total)
 {
     const char *sql = "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')";
@@ -231,9 +213,8 @@ static void wait_finished(PGconn *conn, struct harness_supervisor *sup, int tota
 
 START_TEST(test_json_lines_busy_run)
 {
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    PGconn *conn = harness_connect(conninfo);
+    PGconn *conn;
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     struct harness_supervisor *sup = harness_spawn_supervisor(busy_config("json"), conninfo);
     ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
 
@@ -252,7 +233,7 @@ START_TEST(test_json_lines_busy_run)
     wait_finished(conn, sup, total);
     size_t before = strlen(harness_stderr_text(sup));
     ck_assert_int_eq(kill(sup->pid, SIGUSR1), 0);
-    ck_assert(wait_text_after(sup, before, "status queue \\\"sqlq\\\"", 5000));
+    ck_assert(harness_stderr_wait_after(sup, before, "status queue \\\"sqlq\\\"", 5000));
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 
     assert_json_lines(sup);
@@ -316,9 +297,8 @@ static bool text_line_ok(const char *line, size_t len)
 
 START_TEST(test_text_lines)
 {
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    PGconn *conn = harness_connect(conninfo);
+    PGconn *conn;
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     struct harness_supervisor *sup = harness_spawn_supervisor(busy_config("text"), conninfo);
     ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
     int total = busy_load(conn, 6);

@@ -19,15 +19,6 @@
 #define CHANNEL "pgwork_tasks"
 #define WAIT_MS 10000
 
-/* A fresh database with pgwork's schema, and a connection to it. */
-static const char *migrated_db(PGconn **conn)
-{
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    *conn = harness_connect(conninfo);
-    return conninfo;
-}
-
 static int64_t task_count(PGconn *conn)
 {
     return harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks");
@@ -55,9 +46,8 @@ static const char *printed_id(const char *out)
 
 START_TEST(test_migrate_applies)
 {
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    PGconn *conn = harness_connect(conninfo);
+    PGconn *conn;
+    harness_db_migrated(&conn, NULL, NULL);
 
     ck_assert_int_eq(harness_query_int64(conn, "SELECT (to_regclass('pgwork.tasks') IS NOT NULL)"
                                                "::int"),
@@ -83,7 +73,7 @@ END_TEST
 START_TEST(test_migrate_rerun_is_noop)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     const char *applied_at =
         harness_query_text(conn, "SELECT max(applied_at)::text FROM pgwork.schema_migrations");
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('kept')");
@@ -168,7 +158,7 @@ END_TEST
 START_TEST(test_enqueue_prints_id)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     const char *out, *err;
     ck_assert_int_eq(enqueue(conninfo, "default", "{\"n\": 1}", NULL, &out, &err), 0);
     const char *id = printed_id(out);
@@ -194,7 +184,7 @@ static const char *const bad_payloads[] = {
 START_TEST(test_enqueue_invalid_json)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     const char *out, *err;
     ck_assert_int_eq(enqueue(conninfo, "default", bad_payloads[_i], NULL, &out, &err), 4);
     ck_assert_msg(strstr(err, "pgwork: payload is not valid JSON: "), "stderr: %s", err);
@@ -206,7 +196,7 @@ END_TEST
 START_TEST(test_enqueue_payload_from_stdin)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
 
     /* About 1.2 MB: more than any pipe buffer, so both sides must stream. */
     size_t cap = 2 * 1024 * 1024, len = 0;
@@ -256,7 +246,7 @@ static const char *const hostile_names[] = {
 START_TEST(test_enqueue_hostile_queue_name)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     PGconn *listener = harness_connect(conninfo);
     harness_listen(listener, CHANNEL);
     const char *name = hostile_names[_i];
@@ -293,7 +283,7 @@ static const char *const bad_names[] = {
 START_TEST(test_enqueue_bad_queue_name)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     const char *out, *err;
     ck_assert_int_eq(enqueue(conninfo, bad_names[_i], "{}", NULL, &out, &err), 4);
     ck_assert_msg(strstr(err, "pgwork: bad queue name: "), "stderr: %s", err);
@@ -304,7 +294,7 @@ END_TEST
 START_TEST(test_enqueue_queue_name_length)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     char name[CONFIG_QUEUE_NAME_MAX + 2];
     const char *out, *err;
 
@@ -326,7 +316,7 @@ END_TEST
 START_TEST(test_infinite_run_at_refused)
 {
     PGconn *conn;
-    migrated_db(&conn);
+    harness_db_migrated(&conn, NULL, NULL);
     const char *values[] = {"infinity", "-infinity"};
     for (int i = 0; i < 2; i++) {
         const char *params[] = {values[i]};
@@ -384,7 +374,7 @@ static int cmp_str(const void *a, const void *b)
 START_TEST(test_notify_one_per_queue_per_statement)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     PGconn *listener = harness_connect(conninfo);
     harness_listen(listener, CHANNEL);
 
@@ -414,7 +404,7 @@ END_TEST
 START_TEST(test_notify_future_rows_carry_due_time)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     PGconn *listener = harness_connect(conninfo);
     harness_listen(listener, CHANNEL);
 
@@ -452,7 +442,7 @@ END_TEST
 START_TEST(test_notify_message_is_the_rule)
 {
     PGconn *conn;
-    migrated_db(&conn);
+    harness_db_migrated(&conn, NULL, NULL);
     ck_assert_str_eq(harness_query_text(conn, "SELECT pgwork.notify_channel()"), "pgwork_tasks");
     harness_exec(conn, "SET pgwork.notify_channel = 'elsewhere'");
     ck_assert_str_eq(harness_query_text(conn, "SELECT pgwork.notify_channel()"), "elsewhere");
@@ -485,7 +475,7 @@ END_TEST
 START_TEST(test_notify_long_queue_name_degrades)
 {
     PGconn *conn;
-    const char *conninfo = migrated_db(&conn);
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     PGconn *listener = harness_connect(conninfo);
     harness_listen(listener, CHANNEL);
 
@@ -564,7 +554,7 @@ static const char *plan_of(PGconn *conn, const char *execute)
 START_TEST(test_claim_plans_survive_stale_statistics)
 {
     PGconn *conn;
-    migrated_db(&conn);
+    harness_db_migrated(&conn, NULL, NULL);
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, state, finished_at)"
                        " SELECT 'q', 'done', now() FROM generate_series(1, 200)");
     harness_exec(conn, "ANALYZE pgwork.tasks");

@@ -79,9 +79,8 @@ START_TEST(test_bouncer_tasks)
     int pool_size = _i == 0 ? 2 : WORKERS + 2;
     struct harness_pgbouncer *bouncer = harness_pgbouncer_start(mode, pool_size);
     char dbname[HARNESS_NAME_MAX];
-    const char *direct = harness_db_create(dbname);
-    ck_assert_int_eq(harness_migrate(direct), 0);
-    PGconn *conn = harness_connect(direct);
+    PGconn *conn;
+    const char *direct = harness_db_migrated(&conn, dbname, NULL);
     harness_exec(conn, "CREATE TABLE effects (task bigint NOT NULL)");
     harness_exec(conn, harness_printf("INSERT INTO pgwork.tasks (queue, payload)"
                                       " SELECT 's', jsonb_build_object('n', n)"
@@ -203,19 +202,6 @@ START_TEST(test_bouncer_concurrent_migrate)
 }
 END_TEST
 
-/* A loopback port nobody listens on right now. */
-static int bouncer_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-    socklen_t len = sizeof(addr);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
-    close(fd);
-    return ntohs(addr.sin_port);
-}
-
 /* GET url (tests/integration/http_get.py): the status; *body the rest. */
 static int bouncer_http_get(const char *url, const char **body)
 {
@@ -254,9 +240,8 @@ static bool bouncer_wait_ready(const char *base, int want, int timeout_ms, const
 START_TEST(test_readyz_fails_while_claims_fail)
 {
     char dbname[HARNESS_NAME_MAX];
-    const char *direct = harness_db_create(dbname);
-    ck_assert_int_eq(harness_migrate(direct), 0);
-    PGconn *conn = harness_connect(direct);
+    PGconn *conn;
+    const char *direct = harness_db_migrated(&conn, dbname, NULL);
     const char *role = harness_printf("%s_w", dbname);
     harness_exec(conn, harness_printf("CREATE ROLE %s LOGIN", role));
     harness_exec(conn, harness_printf("GRANT USAGE ON SCHEMA pgwork TO %s;"
@@ -264,7 +249,7 @@ START_TEST(test_readyz_fails_while_claims_fail)
                                       " GRANT ALL ON ALL SEQUENCES IN SCHEMA pgwork TO %s;"
                                       " REVOKE UPDATE ON pgwork.tasks FROM %s",
                                       role, role, role, role));
-    int port = bouncer_free_port();
+    int port = harness_free_port();
     const char *base = harness_printf("http://127.0.0.1:%d", port);
     const char *config = harness_write_config(
         harness_printf("database { listen_conninfo = \"%s\" }\n"
