@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -36,7 +35,6 @@ static char dir[256];
 static int death_pipe[2];
 static struct handler_env env;
 static struct queue_config queue;
-static char *argv_buf[8];
 static void *state;
 
 /* The start of every child script: read task lines, $id = the task's id. */
@@ -72,23 +70,15 @@ static char *slurp(const char *name)
 
 static void start_argv(char **argv)
 {
-    queue.command = argv;
-    queue.command_argc = 0;
-    while (argv[queue.command_argc] != NULL)
-        queue.command_argc++;
+    handler_fixture_command(&queue, argv);
     ck_assert_int_eq(handler_coprocess.init(&env, &state), 0);
 }
 
 /* Start `script` as the queue's co-process: /bin/sh -c script sh DIR. */
 static void start(const char *script)
 {
-    argv_buf[0] = "/bin/sh";
-    argv_buf[1] = "-c";
-    argv_buf[2] = (char *)script;
-    argv_buf[3] = "sh";
-    argv_buf[4] = dir;
-    argv_buf[5] = NULL;
-    start_argv(argv_buf);
+    handler_fixture_script(&queue, script, dir);
+    start_argv(queue.command);
 }
 
 static enum handler_outcome run(int64_t id, const char *payload, char *error)
@@ -145,55 +135,16 @@ static bool is_zombie(pid_t pid)
     return paren != NULL && paren[1] == ' ' && paren[2] == 'Z';
 }
 
-/* The grandchild must be gone: reap it if it was re-parented to us (we
- * are a subreaper), then check that the pid no longer exists. */
+/* The grandchild must be gone (reaped if it came to us). */
 static void assert_gone(pid_t pid)
 {
-    int status;
-    pid_t rc;
-    do
-        rc = waitpid(pid, &status, 0);
-    while (rc < 0 && errno == EINTR);
-    if (rc != pid)
-        ck_assert_int_eq(errno, ECHILD);
-    ck_assert_int_eq(kill(pid, 0), -1);
-    ck_assert_int_eq(errno, ESRCH);
+    handler_fixture_assert_gone(pid, false);
 }
 
 /* A thread that waits for the child to say "ready" on a FIFO, then acts. */
-enum when_ready { READY_CLOSE_DEATH_PIPE, READY_SEND_SIGQUIT, READY_SEND_SIGTERM };
-
-static void *on_ready(void *arg)
+static pthread_t start_on_ready(enum handler_fixture_ready action)
 {
-    enum when_ready action = *(enum when_ready *)arg;
-    int fd = open(path_of("fifo"), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        char buf[16];
-        while (read(fd, buf, sizeof(buf)) > 0)
-            ;
-        close(fd);
-    }
-    switch (action) {
-    case READY_CLOSE_DEATH_PIPE:
-        close(death_pipe[1]);
-        death_pipe[1] = -1;
-        break;
-    case READY_SEND_SIGQUIT:
-        kill(getpid(), SIGQUIT);
-        break;
-    case READY_SEND_SIGTERM:
-        kill(getpid(), SIGTERM);
-        break;
-    }
-    return NULL;
-}
-
-static pthread_t start_on_ready(enum when_ready *action)
-{
-    ck_assert_int_eq(mkfifo(path_of("fifo"), 0600), 0);
-    pthread_t thread;
-    ck_assert_int_eq(pthread_create(&thread, NULL, on_ready, action), 0);
-    return thread;
+    return handler_fixture_on_ready(dir, death_pipe, action);
 }
 
 /* --- the protocol ------------------------------------------------------- */
@@ -479,7 +430,7 @@ END_TEST
 
 START_TEST(test_timeout_kills_group_and_restarts)
 {
-    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    handler_fixture_subreaper();
     queue.timeout_ms = 300;
     start(LOOP "echo $$ >> \"$1/pids\"; if [ \"$id\" = 1 ]; then sleep 30 & echo $! > "
                "\"$1/grandchild\"; wait; fi; " OK DONE);
@@ -576,24 +527,28 @@ START_TEST(test_stderr_into_log)
 }
 END_TEST
 
-START_TEST(test_abort_on_sigquit)
+/* `action` while the child works on a task: the task is aborted at once. */
+static void assert_aborted_mid_task(enum handler_fixture_ready action)
 {
-    enum when_ready action = READY_SEND_SIGQUIT;
-    pthread_t thread = start_on_ready(&action);
+    pthread_t thread = start_on_ready(action);
     start(LOOP "echo ready > \"$1/fifo\"; sleep 30; " OK DONE);
     char error[HANDLER_ERROR_MAX];
     int64_t t0 = time_now_ms();
     ck_assert_int_eq(run(1, "{}", error), HANDLER_ABORTED);
     ck_assert_int_lt(time_now_ms() - t0, 10000); /* not the child's 30 s sleep */
-    ck_assert(env.abort_requested);
     pthread_join(thread, NULL);
+}
+
+START_TEST(test_abort_on_sigquit)
+{
+    assert_aborted_mid_task(READY_SEND_SIGQUIT);
+    ck_assert(env.abort_requested);
 }
 END_TEST
 
 START_TEST(test_sigterm_lets_task_finish)
 {
-    enum when_ready action = READY_SEND_SIGTERM;
-    pthread_t thread = start_on_ready(&action);
+    pthread_t thread = start_on_ready(READY_SEND_SIGTERM);
     start(LOOP "echo ready > \"$1/fifo\"; sleep 0.3; " OK DONE);
     char error[HANDLER_ERROR_MAX];
     ck_assert_int_eq(run(1, "{}", error), HANDLER_OK);
@@ -605,14 +560,7 @@ END_TEST
 
 START_TEST(test_parent_death)
 {
-    enum when_ready action = READY_CLOSE_DEATH_PIPE;
-    pthread_t thread = start_on_ready(&action);
-    start(LOOP "echo ready > \"$1/fifo\"; sleep 30; " OK DONE);
-    char error[HANDLER_ERROR_MAX];
-    int64_t t0 = time_now_ms();
-    ck_assert_int_eq(run(1, "{}", error), HANDLER_ABORTED);
-    ck_assert_int_lt(time_now_ms() - t0, 10000); /* not the child's 30 s sleep */
-    pthread_join(thread, NULL);
+    assert_aborted_mid_task(READY_CLOSE_DEATH_PIPE);
 }
 END_TEST
 

@@ -38,7 +38,6 @@ static char dir[256];
 static int death_pipe[2];
 static struct handler_env env;
 static struct queue_config queue;
-static char *argv_buf[16];
 
 static void setup(void)
 {
@@ -63,13 +62,10 @@ static char *slurp(const char *name, size_t *len)
     return handler_fixture_slurp(dir, name, len);
 }
 
-/* Run `script` with /bin/sh -c, $1 = the test directory, plus extra args. */
+/* Run argv (the queue's command) on one task. */
 static enum handler_outcome run_argv(char **argv, const char *payload, char *error, size_t errlen)
 {
-    queue.command = argv;
-    queue.command_argc = 0;
-    while (argv[queue.command_argc] != NULL)
-        queue.command_argc++;
+    handler_fixture_command(&queue, argv);
     void *state = NULL;
     ck_assert_int_eq(handler_exec.init(&env, &state), 0);
     struct task task = {.id = 42, .payload = payload, .attempt = 3, .max_attempts = 5};
@@ -78,84 +74,29 @@ static enum handler_outcome run_argv(char **argv, const char *payload, char *err
     return outcome;
 }
 
+/* Run `script` with /bin/sh -c, $1 = the test directory. */
 static enum handler_outcome run_script(const char *script, const char *payload, char *error,
                                        size_t errlen)
 {
-    argv_buf[0] = "/bin/sh";
-    argv_buf[1] = "-c";
-    argv_buf[2] = (char *)script;
-    argv_buf[3] = "sh";
-    argv_buf[4] = dir;
-    argv_buf[5] = NULL;
-    return run_argv(argv_buf, payload, error, errlen);
+    handler_fixture_script(&queue, script, dir);
+    return run_argv(queue.command, payload, error, errlen);
 }
 
 static pid_t read_pid(const char *name)
 {
-    char *text = slurp(name, NULL);
-    ck_assert_msg(text != NULL, "%s not written by the handler", name);
-    pid_t pid = (pid_t)atoi(text);
-    free(text);
-    ck_assert_int_gt(pid, 1);
-    return pid;
+    return handler_fixture_read_pid(dir, name);
 }
 
-/* The grandchild must be gone: reap it if it was re-parented to us (we
- * are a subreaper), then check that the pid no longer exists. */
+/* The grandchild must be gone, killed (not exited by itself). */
 static void assert_gone(pid_t pid)
 {
-    int status;
-    pid_t rc;
-    do
-        rc = waitpid(pid, &status, 0);
-    while (rc < 0 && errno == EINTR);
-    if (rc == pid)
-        ck_assert_msg(WIFSIGNALED(status), "grandchild exited by itself");
-    else
-        ck_assert_int_eq(errno, ECHILD); /* its own parent reaped it */
-    ck_assert_int_eq(kill(pid, 0), -1);
-    ck_assert_int_eq(errno, ESRCH);
-}
-
-static void become_subreaper(void)
-{
-    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    handler_fixture_assert_gone(pid, true);
 }
 
 /* A thread that waits for the handler to say "ready" on a FIFO, then acts. */
-enum when_ready { READY_CLOSE_DEATH_PIPE, READY_SEND_SIGQUIT, READY_SEND_SIGTERM };
-
-static void *on_ready(void *arg)
+static pthread_t start_on_ready(enum handler_fixture_ready action)
 {
-    enum when_ready action = *(enum when_ready *)arg;
-    int fd = open(path_of("fifo"), O_RDONLY | O_CLOEXEC); /* blocks until the writer opens */
-    if (fd >= 0) {
-        char buf[16];
-        while (read(fd, buf, sizeof(buf)) > 0)
-            ;
-        close(fd);
-    }
-    switch (action) {
-    case READY_CLOSE_DEATH_PIPE:
-        close(death_pipe[1]);
-        death_pipe[1] = -1;
-        break;
-    case READY_SEND_SIGQUIT:
-        kill(getpid(), SIGQUIT); /* blocked everywhere: pending, signalfd readable */
-        break;
-    case READY_SEND_SIGTERM:
-        kill(getpid(), SIGTERM);
-        break;
-    }
-    return NULL;
-}
-
-static pthread_t start_on_ready(enum when_ready *action)
-{
-    ck_assert_int_eq(mkfifo(path_of("fifo"), 0600), 0);
-    pthread_t thread;
-    ck_assert_int_eq(pthread_create(&thread, NULL, on_ready, action), 0);
-    return thread;
+    return handler_fixture_on_ready(dir, death_pipe, action);
 }
 
 START_TEST(test_success)
@@ -359,7 +300,7 @@ END_TEST
  * process group, including a grandchild in the background. */
 START_TEST(test_timeout_kills_group)
 {
-    become_subreaper();
+    handler_fixture_subreaper();
     queue.timeout_ms = 300;
     char error[HANDLER_ERROR_MAX];
     int64_t start = time_now_ms();
@@ -405,7 +346,7 @@ END_TEST
  * over when the handler exits, and the leftover is killed. */
 START_TEST(test_leftover_grandchild_killed)
 {
-    become_subreaper();
+    handler_fixture_subreaper();
     char error[HANDLER_ERROR_MAX];
     int64_t start = time_now_ms();
     ck_assert_int_eq(
@@ -461,12 +402,12 @@ START_TEST(test_no_fd_leak)
 }
 END_TEST
 
-/* The supervisor dies mid-task: the handler's group is killed at once. */
-START_TEST(test_parent_death)
+/* `action` once the handler (and a grandchild of its group) runs: the
+ * task is aborted at once with error `why`, the group killed. */
+static void assert_aborted_mid_task(enum handler_fixture_ready action, const char *why)
 {
-    become_subreaper();
-    enum when_ready action = READY_CLOSE_DEATH_PIPE;
-    pthread_t thread = start_on_ready(&action);
+    handler_fixture_subreaper();
+    pthread_t thread = start_on_ready(action);
     char error[HANDLER_ERROR_MAX];
     int64_t start = time_now_ms();
     ck_assert_int_eq(run_script("sleep 1000 & echo $! > \"$1/gc\"; echo ready > \"$1/fifo\"; "
@@ -476,29 +417,22 @@ START_TEST(test_parent_death)
     ck_assert_int_lt(time_now_ms() - start, 10000); /* not the handler's 1000 s sleep */
     pthread_join(thread, NULL);
     ck_assert(env.abort_requested);
-    ck_assert_str_eq(error, "aborted: supervisor died");
+    ck_assert_str_eq(error, why);
     assert_gone(read_pid("gc"));
+}
+
+/* The supervisor dies mid-task: the handler's group is killed at once. */
+START_TEST(test_parent_death)
+{
+    assert_aborted_mid_task(READY_CLOSE_DEATH_PIPE, "aborted: supervisor died");
 }
 END_TEST
 
 /* QUIT (fast shutdown) mid-task: TERM to the group, ABORTED. */
 START_TEST(test_abort_on_sigquit)
 {
-    become_subreaper();
-    enum when_ready action = READY_SEND_SIGQUIT;
-    pthread_t thread = start_on_ready(&action);
-    char error[HANDLER_ERROR_MAX];
-    int64_t start = time_now_ms();
-    ck_assert_int_eq(run_script("sleep 1000 & echo $! > \"$1/gc\"; echo ready > \"$1/fifo\"; "
-                                "sleep 1000",
-                                "{}", error, sizeof(error)),
-                     HANDLER_ABORTED);
-    ck_assert_int_lt(time_now_ms() - start, 10000); /* not the handler's 1000 s sleep */
-    pthread_join(thread, NULL);
-    ck_assert(env.abort_requested);
+    assert_aborted_mid_task(READY_SEND_SIGQUIT, "aborted: fast shutdown");
     ck_assert(!env.stop_requested);
-    ck_assert_str_eq(error, "aborted: fast shutdown");
-    assert_gone(read_pid("gc"));
 }
 END_TEST
 
@@ -506,8 +440,7 @@ END_TEST
  * 0.3 s of work is what a wrong TERM-kills-the-task would cut short.) */
 START_TEST(test_sigterm_lets_task_finish)
 {
-    enum when_ready action = READY_SEND_SIGTERM;
-    pthread_t thread = start_on_ready(&action);
+    pthread_t thread = start_on_ready(READY_SEND_SIGTERM);
     char error[HANDLER_ERROR_MAX];
     ck_assert_int_eq(run_script("echo ready > \"$1/fifo\"; sleep 0.3; echo finished > \"$1/out\"",
                                 "{}", error, sizeof(error)),
