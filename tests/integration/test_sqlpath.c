@@ -74,6 +74,30 @@ static PGconn *sqlpath_reconnect(const char *conninfo)
 
 /* --- item 2: a statement that kills its backend ---------------------------- */
 
+/* The five tasks of a batch have finished: the one whose payload has `key`
+ * (the `who`) dead after `attempts`, its four batch-mates done, and every
+ * effect there exactly once for a done task, never for another. */
+static void sqlpath_expect_batch_outcome(PGconn *conn, const char *key, int attempts,
+                                         const char *who)
+{
+    const char *states = harness_tasks_text(conn);
+    const char *params[] = {key, harness_printf("%d", attempts)};
+    ck_assert_msg(harness_query_int64p(conn,
+                                       "SELECT count(*) FROM pgwork.tasks WHERE state = 'dead' "
+                                       "AND payload ? $1 AND attempts = $2::int",
+                                       2, params) == 1,
+                  "the %s should be dead after %d attempts: %s", who, attempts, states);
+    ck_assert_msg(harness_query_int64p(conn,
+                                       "SELECT count(*) FROM pgwork.tasks WHERE state = 'done' "
+                                       "AND NOT payload ? $1",
+                                       1, params) == 4,
+                  "its batch-mates should be done: %s", states);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks t WHERE "
+                                            "(SELECT count(*) FROM results r WHERE r.task = t.id) "
+                                            "<> (t.state = 'done')::int") == 0,
+                  "effects must exist exactly once for done tasks, never otherwise");
+}
+
 /* Five tasks in one batch (one claim takes them all, in id order); the
  * third's statement terminates its own backend. */
 START_TEST(backend_killed_mid_batch)
@@ -95,17 +119,7 @@ START_TEST(backend_killed_mid_batch)
         ck_abort_msg("a task killing its backend: not every task finished in 30 s: %s",
                      harness_tasks_text(conn));
     }
-    const char *states = harness_tasks_text(conn);
-    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
-                                            "'dead' AND payload ? 'kill' AND attempts = 3") == 1,
-                  "the killer should be dead after 3 attempts: %s", states);
-    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
-                                            "'done' AND NOT payload ? 'kill'") == 4,
-                  "its batch-mates should be done: %s", states);
-    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks t WHERE "
-                                            "(SELECT count(*) FROM results r WHERE r.task = t.id) "
-                                            "<> (t.state = 'done')::int") == 0,
-                  "effects must exist exactly once for done tasks, never otherwise");
+    sqlpath_expect_batch_outcome(conn, "kill", 3, "killer");
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
@@ -143,16 +157,7 @@ START_TEST(backend_crash_restarts_cluster)
         harness_stderr_dump(sup);
         ck_abort_msg("a task crashing the cluster: not every task finished in 90 s: %s", states);
     }
-    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
-                                            "'dead' AND payload ? 'crash' AND attempts = 2") == 1,
-                  "the crasher should be dead after 2 attempts: %s", states);
-    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = "
-                                            "'done' AND NOT payload ? 'crash'") == 4,
-                  "its batch-mates should be done: %s", states);
-    ck_assert_msg(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks t WHERE "
-                                            "(SELECT count(*) FROM results r WHERE r.task = t.id) "
-                                            "<> (t.state = 'done')::int") == 0,
-                  "effects must exist exactly once for done tasks, never otherwise");
+    sqlpath_expect_batch_outcome(conn, "crash", 2, "crasher");
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
@@ -248,6 +253,42 @@ END_TEST
 
 /* --- item 15: transient errors while preparing ----------------------------- */
 
+/* A connection holding an exclusive lock on results in an open
+ * transaction (as a migration would). */
+static PGconn *sqlpath_lock_results(const char *conninfo)
+{
+    PGconn *locker = harness_connect(conninfo);
+    harness_exec(locker, "BEGIN");
+    harness_exec(locker, "LOCK TABLE results IN ACCESS EXCLUSIVE MODE");
+    return locker;
+}
+
+/* The one worker of the prepare tests, its statement on results. */
+static struct harness_supervisor *sqlpath_start_prepare(struct harness_run *run)
+{
+    return harness_run_start(
+        run, &(struct harness_scenario){
+                 .workers = "count = 1 restart_delay_min = 100ms restart_delay_max = 1s",
+                 .queues = "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
+                           "results(task) VALUES ($2)\" }"});
+}
+
+/* Once locker lets go, the slot whose preparation failed (after `what`)
+ * comes back by itself and runs a task. */
+static void sqlpath_expect_recovers(struct harness_run *run, PGconn *locker, const char *what)
+{
+    harness_exec(locker, "COMMIT");
+    harness_exec(run->conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    if (!harness_wait_until(run->conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 1,
+                            15000)) {
+        harness_stderr_dump(run->sup);
+        ck_abort_msg("after %s while preparing, the slot never ran a task: %s", what,
+                     harness_tasks_text(run->conn));
+    }
+    ck_assert_int_eq(harness_query_int64(run->conn, "SELECT count(*) FROM results"), 1);
+    ck_assert_int_eq(harness_stop_supervisor(run->sup, SIGTERM, 20000), 0);
+}
+
 /* A migration holds an exclusive lock on the statement's table while the
  * worker starts: with a lock_timeout its preparation fails (SQLSTATE
  * 55P03), which is no configuration error. Once the lock is gone the slot
@@ -258,30 +299,15 @@ START_TEST(prepare_lock_timeout_restarts)
     const char *conninfo = run->conninfo;
     const char *dbname = run->dbname;
     PGconn *conn = run->conn;
-    PGconn *locker = harness_connect(conninfo);
-    harness_exec(locker, "BEGIN");
-    harness_exec(locker, "LOCK TABLE results IN ACCESS EXCLUSIVE MODE");
+    PGconn *locker = sqlpath_lock_results(conninfo);
     /* For sessions started from now on: the worker's. */
     harness_exec(conn, harness_printf("ALTER DATABASE \"%s\" SET lock_timeout = '300ms'", dbname));
-    struct harness_supervisor *sup = harness_run_start(
-        run, &(struct harness_scenario){
-                 .workers = "count = 1 restart_delay_min = 100ms restart_delay_max = 1s",
-                 .queues = "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
-                           "results(task) VALUES ($2)\" }"});
+    struct harness_supervisor *sup = sqlpath_start_prepare(run);
     if (!harness_stderr_wait_for(sup, "cannot prepare its statement", 15000)) {
         harness_stderr_dump(sup);
         ck_abort_msg("the worker's preparation did not fail on the lock");
     }
-    harness_exec(locker, "COMMIT");
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
-    if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 1,
-                            15000)) {
-        harness_stderr_dump(sup);
-        ck_abort_msg("after a lock timeout while preparing, the slot never ran a task: %s",
-                     harness_tasks_text(conn));
-    }
-    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 1);
-    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+    sqlpath_expect_recovers(run, locker, "a lock timeout");
 }
 END_TEST
 
@@ -292,14 +318,8 @@ START_TEST(prepare_connection_dropped_restarts)
     struct harness_run *run = harness_run_database(RESULTS_TABLE);
     const char *conninfo = run->conninfo;
     PGconn *conn = run->conn;
-    PGconn *locker = harness_connect(conninfo);
-    harness_exec(locker, "BEGIN");
-    harness_exec(locker, "LOCK TABLE results IN ACCESS EXCLUSIVE MODE");
-    struct harness_supervisor *sup = harness_run_start(
-        run, &(struct harness_scenario){
-                 .workers = "count = 1 restart_delay_min = 100ms restart_delay_max = 1s",
-                 .queues = "queue \"q\" { handler = \"sql\" statement = \"INSERT INTO "
-                           "results(task) VALUES ($2)\" }"});
+    PGconn *locker = sqlpath_lock_results(conninfo);
+    struct harness_supervisor *sup = sqlpath_start_prepare(run);
     const char *waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = "
                           "current_database() AND application_name = 'pgwork worker 0' "
                           "AND wait_event_type = 'Lock'";
@@ -316,16 +336,7 @@ START_TEST(prepare_connection_dropped_restarts)
         harness_stderr_dump(sup);
         ck_abort_msg("the worker's preparation did not fail");
     }
-    harness_exec(locker, "COMMIT");
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
-    if (!harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'", 1,
-                            15000)) {
-        harness_stderr_dump(sup);
-        ck_abort_msg("after a dropped connection while preparing, the slot never ran a task: %s",
-                     harness_tasks_text(conn));
-    }
-    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM results"), 1);
-    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+    sqlpath_expect_recovers(run, locker, "a dropped connection");
 }
 END_TEST
 
