@@ -28,6 +28,18 @@ static const char *signals_config_text(int count, const char *extra_queue)
                           count, extra_queue);
 }
 
+/* A supervisor on a new database (RESULTS_TABLE) with config_text,
+ * spawned with opts (may be NULL), once `workers` workers are connected. */
+static struct harness_run *signals_run(const char *config_text,
+                                       const struct harness_spawn_opts *opts, int workers)
+{
+    struct harness_run *run = harness_run_database(RESULTS_TABLE);
+    run->config = harness_write_config(config_text);
+    run->sup = harness_spawn_supervisor_opts(run->config, run->conninfo, opts);
+    harness_wait_workers(run->conn, run->sup, workers);
+    return run;
+}
+
 static void signals_rewrite(const char *path, const char *text)
 {
     /* As harness_write_config() does: no HTTP endpoint in the tests. */
@@ -36,11 +48,9 @@ static void signals_rewrite(const char *path, const char *text)
 
 START_TEST(ttin_ttou_within_bounds)
 {
-    PGconn *conn;
-    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
-    const char *config = harness_write_config(signals_config_text(2, ""));
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_wait_workers(conn, sup, 2);
+    struct harness_run *run = signals_run(signals_config_text(2, ""), NULL, 2);
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
 
     harness_signal_and_wait(sup, sup->pid, SIGTTIN, "pool scaled to 3 workers");
     harness_wait_workers(conn, sup, 3);
@@ -63,25 +73,20 @@ END_TEST
  * the running task is not cut short: a busy worker finishes it first. */
 START_TEST(ttou_never_cuts_a_running_task)
 {
-    PGconn *conn;
-    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
     const char *gate = harness_printf("%s/gate", harness_tmpdir());
     const char *started = harness_printf("%s/started", harness_tmpdir());
     /* The task runs until the test opens the gate (a file), so it is
      * surely running while TTOU arrives. */
-    const char *config = harness_write_config(
+    struct harness_run *run = signals_run(
         harness_printf("workers { count = 2 min = 1 max = 3 }\n"
                        "queue \"slow\" { handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
                        "\"touch %s; while [ ! -e %s ]; do sleep 0.02; done\"} }\n",
-                       started, gate));
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_wait_workers(conn, sup, 2);
+                       started, gate),
+        NULL, 2);
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('slow')");
-    int64_t deadline = harness_now_ms() + 10000;
-    while (access(started, F_OK) != 0) {
-        ck_assert(harness_now_ms() < deadline);
-        usleep(5000);
-    }
+    ck_assert(harness_wait_file(started, 10000));
     harness_signal_and_wait(sup, sup->pid, SIGTTOU, "pool scaled to 1 worker");
     /* The running task was not touched: still running on its first
      * attempt, and it finishes. */
@@ -109,11 +114,10 @@ END_TEST
 
 START_TEST(hup_applies_valid_and_keeps_on_invalid)
 {
-    PGconn *conn;
-    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
-    const char *config = harness_write_config(signals_config_text(1, ""));
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_wait_workers(conn, sup, 1);
+    struct harness_run *run = signals_run(signals_config_text(1, ""), NULL, 1);
+    PGconn *conn = run->conn;
+    const char *config = run->config;
+    struct harness_supervisor *sup = run->sup;
 
     /* A broken file: nothing changes, the log names file and line. */
     signals_rewrite(config, "workers { count = 3 }\nqueue \"b\" { handler = \"exec\" }\n");
@@ -155,11 +159,9 @@ END_TEST
 
 START_TEST(tstp_quiet_then_cont_resumes)
 {
-    PGconn *conn;
-    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
-    const char *config = harness_write_config(signals_config_text(2, ""));
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    harness_wait_workers(conn, sup, 2);
+    struct harness_run *run = signals_run(signals_config_text(2, ""), NULL, 2);
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
 
     harness_signal_and_wait(sup, sup->pid, SIGTSTP, "quiet:");
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('a')");
@@ -181,14 +183,12 @@ START_TEST(signals_as_pid1_in_namespace)
         harness_skip("signals_as_pid1_in_namespace", "needs root (unshare --pid)");
         return;
     }
-    PGconn *conn;
-    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
-    const char *config = harness_write_config(signals_config_text(1, ""));
     static const char *const wrapper[] = {"unshare", "--pid", "--fork", "--mount-proc", NULL};
-    struct harness_spawn_opts opts = {.wrapper = wrapper};
-    struct harness_supervisor *sup = harness_spawn_supervisor_opts(config, conninfo, &opts);
+    struct harness_run *run = signals_run(signals_config_text(1, ""),
+                                          &(struct harness_spawn_opts){.wrapper = wrapper}, 1);
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     pid_t pid1 = harness_child_of(sup->pid, 10000);
-    harness_wait_workers(conn, sup, 1);
     /* It is PID 1 where it runs. */
     ck_assert_ptr_nonnull(strstr(harness_stderr_text(sup), "supervisor[1]"));
 
@@ -219,25 +219,19 @@ START_TEST(sigquit_as_pid1_requeues_and_exits_0)
         harness_skip("sigquit_as_pid1_requeues_and_exits_0", "needs root (unshare --pid)");
         return;
     }
-    PGconn *conn;
-    const char *conninfo = harness_db_migrated(&conn, NULL, RESULTS_TABLE);
     const char *started = harness_printf("%s/started", harness_tmpdir());
-    const char *config = harness_write_config(
+    static const char *const wrapper[] = {"unshare", "--pid", "--fork", "--mount-proc", NULL};
+    struct harness_run *run = signals_run(
         harness_printf("workers { count = 1 }\n"
                        "queue \"slow\" { handler = \"exec\" command = {\"/bin/sh\", \"-c\", "
                        "\"touch %s; sleep 60\"} }\n",
-                       started));
-    static const char *const wrapper[] = {"unshare", "--pid", "--fork", "--mount-proc", NULL};
-    struct harness_spawn_opts opts = {.wrapper = wrapper};
-    struct harness_supervisor *sup = harness_spawn_supervisor_opts(config, conninfo, &opts);
+                       started),
+        &(struct harness_spawn_opts){.wrapper = wrapper}, 1);
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     pid_t pid1 = harness_child_of(sup->pid, 10000);
-    harness_wait_workers(conn, sup, 1);
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('slow')");
-    int64_t deadline = harness_now_ms() + 10000;
-    while (access(started, F_OK) != 0) {
-        ck_assert(harness_now_ms() < deadline);
-        usleep(5000);
-    }
+    ck_assert(harness_wait_file(started, 10000));
     ck_assert_int_eq(kill(pid1, SIGQUIT), 0);
     /* Fast: the 60 s handler is killed, its task released untried. */
     ck_assert_int_eq(harness_stop_supervisor(sup, 0, 10000), 0);
