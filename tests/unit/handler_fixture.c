@@ -119,6 +119,14 @@ void handler_fixture_script(struct queue_config *queue, const char *script, cons
     handler_fixture_command(queue, argv);
 }
 
+void handler_fixture_assert_init_needs_command(const struct handler *handler,
+                                               struct queue_config *queue, struct handler_env *env)
+{
+    void *state = NULL;
+    queue->command = NULL;
+    ck_assert_int_eq(handler->init(env, &state), -1);
+}
+
 static struct {
     const char *dir;
     int *death_pipe;

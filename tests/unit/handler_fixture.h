@@ -40,6 +40,10 @@ void handler_fixture_command(struct queue_config *queue, char **argv);
  * directory as $1. */
 void handler_fixture_script(struct queue_config *queue, const char *script, const char *dir);
 
+/* A queue without a command: handler's init refuses it (returns -1). */
+void handler_fixture_assert_init_needs_command(const struct handler *handler,
+                                               struct queue_config *queue, struct handler_env *env);
+
 /* What the thread of handler_fixture_on_ready does once the child is ready. */
 enum handler_fixture_ready {
     READY_CLOSE_DEATH_PIPE, /* the supervisor dies: close the death pipe's write end */

@@ -576,9 +576,7 @@ END_TEST
 
 START_TEST(test_init_needs_command)
 {
-    void *s = NULL;
-    queue.command = NULL;
-    ck_assert_int_eq(handler_coprocess.init(&env, &s), -1);
+    handler_fixture_assert_init_needs_command(&handler_coprocess, &queue, &env);
     ck_assert_ptr_eq(handler_for_kind(HANDLER_COPROCESS), &handler_coprocess);
 }
 END_TEST

@@ -147,9 +147,7 @@ END_TEST
 
 START_TEST(test_init_needs_command)
 {
-    void *state = NULL;
-    queue.command = NULL;
-    ck_assert_int_eq(handler_exec.init(&env, &state), -1);
+    handler_fixture_assert_init_needs_command(&handler_exec, &queue, &env);
 }
 END_TEST
 
