@@ -305,6 +305,9 @@ const char *harness_status_text(struct harness_supervisor *sup);
  * the test. Returns the number of worker lines. */
 int harness_status(struct harness_supervisor *sup, struct harness_worker *out);
 
+/* One status request: the pid of the worker whose slot shows `task`, or 0. */
+pid_t harness_worker_running(struct harness_supervisor *sup, int64_t task);
+
 /* Ask for status until slots 0..workers-1 have a process and sleep idle
  * (20 s, else dump and fail); out holds the last status. */
 void harness_wait_idle(struct harness_supervisor *sup, int workers, struct harness_worker *out);

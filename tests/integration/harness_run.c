@@ -100,6 +100,16 @@ int harness_status(struct harness_supervisor *sup, struct harness_worker *out)
     return count;
 }
 
+pid_t harness_worker_running(struct harness_supervisor *sup, int64_t task)
+{
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    harness_status(sup, w);
+    for (int i = 0; i < HARNESS_MAX_WORKERS; i++)
+        if (w[i].listed && w[i].task == task && w[i].pid > 0)
+            return w[i].pid;
+    return 0;
+}
+
 void harness_wait_idle(struct harness_supervisor *sup, int workers, struct harness_worker *out)
 {
     int64_t deadline = harness_now_ms() + 20000;

@@ -42,11 +42,9 @@ static pid_t listener_wait_worker_running(struct harness_supervisor *sup, int64_
 {
     int64_t deadline = harness_now_ms() + 10000;
     for (;;) {
-        struct harness_worker w[HARNESS_MAX_WORKERS];
-        harness_status(sup, w);
-        for (int i = 0; i < HARNESS_MAX_WORKERS; i++)
-            if (w[i].listed && w[i].task == id && w[i].pid > 0)
-                return w[i].pid;
+        pid_t pid = harness_worker_running(sup, id);
+        if (pid > 0)
+            return pid;
         if (harness_now_ms() > deadline) {
             harness_stderr_dump(sup);
             ck_abort_msg("no worker shows task %" PRId64 " running within 10 s", id);
