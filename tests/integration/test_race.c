@@ -103,13 +103,20 @@ static struct harness_run *race_dead_worker_then_claim(int max_attempts, int64_t
     return run;
 }
 
-/* A task whose worker dies on its only attempt is dead, and never runs
- * again: on the old code the other worker ran it a second time, as the
- * same attempt 1, and it ended done. */
-START_TEST(dead_worker_sql_attempt_is_charged_before_another_claim)
+/* How the race must end, for a queue's max_attempts: the task's
+ * "state/attempts", the statement's runs and its effects. */
+struct race_outcome {
+    int max_attempts;
+    const char *task;
+    int64_t runs;
+    int64_t effects;
+    const char *why; /* the case, for the failure message */
+};
+
+static void race_expect_outcome(const struct race_outcome *want)
 {
     int64_t id;
-    struct harness_run *run = race_dead_worker_then_claim(1, &id);
+    struct harness_run *run = race_dead_worker_then_claim(want->max_attempts, &id);
     PGconn *conn = run->conn;
     struct harness_supervisor *sup = run->sup;
 
@@ -118,13 +125,27 @@ START_TEST(dead_worker_sql_attempt_is_charged_before_another_claim)
                   "SELECT state || '/' || attempts FROM pgwork.tasks WHERE id = %" PRId64, id));
     int64_t runs = harness_query_int64(conn, RACE_RUNS);
     int64_t effects = harness_query_int64(conn, "SELECT count(*) FROM results");
-    if (strcmp(task, "dead/1") != 0 || runs != 1 || effects != 0)
+    bool ok = strcmp(task, want->task) == 0 && runs == want->runs && effects == want->effects;
+    if (!ok)
         harness_stderr_dump(sup);
-    ck_assert_msg(strcmp(task, "dead/1") == 0 && runs == 1 && effects == 0,
-                  "max_attempts = 1 and its worker died on attempt 1: expected dead/1 after 1 "
-                  "run, no effect; got %s after %" PRId64 " run(s), %" PRId64 " effect(s)",
-                  task, runs, effects);
+    ck_assert_msg(ok,
+                  "%s: expected %s after %" PRId64 " run(s), %" PRId64 " effect(s); got %s after "
+                  "%" PRId64 " run(s), %" PRId64 " effect(s)",
+                  want->why, want->task, want->runs, want->effects, task, runs, effects);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+
+/* A task whose worker dies on its only attempt is dead, and never runs
+ * again: on the old code the other worker ran it a second time, as the
+ * same attempt 1, and it ended done. */
+START_TEST(dead_worker_sql_attempt_is_charged_before_another_claim)
+{
+    race_expect_outcome(
+        &(struct race_outcome){.max_attempts = 1,
+                               .task = "dead/1",
+                               .runs = 1,
+                               .effects = 0,
+                               .why = "max_attempts = 1 and its worker died on attempt 1"});
 }
 END_TEST
 
@@ -132,23 +153,12 @@ END_TEST
  * 2 after 2 runs, its effect once (the old code: done at "attempt 1"). */
 START_TEST(dead_worker_sql_attempt_counts_when_the_retry_succeeds)
 {
-    int64_t id;
-    struct harness_run *run = race_dead_worker_then_claim(3, &id);
-    PGconn *conn = run->conn;
-    struct harness_supervisor *sup = run->sup;
-
-    const char *task = harness_query_text(
-        conn, harness_printf(
-                  "SELECT state || '/' || attempts FROM pgwork.tasks WHERE id = %" PRId64, id));
-    int64_t runs = harness_query_int64(conn, RACE_RUNS);
-    int64_t effects = harness_query_int64(conn, "SELECT count(*) FROM results");
-    if (strcmp(task, "done/2") != 0 || runs != 2 || effects != 1)
-        harness_stderr_dump(sup);
-    ck_assert_msg(strcmp(task, "done/2") == 0 && runs == 2 && effects == 1,
-                  "its worker died on attempt 1, the retry succeeded: expected done/2 after 2 "
-                  "runs, one effect; got %s after %" PRId64 " run(s), %" PRId64 " effect(s)",
-                  task, runs, effects);
-    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+    race_expect_outcome(
+        &(struct race_outcome){.max_attempts = 3,
+                               .task = "done/2",
+                               .runs = 2,
+                               .effects = 1,
+                               .why = "its worker died on attempt 1, the retry succeeded"});
 }
 END_TEST
 
