@@ -1,6 +1,8 @@
 /*
  * worker.c — the worker process (DESIGN §1): one database connection, one
- * eventfd to sleep on, the queues it serves.
+ * eventfd to sleep on, the queues it serves. Its state and the steps the
+ * sql handler's batches build on are in worker_internal.h; those batches,
+ * run in one transaction, in sql_batch.c.
  *
  * Invariants:
  *  - it never runs a query because it was woken: only a queue hint that
@@ -30,34 +32,12 @@
 
 #include "worker.h"
 #include "handler.h"
+#include "sql_batch.h"
 #include "task.h"
+#include "worker_internal.h"
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
 #include "../shared/timeutil.h"
-
-struct served_queue {
-    int index; /* into shm->queues (args->queue_slots of its config index) */
-    const struct queue_config *queue;
-    const struct handler *handler;
-    void *handler_state;
-    uint64_t seen_hint;       /* the queue's hint when this worker last drained it */
-    struct claim_state claim; /* its claim statements and the drain's cursor */
-    uint64_t seen_arrivals;   /* the queue's arrivals when the cursor was last reset */
-};
-
-struct worker {
-    const struct worker_args *args;
-    const struct pgwork_config *config;
-    struct shm_worker *self;
-    PGconn *conn;
-    char locked_by[300];
-    struct handler_env env; /* signal/death fds and the stop/abort flags */
-    struct served_queue *served;
-    int served_count;
-    struct task_batch batch;
-    struct task_completions completions; /* finished tasks being recorded */
-    bool reconnected;                    /* worker_recover ran (the claimed batch was released) */
-};
 
 bool worker_serves_queue(int slot, const struct queue_config *queue)
 {
@@ -79,7 +59,7 @@ static void worker_set_state(struct worker *w, enum worker_state state)
     }
 }
 
-static void worker_heartbeat(struct worker *w)
+void worker_heartbeat(struct worker *w)
 {
     atomic_store_explicit(&w->self->heartbeat_ms, time_now_ms(), memory_order_relaxed);
 }
@@ -94,14 +74,14 @@ static void worker_notify_supervisor(struct worker *w)
 }
 
 /* The current claim returned a full batch: more work is likely waiting. */
-static void worker_request_help(struct worker *w, int queue_index)
+void worker_request_help(struct worker *w, int queue_index)
 {
     atomic_store(&w->args->shm->queues[queue_index].help_wanted, 1);
     worker_notify_supervisor(w);
 }
 
 /* Tell the supervisor's timer about a retry due in delay_ms (DESIGN §1.6). */
-static void worker_schedule_retry(struct worker *w, int queue_index, int64_t delay_ms)
+void worker_schedule_retry(struct worker *w, int queue_index, int64_t delay_ms)
 {
     _Atomic int64_t *due = &w->args->shm->queues[queue_index].retry_due_ms;
     /* The database set run_at = now() + delay, with now() taken before
@@ -117,15 +97,13 @@ static void worker_schedule_retry(struct worker *w, int queue_index, int64_t del
 }
 
 /* Exit when the database is gone; the supervisor restarts us with backoff. */
-static void worker_check_connection(struct worker *w)
+void worker_check_connection(struct worker *w)
 {
     if (PQstatus(w->conn) != CONNECTION_OK) {
         log_error("lost the database connection: %s", PQerrorMessage(w->conn));
         exit(WORKER_EXIT_ERROR);
     }
 }
-
-static void worker_recover(struct worker *w, int64_t charged_id);
 
 /* Wait until the finished tasks are written: before any other statement. */
 static void worker_flush_completions(struct worker *w)
@@ -156,7 +134,7 @@ static bool worker_holding_back(const struct worker *w)
  * top of the connection's deadline — or for as long as they take when the
  * queue has none: that deadline finds a dead server, it must not cut off a
  * slow statement (issue 10 item 3). dbconn_set_guard_extra(0) ends it. */
-static void worker_guard_tasks(const struct queue_config *queue, int tasks)
+void worker_guard_tasks(const struct queue_config *queue, int tasks)
 {
     dbconn_set_guard_extra(queue->timeout_ms > 0 ? queue->timeout_ms * tasks : DBCONN_NO_DEADLINE);
 }
@@ -256,7 +234,7 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
 /* Run the claimed batch (w->batch) a task at a time, recording each
  * outcome; skip: the index of a task already recorded (-1 = none). Stops
  * early (releasing the rest) when told to hold back. */
-static void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
+void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
 {
     for (int i = 0; i < w->batch.count; i++) {
         if (i == skip)
@@ -288,7 +266,7 @@ static void worker_run_batch(struct worker *w, struct served_queue *sq, int skip
 /* One claim round, a task at a time: claim (marking running), run each,
  * record each outcome. Returns the number claimed, or -1 after a database
  * error. */
-static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
+int worker_claim_and_run(struct worker *w, struct served_queue *sq)
 {
     int claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
                              &sq->claim, &w->batch);
@@ -299,284 +277,6 @@ static int worker_claim_and_run(struct worker *w, struct served_queue *sq)
     if (claimed == sq->queue->batch)
         worker_request_help(w, sq->index);
     worker_run_batch(w, sq, -1);
-    return claimed;
-}
-
-static bool worker_exec_simple(struct worker *w, const char *sql)
-{
-    PGresult *res = dbconn_exec(w->conn, sql);
-    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    if (!ok)
-        log_error("%s failed: %s", sql, PQerrorMessage(w->conn));
-    PQclear(res);
-    return ok;
-}
-
-/* Leave pipeline mode after a round that went wrong: read what is left,
- * roll back the open transaction. */
-static void pipeline_abandon(struct worker *w, bool round_open)
-{
-    if (round_open && !dbconn_pipeline_finish_round(w->conn))
-        worker_check_connection(w);
-    if (!PQexitPipelineMode(w->conn)) {
-        log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
-        exit(WORKER_EXIT_ERROR);
-    }
-    if (PQtransactionStatus(w->conn) != PQTRANS_IDLE)
-        worker_exec_simple(w, "ROLLBACK");
-    worker_check_connection(w);
-}
-
-/*
- * Round 1 of the one-transaction path, one round trip: claim the batch —
- * marked running under this worker, attempts + 1 — in an implicit
- * transaction of its own (the worker's settings first) that commits at
- * the round's sync, before any of the tasks' statements runs. From then on
- * the attempt is on record: if this worker dies in round 2, its tasks stay
- * running under its tag, and only the supervisor's requeue (which charges
- * the one it was running) or the lease gives them back — no other claim
- * can take a task in between and run it as the same attempt (issue 10: the
- * batch's own row locks vanished with its stopped backend, before the
- * requeue came). Leaves the connection in pipeline mode, no transaction
- * open. Returns the tasks claimed, or -1 (pipeline abandoned).
- */
-static int worker_claim_round(struct worker *w, struct served_queue *sq)
-{
-    const struct queue_config *queue = sq->queue;
-    PGconn *conn = w->conn;
-    const char *settings = dbconn_local();
-    if (!PQenterPipelineMode(conn)) {
-        log_error("cannot enter pipeline mode: %s", PQerrorMessage(conn));
-        return -1;
-    }
-    bool sent =
-        (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0)) &&
-        task_send_claim(conn, queue, w->locked_by, w->config->workers.lease_ms, &sq->claim) == 0 &&
-        PQpipelineSync(conn);
-    if (!sent) {
-        log_error("cannot send the claim of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
-        pipeline_abandon(w, false);
-        return -1;
-    }
-    bool ok = settings == NULL || dbconn_pipeline_ok(conn);
-    PGresult *res = dbconn_pipeline_take(conn);
-    int claimed = -1;
-    if (ok && PQresultStatus(res) == PGRES_TUPLES_OK)
-        claimed = task_batch_take(&w->batch, res, &sq->claim);
-    else
-        log_error("claim failed on queue \"%s\": %s", queue->name,
-                  res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-    PQclear(res);
-    if (claimed < 0) {
-        pipeline_abandon(w, true);
-        return -1;
-    }
-    if (!dbconn_pipeline_finish_round(conn)) {
-        pipeline_abandon(w, false);
-        return -1;
-    }
-    return claimed;
-}
-
-/*
- * A statement of the one-transaction path failed (its error, its timeout):
- * the batch rolled back; the task is still running under this worker, its
- * attempt written by the claim. Record the failure (retry with backoff, or
- * dead), as a failed run task-at-a-time would.
- */
-static void worker_charge_failed_statement(struct worker *w, struct served_queue *sq,
-                                           const struct claimed_task *c, const char *error)
-{
-    const struct queue_config *queue = sq->queue;
-    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
-    bool dead = c->attempt >= c->max_attempts;
-    int64_t delay = dead ? 0
-                         : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
-                                            c->attempt, random_unit());
-    const char *why = error[0] != '\0' ? error : "failed";
-    /* A task no longer ours (its lease ran out and it was taken back)
-     * changes nothing here, and says nothing (one line, one count per
-     * attempt). */
-    if (task_mark_lost(w->conn, c->id, w->locked_by, c->attempt, why, delay, dead) != 1)
-        return;
-    atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried, 1,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
-    if (dead) {
-        log_task(LOG_LEVEL_WARN, queue->name, c->id, "failed on attempt %d of %d, dead: %s",
-                 c->attempt, c->max_attempts, why);
-    } else {
-        log_task(LOG_LEVEL_WARN, queue->name, c->id,
-                 "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", c->attempt,
-                 c->max_attempts, delay, why);
-        worker_schedule_retry(w, sq->index, delay);
-    }
-}
-
-/*
- * One claim round in one transaction (handlers with send_in_transaction,
- * i.e. sql), in two round trips: (1) claim the batch, committed on its own
- * (worker_claim_round); (2) BEGIN, every task's statement, mark them all
- * done, COMMIT — sent as one pipeline. A task's effect and its done commit
- * together. When a statement fails, the server skips the rest of the
- * pipeline (COMMIT included), the transaction is rolled back, the failed
- * task is charged, and the rest of the batch — still claimed by this
- * worker — is run a task at a time, so the failure is recorded and the
- * rest still succeed. Returns the number claimed, or -1 after a database
- * error.
- */
-static int worker_claim_in_transaction(struct worker *w, struct served_queue *sq)
-{
-    const struct queue_config *queue = sq->queue;
-    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
-    PGconn *conn = w->conn;
-    /* After a lost connection the round is redone from where it started
-     * (the cursor only: statement texts built meanwhile are kept, not
-     * leaked). */
-    const struct claim_state round_start = sq->claim;
-    int claimed = worker_claim_round(w, sq);
-    if (claimed <= 0) {
-        if (claimed == 0 && !PQexitPipelineMode(conn)) {
-            log_error("cannot leave pipeline mode: %s", PQerrorMessage(conn));
-            exit(WORKER_EXIT_ERROR);
-        }
-        return claimed;
-    }
-    if (claimed == queue->batch)
-        worker_request_help(w, sq->index);
-    int64_t *ids = malloc((size_t)claimed * sizeof(*ids));
-    int64_t *elapsed_us = malloc((size_t)claimed * sizeof(*elapsed_us));
-    if (ids == NULL || elapsed_us == NULL) {
-        free(ids);
-        free(elapsed_us);
-        pipeline_abandon(w, false);
-        worker_run_batch(w, sq, -1);
-        return claimed;
-    }
-    /* The transaction's own settings: the queue's timeout for each
-     * statement, the worker's. Their answers come first. */
-    char set_timeout[64];
-    snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
-             (long long)queue->timeout_ms);
-    const char *settings = dbconn_local();
-    int preludes = 1 + (queue->timeout_ms > 0) + (settings != NULL);
-    bool sent =
-        PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
-        (queue->timeout_ms == 0 ||
-         PQsendQueryParams(conn, set_timeout, 0, NULL, NULL, NULL, NULL, 0)) &&
-        (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0));
-    w->env.queue = queue;
-    w->env.keep_done = queue->keep_done;
-    for (int i = 0; i < claimed && sent; i++) {
-        const struct claimed_task *c = &w->batch.tasks[i];
-        struct task task = {.id = c->id,
-                            .payload = c->payload,
-                            .attempt = c->attempt,
-                            .max_attempts = c->max_attempts};
-        ids[i] = task.id;
-        w->env.batch_index = i;
-        sent = sq->handler->send_in_transaction(sq->handler_state, &w->env, &task) == 0;
-    }
-    sent = sent &&
-           task_send_finish_claimed(conn, ids, claimed, w->locked_by, queue->keep_done) == 0 &&
-           PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(conn);
-    if (!sent) {
-        log_error("cannot send the tasks of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
-        free(ids);
-        free(elapsed_us);
-        pipeline_abandon(w, true);
-        worker_run_batch(w, sq, -1);
-        return claimed;
-    }
-
-    /* Each statement may run for the queue's timeout. A task's duration is
-     * the time between its answer and the previous one's (the statements
-     * run one after another on the server). */
-    worker_guard_tasks(queue, claimed);
-    /* The first statement runs right after the preludes, whose answers
-     * may come only with the statements' (the server flushes at the sync):
-     * it is the one charged if we die while waiting for them. */
-    atomic_store_explicit(&w->self->task_id, ids[0], memory_order_relaxed);
-    bool failed = false;
-    for (int i = 0; i < preludes; i++)
-        if (!dbconn_pipeline_ok(conn))
-            failed = true;
-    int failed_at = -1; /* the statement that failed (the rest were skipped) */
-    char failure[512] = "";
-    int64_t previous_us = time_now_us();
-    for (int i = 0; i < claimed; i++) {
-        /* The task whose answer we wait for is the one running on the
-         * server (they run in order): the one charged if we die now. */
-        if (!failed)
-            atomic_store_explicit(&w->self->task_id, ids[i], memory_order_relaxed);
-        PGresult *answer = dbconn_pipeline_take(conn);
-        ExecStatusType status = PQresultStatus(answer);
-        if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-            if (!failed && status == PGRES_FATAL_ERROR) {
-                failed_at = i;
-                snprintf(failure, sizeof(failure), "%s", PQresultErrorMessage(answer));
-                failure[strcspn(failure, "\n")] = '\0';
-            }
-            failed = true;
-        }
-        PQclear(answer);
-        int64_t now_us = time_now_us();
-        elapsed_us[i] = now_us - previous_us;
-        previous_us = now_us;
-    }
-    PGresult *res = dbconn_pipeline_take(conn);
-    if (!failed && PQresultStatus(res) == PGRES_FATAL_ERROR)
-        log_warn("queue \"%s\": a batch of %d rolled back, redone a task at a time: %s",
-                 queue->name, claimed, PQresultErrorMessage(res));
-    PQclear(res);
-    bool committed = dbconn_pipeline_ok(conn);
-    dbconn_set_guard_extra(0);
-    bool synced = dbconn_pipeline_finish_round(conn);
-    free(ids);
-    if (failed || !committed || !synced) {
-        free(elapsed_us);
-        if (PQstatus(conn) != CONNECTION_OK) {
-            /* Nothing of this round happened (or, when the connection
-             * broke after COMMIT reached the server, all of it did: those
-             * tasks are not claimed again). Which statement broke the
-             * connection is not certain here (a backend told to die may
-             * go only when it reads the next one): the batch goes back
-             * with the reconnect and is claimed again a task at a time;
-             * that run charges it. Nor is it the first task's: should this
-             * worker die while it reconnects (the cluster restarting
-             * again), the supervisor must not charge an innocent task. */
-            log_warn("queue \"%s\": the database connection broke during a batch of %d: %s",
-                     queue->name, claimed, PQerrorMessage(conn));
-            task_claim_rewind(&sq->claim, &round_start);
-            atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
-            worker_recover(w, 0);
-            return worker_claim_and_run(w, sq);
-        }
-        pipeline_abandon(w, false);
-        /* The statement that failed is known: record its failure now; the
-         * rest of the batch, still ours, runs a task at a time. */
-        if (failed_at >= 0)
-            worker_charge_failed_statement(w, sq, &w->batch.tasks[failed_at], failure);
-        atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
-        worker_run_batch(w, sq, failed_at);
-        return claimed;
-    }
-    atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
-    if (!PQexitPipelineMode(conn)) {
-        log_error("cannot leave pipeline mode: %s", PQerrorMessage(conn));
-        exit(WORKER_EXIT_ERROR);
-    }
-    for (int i = 0; i < claimed; i++) {
-        const struct claimed_task *c = &w->batch.tasks[i];
-        shm_histogram_observe(&shared_queue->pickup, c->pickup_us);
-        shm_histogram_observe(&shared_queue->duration, elapsed_us[i]);
-        log_task(LOG_LEVEL_INFO, queue->name, c->id, "done in %" PRId64 " ms (attempt %d)",
-                 elapsed_us[i] / 1000, c->attempt);
-    }
-    atomic_fetch_add_explicit(&shared_queue->tasks_done, (uint64_t)claimed, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->self->tasks_done, (uint64_t)claimed, memory_order_relaxed);
-    free(elapsed_us);
-    worker_heartbeat(w);
     return claimed;
 }
 
@@ -647,7 +347,7 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
         }
         sq->seen_hint = atomic_load(&shared_queue->hint);
         bool from_cursor = sq->claim.cursor_set;
-        int claimed = sq->handler->send_in_transaction != NULL ? worker_claim_in_transaction(w, sq)
+        int claimed = sq->handler->send_in_transaction != NULL ? sql_batch_claim_and_run(w, sq)
                                                                : worker_claim_and_run(w, sq);
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->self->claims, 1, memory_order_relaxed);
@@ -765,7 +465,7 @@ static PGconn *worker_connect(const struct worker *w)
         PQfinish(conn);
         return NULL;
     }
-    /* Non-blocking: a long pipeline (worker_claim_in_transaction) is sent
+    /* Non-blocking: a long pipeline (sql_batch.c) is sent
      * while the answers are read (dbconn_next_result), never deadlocking. */
     if (PQsetnonblocking(conn, 1) != 0)
         log_warn("cannot make the connection non-blocking: %s", PQerrorMessage(conn));
@@ -813,7 +513,7 @@ static void worker_init_queues(struct worker *w)
  * requeues by locked_by and charges the task in the shm slot, as for any
  * worker that dies.
  */
-static void worker_recover(struct worker *w, int64_t charged_id)
+void worker_recover(struct worker *w, int64_t charged_id)
 {
     /* Outcomes sent on the old connection are unknown: only a restart
      * (requeue by locked_by) settles them. The sql paths flush first. */

@@ -1,0 +1,341 @@
+/*
+ * sql_batch.c — the worker's one-transaction path for the sql handler
+ * (handlers with send_in_transaction; DESIGN §2, §3): a batch in two
+ * pipelined round trips — (1) claim it, (2) BEGIN, every task's
+ * statement, their done, COMMIT.
+ *
+ * Invariants:
+ *  - the claim commits before any statement runs: a task's attempt is on
+ *    record while it runs, so a worker that dies mid statement leaves its
+ *    tasks running under its tag, where only the supervisor's requeue
+ *    (which charges the one it was running) or the lease takes them back
+ *    — never another claim in between (issue 10);
+ *  - a task's effect commits with its done, or not at all: the done fails
+ *    unless every task of the batch is still ours;
+ *  - after a round that did not commit, the batch is finished a task at a
+ *    time by the worker's own path (worker_run_batch), the task whose
+ *    statement failed charged first; after a lost connection it goes back
+ *    with the reconnect and is claimed again a task at a time;
+ *  - the shm slot's task_id names the task whose statement may be running
+ *    (the one the supervisor charges if this worker dies).
+ */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sql_batch.h"
+#include "worker_internal.h"
+#include "../shared/dbconn.h"
+#include "../shared/log.h"
+#include "../shared/timeutil.h"
+
+static bool exec_simple(struct worker *w, const char *sql)
+{
+    PGresult *res = dbconn_exec(w->conn, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        log_error("%s failed: %s", sql, PQerrorMessage(w->conn));
+    PQclear(res);
+    return ok;
+}
+
+/* Leave pipeline mode after a round that went wrong: read what is left,
+ * roll back the open transaction. */
+static void sql_batch_abandon(struct worker *w, bool round_open)
+{
+    if (round_open && !dbconn_pipeline_finish_round(w->conn))
+        worker_check_connection(w);
+    if (!PQexitPipelineMode(w->conn)) {
+        log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
+        exit(WORKER_EXIT_ERROR);
+    }
+    if (PQtransactionStatus(w->conn) != PQTRANS_IDLE)
+        exec_simple(w, "ROLLBACK");
+    worker_check_connection(w);
+}
+
+/*
+ * Round 1 of the one-transaction path, one round trip: claim the batch —
+ * marked running under this worker, attempts + 1 — in an implicit
+ * transaction of its own (the worker's settings first) that commits at
+ * the round's sync, before any of the tasks' statements runs. From then on
+ * the attempt is on record: if this worker dies in round 2, its tasks stay
+ * running under its tag, and only the supervisor's requeue (which charges
+ * the one it was running) or the lease gives them back — no other claim
+ * can take a task in between and run it as the same attempt (issue 10: the
+ * batch's own row locks vanished with its stopped backend, before the
+ * requeue came). Leaves the connection in pipeline mode, no transaction
+ * open. Returns the tasks claimed, or -1 (pipeline abandoned).
+ */
+static int sql_batch_claim(struct worker *w, struct served_queue *sq)
+{
+    const struct queue_config *queue = sq->queue;
+    PGconn *conn = w->conn;
+    const char *settings = dbconn_local();
+    if (!PQenterPipelineMode(conn)) {
+        log_error("cannot enter pipeline mode: %s", PQerrorMessage(conn));
+        return -1;
+    }
+    bool sent =
+        (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0)) &&
+        task_send_claim(conn, queue, w->locked_by, w->config->workers.lease_ms, &sq->claim) == 0 &&
+        PQpipelineSync(conn);
+    if (!sent) {
+        log_error("cannot send the claim of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
+        sql_batch_abandon(w, false);
+        return -1;
+    }
+    bool ok = settings == NULL || dbconn_pipeline_ok(conn);
+    PGresult *res = dbconn_pipeline_take(conn);
+    int claimed = -1;
+    if (ok && PQresultStatus(res) == PGRES_TUPLES_OK)
+        claimed = task_batch_take(&w->batch, res, &sq->claim);
+    else
+        log_error("claim failed on queue \"%s\": %s", queue->name,
+                  res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+    PQclear(res);
+    if (claimed < 0) {
+        sql_batch_abandon(w, true);
+        return -1;
+    }
+    if (!dbconn_pipeline_finish_round(conn)) {
+        sql_batch_abandon(w, false);
+        return -1;
+    }
+    return claimed;
+}
+
+/*
+ * A statement of the one-transaction path failed (its error, its timeout):
+ * the batch rolled back; the task is still running under this worker, its
+ * attempt written by the claim. Record the failure (retry with backoff, or
+ * dead), as a failed run task-at-a-time would.
+ */
+static void sql_batch_charge_failed(struct worker *w, struct served_queue *sq,
+                                    const struct claimed_task *c, const char *error)
+{
+    const struct queue_config *queue = sq->queue;
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    bool dead = c->attempt >= c->max_attempts;
+    int64_t delay = dead ? 0
+                         : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
+                                            c->attempt, random_unit());
+    const char *why = error[0] != '\0' ? error : "failed";
+    /* A task no longer ours (its lease ran out and it was taken back)
+     * changes nothing here, and says nothing (one line, one count per
+     * attempt). */
+    if (task_mark_lost(w->conn, c->id, w->locked_by, c->attempt, why, delay, dead) != 1)
+        return;
+    atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried, 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
+    if (dead) {
+        log_task(LOG_LEVEL_WARN, queue->name, c->id, "failed on attempt %d of %d, dead: %s",
+                 c->attempt, c->max_attempts, why);
+    } else {
+        log_task(LOG_LEVEL_WARN, queue->name, c->id,
+                 "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", c->attempt,
+                 c->max_attempts, delay, why);
+        worker_schedule_retry(w, sq->index, delay);
+    }
+}
+
+/* What the answers to round 2 said. */
+struct round_result {
+    bool failed;       /* some statement (or a prelude) failed: the rest were skipped */
+    int failed_at;     /* the task whose statement failed, -1 = none known */
+    char failure[512]; /* its error, first line */
+    bool committed;    /* COMMIT succeeded */
+    bool synced;       /* the round was read to its end */
+};
+
+/*
+ * Round 2, sent as one pipeline: BEGIN, the transaction's settings (the
+ * queue's timeout for each statement, the worker's), every task's
+ * statement, their done (task_send_finish_claimed), COMMIT. ids gets the
+ * batch's ids. Returns how many settings answers come before the
+ * statements', or -1 when something could not be sent.
+ */
+static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *ids)
+{
+    const struct queue_config *queue = sq->queue;
+    PGconn *conn = w->conn;
+    char set_timeout[64];
+    snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
+             (long long)queue->timeout_ms);
+    const char *settings = dbconn_local();
+    bool sent =
+        PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+        (queue->timeout_ms == 0 ||
+         PQsendQueryParams(conn, set_timeout, 0, NULL, NULL, NULL, NULL, 0)) &&
+        (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0));
+    w->env.queue = queue;
+    w->env.keep_done = queue->keep_done;
+    int claimed = w->batch.count;
+    for (int i = 0; i < claimed && sent; i++) {
+        const struct claimed_task *c = &w->batch.tasks[i];
+        struct task task = {.id = c->id,
+                            .payload = c->payload,
+                            .attempt = c->attempt,
+                            .max_attempts = c->max_attempts};
+        ids[i] = task.id;
+        w->env.batch_index = i;
+        sent = sq->handler->send_in_transaction(sq->handler_state, &w->env, &task) == 0;
+    }
+    sent = sent &&
+           task_send_finish_claimed(conn, ids, claimed, w->locked_by, queue->keep_done) == 0 &&
+           PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(conn);
+    if (!sent) {
+        log_error("cannot send the tasks of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
+        return -1;
+    }
+    return 1 + (queue->timeout_ms > 0) + (settings != NULL);
+}
+
+/*
+ * Read round 2's answers into r. Each statement may run for the queue's
+ * timeout. A task's duration (elapsed_us) is the time between its answer
+ * and the previous one's (the statements run one after another on the
+ * server).
+ */
+static void sql_batch_collect(struct worker *w, struct served_queue *sq, const int64_t *ids,
+                              int preludes, int64_t *elapsed_us, struct round_result *r)
+{
+    PGconn *conn = w->conn;
+    int claimed = w->batch.count;
+    *r = (struct round_result){.failed_at = -1};
+    worker_guard_tasks(sq->queue, claimed);
+    /* The first statement runs right after the preludes, whose answers
+     * may come only with the statements' (the server flushes at the sync):
+     * it is the one charged if we die while waiting for them. */
+    atomic_store_explicit(&w->self->task_id, ids[0], memory_order_relaxed);
+    for (int i = 0; i < preludes; i++)
+        if (!dbconn_pipeline_ok(conn))
+            r->failed = true;
+    int64_t previous_us = time_now_us();
+    for (int i = 0; i < claimed; i++) {
+        /* The task whose answer we wait for is the one running on the
+         * server (they run in order): the one charged if we die now. */
+        if (!r->failed)
+            atomic_store_explicit(&w->self->task_id, ids[i], memory_order_relaxed);
+        PGresult *answer = dbconn_pipeline_take(conn);
+        ExecStatusType status = PQresultStatus(answer);
+        if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+            if (!r->failed && status == PGRES_FATAL_ERROR) {
+                r->failed_at = i;
+                snprintf(r->failure, sizeof(r->failure), "%s", PQresultErrorMessage(answer));
+                r->failure[strcspn(r->failure, "\n")] = '\0';
+            }
+            r->failed = true;
+        }
+        PQclear(answer);
+        int64_t now_us = time_now_us();
+        elapsed_us[i] = now_us - previous_us;
+        previous_us = now_us;
+    }
+    PGresult *res = dbconn_pipeline_take(conn);
+    if (!r->failed && PQresultStatus(res) == PGRES_FATAL_ERROR)
+        log_warn("queue \"%s\": a batch of %d rolled back, redone a task at a time: %s",
+                 sq->queue->name, claimed, PQresultErrorMessage(res));
+    PQclear(res);
+    r->committed = dbconn_pipeline_ok(conn);
+    dbconn_set_guard_extra(0);
+    r->synced = dbconn_pipeline_finish_round(conn);
+}
+
+/*
+ * Round 2 did not commit. A lost connection: nothing of the round
+ * happened (or, when it broke after COMMIT reached the server, all of it
+ * did: those tasks are not claimed again). Which statement broke it is
+ * not certain here (a backend told to die may go only when it reads the
+ * next one): the batch goes back with the reconnect and is claimed again
+ * from round_start a task at a time; that run charges it. Nor is it the
+ * first task's: should this worker die while it reconnects (the cluster
+ * restarting again), the supervisor must not charge an innocent task.
+ * Otherwise the statement that failed is known: its failure is recorded
+ * now, and the rest of the batch, still ours, runs a task at a time.
+ * Returns the number claimed (as the drain counts it).
+ */
+static int sql_batch_redo(struct worker *w, struct served_queue *sq, const struct round_result *r,
+                          const struct claim_state *round_start)
+{
+    int claimed = w->batch.count;
+    if (PQstatus(w->conn) != CONNECTION_OK) {
+        log_warn("queue \"%s\": the database connection broke during a batch of %d: %s",
+                 sq->queue->name, claimed, PQerrorMessage(w->conn));
+        task_claim_rewind(&sq->claim, round_start);
+        atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
+        worker_recover(w, 0);
+        return worker_claim_and_run(w, sq);
+    }
+    sql_batch_abandon(w, false);
+    if (r->failed_at >= 0)
+        sql_batch_charge_failed(w, sq, &w->batch.tasks[r->failed_at], r->failure);
+    atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
+    worker_run_batch(w, sq, r->failed_at);
+    return claimed;
+}
+
+/* Round 2 committed: every task of the batch is done. */
+static void sql_batch_record(struct worker *w, struct served_queue *sq, const int64_t *elapsed_us)
+{
+    const struct queue_config *queue = sq->queue;
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    int claimed = w->batch.count;
+    atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
+    if (!PQexitPipelineMode(w->conn)) {
+        log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
+        exit(WORKER_EXIT_ERROR);
+    }
+    for (int i = 0; i < claimed; i++) {
+        const struct claimed_task *c = &w->batch.tasks[i];
+        shm_histogram_observe(&shared_queue->pickup, c->pickup_us);
+        shm_histogram_observe(&shared_queue->duration, elapsed_us[i]);
+        log_task(LOG_LEVEL_INFO, queue->name, c->id, "done in %" PRId64 " ms (attempt %d)",
+                 elapsed_us[i] / 1000, c->attempt);
+    }
+    atomic_fetch_add_explicit(&shared_queue->tasks_done, (uint64_t)claimed, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->self->tasks_done, (uint64_t)claimed, memory_order_relaxed);
+    worker_heartbeat(w);
+}
+
+int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq)
+{
+    /* After a lost connection the round is redone from where it started
+     * (the cursor only: statement texts built meanwhile are kept, not
+     * leaked). */
+    const struct claim_state round_start = sq->claim;
+    int claimed = sql_batch_claim(w, sq);
+    if (claimed <= 0) {
+        if (claimed == 0 && !PQexitPipelineMode(w->conn)) {
+            log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
+            exit(WORKER_EXIT_ERROR);
+        }
+        return claimed;
+    }
+    if (claimed == sq->queue->batch)
+        worker_request_help(w, sq->index);
+    int64_t *ids = malloc((size_t)claimed * sizeof(*ids));
+    int64_t *elapsed_us = malloc((size_t)claimed * sizeof(*elapsed_us));
+    bool allocated = ids != NULL && elapsed_us != NULL;
+    int preludes = allocated ? sql_batch_send(w, sq, ids) : -1;
+    if (preludes < 0) {
+        /* Nothing ran: the batch, ours, runs a task at a time. */
+        free(ids);
+        free(elapsed_us);
+        sql_batch_abandon(w, allocated);
+        worker_run_batch(w, sq, -1);
+        return claimed;
+    }
+    struct round_result r;
+    sql_batch_collect(w, sq, ids, preludes, elapsed_us, &r);
+    free(ids);
+    if (r.failed || !r.committed || !r.synced)
+        claimed = sql_batch_redo(w, sq, &r, &round_start);
+    else
+        sql_batch_record(w, sq, elapsed_us);
+    free(elapsed_us);
+    return claimed;
+}

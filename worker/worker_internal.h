@@ -1,0 +1,71 @@
+/*
+ * worker_internal.h — the worker process's state and the steps of its
+ * loop that the sql handler's batches (sql_batch.c) build on. Only
+ * worker/worker.c and worker/sql_batch.c include it; the process's API is
+ * worker.h.
+ */
+#ifndef PGWORK_WORKER_INTERNAL_H
+#define PGWORK_WORKER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "handler.h"
+#include "task.h"
+#include "worker.h"
+
+struct served_queue {
+    int index; /* into shm->queues (args->queue_slots of its config index) */
+    const struct queue_config *queue;
+    const struct handler *handler;
+    void *handler_state;
+    uint64_t seen_hint;       /* the queue's hint when this worker last drained it */
+    struct claim_state claim; /* its claim statements and the drain's cursor */
+    uint64_t seen_arrivals;   /* the queue's arrivals when the cursor was last reset */
+};
+
+struct worker {
+    const struct worker_args *args;
+    const struct pgwork_config *config;
+    struct shm_worker *self;
+    PGconn *conn;
+    char locked_by[300];
+    struct handler_env env; /* signal/death fds and the stop/abort flags */
+    struct served_queue *served;
+    int served_count;
+    struct task_batch batch;
+    struct task_completions completions; /* finished tasks being recorded */
+    bool reconnected;                    /* worker_recover ran (the claimed batch was released) */
+};
+
+/* The heartbeat in the worker's shm slot: now. */
+void worker_heartbeat(struct worker *w);
+
+/* The current claim returned a full batch: more work is likely waiting. */
+void worker_request_help(struct worker *w, int queue_index);
+
+/* Tell the supervisor's timer about a retry due in delay_ms (DESIGN §1.6). */
+void worker_schedule_retry(struct worker *w, int queue_index, int64_t delay_ms);
+
+/* Exit when the database is gone; the supervisor restarts us with backoff. */
+void worker_check_connection(struct worker *w);
+
+/* The connection broke: a new one, what was claimed but charged_id (0 =
+ * none) released; exits when the database stays away. */
+void worker_recover(struct worker *w, int64_t charged_id);
+
+/* The statements of `tasks` tasks of queue may run for its timeout on top
+ * of the connection's deadline (none when the queue has none);
+ * dbconn_set_guard_extra(0) ends it. */
+void worker_guard_tasks(const struct queue_config *queue, int tasks);
+
+/* Run the claimed batch (w->batch) a task at a time, recording each
+ * outcome; skip: a task already recorded (-1 = none). */
+void worker_run_batch(struct worker *w, struct served_queue *sq, int skip);
+
+/* One claim round a task at a time; the number claimed, or -1. */
+int worker_claim_and_run(struct worker *w, struct served_queue *sq);
+
+#endif
