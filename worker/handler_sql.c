@@ -25,6 +25,14 @@
 /* $1 the payload, $2 the task id. */
 static const Oid sql_types[] = {OID_JSONB, OID_INT8};
 
+/* The task's transaction around the queue's statement (sql_run). */
+/* clang-format off */
+static const char begin_sql[] = "BEGIN";
+static const char set_timeout_format[] = "SET LOCAL statement_timeout = %lld";
+static const char commit_sql[] = "COMMIT";
+static const char rollback_sql[] = "ROLLBACK";
+/* clang-format on */
+
 /* The statement is sent unnamed each time (DESIGN §2: behind PgBouncer a
  * named one may be missing on the next transaction's server connection). */
 struct sql_state {
@@ -101,7 +109,7 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
     snprintf(id, sizeof(id), "%" PRId64, task->id);
     const char *params[] = {task->payload, id};
 
-    if (!exec_simple(env->conn, "BEGIN")) {
+    if (!exec_simple(env->conn, begin_sql)) {
         /* A connection that broke before the task (a crash restarted the
          * cluster): it never ran; it goes back untried. */
         if (PQstatus(env->conn) != CONNECTION_OK)
@@ -113,18 +121,18 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
         /* The queue's timeout, for this transaction only: a statement that
          * hangs is cancelled by the server and the task is retried. */
         char set_timeout[64];
-        snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
+        snprintf(set_timeout, sizeof(set_timeout), set_timeout_format,
                  (long long)env->queue->timeout_ms);
         if (!exec_simple(env->conn, set_timeout)) {
             snprintf(error, errlen, "cannot set statement_timeout: %s", PQerrorMessage(env->conn));
-            exec_simple(env->conn, "ROLLBACK");
+            exec_simple(env->conn, rollback_sql);
             return HANDLER_FAILED;
         }
     }
     /* The worker's settings, for this transaction only. */
     if (dbconn_local() != NULL && !exec_simple_rows(env->conn, dbconn_local())) {
         snprintf(error, errlen, "cannot apply settings: %s", PQerrorMessage(env->conn));
-        exec_simple(env->conn, "ROLLBACK");
+        exec_simple(env->conn, rollback_sql);
         return HANDLER_FAILED;
     }
     PGresult *res = dbconn_exec_params(env->conn, sql->statement, 2, sql_types, params);
@@ -134,14 +142,14 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
         /* libpq messages end in a newline; last_error reads better without. */
         error[strcspn(error, "\n")] = '\0';
         PQclear(res);
-        exec_simple(env->conn, "ROLLBACK");
+        exec_simple(env->conn, rollback_sql);
         return HANDLER_FAILED;
     }
     PQclear(res);
 
     int marked = task_mark_done(env->conn, task->id, env->locked_by, env->keep_done);
     if (marked != 1) {
-        exec_simple(env->conn, "ROLLBACK");
+        exec_simple(env->conn, rollback_sql);
         if (marked == 0) {
             log_task(LOG_LEVEL_WARN, env->queue->name, task->id,
                      "task is no longer ours (its lease expired, or a crash undid its claim): "
@@ -151,7 +159,7 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
         snprintf(error, errlen, "marking done failed: %s", PQerrorMessage(env->conn));
         return HANDLER_FAILED;
     }
-    if (!exec_simple(env->conn, "COMMIT")) {
+    if (!exec_simple(env->conn, commit_sql)) {
         snprintf(error, errlen, "commit failed: %s", PQerrorMessage(env->conn));
         return HANDLER_FAILED;
     }

@@ -47,23 +47,30 @@
  * then the cursor's key ($5 priority, $6 run_at, $7 id). The last three
  * columns returned are the row's key.
  */
+/* clang-format off */
 static const char claim_sql_format[] =
     "WITH picked AS ("
-    " SELECT id FROM pgwork.tasks"
-    " WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
-    " ORDER BY priority, run_at, id LIMIT %d"
-    " FOR UPDATE SKIP LOCKED)"
+    "  SELECT id FROM pgwork.tasks"
+    "  WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
+    "  ORDER BY priority, run_at, id"
+    "  LIMIT %d"
+    "  FOR UPDATE SKIP LOCKED)"
     " UPDATE pgwork.tasks t"
-    " SET state = 'running', attempts = t.attempts + 1, locked_by = $2,"
-    "     locked_until = now() + $3 * interval '1 millisecond', started_at = now(),"
+    " SET state = 'running',"
+    "     attempts = t.attempts + 1,"
+    "     locked_by = $2,"
+    "     locked_until = now() + $3 * interval '1 millisecond',"
+    "     started_at = now(),"
     "     finished_at = NULL"
-    " FROM picked WHERE t.id = picked.id"
+    " FROM picked"
+    " WHERE t.id = picked.id"
     " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $4),"
-    "   greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint),"
-    "   t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint";
+    "           greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint),"
+    "           t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint";
 
 static const char claim_from_cursor[] =
     " AND (priority, run_at, id) >= ($5, $6::timestamptz, $7::bigint)";
+/* clang-format on */
 
 /*
  * The one-transaction path's done (task_send_finish_claimed), in the
@@ -99,11 +106,13 @@ static const char delete_claimed_sql[] =
     " SELECT CASE WHEN (SELECT count(*) FROM finished) = $3 THEN $3"
     "        ELSE ('tasks of the batch no longer ours: '"
     "              || $3 - (SELECT count(*) FROM finished))::int END";
-/* clang-format on */
 
-static const char done_sql[] = "UPDATE pgwork.tasks"
-                               " SET state = 'done', finished_at = now(), locked_until = NULL"
-                               " WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+static const char done_sql[] =
+    "UPDATE pgwork.tasks"
+    " SET state = 'done', finished_at = now(), locked_until = NULL"
+    " WHERE id = $1"
+    "   AND locked_by = $2"
+    "   AND state = 'running'";
 
 /* The background completions (task_completions): a group of finished
  * tasks at once. `id = ANY` walks the primary key; `state = 'running'` is
@@ -111,17 +120,24 @@ static const char done_sql[] = "UPDATE pgwork.tasks"
  * partial index's predicate is not proved by): that index holds an entry for
  * every task that ran since the last vacuum, and walking it for ten rows
  * costs more than the update (measured by `make bench`). */
-static const char done_many_sql[] = "UPDATE pgwork.tasks"
-                                    " SET state = 'done', finished_at = now(), locked_until = NULL"
-                                    " WHERE id = ANY($1::bigint[]) AND locked_by = $2"
-                                    "   AND (state || '') = 'running'";
+static const char done_many_sql[] =
+    "UPDATE pgwork.tasks"
+    " SET state = 'done', finished_at = now(), locked_until = NULL"
+    " WHERE id = ANY($1::bigint[])"
+    "   AND locked_by = $2"
+    "   AND (state || '') = 'running'";
 
-static const char delete_many_sql[] = "DELETE FROM pgwork.tasks"
-                                      " WHERE id = ANY($1::bigint[]) AND locked_by = $2"
-                                      "   AND (state || '') = 'running'";
+static const char delete_many_sql[] =
+    "DELETE FROM pgwork.tasks"
+    " WHERE id = ANY($1::bigint[])"
+    "   AND locked_by = $2"
+    "   AND (state || '') = 'running'";
 
 static const char delete_sql[] =
-    "DELETE FROM pgwork.tasks WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+    "DELETE FROM pgwork.tasks"
+    " WHERE id = $1"
+    "   AND locked_by = $2"
+    "   AND state = 'running'";
 
 /* $5 true: dead. Otherwise pending again at now() + $4 ms (the database's
  * clock decides when it is due). */
@@ -130,23 +146,29 @@ static const char failed_sql[] =
     " SET state = CASE WHEN $5 THEN 'dead' ELSE 'pending' END,"
     "     run_at = CASE WHEN $5 THEN run_at ELSE now() + $4 * interval '1 millisecond' END,"
     "     finished_at = CASE WHEN $5 THEN now() END,"
-    "     last_error = $3, locked_until = NULL"
-    " WHERE id = $1 AND locked_by = $2 AND state = 'running'";
+    "     last_error = $3,"
+    "     locked_until = NULL"
+    " WHERE id = $1"
+    "   AND locked_by = $2"
+    "   AND state = 'running'";
 
-/* The connection broke while the task ran (task_mark_lost): attempts =
- * $3, the attempt that ran; $6 true: dead, else pending at now() + $5 ms.
- * The row is ours and running, or pending with that attempt never written
- * (it ran in a batch's transaction, or a crash took the claim's
- * asynchronous commit with it). A row done meanwhile (the COMMIT got
- * through) or taken by another worker is left alone. */
+/* The attempt that ran was lost with its transaction (task_mark_lost):
+ * attempts = $3, the attempt that ran; $6 true: dead, else pending at
+ * now() + $5 ms. The row is ours and running, or pending with that attempt
+ * never written (a crash took the claim's asynchronous commit with it). A
+ * row done meanwhile (the COMMIT got through) or taken by another worker
+ * is left alone. */
 static const char lost_sql[] =
     "UPDATE pgwork.tasks"
-    " SET attempts = $3, state = CASE WHEN $6 THEN 'dead' ELSE 'pending' END,"
+    " SET attempts = $3,"
+    "     state = CASE WHEN $6 THEN 'dead' ELSE 'pending' END,"
     "     run_at = CASE WHEN $6 THEN run_at ELSE now() + $5 * interval '1 millisecond' END,"
     "     finished_at = CASE WHEN $6 THEN now() END,"
-    "     last_error = $4, locked_until = NULL"
-    " WHERE id = $1 AND ((state = 'running' AND locked_by = $2)"
-    "                    OR (state = 'pending' AND attempts = $3 - 1))";
+    "     last_error = $4,"
+    "     locked_until = NULL"
+    " WHERE id = $1"
+    "   AND ((state = 'running' AND locked_by = $2)"
+    "        OR (state = 'pending' AND attempts = $3 - 1))";
 
 /* After a lost connection: every running row of this worker ($1) but the
  * task being charged ($2, 0 = none) — not started yet, or finished with a
@@ -154,16 +176,25 @@ static const char lost_sql[] =
  * claimed. Nobody else would: the supervisor renews a live worker's leases. */
 static const char release_mine_sql[] =
     "UPDATE pgwork.tasks"
-    " SET state = 'pending', attempts = greatest(attempts - 1, 0),"
-    "     locked_until = NULL, started_at = NULL"
-    " WHERE locked_by = $1 AND state = 'running' AND id <> $2";
+    " SET state = 'pending',"
+    "     attempts = greatest(attempts - 1, 0),"
+    "     locked_until = NULL,"
+    "     started_at = NULL"
+    " WHERE locked_by = $1"
+    "   AND state = 'running'"
+    "   AND id <> $2";
 
 /* Claimed but never started: as if never claimed. */
-static const char release_sql[] = "UPDATE pgwork.tasks"
-                                  " SET state = 'pending', attempts = greatest(attempts - 1, 0),"
-                                  "     locked_until = NULL, started_at = NULL"
-                                  " WHERE id = ANY($1::bigint[]) AND locked_by = $2"
-                                  "   AND state = 'running'";
+static const char release_sql[] =
+    "UPDATE pgwork.tasks"
+    " SET state = 'pending',"
+    "     attempts = greatest(attempts - 1, 0),"
+    "     locked_until = NULL,"
+    "     started_at = NULL"
+    " WHERE id = ANY($1::bigint[])"
+    "   AND locked_by = $2"
+    "   AND state = 'running'";
+/* clang-format on */
 
 static const Oid id_owner_types[] = {OID_INT8, OID_TEXT};
 static const Oid failed_types[] = {OID_INT8, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL};
