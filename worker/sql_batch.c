@@ -17,7 +17,8 @@
  *    statement failed charged first; after a lost connection it goes back
  *    with the reconnect and is claimed again a task at a time;
  *  - the shm slot's task_id names the task whose statement may be running
- *    (the one the supervisor charges if this worker dies).
+ *    (the one the supervisor charges if this worker dies): each answer
+ *    comes as its statement ends, and the slot moves on with it.
  */
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -182,7 +183,11 @@ static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *id
                             .max_attempts = c->max_attempts};
         ids[i] = task.id;
         w->env.batch_index = i;
-        sent = sq->handler->send_in_transaction(sq->handler_state, &w->env, &task) == 0;
+        /* Each answer is sent as soon as its statement ends (the server
+         * would hold them all until the sync): the worker then knows
+         * which statement is running, and its slot names that task. */
+        sent = sq->handler->send_in_transaction(sq->handler_state, &w->env, &task) == 0 &&
+               PQsendFlushRequest(conn);
     }
     sent = sent &&
            task_send_finish_claimed(conn, ids, claimed, w->locked_by, queue->keep_done) == 0 &&
@@ -208,8 +213,8 @@ static void sql_batch_collect(struct worker *w, struct served_queue *sq, const i
     *r = (struct round_result){.failed_at = -1};
     worker_guard_tasks(sq->queue, claimed);
     /* The first statement runs right after the preludes, whose answers
-     * may come only with the statements' (the server flushes at the sync):
-     * it is the one charged if we die while waiting for them. */
+     * come only with its own (the first flush request follows it): it is
+     * the one charged if we die while waiting for them. */
     atomic_store_explicit(&w->self->task_id, ids[0], memory_order_relaxed);
     for (int i = 0; i < preludes; i++)
         if (!dbconn_pipeline_ok(conn))

@@ -162,12 +162,91 @@ START_TEST(dead_worker_sql_attempt_counts_when_the_retry_succeeds)
 }
 END_TEST
 
+/* Every start of the statement of the task whose payload says "sleep"
+ * takes a number from `runs`; its first run sleeps. The effect is a row in
+ * results. */
+#define RACE_BATCH_STATEMENT                                                                       \
+    "WITH run AS (SELECT CASE WHEN $1 ? 'sleep' THEN nextval('runs') ELSE 0 END AS n),"            \
+    " slept AS (SELECT pg_sleep(CASE WHEN n = 1 THEN 60 ELSE 0 END) FROM run)"                     \
+    " INSERT INTO results(task) SELECT $2 FROM run, slept"
+
+/* The pid of the worker whose shm slot shows task `id`, waiting up to 10 s
+ * for it to show; 0 if none does. */
+static pid_t race_wait_worker_running(struct harness_supervisor *sup, int64_t id)
+{
+    int64_t deadline = harness_now_ms() + 10000;
+    pid_t pid;
+    while ((pid = race_worker_running(sup, id)) == 0 && harness_now_ms() < deadline)
+        usleep(20000);
+    return pid;
+}
+
+/*
+ * Three tasks in one batch; the second's statement is running (asleep)
+ * when its worker is killed. That task is the one charged: with
+ * max_attempts = 1 it ends dead, never run again, and its batch-mates are
+ * done, each effect once. A batch's answers used to arrive only with its
+ * end, so the worker's slot named the batch's first task the whole time:
+ * the supervisor charged that one (dead, innocent, on its first attempt)
+ * and the sleeper ran again as the same attempt.
+ */
+START_TEST(dead_worker_sql_charges_the_statement_that_ran)
+{
+    const char *conninfo = harness_db_create(NULL);
+    ck_assert_int_eq(harness_migrate(conninfo), 0);
+    PGconn *conn = harness_connect(conninfo);
+    harness_exec(conn, "CREATE TABLE results (task bigint)");
+    harness_exec(conn, "CREATE SEQUENCE runs");
+    const char *config = harness_write_config(
+        "workers { count = 1 restart_delay_min = 100ms }\n"
+        "log { level = \"info\" format = \"text\" }\n"
+        "http { listen = \"\" }\n"
+        "queue \"q\" { handler = \"sql\" batch = 3 timeout = 0 max_attempts = 1 "
+        "statement = \"" RACE_BATCH_STATEMENT "\" }\n");
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    if (!harness_stderr_wait_for(sup, "listening on channel", 15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("the supervisor did not listen within 15 s");
+    }
+    int64_t first = harness_query_int64(
+        conn, "WITH t AS (INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{}'), "
+              "('q', '{\"sleep\": true}'), ('q', '{}') RETURNING id) SELECT min(id) FROM t");
+    int64_t sleeper = first + 1;
+    race_expect(conn, sup, RACE_SLEEPING, 1, 15000, "the second task's statement sleeps");
+    /* The slot should name the sleeper; if it never does (the bug), the
+     * worker is killed all the same and the outcome below tells. */
+    pid_t worker = race_wait_worker_running(sup, sleeper);
+    if (worker == 0)
+        worker = race_worker_running(sup, first);
+    ck_assert_msg(worker > 0, "no worker shows a task of the batch running");
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+
+    race_expect(conn, sup, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 3,
+                30000, "every task ends done or dead");
+    const char *tasks = race_tasks(conn);
+    const char *want = harness_printf("%" PRId64 ":done/1 %" PRId64 ":dead/1 %" PRId64 ":done/1",
+                                      first, sleeper, first + 2);
+    int64_t runs = harness_query_int64(conn, RACE_RUNS);
+    int64_t wrong = harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks t WHERE "
+                                              "(SELECT count(*) FROM results r WHERE r.task = "
+                                              "t.id) <> (t.state = 'done')::int");
+    if (strcmp(tasks, want) != 0 || runs != 1 || wrong != 0)
+        harness_stderr_dump(sup);
+    ck_assert_msg(strcmp(tasks, want) == 0 && runs == 1 && wrong == 0,
+                  "expected %s, the sleeper run once, effects once for done tasks; got %s, %" PRId64
+                  " run(s) of the sleeper, %" PRId64 " task(s) with wrong effects",
+                  want, tasks, runs, wrong);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 Suite *race_suite(void)
 {
     Suite *s = suite_create("race");
     TCase *tc = harness_tcase("requeue");
     tcase_add_test(tc, dead_worker_sql_attempt_is_charged_before_another_claim);
     tcase_add_test(tc, dead_worker_sql_attempt_counts_when_the_retry_succeeds);
+    tcase_add_test(tc, dead_worker_sql_charges_the_statement_that_ran);
     suite_add_tcase(s, tc);
     return s;
 }
