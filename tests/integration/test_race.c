@@ -176,7 +176,7 @@ static pid_t race_wait_worker_running(struct harness_supervisor *sup, int64_t id
 {
     int64_t deadline = harness_now_ms() + 10000;
     pid_t pid;
-    while ((pid = race_worker_running(sup, id)) == 0 && harness_now_ms() < deadline)
+    while ((pid = harness_worker_running(sup, id)) == 0 && harness_now_ms() < deadline)
         usleep(20000);
     return pid;
 }
@@ -192,38 +192,31 @@ static pid_t race_wait_worker_running(struct harness_supervisor *sup, int64_t id
  */
 START_TEST(dead_worker_sql_charges_the_statement_that_ran)
 {
-    const char *conninfo = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(conninfo), 0);
-    PGconn *conn = harness_connect(conninfo);
-    harness_exec(conn, "CREATE TABLE results (task bigint)");
-    harness_exec(conn, "CREATE SEQUENCE runs");
-    const char *config = harness_write_config(
-        "workers { count = 1 restart_delay_min = 100ms }\n"
-        "log { level = \"info\" format = \"text\" }\n"
-        "http { listen = \"\" }\n"
-        "queue \"q\" { handler = \"sql\" batch = 3 timeout = 0 max_attempts = 1 "
-        "statement = \"" RACE_BATCH_STATEMENT "\" }\n");
-    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
-    if (!harness_stderr_wait_for(sup, "listening on channel", 15000)) {
-        harness_stderr_dump(sup);
-        ck_abort_msg("the supervisor did not listen within 15 s");
-    }
+    struct harness_run *run = harness_scenario(&(struct harness_scenario){
+        .schema = "CREATE TABLE results (task bigint); CREATE SEQUENCE runs",
+        .workers = "count = 1 restart_delay_min = 100ms",
+        .queues = "queue \"batch\" { handler = \"sql\" batch = 3 timeout = 0 max_attempts = 1 "
+                  "statement = \"" RACE_BATCH_STATEMENT "\" }\n",
+        .wait_for = "listening on channel"});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
     int64_t first = harness_query_int64(
-        conn, "WITH t AS (INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{}'), "
-              "('q', '{\"sleep\": true}'), ('q', '{}') RETURNING id) SELECT min(id) FROM t");
+        conn,
+        "WITH t AS (INSERT INTO pgwork.tasks (queue, payload) VALUES ('batch', '{}'), "
+        "('batch', '{\"sleep\": true}'), ('batch', '{}') RETURNING id) SELECT min(id) FROM t");
     int64_t sleeper = first + 1;
-    race_expect(conn, sup, RACE_SLEEPING, 1, 15000, "the second task's statement sleeps");
+    harness_expect(conn, sup, RACE_SLEEPING, 1, 15000, "the second task's statement sleeps");
     /* The slot should name the sleeper; if it never does (the bug), the
      * worker is killed all the same and the outcome below tells. */
     pid_t worker = race_wait_worker_running(sup, sleeper);
     if (worker == 0)
-        worker = race_worker_running(sup, first);
+        worker = harness_worker_running(sup, first);
     ck_assert_msg(worker > 0, "no worker shows a task of the batch running");
     ck_assert_int_eq(kill(worker, SIGKILL), 0);
 
-    race_expect(conn, sup, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 3,
-                30000, "every task ends done or dead");
-    const char *tasks = race_tasks(conn);
+    harness_expect(conn, sup, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')",
+                   3, 30000, "every task ends done or dead");
+    const char *tasks = harness_tasks_text(conn);
     const char *want = harness_printf("%" PRId64 ":done/1 %" PRId64 ":dead/1 %" PRId64 ":done/1",
                                       first, sleeper, first + 2);
     int64_t runs = harness_query_int64(conn, RACE_RUNS);
