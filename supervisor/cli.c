@@ -325,11 +325,39 @@ static int enqueue_failed(const PGresult *res, const PGconn *conn)
     return EXIT_FAILURE_GENERIC;
 }
 
-int cli_enqueue(const struct pgwork_config *config, const char *queue, const char *payload)
+/* NULL if the unique key is acceptable, else why not: as a queue name,
+ * up to UNIQUE_KEY_MAX bytes (the limit migration 0007 sets). */
+static const char *unique_key_problem(const char *key)
+{
+    size_t len = strlen(key);
+    if (len == 0)
+        return "it is empty";
+    if (len > UNIQUE_KEY_MAX)
+        return "it is longer than " CLI_STR(UNIQUE_KEY_MAX) " bytes";
+    const unsigned char *p = (const unsigned char *)key;
+    while (*p) {
+        uint32_t cp;
+        int n = utf8_sequence(p, &cp);
+        if (n == 0)
+            return "it is not valid UTF-8";
+        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
+            return "it contains a control character";
+        p += n;
+    }
+    return NULL;
+}
+
+int cli_enqueue(const struct pgwork_config *config, const char *queue, const char *payload,
+                const char *unique_key)
 {
     const char *problem = queue_name_problem(queue);
     if (problem != NULL) {
         fprintf(stderr, "pgwork: bad queue name: %s\n", problem);
+        return EXIT_BAD_INPUT;
+    }
+    problem = unique_key != NULL ? unique_key_problem(unique_key) : NULL;
+    if (problem != NULL) {
+        fprintf(stderr, "pgwork: bad unique key: %s\n", problem);
         return EXIT_BAD_INPUT;
     }
 
@@ -355,9 +383,15 @@ int cli_enqueue(const struct pgwork_config *config, const char *queue, const cha
     if (conn == NULL)
         goto out;
 
-    const char *params[2] = {queue, payload};
+    /* The key only when given: a database not yet migrated to 0007 still
+     * takes a plain enqueue. */
+    const char *params[3] = {queue, payload, unique_key};
     PGresult *res =
-        PQexecParams(conn, "SELECT pgwork.enqueue($1, $2::jsonb)", 2, NULL, params, NULL, NULL, 0);
+        unique_key == NULL
+            ? PQexecParams(conn, "SELECT pgwork.enqueue($1, $2::jsonb)", 2, NULL, params, NULL,
+                           NULL, 0)
+            : PQexecParams(conn, "SELECT pgwork.enqueue($1, $2::jsonb, unique_key => $3)", 3, NULL,
+                           params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         rc = enqueue_failed(res, conn);
     } else if (printf("%s\n", PQgetvalue(res, 0, 0)) < 0 || fflush(stdout) != 0) {

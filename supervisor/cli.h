@@ -36,10 +36,15 @@ int cli_check_conninfo(const struct pgwork_config *config, char *err, size_t err
 /* `pgwork migrate`: connect with config_conninfo(), run migrate_run(). */
 int cli_migrate(const struct pgwork_config *config);
 
-/* `pgwork enqueue QUEUE [PAYLOAD]`: payload NULL = read stdin. The payload
- * must be valid JSON (checked by the database's jsonb input); prints the new
- * task id on stdout. */
-int cli_enqueue(const struct pgwork_config *config, const char *queue, const char *payload);
+/* Longest unique key, in bytes (migration 0007's CHECK). */
+#define UNIQUE_KEY_MAX 1000
+
+/* `pgwork enqueue [--unique-key KEY] QUEUE [PAYLOAD]`: payload NULL = read
+ * stdin, unique_key NULL = none. The payload must be valid JSON (checked by
+ * the database's jsonb input); prints the task id on stdout: the new
+ * task's, or, with a key, that of the pending or running task holding it. */
+int cli_enqueue(const struct pgwork_config *config, const char *queue, const char *payload,
+                const char *unique_key);
 
 /* `pgwork status [--json] [QUEUE...]`. */
 struct cli_status_options {

@@ -34,8 +34,11 @@ static void usage(FILE *out)
             "commands:\n"
             "  run                      run the supervisor and its workers\n"
             "  migrate                  apply the database migrations\n"
-            "  enqueue QUEUE [PAYLOAD]  add a task (JSON payload, stdin when absent);\n"
-            "                           prints the new task id\n"
+            "  enqueue [--unique-key KEY] QUEUE [PAYLOAD]\n"
+            "                           add a task (JSON payload, stdin when absent);\n"
+            "                           prints the new task id. With a KEY no second\n"
+            "                           task is made while one of the queue with that key\n"
+            "                           is pending or running: prints that one's id\n"
             "  status [--json] [QUEUE...]\n"
             "                           tasks per queue: PENDING (due now), SCHEDULED\n"
             "                           (pending, due later), RUNNING, DONE, DEAD, and the\n"
@@ -91,8 +94,9 @@ enum command {
 /* A command and its arguments, parsed before anything else happens. */
 struct invocation {
     enum command command;
-    const char *queue;   /* enqueue */
-    const char *payload; /* enqueue: NULL = stdin */
+    const char *queue;      /* enqueue */
+    const char *payload;    /* enqueue: NULL = stdin */
+    const char *unique_key; /* enqueue: NULL = none */
     struct cli_status_options status;
     struct cli_requeue_options requeue;
     int64_t *ids; /* requeue.ids, owned */
@@ -157,6 +161,37 @@ static int parse_status(int argc, char **argv, struct invocation *inv)
 }
 
 /* `requeue-dead QUEUE | --all-queues | --id ID...`: exactly one of them. */
+/* enqueue [--unique-key KEY] QUEUE [PAYLOAD]: options before the queue
+ * only, so a payload that starts with '-' (a JSON number) is a payload. */
+static int parse_enqueue(int argc, char **argv, struct invocation *inv)
+{
+    static const struct option options[] = {
+        {"unique-key", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "+:", options, NULL)) != -1) {
+        if (opt == 'k')
+            inv->unique_key = optarg;
+        else if (opt == 'h')
+            inv->help = true;
+        else if (opt == ':')
+            return usage_error(argv[0], "%s needs a key", argv[optind - 1]);
+        else
+            return usage_error(argv[0], "unknown option %s", bad_option(argv, optopt));
+    }
+    if (inv->help)
+        return EXIT_OK;
+    int args = argc - optind;
+    if (args < 1 || args > 2)
+        return usage_error(argv[0], "give a QUEUE and at most one PAYLOAD");
+    inv->queue = argv[optind];
+    inv->payload = args == 2 ? argv[optind + 1] : NULL;
+    return EXIT_OK;
+}
+
 static int parse_requeue(int argc, char **argv, struct invocation *inv)
 {
     static const struct option options[] = {
@@ -225,10 +260,9 @@ static int parse_command(int argc, char **argv, struct invocation *inv)
         inv->command = CMD_CHECK_CONFIG;
     } else if (strcmp(command, "migrate") == 0 && args == 0) {
         inv->command = CMD_MIGRATE;
-    } else if (strcmp(command, "enqueue") == 0 && (args == 1 || args == 2)) {
+    } else if (strcmp(command, "enqueue") == 0 && args >= 1) {
         inv->command = CMD_ENQUEUE;
-        inv->queue = argv[1];
-        inv->payload = args == 2 ? argv[2] : NULL;
+        return parse_enqueue(argc, argv, inv);
     } else if (strcmp(command, "status") == 0) {
         inv->command = CMD_STATUS;
         return parse_status(argc, argv, inv);
@@ -254,7 +288,9 @@ enum global_action {
  * passed on untouched even when it looks like a global option. */
 static bool takes_value(const char *command, const char *arg)
 {
-    return command != NULL && strcmp(command, "requeue-dead") == 0 && strcmp(arg, "--id") == 0;
+    return command != NULL &&
+           ((strcmp(command, "requeue-dead") == 0 && strcmp(arg, "--id") == 0) ||
+            (strcmp(command, "enqueue") == 0 && strcmp(arg, "--unique-key") == 0));
 }
 
 /* Whether the command parses its own options with getopt, which reads a
@@ -262,7 +298,8 @@ static bool takes_value(const char *command, const char *arg)
  * so their `--` is dropped here. */
 static bool parses_options(const char *command)
 {
-    return strcmp(command, "status") == 0 || strcmp(command, "requeue-dead") == 0;
+    return strcmp(command, "status") == 0 || strcmp(command, "requeue-dead") == 0 ||
+           strcmp(command, "enqueue") == 0;
 }
 
 /*
@@ -379,7 +416,7 @@ static int run_cli_command(const struct invocation *inv, const struct pgwork_con
     case CMD_MIGRATE:
         return cli_migrate(config);
     case CMD_ENQUEUE:
-        return cli_enqueue(config, inv->queue, inv->payload);
+        return cli_enqueue(config, inv->queue, inv->payload, inv->unique_key);
     case CMD_STATUS:
         return cli_status(config, &inv->status);
     case CMD_REQUEUE_DEAD:

@@ -30,6 +30,7 @@ static Suite *(*const suites[])(void) = {
     sqlpath_suite,
     pgbouncer_suite,
     race_suite,
+    unique_suite,
     /* clang-format on */
 };
 

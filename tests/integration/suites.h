@@ -24,5 +24,6 @@ Suite *evidence_suite(void);  /* properties other tests only seemed to prove (sq
 Suite *sqlpath_suite(void);   /* the sql path under attack: killed backends, long statements */
 Suite *pgbouncer_suite(void); /* workers and migrate behind a real PgBouncer */
 Suite *race_suite(void);      /* interleavings forced step by step: a dead worker's sql attempt */
+Suite *unique_suite(void);    /* unique keys: one live task per (queue, key), however enqueued */
 
 #endif
