@@ -409,7 +409,11 @@ out:
 
 /* ---- status and requeue-dead ----------------------------------------------- */
 
-#define SQLSTATE_UNDEFINED_TABLE "42P01" /* pgwork.tasks missing */
+#define SQLSTATE_UNDEFINED_TABLE "42P01"  /* pgwork.tasks missing */
+#define SQLSTATE_UNIQUE_VIOLATION "23505" /* a unique key taken meanwhile */
+
+/* Runs of the requeue statement when a unique key is taken meanwhile. */
+#define REQUEUE_TRIES 3
 
 /* Explain a failed query ("cannot read the queues: ..."); the exit code. */
 static int query_failed(const char *what, const PGresult *res, const PGconn *conn)
@@ -783,19 +787,40 @@ out:
  * safety poll. The notification is sent at commit, with the rows. A CTE
  * with a volatile function is always run whole; the final SELECT reads it
  * so it is not skipped.
+ *
+ * Unique keys (migration 0007) stay unique: a dead task whose key a
+ * pending or running task holds stays dead, and of several dead tasks
+ * with one free key only the newest moves. A holder committed after the
+ * statement's snapshot makes it fail with a unique violation: it is run
+ * again (cli_requeue_dead).
  */
 /* clang-format off */
 #define REQUEUE_WITH(selector)                                                              \
-    "WITH moved AS ("                                                                       \
-    " UPDATE pgwork.tasks SET state = 'pending', attempts = 0, run_at = now(),"             \
-    "  locked_by = NULL, locked_until = NULL, finished_at = NULL"                           \
+    "WITH dead AS ("                                                                        \
+    " SELECT id, queue, unique_key FROM pgwork.tasks"                                       \
     " WHERE state = 'dead' AND " selector                                                   \
-    " RETURNING id, queue), "                                                               \
+    " FOR UPDATE), "                                                                        \
+    "free_keys AS ("                                                                        \
+    " SELECT DISTINCT ON (d.queue, d.unique_key) d.id FROM dead d"                          \
+    " WHERE d.unique_key IS NOT NULL"                                                       \
+    "   AND NOT EXISTS (SELECT 1 FROM pgwork.tasks l"                                       \
+    "                   WHERE l.queue = d.queue AND l.unique_key = d.unique_key"            \
+    "                     AND l.state IN ('pending', 'running'))"                           \
+    " ORDER BY d.queue, d.unique_key, d.id DESC), "                                         \
+    "moved AS ("                                                                            \
+    " UPDATE pgwork.tasks t SET state = 'pending', attempts = 0, run_at = now(),"           \
+    "  locked_by = NULL, locked_until = NULL, finished_at = NULL"                           \
+    " FROM dead d"                                                                          \
+    " WHERE t.id = d.id AND (d.unique_key IS NULL OR d.id IN (SELECT id FROM free_keys))"   \
+    " RETURNING t.id, t.queue), "                                                           \
     "notified AS ("                                                                         \
     " SELECT pg_notify(pgwork.notify_channel(), pgwork.notify_message(q.queue, now()))"     \
     " FROM (SELECT DISTINCT queue FROM moved) q) "
 
-#define REQUEUE_COUNTS "(SELECT count(*) FROM moved), (SELECT count(*) FROM notified)"
+/* Moved, queues announced, left dead for their key. */
+#define REQUEUE_COUNTS                                                                      \
+    "(SELECT count(*) FROM moved), (SELECT count(*) FROM notified),"                        \
+    " (SELECT count(*) FROM dead) - (SELECT count(*) FROM moved)"
 
 static const char requeue_queue_sql[] = REQUEUE_WITH("queue = $1") "SELECT " REQUEUE_COUNTS;
 static const char requeue_all_sql[] = REQUEUE_WITH("true") "SELECT " REQUEUE_COUNTS;
@@ -855,7 +880,14 @@ int cli_requeue_dead(const struct pgwork_config *config, const struct cli_requeu
     PGconn *conn = cli_connect(config);
     if (conn == NULL)
         goto out;
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    PGresult *res = NULL;
+    for (int attempt = 0; attempt < REQUEUE_TRIES; attempt++) {
+        PQclear(res);
+        res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+        const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (sqlstate == NULL || strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) != 0)
+            break;
+    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) < 1) {
         rc = query_failed("cannot requeue dead tasks", res, conn);
         PQclear(res);
@@ -863,18 +895,30 @@ int cli_requeue_dead(const struct pgwork_config *config, const struct cli_requeu
         goto out;
     }
     long long moved = atoll(PQgetvalue(res, 0, 0));
+    long long kept = atoll(PQgetvalue(res, 0, 2));
     rc = EXIT_OK;
     /* With ids: name each one that was not requeued, and why. */
     for (int row = 0; options->scope == CLI_REQUEUE_IDS && row < PQntuples(res); row++) {
-        if (strcmp(PQgetvalue(res, row, 4), "t") == 0)
+        if (strcmp(PQgetvalue(res, row, 5), "t") == 0)
             continue;
-        const char *id = PQgetvalue(res, row, 2);
-        if (PQgetisnull(res, row, 3))
+        const char *id = PQgetvalue(res, row, 3);
+        const char *state = PQgetvalue(res, row, 4);
+        if (PQgetisnull(res, row, 4))
             fprintf(stderr, "pgwork: task %s: no such task\n", id);
+        else if (strcmp(state, "dead") == 0)
+            fprintf(stderr,
+                    "pgwork: task %s: left dead: a pending or running task holds its unique "
+                    "key\n",
+                    id);
         else
-            fprintf(stderr, "pgwork: task %s: not dead (state %s)\n", id, PQgetvalue(res, row, 3));
+            fprintf(stderr, "pgwork: task %s: not dead (state %s)\n", id, state);
         rc = EXIT_BAD_INPUT;
     }
+    if (options->scope != CLI_REQUEUE_IDS && kept > 0)
+        fprintf(stderr,
+                "pgwork: kept %lld task%s dead: a pending or running task holds their "
+                "unique key\n",
+                kept, kept == 1 ? "" : "s");
     PQclear(res);
     PQfinish(conn);
     if (printf("requeued %lld dead task%s\n", moved, moved == 1 ? "" : "s") < 0 ||

@@ -512,7 +512,7 @@ START_TEST(test_help)
         "pending_due",
         "2  bad command line",
         "4  bad input",
-        "enqueue QUEUE [PAYLOAD]",
+        "enqueue [--unique-key KEY] QUEUE [PAYLOAD]",
         "check-config",
     };
     for (size_t i = 0; i < sizeof(mentions) / sizeof(mentions[0]); i++)

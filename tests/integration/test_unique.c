@@ -151,31 +151,35 @@ START_TEST(key_free_again_once_done_or_dead)
     struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
     ck_assert(harness_stderr_wait_for(sup, "listening on channel", 15000));
 
-    int64_t first = harness_query_int64(conn, "SELECT pgwork.enqueue('q', '{}', unique_key => 'k')");
+    int64_t first =
+        harness_query_int64(conn, "SELECT pgwork.enqueue('q', '{}', unique_key => 'k')");
     /* Running (its statement waits on the lock): the same task. */
     ck_assert_msg(harness_wait_until(conn,
                                      "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
                                      " AND objid = 7302 AND NOT granted",
                                      1, 15000),
                   "the task did not start");
-    ck_assert_int_eq(harness_query_int64(conn, "SELECT pgwork.enqueue('q', '{}', unique_key => 'k')"),
-                     first);
+    ck_assert_int_eq(
+        harness_query_int64(conn, "SELECT pgwork.enqueue('q', '{}', unique_key => 'k')"), first);
     harness_exec(holder, "SELECT pg_advisory_unlock(7302)");
     ck_assert(harness_wait_until(
-        conn, harness_printf("SELECT count(*) FROM pgwork.tasks WHERE id = %" PRId64
-                             " AND state = 'done'", first),
+        conn,
+        harness_printf(
+            "SELECT count(*) FROM pgwork.tasks WHERE id = %" PRId64 " AND state = 'done'", first),
         1, 15000));
 
     /* Done: the key is free; a new task runs. */
-    int64_t second =
-        harness_query_int64(conn, "SELECT pgwork.enqueue('q', '{\"fail\": true}', unique_key => 'k')");
+    int64_t second = harness_query_int64(
+        conn, "SELECT pgwork.enqueue('q', '{\"fail\": true}', unique_key => 'k')");
     ck_assert_int_ne(second, first);
     ck_assert(harness_wait_until(
-        conn, harness_printf("SELECT count(*) FROM pgwork.tasks WHERE id = %" PRId64
-                             " AND state = 'dead'", second),
+        conn,
+        harness_printf(
+            "SELECT count(*) FROM pgwork.tasks WHERE id = %" PRId64 " AND state = 'dead'", second),
         1, 15000));
     /* Dead: free as well. */
-    int64_t third = harness_query_int64(conn, "SELECT pgwork.enqueue('q', '{}', unique_key => 'k')");
+    int64_t third =
+        harness_query_int64(conn, "SELECT pgwork.enqueue('q', '{}', unique_key => 'k')");
     ck_assert_int_ne(third, second);
     ck_assert_int_ne(third, first);
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM ran", 2, 15000));
@@ -206,13 +210,13 @@ START_TEST(cli_enqueue_unique_key)
     PGconn *conn;
     const char *conninfo = unique_database(&conn);
     const char *out1, *out2, *out3, *err;
-    ck_assert_int_eq(cli_enqueue(conninfo, (const char *const[]){"--unique-key", "nightly", "q",
-                                                                 "{}", NULL},
+    ck_assert_int_eq(cli_enqueue(conninfo,
+                                 (const char *const[]){"--unique-key", "nightly", "q", "{}", NULL},
                                  &out1, &err),
                      0);
     /* A payload that starts with '-' (a JSON number) is still a payload. */
-    ck_assert_int_eq(cli_enqueue(conninfo, (const char *const[]){"--unique-key", "nightly", "q",
-                                                                 "-1", NULL},
+    ck_assert_int_eq(cli_enqueue(conninfo,
+                                 (const char *const[]){"--unique-key", "nightly", "q", "-1", NULL},
                                  &out2, &err),
                      0);
     ck_assert_str_eq(out2, out1);
@@ -245,8 +249,7 @@ START_TEST(cli_enqueue_unique_key)
     int rc = cli_enqueue(conninfo, (const char *const[]){"--unique-key", long_key, "q", NULL},
                          &out1, &err);
     free(long_key);
-    ck_assert_msg(rc == 4 && strstr(err, "longer than 1000 bytes") != NULL, "exit %d: %s", rc,
-                  err);
+    ck_assert_msg(rc == 4 && strstr(err, "longer than 1000 bytes") != NULL, "exit %d: %s", rc, err);
     rc = cli_enqueue(conninfo, (const char *const[]){"--unique-key", NULL}, &out1, &err);
     ck_assert_msg(rc == 2 && strstr(err, "--unique-key needs a key") != NULL, "exit %d: %s", rc,
                   err);
@@ -255,6 +258,52 @@ START_TEST(cli_enqueue_unique_key)
     ck_assert_int_eq(PQresultStatus(res), PGRES_FATAL_ERROR);
     PQclear(res);
     ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks"), 2);
+}
+END_TEST
+
+/* requeue-dead never makes a second live task for a key: a dead task
+ * whose key a pending or running task holds stays dead (and says so); of
+ * several dead tasks with one free key, one moves. The others move. */
+START_TEST(requeue_dead_keeps_keys_unique)
+{
+    PGconn *conn;
+    const char *conninfo = unique_database(&conn);
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, unique_key, state) VALUES"
+                       " ('q', 'held', 'dead'), ('q', 'held', 'pending'),"
+                       " ('q', 'free', 'dead'), ('q', 'free', 'dead'),"
+                       " ('q', NULL, 'dead'), ('q', NULL, 'dead'), ('other', 'held', 'dead')");
+    const char *out, *err;
+    int rc = harness_pgwork(conninfo, NULL, &out, &err,
+                            (const char *const[]){"requeue-dead", "--all-queues", NULL});
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+    ck_assert_str_eq(out, "requeued 4 dead tasks\n");
+    ck_assert_msg(strstr(err, "kept 2 tasks dead: a pending or running task holds "
+                              "their unique key") != NULL,
+                  "stderr: %s", err);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE queue = "
+                                               "'q' AND unique_key = 'held' AND state = 'dead'"),
+                     1);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE queue = "
+                                               "'q' AND unique_key = 'free' AND state = 'pending'"),
+                     1);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE "
+                                               "unique_key IS NULL AND state = 'pending'"),
+                     2);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE queue = "
+                                               "'other' AND state = 'pending'"),
+                     1);
+
+    /* By id: the one left dead is named. */
+    const char *id = harness_query_text(conn, "SELECT id::text FROM pgwork.tasks WHERE queue = "
+                                              "'q' AND unique_key = 'held' AND state = 'dead'");
+    rc = harness_pgwork(conninfo, NULL, &out, &err,
+                        (const char *const[]){"requeue-dead", "--id", id, NULL});
+    ck_assert_msg(rc == 4, "exit %d: %s", rc, err);
+    ck_assert_msg(strstr(err, harness_printf("pgwork: task %s: left dead: a pending or running "
+                                             "task holds its unique key",
+                                             id)) != NULL,
+                  "stderr: %s", err);
+    ck_assert_str_eq(out, "requeued 0 dead tasks\n");
 }
 END_TEST
 
@@ -272,6 +321,7 @@ Suite *unique_suite(void)
 
     tc = harness_tcase("cli");
     tcase_add_test(tc, cli_enqueue_unique_key);
+    tcase_add_test(tc, requeue_dead_keeps_keys_unique);
     suite_add_tcase(s, tc);
     return s;
 }
