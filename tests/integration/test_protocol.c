@@ -314,7 +314,7 @@ START_TEST(priority_task_overtakes_backlog)
     PGconn *conn = run->conn;
     struct harness_supervisor *sup = run->sup;
     harness_exec(conn,
-                 "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 40000)");
+                 "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 10000)");
     ck_assert(harness_wait_until(conn, "SELECT (count(*) >= 500)::int FROM results", 1, 30000));
     int64_t urgent = harness_query_int64(
         conn, "INSERT INTO pgwork.tasks (queue, priority) VALUES ('q', -1) RETURNING id");
@@ -328,8 +328,8 @@ START_TEST(priority_task_overtakes_backlog)
                                                             "results WHERE task = %lld)",
                                                             (long long)urgent));
     ck_assert_msg(left > 0, "the priority task ran only after the whole backlog");
-    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 40001, 60000));
-    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(DISTINCT task) FROM results"), 40001);
+    ck_assert(harness_wait_until(conn, "SELECT count(*) FROM results", 10001, 60000));
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(DISTINCT task) FROM results"), 10001);
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
