@@ -12,7 +12,8 @@
 #
 # Tuning (environment): CHAOS_TASKS (10000), CHAOS_OUTAGE_S (10).
 # CHAOS_PROGRAM=torture runs BUILD_DIR/tests/chaos/torture instead (make
-# torture; its TORTURE_* variables pass through).
+# torture; its TORTURE_* variables pass through). CHAOS_KEEP=1 keeps the
+# logs after a passing run too (a near miss is worth reading).
 set -u
 
 if [ $# -lt 1 ]; then
@@ -34,6 +35,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/pgwork-$program.XXXXXX") || exit 1
 chmod 755 "$tmp"
 mkdir "$tmp/work"
 keep=false
+[ "${CHAOS_KEEP:-}" = 1 ] && keep=true
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
