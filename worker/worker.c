@@ -139,6 +139,38 @@ void worker_guard_tasks(const struct queue_config *queue, int tasks)
     dbconn_set_guard_extra(queue->timeout_ms > 0 ? queue->timeout_ms * tasks : DBCONN_NO_DEADLINE);
 }
 
+/* A failed task: pending again after its backoff, or dead after its last
+ * attempt; counted and logged. lost: the connection broke while it ran
+ * (task_mark_lost charges the attempt that never got written). */
+static void worker_record_failure(struct worker *w, struct served_queue *sq,
+                                  const struct task *task, char *error, size_t errlen, bool lost)
+{
+    const struct queue_config *queue = sq->queue;
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    bool dead = task->attempt >= task->max_attempts;
+    int64_t delay = dead ? 0
+                         : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
+                                            task->attempt, random_unit());
+    if (error[0] == '\0')
+        snprintf(error, errlen, "failed");
+    atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried, 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
+    if (dead)
+        log_task(LOG_LEVEL_WARN, queue->name, task->id, "failed on attempt %d of %d, dead: %s",
+                 task->attempt, task->max_attempts, error);
+    else
+        log_task(LOG_LEVEL_WARN, queue->name, task->id,
+                 "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", task->attempt,
+                 task->max_attempts, delay, error);
+    worker_flush_completions(w);
+    int marked =
+        lost ? task_mark_lost(w->conn, task->id, w->locked_by, task->attempt, error, delay, dead)
+             : task_mark_failed(w->conn, task->id, w->locked_by, error, delay, dead);
+    if (marked == 1 && !dead)
+        worker_schedule_retry(w, sq->index, delay);
+}
+
 static void worker_run_task(struct worker *w, struct served_queue *sq,
                             const struct claimed_task *claimed)
 {
@@ -195,31 +227,9 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
         log_task(LOG_LEVEL_INFO, queue->name, task.id, "done in %" PRId64 " ms (attempt %d)",
                  elapsed, task.attempt);
         break;
-    case HANDLER_FAILED: {
-        bool dead = task.attempt >= task.max_attempts;
-        int64_t delay = dead ? 0
-                             : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
-                                                task.attempt, random_unit());
-        if (error[0] == '\0')
-            snprintf(error, sizeof(error), "failed");
-        atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried,
-                                  1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
-        if (dead)
-            log_task(LOG_LEVEL_WARN, queue->name, task.id, "failed on attempt %d of %d, dead: %s",
-                     task.attempt, task.max_attempts, error);
-        else
-            log_task(LOG_LEVEL_WARN, queue->name, task.id,
-                     "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", task.attempt,
-                     task.max_attempts, delay, error);
-        worker_flush_completions(w);
-        int marked =
-            lost ? task_mark_lost(w->conn, task.id, w->locked_by, task.attempt, error, delay, dead)
-                 : task_mark_failed(w->conn, task.id, w->locked_by, error, delay, dead);
-        if (marked == 1 && !dead)
-            worker_schedule_retry(w, sq->index, delay);
+    case HANDLER_FAILED:
+        worker_record_failure(w, sq, &task, error, sizeof(error), lost);
         break;
-    }
     case HANDLER_ABORTED:
         worker_flush_completions(w);
         task_release(w->conn, &task.id, 1, w->locked_by);
@@ -560,12 +570,10 @@ void worker_recover(struct worker *w, int64_t charged_id)
     log_info("reconnected to the database");
 }
 
-void worker_main(const struct worker_args *args)
+/* Everything before the first connection: die with the supervisor,
+ * signals, the owner tag, the statement guard and per-transaction settings. */
+static void worker_prepare(struct worker *w, const struct worker_args *args)
 {
-    struct worker w = {.args = args, .config = args->config};
-    w.self = &args->shm->workers[args->slot];
-    log_init("worker", args->slot, args->config->log.level, args->config->log.format);
-
     /* Die with the supervisor: PDEATHSIG delivers QUIT (abort the task,
      * kill its handler) — and the supervisor may already be gone, in which
      * case the prctl came too late (DESIGN §8). The death pipe covers the
@@ -573,15 +581,15 @@ void worker_main(const struct worker_args *args)
     if (prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || getppid() != args->supervisor_pid)
         _exit(WORKER_EXIT_ERROR);
 
-    w.env.signal_fd = worker_setup_signals();
-    w.env.death_fd = args->death_fd;
-    if (w.env.signal_fd < 0) {
+    w->env.signal_fd = worker_setup_signals();
+    w->env.death_fd = args->death_fd;
+    if (w->env.signal_fd < 0) {
         log_error("cannot set up signals: %s", strerror(errno));
         exit(WORKER_EXIT_ERROR);
     }
-    snprintf(w.locked_by, sizeof(w.locked_by), "%s/%d/%d", args->pod_name, args->slot,
+    snprintf(w->locked_by, sizeof(w->locked_by), "%s/%d/%d", args->pod_name, args->slot,
              (int)getpid());
-    w.env.locked_by = w.locked_by;
+    w->env.locked_by = w->locked_by;
 
     /* Every statement is guarded: keepalive_interval + keepalive_timeout,
      * plus the queue's timeout while its tasks run — or no deadline for a
@@ -604,6 +612,30 @@ void worker_main(const struct worker_args *args)
                          ? "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
                          : "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
                            " set_config('synchronous_commit', 'off', true)");
+}
+
+/* After the loop: handlers, buffers, the connection. */
+static void worker_finish(struct worker *w)
+{
+    worker_set_state(w, WORKER_STOPPING);
+    for (int i = 0; i < w->served_count; i++) {
+        w->served[i].handler->fini(w->served[i].handler_state);
+        task_claim_state_free(&w->served[i].claim);
+    }
+    free(w->served);
+    task_batch_free(&w->batch);
+    task_completions_free(&w->completions);
+    PQfinish(w->conn);
+    log_debug("stopped");
+}
+
+void worker_main(const struct worker_args *args)
+{
+    struct worker w = {.args = args, .config = args->config};
+    w.self = &args->shm->workers[args->slot];
+    log_init("worker", args->slot, args->config->log.level, args->config->log.format);
+    worker_prepare(&w, args);
+
     /* The slot's failure count is the previous process's until now. */
     atomic_store_explicit(&w.self->claim_failures, 0, memory_order_relaxed);
     w.conn = worker_connect(&w);
@@ -632,16 +664,6 @@ void worker_main(const struct worker_args *args)
             continue;
         worker_sleep(&w);
     }
-
-    worker_set_state(&w, WORKER_STOPPING);
-    for (int i = 0; i < w.served_count; i++) {
-        w.served[i].handler->fini(w.served[i].handler_state);
-        task_claim_state_free(&w.served[i].claim);
-    }
-    free(w.served);
-    task_batch_free(&w.batch);
-    task_completions_free(&w.completions);
-    PQfinish(w.conn);
-    log_debug("stopped");
+    worker_finish(&w);
     exit(WORKER_EXIT_OK);
 }
