@@ -15,15 +15,7 @@
 #include <stdint.h>
 
 #include "../shared/config.h"
-
-/* Exit codes: a protocol shared by every command (printed by --help). */
-enum exit_code {
-    EXIT_OK = 0,
-    EXIT_FAILURE_GENERIC = 1, /* runtime failure (database unreachable, ...) */
-    EXIT_USAGE = 2,           /* bad command line */
-    EXIT_CONFIG = 3,          /* bad configuration: do not restart */
-    EXIT_BAD_INPUT = 4,       /* bad payload, queue name or task id */
-};
+#include "../shared/exitcodes.h" /* the commands return these */
 
 /*
  * Check that the connection strings the config names (database.conninfo or

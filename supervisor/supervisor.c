@@ -28,13 +28,13 @@
 #include <unistd.h>
 
 #include "supervisor.h"
-#include "cli.h"
 #include "http.h"
 #include "listener.h"
 #include "metrics.h"
 #include "pool.h"
 #include "signals.h"
 #include "upkeep.h"
+#include "../shared/exitcodes.h"
 #include "../shared/log.h"
 #include "../shared/shm.h"
 #include "../shared/timeutil.h"

@@ -10,14 +10,8 @@
 #include <sys/types.h>
 
 #include "../shared/config.h"
+#include "../shared/exitcodes.h" /* worker_main exits with WORKER_EXIT_* */
 #include "../shared/shm.h"
-
-/* Worker exit codes: a protocol with the supervisor (STYLE §6). */
-enum worker_exit {
-    WORKER_EXIT_OK = 0,    /* asked to stop, stopped */
-    WORKER_EXIT_ERROR = 1, /* lost the database or similar: restart with backoff */
-    WORKER_EXIT_FATAL = 3, /* configuration problem: do not respawn */
-};
 
 /* Everything a worker inherits from the supervisor. The supervisor has
  * already closed, in the child, every fd that is not listed here. */
