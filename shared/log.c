@@ -13,6 +13,7 @@
  * log_init() after fork, changed by log_configure() on reload.
  */
 #include "log.h"
+#include "text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -71,32 +72,6 @@ static void putf(struct out *o, const char *fmt, ...)
         put_bytes(o, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if s[0] does not
- * start one (stray continuation, overlong form, surrogate, > U+10FFFF). */
-static size_t utf8_len(const unsigned char *s)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-            return 0;
-        if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0))
-            return 0;
-        return 3;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
-            return 0;
-        if ((c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
 /*
  * Append s escaped, using at most `limit` bytes of output (then "...").
  * json: a JSON string body. text: control bytes as \n, \t or \xNN, the rest
@@ -109,7 +84,7 @@ static void put_escaped(struct out *o, const char *s, size_t limit, bool json)
     while (*p != '\0') {
         char esc[8];
         const char *piece = esc;
-        size_t n = utf8_len(p);
+        size_t n = text_utf8_len(p, SIZE_MAX, NULL);
         size_t used = n ? n : 1;
 
         if (n == 0) {

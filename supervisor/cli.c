@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "migrate.h"
 #include "../shared/log.h"
+#include "../shared/text.h"
 
 /* SQLSTATEs (PostgreSQL's errcodes.h) the CLI tells apart. */
 #define SQLSTATE_CLASS_DATA_EXCEPTION "22"   /* bad jsonb input and friends */
@@ -200,40 +201,6 @@ int cli_migrate(const struct pgwork_config *config)
     return applied < 0 ? EXIT_FAILURE_GENERIC : EXIT_OK;
 }
 
-/*
- * Length of the valid UTF-8 sequence at s (1..4), or 0 if it is invalid:
- * truncated, overlong, a surrogate, or past U+10FFFF. *cp gets the code
- * point.
- */
-static int utf8_sequence(const unsigned char *s, uint32_t *cp)
-{
-    int len;
-    uint32_t c = s[0];
-    uint32_t min;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if ((c & 0xE0) == 0xC0) {
-        len = 2, c &= 0x1F, min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3, c &= 0x0F, min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4, c &= 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) /* also stops at the NUL terminator */
-            return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-        return 0;
-    *cp = c;
-    return len;
-}
-
 /* NULL if the queue name is acceptable, else why not. */
 static const char *queue_name_problem(const char *name)
 {
@@ -245,7 +212,7 @@ static const char *queue_name_problem(const char *name)
     const unsigned char *p = (const unsigned char *)name;
     while (*p) {
         uint32_t cp;
-        int n = utf8_sequence(p, &cp);
+        size_t n = text_utf8_len(p, SIZE_MAX, &cp);
         if (n == 0)
             return "it is not valid UTF-8";
         /* C0 controls, DEL and C1 controls: invisible in logs and metrics. */
@@ -259,38 +226,29 @@ static const char *queue_name_problem(const char *name)
 /* Read all of stdin into a new NUL-terminated buffer; *len gets its size. */
 static char *read_stdin(size_t *len)
 {
-    size_t cap = 64 * 1024;
-    size_t used = 0;
-    char *buf = malloc(cap);
-    if (buf == NULL)
-        return NULL;
+    struct text_buffer b = {0};
     for (;;) {
-        if (cap - used < 2) {
-            char *bigger = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
-            if (bigger == NULL) {
-                free(buf);
-                errno = ENOMEM;
-                return NULL;
-            }
-            buf = bigger;
-            cap *= 2;
+        if (text_reserve(&b, 64 * 1024) != 0) {
+            text_free(&b);
+            errno = ENOMEM;
+            return NULL;
         }
-        ssize_t n = read(STDIN_FILENO, buf + used, cap - used - 1);
+        ssize_t n = read(STDIN_FILENO, b.data + b.len, b.cap - b.len - 1);
         if (n == 0)
             break;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             int saved = errno;
-            free(buf);
+            text_free(&b);
             errno = saved;
             return NULL;
         }
-        used += (size_t)n;
+        b.len += (size_t)n;
     }
-    buf[used] = '\0';
-    *len = used;
-    return buf;
+    b.data[b.len] = '\0';
+    *len = b.len;
+    return text_take(&b);
 }
 
 /* Explain a failed enqueue and pick the exit code. */
@@ -442,7 +400,7 @@ static bool lookup_name_ok(const char *name)
     }
     uint32_t cp;
     for (const unsigned char *p = (const unsigned char *)name; *p;) {
-        int n = utf8_sequence(p, &cp);
+        size_t n = text_utf8_len(p, SIZE_MAX, &cp);
         if (n == 0) {
             fprintf(stderr, "pgwork: bad queue name: it is not valid UTF-8\n");
             return false;
@@ -452,52 +410,14 @@ static bool lookup_name_ok(const char *name)
     return true;
 }
 
-/* A growable string for array literals. */
-struct strbuf {
-    char *data;
-    size_t len, cap;
-};
-
-static bool strbuf_put(struct strbuf *b, const char *s, size_t n)
-{
-    if (b->cap - b->len <= n) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len <= n)
-            cap *= 2;
-        char *bigger = realloc(b->data, cap);
-        if (bigger == NULL)
-            return false;
-        b->data = bigger;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return true;
-}
-
-/* A text[] literal, {"a","b\"c"}: every element double-quoted with '"'
- * and '\' backslash-escaped, so any name is one element. NULL if out of
- * memory (caller frees). */
+/* A text[] literal, {"a","b\"c"}: any name is one element. NULL if out
+ * of memory (caller frees). */
 static char *text_array_literal(const char *const *items, int count)
 {
-    struct strbuf b = {0};
-    bool ok = strbuf_put(&b, "{", 1);
-    for (int i = 0; ok && i < count; i++) {
-        ok = strbuf_put(&b, i ? ",\"" : "\"", i ? 2 : 1);
-        for (const char *p = items[i]; ok && *p; p++) {
-            if (*p == '"' || *p == '\\')
-                ok = strbuf_put(&b, "\\", 1);
-            ok = ok && strbuf_put(&b, p, 1);
-        }
-        ok = ok && strbuf_put(&b, "\"", 1);
-    }
-    ok = ok && strbuf_put(&b, "}", 1);
-    if (!ok) {
-        free(b.data);
-        return NULL;
-    }
-    return b.data;
+    struct text_buffer b = {0};
+    for (int i = 0; i < count; i++)
+        text_array_add_text(&b, items[i]);
+    return text_array_end(&b);
 }
 
 /* ---- output helpers ---- */
@@ -526,7 +446,7 @@ static void json_string(FILE *out, const char *s)
     putc('"', out);
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         uint32_t cp;
-        int n = utf8_sequence(p, &cp);
+        size_t n = text_utf8_len(p, SIZE_MAX, &cp);
         if (n == 0) {
             fputs("\\ufffd", out);
             p++;
@@ -556,7 +476,7 @@ static void text_name(FILE *out, const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         uint32_t cp;
-        int n = utf8_sequence(p, &cp);
+        size_t n = text_utf8_len(p, SIZE_MAX, &cp);
         if (n == 0) {
             fprintf(out, "\\x%02x", *p);
             p++;
@@ -838,19 +758,10 @@ static const char requeue_ids_sql[] =
 /* A bigint[] literal, {1,2,3}; NULL if out of memory. */
 static char *id_array_literal(const int64_t *ids, int count)
 {
-    struct strbuf b = {0};
-    bool ok = strbuf_put(&b, "{", 1);
-    for (int i = 0; ok && i < count; i++) {
-        char num[32];
-        int n = snprintf(num, sizeof(num), "%s%lld", i ? "," : "", (long long)ids[i]);
-        ok = strbuf_put(&b, num, (size_t)n);
-    }
-    ok = ok && strbuf_put(&b, "}", 1);
-    if (!ok) {
-        free(b.data);
-        return NULL;
-    }
-    return b.data;
+    struct text_buffer b = {0};
+    for (int i = 0; i < count; i++)
+        text_array_add_int64(&b, ids[i]);
+    return text_array_end(&b);
 }
 
 int cli_requeue_dead(const struct pgwork_config *config, const struct cli_requeue_options *options)

@@ -8,7 +8,6 @@
  * refreshed only while something scrapes).
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,43 +18,6 @@
 #include "pool.h"
 #include "upkeep.h"
 #include "../shared/timeutil.h"
-
-void text_appendf(struct text_buffer *buf, const char *fmt, ...)
-{
-    if (buf->failed)
-        return;
-    for (;;) {
-        size_t room = buf->cap - buf->len;
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(buf->data != NULL ? buf->data + buf->len : NULL, room, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            buf->failed = 1;
-            return;
-        }
-        if ((size_t)n < room) {
-            buf->len += (size_t)n;
-            return;
-        }
-        size_t cap = buf->cap ? buf->cap * 2 : 4096;
-        while (cap < buf->len + (size_t)n + 1)
-            cap *= 2;
-        char *data = realloc(buf->data, cap);
-        if (data == NULL) {
-            buf->failed = 1;
-            return;
-        }
-        buf->data = data;
-        buf->cap = cap;
-    }
-}
-
-void text_free(struct text_buffer *buf)
-{
-    free(buf->data);
-    memset(buf, 0, sizeof(*buf));
-}
 
 void metrics_label_value(struct text_buffer *out, const char *s)
 {

@@ -10,23 +10,11 @@
 
 #include "../shared/config.h"
 #include "../shared/shm.h"
+#include "../shared/text.h"
 
 struct pool;
 struct listener;
 struct upkeep;
-
-/* A growable text buffer; on allocation failure it stops growing and
- * sets failed. */
-struct text_buffer {
-    char *data;
-    size_t len;
-    size_t cap;
-    int failed;
-};
-
-void text_appendf(struct text_buffer *buf, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-void text_free(struct text_buffer *buf);
 
 struct metrics_source {
     const struct pgwork_config *config;

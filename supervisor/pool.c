@@ -33,6 +33,7 @@
 
 #include "pool.h"
 #include "../shared/log.h"
+#include "../shared/text.h"
 #include "../worker/child.h"
 #include "../worker/worker.h"
 
@@ -532,8 +533,7 @@ void pool_log_status(const struct pool *pool)
 
 char *pool_busy_owners(const struct pool *pool)
 {
-    size_t cap = 3, len = 0;
-    char *out = NULL;
+    struct text_buffer owners = {0};
     for (int i = 0; i < pool->capacity; i++) {
         /* Busy, not "running a task now": between two tasks of its batch a
          * worker runs none, yet holds the rest of the batch. */
@@ -542,30 +542,13 @@ char *pool_busy_owners(const struct pool *pool)
             continue;
         char tag[320];
         pool_locked_by(pool, i, pool->slots[i].pid, tag, sizeof(tag));
-        /* Array syntax: each element quoted, " and \ escaped. */
-        size_t need = 2 * strlen(tag) + 4;
-        char *grown = realloc(out, cap + need);
-        if (grown == NULL) {
-            free(out);
-            return NULL;
-        }
-        out = grown;
-        cap += need;
-        char separator = len == 0 ? '{' : ',';
-        out[len++] = separator;
-        out[len++] = '"';
-        for (const char *c = tag; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                out[len++] = '\\';
-            out[len++] = *c;
-        }
-        out[len++] = '"';
+        text_array_add_text(&owners, tag);
     }
-    if (out == NULL)
+    if (owners.len == 0) {
+        text_free(&owners); /* none busy (or out of memory at the first) */
         return NULL;
-    out[len++] = '}';
-    out[len] = '\0';
-    return out;
+    }
+    return text_array_end(&owners);
 }
 
 void pool_free(struct pool *pool)

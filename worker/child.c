@@ -39,6 +39,7 @@
 #include "handler.h"
 #include "../shared/config.h"
 #include "../shared/log.h"
+#include "../shared/text.h"
 #include "../shared/timeutil.h"
 
 /* Runs between fork and exec: async-signal-safe calls only, no allocation
@@ -163,42 +164,12 @@ char **child_environ(char *const *names, size_t nnames, char *const *add, size_t
     return envp;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-size_t child_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t min;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, min = 0x80, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3, min = 0x800, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 void child_sanitize_text(char *s, size_t n)
 {
     unsigned char *u = (unsigned char *)s;
     size_t i = 0;
     while (i < n) {
-        size_t len = u[i] == 0 ? 0 : child_utf8_len(u + i, n - i);
+        size_t len = u[i] == 0 ? 0 : text_utf8_len(u + i, n - i, NULL);
         if (len == 0) {
             u[i] = '?';
             len = 1;

@@ -192,9 +192,6 @@ void child_exec(char *const argv[], char *const envp[], const int fds[3], int re
  */
 char **child_environ(char *const *names, size_t nnames, char *const *add, size_t nadd);
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-size_t child_utf8_len(const unsigned char *s, size_t n);
-
 /* Make program output fit for a log line or last_error, in place: NUL and
  * invalid UTF-8 bytes become '?' (a text column rejects them). */
 void child_sanitize_text(char *s, size_t n);

@@ -19,6 +19,7 @@
 
 #include "child.h"
 #include "coprocess_protocol.h"
+#include "../shared/text.h"
 
 /* Nesting accepted in result values we skip. */
 #define JSON_DEPTH_MAX 64
@@ -44,7 +45,7 @@ char *coprocess_quote(const char *text)
             o += (size_t)sprintf(out + o, "\\u%04x", c);
             i++;
         } else {
-            size_t len = child_utf8_len(s + i, n - i);
+            size_t len = text_utf8_len(s + i, n - i, NULL);
             if (len == 0) {
                 memcpy(out + o, "\\ufffd", 6);
                 o += 6;
@@ -78,21 +79,8 @@ static size_t format_int(char *out, int64_t v)
     return len;
 }
 
-/* Make *buf hold at least need bytes. 0, or -1 when out of memory. */
-static int reserve(char **buf, size_t *cap, size_t need)
-{
-    if (*cap >= need)
-        return 0;
-    size_t grown = *cap * 2 > need ? *cap * 2 : need;
-    char *data = realloc(*buf, grown);
-    if (data == NULL)
-        return -1;
-    *buf = data;
-    *cap = grown;
-    return 0;
-}
-
-int coprocess_format_task(char **buf, size_t *cap, const char *queue_json, const struct task *task)
+int coprocess_format_task(struct text_buffer *line_buf, const char *queue_json,
+                          const struct task *task)
 {
     const char *payload =
         task->payload != NULL && task->payload[0] != '\0' ? task->payload : "null";
@@ -111,9 +99,10 @@ int coprocess_format_task(char **buf, size_t *cap, const char *queue_json, const
     size_t queue_len = strlen(queue_json);
     static const char payload_key[] = ",\"payload\":";
     size_t key_len = sizeof(payload_key) - 1;
-    if (reserve(buf, cap, head_len + queue_len + key_len + payload_len + 3) != 0)
+    line_buf->len = 0;
+    if (text_reserve(line_buf, head_len + queue_len + key_len + payload_len + 2) != 0)
         return -1;
-    char *line = *buf;
+    char *line = line_buf->data;
     size_t len = 0;
     memcpy(line, head, head_len);
     len += head_len;
@@ -130,7 +119,8 @@ int coprocess_format_task(char **buf, size_t *cap, const char *queue_json, const
             line[i] = ' ';
     len += payload_len;
     memcpy(line + len, "}\n", 3); /* the NUL too */
-    return (int)(len + 2);
+    line_buf->len = len + 2;
+    return (int)line_buf->len;
 }
 
 /* --- the result line ---------------------------------------------------- */
@@ -234,7 +224,7 @@ static void put_utf8(char *out, size_t cap, size_t *o, uint32_t cp)
  * text is cut at a character boundary. */
 static void json_string_raw(struct json *j, char *out, size_t *cap, size_t *o)
 {
-    size_t len = child_utf8_len((const unsigned char *)j->p, (size_t)(j->end - j->p));
+    size_t len = text_utf8_len((const unsigned char *)j->p, (size_t)(j->end - j->p), NULL);
     if (len == 0)
         len = 1;
     if (out != NULL && *o + len + 1 <= *cap) {

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "handler.h"
+#include "../shared/text.h"
 
 struct coprocess_result {
     int64_t id;
@@ -29,10 +30,11 @@ struct coprocess_result {
 char *coprocess_quote(const char *text);
 
 /* Write the task line {"id":..,"attempt":..,"queue":..,"payload":..}\n into
- * *buf (grown with realloc; *cap is its size). queue_json is the queue name
+ * line (replacing what it held; grown as needed). queue_json is the queue name
  * already quoted (coprocess_quote). Returns the line's length (newline
  * included, NUL-terminated after it), or -1 when out of memory. */
-int coprocess_format_task(char **buf, size_t *cap, const char *queue_json, const struct task *task);
+int coprocess_format_task(struct text_buffer *line, const char *queue_json,
+                          const struct task *task);
 
 /* Parse one result line (len bytes, without its newline). 0, or -1 with a
  * short reason in why. Unknown fields are skipped; "id" and "ok" are

@@ -60,12 +60,6 @@
 #define COPROC_STDERR_TAIL 1024
 
 /* A growable byte buffer, reused across tasks. */
-struct buffer {
-    char *data;
-    size_t len;
-    size_t cap;
-};
-
 /* One worker's child for one queue. */
 struct coproc {
     const struct queue_config *queue; /* the queue it serves (name, command) */
@@ -73,12 +67,12 @@ struct coproc {
     /* pid 0 = none running; err_fd -1 at EOF; status: the last child
      * reaped's; task_id and deadline_ms: the task in flight's */
     struct child_process proc;
-    pid_t log_pid;      /* the last child's pid, for log lines: its last stderr
-                           lines are read after the reap */
-    unsigned starts;    /* children started so far */
-    struct buffer line; /* task line being written */
-    size_t line_off;    /* bytes of `line` written so far */
-    struct buffer out;  /* stdout bytes not yet consumed */
+    pid_t log_pid;           /* the last child's pid, for log lines: its last stderr
+                                lines are read after the reap */
+    unsigned starts;         /* children started so far */
+    struct text_buffer line; /* task line being written */
+    size_t line_off;         /* bytes of `line` written so far */
+    struct text_buffer out;  /* stdout bytes not yet consumed */
     char err_line[COPROC_STDERR_LINE_MAX + 1]; /* partial stderr line */
     size_t err_len;
     char err_tail[COPROC_STDERR_TAIL]; /* last stderr lines of the current task */
@@ -86,22 +80,6 @@ struct coproc {
 };
 
 /* --- small helpers ----------------------------------------------------- */
-
-/* Make room for `more` bytes. 0, or -1 when out of memory. */
-static int buffer_reserve(struct buffer *b, size_t more)
-{
-    if (b->cap - b->len >= more)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < more)
-        cap *= 2;
-    char *data = realloc(b->data, cap);
-    if (data == NULL)
-        return -1;
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
 
 /* --- the child process ------------------------------------------------- */
 
@@ -391,7 +369,7 @@ static void run_consume(struct run *r, int64_t now)
 static void run_read(struct run *r, int64_t now, bool at_exit)
 {
     struct coproc *c = r->c;
-    if (buffer_reserve(&c->out, 65536) != 0) {
+    if (text_reserve(&c->out, 65536) != 0) {
         snprintf(r->why, sizeof(r->why), "out of memory reading the result");
         child_stop(&c->proc, CHILD_STOP_PROTOCOL, 0, now);
         return;
@@ -542,8 +520,8 @@ static enum handler_outcome run_failure(struct run *r, char *error, size_t errle
 static void coproc_free(struct coproc *c)
 {
     free(c->queue_json);
-    free(c->line.data);
-    free(c->out.data);
+    text_free(&c->line);
+    text_free(&c->out);
     free(c);
 }
 
@@ -603,12 +581,11 @@ static enum handler_outcome coproc_run(void *state, struct handler_env *env,
     c->err_tail_len = 0;
     if (c->proc.pid == 0 && coproc_spawn(c, error, errlen) != 0)
         goto out;
-    int line_len = coprocess_format_task(&c->line.data, &c->line.cap, c->queue_json, task);
+    int line_len = coprocess_format_task(&c->line, c->queue_json, task);
     if (line_len < 0) {
         snprintf(error, errlen, "out of memory formatting the task");
         goto out;
     }
-    c->line.len = (size_t)line_len;
     c->line_off = 0;
 
     struct run r;

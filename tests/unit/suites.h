@@ -16,5 +16,6 @@ Suite *child_env_suite(void);
 Suite *child_suite(void);
 Suite *resolver_suite(void);
 Suite *schedule_suite(void);
+Suite *text_suite(void);
 
 #endif

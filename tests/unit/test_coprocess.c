@@ -265,31 +265,32 @@ END_TEST
 
 START_TEST(test_format_task)
 {
-    char *buf = NULL;
-    size_t cap = 0;
+    struct text_buffer line = {0};
     struct task task = {.id = 42, .payload = "{\"a\": \"x\"}", .attempt = 3, .max_attempts = 5};
-    int len = coprocess_format_task(&buf, &cap, "\"q\\\"1\"", &task);
+    int len = coprocess_format_task(&line, "\"q\\\"1\"", &task);
     const char *want =
         "{\"id\":42,\"attempt\":3,\"queue\":\"q\\\"1\",\"payload\":{\"a\": \"x\"}}\n";
     ck_assert_int_eq(len, (int)strlen(want));
-    ck_assert_str_eq(buf, want);
+    ck_assert_str_eq(line.data, want);
 
     /* No payload: null. A raw line break (never in jsonb's text) cannot
      * break the framing. */
     task.payload = NULL;
-    coprocess_format_task(&buf, &cap, "\"q\"", &task);
-    ck_assert_str_eq(buf, "{\"id\":42,\"attempt\":3,\"queue\":\"q\",\"payload\":null}\n");
+    coprocess_format_task(&line, "\"q\"", &task);
+    ck_assert_str_eq(line.data, "{\"id\":42,\"attempt\":3,\"queue\":\"q\",\"payload\":null}\n");
     struct task big = {.id = INT64_MAX, .payload = "1", .attempt = 2147483647};
-    coprocess_format_task(&buf, &cap, "\"q\"", &big);
-    ck_assert_str_eq(buf, "{\"id\":9223372036854775807,\"attempt\":2147483647,\"queue\":\"q\","
-                          "\"payload\":1}\n");
+    coprocess_format_task(&line, "\"q\"", &big);
+    ck_assert_str_eq(line.data,
+                     "{\"id\":9223372036854775807,\"attempt\":2147483647,\"queue\":\"q\","
+                     "\"payload\":1}\n");
     struct task zero = {.id = 0, .payload = "{}", .attempt = 0};
-    coprocess_format_task(&buf, &cap, "\"q\"", &zero);
-    ck_assert_str_eq(buf, "{\"id\":0,\"attempt\":0,\"queue\":\"q\",\"payload\":{}}\n");
+    coprocess_format_task(&line, "\"q\"", &zero);
+    ck_assert_str_eq(line.data, "{\"id\":0,\"attempt\":0,\"queue\":\"q\",\"payload\":{}}\n");
     task.payload = "{\"a\":\n1}\r";
-    coprocess_format_task(&buf, &cap, "\"q\"", &task);
-    ck_assert_str_eq(buf, "{\"id\":42,\"attempt\":3,\"queue\":\"q\",\"payload\":{\"a\": 1} }\n");
-    free(buf);
+    coprocess_format_task(&line, "\"q\"", &task);
+    ck_assert_str_eq(line.data,
+                     "{\"id\":42,\"attempt\":3,\"queue\":\"q\",\"payload\":{\"a\": 1} }\n");
+    text_free(&line);
 }
 END_TEST
 
