@@ -325,3 +325,41 @@ bool dbconn_pipeline_finish_round(PGconn *conn)
     }
     return false;
 }
+
+char *dbconn_one_line(char *text)
+{
+    char *out = text;
+    bool space = false;  /* whitespace is pending since the last character */
+    bool breaks = false; /* ... and it holds a line break */
+    const char *pending = NULL;
+    for (const char *p = text; *p; p++) {
+        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+            if (!space)
+                pending = p;
+            space = true;
+            breaks = breaks || *p == '\n' || *p == '\r';
+            continue;
+        }
+        if (space && out != text) {
+            if (breaks) {
+                *out++ = ' ';
+            } else {
+                /* Spacing within a line: copied as it was. */
+                memmove(out, pending, (size_t)(p - pending));
+                out += p - pending;
+            }
+        }
+        space = breaks = false;
+        *out++ = *p;
+    }
+    *out = '\0';
+    return text;
+}
+
+const char *dbconn_primary_line(const PGresult *res, const PGconn *conn, char *buf, size_t len)
+{
+    const char *primary = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    snprintf(buf, len, "%s",
+             primary != NULL && primary[0] != '\0' ? primary : PQerrorMessage(conn));
+    return dbconn_one_line(buf);
+}

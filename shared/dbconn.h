@@ -116,4 +116,19 @@ int dbconn_send_params(PGconn *conn, const char *sql, int nparams, const Oid *ty
 PGresult *dbconn_exec_params(PGconn *conn, const char *sql, int nparams, const Oid *types,
                              const char *const *params);
 
+/*
+ * libpq's messages end in a newline and may span lines (a connection
+ * failure's "\n\tIs the server running...", a server error's DETAIL, HINT
+ * and CONTEXT lines): make one line of text, in place, for a log line, a
+ * CLI message or last_error. Every run of whitespace that holds a line
+ * break becomes one space and whitespace at either end goes; spacing
+ * within a line stays as libpq wrote it. Returns text.
+ */
+char *dbconn_one_line(char *text);
+
+/* The primary message of a server error in res or, for a failure that is
+ * not one (the connection broke; res may be NULL), the connection's
+ * message: as one line (dbconn_one_line) in buf. Returns buf. */
+const char *dbconn_primary_line(const PGresult *res, const PGconn *conn, char *buf, size_t len);
+
 #endif

@@ -28,6 +28,7 @@
 
 #include "cli.h"
 #include "migrate.h"
+#include "../shared/dbconn.h"
 #include "../shared/log.h"
 #include "../shared/text.h"
 
@@ -38,25 +39,6 @@
 
 #define CLI_STR_(x) #x
 #define CLI_STR(x) CLI_STR_(x)
-
-/* libpq's messages end in a newline and may span lines: make one line,
- * with every run of whitespace squeezed to one space. */
-static void one_line(char *text)
-{
-    char *out = text;
-    bool space = false;
-    for (const char *p = text; *p; p++) {
-        if (*p == '\n' || *p == '\t' || *p == ' ') {
-            space = out != text;
-            continue;
-        }
-        if (space)
-            *out++ = ' ';
-        space = false;
-        *out++ = *p;
-    }
-    *out = '\0';
-}
 
 /* In text (a NUL-terminated string in a buffer of size bytes), replace
  * every occurrence of the len bytes at needle with repl; the result is cut
@@ -147,7 +129,7 @@ static int check_one_conninfo(const char *conninfo, const char *what, char *err,
     char msg[2048];
     snprintf(msg, sizeof(msg), "%s", parse_error ? parse_error : "out of memory");
     PQfreemem(parse_error);
-    one_line(msg);
+    dbconn_one_line(msg);
     scrub_secrets(msg, sizeof(msg), conninfo);
     snprintf(err, errlen, "%s is not a valid connection string: %s", what, msg);
     return EXIT_CONFIG;
@@ -182,7 +164,7 @@ static PGconn *cli_connect(const struct pgwork_config *config)
     if (PQstatus(conn) != CONNECTION_OK) {
         char msg[2048];
         snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
-        one_line(msg);
+        dbconn_one_line(msg);
         scrub_secrets(msg, sizeof(msg), config_conninfo(config));
         fprintf(stderr, "pgwork: cannot connect to database: %s\n", msg);
         PQfinish(conn);
@@ -255,22 +237,17 @@ static char *read_stdin(size_t *len)
 static int enqueue_failed(const PGresult *res, const PGconn *conn)
 {
     const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
     char msg[2048];
 
-    if (primary == NULL) /* not a server error: the connection broke */
-        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
-    else
-        snprintf(msg, sizeof(msg), "%s", primary);
-    one_line(msg);
+    dbconn_primary_line(res, conn, msg, sizeof(msg)); /* no primary: the connection broke */
 
     if (sqlstate && strncmp(sqlstate, SQLSTATE_CLASS_DATA_EXCEPTION, 2) == 0) {
         /* jsonb input: the primary message says "invalid input syntax for
          * type json", the detail says where ("Token "x" is invalid."). */
         char why[2048];
         snprintf(why, sizeof(why), "%s", detail && detail[0] ? detail : msg);
-        one_line(why);
+        dbconn_one_line(why);
         fprintf(stderr, "pgwork: payload is not valid JSON: %s\n", why);
         return EXIT_BAD_INPUT;
     }
@@ -377,10 +354,8 @@ out:
 static int query_failed(const char *what, const PGresult *res, const PGconn *conn)
 {
     const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     char msg[2048];
-    snprintf(msg, sizeof(msg), "%s", primary ? primary : PQerrorMessage(conn));
-    one_line(msg);
+    dbconn_primary_line(res, conn, msg, sizeof(msg));
     bool unmigrated = sqlstate && (strcmp(sqlstate, SQLSTATE_INVALID_SCHEMA_NAME) == 0 ||
                                    strcmp(sqlstate, SQLSTATE_UNDEFINED_TABLE) == 0);
     fprintf(stderr, "pgwork: %s: %s%s\n", what, msg,

@@ -219,7 +219,7 @@ static void listener_start_connection(struct listener *l, int64_t now,
     if (PQstatus(l->conn) == CONNECTION_BAD) {
         char why[512];
         snprintf(why, sizeof(why), "cannot connect: %s", PQerrorMessage(l->conn));
-        why[strcspn(why, "\n")] = '\0';
+        dbconn_one_line(why);
         l->state = LISTENER_CONNECTING; /* so disconnect cleans up */
         listener_disconnect(l, why);
         return;
@@ -383,7 +383,7 @@ static void listener_continue_connect(struct listener *l)
     default: {
         char why[512];
         snprintf(why, sizeof(why), "cannot connect: %s", PQerrorMessage(l->conn));
-        why[strcspn(why, "\n")] = '\0';
+        dbconn_one_line(why);
         listener_disconnect(l, why);
         break;
     }
@@ -530,7 +530,7 @@ static void listener_read(struct listener *l)
     if (!PQconsumeInput(l->conn)) {
         char why[512];
         snprintf(why, sizeof(why), "%s", PQerrorMessage(l->conn));
-        why[strcspn(why, "\n")] = '\0';
+        dbconn_one_line(why);
         listener_disconnect(l, why[0] ? why : "connection closed");
         return;
     }

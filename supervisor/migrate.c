@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "migrate.h"
+#include "../shared/dbconn.h"
 #include "../shared/log.h"
 
 /* The advisory lock key: the ASCII bytes of "pgwork" (70 67 77 6f 72 6b)
@@ -42,22 +43,11 @@ int migrate_latest_version(void)
     return latest;
 }
 
-/* libpq's messages end in a newline; keep log lines one line. */
+/* The error as one log line (not reentrant: one use per log call). */
 static const char *pq_message(const PGresult *res, const PGconn *conn)
 {
     static char buf[1024];
-    const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (msg == NULL || msg[0] == '\0')
-        msg = PQerrorMessage(conn);
-    snprintf(buf, sizeof(buf), "%s", msg);
-    size_t len = strlen(buf);
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
-        buf[--len] = '\0';
-    for (char *p = buf; *p; p++) {
-        if (*p == '\n')
-            *p = ' ';
-    }
-    return buf;
+    return dbconn_primary_line(res, conn, buf, sizeof(buf));
 }
 
 /* Run one command that returns no rows; log and return false on failure. */

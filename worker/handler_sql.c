@@ -139,8 +139,7 @@ static enum handler_outcome sql_run(void *state, struct handler_env *env, const 
     ExecStatusType status = PQresultStatus(res);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
         snprintf(error, errlen, "%s", PQresultErrorMessage(res));
-        /* libpq messages end in a newline; last_error reads better without. */
-        error[strcspn(error, "\n")] = '\0';
+        dbconn_one_line(error);
         PQclear(res);
         exec_simple(env->conn, rollback_sql);
         return HANDLER_FAILED;

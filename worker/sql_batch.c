@@ -231,7 +231,7 @@ static void sql_batch_collect(struct worker *w, struct served_queue *sq, const i
             if (!r->failed && status == PGRES_FATAL_ERROR) {
                 r->failed_at = i;
                 snprintf(r->failure, sizeof(r->failure), "%s", PQresultErrorMessage(answer));
-                r->failure[strcspn(r->failure, "\n")] = '\0';
+                dbconn_one_line(r->failure);
             }
             r->failed = true;
         }

@@ -1,9 +1,12 @@
-/* test_text.c — shared/text.c (buffer, UTF-8, array literals) and the exit
- * code protocol of shared/exitcodes.h. */
+/* test_text.c — the small shared helpers: shared/text.c (buffer, UTF-8,
+ * array literals), libpq messages as one line (shared/dbconn.c) and the
+ * exit code protocol of shared/exitcodes.h. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/dbconn.h"
 #include "shared/exitcodes.h"
 #include "shared/text.h"
 #include "suites.h"
@@ -156,6 +159,35 @@ START_TEST(test_exit_codes_are_one_protocol)
 }
 END_TEST
 
+static void expect_one_line(const char *in, const char *want)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", in);
+    ck_assert_str_eq(dbconn_one_line(buf), want);
+}
+
+START_TEST(test_libpq_message_one_line)
+{
+    expect_one_line("ERROR:  division by zero\n", "ERROR:  division by zero");
+    expect_one_line("ERROR:  x\nDETAIL:  y\nCONTEXT:  z\n", "ERROR:  x DETAIL:  y CONTEXT:  z");
+    expect_one_line("connection to server failed: refused\n\tIs the server running?\n",
+                    "connection to server failed: refused Is the server running?");
+    expect_one_line("  \n lead and trail \r\n ", "lead and trail");
+    expect_one_line("a\t b", "a\t b"); /* spacing within a line stays */
+    expect_one_line("", "");
+    expect_one_line("\n\n", "");
+
+    /* No result: the connection's message. */
+    PGconn *conn = PQconnectdb("host=/nonexistent-pgwork-dir port=1 connect_timeout=1");
+    char buf[512];
+    const char *line = dbconn_primary_line(NULL, conn, buf, sizeof buf);
+    ck_assert_ptr_eq(line, buf);
+    ck_assert_msg(strlen(line) > 0 && strchr(line, '\n') == NULL, "line: %s", line);
+    ck_assert_msg(strstr(line, "nonexistent-pgwork-dir") != NULL, "line: %s", line);
+    PQfinish(conn);
+}
+END_TEST
+
 Suite *text_suite(void)
 {
     Suite *s = suite_create("text");
@@ -167,6 +199,7 @@ Suite *text_suite(void)
     tcase_add_test(tc, test_array_text);
     tcase_add_test(tc, test_array_int64);
     tcase_add_test(tc, test_exit_codes_are_one_protocol);
+    tcase_add_test(tc, test_libpq_message_one_line);
     suite_add_tcase(s, tc);
     return s;
 }
