@@ -353,11 +353,9 @@ static int validate_queue(cfg_t *root, cfg_opt_t *opt)
     section_name(sec, name, sizeof name);
 
     const char *title = cfg_title(sec) ? cfg_title(sec) : "";
-    if (strlen(title) > CONFIG_QUEUE_NAME_MAX)
-        return fail_at(line, "%s: queue name is longer than %d bytes", name, CONFIG_QUEUE_NAME_MAX);
     const char *problem = config_queue_name_problem(title);
     if (problem != NULL)
-        return fail_at(line, "%s: %s", name, problem);
+        return fail_at(line, "%s: queue name %s", name, problem);
 
     int kind = (int)cfg_getint(sec, "handler");
     const char *handler = config_handler_name((enum handler_kind)kind);

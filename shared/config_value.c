@@ -7,6 +7,8 @@
  * digits.
  */
 #include "config_value.h"
+#include "config.h"
+#include "text.h"
 
 #include <confuse.h>
 #include <ctype.h>
@@ -275,43 +277,24 @@ int config_check_env_name(const char *value, char *why, size_t len)
     return 0;
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 const char *config_queue_name_problem(const char *name)
 {
     if (name[0] == '\0')
-        return "queue name must not be empty";
-
-    const unsigned char *s = (const unsigned char *)name;
-    while (*s != '\0') {
-        unsigned c = *s;
-        unsigned cp;
-        int more;
-        if (c < 0x80) {
-            cp = c;
-            more = 0;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            cp = c & 0x1f;
-            more = 1;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            cp = c & 0x0f;
-            more = 2;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            cp = c & 0x07;
-            more = 3;
-        } else {
-            return "queue name is not valid UTF-8";
-        }
-        s++;
-        for (int i = 0; i < more; i++, s++) {
-            if ((*s & 0xc0) != 0x80)
-                return "queue name is not valid UTF-8";
-            cp = (cp << 6) | (*s & 0x3f);
-        }
-        /* Overlong forms, surrogates and values past U+10FFFF. */
-        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return "queue name is not valid UTF-8";
+        return "is empty";
+    if (strlen(name) > CONFIG_QUEUE_NAME_MAX)
+        return "is longer than " STR(CONFIG_QUEUE_NAME_MAX) " bytes";
+    for (const unsigned char *s = (const unsigned char *)name; *s != '\0';) {
+        uint32_t cp;
+        size_t n = text_utf8_len(s, SIZE_MAX, &cp);
+        if (n == 0)
+            return "is not valid UTF-8";
+        /* C0 controls, DEL and C1 controls: invisible in logs and metrics. */
         if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
-            return "queue name must not contain control characters";
+            return "contains control characters";
+        s += n;
     }
     return NULL;
 }

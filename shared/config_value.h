@@ -66,8 +66,18 @@ int config_check_listen(const char *value, char *why, size_t len);
 /* A shell variable name that is no credential (config_env_forbidden). */
 int config_check_env_name(const char *value, char *why, size_t len);
 
-/* Why a queue name is refused (empty, not UTF-8, control characters), or
- * NULL: the name reaches logs, metrics labels and the NOTIFY payload. */
+/*
+ * The one rule for queue names, for the config and the CLI's enqueue: NULL
+ * if name is acceptable, else why not, as a predicate ("is empty", "is
+ * longer than 1024 bytes", "is not valid UTF-8", "contains control
+ * characters") for the caller's subject ("queue name ...", "it ...").
+ * Refused: the empty name, more than CONFIG_QUEUE_NAME_MAX bytes, bytes
+ * that are not UTF-8, C0 and C1 control characters and DEL. Anything else
+ * is a name, quotes, backslashes, spaces, '*' and SQL included: the name
+ * reaches logs, metrics labels and the NOTIFY payload, always escaped or
+ * as a parameter, never spliced. The listener needs no check of its own:
+ * a notification wakes only a queue whose name equals a configured one.
+ */
 const char *config_queue_name_problem(const char *name);
 
 #endif

@@ -28,6 +28,7 @@
 
 #include "cli.h"
 #include "migrate.h"
+#include "../shared/config_value.h"
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
 #include "../shared/text.h"
@@ -36,9 +37,6 @@
 #define SQLSTATE_CLASS_DATA_EXCEPTION "22"   /* bad jsonb input and friends */
 #define SQLSTATE_INVALID_SCHEMA_NAME "3F000" /* pgwork schema missing */
 #define SQLSTATE_UNDEFINED_FUNCTION "42883"  /* pgwork.enqueue missing */
-
-#define CLI_STR_(x) #x
-#define CLI_STR(x) CLI_STR_(x)
 
 /* In text (a NUL-terminated string in a buffer of size bytes), replace
  * every occurrence of the len bytes at needle with repl; the result is cut
@@ -183,28 +181,6 @@ int cli_migrate(const struct pgwork_config *config)
     return applied < 0 ? EXIT_FAILURE_GENERIC : EXIT_OK;
 }
 
-/* NULL if the queue name is acceptable, else why not. */
-static const char *queue_name_problem(const char *name)
-{
-    size_t len = strlen(name);
-    if (len == 0)
-        return "it is empty";
-    if (len > CONFIG_QUEUE_NAME_MAX)
-        return "it is longer than " CLI_STR(CONFIG_QUEUE_NAME_MAX) " bytes";
-    const unsigned char *p = (const unsigned char *)name;
-    while (*p) {
-        uint32_t cp;
-        size_t n = text_utf8_len(p, SIZE_MAX, &cp);
-        if (n == 0)
-            return "it is not valid UTF-8";
-        /* C0 controls, DEL and C1 controls: invisible in logs and metrics. */
-        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
-            return "it contains a control character";
-        p += n;
-    }
-    return NULL;
-}
-
 /* Read all of stdin into a new NUL-terminated buffer; *len gets its size. */
 static char *read_stdin(size_t *len)
 {
@@ -285,9 +261,9 @@ static const char *unique_key_problem(const char *key)
 int cli_enqueue(const struct pgwork_config *config, const char *queue, const char *payload,
                 const char *unique_key)
 {
-    const char *problem = queue_name_problem(queue);
+    const char *problem = config_queue_name_problem(queue);
     if (problem != NULL) {
-        fprintf(stderr, "pgwork: bad queue name: %s\n", problem);
+        fprintf(stderr, "pgwork: bad queue name: it %s\n", problem);
         return EXIT_BAD_INPUT;
     }
     problem = unique_key != NULL ? unique_key_problem(unique_key) : NULL;

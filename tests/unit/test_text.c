@@ -5,10 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "shared/config.h"
+#include "shared/config_value.h"
 #include "shared/dbconn.h"
 #include "shared/exitcodes.h"
 #include "shared/text.h"
+#include "supervisor/listener.h"
 #include "suites.h"
 
 static size_t utf8(const char *s, uint32_t *cp)
@@ -188,6 +192,95 @@ START_TEST(test_libpq_message_one_line)
 }
 END_TEST
 
+START_TEST(test_queue_name_rule)
+{
+    char longest[1026];
+    memset(longest, 'q', 1024);
+    longest[1024] = '\0';
+    const char *accepted[] = {
+        "q",
+        "default",
+        "a b",
+        "q\"1",
+        "back\\slash",
+        "*",
+        "0 q",
+        "@1 q",
+        "'; DROP TABLE pgwork.tasks; --",
+        "{\"a\",\"b\"}",
+        "caf\xc3\xa9",
+        "\xf0\x9f\x98\x80",
+        "\xe2\x80\xae", /* U+202E is text (the CLI's table escapes it on screen) */
+        longest,
+    };
+    for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++)
+        ck_assert_msg(config_queue_name_problem(accepted[i]) == NULL, "refused case %zu: %s", i,
+                      config_queue_name_problem(accepted[i]));
+    longest[1024] = 'q';
+    longest[1025] = '\0';
+    const struct {
+        const char *name, *why;
+    } refused[] = {
+        {"", "is empty"},
+        {longest, "is longer than 1024 bytes"},
+        {"bad\xff", "is not valid UTF-8"},
+        {"\xc0\xaf", "is not valid UTF-8"},
+        {"\xed\xa0\x80", "is not valid UTF-8"},
+        {"a\tb", "contains control characters"},
+        {"a\nb", "contains control characters"},
+        {"del\x7f", "contains control characters"},
+        {"\xc2\x85", "contains control characters"}, /* U+0085, C1 */
+        {"\xc2\x9f", "contains control characters"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        const char *why = config_queue_name_problem(refused[i].name);
+        ck_assert_msg(why != NULL, "accepted case %zu", i);
+        ck_assert_str_eq(why, refused[i].why);
+    }
+}
+END_TEST
+
+/* The listener wakes only a configured queue, by its exact name: a hostile
+ * payload names another queue (ignored) or is malformed (ignored). */
+START_TEST(test_listener_names_only_configured_queues)
+{
+    char path[] = "/tmp/pgwork-text-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    const char *text = "queue \"q\\\"1\" { command = {\"x\"} }\n"
+                       "queue \"caf\xc3\xa9 2\" { command = {\"x\"} }\n";
+    ck_assert_int_eq(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+    struct pgwork_config *config = NULL;
+    char err[512] = "";
+    int rc = config_load(path, &config, err, sizeof err);
+    unlink(path);
+    ck_assert_msg(rc == 0, "config_load: %s", err);
+
+    int q = -1;
+    int64_t delay = -1;
+    ck_assert_int_eq(listener_parse_notification(config, "0 q\"1", &q, &delay),
+                     LISTENER_NOTIFY_QUEUE);
+    ck_assert_int_eq(q, 0);
+    ck_assert_int_eq(listener_parse_notification(config, "5 caf\xc3\xa9 2", &q, &delay),
+                     LISTENER_NOTIFY_QUEUE);
+    ck_assert_int_eq(q, 1);
+    ck_assert_int_eq(delay, 5);
+    const char *others[] = {"0 q",       "0 q\"1 ", "0 Q\"1", "0 q\"1\n", "0 caf\xc3\xa9",
+                            "0 bad\xff", "0 a\tb",  "0 ",     "0 *"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        ck_assert_msg(listener_parse_notification(config, others[i], &q, &delay) ==
+                          LISTENER_NOTIFY_OTHER_QUEUE,
+                      "case %zu", i);
+    const char *malformed[] = {"q\"1", " 0 q\"1", "-1 q\"1", "0q\"1", "x q\"1", ""};
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++)
+        ck_assert_msg(listener_parse_notification(config, malformed[i], &q, &delay) ==
+                          LISTENER_NOTIFY_MALFORMED,
+                      "case %zu", i);
+    config_free(config);
+}
+END_TEST
+
 Suite *text_suite(void)
 {
     Suite *s = suite_create("text");
@@ -200,6 +293,8 @@ Suite *text_suite(void)
     tcase_add_test(tc, test_array_int64);
     tcase_add_test(tc, test_exit_codes_are_one_protocol);
     tcase_add_test(tc, test_libpq_message_one_line);
+    tcase_add_test(tc, test_queue_name_rule);
+    tcase_add_test(tc, test_listener_names_only_configured_queues);
     suite_add_tcase(s, tc);
     return s;
 }
