@@ -27,6 +27,7 @@
 #include "upkeep.h"
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
+#include "../shared/text.h"
 #include "../shared/timeutil.h"
 
 /* A requeue that found locked rows or failed is tried again after this,
@@ -194,63 +195,43 @@ static const char depth_sql[] =
 
 /* --- the queue lists every statement takes as parameters ---------------- */
 
-/* A text[] literal of the configured queue names: each element quoted,
- * with backslash and double quote escaped (array syntax, not SQL). */
-static char *upkeep_queue_names(const struct pgwork_config *config)
+/* Out of memory building the queue lists: try again this much later. */
+#define UPKEEP_QUEUES_RETRY_MS 1000
+
+/* The queue lists the statements take as parameters: a text[] literal of
+ * the configured names, an int[] one of their max_attempts, in the same
+ * order. Out of memory (PID 1 must not abort for it): the lists built
+ * before stay (a HUP's new queues wait), or, at start, the statements that
+ * need them are not sent; upkeep_send builds them again every
+ * UPKEEP_QUEUES_RETRY_MS until it succeeds. */
+static void upkeep_set_queues(struct upkeep *u, int64_t now)
 {
-    size_t cap = 3;
-    for (int i = 0; i < config->queue_count; i++)
-        cap += 2 * strlen(config->queues[i].name) + 3;
-    char *out = malloc(cap);
-    if (out == NULL)
-        return NULL;
-    char *p = out;
-    *p++ = '{';
+    const struct pgwork_config *config = u->config;
+    struct text_buffer names = {0}, max_attempts = {0};
     for (int i = 0; i < config->queue_count; i++) {
-        if (i > 0)
-            *p++ = ',';
-        *p++ = '"';
-        for (const char *c = config->queues[i].name; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                *p++ = '\\';
-            *p++ = *c;
-        }
-        *p++ = '"';
+        text_array_add_text(&names, config->queues[i].name);
+        text_array_add_int64(&max_attempts, config->queues[i].max_attempts);
     }
-    *p++ = '}';
-    *p = '\0';
-    return out;
-}
-
-/* An int[] literal of the queues' max_attempts, in the same order. */
-static char *upkeep_queue_max_attempts(const struct pgwork_config *config)
-{
-    size_t cap = 3 + (size_t)config->queue_count * 12;
-    char *out = malloc(cap);
-    if (out == NULL)
-        return NULL;
-    size_t len = 0;
-    out[len++] = '{';
-    for (int i = 0; i < config->queue_count; i++)
-        len += (size_t)snprintf(out + len, cap - len, "%s%d", i ? "," : "",
-                                config->queues[i].max_attempts);
-    out[len++] = '}';
-    out[len] = '\0';
-    return out;
-}
-
-static void upkeep_set_queues(struct upkeep *u, const struct pgwork_config *config)
-{
-    char *names = upkeep_queue_names(config);
-    char *max_attempts = upkeep_queue_max_attempts(config);
-    if (names == NULL || max_attempts == NULL) {
-        log_error("out of memory building the queue list");
-        abort();
+    char *names_literal = text_array_end(&names);
+    char *max_attempts_literal = text_array_end(&max_attempts);
+    if (names_literal == NULL || max_attempts_literal == NULL) {
+        free(names_literal);
+        free(max_attempts_literal);
+        if (u->queues_retry_ms == 0)
+            log_error("out of memory building the queue list; %s, trying again every %d ms",
+                      u->queue_names != NULL ? "the previous list stays"
+                                             : "no poll, requeue or depth query until then",
+                      UPKEEP_QUEUES_RETRY_MS);
+        u->queues_retry_ms = now + UPKEEP_QUEUES_RETRY_MS;
+        return;
     }
+    if (u->queues_retry_ms != 0)
+        log_info("queue list built");
+    u->queues_retry_ms = 0;
     free(u->queue_names);
     free(u->queue_max_attempts);
-    u->queue_names = names;
-    u->queue_max_attempts = max_attempts;
+    u->queue_names = names_literal;
+    u->queue_max_attempts = max_attempts_literal;
 }
 
 /* --- lease renewals ----------------------------------------------------- */
@@ -569,24 +550,34 @@ struct upkeep_job {
     int (*send)(struct upkeep *u, PGconn *conn, int64_t now);
     /* One of its results; ok: the statement succeeded. */
     void (*on_result)(struct upkeep *u, const PGresult *res, bool ok, int64_t now);
+    /* It takes the queue lists: not sent while there are none. */
+    bool needs_queues;
 };
 
 /* In order of urgency: the first one due is sent. */
 static const struct upkeep_job upkeep_jobs[] = {
-    {renew_due, renew_send, renew_on_result},
-    {stop_backend_due, stop_backend_send, stop_backend_on_result},
-    {requeue_due, requeue_send, requeue_on_result},
-    {poll_due, poll_send, poll_on_result},
-    {depth_due, depth_send, depth_on_result},
+    {renew_due, renew_send, renew_on_result, false},
+    {stop_backend_due, stop_backend_send, stop_backend_on_result, false},
+    {requeue_due, requeue_send, requeue_on_result, true},
+    {poll_due, poll_send, poll_on_result, true},
+    {depth_due, depth_send, depth_on_result, true},
 };
 
 #define UPKEEP_JOBS ((int)(sizeof(upkeep_jobs) / sizeof(upkeep_jobs[0])))
 
+/* Job j can be sent at all (its parameters exist). */
+static bool upkeep_job_ready(const struct upkeep *u, int j)
+{
+    return !upkeep_jobs[j].needs_queues || u->queue_names != NULL;
+}
+
 static int upkeep_send(void *ctx, PGconn *conn, int64_t now)
 {
     struct upkeep *u = ctx;
+    if (u->queues_retry_ms != 0 && now >= u->queues_retry_ms)
+        upkeep_set_queues(u, now);
     for (int j = 0; j < UPKEEP_JOBS; j++) {
-        if (upkeep_jobs[j].due(u, now) > now)
+        if (!upkeep_job_ready(u, j) || upkeep_jobs[j].due(u, now) > now)
             continue;
         u->in_flight = j + 1;
         u->sent_ms = now;
@@ -616,8 +607,10 @@ static void upkeep_on_end(void *ctx)
 static int64_t upkeep_next_due(const void *ctx, int64_t now)
 {
     const struct upkeep *u = ctx;
-    int64_t next = INT64_MAX;
+    int64_t next = u->queues_retry_ms != 0 ? u->queues_retry_ms : INT64_MAX;
     for (int j = 0; j < UPKEEP_JOBS; j++) {
+        if (!upkeep_job_ready(u, j))
+            continue;
         int64_t due = upkeep_jobs[j].due(u, now);
         if (due < next)
             next = due;
@@ -636,7 +629,7 @@ void upkeep_init(struct upkeep *u, const struct pgwork_config *config, struct li
     u->callbacks = *callbacks;
     u->ctx = ctx;
     u->in_flight_requeue = -1;
-    upkeep_set_queues(u, config);
+    upkeep_set_queues(u, time_now_ms());
     static const struct listener_client client = {
         .send = upkeep_send,
         .on_result = upkeep_on_result,
@@ -648,8 +641,8 @@ void upkeep_init(struct upkeep *u, const struct pgwork_config *config, struct li
 
 void upkeep_set_config(struct upkeep *u, const struct pgwork_config *config)
 {
-    upkeep_set_queues(u, config);
     u->config = config;
+    upkeep_set_queues(u, time_now_ms());
     u->sweep_requested = true;
 }
 

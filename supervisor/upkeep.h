@@ -67,6 +67,7 @@ struct upkeep {
 
     char *queue_names;        /* text[] literal of the configured queues (owned) */
     char *queue_max_attempts; /* int[] literal of their max_attempts (owned) */
+    int64_t queues_retry_ms;  /* out of memory building them: try again then; 0 = built */
 
     int64_t poll_due_ms;  /* next poll at the interval */
     bool sweep_requested; /* poll as soon as the connection is free */
