@@ -126,9 +126,13 @@ struct shm_worker {
      */
     _Alignas(64) _Atomic int state; /* enum worker_state */
 
-    _Atomic pid_t pid;            /* W: sup at fork/reap. R: tests, status */
-    _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC ms of last loop turn. W: wrk */
-    _Atomic int64_t task_id;      /* task running now, 0 = none. W: wrk */
+    _Atomic pid_t pid; /* W: sup at fork/reap. R: tests, status */
+    /* CLOCK_MONOTONIC ms of the worker's last progress (a loop turn, a
+     * task finished, a claim round ended); 0 = none yet. W: wrk (relaxed);
+     * sup zeroes it before the fork. R: sup (USR1 status: heartbeat_age_ms,
+     * which grows on a busy worker that hangs). */
+    _Atomic int64_t heartbeat_ms;
+    _Atomic int64_t task_id; /* task running now, 0 = none. W: wrk */
     /* Claims that failed in a row (0 after one succeeds; the worker zeroes
      * it at start): claims that keep failing make the pod unready.
      * W: wrk (relaxed). R: sup (/readyz). */

@@ -34,6 +34,7 @@
 #include "pool.h"
 #include "../shared/log.h"
 #include "../shared/text.h"
+#include "../shared/timeutil.h"
 #include "../worker/child.h"
 #include "../worker/worker.h"
 
@@ -161,6 +162,7 @@ static void pool_spawn(struct pool *pool, int slot, int64_t now)
      * hide it — never woken, and a roll waiting on it for ever. The pid,
      * which only the supervisor writes, follows the fork. */
     atomic_store(&shared->task_id, 0);
+    atomic_store(&shared->heartbeat_ms, 0); /* none yet: not the last worker's */
     atomic_store(&shared->state, WORKER_STARTING);
     /* Unflushed stdio would be written twice, once by each process. */
     fflush(stdout);
@@ -517,17 +519,26 @@ bool pool_all_fatal(const struct pool *pool)
 
 void pool_log_status(const struct pool *pool)
 {
+    int64_t now = time_now_ms();
     for (int i = 0; i < pool->capacity; i++) {
         const struct pool_slot *s = &pool->slots[i];
         const struct shm_worker *w = &pool->shm->workers[i];
         if (s->pid == 0 && !s->wanted)
             continue;
-        log_info(
-            "status worker %d: pid=%d state=%s task=%" PRId64 " wakeups=%" PRIu64 " claims=%" PRIu64
-            " done=%" PRIu64 " failed=%" PRIu64 " restarts=%" PRIu64 " failures_in_a_row=%d",
-            i, (int)s->pid, shm_worker_state_name(atomic_load(&w->state)), atomic_load(&w->task_id),
-            atomic_load(&w->wakeups), atomic_load(&w->claims), atomic_load(&w->tasks_done),
-            atomic_load(&w->tasks_failed), atomic_load(&w->restarts), s->consecutive_failures);
+        /* A busy worker's heartbeat age is how long it has made no
+         * progress (no task finished, no claim round ended): a hung one
+         * shows here, growing. An idle one's is the time it has slept. */
+        int64_t beat = atomic_load_explicit(&w->heartbeat_ms, memory_order_relaxed);
+        char age[32] = "none";
+        if (beat > 0)
+            snprintf(age, sizeof(age), "%" PRId64, now - beat);
+        log_info("status worker %d: pid=%d state=%s task=%" PRId64 " wakeups=%" PRIu64
+                 " claims=%" PRIu64 " done=%" PRIu64 " failed=%" PRIu64 " restarts=%" PRIu64
+                 " failures_in_a_row=%d heartbeat_age_ms=%s",
+                 i, (int)s->pid, shm_worker_state_name(atomic_load(&w->state)),
+                 atomic_load(&w->task_id), atomic_load(&w->wakeups), atomic_load(&w->claims),
+                 atomic_load(&w->tasks_done), atomic_load(&w->tasks_failed),
+                 atomic_load(&w->restarts), s->consecutive_failures, age);
     }
 }
 
