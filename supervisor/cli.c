@@ -236,6 +236,9 @@ static int enqueue_failed(const PGresult *res, const PGconn *conn)
     return EXIT_FAILURE_GENERIC;
 }
 
+#define CLI_STR_(x) #x
+#define CLI_STR(x) CLI_STR_(x)
+
 /* NULL if the unique key is acceptable, else why not: as a queue name,
  * up to UNIQUE_KEY_MAX bytes (the limit migration 0007 sets). */
 static const char *unique_key_problem(const char *key)
@@ -248,7 +251,7 @@ static const char *unique_key_problem(const char *key)
     const unsigned char *p = (const unsigned char *)key;
     while (*p) {
         uint32_t cp;
-        int n = utf8_sequence(p, &cp);
+        size_t n = text_utf8_len(p, SIZE_MAX, &cp);
         if (n == 0)
             return "it is not valid UTF-8";
         if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
