@@ -167,27 +167,6 @@ static int64_t cron_next(const struct schedule_cron *c, const struct zone_scope 
     return best;
 }
 
-int schedule_next(const struct schedule *s, int64_t after_ms, int64_t *next_ms)
-{
-    if (after_ms < 0 || after_ms > SCHEDULE_TIME_MAX_MS)
-        return -1;
-    if (s->kind == SCHEDULE_EVERY) {
-        if (s->every_ms <= 0)
-            return -1;
-        *next_ms = (after_ms / s->every_ms + 1) * s->every_ms;
-        return 0;
-    }
-    struct zone_scope z;
-    if (zone_enter(&z, s->zone) != 0)
-        return -1;
-    int64_t t = cron_next(&s->cron, &z, floor_div(after_ms, 1000));
-    zone_leave(&z);
-    if (t == NONE)
-        return -1;
-    *next_ms = t * 1000;
-    return 0;
-}
-
 /* The last cron tick at or before `at` (seconds). Ticks after s,
  * cron_next(s), never decrease as s grows: widen a window back from `at`
  * until it holds a tick, then bisect for the largest s whose next tick is
@@ -215,23 +194,36 @@ static int64_t cron_prev(const struct schedule_cron *c, const struct zone_scope 
     return cron_next(c, z, lo);
 }
 
-int schedule_prev(const struct schedule *s, int64_t at_ms, int64_t *prev_ms)
+/* schedule_next (next: the first tick after t_ms) and schedule_prev (the
+ * last tick at or before t_ms) share their checks and the zone's scope. */
+static int schedule_tick(const struct schedule *s, int64_t t_ms, bool next, int64_t *tick_ms)
 {
-    if (at_ms < 0 || at_ms > SCHEDULE_TIME_MAX_MS)
+    if (t_ms < 0 || t_ms > SCHEDULE_TIME_MAX_MS)
         return -1;
     if (s->kind == SCHEDULE_EVERY) {
         if (s->every_ms <= 0)
             return -1;
-        *prev_ms = at_ms / s->every_ms * s->every_ms;
+        *tick_ms = (t_ms / s->every_ms + (next ? 1 : 0)) * s->every_ms;
         return 0;
     }
     struct zone_scope z;
     if (zone_enter(&z, s->zone) != 0)
         return -1;
-    int64_t t = cron_prev(&s->cron, &z, floor_div(at_ms, 1000));
+    int64_t t = next ? cron_next(&s->cron, &z, floor_div(t_ms, 1000))
+                     : cron_prev(&s->cron, &z, floor_div(t_ms, 1000));
     zone_leave(&z);
     if (t == NONE)
         return -1;
-    *prev_ms = t * 1000;
+    *tick_ms = t * 1000;
     return 0;
+}
+
+int schedule_next(const struct schedule *s, int64_t after_ms, int64_t *next_ms)
+{
+    return schedule_tick(s, after_ms, true, next_ms);
+}
+
+int schedule_prev(const struct schedule *s, int64_t at_ms, int64_t *prev_ms)
+{
+    return schedule_tick(s, at_ms, false, prev_ms);
 }
