@@ -23,6 +23,7 @@
 #include "task.h"
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
+#include "../shared/text.h"
 
 #define OID_INT4 23
 #define OID_INT8 20
@@ -407,20 +408,16 @@ int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_
     return task_batch_fill(batch, res, claim);
 }
 
-/* A bigint[] literal: digits and commas only, built from integers. */
+/* A bigint[] literal: digits and commas only, built from integers; NULL
+ * if out of memory. Room for the longest ids up front: one allocation. */
 static char *task_id_array(const int64_t *ids, int count)
 {
-    size_t cap = (size_t)count * 21 + 3;
-    char *array = malloc(cap);
-    if (array == NULL)
+    struct text_buffer array = {0};
+    if (text_reserve(&array, (size_t)count * 21 + 2) != 0)
         return NULL;
-    size_t len = 0;
-    array[len++] = '{';
     for (int i = 0; i < count; i++)
-        len += (size_t)snprintf(array + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
-    array[len++] = '}';
-    array[len] = '\0';
-    return array;
+        text_array_add_int64(&array, ids[i]);
+    return text_array_end(&array);
 }
 
 int task_send_finish_claimed(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
