@@ -130,7 +130,7 @@ int config_value_duration(const char *text, long lo, long hi, long *out, char *w
     config_value_show(text, quoted, sizeof quoted);
     int64_t ms;
     if (config_parse_duration(text, &ms) != 0) {
-        snprintf(why, len, "invalid duration %s (want a number with ms, s, m or h)", quoted);
+        snprintf(why, len, "invalid duration %s (want a number with ms, s, m, h or d)", quoted);
         return -1;
     }
     if (ms < lo) {
@@ -282,21 +282,8 @@ int config_check_env_name(const char *value, char *why, size_t len)
 
 const char *config_queue_name_problem(const char *name)
 {
-    if (name[0] == '\0')
-        return "is empty";
-    if (strlen(name) > CONFIG_QUEUE_NAME_MAX)
-        return "is longer than " STR(CONFIG_QUEUE_NAME_MAX) " bytes";
-    for (const unsigned char *s = (const unsigned char *)name; *s != '\0';) {
-        uint32_t cp;
-        size_t n = text_utf8_len(s, SIZE_MAX, &cp);
-        if (n == 0)
-            return "is not valid UTF-8";
-        /* C0 controls, DEL and C1 controls: invisible in logs and metrics. */
-        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
-            return "contains control characters";
-        s += n;
-    }
-    return NULL;
+    return text_label_problem(name, CONFIG_QUEUE_NAME_MAX,
+                              "is longer than " STR(CONFIG_QUEUE_NAME_MAX) " bytes");
 }
 
 int config_parse_duration(const char *text, int64_t *ms)
@@ -351,12 +338,14 @@ int config_parse_duration(const char *text, int64_t *ms)
         factor = 60 * 1000;
     else if (unit_len == 1 && *unit == 'h')
         factor = 3600 * 1000;
+    else if (unit_len == 1 && *unit == 'd')
+        factor = 86400 * 1000;
     else
         return -1;
 
     if (whole > INT64_MAX / factor)
         return -1;
-    /* frac < 1e9 and factor <= 3.6e6: the product fits in 63 bits. */
+    /* frac < 1e9 and factor <= 8.64e7: the product fits in 63 bits. */
     int64_t part = frac * factor;
     if (part % scale != 0)
         return -1; /* not a whole number of milliseconds */

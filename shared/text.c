@@ -163,3 +163,21 @@ char *text_array_end(struct text_buffer *buf)
     text_append(buf, "}", 1);
     return text_take(buf);
 }
+
+const char *text_label_problem(const char *s, size_t max_bytes, const char *too_long)
+{
+    if (s[0] == '\0')
+        return "is empty";
+    if (strlen(s) > max_bytes)
+        return too_long;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0';) {
+        uint32_t cp;
+        size_t n = text_utf8_len(p, SIZE_MAX, &cp);
+        if (n == 0)
+            return "is not valid UTF-8";
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return "contains control characters";
+        p += n;
+    }
+    return NULL;
+}

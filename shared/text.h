@@ -45,6 +45,13 @@ void text_free(struct text_buffer *buf);
  */
 size_t text_utf8_len(const unsigned char *s, size_t n, uint32_t *cp);
 
+/* The rule for a name an operator or a producer writes (a queue name, a
+ * unique key): NULL if s is 1..max_bytes bytes of valid UTF-8 without C0
+ * controls, DEL or C1 controls (invisible in logs and metrics), else why
+ * not, worded to follow "it": "is empty", too_long (the caller's words for
+ * the limit), "is not valid UTF-8", "contains control characters". */
+const char *text_label_problem(const char *s, size_t max_bytes, const char *too_long);
+
 /*
  * PostgreSQL array literals, built one element at a time into buf:
  * "{" before the first element, "," between; text_array_end closes it

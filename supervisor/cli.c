@@ -243,22 +243,8 @@ static int enqueue_failed(const PGresult *res, const PGconn *conn)
  * up to UNIQUE_KEY_MAX bytes (the limit migration 0007 sets). */
 static const char *unique_key_problem(const char *key)
 {
-    size_t len = strlen(key);
-    if (len == 0)
-        return "it is empty";
-    if (len > UNIQUE_KEY_MAX)
-        return "it is longer than " CLI_STR(UNIQUE_KEY_MAX) " bytes";
-    const unsigned char *p = (const unsigned char *)key;
-    while (*p) {
-        uint32_t cp;
-        size_t n = text_utf8_len(p, SIZE_MAX, &cp);
-        if (n == 0)
-            return "it is not valid UTF-8";
-        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
-            return "it contains a control character";
-        p += n;
-    }
-    return NULL;
+    return text_label_problem(key, UNIQUE_KEY_MAX,
+                              "is longer than " CLI_STR(UNIQUE_KEY_MAX) " bytes");
 }
 
 int cli_enqueue(const struct pgwork_config *config, const char *queue, const char *payload,
@@ -271,7 +257,7 @@ int cli_enqueue(const struct pgwork_config *config, const char *queue, const cha
     }
     problem = unique_key != NULL ? unique_key_problem(unique_key) : NULL;
     if (problem != NULL) {
-        fprintf(stderr, "pgwork: bad unique key: %s\n", problem);
+        fprintf(stderr, "pgwork: bad unique key: it %s\n", problem);
         return EXIT_BAD_INPUT;
     }
 

@@ -232,7 +232,7 @@ START_TEST(cli_enqueue_unique_key)
         const char *message;
     } bad[] = {
         {"", "pgwork: bad unique key: it is empty"},
-        {"tab\there", "pgwork: bad unique key: it contains a control character"},
+        {"tab\there", "pgwork: bad unique key: it contains control characters"},
         {"bad \xff utf8", "pgwork: bad unique key: it is not valid UTF-8"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
