@@ -28,6 +28,13 @@
 #define IDLE_BASE_DB "bench_idle_base" /* no pod: what the cluster itself does */
 #define LATE_DB "bench_late"
 
+/* The pod every pickup run uses: 4 workers; the sql handler's statement
+ * records when the task started (its first act). */
+#define PICKUP_POD                                                                                 \
+    "workers { count = 4 }\nhttp { listen = \"\" }\n"                                              \
+    "queue \"pickup\" { handler = \"sql\" "                                                        \
+    "statement = \"INSERT INTO pickup VALUES ($2, clock_timestamp())\" }\n"
+
 /* --- pickup latency --------------------------------------------------------- */
 
 void pickup_run(PGconn *conn, int samples, int queues, double *p50, double *p99, double *max)
@@ -86,10 +93,7 @@ void measure_pickup(double floor_p50_ms)
     PGconn *conn = db_connect(PICKUP_DB);
     db_exec(conn, "CREATE TABLE pickup (task bigint PRIMARY KEY, started timestamptz)");
     struct sup sup = {0};
-    sup_start(&sup, PICKUP_DB, "pickup",
-              "workers { count = 4 }\nhttp { listen = \"\" }\n"
-              "queue \"pickup\" { handler = \"sql\" "
-              "statement = \"INSERT INTO pickup VALUES ($2, clock_timestamp())\" }\n");
+    sup_start(&sup, PICKUP_DB, "pickup", PICKUP_POD);
     sup_wait_workers(&sup, conn, 4);
 
     double p50[16], p99[16], max[16];
@@ -449,11 +453,7 @@ static void pooler_pickup_run(int pooler_port, double *p50, double *p99)
 {
     char config[1024], database[256];
     database_section(database, sizeof(database), POOLER_PICKUP_DB, pooler_port);
-    snprintf(config, sizeof(config),
-             "%sworkers { count = 4 }\nhttp { listen = \"\" }\n"
-             "queue \"pickup\" { handler = \"sql\" "
-             "statement = \"INSERT INTO pickup VALUES ($2, clock_timestamp())\" }\n",
-             database);
+    snprintf(config, sizeof(config), "%s" PICKUP_POD, database);
     struct sup sup = {0};
     sup_start(&sup, POOLER_PICKUP_DB, pooler_port > 0 ? "pickup-pgbouncer" : "pickup-direct",
               config);
