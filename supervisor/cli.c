@@ -189,6 +189,14 @@ int cli_query_failed(const char *what, const PGresult *res, const PGconn *conn)
  * what is stored, so anything the table can hold is accepted (names
  * inserted with SQL may be longer than enqueue allows, or hold control
  * characters); only what the database could never match is refused. */
+int cli_stdout_written(const char *what)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return EXIT_OK;
+    fprintf(stderr, "pgwork: cannot write %s: %s\n", what, strerror(errno));
+    return EXIT_FAILURE_GENERIC;
+}
+
 bool cli_lookup_name_ok(const char *name)
 {
     if (name[0] == '\0') {

@@ -132,11 +132,9 @@ int cli_enqueue(const struct pgwork_config *config, const char *queue, const cha
                            params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         rc = enqueue_failed(res, conn);
-    } else if (printf("%s\n", PQgetvalue(res, 0, 0)) < 0 || fflush(stdout) != 0) {
-        fprintf(stderr, "pgwork: cannot write the task id: %s\n", strerror(errno));
-        rc = EXIT_FAILURE_GENERIC;
     } else {
-        rc = EXIT_OK;
+        printf("%s\n", PQgetvalue(res, 0, 0));
+        rc = cli_stdout_written("the task id");
     }
     PQclear(res);
     PQfinish(conn);

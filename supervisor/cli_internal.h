@@ -36,4 +36,9 @@ int cli_query_failed(const char *what, const PGresult *res, const PGconn *conn);
  * a line on stderr. */
 bool cli_lookup_name_ok(const char *name);
 
+/* After a command printed its answer: flush stdout and check nothing was
+ * lost (a closed pipe, a full disk). EXIT_OK, or EXIT_FAILURE_GENERIC
+ * after "pgwork: cannot write <what>: why" on stderr. */
+int cli_stdout_written(const char *what);
+
 #endif

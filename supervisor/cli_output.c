@@ -114,4 +114,3 @@ void cli_format_age(char *buf, size_t len, const PGresult *res, int row, int col
     else
         snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
 }
-

@@ -3,13 +3,11 @@
  * (cli.h): dead tasks back to pending in one statement that also
  * announces the queues it touched.
  */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -21,7 +19,6 @@
 
 /* Runs of the requeue statement when a unique key is taken meanwhile. */
 #define REQUEUE_TRIES 3
-
 
 /*
  * One statement: move the dead tasks back to pending and announce each
@@ -156,11 +153,9 @@ int cli_requeue_dead(const struct pgwork_config *config, const struct cli_requeu
                 kept, kept == 1 ? "" : "s");
     PQclear(res);
     PQfinish(conn);
-    if (printf("requeued %lld dead task%s\n", moved, moved == 1 ? "" : "s") < 0 ||
-        fflush(stdout) != 0) {
-        fprintf(stderr, "pgwork: cannot write the result: %s\n", strerror(errno));
+    printf("requeued %lld dead task%s\n", moved, moved == 1 ? "" : "s");
+    if (cli_stdout_written("the result") != EXIT_OK)
         rc = EXIT_FAILURE_GENERIC;
-    }
 out:
     free(ids);
     return rc;

@@ -2,13 +2,11 @@
  * cli_status.c — `pgwork status [--json] [QUEUE...]` (cli.h): one query
  * over pgwork.tasks, printed as a table or as JSON.
  */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -26,7 +24,6 @@ static char *text_array_literal(const char *const *items, int count)
         text_array_add_text(&b, items[i]);
     return text_array_end(&b);
 }
-
 
 /*
  * One pass over pgwork.tasks, grouped by queue. Counting `done` rows
@@ -187,11 +184,7 @@ int cli_status(const struct pgwork_config *config, const struct cli_status_optio
             status_json(stdout, res);
         else
             status_table(stdout, res);
-        rc = EXIT_OK;
-        if (fflush(stdout) != 0 || ferror(stdout)) {
-            fprintf(stderr, "pgwork: cannot write the status: %s\n", strerror(errno));
-            rc = EXIT_FAILURE_GENERIC;
-        }
+        rc = cli_stdout_written("the status");
     }
     PQclear(res);
     PQfinish(conn);
