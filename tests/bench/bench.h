@@ -6,12 +6,30 @@
  * (graphile-worker, tests/bench/peer) and runs the `bench` binary built
  * from these files:
  *
- *   bench.c    the order of the measurements, the table, build/bench.json
- *   util.c     databases, statistics, clocks, child processes, supervisors
- *   limits.c   the limits: NOTIFY floor, SQL ceiling, enqueue cost (pgbench)
- *   pgwork.c   pgwork itself: pickup, throughput, idle load, lateness
- *   peer.c     graphile-worker through tests/bench/peer/peer.js
- *   scaling.c  worker and queue counts; memory
+ *   bench.c     the order of the measurements, the sections of the table,
+ *               build/bench.json and build/bench.md
+ *   util.c      databases, statistics, clocks, child processes, supervisors
+ *   limits.c    the limits: NOTIFY floor, SQL ceiling, enqueue cost (pgbench)
+ *   pgwork.c    pgwork itself: pickup, throughput, idle load, lateness
+ *   peer.c      graphile-worker through tests/bench/peer/peer.js
+ *   scaling.c   worker and queue counts; memory
+ *   producers.c producers into a served queue, notifications on and off
+ *   claims.c    claim statements per task with 1 and 3 pods
+ *   defaults.c  a new user's throughput (no batch set) beside the
+ *               one-statement ceiling (pgbench) and the peer; the exec
+ *               makespan
+ *
+ * Fairness rules every comparison keeps: the same tasks (count, no-op
+ * handler), the same durability (synchronous_commit off, as pgwork's
+ * workers run by default: database.synchronous_commit = false), the same
+ * window (first task started to last task finished, from the tasks' own
+ * timestamps where the system keeps them), and every throughput figure the
+ * median of BENCH_REPEAT (>= 3) runs, its limit measured in the same run.
+ *
+ * Other files add rows in a file of their own: result_section() names the
+ * section of the table they go in (bench.c's display order; a new name is
+ * shown after the known ones), a call in bench.c's main and a BENCH_ONLY
+ * name beside it.
  *
  * Clocks: latencies compare the client's CLOCK_REALTIME with PostgreSQL's
  * clock_timestamp() — the same kernel clock on this one machine. Durations
@@ -40,14 +58,14 @@ struct bench_settings {
     const char *noop_bin;   /* BENCH_NOOP: the C no-op co-process */
     const char *node;       /* BENCH_NODE: node binary, "" = skip the peer */
     const char *json_path;  /* BENCH_JSON: where the table goes as JSON */
-    int repeat;             /* BENCH_REPEAT: repeated runs for medians (3) */
+    int repeat;             /* BENCH_REPEAT: repeated runs for medians (3, at least 3) */
     int tasks;              /* BENCH_TASKS: throughput tasks per run (50000) */
-    int exec_tasks;         /* BENCH_EXEC_TASKS: for the exec handler (= tasks) */
+    int exec_tasks;         /* BENCH_EXEC_TASKS: for exec /bin/true (5000: fork+exec bound) */
     int floor_samples;      /* BENCH_FLOOR_SAMPLES: per NOTIFY floor run (1000) */
     int pickup_samples;     /* BENCH_PICKUP_SAMPLES: per pickup run (300) */
     int idle_seconds;       /* BENCH_IDLE_SECONDS: idle-load window (120) */
     int enqueue_seconds;    /* BENCH_ENQUEUE_SECONDS: per pgbench run (5) */
-    int peer_jobs;          /* BENCH_PEER_JOBS: graphile-worker jobs (20000) */
+    int peer_jobs;          /* BENCH_PEER_JOBS: graphile-worker jobs (= tasks) */
     int pooler_port;        /* BENCH_PGBOUNCER_PORT: PgBouncer on 127.0.0.1, 0 = none */
 };
 
@@ -59,6 +77,7 @@ extern struct bench_settings bench;
 enum goal_verdict { GOAL_NONE, GOAL_MET, GOAL_MISSED };
 
 struct row {
+    char section[48];    /* stamped by result_add: the current result_section() */
     char figure[96];     /* what is measured */
     double value;        /* pgwork's figure (NAN = not measured) */
     char unit[16];       /* "ms", "tasks/s", "xact/min", ... */
@@ -67,10 +86,27 @@ struct row {
     double ratio;        /* value / limit, or as the row's note says */
     char goal[64];       /* the goal, in words */
     enum goal_verdict verdict;
-    char note[256]; /* how it was measured, runs, samples */
+    char note[512]; /* how it was measured, runs, samples */
 };
 
-/* Append a row (copied). */
+/* The sections, in the order the table shows them (bench.c): in each,
+ * default settings (what a new user gets) first, tuned ones after. */
+#define SECTION_PICKUP "Pickup latency"
+#define SECTION_PRODUCERS "Producers"
+#define SECTION_CLAIMS "Claims per task"
+#define SECTION_DEFAULTS "Throughput, default settings"
+#define SECTION_HANDLERS "Handlers, default settings"
+#define SECTION_TUNED "Throughput, tuned (a fixed batch)"
+#define SECTION_POOLER "Through PgBouncer"
+#define SECTION_IDLE "Idle load"
+#define SECTION_LATENESS "Scheduled lateness"
+#define SECTION_SCALING "Scaling and memory"
+
+/* The section the next rows go in ("pickup", "producers", ...: bench.c
+ * orders the sections, default settings before tuned ones). */
+void result_section(const char *name);
+
+/* Append a row (copied) to the current section. */
 void result_add(const struct row *row);
 
 /* A free-form detail (breakdown, raw runs) for the JSON file and the
@@ -125,11 +161,27 @@ int children_of(pid_t parent, pid_t *out, int max);
 /* CPU time (user + system) pid has used so far, in seconds; 0 if gone. */
 double cpu_seconds(pid_t pid);
 
-/* Run insert_sql (a burst of new tasks) on conn, wait until no task is
- * pending or running (10 minutes at most, else die) and return seconds from
- * the INSERT's commit to the latest finished_at; *before_id = the greatest
- * task id before the burst. */
-double burst_run(PGconn *conn, const char *insert_sql, const struct sup *sup, int64_t *before_id);
+/* One burst of new tasks and its windows, from the tasks' own timestamps. */
+struct burst {
+    int64_t before_id;    /* the greatest task id before the burst */
+    double window_s;      /* first started_at to last finished_at (the rate's window) */
+    double from_commit_s; /* the INSERT's commit returned to the last finished_at */
+};
+
+/* Run insert_sql (a burst of new tasks) on conn and wait until no task is
+ * pending or running (10 minutes at most, else die). */
+void burst_run(PGconn *conn, const char *insert_sql, const struct sup *sup, struct burst *out);
+
+/* The same, for tasks/s: tasks / window_s (the fair window: the peer's is
+ * its first handler start to its jobs table empty). */
+double burst_rate(int tasks, const struct burst *b);
+
+/* pgbench on dbname: `clients` clients (-j 2), script (a file), limit_flag
+ * "-T" (seconds) or "-t" (transactions per client) with limit; PGOPTIONS
+ * for its sessions (NULL = none); output in BENCH_TMP/pgbench-NAME.*. Its
+ * tps (without connection time). */
+double pgbench_tps(const char *dbname, const char *script, int clients, const char *limit_flag,
+                   int limit, const char *pgoptions, const char *name);
 
 /* Write text into BENCH_TMP/name; the path (static buffer per call site). */
 const char *write_file(const char *name, const char *text);
@@ -170,7 +222,34 @@ void measure_pooler(void);
  * queues; supervisor and per-worker memory. */
 void measure_scaling(double floor_p50_ms);
 
-/* peer.c: graphile-worker jobs/s and pickup p50/p99 (ms); false if skipped. */
+/* peer.c: graphile-worker jobs/s (median of BENCH_REPEAT runs of
+ * BENCH_PEER_JOBS jobs, synchronous_commit off for its database) and pickup
+ * p50/p99 (ms); false if skipped. */
 bool measure_peer(double *jobs_per_s, double *pickup_p50_ms, double *pickup_p99_ms);
+/* Its throughput as a row of the current section (nothing if NAN). */
+void peer_throughput_row(double jobs_per_s);
+
+/* producers.c: 8 producers of single-row INSERTs into a queue a pod of 4
+ * workers serves (defaults), with notifications and with
+ * `SET pgwork.notify = off` plus a manual ring every 100 ms; the ratio,
+ * and what the storm sent. */
+void measure_producers(void);
+
+/* claims.c: claim statements per task, 50 isolated single tasks, 1 and 3
+ * pods with default settings (pg_stat_statements of their database). */
+void measure_claims(void);
+
+/* defaults.c: sql throughput with default settings (no batch set) beside
+ * the one-statement ceiling (pgbench, UPDATE ... IN (SELECT ... SKIP LOCKED
+ * LIMIT n), n = 10 and 100) and the peer's batched best; then 80 exec tasks
+ * of 100 ms on 8 workers against the ideal 1.0 s makespan. */
+void measure_defaults(double peer_jobs_per_s);
+
+/* The sql no-op queue's throughput for one pod run (pgwork.c) with
+ * default settings (no batch set): tasks/s over the burst's window. */
+double throughput_sql_defaults(const char *dbname, int workers, int tasks);
+/* A fresh database for throughput runs, its planner statistics pinned
+ * (those of the middle of a burst; autovacuum off for the table). */
+void throughput_db_prepare(const char *dbname);
 
 #endif

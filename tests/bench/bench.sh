@@ -12,12 +12,16 @@
 # the directory on exit — also after a failure or Ctrl-C.
 #
 # The table goes to stdout, progress to stderr, the same table as JSON to
-# BUILD_DIR/bench.json. BENCH_* variables pass through (tests/bench/bench.h):
-# BENCH_REPEAT (3), BENCH_TASKS (50000), BENCH_EXEC_TASKS (= BENCH_TASKS),
-# BENCH_FLOOR_SAMPLES (1000), BENCH_PICKUP_SAMPLES (300),
-# BENCH_IDLE_SECONDS (120), BENCH_ENQUEUE_SECONDS (5), BENCH_PEER_JOBS (20000).
+# BUILD_DIR/bench.json and as Markdown (a table per section, as the
+# README's Performance section shows them) to BUILD_DIR/bench.md.
+# BENCH_* variables pass through (tests/bench/bench.h): BENCH_REPEAT (3),
+# BENCH_TASKS (50000), BENCH_EXEC_TASKS (5000), BENCH_FLOOR_SAMPLES (1000),
+# BENCH_PICKUP_SAMPLES (300), BENCH_IDLE_SECONDS (120),
+# BENCH_ENQUEUE_SECONDS (5), BENCH_PEER_JOBS (= BENCH_TASKS).
 # BENCH_KEEP=1 keeps the temp directory (supervisor logs, configs);
-# BENCH_ONLY=scaling runs just the scaling rows (a quick look while working).
+# BENCH_ONLY=claims,producers runs just those steps (names in bench.c's
+# steps[]: pickup peer defaults throughput pgbouncer idle claims producers
+# enqueue lateness scaling), a quick look while working.
 set -u
 
 if [ $# -ne 1 ]; then
@@ -127,5 +131,5 @@ fi
 
 BENCH_PGWORK="$build/pgwork" BENCH_TMP="$tmp/work" BENCH_SRC="$root" \
     BENCH_NOOP="$build/tests/bench/noop_coprocess" BENCH_NODE="$node" \
-    BENCH_JSON="$build/bench.json" BENCH_GIT="$git_rev" BENCH_PGBOUNCER_PORT="$bouncer_port" \
+    BENCH_JSON="$build/bench.json" BENCH_MD="$build/bench.md" BENCH_GIT="$git_rev" BENCH_PGBOUNCER_PORT="$bouncer_port" \
     "$build/tests/bench/bench"

@@ -457,36 +457,15 @@ static double pgbench_inserts(const char *pgoptions, struct sampler *sampler)
     PQfinish(conn);
     const char *script =
         write_file("enqueue.sql", "INSERT INTO pgwork.tasks (queue) VALUES ('enqueue');\n");
-    char seconds[16], out[600], log[600], opt[128];
-    snprintf(seconds, sizeof(seconds), "%d", bench.enqueue_seconds);
-    snprintf(out, sizeof(out), "%s/pgbench.out", bench.tmpdir);
-    snprintf(log, sizeof(log), "%s/pgbench.log", bench.tmpdir);
-    snprintf(opt, sizeof(opt), "PGOPTIONS=%s", pgoptions != NULL ? pgoptions : "");
-    const char *env[] = {opt, NULL};
-    char *argv[] = {"pgbench", "-n", "-c",           "8",        "-j", "2", "-T",
-                    seconds,   "-f", (char *)script, ENQUEUE_DB, NULL};
-    pid_t pid = spawn(argv, env, log, out);
     pthread_t thread;
     if (sampler != NULL && pthread_create(&thread, NULL, sample_waits, sampler) != 0)
         die("pthread_create failed");
-    int rc = reap(pid, (bench.enqueue_seconds + 60) * 1000);
+    double tps =
+        pgbench_tps(ENQUEUE_DB, script, 8, "-T", bench.enqueue_seconds, pgoptions, "enqueue");
     if (sampler != NULL) {
         atomic_store(&sampler->stop, true);
         pthread_join(thread, NULL);
     }
-    if (rc != 0)
-        die("pgbench failed (%d), see %s", rc, log);
-    FILE *f = fopen(out, "r");
-    if (f == NULL)
-        die("no pgbench output");
-    char line[512];
-    double tps = NAN;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "tps = ", 6) == 0)
-            tps = strtod(line + 6, NULL);
-    fclose(f);
-    if (isnan(tps))
-        die("pgbench printed no tps (see %s)", out);
     return tps;
 }
 
@@ -520,6 +499,7 @@ void measure_enqueue(void)
     PQfinish(conn);
 
     double w = stat_median(with, n), wo = stat_median(without, n);
+    result_section(SECTION_PRODUCERS);
     struct row row = {.value = w, .limit = wo, .ratio = w / wo, .verdict = GOAL_NONE};
     snprintf(row.figure, sizeof(row.figure), "enqueue, trigger on (8 clients, 1-row INSERTs)");
     snprintf(row.unit, sizeof(row.unit), "inserts/s");

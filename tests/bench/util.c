@@ -376,7 +376,7 @@ double cpu_seconds(pid_t pid)
 
 /* --- bursts ------------------------------------------------------------------ */
 
-double burst_run(PGconn *conn, const char *insert_sql, const struct sup *sup, int64_t *before_id)
+void burst_run(PGconn *conn, const char *insert_sql, const struct sup *sup, struct burst *out)
 {
     int64_t before = db_int(conn, "SELECT coalesce(max(id), 0) FROM pgwork.tasks");
     db_exec(conn, insert_sql);
@@ -390,12 +390,60 @@ double burst_run(PGconn *conn, const char *insert_sql, const struct sup *sup, in
             die("burst not done within 10 minutes (see %s)", sup->log_path);
         sleep_ms(20);
     }
-    char sql[160];
+    /* started_at is the claim's now(), finished_at the done's: the first
+     * claim's transaction start to the last completion's. */
+    char sql[256];
     snprintf(sql, sizeof(sql),
-             "SELECT (extract(epoch FROM max(finished_at)) * 1000000)::bigint FROM pgwork.tasks"
+             "SELECT (extract(epoch FROM min(started_at)) * 1000000)::bigint,"
+             " (extract(epoch FROM max(finished_at)) * 1000000)::bigint FROM pgwork.tasks"
              " WHERE id > %" PRId64,
              before);
-    int64_t last = db_int(conn, sql);
-    *before_id = before;
-    return (double)(last - committed) / 1e6;
+    PGresult *res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
+        PQgetisnull(res, 0, 1))
+        die("burst: no timestamps (kept done tasks?): %s", PQerrorMessage(conn));
+    int64_t first = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    int64_t last = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    PQclear(res);
+    out->before_id = before;
+    out->window_s = (double)(last - first) / 1e6;
+    out->from_commit_s = (double)(last - committed) / 1e6;
+}
+
+double burst_rate(int tasks, const struct burst *b)
+{
+    return tasks / b->window_s;
+}
+
+/* --- pgbench ----------------------------------------------------------------- */
+
+double pgbench_tps(const char *dbname, const char *script, int clients, const char *limit_flag,
+                   int limit, const char *pgoptions, const char *name)
+{
+    char n[16], lim[16], out[600], log[600], opt[160], jobs[16];
+    snprintf(n, sizeof(n), "%d", clients);
+    snprintf(jobs, sizeof(jobs), "%d", clients < 2 ? clients : 2);
+    snprintf(lim, sizeof(lim), "%d", limit);
+    snprintf(out, sizeof(out), "%s/pgbench-%s.out", bench.tmpdir, name);
+    snprintf(log, sizeof(log), "%s/pgbench-%s.log", bench.tmpdir, name);
+    snprintf(opt, sizeof(opt), "PGOPTIONS=%s", pgoptions != NULL ? pgoptions : "");
+    const char *env[] = {opt, NULL};
+    char *argv[] = {
+        "pgbench", "-n",           "-c",           n,   "-j", jobs, (char *)limit_flag, lim,
+        "-f",      (char *)script, (char *)dbname, NULL};
+    int rc = reap(spawn(argv, env, log, out), 600000);
+    if (rc != 0)
+        die("pgbench failed (%d), see %s", rc, log);
+    FILE *f = fopen(out, "r");
+    if (f == NULL)
+        die("no pgbench output (%s)", out);
+    char line[512];
+    double tps = NAN;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "tps = ", 6) == 0)
+            tps = strtod(line + 6, NULL);
+    fclose(f);
+    if (isnan(tps))
+        die("pgbench printed no tps (see %s)", out);
+    return tps;
 }
