@@ -36,6 +36,10 @@
 #include "config_keys.h"
 #include "config_lines.h"
 #include "config_value.h"
+#include "text.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 #define FILE_MAX (1024 * 1024)             /* a config file, not a data file */
 #define KEY_MAX (CONFIG_SHOW_MAX * 4 + 64) /* `queue "<escaped name>".key` */
@@ -205,8 +209,14 @@ static void report_confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
     }
     if (strcmp(fmt, "found duplicate title '%s'") == 0) {
         const char *name = va_arg(ap, const char *);
-        fail_at(line, "queue %s: duplicate queue name",
-                config_value_show(name, quoted, sizeof quoted));
+        /* libconfuse does not say which kind of section: a schedule if
+         * only a schedule has that name so far (queue otherwise). */
+        const char *kind = "queue";
+        if (cfg != NULL && cfg_getopt(cfg, "schedule") != NULL &&
+            cfg_gettsec(cfg, "schedule", name) != NULL && cfg_gettsec(cfg, "queue", name) == NULL)
+            kind = "schedule";
+        fail_at(line, "%s %s: duplicate %s name", kind,
+                config_value_show(name, quoted, sizeof quoted), kind);
         return;
     }
     char msg[512];
@@ -386,6 +396,38 @@ static int validate_queue(cfg_t *root, cfg_opt_t *opt)
     return check_order(sec, "backoff_base", "backoff_max", close_line);
 }
 
+/* Called when a schedule section closes (the newest one is the last
+ * value): its name, exactly one of cron and every, a queue; each value was
+ * checked on its own line already (config_keys.c). */
+static int validate_schedule(cfg_t *root, cfg_opt_t *opt)
+{
+    cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
+    int line = section_line(sec, file_line(root->line));
+    char name[KEY_MAX], key[KEY_MAX];
+    section_name(sec, name, sizeof name);
+
+    const char *title = cfg_title(sec) ? cfg_title(sec) : "";
+    const char *problem = text_label_problem(
+        title, CONFIG_SCHEDULE_NAME_MAX, "is longer than " STR(CONFIG_SCHEDULE_NAME_MAX) " bytes");
+    if (problem != NULL)
+        return fail_at(line, "%s: schedule name %s", name, problem);
+
+    bool cron = cfg_getstr(sec, "cron") != NULL, every = cfg_getstr(sec, "every") != NULL;
+    if (cron && every)
+        return fail_at(key_line(sec, "every") > key_line(sec, "cron") ? key_line(sec, "every")
+                                                                      : key_line(sec, "cron"),
+                       "%s: give either cron or every, not both", name);
+    if (!cron && !every)
+        return fail_at(line, "%s: needs cron = \"...\" or every = DURATION", name);
+    if (every && key_line(sec, "timezone") != 0)
+        return fail_at(key_line(sec, "timezone"),
+                       "%s: only for cron (every is aligned to the epoch, the same in every zone)",
+                       key_name(sec, "timezone", key, sizeof key));
+    if (cfg_getstr(sec, "queue") == NULL)
+        return fail_at(line, "%s: needs queue = \"...\" (where its tasks go)", name);
+    return 0;
+}
+
 /* Rules between sections, once the whole file is read. */
 static int validate_file(cfg_t *root)
 {
@@ -515,6 +557,28 @@ int config_find_queue(const struct pgwork_config *config, const char *name)
     return -1;
 }
 
+/* A schedule's keys, and its cron or every parsed (both checked already). */
+static int copy_schedule(struct schedule_config *sc, cfg_t *sec)
+{
+    if (copy_string(&sc->name, cfg_title(sec)) != 0)
+        return -1;
+    for (size_t i = 0; i < config_key_count; i++)
+        if (config_key_is_schedule(&config_keys[i]) && copy_key(&config_keys[i], sec, sc) != 0)
+            return -1;
+    char why[WHY_MAX];
+    if (sc->cron != NULL) {
+        if (schedule_parse_cron(sc->cron, &sc->when, why, sizeof why) != 0 ||
+            schedule_set_zone(&sc->when, sc->timezone, why, sizeof why) != 0)
+            return -1;
+    } else {
+        int64_t ms;
+        if (config_parse_duration(sc->every, &ms) != 0 ||
+            schedule_parse_every(ms, &sc->when, why, sizeof why) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static struct pgwork_config *copy_config(cfg_t *root, const char *path)
 {
     struct pgwork_config *c = calloc(1, sizeof *c);
@@ -524,7 +588,7 @@ static struct pgwork_config *copy_config(cfg_t *root, const char *path)
         goto fail;
     for (size_t i = 0; i < config_key_count; i++) {
         const struct config_key *k = &config_keys[i];
-        if (!config_key_is_queue(k) && copy_key(k, cfg_getsec(root, k->section), c) != 0)
+        if (config_key_is_global(k) && copy_key(k, cfg_getsec(root, k->section), c) != 0)
             goto fail;
     }
 
@@ -536,6 +600,17 @@ static struct pgwork_config *copy_config(cfg_t *root, const char *path)
         for (unsigned i = 0; i < nqueues; i++) {
             c->queue_count++; /* counted first so config_free sees a partial queue */
             if (copy_queue(&c->queues[i], cfg_getnsec(root, "queue", i)) != 0)
+                goto fail;
+        }
+    }
+    unsigned nschedules = cfg_size(root, "schedule");
+    if (nschedules > 0) {
+        c->schedules = calloc(nschedules, sizeof *c->schedules);
+        if (c->schedules == NULL)
+            goto fail;
+        for (unsigned i = 0; i < nschedules; i++) {
+            c->schedule_count++; /* counted first so config_free sees a partial one */
+            if (copy_schedule(&c->schedules[i], cfg_getnsec(root, "schedule", i)) != 0)
                 goto fail;
         }
     }
@@ -560,6 +635,7 @@ static const struct section {
     {"listener", CFGF_NONE, validate_listener},
     {"workers", CFGF_NONE, validate_workers},
     {"queue", CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES, validate_queue},
+    {"schedule", CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES, validate_schedule},
     {"http", CFGF_NONE, validate_plain_section},
     {"log", CFGF_NONE, validate_plain_section},
 };
@@ -775,9 +851,16 @@ void config_free(struct pgwork_config *config)
             if (config_key_is_queue(&config_keys[k]))
                 config_key_free(&config_keys[k], &config->queues[i]);
     }
+    for (int i = 0; i < config->schedule_count; i++) {
+        free(config->schedules[i].name);
+        for (size_t k = 0; k < config_key_count; k++)
+            if (config_key_is_schedule(&config_keys[k]))
+                config_key_free(&config_keys[k], &config->schedules[i]);
+    }
     for (size_t k = 0; k < config_key_count; k++)
-        if (!config_key_is_queue(&config_keys[k]))
+        if (config_key_is_global(&config_keys[k]))
             config_key_free(&config_keys[k], config);
+    free(config->schedules);
     free(config->queues);
     free(config->queue_lookup);
     free(config->path);

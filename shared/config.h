@@ -15,9 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shared/schedule.h"
+
 /* Longest queue name accepted in the config (bytes). Longer names are a
  * config error; the database itself accepts any text. */
 #define CONFIG_QUEUE_NAME_MAX 1024
+
+/* Longest schedule name (bytes): it is the key of its row in
+ * pgwork.schedules and a label in /metrics. */
+#define CONFIG_SCHEDULE_NAME_MAX 200
 
 enum handler_kind {
     HANDLER_EXEC,      /* run queue.command per task, payload on stdin */
@@ -56,6 +62,20 @@ struct queue_config {
     int env_count;             /* number of entries in env */
 };
 
+/* A periodic task (README "Schedules"): one task per tick, all pods
+ * together; the supervisor makes it (supervisor/ticks.c). */
+struct schedule_config {
+    char *name;           /* the schedule's title in `schedule "name" {}`: its row in
+                             pgwork.schedules */
+    char *cron;           /* cron expression, or NULL (then every is set) */
+    char *every;          /* fixed interval as written, or NULL (then cron is set) */
+    char *queue;          /* queue its tasks go to (need not be served by this pod) */
+    char *payload;        /* JSON text of each task's payload */
+    int priority;         /* each task's priority */
+    char *timezone;       /* cron's local times: "UTC" or Area/City */
+    struct schedule when; /* cron or every parsed, with its zone */
+};
+
 struct pgwork_config {
     char *path; /* file it came from, "" for built-in defaults */
 
@@ -90,6 +110,9 @@ struct pgwork_config {
     int *queue_lookup;           /* hash table of queue indexes (config_find_queue) */
     unsigned queue_lookup_mask;  /* its size - 1 */
     int queue_count;
+
+    struct schedule_config *schedules; /* schedule_count entries, file order */
+    int schedule_count;
 
     struct {
         char *listen; /* "" = no HTTP endpoint */

@@ -51,6 +51,9 @@ static const struct config_word log_formats[] = {
 #define QUEUE(key, field)                                                                          \
     .section = "queue", .name = #key, .at = offsetof(struct queue_config, field),                  \
     .size = sizeof(((struct queue_config *)0)->field)
+#define SCHEDULE(key, field)                                                                       \
+    .section = "schedule", .name = #key, .at = offsetof(struct schedule_config, field),            \
+    .size = sizeof(((struct schedule_config *)0)->field)
 /* Its type. */
 #define BOOL .type = CONFIG_BOOL
 #define COUNT(lo_, hi_) .type = CONFIG_COUNT, .lo = (lo_), .hi = (hi_)
@@ -100,6 +103,12 @@ const struct config_key config_keys[] = {
     {QUEUE(keep_done, keep_done),                              BOOL,             DEFAULT("true"),   ROLL},
     {QUEUE(workers, workers),                        COUNT(0, WORKERS_LIMIT),    DEFAULT("0"),      ROLL},
     {QUEUE(env, env), QUEUE_LIST(config_check_env_name, env_count), ONLY(EXEC_COPROCESS), DEFAULT("{}"), ROLL},
+    {SCHEDULE(cron, cron),                         STRING(config_check_cron),    DEFAULT(NULL),     RELOAD},
+    {SCHEDULE(every, every),                       STRING(config_check_every),   DEFAULT(NULL),     RELOAD},
+    {SCHEDULE(queue, queue),                       STRING(config_check_queue_name), DEFAULT(NULL),  RELOAD},
+    {SCHEDULE(payload, payload),                   STRING(config_check_json),    DEFAULT("{}"),     RELOAD},
+    {SCHEDULE(priority, priority),                 COUNT(INT_MIN, INT_MAX),      DEFAULT("0"),      RELOAD},
+    {SCHEDULE(timezone, timezone),                 STRING(config_check_zone),    DEFAULT("UTC"),    RELOAD},
     {IN(http, listen, listen),                       STRING(config_check_listen), DEFAULT("0.0.0.0:9187"), RESTART},
     {IN(log, level, level),                                    ENUM(log_levels), DEFAULT("info"),   ROLL},
     {IN(log, format, format),                                  ENUM(log_formats), DEFAULT("json"),  ROLL},
@@ -121,6 +130,16 @@ bool config_key_is_queue(const struct config_key *key)
     return strcmp(key->section, "queue") == 0;
 }
 
+bool config_key_is_schedule(const struct config_key *key)
+{
+    return strcmp(key->section, "schedule") == 0;
+}
+
+bool config_key_is_global(const struct config_key *key)
+{
+    return !config_key_is_queue(key) && !config_key_is_schedule(key);
+}
+
 /* The handler's word in the file (handler_words above). */
 const char *config_handler_name(enum handler_kind kind)
 {
@@ -132,7 +151,7 @@ const char *config_handler_name(enum handler_kind kind)
 
 const char *config_key_reference_name(const struct config_key *key, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s%s.%s", key->section, config_key_is_queue(key) ? " \"NAME\"" : "",
+    snprintf(buf, len, "%s%s.%s", key->section, config_key_is_global(key) ? "" : " \"NAME\"",
              key->name);
     return buf;
 }
@@ -244,7 +263,8 @@ static bool same_keys(enum config_apply apply, bool queue, const void *a, const 
 {
     for (size_t i = 0; i < config_key_count; i++) {
         const struct config_key *k = &config_keys[i];
-        if (k->apply == apply && config_key_is_queue(k) == queue && !config_key_same(k, a, b))
+        if (k->apply == apply && (queue ? config_key_is_queue(k) : config_key_is_global(k)) &&
+            !config_key_same(k, a, b))
             return false;
     }
     return true;
@@ -267,7 +287,7 @@ void config_keep_restart_only(struct pgwork_config *running, struct pgwork_confi
     changed[0] = '\0';
     for (size_t i = 0; i < config_key_count; i++) {
         const struct config_key *k = &config_keys[i];
-        if (k->apply != CONFIG_RESTART || config_key_is_queue(k) ||
+        if (k->apply != CONFIG_RESTART || !config_key_is_global(k) ||
             config_key_same(k, running, fresh))
             continue;
         config_key_keep(k, running, fresh);

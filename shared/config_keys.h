@@ -36,9 +36,9 @@ enum config_apply {
 };
 
 struct config_key {
-    const char *section; /* "database", ...; "queue" for every queue "NAME" section */
+    const char *section; /* "database", ...; "queue" / "schedule" for every titled section */
     const char *name;
-    size_t at;   /* offset of the field: in struct pgwork_config, or struct queue_config */
+    size_t at;   /* offset of the field: in struct pgwork_config, queue_config or schedule_config */
     size_t size; /* sizeof the field, checked against the type by the unit test */
     enum config_type type;
     long lo, hi;                     /* COUNT, DURATION (ms): the bounds */
@@ -56,8 +56,12 @@ extern const size_t config_key_count;
 /* The key `name` of section `section`, or NULL. */
 const struct config_key *config_key_find(const char *section, const char *name);
 
-/* Whether the key belongs to each queue "NAME" section. */
+/* Whether the key belongs to each queue "NAME" section (struct
+ * queue_config), to each schedule "NAME" section (struct schedule_config),
+ * or to neither (struct pgwork_config). */
 bool config_key_is_queue(const struct config_key *key);
+bool config_key_is_schedule(const struct config_key *key);
+bool config_key_is_global(const struct config_key *key);
 
 /* "workers.count", `queue "NAME".batch`: how the README spells it. */
 const char *config_key_reference_name(const struct config_key *key, char *buf, size_t len);

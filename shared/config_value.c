@@ -8,7 +8,10 @@
  */
 #include "config_value.h"
 #include "config.h"
+#include "json.h"
+#include "schedule.h"
 #include "text.h"
+#include "zone.h"
 
 #include <confuse.h>
 #include <ctype.h>
@@ -354,4 +357,45 @@ int config_parse_duration(const char *text, int64_t *ms)
         return -1;
     *ms = whole * factor + part;
     return 0;
+}
+
+/* ---- schedules ------------------------------------------------------------ */
+
+int config_check_cron(const char *value, char *why, size_t len)
+{
+    struct schedule s;
+    return schedule_parse_cron(value, &s, why, len);
+}
+
+int config_check_every(const char *value, char *why, size_t len)
+{
+    int64_t ms;
+    char quoted[QUOTED_MAX];
+    if (config_parse_duration(value, &ms) != 0) {
+        snprintf(why, len, "must be a duration like 30s, 5m or 1h (got %s)",
+                 config_value_show(value, quoted, sizeof quoted));
+        return -1;
+    }
+    struct schedule s;
+    return schedule_parse_every(ms, &s, why, len);
+}
+
+int config_check_zone(const char *value, char *why, size_t len)
+{
+    struct schedule s = {0};
+    return schedule_set_zone(&s, value, why, len);
+}
+
+int config_check_json(const char *value, char *why, size_t len)
+{
+    return json_check(value, why, len);
+}
+
+int config_check_queue_name(const char *value, char *why, size_t len)
+{
+    const char *problem = config_queue_name_problem(value);
+    if (problem == NULL)
+        return 0;
+    snprintf(why, len, "queue name %s", problem);
+    return -1;
 }

@@ -63,6 +63,15 @@ int config_check_channel(const char *value, char *why, size_t len);
 /* "" or host:port, host non-empty ("[v6addr]" for IPv6), port 1..65535. */
 int config_check_listen(const char *value, char *why, size_t len);
 
+/* Schedules: a cron expression (schedule.h), an `every` duration of
+ * 1s..366d, a zone of the tz database, a JSON payload, a queue name
+ * (config_queue_name_problem). */
+int config_check_cron(const char *value, char *why, size_t len);
+int config_check_every(const char *value, char *why, size_t len);
+int config_check_zone(const char *value, char *why, size_t len);
+int config_check_json(const char *value, char *why, size_t len);
+int config_check_queue_name(const char *value, char *why, size_t len);
+
 /* A shell variable name that is no credential (config_env_forbidden). */
 int config_check_env_name(const char *value, char *why, size_t len);
 

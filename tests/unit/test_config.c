@@ -938,6 +938,118 @@ START_TEST(test_reload_views)
 }
 END_TEST
 
+/* ---- schedules ----------------------------------------------------------- */
+
+START_TEST(test_schedule_keys)
+{
+    struct pgwork_config *c =
+        load_ok("schedule \"nightly\" {\n  cron = \"0 3 * * *\"\n  timezone = \"Europe/Berlin\"\n"
+                "  queue = \"reports\"\n  payload = \"{\\\"k\\\": [1, -2.5e3, true, null, "
+                "\\\"\\\\u00e9\\\"]}\"\n"
+                "  priority = -3\n}\nschedule \"ping\" { every = 30s queue = \"pings\" }\n");
+    ck_assert_int_eq(c->schedule_count, 2);
+    const struct schedule_config *n = &c->schedules[0], *p = &c->schedules[1];
+    ck_assert_str_eq(n->name, "nightly");
+    ck_assert_str_eq(n->cron, "0 3 * * *");
+    ck_assert_ptr_null(n->every);
+    ck_assert_str_eq(n->queue, "reports");
+    ck_assert_int_eq(n->priority, -3);
+    ck_assert_int_eq(n->when.kind, SCHEDULE_CRON);
+    ck_assert_str_eq(n->when.zone, "Europe/Berlin");
+    ck_assert_str_eq(p->name, "ping");
+    ck_assert_ptr_null(p->cron);
+    ck_assert_str_eq(p->payload, "{}");
+    ck_assert_int_eq(p->priority, 0);
+    ck_assert_str_eq(p->timezone, "UTC");
+    ck_assert_int_eq(p->when.kind, SCHEDULE_EVERY);
+    ck_assert_int_eq(p->when.every_ms, 30000);
+    config_free(c);
+}
+END_TEST
+
+START_TEST(test_schedule_errors)
+{
+    expect_error("schedule \"s\" {\n  cron = \"61 * * * *\"\n  queue = \"q\"\n}\n", 2,
+                 "schedule \"s\".cron", "cron minute 61 out of range 0-59");
+    expect_error("schedule \"s\" {\n  cron = \"0 0 30 2 *\"\n  queue = \"q\"\n}\n", 2,
+                 "schedule \"s\".cron", "never");
+    expect_error("schedule \"s\" {\n  queue = \"q\"\n  every = 1s\n  cron = \"* * * * *\"\n}\n", 4,
+                 "schedule \"s\"", "either cron or every, not both");
+    expect_error("schedule \"s\" {\n  queue = \"q\"\n}\n", 2, "schedule \"s\"", "needs cron");
+    expect_error("schedule \"s\" {\n  every = 1s\n}\n", 2, "schedule \"s\"", "needs queue");
+    expect_error("schedule \"s\" {\n  every = 500ms\n  queue = \"q\"\n}\n", 2,
+                 "schedule \"s\".every", "out of range 1s-366d");
+    expect_error("schedule \"s\" {\n  every = soon\n  queue = \"q\"\n}\n", 2,
+                 "schedule \"s\".every", "must be a duration");
+    expect_error("schedule \"s\" {\n  every = 1m\n  queue = \"\"\n}\n", 3, "schedule \"s\".queue",
+                 "queue name is empty");
+    expect_error("schedule \"s\" {\n  cron = \"@daily\"\n  queue = \"q\"\n"
+                 "  timezone = \"Mars/Olympus\"\n}\n",
+                 4, "schedule \"s\".timezone", "unknown zone");
+    expect_error(
+        "schedule \"s\" {\n  every = 1h\n  queue = \"q\"\n  timezone = \"Europe/Berlin\"\n}\n", 4,
+        "schedule \"s\".timezone", "only for cron");
+    expect_error("schedule \"s\" {\n  every = 1h\n  queue = \"q\"\n  priority = x\n}\n", 4,
+                 "schedule \"s\".priority", "integer");
+    expect_error("schedule \"\" {\n  every = 1h\n  queue = \"q\"\n}\n", 2,
+                 "schedule name is empty");
+    expect_error("schedule \"a\" {\n  every = 1h\n  queue = \"q\"\n}\n"
+                 "schedule \"a\" {\n  every = 1h\n  queue = \"q\"\n}\n",
+                 5, "schedule \"a\"", "duplicate schedule name");
+    expect_error("schedule \"s\" {\n  every = 1h\n  queue = \"q\"\n  color = 1\n}\n", 4,
+                 "unknown key");
+}
+END_TEST
+
+/* The payload is checked as jsonb would read it. */
+START_TEST(test_schedule_payload_json)
+{
+    static const char *const good[] = {
+        "{}",
+        "[]",
+        "0",
+        "-0.5e-3",
+        "\\\"x\\\"",
+        " { \\\"a\\\" : [ 1 , { } , [ ] ] } ",
+        "null",
+        "[true,false,null]",
+        "{\\\"\\\\\\\"\\\\n\\\\u00e9\\\":\\\"é\\\"}",
+    };
+    static const char *const bad[] = {
+        "",
+        "{",
+        "}",
+        "[1,]",
+        "{\\\"a\\\"}",
+        "{\\\"a\\\":1,}",
+        "01",
+        "1.",
+        ".5",
+        "+1",
+        "tru",
+        "[1] [2]",
+        "{a:1}",
+        "\\\"\\\\u0000\\\"",
+        "\\\"\\\\x\\\"",
+        "[\\\"\\\\u12\\\"]",
+        "nul",
+    };
+    char text[256];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        snprintf(text, sizeof text,
+                 "schedule \"s\" {\n  every = 1h\n  queue = \"q\"\n  payload = \"%s\"\n}\n",
+                 good[i]);
+        config_free(load_ok(text));
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(text, sizeof text,
+                 "schedule \"s\" {\n  every = 1h\n  queue = \"q\"\n  payload = \"%s\"\n}\n",
+                 bad[i]);
+        expect_error(text, 4, "schedule \"s\".payload", "invalid JSON");
+    }
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -990,6 +1102,9 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_unclosed_section);
     tcase_add_test(tc, test_reload_views);
     tcase_add_test(tc, test_find_queue);
+    tcase_add_test(tc, test_schedule_keys);
+    tcase_add_test(tc, test_schedule_errors);
+    tcase_add_test(tc, test_schedule_payload_json);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -166,7 +166,8 @@ END_TEST
  * out gives: the table's defaults are values the file could say. */
 START_TEST(test_written_default_is_the_default)
 {
-    const char *base = "queue \"q\" { command = {\"x\"} }\n";
+    const char *base = "queue \"q\" { command = {\"x\"} }\n"
+                       "schedule \"s\" { cron = \"@daily\" queue = \"q\" }\n";
     const char *dir = getenv("TMPDIR");
     char path[4096], err[1024];
     snprintf(path, sizeof path, "%s/pgwork-keys-XXXXXX.conf", dir && dir[0] ? dir : "/tmp");
@@ -189,15 +190,27 @@ START_TEST(test_written_default_is_the_default)
         config_key_reference_default(k, value, sizeof value);
         f = fopen(path, "w");
         if (config_key_is_queue(k))
-            fprintf(f, "queue \"q\" { command = {\"x\"} %s = %s }\n", k->name, value);
+            fprintf(f,
+                    "queue \"q\" { command = {\"x\"} %s = %s }\n"
+                    "schedule \"s\" { cron = \"@daily\" queue = \"q\" }\n",
+                    k->name, value);
+        else if (config_key_is_schedule(k))
+            fprintf(f,
+                    "queue \"q\" { command = {\"x\"} }\n"
+                    "schedule \"s\" { cron = \"@daily\" queue = \"q\" %s = %s }\n",
+                    k->name, value);
         else
             fprintf(f, "%s%s { %s = %s }\n", base, k->section, k->name, value);
         fclose(f);
         struct pgwork_config *c = NULL;
         ck_assert_msg(config_load(path, &c, err, sizeof err) == 0, "%s = %s: %s", k->name, value,
                       err);
-        const void *a = config_key_is_queue(k) ? (const void *)&plain->queues[0] : plain;
-        const void *b = config_key_is_queue(k) ? (const void *)&c->queues[0] : c;
+        const void *a = config_key_is_queue(k)      ? (const void *)&plain->queues[0]
+                        : config_key_is_schedule(k) ? (const void *)&plain->schedules[0]
+                                                    : plain;
+        const void *b = config_key_is_queue(k)      ? (const void *)&c->queues[0]
+                        : config_key_is_schedule(k) ? (const void *)&c->schedules[0]
+                                                    : c;
         ck_assert_msg(config_key_same(k, a, b), "%s.%s = %s differs from leaving it out",
                       k->section, k->name, value);
         config_free(c);
