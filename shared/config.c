@@ -565,18 +565,20 @@ static int copy_schedule(struct schedule_config *sc, cfg_t *sec)
     for (size_t i = 0; i < config_key_count; i++)
         if (config_key_is_schedule(&config_keys[i]) && copy_key(&config_keys[i], sec, sc) != 0)
             return -1;
-    char why[WHY_MAX];
-    if (sc->cron != NULL) {
-        if (schedule_parse_cron(sc->cron, &sc->when, why, sizeof why) != 0 ||
-            schedule_set_zone(&sc->when, sc->timezone, why, sizeof why) != 0)
-            return -1;
-    } else {
-        int64_t ms;
-        if (config_parse_duration(sc->every, &ms) != 0 ||
-            schedule_parse_every(ms, &sc->when, why, sizeof why) != 0)
-            return -1;
-    }
-    return 0;
+    char why[WHY_MAX] = "is not a duration";
+    int64_t ms = 0;
+    int rc = sc->cron != NULL
+                 ? (schedule_parse_cron(sc->cron, &sc->when, why, sizeof why) != 0 ||
+                            schedule_set_zone(&sc->when, sc->timezone, why, sizeof why) != 0
+                        ? -1
+                        : 0)
+                 : (config_parse_duration(sc->every, &ms) != 0 ||
+                            schedule_parse_every(ms, &sc->when, why, sizeof why) != 0
+                        ? -1
+                        : 0);
+    if (rc != 0) /* checked on its line already: not expected */
+        fail_at(0, "schedule %s: %s", sc->name, why);
+    return rc;
 }
 
 static struct pgwork_config *copy_config(cfg_t *root, const char *path)

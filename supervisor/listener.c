@@ -367,6 +367,12 @@ void listener_clock_sample(struct listener *l, int64_t db_ms, int64_t sent_ms, i
     l->db_clock_known = true;
 }
 
+bool listener_db_clock_offset(const struct listener *l, int64_t *offset_ms)
+{
+    *offset_ms = l->db_clock_offset_ms;
+    return l->db_clock_known;
+}
+
 static void listener_continue_connect(struct listener *l)
 {
     switch (PQconnectPoll(l->conn)) {

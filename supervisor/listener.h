@@ -134,6 +134,10 @@ void listener_set_client(struct listener *l, const struct listener_client *clien
  * due times on that clock. */
 void listener_clock_sample(struct listener *l, int64_t db_ms, int64_t sent_ms, int64_t now);
 
+/* The database's clock minus CLOCK_MONOTONIC (ms) as last measured: true
+ * and *offset_ms, or false while not measured yet. */
+bool listener_db_clock_offset(const struct listener *l, int64_t *offset_ms);
+
 /* Handle epoll readiness of fd: the connection's socket, or the pipe of
  * the resolver child (every fd the listener registered). */
 void listener_on_io(struct listener *l, int fd, uint32_t events);

@@ -60,6 +60,7 @@ struct supervisor {
     struct pool pool;
     struct listener listener;
     struct upkeep upkeep; /* its statements go on the listener's connection */
+    struct ticks ticks;   /* the schedules; their claims go through upkeep */
     struct http_server http;
     int epoll_fd;
     int signal_fd;
@@ -397,6 +398,7 @@ static void supervisor_reload(struct supervisor *s)
     pool_set_config(&s->pool, fresh, slots, roll);
     listener_set_config(&s->listener, fresh);
     upkeep_set_config(&s->upkeep, fresh);
+    ticks_set_config(&s->ticks, fresh);
     config_free(old);
     log_info("reloaded %s: %d queue%s, %d worker%s%s", fresh->path, fresh->queue_count,
              fresh->queue_count == 1 ? "" : "s", pool_target(&s->pool),
@@ -667,6 +669,8 @@ static int supervisor_open(struct supervisor *s)
         .on_sweep = on_sweep,
     };
     upkeep_init(&s->upkeep, config, &s->listener, &upkeep_callbacks, s);
+    ticks_init(&s->ticks, config, s->pod_tag);
+    upkeep_set_ticks(&s->upkeep, &s->ticks);
 
     const struct http_handlers handlers = {.ready = http_ready, .metrics = http_metrics, .ctx = s};
     if (http_start(&s->http, config->http.listen, &handlers) != 0)
@@ -683,6 +687,7 @@ static void supervisor_close(struct supervisor *s)
     http_stop(&s->http);
     listener_close(&s->listener);
     upkeep_free(&s->upkeep);
+    ticks_free(&s->ticks);
     pool_free(&s->pool);
     free(s->scheduled_due_ms);
     if (s->slot_names != NULL)

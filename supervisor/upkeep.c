@@ -540,6 +540,30 @@ static void depth_on_result(struct upkeep *u, const PGresult *res, bool ok, int6
     d->fetched_ms = now;
 }
 
+/* --- schedules' ticks (ticks.c) ------------------------------------------- */
+
+static int64_t ticks_job_due(const struct upkeep *u, int64_t now)
+{
+    int64_t offset;
+    bool known = listener_db_clock_offset(u->listener, &offset);
+    return u->ticks != NULL ? ticks_due(u->ticks, now, known, offset) : INT64_MAX;
+}
+
+static int ticks_job_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    int64_t offset;
+    listener_db_clock_offset(u->listener, &offset);
+    return ticks_send(u->ticks, conn, now, offset);
+}
+
+static void ticks_job_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    int64_t db_ms;
+    ticks_on_result(u->ticks, res, ok, now, &db_ms);
+    if (db_ms != 0)
+        listener_clock_sample(u->listener, db_ms, u->sent_ms, now);
+}
+
 /* --- the scheduler ------------------------------------------------------ */
 
 struct upkeep_job {
@@ -557,6 +581,7 @@ struct upkeep_job {
 /* In order of urgency: the first one due is sent. */
 static const struct upkeep_job upkeep_jobs[] = {
     {renew_due, renew_send, renew_on_result, false},
+    {ticks_job_due, ticks_job_send, ticks_job_on_result, false},
     {stop_backend_due, stop_backend_send, stop_backend_on_result, false},
     {requeue_due, requeue_send, requeue_on_result, true},
     {poll_due, poll_send, poll_on_result, true},
@@ -602,6 +627,8 @@ static void upkeep_on_end(void *ctx)
     struct upkeep *u = ctx;
     u->in_flight = 0;
     u->in_flight_requeue = -1;
+    if (u->ticks != NULL)
+        ticks_on_end(u->ticks);
 }
 
 static int64_t upkeep_next_due(const void *ctx, int64_t now)
@@ -644,6 +671,11 @@ void upkeep_set_config(struct upkeep *u, const struct pgwork_config *config)
     u->config = config;
     upkeep_set_queues(u, time_now_ms());
     u->sweep_requested = true;
+}
+
+void upkeep_set_ticks(struct upkeep *u, struct ticks *ticks)
+{
+    u->ticks = ticks;
 }
 
 void upkeep_requeue_owner(struct upkeep *u, const char *locked_by, int64_t running_task, int slot,

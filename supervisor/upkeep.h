@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "listener.h"
+#include "ticks.h"
 #include "../shared/config.h"
 
 /* What the database said that concerns the supervisor. */
@@ -79,6 +80,8 @@ struct upkeep {
     struct upkeep_depth depth; /* last queue-depth reading */
     bool depth_requested;      /* read depth when the connection is free */
 
+    struct ticks *ticks; /* the schedules' claims (ticks.h), NULL = none */
+
     struct upkeep_requeue *requeues; /* FIFO of pending requeues */
     int requeue_count;
     int requeue_capacity;
@@ -92,6 +95,10 @@ void upkeep_init(struct upkeep *u, const struct pgwork_config *config, struct li
 /* Switch to a reloaded config (the old one may be freed afterwards); polls
  * at once. */
 void upkeep_set_config(struct upkeep *u, const struct pgwork_config *config);
+
+/* The schedules whose tick claims the connection carries (the caller's;
+ * NULL = none). */
+void upkeep_set_ticks(struct upkeep *u, struct ticks *ticks);
 
 /* Queue an UPDATE putting a dead worker's tasks back to pending:
  * locked_by's running rows, and running_task (the one it was running, from

@@ -31,6 +31,7 @@ static Suite *(*const suites[])(void) = {
     pgbouncer_suite,
     race_suite,
     unique_suite,
+    schedule_suite,
     status_suite,
     /* clang-format on */
 };

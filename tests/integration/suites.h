@@ -25,6 +25,8 @@ Suite *sqlpath_suite(void);   /* the sql path under attack: killed backends, lon
 Suite *pgbouncer_suite(void); /* workers and migrate behind a real PgBouncer */
 Suite *race_suite(void);      /* interleavings forced step by step: a dead worker's sql attempt */
 Suite *unique_suite(void);    /* unique keys: one live task per (queue, key), however enqueued */
-Suite *status_suite(void);    /* the SIGUSR1 status lines: a hung worker shows */
+Suite *
+schedule_suite(void); /* schedules: one task per tick across pods, missed ticks, check-config */
+Suite *status_suite(void); /* the SIGUSR1 status lines: a hung worker shows */
 
 #endif
