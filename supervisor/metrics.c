@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "listener.h"
 #include "pool.h"
+#include "ticks.h"
 #include "upkeep.h"
 #include "../shared/timeutil.h"
 
@@ -187,9 +188,63 @@ static void metrics_listener(const struct metrics_source *src, struct text_buffe
                  (double)(time_now_ms() - d->fetched_ms) / 1e3);
 }
 
+/* name{schedule="s"} value */
+static void metrics_schedule_sample(struct text_buffer *out, const char *name,
+                                    const struct tick_state *s, const char *value)
+{
+    text_appendf(out, "%s{schedule=\"", name);
+    metrics_label_value(out, s->name);
+    text_appendf(out, "\"} %s\n", value);
+}
+
+/* Per schedule: ticks this pod made and found missed (counters), the
+ * last tick made and the next one (timestamps; absent until known). */
+static void metrics_schedules(const struct metrics_source *src, struct text_buffer *out)
+{
+    int n = src->ticks != NULL ? ticks_count(src->ticks) : 0;
+    if (n == 0)
+        return;
+    char value[32];
+    metrics_header(out, "pgwork_schedule_ticks_made_total", "counter",
+                   "Ticks of each schedule this pod made a task for (all pods: sum them).");
+    for (int i = 0; i < n; i++) {
+        const struct tick_state *s = ticks_at(src->ticks, i);
+        snprintf(value, sizeof(value), "%" PRIu64, s->made);
+        metrics_schedule_sample(out, "pgwork_schedule_ticks_made_total", s, value);
+    }
+    metrics_header(out, "pgwork_schedule_ticks_missed_total", "counter",
+                   "Ticks nobody made (no pod ran the schedule), found by this pod when it made "
+                   "the tick after them late.");
+    for (int i = 0; i < n; i++) {
+        const struct tick_state *s = ticks_at(src->ticks, i);
+        snprintf(value, sizeof(value), "%" PRIu64, s->missed);
+        metrics_schedule_sample(out, "pgwork_schedule_ticks_missed_total", s, value);
+    }
+    metrics_header(out, "pgwork_schedule_last_tick_timestamp_seconds", "gauge",
+                   "The newest tick made of each schedule, by any pod (Unix time).");
+    for (int i = 0; i < n; i++) {
+        const struct tick_state *s = ticks_at(src->ticks, i);
+        if (s->last_tick_ms == 0)
+            continue;
+        snprintf(value, sizeof(value), "%.3f", (double)s->last_tick_ms / 1e3);
+        metrics_schedule_sample(out, "pgwork_schedule_last_tick_timestamp_seconds", s, value);
+    }
+    metrics_header(out, "pgwork_schedule_next_tick_timestamp_seconds", "gauge",
+                   "The next tick of each schedule (Unix time, the database's clock).");
+    for (int i = 0; i < n; i++) {
+        const struct tick_state *s = ticks_at(src->ticks, i);
+        int64_t next = ticks_next_tick(s);
+        if (next == 0)
+            continue;
+        snprintf(value, sizeof(value), "%.3f", (double)next / 1e3);
+        metrics_schedule_sample(out, "pgwork_schedule_next_tick_timestamp_seconds", s, value);
+    }
+}
+
 void metrics_render(const struct metrics_source *src, struct text_buffer *out)
 {
     metrics_queues(src, out);
     metrics_workers(src, out);
     metrics_listener(src, out);
+    metrics_schedules(src, out);
 }

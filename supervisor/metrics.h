@@ -15,6 +15,7 @@
 struct pool;
 struct listener;
 struct upkeep;
+struct ticks;
 
 struct metrics_source {
     const struct pgwork_config *config;
@@ -23,6 +24,7 @@ struct metrics_source {
     const struct pool *pool;
     const struct listener *listener;
     const struct upkeep *upkeep;
+    const struct ticks *ticks; /* the schedules; NULL = none */
     int quiet;
 };
 

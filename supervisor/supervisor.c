@@ -268,6 +268,7 @@ static void http_metrics(void *ctx, struct text_buffer *out)
         .pool = &s->pool,
         .listener = &s->listener,
         .upkeep = &s->upkeep,
+        .ticks = &s->ticks,
         .quiet = s->quiet,
     };
     metrics_render(&src, out);

@@ -343,6 +343,16 @@ void ticks_on_end(struct ticks *t)
     t->in_flight = 0;
 }
 
+int ticks_count(const struct ticks *t)
+{
+    return t->count;
+}
+
+const struct tick_state *ticks_at(const struct ticks *t, int i)
+{
+    return &t->items[i];
+}
+
 int64_t ticks_next_tick(const struct tick_state *s)
 {
     return next_after(s);

@@ -68,6 +68,10 @@ void ticks_on_result(struct ticks *t, const PGresult *res, bool ok, int64_t now,
 /* The statement is over (answered or the connection went). */
 void ticks_on_end(struct ticks *t);
 
+/* The schedules, config order, for status lines and /metrics. */
+int ticks_count(const struct ticks *t);
+const struct tick_state *ticks_at(const struct ticks *t, int i);
+
 /* The tick after the last one known (epoch ms), or 0 if none is known. */
 int64_t ticks_next_tick(const struct tick_state *s);
 
