@@ -6,6 +6,7 @@
 #define PGWORK_CLI_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include <libpq-fe.h>
 
@@ -40,5 +41,12 @@ bool cli_lookup_name_ok(const char *name);
  * lost (a closed pipe, a full disk). EXIT_OK, or EXIT_FAILURE_GENERIC
  * after "pgwork: cannot write <what>: why" on stderr. */
 int cli_stdout_written(const char *what);
+
+/* `pgwork status`'s schedules (cli_schedules.c): a table after the
+ * queues', or the JSON member "schedules":[...] (no braces around it).
+ * queues: a text[] literal of the queues asked for, NULL = all. 0, or -1
+ * after saying why on stderr. */
+int cli_status_schedules(PGconn *conn, const struct pgwork_config *config, const char *queues,
+                         bool json, FILE *out);
 
 #endif

@@ -113,7 +113,7 @@ static void status_json(FILE *out, const PGresult *res)
         }
         putc('}', out);
     }
-    fputs("\n]}\n", out);
+    fputs("\n]", out); /* the object goes on: cli_status adds the schedules */
 }
 
 static void status_table(FILE *out, const PGresult *res)
@@ -184,7 +184,14 @@ int cli_status(const struct pgwork_config *config, const struct cli_status_optio
             status_json(stdout, res);
         else
             status_table(stdout, res);
+        if (options->json)
+            fputc(',', stdout);
+        int schedules = cli_status_schedules(conn, config, names, options->json, stdout);
+        if (options->json)
+            fputs("}\n", stdout);
         rc = cli_stdout_written("the status");
+        if (schedules != 0)
+            rc = EXIT_FAILURE_GENERIC;
     }
     PQclear(res);
     PQfinish(conn);

@@ -410,8 +410,14 @@ static int run_cli_command(const struct invocation *inv, const struct pgwork_con
             fprintf(stderr, "pgwork: %s\n", err);
             return EXIT_CONFIG;
         }
-        printf("%s: ok (%d queue%s)\n", config->path[0] ? config->path : "(defaults)",
-               config->queue_count, config->queue_count == 1 ? "" : "s");
+        if (config->schedule_count > 0)
+            printf("%s: ok (%d queue%s, %d schedule%s)\n",
+                   config->path[0] ? config->path : "(defaults)", config->queue_count,
+                   config->queue_count == 1 ? "" : "s", config->schedule_count,
+                   config->schedule_count == 1 ? "" : "s");
+        else
+            printf("%s: ok (%d queue%s)\n", config->path[0] ? config->path : "(defaults)",
+                   config->queue_count, config->queue_count == 1 ? "" : "s");
         return EXIT_OK;
     case CMD_MIGRATE:
         return cli_migrate(config);

@@ -172,7 +172,7 @@ START_TEST(test_status_empty_and_unmigrated)
     const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     ck_assert_str_eq(pgwork_ok(conninfo, 0, (const char *const[]){"status", NULL}), "no tasks\n");
     const char *json = pgwork_ok(conninfo, 0, (const char *const[]){"status", "--json", NULL});
-    assert_jq(json, NULL, ". == {\"queues\": []}");
+    assert_jq(json, NULL, ". == {\"queues\": [], \"schedules\": []}");
 
     const char *bare = harness_db_create(NULL);
     const char *err;

@@ -34,6 +34,38 @@ static const char *schedule_config(const char *schedule)
                                                schedule));
 }
 
+/* GET /metrics through http_get.py (prometheus_client's parser: a
+ * malformed exposition fails); one sample per line. */
+static const char *metrics_samples(int port)
+{
+    const char *script =
+        harness_printf("%s/http_get.py", getenv("PGWORK_TESTS_DIR") ? getenv("PGWORK_TESTS_DIR")
+                                                                    : "tests/integration");
+    const char *path = harness_printf("%s/metrics.txt", harness_tmpdir());
+    int rc = system(harness_printf(
+        "/usr/bin/python3 %s 'http://127.0.0.1:%d/metrics' --metrics > %s", script, port, path));
+    ck_assert_msg(rc == 0, "http_get.py failed (%d): %s", rc, harness_read_file(path));
+    return harness_read_file(path);
+}
+
+/* The value of sample "name{labels}", or -1 if absent. */
+static double sample(const char *samples, const char *name_and_labels)
+{
+    const char *needle = harness_printf("%s ", name_and_labels);
+    for (const char *line = samples; (line = strstr(line, needle)) != NULL; line++)
+        if (line == samples || line[-1] == '\n')
+            return atof(line + strlen(needle));
+    return -1;
+}
+
+/* Run jq's filter on text; true when it holds. */
+static bool jq_holds(const char *text, const char *filter)
+{
+    const char *path = harness_printf("%s/status.json", harness_tmpdir());
+    harness_write_file(path, text);
+    return harness_jq_file(path, (const char *const[]){"-e", filter, NULL}, NULL) == 0;
+}
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -103,13 +135,19 @@ END_TEST
 /* A tick missed while no pod ran is made once, late, when a pod starts —
  * the newest one, not one per missed tick — and a restart right after
  * does not make it again. every = 1h: the pod's first sighting makes no
- * task; the row is then rewound five hours, as if no pod had run since. */
+ * task; the row is then rewound five hours, as if no pod had run since.
+ * /metrics and `pgwork status` show the ticks made and missed, the last
+ * tick and the next. */
 START_TEST(missed_tick_made_once_late_on_start)
 {
     PGconn *conn;
     const char *conninfo = schedule_database(&conn);
-    const char *config = schedule_config("schedule \"hourly\" { every = 1h queue = \"ticks\" "
-                                         "payload = \"{\\\"report\\\": 1}\" priority = 7 }");
+    int port = harness_free_port();
+    const char *config =
+        schedule_config(harness_printf("http { listen = \"127.0.0.1:%d\" }\n"
+                                       "schedule \"hourly\" { every = 1h queue = \"ticks\" "
+                                       "payload = \"{\\\"report\\\": 1}\" priority = 7 }",
+                                       port));
     struct harness_supervisor *a = harness_spawn_supervisor(config, conninfo);
     ck_assert(harness_wait_until(conn, "SELECT count(*) FROM pgwork.schedules", 1, 15000));
     ck_assert(harness_stderr_wait_for(a, "first seen at tick", 15000));
@@ -123,6 +161,41 @@ START_TEST(missed_tick_made_once_late_on_start)
     ck_assert(harness_stderr_wait_for(b, "made tick", 15000));
     ck_assert_msg(strstr(harness_stderr_text(b), "4 tick(s) before it were never made") != NULL,
                   "the log does not count the four missed ticks");
+
+    const char *m = metrics_samples(port);
+    double last = (double)harness_query_int64(
+        conn, "SELECT extract(epoch FROM last_tick)::bigint FROM pgwork.schedules");
+    ck_assert_msg(sample(m, "pgwork_schedule_ticks_made_total{schedule=\"hourly\"}") == 1, "%s", m);
+    ck_assert_msg(sample(m, "pgwork_schedule_ticks_missed_total{schedule=\"hourly\"}") == 4, "%s",
+                  m);
+    ck_assert_msg(sample(m, "pgwork_schedule_last_tick_timestamp_seconds{schedule=\"hourly\"}") ==
+                      last,
+                  "%s", m);
+    ck_assert_msg(sample(m, "pgwork_schedule_next_tick_timestamp_seconds{schedule=\"hourly\"}") ==
+                      last + 3600,
+                  "%s", m);
+
+    const char *out, *err;
+    int rc = harness_pgwork(conninfo, NULL, &out, &err,
+                            (const char *const[]){"status", "--json", "-c", config, NULL});
+    ck_assert_msg(rc == 0, "status --json: exit %d: %s", rc, err);
+    const char *want = harness_query_text(
+        conn, "SELECT format('.schedules == [{\"schedule\": \"hourly\", \"spec\": \"every 1h\","
+              " \"queue\": \"ticks\", \"last_tick\": %s, \"next_tick\": %s,"
+              " \"last_tick_age_seconds\": .schedules[0].last_tick_age_seconds,"
+              " \"next_tick_in_seconds\": .schedules[0].next_tick_in_seconds,"
+              " \"made_by\": .schedules[0].made_by, \"configured\": true}]',"
+              " to_json(to_char(last_tick AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')),"
+              " to_json(to_char(next_tick AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')))"
+              " FROM pgwork.schedules");
+    ck_assert_msg(jq_holds(out, want), "status --json: %s (want %s)", out, want);
+    ck_assert_msg(jq_holds(out, ".schedules[0].next_tick_in_seconds > 0 and "
+                                ".schedules[0].next_tick_in_seconds <= 3600"),
+                  "%s", out);
+    rc = harness_pgwork(conninfo, NULL, &out, &err,
+                        (const char *const[]){"status", "-c", config, NULL});
+    ck_assert_msg(rc == 0 && strstr(out, "SCHEDULE\n") != NULL && strstr(out, "hourly\n") != NULL,
+                  "status: exit %d: %s%s", rc, out, err);
     ck_assert_int_eq(harness_stop_supervisor(b, SIGTERM, 15000), 0);
     /* Restarted: the tick is made already. */
     struct harness_supervisor *c = harness_spawn_supervisor(config, conninfo);
