@@ -18,7 +18,10 @@ static struct {
     int64_t timeout_ms; /* 0 = no guard */
     int64_t extra_ms;   /* or DBCONN_NO_DEADLINE */
     void (*give_up)(const char *why);
-} guard = {.death_fd = -1};
+    int interrupt_fd; /* dbconn_set_interrupt: -1 = none */
+    void (*on_interrupt)(PGconn *conn, void *arg);
+    void *interrupt_arg;
+} guard = {.death_fd = -1, .interrupt_fd = -1};
 
 /*
  * Per-transaction settings (dbconn_set_local): one statement, sent first in
@@ -110,6 +113,13 @@ void dbconn_set_guard_extra(int64_t extra_ms)
     guard.extra_ms = extra_ms;
 }
 
+void dbconn_set_interrupt(int fd, void (*on_ready)(PGconn *conn, void *arg), void *arg)
+{
+    guard.interrupt_fd = on_ready != NULL ? fd : -1;
+    guard.on_interrupt = on_ready;
+    guard.interrupt_arg = arg;
+}
+
 /* Wait until conn has input to read (or, while fill_output, room to send
  * what libpq still buffers), within the guard's deadline and watching
  * death_fd. Returns only when there is something to do. */
@@ -122,13 +132,17 @@ static void dbconn_wait_socket(PGconn *conn, int64_t deadline, bool want_output)
                  (long long)(guard.timeout_ms + guard.extra_ms));
         guard.give_up(why);
     }
-    struct pollfd fds[2] = {{.fd = PQsocket(conn), .events = POLLIN | (want_output ? POLLOUT : 0)},
-                            {.fd = guard.death_fd, .events = POLLIN}};
-    int rc = poll(fds, guard.death_fd >= 0 ? 2 : 1, left > 60000 ? 60000 : (int)left);
+    /* A fd of -1 is skipped by poll (revents 0). */
+    struct pollfd fds[3] = {{.fd = PQsocket(conn), .events = POLLIN | (want_output ? POLLOUT : 0)},
+                            {.fd = guard.death_fd, .events = POLLIN},
+                            {.fd = guard.interrupt_fd, .events = POLLIN}};
+    int rc = poll(fds, 3, left > 60000 ? 60000 : (int)left);
     if (rc < 0 && errno != EINTR)
         guard.give_up("poll failed while waiting for the database");
     if (guard.death_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP)))
         guard.give_up("the supervisor died");
+    if (guard.interrupt_fd >= 0 && (fds[2].revents & POLLIN))
+        guard.on_interrupt(conn, guard.interrupt_arg);
     /* A broken connection makes PQconsumeInput fail; PQisBusy is then
      * false and PQgetResult reports the error. */
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))

@@ -54,6 +54,14 @@ void dbconn_set_guard(int death_fd, int64_t timeout_ms, void (*give_up)(const ch
 void dbconn_set_guard_extra(int64_t extra_ms);
 
 /*
+ * While a guarded statement waits for its answer and fd (a worker's
+ * signalfd) becomes readable, on_ready(conn, arg) is called; it must read
+ * fd, and may cancel the statement (PQcancel: the task it runs was
+ * cancelled). on_ready NULL: none.
+ */
+void dbconn_set_interrupt(int fd, void (*on_ready)(PGconn *conn, void *arg), void *arg);
+
+/*
  * As extra_ms: no deadline at all, for the statements of a task whose queue
  * has no timeout (DESIGN §6: "no guard cuts it off"). A slow statement is
  * not a dead server: while this is set, a dead peer is found by TCP

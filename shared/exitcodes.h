@@ -16,6 +16,8 @@ enum exit_code {
     EXIT_USAGE = 2,           /* bad command line */
     EXIT_CONFIG = 3,          /* bad configuration: do not restart */
     EXIT_BAD_INPUT = 4,       /* bad payload, queue name or task id */
+    EXIT_NOTHING_TO_DO = 5,   /* cancel: a task given had finished already (done, dead,
+                                 cancelled): left as it was */
 };
 
 /* Worker exit codes, as the supervisor's pool reads them. */

@@ -39,6 +39,9 @@
     }
 #define SHM_HISTOGRAM_BUCKETS 16 /* 15 bounds + Inf */
 
+/* Cancelled task ids a worker slot remembers (shm_worker.cancel_ids). */
+#define SHM_CANCEL_IDS 32
+
 struct shm_histogram {
     _Atomic uint64_t buckets[SHM_HISTOGRAM_BUCKETS];
     _Atomic uint64_t sum_us;
@@ -100,9 +103,22 @@ struct shm_queue {
      */
     _Atomic int64_t retry_due_ms;
 
+    /*
+     * 1 while the queue is paused (pgwork.pause, migration 0011) as this
+     * pod last heard it — a notification, or the poll that reads
+     * pgwork.paused_queues; 0 otherwise. Its workers send no claim for it
+     * and start no more of a batch already claimed. The claim statement
+     * itself refuses a paused queue, so this only saves statements. On a
+     * resume the supervisor stores 0 *before* it bumps the hint: a worker
+     * that read the hint and then saw 1 is woken again.
+     * W: sup. R: any wrk before each claim and each task; sup (metrics).
+     */
+    _Atomic uint32_t paused;
+
     /* Statistics. W: any wrk (relaxed add). R: sup (metrics), tests. */
-    _Atomic uint64_t claims;        /* claim statements executed */
-    _Atomic uint64_t tasks_claimed; /* rows those claims returned */
+    _Atomic uint64_t tasks_cancelled; /* stopped or skipped here, cancelled by pgwork.cancel */
+    _Atomic uint64_t claims;          /* claim statements executed */
+    _Atomic uint64_t tasks_claimed;   /* rows those claims returned */
     _Atomic uint64_t tasks_done;
     _Atomic uint64_t tasks_retried;
     _Atomic uint64_t tasks_dead;
@@ -146,6 +162,21 @@ struct shm_worker {
      * (exchange 0 when it reaps the worker).
      */
     _Atomic int32_t backend_pid;
+
+    /*
+     * Tasks cancelled (pgwork.cancel) while this worker held them: the
+     * supervisor stores an id at cancel_ids[cancel_count %
+     * SHM_CANCEL_IDS], then bumps cancel_count, then sends the worker
+     * SIGUSR2 (seq_cst: the id is there before the signal). The worker
+     * looks a task up in every entry: ids are never reused and a
+     * cancelled task is never claimed again, so an old entry never
+     * misleads; only more than SHM_CANCEL_IDS cancels of one worker's
+     * batch before it gets to them could hide one (the task's outcome is
+     * refused by the database all the same).
+     * W: sup (zeroed before the fork). R: wrk.
+     */
+    _Atomic int64_t cancel_ids[SHM_CANCEL_IDS];
+    _Atomic uint32_t cancel_count;
 
     /* Statistics. W: wrk (relaxed). R: sup. */
     _Atomic uint64_t wakeups; /* eventfd reads that returned a count */

@@ -4,7 +4,7 @@
  * connection, hiding its secrets in libpq's messages, `pgwork migrate`,
  * explaining a failed query, and vetting a queue name to look up. Each
  * command lives in a file of its own: cli_enqueue.c, cli_status.c,
- * cli_requeue.c. Ordinary blocking libpq: these run once and exit.
+ * cli_requeue.c, cli_control.c. Ordinary blocking libpq: these run once and exit.
  *
  * Invariants of every command:
  *  - User input (queue names, payload, task ids) reaches the database only

@@ -75,4 +75,22 @@ struct cli_requeue_options {
  * exit code is EXIT_BAD_INPUT (the dead ones among them are requeued). */
 int cli_requeue_dead(const struct pgwork_config *config, const struct cli_requeue_options *options);
 
+/*
+ * `pgwork cancel ID...` (cli_control.c): pgwork.cancel(id) for each, in one
+ * transaction (migration 0011). A pending task is cancelled at once; a
+ * running one too, and the pod running it stops it. One line per task on
+ * stdout for those cancelled; a task that had finished already (done,
+ * dead, cancelled) or does not exist is named on stderr. EXIT_OK when every
+ * task given is cancelled now; else EXIT_BAD_INPUT when one does not exist,
+ * else EXIT_NOTHING_TO_DO.
+ */
+int cli_cancel(const struct pgwork_config *config, const int64_t *ids, int count);
+
+/* `pgwork pause QUEUE...` / `pgwork resume QUEUE...` (cli_control.c):
+ * pgwork.pause / pgwork.resume for each, in one transaction; one line per
+ * queue says what changed (or that nothing did: both are idempotent,
+ * EXIT_OK). */
+int cli_pause(const struct pgwork_config *config, const char *const *queues, int count,
+              bool resume);
+
 #endif

@@ -42,6 +42,7 @@ static char *text_array_literal(const char *const *items, int count)
     "  count(*) FILTER (WHERE state = 'running') AS running,"                               \
     "  count(*) FILTER (WHERE state = 'done') AS done,"                                     \
     "  count(*) FILTER (WHERE state = 'dead') AS dead,"                                     \
+    "  count(*) FILTER (WHERE state = 'cancelled') AS cancelled,"                           \
     "  min(run_at) FILTER (WHERE state = 'pending' AND run_at <= now()) AS oldest_due,"     \
     "  min(started_at) FILTER (WHERE state = 'running') AS oldest_running,"                 \
     "  min(run_at) FILTER (WHERE state = 'pending' AND run_at > now()) AS next_due"         \
@@ -54,18 +55,21 @@ static char *text_array_literal(const char *const *items, int count)
     " THEN round(greatest(extract(epoch FROM " expr "), 0)::numeric, 3) END"
 
 /* Columns of both queries after the queue name: the row layout
- * cli_status() reads. */
-#define STATUS_COLUMNS                                                                      \
+ * cli_status() reads. paused: whether the queue is paused (migration
+ * 0011). */
+#define STATUS_COLUMNS(paused)                                                              \
     " coalesce(s.due, 0), coalesce(s.later, 0), coalesce(s.running, 0),"                    \
-    " coalesce(s.done, 0), coalesce(s.dead, 0), "                                           \
+    " coalesce(s.done, 0), coalesce(s.dead, 0), coalesce(s.cancelled, 0), " paused ", "     \
     STATUS_SECONDS("now() - s.oldest_due", "s.oldest_due") ", "                             \
     STATUS_SECONDS("now() - s.oldest_running", "s.oldest_running") ", "                     \
     STATUS_SECONDS("s.next_due - now()", "s.next_due")
 
+/* Every queue with tasks, and every paused one (it may have none yet). */
 static const char status_all_sql[] =
     "WITH " STATUS_STATS("")
-    "SELECT s.queue," STATUS_COLUMNS
-    " FROM stats s ORDER BY s.queue COLLATE \"C\"";
+    "SELECT coalesce(s.queue, p.queue)," STATUS_COLUMNS("p.queue IS NOT NULL")
+    " FROM stats s FULL JOIN pgwork.paused_queues p ON p.queue = s.queue"
+    " ORDER BY coalesce(s.queue, p.queue) COLLATE \"C\"";
 
 /* Named queues: in the order given, duplicates once, zeros when unknown. */
 static const char status_named_sql[] =
@@ -73,7 +77,8 @@ static const char status_named_sql[] =
     " SELECT q AS queue, min(n) AS n FROM unnest($1::text[]) WITH ORDINALITY AS u(q, n)"
     " GROUP BY q), "
     STATUS_STATS("WHERE queue IN (SELECT queue FROM wanted)")
-    "SELECT w.queue," STATUS_COLUMNS
+    "SELECT w.queue,"
+    STATUS_COLUMNS("EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = w.queue)")
     " FROM wanted w LEFT JOIN stats s ON s.queue = w.queue"
     " ORDER BY w.n";
 /* clang-format on */
@@ -85,6 +90,8 @@ enum status_col {
     COL_RUNNING,
     COL_DONE,
     COL_DEAD,
+    COL_CANCELLED,
+    COL_PAUSED, /* boolean */
     COL_OLDEST_DUE,
     COL_OLDEST_RUNNING,
     COL_NEXT_DUE,
@@ -99,6 +106,8 @@ static void status_json(FILE *out, const PGresult *res)
         [COL_RUNNING] = "running",
         [COL_DONE] = "done",
         [COL_DEAD] = "dead",
+        [COL_CANCELLED] = "cancelled",
+        [COL_PAUSED] = "paused",
         [COL_OLDEST_DUE] = "oldest_pending_age_seconds",
         [COL_OLDEST_RUNNING] = "oldest_running_age_seconds",
         [COL_NEXT_DUE] = "next_scheduled_in_seconds",
@@ -109,7 +118,10 @@ static void status_json(FILE *out, const PGresult *res)
         cli_json_string(out, PQgetvalue(res, row, COL_QUEUE));
         for (int col = COL_DUE; col < COL_COUNT; col++) {
             fprintf(out, ",\"%s\":", keys[col]);
-            cli_json_number(out, res, row, col);
+            if (col == COL_PAUSED)
+                fputs(strcmp(PQgetvalue(res, row, col), "t") == 0 ? "true" : "false", out);
+            else
+                cli_json_number(out, res, row, col);
         }
         putc('}', out);
     }
@@ -119,8 +131,9 @@ static void status_json(FILE *out, const PGresult *res)
 static void status_table(FILE *out, const PGresult *res)
 {
     /* The queue comes last, like ps's COMMAND: any length, any script. */
-    static const char *const headers[] = {"PENDING", "SCHEDULED",      "RUNNING",       "DONE",
-                                          "DEAD",    "OLDEST_PENDING", "OLDEST_RUNNING"};
+    static const char *const headers[] = {"PENDING", "SCHEDULED",      "RUNNING",
+                                          "DONE",    "DEAD",           "CANCELLED",
+                                          "PAUSED",  "OLDEST_PENDING", "OLDEST_RUNNING"};
     enum { NCOLS = sizeof(headers) / sizeof(headers[0]) };
     int rows = PQntuples(res);
     if (rows == 0) {
@@ -140,6 +153,9 @@ static void status_table(FILE *out, const PGresult *res)
             int col = COL_DUE + c;
             if (col >= COL_OLDEST_DUE)
                 cli_format_age(cells[r][c], sizeof(cells[r][c]), res, r, col);
+            else if (col == COL_PAUSED)
+                snprintf(cells[r][c], sizeof(cells[r][c]), "%s",
+                         strcmp(PQgetvalue(res, r, col), "t") == 0 ? "yes" : "no");
             else
                 snprintf(cells[r][c], sizeof(cells[r][c]), "%s", PQgetvalue(res, r, col));
             int w = (int)strlen(cells[r][c]);

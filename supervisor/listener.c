@@ -420,6 +420,12 @@ static void listener_handle_task_notification(struct listener *l, const char *pa
 {
     int queue_index;
     int64_t delay_ms;
+    if (payload[0] == '!') {
+        /* No task payload starts so (migration 0011). */
+        if (l->callbacks.on_control != NULL)
+            l->callbacks.on_control(l->ctx, payload + 1);
+        return;
+    }
     switch (listener_parse_notification(l->config, payload, &queue_index, &delay_ms)) {
     case LISTENER_NOTIFY_SWEEP:
         l->callbacks.on_sweep(l->ctx);

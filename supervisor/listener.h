@@ -33,6 +33,9 @@ struct listener_callbacks {
     /* A notification for a task whose due time cannot be told yet (the
      * database's clock is not measured yet): the poll knows it. */
     void (*on_due_unknown)(void *ctx);
+    /* A control message on the task channel: the payload after its '!'
+     * (migration 0011: "pause <queue>", "cancel <id> <locked_by>", ...). */
+    void (*on_control)(void *ctx, const char *message);
     /* The connection came up (listening, or polling when LISTEN is off;
      * notifications sent meanwhile are lost, DESIGN §1.5) or went down. */
     void (*on_connection)(void *ctx, bool up);

@@ -55,6 +55,15 @@ static void usage(FILE *out)
             "                           now, last_error kept until the next failure; of\n"
             "                           one queue, of every queue, or by task id (each\n"
             "                           must be dead); prints how many\n"
+            "  cancel ID...             cancel tasks (pgwork.cancel): a pending one\n"
+            "                           never runs; a running one is stopped by the pod\n"
+            "                           that runs it (its process group, or its\n"
+            "                           statement) within a second; both end cancelled,\n"
+            "                           never retried. A task already done, dead or\n"
+            "                           cancelled is left as it was (exit 5)\n"
+            "  pause QUEUE...           no pod claims from these queues until resumed\n"
+            "                           (pgwork.pause); running tasks finish\n"
+            "  resume QUEUE...          claim from them again (pgwork.resume)\n"
             "  check-config             validate the config file (and the connection\n"
             "                           strings' syntax) as run would, and exit: a file\n"
             "                           without a queue is an error (exit 3) for both\n"
@@ -79,7 +88,10 @@ static void usage(FILE *out)
             "  2  bad command line\n"
             "  3  bad configuration (also a malformed connection string)\n"
             "  4  bad input (payload is not JSON, bad queue name, a task given to\n"
-            "     requeue-dead --id that does not exist or is not dead)\n");
+            "     requeue-dead --id that does not exist or is not dead, a task given\n"
+            "     to cancel that does not exist)\n"
+            "  5  nothing to do: a task given to cancel had finished already (done,\n"
+            "     dead or cancelled); the others given were cancelled\n");
 }
 
 enum command {
@@ -88,6 +100,9 @@ enum command {
     CMD_ENQUEUE,
     CMD_STATUS,
     CMD_REQUEUE_DEAD,
+    CMD_CANCEL,
+    CMD_PAUSE,
+    CMD_RESUME,
     CMD_CHECK_CONFIG,
 };
 
@@ -99,9 +114,12 @@ struct invocation {
     const char *unique_key; /* enqueue: NULL = none */
     struct cli_status_options status;
     struct cli_requeue_options requeue;
-    int64_t *ids; /* requeue.ids, owned */
-    bool help;    /* COMMAND --help: print the usage, do nothing else */
-    char **args;  /* the command and its arguments, owned: status.queues points into it */
+    int64_t *ids;              /* requeue.ids, cancel's ids, owned */
+    int id_count;              /* cancel */
+    const char *const *queues; /* pause, resume: points into args */
+    int queue_count;
+    bool help;   /* COMMAND --help: print the usage, do nothing else */
+    char **args; /* the command and its arguments, owned: status.queues points into it */
 };
 
 static void invocation_free(struct invocation *inv)
@@ -248,6 +266,27 @@ static int parse_requeue(int argc, char **argv, struct invocation *inv)
     return EXIT_OK;
 }
 
+/* `cancel ID...`: positive integers. */
+static int parse_cancel(int argc, char **argv, struct invocation *inv)
+{
+    if (argc < 2)
+        return usage_error(argv[0], "give the id of at least one task");
+    inv->ids = calloc((size_t)argc, sizeof(*inv->ids));
+    if (inv->ids == NULL) {
+        fprintf(stderr, "pgwork: out of memory\n");
+        return EXIT_FAILURE_GENERIC;
+    }
+    for (int i = 1; i < argc; i++) {
+        char *end;
+        errno = 0;
+        long long id = strtoll(argv[i], &end, 10);
+        if (errno != 0 || end == argv[i] || *end != '\0' || id <= 0)
+            return usage_error(argv[0], "bad task id \"%s\": not a positive integer", argv[i]);
+        inv->ids[inv->id_count++] = id;
+    }
+    return EXIT_OK;
+}
+
 /* The command at argv[0] and its arguments into inv; EXIT_OK or the exit
  * code of a mistake (reported). */
 static int parse_command(int argc, char **argv, struct invocation *inv)
@@ -269,6 +308,13 @@ static int parse_command(int argc, char **argv, struct invocation *inv)
     } else if (strcmp(command, "requeue-dead") == 0) {
         inv->command = CMD_REQUEUE_DEAD;
         return parse_requeue(argc, argv, inv);
+    } else if (strcmp(command, "cancel") == 0) {
+        inv->command = CMD_CANCEL;
+        return parse_cancel(argc, argv, inv);
+    } else if ((strcmp(command, "pause") == 0 || strcmp(command, "resume") == 0) && args >= 1) {
+        inv->command = strcmp(command, "pause") == 0 ? CMD_PAUSE : CMD_RESUME;
+        inv->queues = (const char *const *)argv + 1;
+        inv->queue_count = args;
     } else {
         fprintf(stderr, "pgwork: unknown command or wrong arguments: %s\n", command);
         usage(stderr);
@@ -427,6 +473,11 @@ static int run_cli_command(const struct invocation *inv, const struct pgwork_con
         return cli_status(config, &inv->status);
     case CMD_REQUEUE_DEAD:
         return cli_requeue_dead(config, &inv->requeue);
+    case CMD_CANCEL:
+        return cli_cancel(config, inv->ids, inv->id_count);
+    case CMD_PAUSE:
+    case CMD_RESUME:
+        return cli_pause(config, inv->queues, inv->queue_count, inv->command == CMD_RESUME);
     }
     return EXIT_USAGE;
 }

@@ -77,7 +77,8 @@ static void metrics_queues(const struct metrics_source *src, struct text_buffer 
 {
     const struct pgwork_config *config = src->config;
     metrics_header(out, "pgwork_tasks_total", "counter",
-                   "Tasks finished by this pod, by queue and outcome (done, retried, dead).");
+                   "Tasks finished by this pod, by queue and outcome (done, retried, dead, "
+                   "cancelled: stopped or skipped here after pgwork.cancel).");
     for (int q = 0; q < config->queue_count; q++) {
         const struct shm_queue *sq = &src->shm->queues[src->queue_slots[q]];
         const char *name = config->queues[q].name;
@@ -87,7 +88,14 @@ static void metrics_queues(const struct metrics_source *src, struct text_buffer 
                              atomic_load(&sq->tasks_retried));
         metrics_queue_sample(out, "pgwork_tasks_total", name, "outcome=\"dead\"",
                              atomic_load(&sq->tasks_dead));
+        metrics_queue_sample(out, "pgwork_tasks_total", name, "outcome=\"cancelled\"",
+                             atomic_load(&sq->tasks_cancelled));
     }
+    metrics_header(out, "pgwork_queue_paused", "gauge",
+                   "1 while the queue is paused (pgwork.pause), as this pod last heard.");
+    for (int q = 0; q < config->queue_count; q++)
+        metrics_queue_sample(out, "pgwork_queue_paused", config->queues[q].name, NULL,
+                             atomic_load(&src->shm->queues[src->queue_slots[q]].paused));
     metrics_header(out, "pgwork_claims_total", "counter",
                    "Claim statements run by this pod's workers, by queue.");
     for (int q = 0; q < config->queue_count; q++)

@@ -79,6 +79,32 @@ void pool_locked_by(const struct pool *pool, int slot, pid_t pid, char *out, siz
     snprintf(out, outlen, "%s/%d/%d", pool->pod_name, slot, (int)pid);
 }
 
+int pool_cancel_task(struct pool *pool, const char *locked_by, int64_t task_id)
+{
+    for (int slot = 0; slot < pool->capacity; slot++) {
+        pid_t pid = pool->slots[slot].pid;
+        if (pid == 0)
+            continue;
+        char tag[400];
+        pool_locked_by(pool, slot, pid, tag, sizeof(tag));
+        if (strcmp(tag, locked_by) != 0)
+            continue;
+        /* The id first, then the signal (shm.h): the worker that reads
+         * the signal finds the id. */
+        struct shm_worker *shared = &pool->shm->workers[slot];
+        uint32_t n = atomic_load(&shared->cancel_count);
+        atomic_store(&shared->cancel_ids[n % SHM_CANCEL_IDS], task_id);
+        atomic_store(&shared->cancel_count, n + 1);
+        if (kill(pid, SIGUSR2) != 0) {
+            log_warn("cannot tell worker %d (pid %d) to stop cancelled task %" PRId64 ": %s", slot,
+                     (int)pid, task_id, strerror(errno));
+            return -1;
+        }
+        return slot;
+    }
+    return -1;
+}
+
 static bool pool_fd_kept(int fd, const int keep[3])
 {
     return fd <= 2 || fd == keep[0] || fd == keep[1] || fd == keep[2];
@@ -162,7 +188,10 @@ static void pool_spawn(struct pool *pool, int slot, int64_t now)
      * hide it — never woken, and a roll waiting on it for ever. The pid,
      * which only the supervisor writes, follows the fork. */
     atomic_store(&shared->task_id, 0);
-    atomic_store(&shared->heartbeat_ms, 0); /* none yet: not the last worker's */
+    atomic_store(&shared->heartbeat_ms, 0);  /* none yet: not the last worker's */
+    for (int i = 0; i < SHM_CANCEL_IDS; i++) /* the last worker's cancels are not its */
+        atomic_store(&shared->cancel_ids[i], 0);
+    atomic_store(&shared->cancel_count, 0);
     atomic_store(&shared->state, WORKER_STARTING);
     /* Unflushed stdio would be written twice, once by each process. */
     fflush(stdout);

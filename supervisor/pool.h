@@ -130,6 +130,12 @@ void pool_log_status(const struct pool *pool);
  * <pod> is pod_name, "<hostname>:<incarnation>". */
 void pool_locked_by(const struct pool *pool, int slot, pid_t pid, char *out, size_t outlen);
 
+/* Task task_id, running under locked_by, was cancelled (pgwork.cancel):
+ * if locked_by is one of this pod's live workers, post the id in its shm
+ * slot and send it SIGUSR2, so it stops the task. Its slot, or -1 (not
+ * ours, that worker is gone, or the signal failed: logged). */
+int pool_cancel_task(struct pool *pool, const char *locked_by, int64_t task_id);
+
 /* A text[] literal of the locked_by tags of the busy (or stopping) workers
  * (malloc'd): those that may hold claimed tasks; NULL when none is. */
 char *pool_busy_owners(const struct pool *pool);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "supervisor.h"
+#include "control.h"
 #include "http.h"
 #include "listener.h"
 #include "metrics.h"
@@ -115,7 +116,8 @@ static void supervisor_set_phase(struct supervisor *s, enum supervisor_phase pha
  * matters (shm.h): hint first. */
 static void supervisor_help_queue(struct supervisor *s, int q)
 {
-    if (s->quiet || s->phase != PHASE_RUNNING)
+    if (s->quiet || s->phase != PHASE_RUNNING ||
+        atomic_load(&s->shm.queues[s->queue_slots[q]].paused) != 0)
         return;
     atomic_fetch_add(&s->shm.queues[s->queue_slots[q]].hint, 1);
     pool_wake_one(&s->pool, q);
@@ -189,6 +191,55 @@ static void on_connection(void *ctx, bool up)
     else
         /* Nobody announces tasks any more; poll blindly, starting now. */
         s->blind_poll_due_ms = time_now_ms();
+}
+
+/* Queue q is paused or not, as a notification or the poll says. A resume
+ * wakes a worker for it: the flag is cleared before the hint is bumped
+ * (shm.h). */
+static void supervisor_set_paused(struct supervisor *s, int q, bool paused, const char *source)
+{
+    struct shm_queue *queue = &s->shm.queues[s->queue_slots[q]];
+    if (atomic_exchange(&queue->paused, paused ? 1u : 0u) == (paused ? 1u : 0u))
+        return;
+    log_info("queue \"%s\" %s (%s)", s->config->queues[q].name,
+             paused ? "paused: no new claims, running tasks finish" : "resumed", source);
+    if (!paused)
+        supervisor_hint_queue(s, q);
+}
+
+static void on_paused(void *ctx, int q, bool paused)
+{
+    supervisor_set_paused(ctx, q, paused, "poll");
+}
+
+/* A control message (migration 0011) from the task channel. */
+static void on_control(void *ctx, const char *message)
+{
+    struct supervisor *s = ctx;
+    struct control_message m;
+    switch (control_parse(message, &m)) {
+    case CONTROL_PAUSE:
+    case CONTROL_RESUME: {
+        int q = config_find_queue(s->config, m.queue);
+        if (q >= 0) /* else not a queue of this pod */
+            supervisor_set_paused(s, q, m.kind == CONTROL_PAUSE, "notification");
+        break;
+    }
+    case CONTROL_REREAD:
+        upkeep_request_sweep(&s->upkeep);
+        break;
+    case CONTROL_CANCEL: {
+        /* Only the pod whose worker runs it finds the tag among its own. */
+        int slot = pool_cancel_task(&s->pool, m.locked_by, m.task_id);
+        if (slot >= 0)
+            log_info("task %" PRId64 " cancelled while running: told worker %d to stop it",
+                     m.task_id, slot);
+        break;
+    }
+    case CONTROL_MALFORMED:
+        log_warn("ignoring a malformed control message (%zu bytes)", strlen(message));
+        break;
+    }
 }
 
 /* --- pool callbacks ---------------------------------------------------- */
@@ -316,11 +367,14 @@ static void supervisor_log_status(struct supervisor *s)
     for (int q = 0; q < s->config->queue_count; q++) {
         const struct shm_queue *queue = &s->shm.queues[s->queue_slots[q]];
         log_info("status queue \"%s\": hint=%" PRIu64 " notifications=%" PRIu64 " claims=%" PRIu64
-                 " claimed=%" PRIu64 " done=%" PRIu64 " retried=%" PRIu64 " dead=%" PRIu64,
+                 " claimed=%" PRIu64 " done=%" PRIu64 " retried=%" PRIu64 " dead=%" PRIu64
+                 " cancelled=%" PRIu64 " paused=%s",
                  s->config->queues[q].name, atomic_load(&queue->hint),
                  atomic_load(&queue->notifications), atomic_load(&queue->claims),
                  atomic_load(&queue->tasks_claimed), atomic_load(&queue->tasks_done),
-                 atomic_load(&queue->tasks_retried), atomic_load(&queue->tasks_dead));
+                 atomic_load(&queue->tasks_retried), atomic_load(&queue->tasks_dead),
+                 atomic_load(&queue->tasks_cancelled),
+                 atomic_load(&queue->paused) != 0 ? "yes" : "no");
     }
 }
 
@@ -662,12 +716,14 @@ static int supervisor_open(struct supervisor *s)
         .on_task_hint = on_task_notified,
         .on_sweep = on_sweep,
         .on_due_unknown = on_due_unknown,
+        .on_control = on_control,
         .on_connection = on_connection,
     };
     listener_init(&s->listener, config, s->epoll_fd, &callbacks, s);
     static const struct upkeep_callbacks upkeep_callbacks = {
         .on_task_hint = on_task_due,
         .on_sweep = on_sweep,
+        .on_paused = on_paused,
     };
     upkeep_init(&s->upkeep, config, &s->listener, &upkeep_callbacks, s);
     ticks_init(&s->ticks, config, s->pod_tag);

@@ -128,6 +128,8 @@ static const char stop_backend_sql[] =
  *      safety poll
  *   7  the database's clock (ms since the epoch), for absolute due times
  *      in notifications
+ *   8  whether the queue is paused (pgwork.paused_queues, migration 0011):
+ *      what a lost pause or resume notification would have said
  * One index probe per queue (tasks_poll_idx: `priority IS NOT NULL` is
  * always true and names that index, which the workers' claims cannot use —
  * migration 0004), one statement for all queues (DESIGN §1.5).
@@ -163,7 +165,8 @@ static const char poll_sql[] =
     "   ceil(extract(epoch FROM ("
     "     SELECT min(t.locked_until) FROM pgwork.tasks t WHERE t.state = 'running')"
     "     - now()) * 1000)::bigint,"
-    "   floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    "   floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint,"
+    "   EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = q.name)"
     " FROM unnest($1::text[]) WITH ORDINALITY AS q(name, i)";
 
 /* Leases of tasks our live workers are running: pushed forward, so a
@@ -465,6 +468,9 @@ static void poll_on_result(struct upkeep *u, const PGresult *res, bool ok, int64
             log_warn("took back %s task(s) whose lease expired (requeued, or dead when out of "
                      "attempts): their worker or pod is gone",
                      PQgetvalue(res, r, 3));
+        /* Before the hints: a paused queue's workers are not woken, a
+         * resumed one's are. */
+        u->callbacks.on_paused(u->ctx, index, strcmp(PQgetvalue(res, r, 7), "t") == 0);
         bool due = atoll(PQgetvalue(res, r, 2)) > 0 ||
                    (!PQgetisnull(res, r, 1) && strtoll(PQgetvalue(res, r, 1), NULL, 10) <= 0);
         if (due)

@@ -24,6 +24,8 @@ struct upkeep_callbacks {
     void (*on_task_hint)(void *ctx, int queue_index, int64_t delay_ms);
     /* Something may be due in any queue (tasks were requeued). */
     void (*on_sweep)(void *ctx);
+    /* The poll read whether queue queue_index is paused (migration 0011). */
+    void (*on_paused)(void *ctx, int queue_index, bool paused);
 };
 
 /* Queue depth by state, per configured queue (config order), for

@@ -367,6 +367,11 @@ void child_on_interrupt(struct child_process *p, struct handler_env *env, short 
                  "fast shutdown, terminating process group %d", (int)p->pid);
         child_stop(p, CHILD_STOP_ABORT, CHILD_ABORT_GRACE_MS, now);
         break;
+    case HANDLER_STOP_CANCEL:
+        log_task(LOG_LEVEL_INFO, p->queue, p->task_id,
+                 "task cancelled, terminating process group %d", (int)p->pid);
+        child_stop(p, CHILD_STOP_CANCEL, CHILD_KILL_GRACE_MS, now);
+        break;
     case HANDLER_RUN_ON:
         break;
     }

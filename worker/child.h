@@ -33,6 +33,7 @@ enum child_stop_reason {
     CHILD_STOP_TIMEOUT,  /* the queue's timeout expired: task FAILED */
     CHILD_STOP_PROTOCOL, /* coprocess: malformed or oversized result line: FAILED */
     CHILD_STOP_GONE,     /* coprocess: it closed its stdout or stdin: FAILED */
+    CHILD_STOP_CANCEL,   /* the task was cancelled (pgwork.cancel): task CANCELLED */
     CHILD_STOP_ABORT,    /* QUIT seen (fast shutdown): task ABORTED */
     CHILD_STOP_DEATH,    /* the supervisor died: task ABORTED */
 };
@@ -94,8 +95,10 @@ void child_check_timers(struct child_process *p, int64_t timeout_ms, int64_t now
 /* After a poll() that watched env->death_fd (while *watch_death) and
  * env->signal_fd, with their revents (0 if not polled): on the
  * supervisor's death SIGKILL the group (CHILD_STOP_DEATH), on a fast
- * shutdown SIGTERM it (CHILD_STOP_ABORT, CHILD_ABORT_GRACE_MS); a graceful
- * TERM lets it run on (handler_env_interrupt). */
+ * shutdown SIGTERM it (CHILD_STOP_ABORT, CHILD_ABORT_GRACE_MS), when its
+ * task was cancelled SIGTERM it (CHILD_STOP_CANCEL, CHILD_KILL_GRACE_MS:
+ * the grace a timeout gives); a graceful TERM lets it run on
+ * (handler_env_interrupt). */
 void child_on_interrupt(struct child_process *p, struct handler_env *env, short death_revents,
                         short signal_revents, bool *watch_death, int64_t now);
 

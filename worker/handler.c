@@ -43,9 +43,24 @@ static void note_signal(struct handler_env *env, uint32_t signo)
     case SIGQUIT:
         env->abort_requested = true;
         break;
+    case SIGUSR2:
+        /* The supervisor posted a cancelled task id in our shm slot. */
+        env->cancel_signalled = true;
+        break;
     default:
         break;
     }
+}
+
+/* A SIGUSR2 came: is the task running now one of the cancelled? */
+static void look_at_cancels(struct handler_env *env)
+{
+    if (!env->cancel_signalled)
+        return;
+    env->cancel_signalled = false;
+    if (env->task_id != 0 && env->is_cancelled != NULL &&
+        env->is_cancelled(env->cancel_arg, env->task_id))
+        env->cancel_requested = true;
 }
 
 void handler_env_poll_signals(struct handler_env *env)
@@ -62,14 +77,15 @@ void handler_env_poll_signals(struct handler_env *env)
                 continue;
             if (errno != EAGAIN)
                 log_warn("read signalfd failed: %s", strerror(errno));
-            return;
+            break;
         }
         size_t count = (size_t)n / sizeof(info[0]);
         for (size_t i = 0; i < count; i++)
             note_signal(env, info[i].ssi_signo);
         if (count < sizeof(info) / sizeof(info[0]))
-            return; /* a short read means nothing more is pending */
+            break; /* a short read means nothing more is pending */
     }
+    look_at_cancels(env);
 }
 
 void handler_env_check_parent(struct handler_env *env)
@@ -100,8 +116,11 @@ enum handler_interrupt handler_env_interrupt(struct handler_env *env, short deat
     }
     if (signal_revents != 0) {
         bool was_aborting = env->abort_requested;
+        bool was_cancelled = env->cancel_requested;
         handler_env_poll_signals(env);
         /* stop_requested (TERM/INT) is graceful: the task runs on. */
+        if (env->cancel_requested && !was_cancelled && what == HANDLER_RUN_ON)
+            what = HANDLER_STOP_CANCEL;
         if (env->abort_requested && !was_aborting)
             what = HANDLER_STOP_ABORT;
     }

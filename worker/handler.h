@@ -28,13 +28,15 @@ struct task {
 };
 
 enum handler_outcome {
-    HANDLER_OK,      /* succeeded; the worker marks the task done */
-    HANDLER_DONE,    /* succeeded and already marked done in the handler's
-                        own transaction (sql handler) */
-    HANDLER_FAILED,  /* failed: error holds why; retried or dead */
-    HANDLER_ABORTED, /* interrupted by fast shutdown or parent death, or
-                        its connection broke before it started: the task is
-                        released untried (not counted as failed) */
+    HANDLER_OK,        /* succeeded; the worker marks the task done */
+    HANDLER_DONE,      /* succeeded and already marked done in the handler's
+                          own transaction (sql handler) */
+    HANDLER_FAILED,    /* failed: error holds why; retried or dead */
+    HANDLER_ABORTED,   /* interrupted by fast shutdown or parent death, or
+                          its connection broke before it started: the task is
+                          released untried (not counted as failed) */
+    HANDLER_CANCELLED, /* stopped because the task was cancelled (pgwork.cancel,
+                          which already made it `cancelled`): nothing to record */
 };
 
 /*
@@ -53,10 +55,20 @@ struct handler_env {
     bool stop_requested;  /* SIGTERM/SIGINT seen: finish this task, then stop */
     bool abort_requested; /* SIGQUIT seen or supervisor gone: give up now */
     int batch_index;      /* send_in_transaction: the task's place in its batch */
+    /* Cancellation (pgwork.cancel): the worker sets task_id (the task run()
+     * runs, 0 = none) and is_cancelled (whether a task was cancelled; NULL
+     * = never); SIGUSR2 says "look", and handler_env_poll_signals then sets
+     * cancel_requested when task_id is cancelled. */
+    int64_t task_id;
+    bool (*is_cancelled)(void *arg, int64_t task_id);
+    void *cancel_arg;
+    bool cancel_signalled; /* SIGUSR2 seen, not looked into yet */
+    bool cancel_requested; /* task_id was cancelled: stop it now */
 };
 
 /* Read every pending signal from env->signal_fd and set stop_requested /
- * abort_requested. Call when signal_fd is readable. */
+ * abort_requested, and cancel_requested when a SIGUSR2 came and env->task_id
+ * is cancelled. Call when signal_fd is readable. */
 void handler_env_poll_signals(struct handler_env *env);
 
 /* Check death_fd without blocking; sets abort_requested when it is
@@ -66,9 +78,10 @@ void handler_env_check_parent(struct handler_env *env);
 /* What a handler's wait loop must do after a poll() that watched
  * env->death_fd (while *watch_death) and env->signal_fd. */
 enum handler_interrupt {
-    HANDLER_RUN_ON,     /* nothing, or a graceful TERM/INT: the task runs on */
-    HANDLER_STOP_DEATH, /* the supervisor died: stop the child now */
-    HANDLER_STOP_ABORT, /* a QUIT (fast shutdown) just arrived: stop it */
+    HANDLER_RUN_ON,      /* nothing, or a graceful TERM/INT: the task runs on */
+    HANDLER_STOP_DEATH,  /* the supervisor died: stop the child now */
+    HANDLER_STOP_ABORT,  /* a QUIT (fast shutdown) just arrived: stop it */
+    HANDLER_STOP_CANCEL, /* the task was just cancelled (pgwork.cancel): stop it */
 };
 
 /* Read what death_revents / signal_revents (poll's revents for those two

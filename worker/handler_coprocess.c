@@ -504,6 +504,9 @@ static enum handler_outcome run_failure(struct run *r, char *error, size_t errle
         snprintf(error, errlen, "coprocess closed its %s before answering (killed)%s", r->gone_what,
                  tail);
         return HANDLER_FAILED;
+    case CHILD_STOP_CANCEL:
+        snprintf(error, errlen, "cancelled while running (coprocess killed and restarted)");
+        return HANDLER_CANCELLED;
     case CHILD_STOP_NONE:  /* it exited by itself */
     case CHILD_STOP_ABORT: /* (aborts are decided above) */
     case CHILD_STOP_DEATH:

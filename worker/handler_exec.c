@@ -300,6 +300,10 @@ static enum handler_outcome outcome_of(const struct child *c, char *error, size_
 {
     if (child_stop_aborts(&c->proc, error, errlen))
         return HANDLER_ABORTED;
+    if (c->proc.reason == CHILD_STOP_CANCEL) {
+        snprintf(error, errlen, "cancelled while running (process group killed)");
+        return HANDLER_CANCELLED;
+    }
     char what[96];
     if (c->proc.reason == CHILD_STOP_TIMEOUT) {
         child_describe_timeout(c->queue->timeout_ms, what, sizeof(what));

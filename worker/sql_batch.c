@@ -212,6 +212,10 @@ static void sql_batch_collect(struct worker *w, struct served_queue *sq, const i
     int claimed = w->batch.count;
     *r = (struct round_result){.failed_at = -1};
     worker_guard_tasks(sq->queue, claimed);
+    /* A task of the batch cancelled meanwhile: the statement running is
+     * cancelled (worker_on_db_interrupt) — the batch cannot commit. */
+    w->batch_in_transaction = true;
+    w->statement_cancelled = false;
     /* The first statement runs right after the preludes, whose answers
      * come only with its own (the first flush request follows it): it is
      * the one charged if we die while waiting for them. */
@@ -248,6 +252,13 @@ static void sql_batch_collect(struct worker *w, struct served_queue *sq, const i
     r->committed = dbconn_pipeline_ok(conn);
     dbconn_set_guard_extra(0);
     r->synced = dbconn_pipeline_finish_round(conn);
+    w->batch_in_transaction = false;
+    /* Our own cancel made a statement fail, whichever task's it was: no
+     * task is charged for it; the batch is redone a task at a time, where
+     * the cancelled ones are skipped and a statement that fails on its own
+     * fails again. */
+    if (w->statement_cancelled)
+        r->failed_at = -1;
 }
 
 /*

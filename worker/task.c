@@ -44,7 +44,11 @@
  *
  * The claim marks the rows running: one round trip. The CTE locks up to
  * the batch of due rows, skipping rows other workers hold; attempts counts
- * starts. $1 queue, $2 locked_by, $3 lease ms, $4 default max_attempts,
+ * starts. A paused queue (migration 0011) gives nothing: the probe of
+ * pgwork.paused_queues does not depend on the rows, so it runs once, as a
+ * gate in front of the index scan, and a claim whose statement starts after
+ * pgwork.pause() committed takes no task of the queue on any pod, whatever
+ * the pod has heard. $1 queue, $2 locked_by, $3 lease ms, $4 default max_attempts,
  * then the cursor's key ($5 priority, $6 run_at, $7 id). The last three
  * columns returned are the row's key.
  */
@@ -53,6 +57,7 @@ static const char claim_sql_format[] =
     "WITH picked AS ("
     "  SELECT id FROM pgwork.tasks"
     "  WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
+    "    AND NOT EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = $1)"
     "  ORDER BY priority, run_at, id"
     "  LIMIT %d"
     "  FOR UPDATE SKIP LOCKED)"

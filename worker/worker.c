@@ -130,6 +130,64 @@ static bool worker_holding_back(const struct worker *w)
     return worker_stopping(w) || atomic_load(&w->args->shm->header->quiet) != 0;
 }
 
+/* The queue is paused (shm.h): claim nothing, start nothing more. */
+static bool worker_queue_paused(const struct worker *w, const struct served_queue *sq)
+{
+    return atomic_load(&w->args->shm->queues[sq->index].paused) != 0;
+}
+
+/* Was task id cancelled while this worker held it (shm.h: cancel_ids)? */
+bool worker_task_cancelled(const struct worker *w, int64_t id)
+{
+    for (int i = 0; i < SHM_CANCEL_IDS; i++)
+        if (atomic_load(&w->self->cancel_ids[i]) == id)
+            return true;
+    return false;
+}
+
+static bool worker_env_is_cancelled(void *arg, int64_t id)
+{
+    return worker_task_cancelled(arg, id);
+}
+
+/* A cancelled task this worker holds: counted and logged; the database
+ * says `cancelled` already (pgwork.cancel wrote it, with who and when). */
+static void worker_record_cancelled(struct worker *w, struct served_queue *sq, int64_t id,
+                                    const char *how)
+{
+    atomic_fetch_add_explicit(&w->args->shm->queues[sq->index].tasks_cancelled, 1,
+                              memory_order_relaxed);
+    log_task(LOG_LEVEL_INFO, sq->queue->name, id, "cancelled: %s", how);
+}
+
+/*
+ * A guarded statement waits and the signalfd is readable (dbconn's
+ * interrupt): read the signals; if a task whose statement may be running
+ * now was cancelled — the task run() runs, or any task of a batch in its
+ * one transaction (which can no longer commit) — ask the server to cancel
+ * the statement, once. PQcancel blocks for a moment (it connects to the
+ * server); the statement then fails, and its task ends as cancelled.
+ */
+static void worker_on_db_interrupt(PGconn *conn, void *arg)
+{
+    struct worker *w = arg;
+    handler_env_poll_signals(&w->env);
+    if (w->statement_cancelled)
+        return;
+    bool hit = w->env.cancel_requested;
+    for (int i = 0; !hit && w->batch_in_transaction && i < w->batch.count; i++)
+        hit = worker_task_cancelled(w, w->batch.tasks[i].id);
+    if (!hit)
+        return;
+    w->statement_cancelled = true;
+    char err[256];
+    PGcancel *cancel = PQgetCancel(conn);
+    if (cancel == NULL || !PQcancel(cancel, err, sizeof(err)))
+        log_warn("cannot cancel the statement of a cancelled task: %s",
+                 cancel == NULL ? "no cancel handle" : err);
+    PQfreeCancel(cancel);
+}
+
 /* Let the statements of `tasks` tasks of queue run for their timeout on
  * top of the connection's deadline — or for as long as they take when the
  * queue has none: that deadline finds a dead server, it must not cut off a
@@ -185,9 +243,17 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     char error[HANDLER_ERROR_MAX];
     error[0] = '\0';
 
+    /* Cancelled after the claim, before it started: it never runs. */
+    if (worker_task_cancelled(w, task.id)) {
+        worker_record_cancelled(w, sq, task.id, "before it started; not run");
+        return;
+    }
     atomic_store_explicit(&w->self->task_id, task.id, memory_order_relaxed);
     w->env.queue = queue;
     w->env.keep_done = queue->keep_done;
+    w->env.task_id = task.id;
+    w->env.cancel_requested = false;
+    w->statement_cancelled = false;
     if (sq->handler->uses_connection)
         worker_flush_completions(w);
     int64_t started_us = time_now_us();
@@ -197,6 +263,12 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     enum handler_outcome outcome =
         sq->handler->run(sq->handler_state, &w->env, &task, error, sizeof(error));
     dbconn_set_guard_extra(0);
+    w->env.task_id = 0;
+    /* Cancelled while it ran (the handler stopped it, or it ended on its
+     * own first): the database refuses any other outcome now, and a
+     * failure must not look like one to retry. */
+    if (outcome != HANDLER_DONE && worker_task_cancelled(w, task.id))
+        outcome = HANDLER_CANCELLED;
     int64_t elapsed_us = time_now_us() - started_us;
     int64_t elapsed = elapsed_us / 1000;
     shm_histogram_observe(&shared_queue->pickup, claimed->pickup_us);
@@ -235,6 +307,13 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
         task_release(w->conn, &task.id, 1, w->locked_by);
         log_task(LOG_LEVEL_INFO, queue->name, task.id, "interrupted, released to pending");
         break;
+    case HANDLER_CANCELLED: {
+        char how[64];
+        snprintf(how, sizeof(how), "stopped after %" PRId64 " ms (attempt %d)", elapsed,
+                 task.attempt);
+        worker_record_cancelled(w, sq, task.id, how);
+        break;
+    }
     }
     atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
     worker_heartbeat(w);
@@ -250,7 +329,7 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
         if (i == skip)
             continue;
         worker_poll_control(w);
-        if (worker_holding_back(w)) {
+        if (worker_holding_back(w) || worker_queue_paused(w, sq)) {
             worker_flush_completions(w);
             /* Claimed but not started: give them back untried. */
             int64_t *ids = malloc((size_t)(w->batch.count - i) * sizeof(*ids));
@@ -356,6 +435,10 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
             sq->claim.cursor_set = false;
         }
         sq->seen_hint = atomic_load(&shared_queue->hint);
+        /* Paused: nothing to claim. Read after the hint: a resume clears
+         * the flag before it bumps the hint, which brings us back. */
+        if (worker_queue_paused(w, sq))
+            return;
         bool from_cursor = sq->claim.cursor_set;
         int claimed = sq->handler->send_in_transaction != NULL ? sql_batch_claim_and_run(w, sq)
                                                                : worker_claim_and_run(w, sq);
@@ -432,14 +515,15 @@ static void worker_sleep(struct worker *w)
 /*
  * Signals: the supervisor blocked everything it reads through its signalfd,
  * and the mask survives fork (DESIGN §8). The worker reads TERM/INT (finish
- * the task, stop) and QUIT (abort now) through its own signalfd; it ignores
+ * the task, stop), QUIT (abort now) and USR2 (a task it holds was
+ * cancelled: shm.h) through its own signalfd; it ignores
  * the job-control and reload signals meant for the supervisor, so a Ctrl-Z
  * or HUP sent to the whole process group cannot stop or kill a worker.
  * Handlers restore every default before exec.
  */
 static int worker_setup_signals(void)
 {
-    static const int ignored[] = {SIGHUP, SIGTSTP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGPIPE};
+    static const int ignored[] = {SIGHUP, SIGTSTP, SIGTTIN, SIGTTOU, SIGUSR1, SIGPIPE};
     for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
         signal(ignored[i], SIG_IGN);
     signal(SIGCHLD, SIG_DFL);
@@ -449,6 +533,7 @@ static int worker_setup_signals(void)
     sigaddset(&handled, SIGTERM);
     sigaddset(&handled, SIGINT);
     sigaddset(&handled, SIGQUIT);
+    sigaddset(&handled, SIGUSR2); /* a task of ours was cancelled (pool_cancel_task) */
     if (sigprocmask(SIG_SETMASK, &handled, NULL) != 0)
         return -1;
     return signalfd(-1, &handled, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -583,6 +668,8 @@ static void worker_prepare(struct worker *w, const struct worker_args *args)
 
     w->env.signal_fd = worker_setup_signals();
     w->env.death_fd = args->death_fd;
+    w->env.is_cancelled = worker_env_is_cancelled;
+    w->env.cancel_arg = w;
     if (w->env.signal_fd < 0) {
         log_error("cannot set up signals: %s", strerror(errno));
         exit(WORKER_EXIT_ERROR);
@@ -598,6 +685,7 @@ static void worker_prepare(struct worker *w, const struct worker_args *args)
                      args->config->listener.keepalive_interval_ms +
                          args->config->listener.keepalive_timeout_ms,
                      worker_give_up);
+    dbconn_set_interrupt(w->env.signal_fd, worker_on_db_interrupt, w);
     /* A claim or completion lost in a crash only makes a task run again
      * (at-least-once); it saves a WAL flush per hop (DESIGN §2). For each
      * transaction: set_config(..., true) is SET LOCAL without its warning

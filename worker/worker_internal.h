@@ -38,7 +38,14 @@ struct worker {
     struct task_batch batch;
     struct task_completions completions; /* finished tasks being recorded */
     bool reconnected;                    /* worker_recover ran (the claimed batch was released) */
+    /* A batch's statements run in one transaction (sql_batch.c): a cancel
+     * of any of its tasks cancels the statement running. */
+    bool batch_in_transaction;
+    bool statement_cancelled; /* PQcancel sent for the statement(s) now running */
 };
+
+/* Was task id cancelled while this worker held it (pgwork.cancel; shm.h)? */
+bool worker_task_cancelled(const struct worker *w, int64_t id);
 
 /* The heartbeat in the worker's shm slot: now. */
 void worker_heartbeat(struct worker *w);

@@ -33,6 +33,7 @@ static Suite *(*const suites[])(void) = {
     unique_suite,
     schedule_suite,
     status_suite,
+    control_suite,
     /* clang-format on */
 };
 

@@ -104,8 +104,9 @@ START_TEST(test_status_counts_json)
               ".next_scheduled_in_seconds == null");
     /* Every key, in every object, every time: scripts index them blindly. */
     assert_jq(json, NULL,
-              "[.queues[] | keys] | unique == [[\"dead\", \"done\", \"next_scheduled_in_seconds\", "
-              "\"oldest_pending_age_seconds\", \"oldest_running_age_seconds\", \"pending_due\", "
+              "[.queues[] | keys] | unique == [[\"cancelled\", \"dead\", \"done\", "
+              "\"next_scheduled_in_seconds\", \"oldest_pending_age_seconds\", "
+              "\"oldest_running_age_seconds\", \"paused\", \"pending_due\", "
               "\"pending_scheduled\", \"queue\", \"running\"]]");
 
     /* Named queues: in the order given, once each, unknown ones as zeros. */
@@ -132,16 +133,19 @@ START_TEST(test_status_table)
     const char *nl = strchr(out, '\n');
     ck_assert_ptr_nonnull(nl);
     ck_assert_msg(strncmp(out,
-                          "PENDING  SCHEDULED  RUNNING  DONE  DEAD  OLDEST_PENDING  "
-                          "OLDEST_RUNNING  QUEUE\n",
+                          "PENDING  SCHEDULED  RUNNING  DONE  DEAD  CANCELLED  PAUSED  "
+                          "OLDEST_PENDING  OLDEST_RUNNING  QUEUE\n",
                           (size_t)(nl - out + 1)) == 0,
                   "header: %s", out);
 
-    long long due, later, running, done, dead;
-    char oldest[32], oldest_running[32], queue[64];
-    ck_assert_int_eq(sscanf(nl + 1, "%lld %lld %lld %lld %lld %31s %31s %63s", &due, &later,
-                            &running, &done, &dead, oldest, oldest_running, queue),
-                     8);
+    long long due, later, running, done, dead, cancelled;
+    char paused[8], oldest[32], oldest_running[32], queue[64];
+    ck_assert_int_eq(sscanf(nl + 1, "%lld %lld %lld %lld %lld %lld %7s %31s %31s %63s", &due,
+                            &later, &running, &done, &dead, &cancelled, paused, oldest,
+                            oldest_running, queue),
+                     10);
+    ck_assert_int_eq(cancelled, 0);
+    ck_assert_str_eq(paused, "no");
     ck_assert_str_eq(queue, "alpha");
     ck_assert_int_eq(due, 3);
     ck_assert_int_eq(later, 2);
@@ -155,9 +159,10 @@ START_TEST(test_status_table)
 
     const char *row2 = strchr(nl + 1, '\n');
     ck_assert_ptr_nonnull(row2);
-    ck_assert_int_eq(sscanf(row2 + 1, "%lld %lld %lld %lld %lld %31s %31s %63s", &due, &later,
-                            &running, &done, &dead, oldest, oldest_running, queue),
-                     8);
+    ck_assert_int_eq(sscanf(row2 + 1, "%lld %lld %lld %lld %lld %lld %7s %31s %31s %63s", &due,
+                            &later, &running, &done, &dead, &cancelled, paused, oldest,
+                            oldest_running, queue),
+                     10);
     ck_assert_str_eq(queue, "beta");
     ck_assert_int_eq(done, 7);
     ck_assert_str_eq(oldest, "-");
