@@ -190,8 +190,10 @@ torture: check-deps $(BUILD)/pgwork $(BUILD)/tests/chaos/torture \
 #
 #   make bench      pgwork measured beside the limits it chases (NOTIFY floor,
 #                   SQL ceiling, graphile-worker as the peer) on a throwaway
-#                   PostgreSQL with fsync on; prints one table and writes
-#                   build/bench.json; under 10 minutes on 2 cores. Always the
+#                   PostgreSQL with fsync on; prints a table per section
+#                   and writes build/bench.json and build/bench.md; 45
+#                   minutes on 2 heavily loaded cores, far less on quiet
+#                   ones; BENCH_ONLY=step,step for a part. Always the
 #                   normal -O2 build in build/ (SANITIZE is ignored); BENCH_*
 #                   variables tune it (tests/bench/bench.h).
 
