@@ -11,7 +11,8 @@
 set -eu
 
 # build: gcc/make, pkg-config, libpq, libconfuse, libmicrohttpd, Check (unit tests)
-# run/test: tzdata (schedules' time zones), PostgreSQL 15 server + contrib (pg_stat_statements), jq,
+# run/test: tzdata (schedules' time zones), PostgreSQL 15 server (its client brings pgbench,
+# which make bench drives) + contrib (pg_stat_statements), jq,
 # PgBouncer (the pgbouncer suite runs pgwork behind Debian's 1.18)
 # lint/debug: cppcheck, clang-format, valgrind
 # deploy checks (tests/deploy): Node.js (+ npm) for the Dockerfile linter and
