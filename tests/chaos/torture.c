@@ -12,13 +12,14 @@
  * random backends, pg_ctl restart -m fast|immediate, a black-holed
  * connection, HUP with a random valid or invalid config, TTIN/TTOU,
  * TSTP/CONT, 80 slow HTTP clients, bursts of enqueues (single rows, bulk
- * statements, future run_at). Each injected fault is a line in
+ * statements, future run_at), pgwork.cancel of random pending or running
+ * tasks, pgwork.pause of a random queue (resumed 0.3-3 s later). Each injected fault is a line in
  * CHAOS_DIR/faults.log (UTC, kind, pod), beside the pods' logs.
  *
  * Kinds (TORTURE_FAULTS): kill-worker kill-handler kill-pod
  * terminate-backend pg-restart-fast pg-restart-immediate blackhole
  * hup-valid hup-invalid ttin ttou tstp burst-single burst-bulk burst-future
- * slow-http. Poison (TORTURE_POISON): fail (planned failures of some
+ * slow-http cancel pause. Poison (TORTURE_POISON): fail (planned failures of some
  * attempts), kill-backend (sql), kill-worker (exec, coprocess), hang (exec,
  * coprocess), hang-sql.
  *
@@ -43,6 +44,11 @@
  *   exit         a supervisor exits only when the driver kills it, and with
  *                0 on the final SIGTERM
  *   sanitizer    no ASan/UBSan/LSan report in any pod's log
+ *   cancel       a task cancelled while pending or running ends cancelled
+ *                (never done, dead or pending again), a cancelled sql task
+ *                has no effect, and no run of a cancelled exec/coprocess
+ *                task starts later than 1 s after its cancel (the time its
+ *                pod has to hear it: a claimed batch-mate may start before)
  *
  * Environment: TORTURE_SEED (default: from the clock; printed first and on
  * every failure), TORTURE_SECONDS (120), TORTURE_FAULTS and TORTURE_POISON
@@ -110,6 +116,8 @@ enum fault {
     F_BURST_BULK,
     F_BURST_FUTURE,
     F_SLOW_HTTP,
+    F_CANCEL,
+    F_PAUSE,
     F_COUNT
 };
 
@@ -134,6 +142,8 @@ static const struct {
     [F_BURST_BULK] = {"burst-bulk", 8},
     [F_BURST_FUTURE] = {"burst-future", 5},
     [F_SLOW_HTTP] = {"slow-http", 1},
+    [F_CANCEL] = {"cancel", 6},
+    [F_PAUSE] = {"pause", 3},
 };
 
 enum poison { P_FAIL, P_KILL_BACKEND, P_KILL_WORKER, P_HANG, P_HANG_SQL, P_COUNT };
@@ -202,6 +212,8 @@ static int64_t worst_stall;
 static char worst_stall_where[64];
 static int bursts_skipped, enqueue_failures, tasks_enqueued, blackholed_connections;
 static atomic_bool pg_restarting;
+static int64_t resume_at[QUEUES]; /* paused by the pause fault: resume then; 0 = not paused */
+static int cancels_made;
 static atomic_bool prober_stop;
 static pid_t slow_pids[16]; /* slow-http clients running */
 
@@ -326,6 +338,10 @@ static const char *schema_sql =
     "CREATE TABLE effects (task bigint NOT NULL, at timestamptz DEFAULT clock_timestamp());"
     "CREATE INDEX ON effects (task);"
     "CREATE TABLE runs (task bigint NOT NULL);"
+    /* What the cancel fault did (was: pgwork.cancel's answer), and when
+     * each exec/coprocess run started (torture_handler: <runs>.starts). */
+    "CREATE TABLE cancels (task bigint NOT NULL, was text, at timestamptz NOT NULL);"
+    "CREATE TABLE starts (task bigint NOT NULL, at_ms bigint NOT NULL);"
     /* The sql queue's statement: its effect, then what the payload asks. */
     "CREATE FUNCTION torture_sql(p jsonb, id bigint) RETURNS void LANGUAGE plpgsql AS $$\n"
     "DECLARE attempt int;\n"
@@ -602,7 +618,8 @@ static int due_queues(PGconn **c)
      * any (a lock of ours would make the workers' claims skip the rows). */
     PGresult *r = PQexec(*c, "SELECT DISTINCT queue FROM pgwork.tasks WHERE state = 'pending' "
                              "AND run_at <= now() AND ctid NOT IN (SELECT locked_row FROM "
-                             "pgrowlocks('pgwork.tasks'))");
+                             "pgrowlocks('pgwork.tasks')) AND queue NOT IN (SELECT queue FROM "
+                             "pgwork.paused_queues)");
     int mask = -1;
     if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         mask = 0;
@@ -988,12 +1005,32 @@ static pid_t slow_http_start(int port, int64_t ms)
  * be (a pod to hit, a process to kill). */
 static char last_target[16]; /* the pod the last fault hit, for faults.log */
 
+/* Faults that touch only the database: injected without the lock. */
+static bool is_db_fault(enum fault f)
+{
+    return f == F_TERMINATE_BACKEND || f == F_BURST_SINGLE || f == F_BURST_BULK ||
+           f == F_BURST_FUTURE || f == F_CANCEL || f == F_PAUSE;
+}
+
+/* Resume the queues whose pause is over (all when every is true). */
+static void resume_queues(PGconn **c, bool every)
+{
+    int64_t now = chaos_now_ms();
+    for (int q = 0; q < QUEUES; q++) {
+        if (resume_at[q] == 0 || (!every && now < resume_at[q]) || !db_ensure(c, 200))
+            continue;
+        char sql[96];
+        snprintf(sql, sizeof(sql), "SELECT pgwork.resume('%s')", queues[q].name);
+        if (db_try(*c, sql))
+            resume_at[q] = 0;
+    }
+}
+
 static bool inject_locked(enum fault f, PGconn **c)
 {
     int64_t now = chaos_now_ms();
     /* Only read for pod faults, under the lock. */
-    bool db_fault =
-        f == F_TERMINATE_BACKEND || f == F_BURST_SINGLE || f == F_BURST_BULK || f == F_BURST_FUTURE;
+    bool db_fault = is_db_fault(f);
     struct pod *p = db_fault ? NULL : random_pod();
     snprintf(last_target, sizeof(last_target), "%s", p != NULL ? p->name : "");
     switch (f) {
@@ -1101,6 +1138,32 @@ static bool inject_locked(enum fault f, PGconn **c)
             return enqueue(*c, (int)rnd_between(10, 80), true, false);
         return enqueue(*c, (int)rnd_between(1, 40), rnd(2) == 0, true);
     }
+    case F_CANCEL: {
+        if (!db_ensure(c, 200))
+            return false;
+        char sql[512];
+        snprintf(sql, sizeof(sql),
+                 "SELECT setseed(%.6f); INSERT INTO cancels"
+                 " SELECT id, pgwork.cancel(id), clock_timestamp() FROM"
+                 " (SELECT id FROM pgwork.tasks WHERE state IN ('pending', 'running')"
+                 "  ORDER BY random() LIMIT %d) x",
+                 (double)rnd(1000000) / 1000000.0, (int)rnd_between(1, 3));
+        bool ok = db_try(*c, sql);
+        cancels_made += ok;
+        return ok;
+    }
+    case F_PAUSE: {
+        int q = (int)rnd((uint64_t)QUEUES);
+        if (resume_at[q] != 0 || !db_ensure(c, 200))
+            return false;
+        char sql[96];
+        snprintf(sql, sizeof(sql), "SELECT pgwork.pause('%s')", queues[q].name);
+        if (!db_try(*c, sql))
+            return false;
+        resume_at[q] = now + rnd_between(300, 3000);
+        snprintf(last_target, sizeof(last_target), "%s", queues[q].name);
+        return true;
+    }
     case F_SLOW_HTTP:
         for (int i = 0; p != NULL && i < 16; i++)
             if (slow_pids[i] == 0)
@@ -1115,7 +1178,7 @@ static bool inject_locked(enum fault f, PGconn **c)
 /* Database faults run without the lock: the prober must not wait on them. */
 static bool inject(enum fault f, PGconn **c)
 {
-    if (f == F_TERMINATE_BACKEND || f == F_BURST_SINGLE || f == F_BURST_BULK || f == F_BURST_FUTURE)
+    if (is_db_fault(f))
         return inject_locked(f, c);
     pthread_mutex_lock(&lock);
     bool done = inject_locked(f, c);
@@ -1172,6 +1235,59 @@ static void load_runs(PGconn *c)
     PQputCopyEnd(c, NULL);
     PQclear(PQgetResult(c));
     fclose(f);
+    /* When each run started: "<task>\t<unix ms>" lines. */
+    char starts[4096];
+    snprintf(starts, sizeof(starts), "%s.starts", runs_path);
+    if ((f = fopen(starts, "r")) == NULL)
+        return;
+    PQclear(PQexec(c, "COPY starts FROM STDIN"));
+    while (fgets(line, sizeof(line), f) != NULL)
+        PQputCopyData(c, line, (int)strlen(line));
+    PQputCopyEnd(c, NULL);
+    PQclear(PQgetResult(c));
+    fclose(f);
+}
+
+/* The cancel invariant (see the top of the file). */
+static void judge_cancels(PGconn *c)
+{
+    int64_t n;
+    if ((n = chaos_query_int(c, "SELECT count(*) FROM cancels x JOIN pgwork.tasks t ON t.id = "
+                                "x.task WHERE x.was IN ('pending', 'running') AND t.state <> "
+                                "'cancelled'")) != 0) {
+        violation("cancel",
+                  "%" PRId64 " task(s) cancelled while pending or running ended "
+                  "otherwise",
+                  n);
+        print_rows(c, "cancelled tasks not cancelled",
+                   "SELECT t.id, x.was, t.state, t.attempts, t.last_error FROM cancels x JOIN "
+                   "pgwork.tasks t ON t.id = x.task WHERE x.was IN ('pending', 'running') AND "
+                   "t.state <> 'cancelled' LIMIT 10");
+    }
+    if ((n = chaos_query_int(c, "SELECT count(*) FROM cancels x WHERE x.was IN ('pending', "
+                                "'running') AND EXISTS (SELECT 1 FROM effects e WHERE e.task = "
+                                "x.task)")) != 0)
+        violation("cancel", "%" PRId64 " cancelled sql task(s) with an effect", n);
+    if ((n = chaos_query_int(c, "SELECT count(*) FROM cancels x JOIN starts r ON r.task = x.task "
+                                "WHERE x.was IN ('pending', 'running') AND r.at_ms > "
+                                "extract(epoch FROM x.at) * 1000 + 1000")) != 0) {
+        violation("cancel",
+                  "%" PRId64 " run(s) of cancelled tasks started over 1 s after the "
+                  "cancel",
+                  n);
+        print_rows(c, "late runs of cancelled tasks",
+                   "SELECT x.task, x.was, x.at, r.at_ms FROM cancels x JOIN starts r ON r.task = "
+                   "x.task WHERE x.was IN ('pending', 'running') AND r.at_ms > "
+                   "extract(epoch FROM x.at) * 1000 + 1000 LIMIT 10");
+    }
+    chaos_say(
+        "cancels: %d statement(s), %" PRId64 " task(s) cancelled (%" PRId64
+        " while running), %" PRId64 " already finished",
+        cancels_made,
+        chaos_query_int(c, "SELECT count(*) FROM cancels WHERE was IN ('pending', 'running')"),
+        chaos_query_int(c, "SELECT count(*) FROM cancels WHERE was = 'running'"),
+        chaos_query_int(c, "SELECT count(*) FROM cancels WHERE was NOT IN ('pending', "
+                           "'running')"));
 }
 
 static int restarts_logged(const struct pod *p)
@@ -1262,6 +1378,16 @@ static int64_t settle_bound_ms(PGconn **c, char *why, size_t len)
 static void settle_and_judge(PGconn **c, int64_t run_started)
 {
     chaos_say("faults stop after %.1f s; settling", (double)(chaos_now_ms() - run_started) / 1000);
+    /* Paused queues would never finish: resumed first (tried until the
+     * database answers). */
+    for (int64_t until = chaos_now_ms() + 30000; chaos_now_ms() < until; chaos_sleep_ms(100)) {
+        resume_queues(c, true);
+        bool any = false;
+        for (int q = 0; q < QUEUES; q++)
+            any |= resume_at[q] != 0;
+        if (!any)
+            break;
+    }
     while (atomic_load(&pg_restarting))
         chaos_sleep_ms(50);
     pthread_mutex_lock(&lock);
@@ -1351,6 +1477,7 @@ static void settle_and_judge(PGconn **c, int64_t run_started)
 static void judge_database(PGconn *c, int64_t *done, int64_t *dead, int64_t *dups)
 {
     load_runs(c);
+    judge_cancels(c);
     *done = chaos_count_state(c, "done");
     *dead = chaos_count_state(c, "dead");
     *dups = chaos_query_int(c, "SELECT count(*) FROM (SELECT task FROM effects GROUP BY task "
@@ -1532,6 +1659,7 @@ int main(void)
         pthread_mutex_lock(&lock);
         pods_deferred();
         pthread_mutex_unlock(&lock);
+        resume_queues(&c, false);
         int64_t now = chaos_now_ms();
         if (now >= next_fault) {
             for (int tries = 0; tries < 5; tries++) {

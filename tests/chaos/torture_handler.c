@@ -39,9 +39,28 @@ static void sleep_ms(long ms)
         ;
 }
 
+/* Record that task id starts now: "<id>\t<unix ms>" in <runs>.starts
+ * (the cancel invariant: no run starts long after a cancel). */
+static void record_start(long id)
+{
+    char path[4096], line[64];
+    snprintf(path, sizeof(path), "%s.starts", runs_path);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int len = snprintf(line, sizeof(line), "%ld\t%lld\n", id,
+                       (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        if (write(fd, line, (size_t)len) != len)
+            fprintf(stderr, "torture: cannot record a start\n");
+        close(fd);
+    }
+}
+
 /* Run one task; 0 on success. */
 static int run_task(long id, long attempt, const char *payload)
 {
+    record_start(id);
     if (strstr(payload, "\"kill_worker\"") != NULL) {
         kill(getppid(), SIGKILL);
         sleep_ms(1000);
