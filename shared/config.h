@@ -60,6 +60,9 @@ struct queue_config {
                                   variables handlers get besides PGWORK_*, PATH, HOME
                                   (never a credential: config_env_forbidden) */
     int env_count;             /* number of entries in env */
+    int concurrency;           /* most tasks running at once, all pods together; 0 = no cap */
+    char *rate;                /* most starts per period, all pods: "N/PERIOD"; "" = none
+                                  (config_rate_parse) */
 };
 
 /* A periodic task (README "Schedules"): one task per tick, all pods
@@ -143,6 +146,14 @@ int config_find_queue(const struct pgwork_config *config, const char *name);
  * ("30", "1.5"). Returns 0 and stores milliseconds in *ms, or -1.
  */
 int config_parse_duration(const char *text, int64_t *ms);
+
+/* A queue's rate ("100/1m", "5/1s"): *count starts per *period_ms. 0 and
+ * count 0 for "" (no limit); -1 when it is not such a value. */
+int config_rate_parse(const char *text, int *count, int64_t *period_ms);
+
+/* Whether the queue has a concurrency cap or a rate limit (its claims
+ * take the limited path, worker/task.c). */
+bool config_queue_limited(const struct queue_config *queue);
 
 /* The connection string workers use: database.conninfo, else
  * $PGWORK_DATABASE_URL, else "" (libpq's PG* variables apply). */

@@ -103,6 +103,8 @@ const struct config_key config_keys[] = {
     {QUEUE(keep_done, keep_done),                              BOOL,             DEFAULT("true"),   ROLL},
     {QUEUE(workers, workers),                        COUNT(0, WORKERS_LIMIT),    DEFAULT("0"),      ROLL},
     {QUEUE(env, env), QUEUE_LIST(config_check_env_name, env_count), ONLY(EXEC_COPROCESS), DEFAULT("{}"), ROLL},
+    {QUEUE(concurrency, concurrency),                COUNT(0, INT_MAX),          DEFAULT("0"),      ROLL},
+    {QUEUE(rate, rate),                        STRING(config_check_rate),        DEFAULT(""),       ROLL},
     {SCHEDULE(cron, cron),                         STRING(config_check_cron),    DEFAULT(NULL),     RELOAD},
     {SCHEDULE(every, every),                       STRING(config_check_every),   DEFAULT(NULL),     RELOAD},
     {SCHEDULE(queue, queue),                       STRING(config_check_queue_name), DEFAULT(NULL),  RELOAD},

@@ -280,6 +280,51 @@ int config_check_env_name(const char *value, char *why, size_t len)
     return 0;
 }
 
+/* Most starts a rate may allow per period, and its longest period: a
+ * rate is a flow limit, not a quota (longer periods keep more starts). */
+#define RATE_COUNT_MAX 1000000
+#define RATE_PERIOD_MAX_MS (24LL * 3600 * 1000)
+
+int config_rate_parse(const char *text, int *count, int64_t *period_ms)
+{
+    *count = 0;
+    *period_ms = 0;
+    if (text == NULL || text[0] == '\0')
+        return 0;
+    const char *slash = strchr(text, '/');
+    if (slash == NULL || !isdigit((unsigned char)text[0]))
+        return -1;
+    char *end;
+    errno = 0;
+    long n = strtol(text, &end, 10);
+    int64_t ms;
+    if (errno != 0 || end != slash || n < 1 || n > RATE_COUNT_MAX ||
+        config_parse_duration(slash + 1, &ms) != 0 || ms < 1 || ms > RATE_PERIOD_MAX_MS)
+        return -1;
+    *count = (int)n;
+    *period_ms = ms;
+    return 0;
+}
+
+int config_check_rate(const char *value, char *why, size_t len)
+{
+    int count;
+    int64_t period_ms;
+    if (config_rate_parse(value, &count, &period_ms) == 0)
+        return 0;
+    char quoted[QUOTED_MAX];
+    snprintf(why, len,
+             "must be \"\" or N/PERIOD, N starts (1 to 1000000) per a duration of up to 24h, "
+             "as \"100/1m\" or \"5/1s\" (got %s)",
+             config_value_show(value, quoted, sizeof quoted));
+    return -1;
+}
+
+bool config_queue_limited(const struct queue_config *queue)
+{
+    return queue->concurrency > 0 || (queue->rate != NULL && queue->rate[0] != '\0');
+}
+
 #define STR_(x) #x
 #define STR(x) STR_(x)
 

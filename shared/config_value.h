@@ -71,6 +71,9 @@ int config_check_every(const char *value, char *why, size_t len);
 int config_check_zone(const char *value, char *why, size_t len);
 int config_check_json(const char *value, char *why, size_t len);
 int config_check_queue_name(const char *value, char *why, size_t len);
+/* "" or a rate: N/PERIOD, N in 1..1000000, PERIOD a duration of 1 ms to
+ * a day ("100/1m", "5/1s"). */
+int config_check_rate(const char *value, char *why, size_t len);
 
 /* A shell variable name that is no credential (config_env_forbidden). */
 int config_check_env_name(const char *value, char *why, size_t len);

@@ -331,7 +331,7 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq)
         }
         return claimed;
     }
-    if (claimed == sq->queue->batch)
+    if (task_claim_full(&sq->claim, sq->queue, claimed))
         worker_request_help(w, sq->index);
     int64_t *ids = malloc((size_t)claimed * sizeof(*ids));
     int64_t *elapsed_us = malloc((size_t)claimed * sizeof(*elapsed_us));

@@ -76,6 +76,57 @@ static const char claim_sql_format[] =
 
 static const char claim_from_cursor[] =
     " AND (priority, run_at, id) >= ($5, $6::timestamptz, $7::bigint)";
+
+/*
+ * The claim of a queue with a concurrency cap or a rate (migration 0012):
+ * a statement of its own, so queues without limits keep the one above.
+ * pgwork.limit_budget takes the queue's advisory transaction lock and
+ * counts (fresh, after the lock) what the limits still allow: `take`.
+ * `picked` locks a batch as the plain claim does (same literal LIMIT, same
+ * plan, the same gate for a paused queue); `chosen` is the first `take`
+ * of them. Starts are recorded for the
+ * rate, and `waiting` says whether the cap left due tasks behind (what
+ * pgwork.limit_ring reads). The LEFT JOIN returns one row even when
+ * nothing was claimed (id NULL): the budget's take, wait_ms and other
+ * come back either way. Literals: cap, rate count, rate period ms, batch,
+ * [cursor], batch.
+ */
+static const char limited_claim_format[] =
+    "WITH budget AS MATERIALIZED ("
+    "  SELECT * FROM pgwork.limit_budget($1, %d, %d, %lld, %d, $2)),"
+    " picked AS ("
+    "  SELECT id, priority, run_at FROM pgwork.tasks"
+    "  WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
+    "    AND NOT EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = $1)"
+    "  ORDER BY priority, run_at, id"
+    "  LIMIT %d"
+    "  FOR UPDATE SKIP LOCKED),"
+    " chosen AS ("
+    "  SELECT id FROM picked ORDER BY priority, run_at, id"
+    "  LIMIT (SELECT take FROM budget)),"
+    " claimed AS ("
+    "  UPDATE pgwork.tasks t"
+    "  SET state = 'running',"
+    "      attempts = t.attempts + 1,"
+    "      locked_by = $2,"
+    "      locked_until = now() + $3 * interval '1 millisecond',"
+    "      started_at = (SELECT at FROM budget),"
+    "      finished_at = NULL"
+    "  FROM chosen"
+    "  WHERE t.id = chosen.id"
+    "  RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $4),"
+    "            greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint),"
+    "            t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint),"
+    " started AS ("
+    "  INSERT INTO pgwork.limit_starts (queue, started_at)"
+    "  SELECT $1, (SELECT at FROM budget) FROM claimed WHERE %d > 0),"
+    " flagged AS ("
+    "  UPDATE pgwork.queue_limits l SET waiting = w.waiting"
+    "  FROM (SELECT (SELECT cap_bound FROM budget)"
+    "               AND (SELECT count(*) FROM picked) > (SELECT count(*) FROM chosen) AS waiting) w"
+    "  WHERE l.queue = $1 AND l.waiting <> w.waiting)"
+    " SELECT c.*, b.take, coalesce(b.wait_ms, 0), b.other"
+    " FROM budget b LEFT JOIN claimed c ON true";
 /* clang-format on */
 
 /*
@@ -138,6 +189,25 @@ static const char delete_many_sql[] =
     " WHERE id = ANY($1::bigint[])"
     "   AND locked_by = $2"
     "   AND (state || '') = 'running'";
+
+/* The same for a capped queue ($3): the statement also rings the queue
+ * (pgwork.limit_ring, an InitPlan run once), so a pod whose workers wait
+ * for the cap claims the freed slots; the ring's shared lock is held
+ * until this commits (migration 0012 says why that closes the race). */
+static const char done_many_ring_sql[] =
+    "UPDATE pgwork.tasks"
+    " SET state = 'done', finished_at = now(), locked_until = NULL"
+    " WHERE id = ANY($1::bigint[])"
+    "   AND locked_by = $2"
+    "   AND (state || '') = 'running'"
+    "   AND (SELECT pgwork.limit_ring($3))";
+
+static const char delete_many_ring_sql[] =
+    "DELETE FROM pgwork.tasks"
+    " WHERE id = ANY($1::bigint[])"
+    "   AND locked_by = $2"
+    "   AND (state || '') = 'running'"
+    "   AND (SELECT pgwork.limit_ring($3))";
 
 static const char delete_sql[] =
     "DELETE FROM pgwork.tasks"
@@ -208,6 +278,8 @@ static const Oid ids_owner_types[] = {OID_TEXT, OID_TEXT};
 static const Oid ids_owner_count_types[] = {OID_TEXT, OID_TEXT, OID_INT4};
 static const Oid lost_types[] = {OID_INT8, OID_TEXT, OID_INT4, OID_TEXT, OID_INT8, OID_BOOL};
 static const Oid mine_types[] = {OID_TEXT, OID_INT8};
+static const Oid text_types[] = {OID_TEXT};
+static const Oid ids_owner_queue_types[] = {OID_TEXT, OID_TEXT, OID_TEXT};
 
 static int prepare_one(PGconn *conn, const char *name, const char *sql, int nparams,
                        const Oid *types)
@@ -242,7 +314,17 @@ const char *task_claim_sql(struct claim_state *claim, const struct queue_config 
     char **text = &claim->sql[from_cursor];
     if (*text != NULL)
         return *text;
-    if (asprintf(text, claim_sql_format, from_cursor ? claim_from_cursor : "", queue->batch) < 0) {
+    claim->queue_name = queue->name;
+    const char *cursor = from_cursor ? claim_from_cursor : "";
+    int rate_count;
+    int64_t rate_period_ms;
+    int built = -1;
+    if (!config_queue_limited(queue))
+        built = asprintf(text, claim_sql_format, cursor, queue->batch);
+    else if (config_rate_parse(queue->rate, &rate_count, &rate_period_ms) == 0)
+        built = asprintf(text, limited_claim_format, queue->concurrency, rate_count,
+                         (long long)rate_period_ms, queue->batch, cursor, queue->batch, rate_count);
+    if (built < 0) {
         log_error("out of memory building the claim of queue \"%s\"", queue->name);
         abort();
     }
@@ -309,10 +391,30 @@ static bool cursor_before(const struct claim_state *cursor, int priority, int64_
  * the key: priority, run_at as text and in microseconds) into batch, and
  * move the cursor (if any) to the greatest key: the claim's RETURNING
  * comes in no particular order. */
+/* A limited claim's budget (its last three columns, the same in every
+ * row; limited_claim_format): what the limits let it take, when the rate
+ * allows the next start, another pod's differing limits (warned of once).
+ * The rows it claimed: none when the one row has no id. */
+static int task_limit_budget(const PGresult *res, struct claim_state *claim)
+{
+    int rows = PQntuples(res);
+    if (rows == 0 || claim == NULL)
+        return rows;
+    claim->limit_take = atoi(PQgetvalue(res, 0, 8));
+    claim->limit_wait_ms = strtoll(PQgetvalue(res, 0, 9), NULL, 10);
+    if (!PQgetisnull(res, 0, 10) && !claim->limits_warned) {
+        claim->limits_warned = true;
+        log_warn("queue \"%s\": another pod claims with other limits (%s); each pod enforces "
+                 "its own against the shared count, so the largest holds for the total",
+                 claim->queue_name != NULL ? claim->queue_name : "?", PQgetvalue(res, 0, 10));
+    }
+    return rows == 1 && PQgetisnull(res, 0, 0) ? 0 : rows;
+}
+
 static int task_batch_fill(struct task_batch *batch, const PGresult *res,
                            struct claim_state *cursor)
 {
-    int rows = PQntuples(res);
+    int rows = PQnfields(res) > 8 ? task_limit_budget(res, cursor) : PQntuples(res);
     batch_reserve(batch, rows);
     for (int i = 0; i < rows; i++) {
         struct claimed_task *task = &batch->tasks[i];
@@ -411,6 +513,26 @@ int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_
 {
     task_batch_clear(batch);
     return task_batch_fill(batch, res, claim);
+}
+
+bool task_claim_full(const struct claim_state *claim, const struct queue_config *queue, int claimed)
+{
+    if (!config_queue_limited(queue))
+        return claimed == queue->batch;
+    return claimed > 0 && claimed == claim->limit_take;
+}
+
+void task_limit_ring(PGconn *conn, const struct queue_config *queue)
+{
+    if (queue->concurrency <= 0)
+        return;
+    const char *params[] = {queue->name};
+    PGresult *res = dbconn_exec_params(conn, "SELECT pgwork.limit_ring($1)", 1, text_types, params);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        log_warn("queue \"%s\": announcing a freed slot failed (other pods' waiting workers "
+                 "wait for the next poll): %s",
+                 queue->name, res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+    PQclear(res);
 }
 
 /* A bigint[] literal: digits and commas only, built from integers; NULL
@@ -572,9 +694,11 @@ static int completions_send(PGconn *conn, struct task_completions *tc)
         log_error("out of memory recording finished tasks");
         return -1;
     }
-    const char *params[] = {array, tc->locked_by};
-    int sent = dbconn_send_params(conn, tc->keep_done ? done_many_sql : delete_many_sql, 2,
-                                  ids_owner_types, params);
+    const char *params[] = {array, tc->locked_by, tc->queue_name};
+    const char *sql = tc->ring ? (tc->keep_done ? done_many_ring_sql : delete_many_ring_sql)
+                               : (tc->keep_done ? done_many_sql : delete_many_sql);
+    int sent = dbconn_send_params(conn, sql, tc->ring ? 3 : 2,
+                                  tc->ring ? ids_owner_queue_types : ids_owner_types, params);
     free(array);
     if (!sent) {
         log_error("cannot send finished tasks of queue \"%s\": %s", tc->queue_name,
@@ -590,7 +714,12 @@ static int completions_send(PGconn *conn, struct task_completions *tc)
 int task_completions_add(PGconn *conn, struct task_completions *tc,
                          const struct queue_config *queue, const char *locked_by, int64_t id)
 {
-    if (tc->count > 0 && tc->keep_done != queue->keep_done && task_completions_flush(conn, tc) != 0)
+    /* One statement holds the ids of one kind: done or deleted, rung or
+     * not (and a ring names one queue). */
+    bool ring = queue->concurrency > 0;
+    bool other_kind = tc->keep_done != queue->keep_done || tc->ring != ring ||
+                      (ring && tc->queue_name != queue->name);
+    if (tc->count > 0 && other_kind && task_completions_flush(conn, tc) != 0)
         return -1;
     if (tc->count == tc->capacity) {
         int capacity = tc->capacity ? tc->capacity * 2 : 16;
@@ -604,6 +733,7 @@ int task_completions_add(PGconn *conn, struct task_completions *tc,
     }
     tc->ids[tc->count++] = id;
     tc->keep_done = queue->keep_done;
+    tc->ring = ring;
     tc->queue_name = queue->name;
     tc->locked_by = locked_by;
     /* Send now unless the previous group is still on its way: then these

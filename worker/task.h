@@ -48,7 +48,26 @@ struct claim_state {
     int64_t run_at_us; /* for comparing keys */
     char run_at[48];   /* run_at as the database printed it: sent back exactly */
     int64_t id;
+    /* A limited queue's last claim (config_queue_limited; task.c): how
+     * many tasks its limits let it take (0: a limit is reached), and when
+     * the rate allows the next start (ms from now; 0 = not rate-bound).
+     * limits_warned: another pod's differing limits were logged once. */
+    int limit_take;
+    int64_t limit_wait_ms;
+    bool limits_warned;
+    const char *queue_name; /* for messages (the config's) */
 };
+
+/* Whether a claim that took `claimed` tasks got all it asked for (a full
+ * batch; for a limited queue all its limits allowed): more may be waiting,
+ * so the drain goes on and asks for help. */
+bool task_claim_full(const struct claim_state *claim, const struct queue_config *queue,
+                     int claimed);
+
+/* A slot of capped queue may have freed (a failure, a release, a batch
+ * done outside task_completions): announce it to waiting pods
+ * (pgwork.limit_ring). Logged on failure; never fatal. */
+void task_limit_ring(PGconn *conn, const struct queue_config *queue);
 
 /* The text of queue's claim (from_cursor: bounded by the cursor's key),
  * built into claim on first use. Parameters: see task.c. */
@@ -142,6 +161,7 @@ struct task_completions {
     int capacity;
     int in_flight;          /* tasks in the statement sent and not yet answered */
     bool keep_done;         /* of the queue the ids belong to */
+    bool ring;              /* the queue is capped: the statement rings it (limit_ring) */
     const char *queue_name; /* for messages */
     const char *locked_by;
 };

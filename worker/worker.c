@@ -227,6 +227,8 @@ static void worker_record_failure(struct worker *w, struct served_queue *sq,
              : task_mark_failed(w->conn, task->id, w->locked_by, error, delay, dead);
     if (marked == 1 && !dead)
         worker_schedule_retry(w, sq->index, delay);
+    if (marked == 1)
+        task_limit_ring(w->conn, queue); /* its slot is free */
 }
 
 static void worker_run_task(struct worker *w, struct served_queue *sq,
@@ -304,7 +306,8 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
         break;
     case HANDLER_ABORTED:
         worker_flush_completions(w);
-        task_release(w->conn, &task.id, 1, w->locked_by);
+        if (task_release(w->conn, &task.id, 1, w->locked_by) == 0)
+            task_limit_ring(w->conn, queue);
         log_task(LOG_LEVEL_INFO, queue->name, task.id, "interrupted, released to pending");
         break;
     case HANDLER_CANCELLED: {
@@ -338,7 +341,8 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
                 for (int j = i; j < w->batch.count; j++)
                     if (j != skip)
                         ids[left++] = w->batch.tasks[j].id;
-                task_release(w->conn, ids, left, w->locked_by);
+                if (task_release(w->conn, ids, left, w->locked_by) == 0 && left > 0)
+                    task_limit_ring(w->conn, sq->queue);
                 free(ids);
             }
             break;
@@ -363,7 +367,7 @@ int worker_claim_and_run(struct worker *w, struct served_queue *sq)
         return claimed;
     /* Ask for help before running anything: the next worker starts while
      * this one works through its batch. */
-    if (claimed == sq->queue->batch)
+    if (task_claim_full(&sq->claim, sq->queue, claimed))
         worker_request_help(w, sq->index);
     worker_run_batch(w, sq, -1);
     return claimed;
@@ -440,8 +444,12 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
         if (worker_queue_paused(w, sq))
             return;
         bool from_cursor = sq->claim.cursor_set;
-        int claimed = sq->handler->send_in_transaction != NULL ? sql_batch_claim_and_run(w, sq)
-                                                               : worker_claim_and_run(w, sq);
+        bool sql_path = sq->handler->send_in_transaction != NULL;
+        int claimed = sql_path ? sql_batch_claim_and_run(w, sq) : worker_claim_and_run(w, sq);
+        /* The sql path's batch is done: its slots of a capped queue free
+         * at once (the other paths ring with each outcome). */
+        if (sql_path && claimed > 0)
+            task_limit_ring(w->conn, sq->queue);
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->self->claims, 1, memory_order_relaxed);
         if (claimed < 0) {
@@ -451,7 +459,15 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
         atomic_store_explicit(&w->self->claim_failures, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&shared_queue->tasks_claimed, (uint64_t)claimed,
                                   memory_order_relaxed);
-        if (claimed < sq->queue->batch) {
+        if (config_queue_limited(sq->queue) && sq->claim.limit_take == 0) {
+            /* A limit is reached. The cap: sleep; a completion anywhere
+             * rings the queue (pgwork.limit_ring). The rate: the
+             * supervisor's timer wakes the queue when budget returns. */
+            if (sq->claim.limit_wait_ms > 0)
+                worker_schedule_retry(w, sq->index, sq->claim.limit_wait_ms);
+            return;
+        }
+        if (!task_claim_full(&sq->claim, sq->queue, claimed)) {
             /* Short from the cursor: tasks may remain before it (released,
              * or skipped while another worker held them). One more claim
              * from the start decides. */

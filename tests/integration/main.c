@@ -34,6 +34,7 @@ static Suite *(*const suites[])(void) = {
     schedule_suite,
     status_suite,
     control_suite,
+    limits_suite,
     /* clang-format on */
 };
 

@@ -29,5 +29,6 @@ Suite *
 schedule_suite(void); /* schedules: one task per tick across pods, missed ticks, check-config */
 Suite *control_suite(void); /* pause/resume and cancel (migration 0011), with two pods */
 Suite *status_suite(void);  /* the SIGUSR1 status lines: a hung worker shows */
+Suite *limits_suite(void);  /* concurrency caps and rate limits, held across pods */
 
 #endif

@@ -290,6 +290,40 @@ END_TEST
 
 /* ---- durations ----------------------------------------------------------- */
 
+/* Issue 14: queue.rate is "N/PERIOD" or ""; queue.concurrency a count. */
+START_TEST(test_limits)
+{
+    struct pgwork_config *c = load_ok("queue \"a\" { command = {\"/x\"} concurrency = 5"
+                                      " rate = \"100/1m\" }\n"
+                                      "queue \"b\" { command = {\"/x\"} }\n");
+    ck_assert_int_eq(c->queues[0].concurrency, 5);
+    ck_assert_str_eq(c->queues[0].rate, "100/1m");
+    ck_assert(config_queue_limited(&c->queues[0]));
+    ck_assert_int_eq(c->queues[1].concurrency, 0);
+    ck_assert_str_eq(c->queues[1].rate, "");
+    ck_assert(!config_queue_limited(&c->queues[1]));
+    config_free(c);
+
+    int n;
+    int64_t ms;
+    ck_assert_int_eq(config_rate_parse("5/1s", &n, &ms), 0);
+    ck_assert_int_eq(n, 5);
+    ck_assert_int_eq(ms, 1000);
+    ck_assert_int_eq(config_rate_parse("100/1m", &n, &ms), 0);
+    ck_assert_int_eq(ms, 60000);
+    ck_assert_int_eq(config_rate_parse("", &n, &ms), 0);
+    ck_assert_int_eq(n, 0);
+    const char *bad[] = {"0/1s",  "5",     "5/",    "5/0s",      "x/1s",
+                         "5/25h", "-1/1s", "5 /1s", "1000001/1s"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(config_rate_parse(bad[i], &n, &ms) == -1, "accepted %s", bad[i]);
+    expect_error("queue \"a\" { command = {\"/x\"}\n  rate = \"5 per second\" }\n", 2,
+                 "queue \"a\".rate", "N/PERIOD", "5 per second");
+    expect_error("queue \"a\" { command = {\"/x\"}\n  concurrency = -1 }\n", 2,
+                 "queue \"a\".concurrency");
+}
+END_TEST
+
 START_TEST(test_parse_duration_accepts)
 {
     static const struct {
@@ -1063,6 +1097,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_handler_names);
     tcase_add_test(tc, test_parse_duration_accepts);
     tcase_add_test(tc, test_parse_duration_rejects);
+    tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_duration_units_quoted_and_unquoted);
     tcase_add_test(tc, test_duration_garbage);
     tcase_add_test(tc, test_workers_count_range);

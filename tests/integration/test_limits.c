@@ -1,0 +1,213 @@
+/*
+ * test_limits.c — a queue's concurrency cap and rate limit (issue 14,
+ * migration 0012) hold for two pods together, and cost no polling: the
+ * capped queue's waiting workers are woken by completions on either pod,
+ * the rate-limited queue's by the supervisors' timers (the safety poll is
+ * 60 s, far beyond every bound here).
+ *
+ * What is checked comes from the database: the running count sampled
+ * while the tasks run, and each task's started_at / finished_at (a
+ * limited claim records the time it took under the queue's lock).
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+/* Two pods with the same config (workers 4 each); each listening. */
+static void limits_two_pods(struct harness_run *run, const char *queue,
+                            struct harness_supervisor **pods)
+{
+    run->config = harness_scenario_config(&(struct harness_scenario){
+        .workers = "count = 4 safety_poll_interval = 60s", .queues = queue});
+    for (int i = 0; i < 2; i++) {
+        pods[i] = harness_spawn_supervisor(run->config, run->conninfo);
+        harness_wait_output(pods[i], "listening on channel");
+    }
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    for (int i = 0; i < 2; i++)
+        harness_wait_idle(pods[i], 4, w);
+}
+
+static void limits_stop(struct harness_supervisor **pods)
+{
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(harness_stop_supervisor(pods[i], SIGTERM, 20000), 0);
+}
+
+/*
+ * Cap 3 over two pods of 4 workers: 24 tasks of 0.5 s. The running count,
+ * sampled from the database every few ms, never passes 3, and neither does
+ * the overlap the rows' own times show; the 24 finish within 1.2 x the
+ * 4 s that 3 at a time take (a freed slot is claimed within ms, on
+ * whichever pod).
+ */
+START_TEST(cap_holds_across_two_pods)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    struct harness_supervisor *pods[2];
+    limits_two_pods(run, "queue \"capped\" { command = {\"/bin/sleep\", \"0.5\"} concurrency = 3 }",
+                    pods);
+    PGconn *conn = run->conn;
+    int64_t start = harness_now_ms();
+    harness_exec(conn,
+                 "INSERT INTO pgwork.tasks (queue) SELECT 'capped' FROM generate_series(1, 24)");
+    int64_t most = 0, samples = 0, done = 0;
+    while (done < 24 && harness_now_ms() - start < 20000) {
+        int64_t running = harness_query_int64(
+            conn, "SELECT count(*) FROM pgwork.tasks WHERE queue = 'capped' AND state = 'running'");
+        most = running > most ? running : most;
+        samples++;
+        done = harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'");
+        usleep(2000);
+    }
+    int64_t took = harness_now_ms() - start;
+    /* Each start's time, and how many rows were running then by their own
+     * times (a done's finished_at precedes its commit, so a claim that saw
+     * a task running never sees it finished earlier). */
+    int64_t overlap = harness_query_int64(
+        conn, "SELECT max((SELECT count(*) FROM pgwork.tasks b WHERE b.started_at <= a.started_at"
+              "  AND (b.finished_at IS NULL OR b.finished_at > a.started_at)))"
+              " FROM pgwork.tasks a");
+    fprintf(stderr,
+            "limits: cap 3: at most %" PRId64 " running (%" PRId64 " samples), %" PRId64
+            " by the rows' times; 24 done in %" PRId64 " ms\n",
+            most, samples, overlap, took);
+    if (done < 24 || most > 3 || overlap > 3 || took > 4800) {
+        harness_stderr_dump(pods[0]);
+        harness_stderr_dump(pods[1]);
+    }
+    ck_assert_msg(done == 24, "%" PRId64 " of 24 tasks done after %" PRId64 " ms: %s", done, took,
+                  harness_tasks_text(conn));
+    ck_assert_msg(most <= 3, "%" PRId64 " tasks running at once (cap 3; %" PRId64 " samples)", most,
+                  samples);
+    ck_assert_msg(overlap <= 3, "the rows' times show %" PRId64 " running at once (cap 3)",
+                  overlap);
+    ck_assert_msg(most == 3, "never 3 running at once (at most %" PRId64 "): the cap was not used",
+                  most);
+    ck_assert_msg(took <= 4800, "24 tasks of 0.5 s, 3 at a time, took %" PRId64 " ms (> 4.8 s)",
+                  took);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT max(attempts) FROM pgwork.tasks"), 1);
+    /* Both pods took part (a freed slot goes to whichever claims first). */
+    ck_assert_int_eq(harness_query_int64(conn,
+                                         "SELECT count(DISTINCT split_part(locked_by, '/', 1))"
+                                         " FROM pgwork.tasks"),
+                     2);
+    limits_stop(pods);
+}
+END_TEST
+
+/*
+ * Rate 10/1s over two pods: 50 tasks. No closed window of 1 s holds more
+ * than 10 starts; every start is the first attempt (tasks over budget
+ * wait pending, uncharged); the 50 are done in 5 +- 1 s — the fifth ten
+ * starts 4 s after the first, woken by the timers at that moment.
+ */
+START_TEST(rate_holds_across_two_pods)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    struct harness_supervisor *pods[2];
+    limits_two_pods(run, "queue \"rated\" { command = {\"/bin/true\"} rate = \"10/1s\" }", pods);
+    PGconn *conn = run->conn;
+    int64_t start = harness_now_ms();
+    harness_exec(conn,
+                 "INSERT INTO pgwork.tasks (queue) SELECT 'rated' FROM generate_series(1, 50)");
+    bool done = harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'",
+                                   50, 15000);
+    int64_t took = harness_now_ms() - start;
+    int64_t busiest = harness_query_int64(
+        conn, "SELECT max((SELECT count(*) FROM pgwork.tasks b WHERE b.started_at >= a.started_at"
+              "  AND b.started_at <= a.started_at + interval '1 second'))"
+              " FROM pgwork.tasks a");
+    fprintf(stderr,
+            "limits: rate 10/1s: at most %" PRId64 " starts in 1 s; 50 done in %" PRId64 " ms\n",
+            busiest, took);
+    if (!done || busiest > 10 || took < 4000 || took > 6000) {
+        harness_stderr_dump(pods[0]);
+        harness_stderr_dump(pods[1]);
+    }
+    ck_assert_msg(done, "not all 50 done after %" PRId64 " ms: %s", took, harness_tasks_text(conn));
+    ck_assert_msg(busiest <= 10, "%" PRId64 " starts within one second (rate 10/1s)", busiest);
+    ck_assert_msg(took >= 4000 && took <= 6000,
+                  "50 tasks at 10/1s took %" PRId64 " ms (not 5 +- 1 s)", took);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT max(attempts) FROM pgwork.tasks"), 1);
+    limits_stop(pods);
+}
+END_TEST
+
+/*
+ * Behind a transaction-mode PgBouncer (pool of 3 for 8 workers, so
+ * server connections change hands between transactions): a capped sql
+ * queue (the one-transaction path) and a rate-limited exec queue, two
+ * pods. The advisory lock lives in each claim's transaction, so the
+ * limits hold as they do direct: sampled running <= 2, no second with
+ * more than 5 starts, and all done without waiting for a poll.
+ */
+START_TEST(limits_hold_behind_pgbouncer)
+{
+    struct harness_pgbouncer *bouncer = harness_pgbouncer_start("transaction", 3);
+    char dbname[HARNESS_NAME_MAX];
+    PGconn *conn;
+    const char *direct = harness_db_migrated(&conn, dbname, NULL);
+    const char *config = harness_write_config(harness_printf(
+        "database { listen_conninfo = \"%s\" }\n"
+        "workers { count = 4 safety_poll_interval = 60s }\n"
+        "log { format = \"text\" }\n"
+        "queue \"s\" { handler = \"sql\" statement = \"SELECT pg_sleep(0.2)\" concurrency = 2 }\n"
+        "queue \"r\" { command = {\"/bin/true\"} rate = \"5/1s\" }\n",
+        direct));
+    struct harness_supervisor *pods[2];
+    for (int i = 0; i < 2; i++) {
+        pods[i] = harness_spawn_supervisor(config, harness_pgbouncer_conninfo(bouncer, dbname));
+        harness_wait_output(pods[i], "listening on channel");
+    }
+    int64_t start = harness_now_ms();
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT q FROM generate_series(1, 12),"
+                       " (VALUES ('s'), ('r')) v(q)");
+    int64_t most = 0, done = 0;
+    while (done < 24 && harness_now_ms() - start < 20000) {
+        int64_t running = harness_query_int64(
+            conn, "SELECT count(*) FROM pgwork.tasks WHERE queue = 's' AND state = 'running'");
+        most = running > most ? running : most;
+        done = harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'");
+        usleep(2000);
+    }
+    int64_t took = harness_now_ms() - start;
+    int64_t busiest = harness_query_int64(
+        conn, "SELECT max((SELECT count(*) FROM pgwork.tasks b WHERE b.queue = 'r'"
+              "  AND b.started_at >= a.started_at"
+              "  AND b.started_at <= a.started_at + interval '1 second'))"
+              " FROM pgwork.tasks a WHERE a.queue = 'r'");
+    fprintf(stderr,
+            "limits: behind PgBouncer: at most %" PRId64 " running (cap 2), %" PRId64
+            " starts in 1 s (rate 5/1s); 24 done in %" PRId64 " ms\n",
+            most, busiest, took);
+    if (done < 24 || most > 2 || busiest > 5) {
+        harness_stderr_dump(pods[0]);
+        harness_stderr_dump(pods[1]);
+    }
+    ck_assert_msg(done == 24, "%" PRId64 " of 24 done after %" PRId64 " ms: %s", done, took,
+                  harness_tasks_text(conn));
+    ck_assert_msg(most <= 2, "%" PRId64 " sql tasks running at once (cap 2)", most);
+    ck_assert_msg(busiest <= 5, "%" PRId64 " starts within one second (rate 5/1s)", busiest);
+    /* 12 x 0.2 s two at a time, and 12 starts at 5/1s: seconds, not a poll. */
+    ck_assert_msg(took < 10000, "took %" PRId64 " ms", took);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT max(attempts) FROM pgwork.tasks"), 1);
+    limits_stop(pods);
+}
+END_TEST
+
+Suite *limits_suite(void)
+{
+    Suite *s = suite_create("limits");
+    TCase *tc = harness_tcase("across_pods");
+    tcase_add_test(tc, cap_holds_across_two_pods);
+    tcase_add_test(tc, rate_holds_across_two_pods);
+    tcase_add_test(tc, limits_hold_behind_pgbouncer);
+    suite_add_tcase(s, tc);
+    return s;
+}
