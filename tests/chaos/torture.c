@@ -43,6 +43,10 @@
  *                are gone), and each pod still has workers
  *   exit         a supervisor exits only when the driver kills it, and with
  *                0 on the final SIGTERM
+ *   tick         the schedule both pods run (every = 1s, dropped and restored
+ *                at random by HUPs; its tasks wait in a queue no pod serves,
+ *                which "unfinished" leaves out) has at most one task per
+ *                tick, and each task's run_at is a tick
  *   sanitizer    no ASan/UBSan/LSan report in any pod's log
  *   cancel       a task cancelled while pending or running ends cancelled
  *                (never done, dead or pending again), a cancelled sql task
@@ -188,12 +192,18 @@ struct pod {
     int64_t blackhole_end; /* > 0: HUP the proxy then */
     int64_t exclude_until; /* no stall accounting before this (see invariants) */
     int workers_count;     /* workers.count of its current config */
+    bool schedule_on;      /* its config runs the schedule (SCHEDULE_NAME) */
     int workers_target;    /* the pool's target in its last status line (TTIN/TTOU too) */
     int64_t stall_since[QUEUES];
     bool stall_reported[QUEUES];
     int64_t worst_usr1, worst_healthz;
     int probes, slow_probes;
 };
+
+/* The schedule in the pods' configs, and the queue its tasks wait in
+ * (served by no pod: they stay pending, and count as finished). */
+#define SCHEDULE_NAME "tbeat"
+#define SCHEDULE_QUEUE "tsched"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pod pods[PODS];
@@ -384,6 +394,17 @@ static char *config_text(const struct pod *p, int count, const int *batch)
         free(qtext);
         qtext = next;
     }
+    /* The schedule both pods usually run (a HUP may drop it from one or
+     * both, or bring it back). Its tasks go to a queue no pod serves, so
+     * each keeps the run_at it was made with (a retry would move it): at
+     * most one task per tick is judged on them. */
+    if (p->schedule_on) {
+        char *next = chaos_xasprintf("%sschedule \"%s\" { every = 1s queue = \"%s\" payload = "
+                                     "\"{\\\"schedule\\\": \\\"%s\\\"}\" }\n",
+                                     qtext, SCHEDULE_NAME, SCHEDULE_QUEUE, SCHEDULE_NAME);
+        free(qtext);
+        qtext = next;
+    }
     char *text = chaos_xasprintf(
         "workers { count = %d min = 1 max = %d lease = %ds poll_interval = 500ms "
         "safety_poll_interval = 3s restart_delay_min = 50ms restart_delay_max = %dms "
@@ -408,6 +429,7 @@ static void write_config(struct pod *p, const char *text)
 static void write_base_config(struct pod *p)
 {
     int batch[QUEUES] = {5, 3, 3, 2};
+    p->schedule_on = true;
     char *text = config_text(p, 3, batch);
     write_config(p, text);
     free(text);
@@ -1105,6 +1127,7 @@ static bool inject_locked(enum fault f, PGconn **c)
             for (int q = 0; q < QUEUES; q++)
                 batch[q] = (int)rnd_between(1, 10);
             p->workers_count = (int)rnd_between(1, 4);
+            p->schedule_on = rnd(5) != 0; /* schedules come and go with reloads */
             text = config_text(p, p->workers_count, batch);
         } else {
             text = invalid_config(p);
@@ -1127,8 +1150,8 @@ static bool inject_locked(enum fault f, PGconn **c)
     case F_BURST_FUTURE: {
         if (!db_ensure(c, 200))
             return false;
-        if (chaos_query_int(*c, "SELECT count(*) FROM pgwork.tasks WHERE state = 'pending'") >
-            BACKLOG_CAP) {
+        if (chaos_query_int(*c, "SELECT count(*) FROM pgwork.tasks WHERE state = 'pending' AND "
+                                "queue <> '" SCHEDULE_QUEUE "'") > BACKLOG_CAP) {
             bursts_skipped++;
             return false;
         }
@@ -1424,8 +1447,9 @@ static void settle_and_judge(PGconn **c, int64_t run_started)
         pods_deferred();
         pthread_mutex_unlock(&lock);
         if (db_ensure(c, 1000) &&
-            (unfinished = chaos_query_int(*c, "SELECT count(*) FROM pgwork.tasks WHERE state "
-                                              "IN ('pending', 'running')")) == 0)
+            (unfinished = chaos_query_int(
+                 *c, "SELECT count(*) FROM pgwork.tasks WHERE state "
+                     "IN ('pending', 'running') AND queue <> '" SCHEDULE_QUEUE "'")) == 0)
             break;
         chaos_sleep_ms(100);
     }
@@ -1440,7 +1464,8 @@ static void settle_and_judge(PGconn **c, int64_t run_started)
         print_rows(*c, "unfinished tasks (first 10)",
                    "SELECT id, queue, state, attempts, run_at > now() AS later, locked_by, "
                    "locked_until - now() AS lease_left, payload, left(last_error, 120) AS "
-                   "last_error FROM pgwork.tasks WHERE state IN ('pending', 'running') ORDER BY "
+                   "last_error FROM pgwork.tasks WHERE state IN ('pending', 'running') AND queue "
+                   "<> '" SCHEDULE_QUEUE "' ORDER BY "
                    "id LIMIT 10");
     } else {
         chaos_say("every task ended %.1f s after the faults stopped", (double)settled_ms / 1000);
@@ -1504,6 +1529,25 @@ static void judge_database(PGconn *c, int64_t *done, int64_t *dead, int64_t *dup
     if ((n = chaos_query_int(c, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done' AND "
                                 "payload->>'poison' <> 'none'")) != 0)
         violation("effect", "%" PRId64 " poison task(s) ended done", n);
+    /* One task per (schedule, tick), whatever the pods went through; each
+     * task's run_at is its tick (a whole second of every = 1s). */
+    if ((n = chaos_query_int(c, "SELECT count(*) FROM (SELECT 1 FROM pgwork.tasks WHERE payload ? "
+                                "'schedule' GROUP BY queue, payload->>'schedule', run_at HAVING "
+                                "count(*) > 1) d")) != 0) {
+        violation("tick", "%" PRId64 " tick(s) with more than one task", n);
+        print_rows(c, "ticks made twice (first 10)",
+                   "SELECT payload->>'schedule' AS schedule, run_at, count(*), array_agg(id) FROM "
+                   "pgwork.tasks WHERE payload ? 'schedule' GROUP BY 1, 2 HAVING count(*) > 1 "
+                   "ORDER BY 2 LIMIT 10");
+    }
+    if ((n = chaos_query_int(c, "SELECT count(*) FROM pgwork.tasks WHERE payload ? 'schedule' AND "
+                                "run_at <> date_trunc('second', run_at)")) != 0)
+        violation("tick", "%" PRId64 " schedule task(s) whose run_at is not a tick", n);
+    chaos_say("schedule %s: %" PRId64 " ticks made, %" PRId64 " seconds between its first and last",
+              SCHEDULE_NAME,
+              chaos_query_int(c, "SELECT count(*) FROM pgwork.tasks WHERE payload ? 'schedule'"),
+              chaos_query_int(c, "SELECT coalesce(extract(epoch FROM max(run_at) - min(run_at)), "
+                                 "0)::bigint FROM pgwork.tasks WHERE payload ? 'schedule'"));
 }
 
 static void print_table(PGconn *c, int64_t done, int64_t dead, int64_t dups)

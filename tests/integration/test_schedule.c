@@ -219,6 +219,37 @@ START_TEST(missed_tick_made_once_late_on_start)
 }
 END_TEST
 
+/* HUP: an added schedule starts making ticks, a removed one stops. */
+START_TEST(hup_adds_and_removes_a_schedule)
+{
+    PGconn *conn;
+    const char *conninfo = schedule_database(&conn);
+    const char *plain = "workers { count = 1 }\nqueue \"work\" { command = {\"/bin/true\"} }\n";
+    const char *config = harness_write_config(plain);
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, conninfo);
+    harness_wait_output(sup, "listening on channel");
+
+    harness_write_file(config,
+                       harness_printf("%shttp { listen = \"\" }\n"
+                                      "schedule \"beat\" { every = 1s queue = \"ticks\" }\n",
+                                      plain));
+    harness_signal_and_wait(sup, sup->pid, SIGHUP, "reloaded");
+    ck_assert_msg(harness_wait_until(conn, "SELECT least(count(*), 2) FROM pgwork.tasks", 2, 10000),
+                  "the schedule added by HUP made no two tasks in 10 s");
+
+    harness_write_file(config, harness_printf("%shttp { listen = \"\" }\n", plain));
+    harness_signal_and_wait(sup, sup->pid, SIGHUP, "reloaded");
+    /* A claim sent just before the reload may still land. */
+    int64_t after = harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks") + 1;
+    sleep_ms(3000); /* three ticks' time: none may come */
+    int64_t later = harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks");
+    ck_assert_msg(later <= after,
+                  "%" PRId64 " tasks 3 s after the schedule was removed (%" PRId64 " at most)",
+                  later, after);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 15000), 0);
+}
+END_TEST
+
 /* check-config: a bad schedule is an error naming the file, the line and
  * why, exit 3, before anything starts. */
 START_TEST(check_config_names_line_and_reason)
@@ -266,6 +297,7 @@ Suite *schedule_suite(void)
     TCase *tc = harness_tcase("schedules");
     tcase_add_test(tc, two_pods_one_task_per_tick);
     tcase_add_test(tc, missed_tick_made_once_late_on_start);
+    tcase_add_test(tc, hup_adds_and_removes_a_schedule);
     tcase_add_test(tc, check_config_names_line_and_reason);
     suite_add_tcase(s, tc);
     return s;
