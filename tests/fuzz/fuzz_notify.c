@@ -14,7 +14,12 @@
  *  - OTHER_QUEUE and MALFORMED leave the outputs untouched;
  *  - a payload built from a configured name ("<n> <name>") is always
  *    recognised as that queue (checked with the input as the name, when it
- *    is one).
+ *    is one);
+ *  - control messages (supervisor/control.h, migration 0011): a payload
+ *    starting with '!' never parses as a task notification, and the text
+ *    after it parses as pause/resume with the name that follows the word,
+ *    as cancel with the positive number that follows it and a non-empty
+ *    owner, or as nothing.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -25,6 +30,7 @@
 #include <unistd.h>
 
 #include "shared/config.h"
+#include "supervisor/control.h"
 #include "supervisor/listener.h"
 
 static struct pgwork_config *config;
@@ -109,6 +115,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     default:
         check(0, "a known result");
+    }
+
+    if (payload[0] == '!')
+        check(kind == LISTENER_NOTIFY_MALFORMED, "a control message is no task notification");
+    struct control_message m;
+    switch (control_parse(payload, &m)) {
+    case CONTROL_PAUSE:
+    case CONTROL_RESUME: {
+        const char *word = m.kind == CONTROL_PAUSE ? "pause " : "resume ";
+        check(strncmp(payload, word, strlen(word)) == 0 && m.queue == payload + strlen(word) &&
+                  m.queue[0] != '\0',
+              "pause/resume: the name follows the word");
+        break;
+    }
+    case CONTROL_CANCEL: {
+        char *end = NULL;
+        long long id = strncmp(payload, "cancel ", 7) == 0 ? strtoll(payload + 7, &end, 10) : 0;
+        check(m.task_id > 0 && id == m.task_id && end != NULL && *end == ' ' &&
+                  m.locked_by == end + 1 && m.locked_by[0] != '\0',
+              "cancel: the id is the number after the word, then the owner");
+        break;
+    }
+    case CONTROL_REREAD:
+        check(strcmp(payload, "paused") == 0, "only \"paused\" rereads");
+        break;
+    case CONTROL_MALFORMED:
+        check(m.queue == NULL && m.locked_by == NULL, "no outputs when malformed");
+        break;
+    default:
+        check(0, "a known control result");
     }
 
     /* The input as a queue name: "<n> name" must find it iff configured. */

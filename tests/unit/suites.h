@@ -17,5 +17,6 @@ Suite *child_suite(void);
 Suite *resolver_suite(void);
 Suite *schedule_suite(void);
 Suite *text_suite(void);
+Suite *control_suite(void);
 
 #endif
