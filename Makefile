@@ -24,16 +24,17 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
           -D_GNU_SOURCE -I$(PG_INCLUDE) -I. $(SANFLAGS) -MMD -MP
 LDFLAGS += $(SANFLAGS)
-LDLIBS = -lpq -lconfuse -lmicrohttpd -lm
+LDLIBS = -lpq -lconfuse -lmicrohttpd -lm -pthread
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
 
 SHARED_SRC := $(wildcard shared/*.c)
 WORKER_SRC := $(wildcard worker/*.c)
 SUPERVISOR_SRC := $(filter-out supervisor/main.c,$(wildcard supervisor/*.c))
+WEB_SRC := $(wildcard web/*.c)
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 
-LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(SHARED_SRC) $(WORKER_SRC) $(SUPERVISOR_SRC)) \
-           $(BUILD)/gen/migrations.o
+LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(SHARED_SRC) $(WORKER_SRC) $(SUPERVISOR_SRC) $(WEB_SRC)) \
+           $(BUILD)/gen/migrations.o $(BUILD)/gen/web_assets.o
 MAIN_OBJ := $(BUILD)/supervisor/main.o
 
 UNIT_SRC := $(wildcard tests/unit/*.c)
@@ -58,6 +59,25 @@ $(BUILD)/gen/migrations.c: $(MIGRATIONS) scripts/embed-migrations.sh
 	sh scripts/embed-migrations.sh $(MIGRATIONS) > $@
 
 $(BUILD)/gen/migrations.o: $(BUILD)/gen/migrations.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The dashboard's static files are embedded too: its own (web/assets/) and
+# uPlot, vendored from npm at build time (web/assets/package-lock.json;
+# `npm ci` runs again only when the lockfile changes).
+UPLOT := web/assets/node_modules/uplot/dist
+WEB_ASSETS := app.js=web/assets/app.js style.css=web/assets/style.css \
+              uPlot.iife.min.js=$(UPLOT)/uPlot.iife.min.js uPlot.min.css=$(UPLOT)/uPlot.min.css
+
+$(UPLOT)/uPlot.iife.min.js $(UPLOT)/uPlot.min.css: web/assets/package-lock.json
+	cd web/assets && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $(UPLOT)/uPlot.iife.min.js $(UPLOT)/uPlot.min.css
+
+$(BUILD)/gen/web_assets.c: scripts/embed-assets.sh web/assets/app.js web/assets/style.css \
+                           $(UPLOT)/uPlot.iife.min.js $(UPLOT)/uPlot.min.css
+	@mkdir -p $(dir $@)
+	sh scripts/embed-assets.sh $(WEB_ASSETS) > $@
+
+$(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # The pool's unit tests stand in for the worker and steer fork(),
@@ -87,7 +107,7 @@ test: check-deps $(BUILD)/pgwork $(UNIT_BIN) $(INTEG_BIN)
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --inline-suppr --std=c11 -D_GNU_SOURCE -I. shared supervisor worker
+	  --inline-suppr --std=c11 -D_GNU_SOURCE -I. shared supervisor worker web
 	clang-format --dry-run --Werror $(shell git ls-files '*.c' '*.h')
 
 format:

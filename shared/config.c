@@ -639,6 +639,7 @@ static const struct section {
     {"queue", CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES, validate_queue},
     {"schedule", CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES, validate_schedule},
     {"http", CFGF_NONE, validate_plain_section},
+    {"web", CFGF_NONE, validate_plain_section},
     {"log", CFGF_NONE, validate_plain_section},
 };
 #define SECTION_COUNT (sizeof sections / sizeof sections[0])

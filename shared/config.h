@@ -121,6 +121,13 @@ struct pgwork_config {
         char *listen; /* "" = no HTTP endpoint */
     } http;
 
+    /* pgwork web (the dashboard process); the supervisor never reads it. */
+    struct {
+        char *listen;     /* host:port of the dashboard */
+        char *token_file; /* "" = the token comes from PGWORK_WEB_TOKEN */
+        bool public_read; /* true: pages and GET /api/ need no token */
+    } web;
+
     struct {
         enum log_level level;
         enum log_format format;

@@ -112,6 +112,9 @@ const struct config_key config_keys[] = {
     {SCHEDULE(priority, priority),                 COUNT(INT_MIN, INT_MAX),      DEFAULT("0"),      RELOAD},
     {SCHEDULE(timezone, timezone),                 STRING(config_check_zone),    DEFAULT("UTC"),    RELOAD},
     {IN(http, listen, listen),                       STRING(config_check_listen), DEFAULT("0.0.0.0:9187"), RESTART},
+    {IN(web, listen, listen),                        STRING(config_check_listen), DEFAULT("127.0.0.1:9188"), RESTART},
+    {IN(web, token_file, token_file),                          STRING(NULL),     DEFAULT(""),       RESTART},
+    {IN(web, public_read, public_read),                        BOOL,             DEFAULT("false"),  RESTART},
     {IN(log, level, level),                                    ENUM(log_levels), DEFAULT("info"),   ROLL},
     {IN(log, format, format),                                  ENUM(log_formats), DEFAULT("json"),  ROLL},
 };

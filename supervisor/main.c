@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "supervisor.h"
+#include "../web/web.h"
 #include "../shared/config.h"
 #include "../shared/log.h"
 
@@ -64,6 +65,8 @@ static void usage(FILE *out)
             "  pause QUEUE...           no pod claims from these queues until resumed\n"
             "                           (pgwork.pause); running tasks finish\n"
             "  resume QUEUE...          claim from them again (pgwork.resume)\n"
+            "  web                      serve the dashboard on web.listen, a process of its\n"
+            "                           own (token: web.token_file or PGWORK_WEB_TOKEN)\n"
             "  check-config             validate the config file (and the connection\n"
             "                           strings' syntax) as run would, and exit: a file\n"
             "                           without a queue is an error (exit 3) for both\n"
@@ -104,6 +107,7 @@ enum command {
     CMD_PAUSE,
     CMD_RESUME,
     CMD_CHECK_CONFIG,
+    CMD_WEB,
 };
 
 /* A command and its arguments, parsed before anything else happens. */
@@ -297,6 +301,8 @@ static int parse_command(int argc, char **argv, struct invocation *inv)
         inv->command = CMD_RUN;
     } else if (strcmp(command, "check-config") == 0 && args == 0) {
         inv->command = CMD_CHECK_CONFIG;
+    } else if (strcmp(command, "web") == 0 && args == 0) {
+        inv->command = CMD_WEB;
     } else if (strcmp(command, "migrate") == 0 && args == 0) {
         inv->command = CMD_MIGRATE;
     } else if (strcmp(command, "enqueue") == 0 && args >= 1) {
@@ -478,6 +484,8 @@ static int run_cli_command(const struct invocation *inv, const struct pgwork_con
     case CMD_PAUSE:
     case CMD_RESUME:
         return cli_pause(config, inv->queues, inv->queue_count, inv->command == CMD_RESUME);
+    case CMD_WEB:
+        return web_main(config);
     }
     return EXIT_USAGE;
 }
@@ -500,11 +508,12 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     bool run = inv.command == CMD_RUN;
-    log_init(run ? "supervisor" : "cli", -1, config->log.level,
-             run ? config->log.format : LOG_FORMAT_TEXT);
+    bool web = inv.command == CMD_WEB; /* a server too: its log as configured */
+    log_init(run ? "supervisor" : web ? "web" : "cli", -1, config->log.level,
+             run || web ? config->log.format : LOG_FORMAT_TEXT);
 
     if (cli_check_conninfo(config, err, sizeof(err)) != EXIT_OK) {
-        if (run)
+        if (run || web)
             log_error("%s", err); /* the supervisor's stderr is JSON lines */
         else
             fprintf(stderr, "pgwork: %s\n", err);
