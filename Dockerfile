@@ -32,6 +32,11 @@
 #
 # Other commands replace the entrypoint:
 #   docker run --rm --entrypoint pgwork -e PGWORK_DATABASE_URL=... IMAGE migrate
+# The dashboard is one of them (its own process; web.listen, a token):
+#   docker run --rm --entrypoint pgwork -e PGWORK_DATABASE_URL=... \
+#       -e PGWORK_WEB_TOKEN=... -p 9188:9188 IMAGE web   # with web.listen = "0.0.0.0:9188"
+# The build stage runs npm (nodejs, npm) only to vendor the dashboard's
+# chart library (web/assets/package-lock.json) into the binary.
 #
 # `make test` checks this file offline (tests/deploy/): a Dockerfile linter,
 # the project's rules for it, that the build context holds what `make` needs,
@@ -46,6 +51,8 @@ RUN apt-get update \
         libconfuse-dev \
         libmicrohttpd-dev \
         libpq-dev \
+        nodejs \
+        npm \
         pkg-config \
     && rm -rf /var/lib/apt/lists/*
 

@@ -509,8 +509,10 @@ int main(int argc, char **argv)
     }
     bool run = inv.command == CMD_RUN;
     bool web = inv.command == CMD_WEB; /* a server too: its log as configured */
-    log_init(run ? "supervisor" : web ? "web" : "cli", -1, config->log.level,
-             run || web ? config->log.format : LOG_FORMAT_TEXT);
+    log_init(run   ? "supervisor"
+             : web ? "web"
+                   : "cli",
+             -1, config->log.level, run || web ? config->log.format : LOG_FORMAT_TEXT);
 
     if (cli_check_conninfo(config, err, sizeof(err)) != EXIT_OK) {
         if (run || web)

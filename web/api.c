@@ -201,7 +201,9 @@ void api_post(struct web_request *req, struct web_reply *reply)
     const char *verb = n == 4 ? req->segments[3] : "";
     enum { NONE, REQUEUE, CANCEL, PAUSE, RESUME, REQUEUE_DEAD, RUN } action = NONE;
     if (n == 4 && is(req, 1, "tasks"))
-        action = strcmp(verb, "requeue") == 0 ? REQUEUE : strcmp(verb, "cancel") == 0 ? CANCEL : NONE;
+        action = strcmp(verb, "requeue") == 0  ? REQUEUE
+                 : strcmp(verb, "cancel") == 0 ? CANCEL
+                                               : NONE;
     else if (n == 4 && is(req, 1, "queues"))
         action = strcmp(verb, "pause") == 0          ? PAUSE
                  : strcmp(verb, "resume") == 0       ? RESUME

@@ -23,11 +23,11 @@ struct web_request {
     bool post;
     char *segments[WEB_PATH_SEGMENTS]; /* the path split at '/', each unescaped */
     int segment_count;
-    char *form; /* a POST's urlencoded body (NUL-terminated, decoded by web_form) */
-    bool form_post;  /* an urlencoded form post (a browser): answer 303 */
-    bool can_read;   /* token, session, or web.public_read */
-    bool can_act;    /* token, or session and its CSRF token */
-    bool session;    /* logged in through the form */
+    char *form;                 /* a POST's urlencoded body (NUL-terminated, decoded by web_form) */
+    bool form_post;             /* an urlencoded form post (a browser): answer 303 */
+    bool can_read;              /* token, session, or web.public_read */
+    bool can_act;               /* token, or session and its CSRF token */
+    bool session;               /* logged in through the form */
     char csrf[AUTH_ID_LEN + 1]; /* the session's CSRF token, "" without one */
     char *form_values[WEB_FORM_FIELDS]; /* web_form's decoded copies, freed with the request */
     int form_value_count;

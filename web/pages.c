@@ -188,8 +188,8 @@ static void task_rows(struct web_request *req, struct web_reply *reply, PGresult
     for (int i = 0; i < shown; i++) {
         const char *id = PQgetvalue(res, i, 0);
         const char *state = PQgetvalue(res, i, 2);
-        OUT("<tr data-id=\"%s\"><td><a href=\"/tasks/%s\">%s</a></td><td class=\"%s\">", id, id,
-            id, strcmp(state, "dead") == 0 ? "dead" : "");
+        OUT("<tr data-id=\"%s\"><td><a href=\"/tasks/%s\">%s</a></td><td class=\"%s\">", id, id, id,
+            strcmp(state, "dead") == 0 ? "dead" : "");
         H(state);
         OUT("</td><td class=\"n\">");
         H(PQgetvalue(res, i, 3));

@@ -306,9 +306,11 @@ int queries_overview(PGconn *conn, const struct pgwork_config *config,
         const char *v1 = PQgetvalue(stats, i, 1), *v2 = PQgetvalue(stats, i, 2);
         const char *v3 = PQgetvalue(stats, i, 3), *v4 = PQgetvalue(stats, i, 4);
         const char *ps_running[] = {name, "running"}, *ps_dead[] = {name, "dead"};
-        set_count(&q->due, v1, atoll(v1) > QUERIES_COUNT_CAP ? estimate(conn, estimate_due_sql, 1, pe) : 0);
+        set_count(&q->due, v1,
+                  atoll(v1) > QUERIES_COUNT_CAP ? estimate(conn, estimate_due_sql, 1, pe) : 0);
         set_count(&q->scheduled, v2,
-                  atoll(v2) > QUERIES_COUNT_CAP ? estimate(conn, estimate_scheduled_sql, 1, pe) : 0);
+                  atoll(v2) > QUERIES_COUNT_CAP ? estimate(conn, estimate_scheduled_sql, 1, pe)
+                                                : 0);
         set_count(&q->running, v3,
                   atoll(v3) > QUERIES_COUNT_CAP ? estimate(conn, estimate_sql, 2, ps_running) : 0);
         set_count(&q->dead, v4,
@@ -373,7 +375,8 @@ PGresult *queries_tasks(PGconn *conn, const char *queue, const char *state, cons
             return run(conn, pending_first_sql, 2, p, PGRES_TUPLES_OK, err, errlen);
         }
         const char *dot = strchr(after, '.');
-        if (dot == NULL || !digits(after, (size_t)(dot - after)) || !digits(dot + 1, strlen(dot + 1))) {
+        if (dot == NULL || !digits(after, (size_t)(dot - after)) ||
+            !digits(dot + 1, strlen(dot + 1))) {
             snprintf(err, errlen, "bad cursor");
             return NULL;
         }
@@ -439,8 +442,7 @@ static void requeue(PGconn *conn, const char *sql, const char *const *params, co
                          PQgetvalue(res, 0, 3));
             }
         } else {
-            snprintf(r->message, sizeof r->message,
-                     "%lld requeued%s", r->count,
+            snprintf(r->message, sizeof r->message, "%lld requeued%s", r->count,
                      kept > 0 ? ", some stay dead: their unique key is held" : "");
         }
     }

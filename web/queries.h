@@ -51,7 +51,7 @@ struct overview {
     int queue_count;
     long long done_per_minute[THROUGHPUT_MINUTES]; /* [59] = the current minute */
     long long dead_per_minute[THROUGHPUT_MINUTES];
-    int64_t minute0; /* unix time of [0]'s minute */
+    int64_t minute0;         /* unix time of [0]'s minute */
     bool throughput_partial; /* more tasks than the recent rows finished in the hour */
 };
 

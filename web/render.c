@@ -118,6 +118,21 @@ int render_unescape(char *s, int plus_is_space)
     return 0;
 }
 
+/* JSON the server wrote, with < > & as \u escapes: outside strings they
+ * cannot occur, inside one the escape means the same character. */
+static void render_json_raw(struct text_buffer *b, const char *v)
+{
+    const char *run = v;
+    for (; *v != '\0'; v++) {
+        if (*v != '<' && *v != '>' && *v != '&')
+            continue;
+        text_append(b, run, (size_t)(v - run));
+        text_appendf(b, "\\u%04x", (unsigned char)*v);
+        run = v + 1;
+    }
+    text_append(b, run, (size_t)(v - run));
+}
+
 /* A numeric value PostgreSQL prints that JSON has no word for. */
 static bool json_number_ok(const char *v)
 {
@@ -154,7 +169,7 @@ void render_row_json(struct text_buffer *b, const PGresult *res, int row)
             break;
         case OID_JSON:
         case OID_JSONB:
-            text_append(b, v, strlen(v)); /* the server wrote it: valid JSON */
+            render_json_raw(b, v);
             break;
         default:
             render_json_string(b, v);

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,7 +128,8 @@ static int split_path(struct pending *p, const char *url)
 /* "Bearer TOKEN" in the Authorization header, checked. */
 static bool bearer_ok(struct MHD_Connection *conn)
 {
-    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *h =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
         return false;
     h += 7;
@@ -316,16 +318,15 @@ static enum MHD_Result plain(struct MHD_Connection *conn, unsigned status, const
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     const struct pgwork_config *config = cls;
     struct pending *p = *con_cls;
     if (p == NULL) {
-        bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
-                   strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+        bool get =
+            strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
         bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
         if (!get && !post)
             return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
@@ -373,6 +374,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(p->path);
     free(p);
     *con_cls = NULL;
+}
+
+/* libmicrohttpd's own messages (a client's bad request, mostly): one log
+ * line each, at debug level, so a hostile client cannot flood the log. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    log_debug("web: libmicrohttpd: %s", line);
 }
 
 /* host:port (or [v6]:port) into a socket address. */
@@ -423,7 +435,8 @@ struct MHD_Daemon *server_start(const struct pgwork_config *config, char *err, s
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_CONNECTION_MEMORY,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape_nothing, NULL,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_END);
     if (d == NULL)
         snprintf(err, errlen, "web: cannot listen on %s: %s", config->web.listen,
                  errno != 0 ? strerror(errno) : "libmicrohttpd refused");

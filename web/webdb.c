@@ -61,7 +61,7 @@ static void probe_features(PGconn *conn)
 
 static PGconn *connect_one(void)
 {
-    struct dbconn_params params;
+    struct dbconn_params params = {0};
     dbconn_params(&params, cfg, config_conninfo(cfg), "pgwork web");
     PGconn *conn = PQconnectdbParams(params.keywords, params.values, 1);
     if (conn != NULL && PQstatus(conn) == CONNECTION_OK) {

@@ -35,6 +35,7 @@ static Suite *(*const suites[])(void) = {
     status_suite,
     control_suite,
     limits_suite,
+    web_suite,
     /* clang-format on */
 };
 

@@ -30,5 +30,6 @@ schedule_suite(void); /* schedules: one task per tick across pods, missed ticks,
 Suite *control_suite(void); /* pause/resume and cancel (migration 0011), with two pods */
 Suite *status_suite(void);  /* the SIGUSR1 status lines: a hung worker shows */
 Suite *limits_suite(void);  /* concurrency caps and rate limits, held across pods */
+Suite *web_suite(void);     /* pgwork web: pages, API, auth, escaping, pagination */
 
 #endif

@@ -1,0 +1,641 @@
+/*
+ * test_web.c — `pgwork web` against a real PostgreSQL, over loopback, as
+ * a script or a browser would use it: every page and API path, the token
+ * refused and accepted (Bearer, the login form's cookie, the CSRF token),
+ * escaping of database values, keyset pagination that stays stable while
+ * tasks change, hostile clients. Each action's effect is counted in the
+ * database, and so is its absence when the request is refused.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+#define TOKEN "test-token-0123456789-abcdef"
+
+struct web {
+    pid_t pid;
+    int port;
+    const char *log_path;
+    const char *db; /* conninfo */
+    PGconn *conn;
+};
+
+static struct web *running_web; /* stopped at the end of each test */
+
+/* Start `pgwork -c CONFIG web` (extra config text inside web { }), wait
+ * until /healthz answers. */
+static struct web *web_start_opts(const char *web_extra, const char *token_env)
+{
+    struct web *w = harness_alloc(sizeof *w);
+    w->db = harness_db_create(NULL);
+    ck_assert_int_eq(harness_migrate(w->db), 0);
+    w->conn = harness_connect(w->db);
+    w->port = harness_free_port();
+    const char *config = harness_write_config(harness_printf(
+        "web { listen = \"127.0.0.1:%d\" %s }\nlog { format = \"json\" }\n", w->port, web_extra));
+    w->log_path = harness_printf("%s/web.%d.log", harness_tmpdir(), w->port);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(w->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int null = open("/dev/null", O_RDONLY);
+        if (fd < 0 || null < 0)
+            _exit(127);
+        dup2(null, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        setenv("PGWORK_DATABASE_URL", w->db, 1);
+        unsetenv("PGWORK_CONFIG");
+        if (token_env != NULL)
+            setenv("PGWORK_WEB_TOKEN", token_env, 1);
+        else
+            unsetenv("PGWORK_WEB_TOKEN");
+        execl(harness_pgwork_bin(), harness_pgwork_bin(), "-c", config, "web", (char *)NULL);
+        _exit(127);
+    }
+    w->pid = pid;
+    running_web = w;
+    int64_t deadline = harness_now_ms() + 10000;
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)w->port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = connect(fd, (struct sockaddr *)&a, sizeof a);
+        close(fd);
+        if (ok == 0)
+            break;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            ck_abort_msg("pgwork web exited: %s", harness_read_file(w->log_path));
+        ck_assert_msg(harness_now_ms() < deadline, "pgwork web did not listen: %s",
+                      harness_read_file(w->log_path));
+        poll(NULL, 0, 20);
+    }
+    return w;
+}
+
+static struct web *web_start(void)
+{
+    return web_start_opts("", TOKEN);
+}
+
+static void web_stop(void)
+{
+    struct web *w = running_web;
+    if (w == NULL || w->pid == 0)
+        return;
+    kill(w->pid, SIGTERM);
+    int status = 0;
+    int64_t deadline = harness_now_ms() + 10000;
+    while (waitpid(w->pid, &status, WNOHANG) == 0) {
+        if (harness_now_ms() > deadline) {
+            kill(w->pid, SIGKILL);
+            waitpid(w->pid, &status, 0);
+            ck_abort_msg("pgwork web ignored SIGTERM");
+        }
+        poll(NULL, 0, 10);
+    }
+    w->pid = 0;
+    running_web = NULL;
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pgwork web: status %d", status);
+}
+
+struct reply {
+    int status;
+    const char *headers; /* the raw header block */
+    const char *body;
+};
+
+/* Send raw bytes, read the whole answer (the request says Connection:
+ * close). */
+static struct reply http_raw(int port, const char *request, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, request + off, len - off, MSG_NOSIGNAL);
+        if (n <= 0)
+            break; /* the server may answer and close before it read it all */
+        off += (size_t)n;
+    }
+    shutdown(fd, SHUT_WR);
+    size_t cap = 1 << 16, got = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ck_assert_msg(poll(&p, 1, 10000) == 1, "no answer from pgwork web");
+        if (cap - got < 4096) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        ssize_t n = recv(fd, buf + got, cap - got - 1, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    struct reply r = {0};
+    if (got == 0) { /* closed (or reset) without an answer */
+        free(buf);
+        r.headers = r.body = "";
+        return r;
+    }
+    ck_assert_msg(sscanf(buf, "HTTP/1.%*d %d", &r.status) == 1, "not HTTP: %s", buf);
+    char *end = strstr(buf, "\r\n\r\n");
+    ck_assert_ptr_nonnull(end);
+    *end = '\0';
+    r.headers = harness_printf("%s", buf);
+    r.body = harness_printf("%s", end + 4);
+    free(buf);
+    return r;
+}
+
+/* method path with extra header lines ("" for none) and a form body (NULL
+ * for none). */
+static struct reply http(const struct web *w, const char *method, const char *path,
+                         const char *headers, const char *form)
+{
+    const char *req = harness_printf(
+        "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s\r\n%s", method, path,
+        headers,
+        form != NULL ? harness_printf("Content-Type: application/x-www-form-urlencoded\r\n"
+                                      "Content-Length: %zu\r\n",
+                                      strlen(form))
+                     : "",
+        form != NULL ? form : "");
+    return http_raw(w->port, req, strlen(req));
+}
+
+#define BEARER "Authorization: Bearer " TOKEN "\r\n"
+
+static const char *header(const struct reply *r, const char *name)
+{
+    const char *at = strcasestr(r->headers, harness_printf("\r\n%s: ", name));
+    if (at == NULL)
+        return NULL;
+    at += strlen(name) + 4;
+    return harness_printf("%.*s", (int)strcspn(at, "\r\n"), at);
+}
+
+static int64_t task_count(struct web *w, const char *state)
+{
+    const char *p[] = {state};
+    return harness_query_int64p(w->conn, "SELECT count(*) FROM pgwork.tasks WHERE state = $1", 1,
+                                p);
+}
+
+static void insert_dead(struct web *w, const char *queue, const char *error, int n)
+{
+    const char *p[] = {queue, error, harness_printf("%d", n)};
+    harness_execp(w->conn,
+                  "INSERT INTO pgwork.tasks (queue, state, attempts, last_error, finished_at)"
+                  " SELECT $1, 'dead', 25, $2, now() FROM generate_series(1, $3::int)",
+                  3, p);
+}
+
+/* Log in through the form; the session cookie's value. */
+static const char *login(struct web *w)
+{
+    struct reply r = http(w, "POST", "/login", "", "token=" TOKEN "&back=%2F");
+    ck_assert_int_eq(r.status, 303);
+    const char *cookie = header(&r, "Set-Cookie");
+    ck_assert_ptr_nonnull(cookie);
+    ck_assert_ptr_nonnull(strstr(cookie, "HttpOnly"));
+    ck_assert_ptr_nonnull(strstr(cookie, "SameSite=Strict"));
+    ck_assert_ptr_null(strstr(cookie, TOKEN));
+    return harness_printf("Cookie: %.*s\r\n", (int)strcspn(cookie, ";"), cookie);
+}
+
+/* The CSRF token a page's forms carry. */
+static const char *csrf_of(const struct reply *page)
+{
+    const char *at = strstr(page->body, "name=\"csrf\" value=\"");
+    ck_assert_msg(at != NULL, "no form with a CSRF token: %s", page->body);
+    at += strlen("name=\"csrf\" value=\"");
+    return harness_printf("%.*s", (int)strcspn(at, "\""), at);
+}
+
+START_TEST(web_reads_need_the_token)
+{
+    struct web *w = web_start();
+    insert_dead(w, "mail", "boom", 1);
+    const char *paths[] = {"/",           "/queues/mail",           "/tasks/1",    "/schedules",
+                           "/api/queues", "/api/queues/mail/tasks", "/api/tasks/1"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        struct reply r = http(w, "GET", paths[i], "", NULL);
+        ck_assert_msg(r.status == 401, "%s without a token: %d", paths[i], r.status);
+        ck_assert_msg(strstr(r.body, "boom") == NULL, "%s leaked data", paths[i]);
+        r = http(w, "GET", paths[i], "Authorization: Bearer not-the-token-at-all\r\n", NULL);
+        ck_assert_msg(r.status == 401, "%s with a wrong token: %d", paths[i], r.status);
+        r = http(w, "GET", paths[i], "Authorization: Bearer " TOKEN "x\r\n", NULL);
+        ck_assert_msg(r.status == 401, "%s with the token and a byte more: %d", paths[i], r.status);
+        r = http(w, "GET", paths[i], BEARER, NULL);
+        ck_assert_msg(r.status == 200, "%s with the token: %d %s", paths[i], r.status, r.body);
+    }
+    /* Probes need none. */
+    ck_assert_int_eq(http(w, "GET", "/healthz", "", NULL).status, 200);
+    ck_assert_int_eq(http(w, "GET", "/readyz", "", NULL).status, 200);
+    web_stop();
+    ck_assert_ptr_null(strstr(harness_read_file(w->log_path), TOKEN));
+}
+END_TEST
+
+START_TEST(web_actions_refused_without_token_change_nothing)
+{
+    struct web *w = web_start();
+    insert_dead(w, "mail", "boom", 3);
+    const char *paths[] = {"/api/tasks/1/requeue",    "/api/queues/mail/requeue-dead",
+                           "/api/tasks/2/cancel",     "/api/queues/mail/pause",
+                           "/api/queues/mail/resume", "/api/schedules/nightly/run"};
+    const char *cookie = login(w);
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        struct reply r = http(w, "POST", paths[i], "", NULL);
+        ck_assert_msg(r.status == 401, "%s without a token: %d", paths[i], r.status);
+        r = http(w, "POST", paths[i], "Authorization: Bearer wrong-token-wrong-token\r\n", NULL);
+        ck_assert_msg(r.status == 401, "%s with a wrong token: %d", paths[i], r.status);
+        /* A logged-in browser without the CSRF token: a cross-site form. */
+        r = http(w, "POST", paths[i], cookie, "back=%2F");
+        ck_assert_msg(r.status == 401, "%s with the cookie, no CSRF token: %d", paths[i], r.status);
+        r = http(w, "POST", paths[i], cookie, "csrf=0123456789abcdef&back=%2F");
+        ck_assert_msg(r.status == 401, "%s with a wrong CSRF token: %d", paths[i], r.status);
+    }
+    ck_assert_int_eq(task_count(w, "dead"), 3);
+    ck_assert_int_eq(task_count(w, "pending"), 0);
+    web_stop();
+}
+END_TEST
+
+START_TEST(web_requeue_with_bearer)
+{
+    struct web *w = web_start();
+    insert_dead(w, "mail", "boom", 3);
+    harness_exec(w->conn, "INSERT INTO pgwork.tasks (queue) VALUES ('mail')"); /* id 4, pending */
+    struct reply r = http(w, "POST", "/api/tasks/2/requeue", BEARER, NULL);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"ok\":true"));
+    ck_assert_int_eq(harness_query_int64(w->conn, "SELECT count(*) FROM pgwork.tasks WHERE id = 2"
+                                                  " AND state = 'pending' AND attempts = 0"),
+                     1);
+    /* Not dead: 409, nothing changes; no such task: 404. */
+    r = http(w, "POST", "/api/tasks/4/requeue", BEARER, NULL);
+    ck_assert_int_eq(r.status, 409);
+    ck_assert_int_eq(http(w, "POST", "/api/tasks/999/requeue", BEARER, NULL).status, 404);
+    r = http(w, "POST", "/api/queues/mail/requeue-dead", BEARER, NULL);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"count\":2"));
+    ck_assert_int_eq(task_count(w, "dead"), 0);
+    ck_assert_int_eq(task_count(w, "pending"), 4);
+    web_stop();
+}
+END_TEST
+
+START_TEST(web_login_form_and_csrf)
+{
+    struct web *w = web_start();
+    insert_dead(w, "mail", "boom", 1);
+    struct reply r = http(w, "POST", "/login", "", "token=wrong-wrong-wrong-wrong&back=%2F");
+    ck_assert_int_eq(r.status, 401);
+    ck_assert_ptr_null(header(&r, "Set-Cookie"));
+    const char *cookie = login(w);
+    r = http(w, "GET", "/", cookie, NULL);
+    ck_assert_msg(r.status == 200, "%d", r.status);
+    ck_assert_ptr_nonnull(strstr(r.body, "href=\"/queues/mail\""));
+    r = http(w, "GET", "/tasks/1", cookie, NULL);
+    ck_assert_int_eq(r.status, 200);
+    const char *csrf = csrf_of(&r);
+    ck_assert_ptr_null(strstr(r.body, TOKEN));
+    r = http(w, "POST", "/api/tasks/1/requeue", cookie,
+             harness_printf("csrf=%s&back=%%2Ftasks%%2F1", csrf));
+    ck_assert_msg(r.status == 303, "%d %s", r.status, r.body);
+    ck_assert_str_eq(header(&r, "Location"), "/tasks/1");
+    ck_assert_int_eq(task_count(w, "pending"), 1);
+    /* A redirect never leaves the site. */
+    insert_dead(w, "mail", "boom", 1);
+    r = http(w, "POST", "/api/tasks/2/requeue", cookie,
+             harness_printf("csrf=%s&back=%%2F%%2Fevil.example%%2F", csrf));
+    ck_assert_int_eq(r.status, 303);
+    ck_assert_str_eq(header(&r, "Location"), "/");
+    /* Logged out: the cookie is worth nothing. */
+    r = http(w, "POST", "/logout", cookie, "");
+    ck_assert_int_eq(r.status, 303);
+    ck_assert_int_eq(http(w, "GET", "/", cookie, NULL).status, 401);
+    web_stop();
+}
+END_TEST
+
+START_TEST(web_escapes_database_values)
+{
+    struct web *w = web_start();
+    const char *evil = "<script>alert(\"x\")</script>&'";
+    insert_dead(w, "<b>q</b>", evil, 1);
+    const char *p[] = {"{\"html\": \"</pre><script>alert(2)</script>\"}"};
+    harness_execp(w->conn, "UPDATE pgwork.tasks SET payload = $1::jsonb", 1, p);
+    const char *pages[] = {"/", "/queues/%3Cb%3Eq%3C%2Fb%3E?state=dead", "/tasks/1"};
+    for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
+        struct reply r = http(w, "GET", pages[i], BEARER, NULL);
+        ck_assert_msg(r.status == 200, "%s: %d", pages[i], r.status);
+        ck_assert_msg(strstr(r.body, "<script>alert") == NULL, "%s: unescaped script: %s", pages[i],
+                      r.body);
+        ck_assert_msg(strstr(r.body, "<b>q</b>") == NULL, "%s: unescaped queue name", pages[i]);
+        ck_assert_msg(strstr(r.body, "&lt;b&gt;q&lt;/b&gt;") != NULL, "%s: no escaped name",
+                      pages[i]);
+        ck_assert_ptr_nonnull(strstr(header(&r, "Content-Security-Policy"), "script-src 'self'"));
+    }
+    struct reply r = http(w, "GET", "/tasks/1", BEARER, NULL);
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"));
+    ck_assert_ptr_nonnull(strstr(r.body, "&lt;/pre&gt;&lt;script&gt;alert(2)"));
+    /* The API is JSON: the same text, escaped as JSON. */
+    r = http(w, "GET", "/api/tasks/1", BEARER, NULL);
+    ck_assert_ptr_nonnull(strstr(header(&r, "Content-Type"), "application/json"));
+    ck_assert_ptr_null(strstr(r.body, "<script>"));
+    web_stop();
+}
+END_TEST
+
+/* Ids on a page of the API's answer, in order. */
+static int page_ids(const char *body, long long *ids, int max)
+{
+    int n = 0;
+    for (const char *at = strstr(body, "{\"id\":"); at != NULL && n < max;
+         at = strstr(at + 1, "{\"id\":"))
+        ids[n++] = atoll(at + 6);
+    return n;
+}
+
+static const char *next_cursor(const char *body)
+{
+    const char *at = strstr(body, "\"next\":");
+    ck_assert_ptr_nonnull(at);
+    at += 7;
+    if (strncmp(at, "null", 4) == 0)
+        return NULL;
+    ck_assert_int_eq(at[0], '"');
+    return harness_printf("%.*s", (int)strcspn(at + 1, "\""), at + 1);
+}
+
+START_TEST(web_pagination_stable_while_tasks_change)
+{
+    struct web *w = web_start();
+    insert_dead(w, "mail", "boom", 120); /* ids 1..120 */
+    long long seen[200];
+    int total = 0;
+    const char *after = NULL;
+    for (int page = 0; page < 10; page++) {
+        struct reply r = http(w, "GET",
+                              harness_printf("/api/queues/mail/tasks?state=dead%s%s",
+                                             after ? "&after=" : "", after ? after : ""),
+                              BEARER, NULL);
+        ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+        long long ids[60];
+        int n = page_ids(r.body, ids, 60);
+        for (int i = 0; i < n; i++)
+            seen[total++] = ids[i];
+        after = next_cursor(r.body);
+        if (page == 0) {
+            ck_assert_int_eq(n, 50);
+            /* While the reader is on page 1: new dead tasks arrive (newer
+             * ids, before the cursor), and some already read and some not
+             * yet read leave the state. */
+            insert_dead(w, "mail", "later", 30);
+            harness_exec(w->conn, "UPDATE pgwork.tasks SET state = 'pending'"
+                                  " WHERE id IN (120, 100, 60, 10)");
+        }
+        if (after == NULL)
+            break;
+    }
+    /* Newest first, no id twice, nothing that stayed dead skipped. */
+    for (int i = 1; i < total; i++)
+        ck_assert_msg(seen[i] < seen[i - 1], "ids out of order at %d", i);
+    ck_assert_int_eq(total, 50 + (70 - 2)); /* 60 and 10 left before they were read */
+    /* The page and its next link agree with the API. */
+    struct reply r = http(w, "GET", "/queues/mail?state=dead", BEARER, NULL);
+    ck_assert_ptr_nonnull(strstr(r.body, "id=\"next\""));
+    ck_assert_ptr_null(strstr(r.body, "OFFSET"));
+
+    /* Pending: in the order they will run, run_at then id. */
+    harness_exec(w->conn,
+                 "INSERT INTO pgwork.tasks (queue, run_at)"
+                 " SELECT 'p', now() - g * interval '1 second' FROM generate_series(1, 60) g");
+    r = http(w, "GET", "/api/queues/p/tasks?state=pending", BEARER, NULL);
+    long long ids[60];
+    ck_assert_int_eq(page_ids(r.body, ids, 60), 50);
+    after = next_cursor(r.body);
+    ck_assert_ptr_nonnull(after);
+    r = http(w, "GET", harness_printf("/api/queues/p/tasks?state=pending&after=%s", after), BEARER,
+             NULL);
+    long long ids2[60];
+    ck_assert_int_eq(page_ids(r.body, ids2, 60), 10);
+    ck_assert_int_gt(ids[0], ids[49]); /* the oldest run_at (largest g, last id) first */
+    ck_assert_int_gt(ids[49], ids2[0]);
+    ck_assert_int_eq(
+        http(w, "GET", "/api/queues/p/tasks?state=pending&after=x", BEARER, NULL).status, 400);
+    ck_assert_int_eq(http(w, "GET", "/api/queues/p/tasks?state=nope", BEARER, NULL).status, 400);
+    web_stop();
+}
+END_TEST
+
+START_TEST(web_pages_show_the_database)
+{
+    struct web *w = web_start();
+    harness_exec(w->conn,
+                 "INSERT INTO pgwork.tasks (queue, payload, state, attempts, locked_by, unique_key,"
+                 " started_at) VALUES ('mail', '{\"to\": \"a@example.com\", \"n\": [1, 2]}',"
+                 " 'running', 2, 'pod-a:abc/0/123', 'k-1', now())");
+    harness_exec(w->conn, "INSERT INTO pgwork.tasks (queue, run_at) VALUES ('mail', now()),"
+                          " ('mail', now() + interval '1 hour')");
+    insert_dead(w, "mail", "exit status 3", 2);
+    /* Overview: counts per state. */
+    struct reply r = http(w, "GET", "/api/queues", BEARER, NULL);
+    ck_assert_msg(strstr(r.body, "\"queue\":\"mail\",\"pending_due\":1,\"pending_scheduled\":1,"
+                                 "\"running\":1,") != NULL,
+                  "%s", r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"dead\":2,"));
+    ck_assert_ptr_nonnull(strstr(r.body, "\"done_estimated\":true"));
+    r = http(w, "GET", "/", BEARER, NULL);
+    ck_assert_ptr_nonnull(strstr(r.body, "id=\"throughput-data\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "<td class=\"n running\">1</td>"));
+    /* One task. */
+    r = http(w, "GET", "/tasks/1", BEARER, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "pod-a:abc/0/123"));
+    ck_assert_msg(strstr(r.body, "{\n    &quot;n&quot;: [\n        1,\n        2\n    ],") != NULL,
+                  "payload not pretty-printed: %s", r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "<dd id=\"task-attempts\">2</dd>"));
+    ck_assert_int_eq(http(w, "GET", "/tasks/77", BEARER, NULL).status, 404);
+    ck_assert_int_eq(http(w, "GET", "/tasks/x", BEARER, NULL).status, 404);
+    /* Dead tasks with their errors. */
+    r = http(w, "GET", "/queues/mail?state=dead", BEARER, NULL);
+    ck_assert_ptr_nonnull(strstr(r.body, "exit status 3"));
+    ck_assert_ptr_nonnull(strstr(r.body, "Requeue all dead"));
+    /* Search: an id goes to the task, a unique key finds its task. */
+    r = http(w, "GET", "/queues/mail?q=1", BEARER, NULL);
+    ck_assert_int_eq(r.status, 303);
+    ck_assert_str_eq(header(&r, "Location"), "/tasks/1");
+    r = http(w, "GET", "/queues/mail?q=k-1", BEARER, NULL);
+    ck_assert_ptr_nonnull(strstr(r.body, "href=\"/tasks/1\""));
+    r = http(w, "GET", "/api/queues/mail/tasks?key=k-1", BEARER, NULL);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"id\":1,"));
+    /* Schedules: without the table a page that says so, and 501 in the API. */
+    r = http(w, "GET", "/schedules", BEARER, NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(http(w, "GET", "/api/schedules", BEARER, NULL).status, 501);
+    /* Assets are served, cacheable. */
+    r = http(w, "GET", "/assets/uPlot.iife.min.js", "", NULL);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "uPlot"));
+    ck_assert_int_eq(http(w, "GET", "/assets/nope.js", "", NULL).status, 404);
+    web_stop();
+}
+END_TEST
+
+START_TEST(web_public_read)
+{
+    struct web *w = web_start_opts("public_read = true", TOKEN);
+    insert_dead(w, "mail", "boom", 1);
+    ck_assert_int_eq(http(w, "GET", "/", "", NULL).status, 200);
+    ck_assert_int_eq(http(w, "GET", "/api/queues", "", NULL).status, 200);
+    ck_assert_int_eq(http(w, "POST", "/api/tasks/1/requeue", "", NULL).status, 401);
+    ck_assert_int_eq(task_count(w, "dead"), 1);
+    web_stop();
+}
+END_TEST
+
+START_TEST(web_token_file_and_refusals)
+{
+    /* No token: it refuses to start (exit 3), and says why without one. */
+    const char *db = harness_db_create(NULL);
+    const char *config = harness_write_config("web { listen = \"127.0.0.1:1\" }\n");
+    const char *err = NULL;
+    const char *args[] = {"-c", config, "web", NULL};
+    unsetenv("PGWORK_WEB_TOKEN");
+    ck_assert_int_eq(harness_pgwork(db, NULL, NULL, &err, args), 3);
+    ck_assert_ptr_nonnull(strstr(err, "no token"));
+    setenv("PGWORK_WEB_TOKEN", "short", 1);
+    ck_assert_int_eq(harness_pgwork(db, NULL, NULL, &err, args), 3);
+    ck_assert_ptr_nonnull(strstr(err, "shorter than 16"));
+    ck_assert_ptr_null(strstr(err, "short\""));
+    unsetenv("PGWORK_WEB_TOKEN");
+    /* From a file, whitespace around it ignored. */
+    const char *file = harness_printf("%s/token", harness_tmpdir());
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "  %s\n", TOKEN);
+    fclose(f);
+    struct web *w = web_start_opts(harness_printf("token_file = \"%s\"", file), NULL);
+    ck_assert_int_eq(http(w, "GET", "/api/queues", BEARER, NULL).status, 200);
+    ck_assert_int_eq(http(w, "GET", "/api/queues", "", NULL).status, 401);
+    web_stop();
+}
+END_TEST
+
+START_TEST(web_hostile_clients)
+{
+    struct web *w = web_start();
+    /* Headers past the connection's memory: 431, or (when the rest of the
+     * request arrived after the answer) the connection reset. */
+    size_t big = 40 * 1024;
+    char *huge = harness_alloc(big + 256);
+    int len = snprintf(huge, 256, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(huge + len, 'a', big);
+    memcpy(huge + len + big, "\r\n\r\n", 5);
+    struct reply r = http_raw(w->port, huge, strlen(huge));
+    ck_assert_msg(r.status == 0 || r.status == 431, "huge header: %d", r.status);
+    /* A body past the limit. */
+    const char *head =
+        "POST /api/tasks/1/requeue HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 65536\r\n\r\n";
+    char *body = harness_alloc(strlen(head) + 65537);
+    strcpy(body, head);
+    memset(body + strlen(head), 'a', 65536);
+    r = http_raw(w->port, body, strlen(body));
+    ck_assert_int_eq(r.status, 413);
+    /* Garbage, unknown methods, bad escapes, paths too deep. */
+    r = http_raw(w->port, "BLAH\r\n\r\n", 8); /* no version: closed, or 400 */
+    ck_assert_msg(r.status == 0 || r.status == 400, "garbage: %d", r.status);
+    const char *odd = "BLAH / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    ck_assert_int_eq(http_raw(w->port, odd, strlen(odd)).status, 405);
+
+    ck_assert_int_eq(http(w, "DELETE", "/api/tasks/1", BEARER, NULL).status, 405);
+    ck_assert_int_eq(http(w, "GET", "/queues/%00x", BEARER, NULL).status, 400);
+    ck_assert_int_eq(http(w, "GET", "/queues/%zz", BEARER, NULL).status, 400);
+    ck_assert_int_eq(http(w, "GET", "/a/b/c/d/e/f/g/h/i/j", BEARER, NULL).status, 400);
+    ck_assert_int_eq(http(w, "GET", "/nope", BEARER, NULL).status, 404);
+    /* Still serving. */
+    ck_assert_int_eq(http(w, "GET", "/api/queues", BEARER, NULL).status, 200);
+    web_stop();
+}
+END_TEST
+
+START_TEST(web_actions_of_other_migrations)
+{
+    struct web *w = web_start();
+    harness_exec(w->conn, "INSERT INTO pgwork.tasks (queue) VALUES ('mail')");
+    bool pause = harness_query_int64(w->conn, "SELECT (to_regprocedure('pgwork.pause(text)')"
+                                              " IS NOT NULL)::int") == 1;
+    struct reply r = http(w, "POST", "/api/queues/mail/pause", BEARER, NULL);
+    if (!pause) {
+        /* Not in this schema: a clear 501, nothing done. */
+        ck_assert_int_eq(r.status, 501);
+        ck_assert_int_eq(http(w, "POST", "/api/tasks/1/cancel", BEARER, NULL).status, 501);
+        ck_assert_int_eq(http(w, "POST", "/api/schedules/x/run", BEARER, NULL).status, 501);
+        r = http(w, "GET", "/", BEARER, NULL);
+        ck_assert_ptr_null(strstr(r.body, "/pause\""));
+    } else {
+        ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    }
+    ck_assert_int_eq(task_count(w, "pending"), 1);
+    web_stop();
+}
+END_TEST
+
+static void web_teardown(void)
+{
+    if (running_web != NULL && running_web->pid != 0) {
+        kill(running_web->pid, SIGKILL);
+        waitpid(running_web->pid, NULL, 0);
+    }
+    running_web = NULL;
+}
+
+Suite *web_suite(void)
+{
+    Suite *s = suite_create("web");
+    TCase *tc = harness_tcase("web");
+    tcase_add_checked_fixture(tc, NULL, web_teardown);
+    tcase_add_test(tc, web_reads_need_the_token);
+    tcase_add_test(tc, web_actions_refused_without_token_change_nothing);
+    tcase_add_test(tc, web_requeue_with_bearer);
+    tcase_add_test(tc, web_login_form_and_csrf);
+    tcase_add_test(tc, web_escapes_database_values);
+    tcase_add_test(tc, web_pagination_stable_while_tasks_change);
+    tcase_add_test(tc, web_pages_show_the_database);
+    tcase_add_test(tc, web_public_read);
+    tcase_add_test(tc, web_token_file_and_refusals);
+    tcase_add_test(tc, web_hostile_clients);
+    tcase_add_test(tc, web_actions_of_other_migrations);
+    suite_add_tcase(s, tc);
+    return s;
+}
