@@ -68,7 +68,7 @@ UPLOT := web/assets/node_modules/uplot/dist
 WEB_ASSETS := app.js=web/assets/app.js style.css=web/assets/style.css \
               uPlot.iife.min.js=$(UPLOT)/uPlot.iife.min.js uPlot.min.css=$(UPLOT)/uPlot.min.css
 
-$(UPLOT)/uPlot.iife.min.js $(UPLOT)/uPlot.min.css: web/assets/package-lock.json
+$(UPLOT)/uPlot.iife.min.js $(UPLOT)/uPlot.min.css &: web/assets/package-lock.json
 	cd web/assets && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	@touch $(UPLOT)/uPlot.iife.min.js $(UPLOT)/uPlot.min.css
 

@@ -17,9 +17,12 @@ set -eu
 # lint/debug: cppcheck, clang-format, valgrind
 # deploy checks (tests/deploy): Node.js (+ npm) for the Dockerfile linter and
 # the Kubernetes schema validator, shellcheck for the Dockerfile's RUNs
+# dashboard: Chromium for its browser test (tests/web, driven by puppeteer-core);
+# the npm packages come from lockfiles: uPlot (web/assets) when `make` builds,
+# puppeteer-core (tests/web) when `make test` runs
 PACKAGES="build-essential pkg-config libpq-dev libconfuse-dev libmicrohttpd-dev check tzdata
 postgresql-15 postgresql-contrib pgbouncer jq python3 python3-prometheus-client valgrind cppcheck
-clang-format nodejs shellcheck"
+clang-format nodejs shellcheck chromium"
 
 check_only=false
 case "${1:-}" in

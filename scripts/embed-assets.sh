@@ -8,7 +8,7 @@ echo '#include "web/assets.h"'
 i=0
 for spec in "$@"; do
     file=${spec#*=}
-    echo "static const unsigned char asset_$i[] = {"
+    echo "static const unsigned char asset_${i}[] = {"
     od -An -v -tx1 "$file" | sed -e 's/^ *//' -e 's/ *$//' -e 's/\([0-9a-f][0-9a-f]\)/0x\1,/g' -e 's/^/   /'
     echo '};'
     i=$((i + 1))

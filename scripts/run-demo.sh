@@ -7,7 +7,9 @@
 #    in .pgrun/ (tests/pg.sh; kept between runs, `sh tests/pg.sh destroy
 #    .pgrun` resets it).
 # 2. `pgwork migrate`, and the demo's own table pgwork_demo.audit.
-# 3. The supervisor on deploy/pgwork.example.conf, in the background.
+# 3. The supervisor on deploy/pgwork.example.conf, in the background, and
+#    the dashboard (`pgwork web`, web.listen's default 127.0.0.1:9188) with
+#    a fresh random token; its URL and token are printed.
 # 4. Sample tasks, enqueued every way an application can.
 # 5. A line of task counts every 2 s until Ctrl-C, which sends SIGTERM to the
 #    supervisor (graceful drain), waits for it and stops the cluster. A
@@ -54,11 +56,17 @@ say() {
 
 # --- cleanup, whatever ends the demo ----------------------------------------
 sup_pid=""
+web_pid=""
 own_cluster=false
 
 # shellcheck disable=SC2317 # called from traps
 stop_all() {
     trap '' INT TERM
+    if [ -n "$web_pid" ]; then
+        kill -TERM "$web_pid" 2>/dev/null || true
+        wait "$web_pid" 2>/dev/null || true
+        web_pid=""
+    fi
     if [ -n "$sup_pid" ]; then
         # The terminal's Ctrl-C may have reached the supervisor already (it
         # treats INT like TERM); if not, ask it to drain.
@@ -122,6 +130,11 @@ while [ $i -lt 50 ]; do
     sleep 0.1
 done
 
+# The dashboard: its own process, its own token (PGWORK_WEB_TOKEN).
+web_token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+PGWORK_WEB_TOKEN=$web_token "$bin" -c "$config" web &
+web_pid=$!
+
 # --- 4. sample tasks ----------------------------------------------------------
 say "enqueueing sample tasks"
 for n in 1 2 3; do
@@ -152,6 +165,9 @@ cat <<EOF
       psql -c "INSERT INTO pgwork.tasks (queue, payload) VALUES ('default', '{\"hi\": 1}')"
       kill -USR1 $sup_pid     # a status line per worker and queue
       kill -TTIN $sup_pid     # one worker more (TTOU: one fewer)
+
+    The dashboard: http://127.0.0.1:9188/  (log in with the token
+    $web_token)
 
     Ctrl-C stops the demo (graceful drain), a second Ctrl-C stops it fast.
 

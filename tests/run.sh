@@ -7,6 +7,7 @@
 # runs BUILD_DIR/tests/unit_tests, then BUILD_DIR/tests/integration_tests
 # (when built) against it with PGWORK_BIN=BUILD_DIR/pgwork, then
 # tests/deploy/run.sh (Dockerfile, deploy/kubernetes, PID 1 as in the image),
+# tests/web/run.sh (pgwork web in headless Chromium),
 # and removes the cluster and the directory on exit — also after a failure
 # or Ctrl-C.
 #
@@ -132,6 +133,27 @@ else
     failed=$((failed + 1))
 fi
 [ "$(cat "$tmp/deploy.rc" 2>/dev/null || echo 1)" -eq 0 ] || status=1
+
+# pgwork web in headless Chromium (tests/web/run.sh); its last line is
+# "browser: N passed, N failed, N skipped". Not with a filtered Check run
+# (CK_RUN_SUITE/CK_RUN_CASE) unless that names the web suite.
+case "${CK_RUN_SUITE:-web}" in
+web)
+    echo "==> browser"
+    { sh "$here/web/run.sh" "$build" 2>&1; echo $? >"$tmp/browser.rc"; } | tee "$tmp/browser.log"
+    browser_counts=$(sed -n 's/^browser: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped.*/\1 \2 \3/p' "$tmp/browser.log" | tail -n 1)
+    if [ -n "$browser_counts" ]; then
+        # shellcheck disable=SC2086 # split "P F S" into $1 $2 $3
+        set -- $browser_counts
+        passed=$((passed + $1))
+        failed=$((failed + $2))
+        skipped=$((skipped + $3))
+    else
+        failed=$((failed + 1))
+    fi
+    [ "$(cat "$tmp/browser.rc" 2>/dev/null || echo 1)" -eq 0 ] || status=1
+    ;;
+esac
 
 [ "$failed" -eq 0 ] || status=1
 if [ "$skipped" -gt 0 ]; then

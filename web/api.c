@@ -152,7 +152,7 @@ static void task(struct web_reply *reply, const char *id)
     PQclear(res);
 }
 
-static void schedules(struct web_reply *reply)
+static void schedules(struct web_request *req, struct web_reply *reply)
 {
     PGconn *conn = webdb_acquire();
     if (conn == NULL) {
@@ -161,7 +161,7 @@ static void schedules(struct web_reply *reply)
     }
     struct webdb_features f = webdb_features();
     char err[512];
-    PGresult *res = f.schedules ? queries_schedules(conn, err, sizeof err) : NULL;
+    PGresult *res = f.schedules ? queries_schedules(conn, req->config, err, sizeof err) : NULL;
     webdb_release(conn);
     if (!f.schedules) {
         api_error(reply, 501, "this database has no schedules table (pgwork.schedules)");
@@ -172,10 +172,9 @@ static void schedules(struct web_reply *reply)
         return;
     }
     reply->type = "application/json";
-    OUT("{\"schedules\":[");
-    for (int i = 0; i < PQntuples(res); i++)
-        OUT("%s%s", i ? "," : "", PQgetvalue(res, i, 0));
-    OUT("]}\n");
+    OUT("{\"schedules\":");
+    render_rows_json(&reply->body, res);
+    OUT("}\n");
     PQclear(res);
 }
 
@@ -189,7 +188,7 @@ void api_get(struct web_request *req, struct web_reply *reply)
     else if (n == 3 && is(req, 1, "tasks"))
         task(reply, req->segments[2]);
     else if (n == 2 && is(req, 1, "schedules"))
-        schedules(reply);
+        schedules(req, reply);
     else
         api_error(reply, 404, "no such resource");
 }
@@ -238,7 +237,7 @@ void api_post(struct web_request *req, struct web_reply *reply)
         break;
     case RUN:
     case NONE:
-        queries_run_schedule(conn, &f, arg, &r);
+        queries_run_schedule(conn, req->config, arg, &r);
         break;
     }
     webdb_release(conn);

@@ -387,15 +387,14 @@ void pages_task(struct web_request *req, struct web_reply *reply, const char *id
 
 void pages_schedules(struct web_request *req, struct web_reply *reply)
 {
-    struct webdb_features f = webdb_features();
     PGconn *conn = webdb_acquire();
     if (conn == NULL) {
         db_unavailable(req, reply);
         return;
     }
-    f = webdb_features(); /* as the connection just found them */
+    struct webdb_features f = webdb_features(); /* as the connection found them */
     char err[512];
-    PGresult *res = f.schedules ? queries_schedules(conn, err, sizeof err) : NULL;
+    PGresult *res = f.schedules ? queries_schedules(conn, req->config, err, sizeof err) : NULL;
     webdb_release(conn);
     if (f.schedules && res == NULL) {
         pages_error(req, reply, 500, err);
@@ -405,20 +404,46 @@ void pages_schedules(struct web_request *req, struct web_reply *reply)
     OUT("<h1>Schedules</h1>");
     if (!f.schedules) {
         OUT("<p class=\"muted\">This database has no schedules table yet (pgwork.schedules): "
-            "run <code>pgwork migrate</code> with a pgwork that has schedules.</p>");
-    } else {
-        /* Each row as the table has it (to_jsonb): its columns are the
-         * schedules migration's, shown whatever they are. */
-        OUT("<table id=\"schedules\"><tbody>");
-        if (PQntuples(res) == 0)
-            OUT("<tr><td class=\"muted\">No schedule has ticked yet.</td></tr>");
-        for (int i = 0; i < PQntuples(res); i++) {
-            OUT("<tr><td><pre>");
-            H(PQgetvalue(res, i, 0));
-            OUT("</pre></td></tr>");
-        }
-        OUT("</tbody></table>");
+            "run <code>pgwork migrate</code>.</p>");
+        page_end(reply);
+        return;
     }
+    OUT("<table id=\"schedules\"><thead><tr><th>Schedule</th><th>Queue</th><th>When</th>"
+        "<th>Last tick</th><th>Next tick</th><th>Made by</th><th></th></tr></thead><tbody>");
+    if (PQntuples(res) == 0)
+        OUT("<tr><td colspan=\"7\" class=\"muted\">No schedule in the config or the "
+            "database.</td></tr>");
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *name = PQgetvalue(res, i, 0);
+        OUT("<tr data-schedule=\"");
+        H(name);
+        OUT("\"><td>");
+        H(name);
+        OUT("</td><td><a href=\"/queues/");
+        render_url(&reply->body, PQgetvalue(res, i, 1));
+        OUT("\">");
+        H(PQgetvalue(res, i, 1));
+        OUT("</a></td>");
+        for (int col = 2; col <= 5; col++) {
+            OUT("<td>");
+            if (PQgetisnull(res, i, col))
+                OUT("<span class=\"muted\">—</span>");
+            else
+                H(PQgetvalue(res, i, col));
+            OUT("</td>");
+        }
+        OUT("<td>");
+        if (PQgetvalue(res, i, 7)[0] == 't') {
+            form_open(req, reply, "/api/schedules/", name, "/run", "/schedules");
+            button(reply, "Run now", false);
+        } else {
+            OUT("<span class=\"muted\">not in this config</span>");
+        }
+        OUT("</td></tr>");
+    }
+    OUT("</tbody></table><p class=\"muted\">Run now makes one task as a tick would (queue, "
+        "payload, priority from the config), due now; the next tick still comes on "
+        "time.</p>");
     PQclear(res);
     page_end(reply);
 }

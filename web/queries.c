@@ -131,8 +131,17 @@ static const char task_sql[] =
     " jsonb_pretty(payload) AS payload_pretty"
     " FROM pgwork.tasks WHERE id = $1";
 
+/* The schedules table (migration 0010) beside the config's schedules: one
+ * row each, in_config false for a row no schedule of this config names
+ * (another deployment's, or one removed), NULL ticks for a schedule that
+ * has not ticked yet. */
 static const char schedules_sql[] =
-    "SELECT to_jsonb(s) AS schedule FROM pgwork.schedules s ORDER BY to_jsonb(s)->>'name'";
+    "WITH cfg(name, queue) AS (SELECT * FROM unnest($1::text[], $2::text[]))"
+    " SELECT coalesce(s.name, c.name) AS name, coalesce(s.queue, c.queue) AS queue,"
+    "        s.spec, s.last_tick, s.next_tick, s.made_by, s.made_at,"
+    "        c.name IS NOT NULL AS in_config"
+    " FROM pgwork.schedules s FULL JOIN cfg c ON c.name = s.name"
+    " ORDER BY 1 COLLATE \"C\"";
 
 /*
  * Requeue, as `pgwork requeue-dead` does it (cli.c): dead tasks back to
@@ -172,7 +181,12 @@ static const char requeue_queue_sql[] = REQUEUE_WITH("queue = $1 AND $2::bigint 
 static const char cancel_sql[] = "SELECT pgwork.cancel($1::bigint)::text";
 static const char pause_sql[] = "SELECT pgwork.pause($1)::text";
 static const char resume_sql[] = "SELECT pgwork.resume($1)::text";
-static const char run_schedule_sql[] = "SELECT pgwork.run_schedule($1)::text";
+/* Run now: one task as the schedule's tick makes it (queue, payload,
+ * priority from the config), due now; the tick row is not touched, so the
+ * next tick still comes on time. */
+static const char run_schedule_sql[] =
+    "INSERT INTO pgwork.tasks (queue, payload, priority) VALUES ($1, $2::jsonb, $3::int)"
+    " RETURNING id";
 
 /* clang-format on */
 
@@ -403,9 +417,25 @@ PGresult *queries_task(PGconn *conn, const char *id, char *err, size_t errlen)
     return run(conn, task_sql, 1, p, PGRES_TUPLES_OK, err, errlen);
 }
 
-PGresult *queries_schedules(PGconn *conn, char *err, size_t errlen)
+PGresult *queries_schedules(PGconn *conn, const struct pgwork_config *config, char *err,
+                            size_t errlen)
 {
-    return run(conn, schedules_sql, 0, NULL, PGRES_TUPLES_OK, err, errlen);
+    struct text_buffer names = {0}, queues = {0};
+    for (int i = 0; i < config->schedule_count; i++) {
+        text_array_add_text(&names, config->schedules[i].name);
+        text_array_add_text(&queues, config->schedules[i].queue);
+    }
+    char *n = text_array_end(&names), *q = text_array_end(&queues);
+    PGresult *res = NULL;
+    if (n == NULL || q == NULL) {
+        snprintf(err, errlen, "out of memory");
+    } else {
+        const char *p[] = {n, q};
+        res = run(conn, schedules_sql, 2, p, PGRES_TUPLES_OK, err, errlen);
+    }
+    free(n);
+    free(q);
+    return res;
 }
 
 /* The requeue statement; a holder of a key committed after its snapshot
@@ -512,8 +542,33 @@ void queries_pause(PGconn *conn, const struct webdb_features *f, const char *que
     call(conn, f->pause, pause ? pause_sql : resume_sql, pause ? "pause" : "resume", queue, r);
 }
 
-void queries_run_schedule(PGconn *conn, const struct webdb_features *f, const char *name,
+void queries_run_schedule(PGconn *conn, const struct pgwork_config *config, const char *name,
                           struct action_result *r)
 {
-    call(conn, f->run_schedule, run_schedule_sql, "run schedule", name, r);
+    memset(r, 0, sizeof *r);
+    const struct schedule_config *s = NULL;
+    for (int i = 0; i < config->schedule_count && s == NULL; i++)
+        if (strcmp(config->schedules[i].name, name) == 0)
+            s = &config->schedules[i];
+    if (s == NULL) {
+        r->status = 404;
+        snprintf(r->message, sizeof r->message,
+                 "no schedule \"%.200s\" in this config (pgwork web reads the pods' config file)",
+                 name);
+        return;
+    }
+    char priority[16];
+    snprintf(priority, sizeof priority, "%d", s->priority);
+    const char *p[] = {s->queue, s->payload != NULL ? s->payload : "{}", priority};
+    PGresult *res = PQexecParams(conn, run_schedule_sql, 3, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        r->status = 500;
+        dbconn_primary_line(res, conn, r->message, sizeof r->message);
+    } else {
+        r->status = 200;
+        r->count = 1;
+        snprintf(r->message, sizeof r->message, "schedule %.200s: task %s made in queue %.200s",
+                 name, PQgetvalue(res, 0, 0), s->queue);
+    }
+    PQclear(res);
 }

@@ -78,8 +78,9 @@ PGresult *queries_tasks(PGconn *conn, const char *queue, const char *state, cons
 /* One task, payload pretty-printed as payload_pretty. */
 PGresult *queries_task(PGconn *conn, const char *id, char *err, size_t errlen);
 
-/* The schedules table, one JSON object per row (column `schedule`). */
-PGresult *queries_schedules(PGconn *conn, char *err, size_t errlen);
+/* The schedules: pgwork.schedules beside the config's (queries.c). */
+PGresult *queries_schedules(PGconn *conn, const struct pgwork_config *config, char *err,
+                            size_t errlen);
 
 /* Outcome of an action. */
 struct action_result {
@@ -94,7 +95,8 @@ void queries_cancel(PGconn *conn, const struct webdb_features *f, const char *id
                     struct action_result *r);
 void queries_pause(PGconn *conn, const struct webdb_features *f, const char *queue, bool pause,
                    struct action_result *r);
-void queries_run_schedule(PGconn *conn, const struct webdb_features *f, const char *name,
+/* One task now, as the config's schedule `name` makes them. */
+void queries_run_schedule(PGconn *conn, const struct pgwork_config *config, const char *name,
                           struct action_result *r);
 
 #endif

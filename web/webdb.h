@@ -29,8 +29,7 @@ struct webdb_features {
     bool cancel;       /* pgwork.cancel(bigint) */
     bool pause;        /* pgwork.pause(text) and pgwork.resume(text) */
     bool paused_table; /* pgwork.paused_queues (queue) */
-    bool schedules;    /* pgwork.schedules */
-    bool run_schedule; /* pgwork.run_schedule(text) */
+    bool schedules;    /* pgwork.schedules (migration 0010) */
 };
 
 /* Remember the config (not copied: it outlives the pool). */

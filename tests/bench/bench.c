@@ -353,6 +353,7 @@ static const char *const steps[] = {
     "enqueue",    /* 8 producers, trigger on / off / pgwork.notify = off, unserved queue */
     "lateness",   /* scheduled tasks */
     "scaling",    /* workers, queues, memory */
+    "web",        /* pgwork web's pages on 1,000,000 tasks */
 };
 
 static const char *only;
@@ -526,6 +527,8 @@ int main(void)
         measure_lateness();
     if (want("scaling"))
         measure_scaling(floor_p50);
+    if (want("web"))
+        measure_web();
 
     double seconds = (double)(mono_ms() - started) / 1000.0;
     char load_end[64], load[256], header[1024], date[64];

@@ -15,6 +15,7 @@
  *   scaling.c   worker and queue counts; memory
  *   producers.c producers into a served queue, notifications on and off
  *   claims.c    claim statements per task with 1 and 3 pods
+ *   web.c       pgwork web's pages on 1,000,000 tasks (BENCH_ONLY=web)
  *   defaults.c  a new user's throughput (no batch set) beside the
  *               one-statement ceiling (pgbench) and the peer; the exec
  *               makespan
@@ -251,5 +252,8 @@ double throughput_sql_defaults(const char *dbname, int workers, int tasks);
 /* A fresh database for throughput runs, its planner statistics pinned
  * (those of the middle of a burst; autovacuum off for the table). */
 void throughput_db_prepare(const char *dbname);
+
+/* web.c: pgwork web, every page on 1,000,000 tasks. */
+void measure_web(void);
 
 #endif

@@ -563,7 +563,60 @@ function matches(selector, labels) {
     return Object.entries(selector).every(([k, v]) => labels && labels[k] === v);
 }
 
+/* The dashboard's objects (deploy/kubernetes/web): component label "web". */
+function isWeb(d) {
+    return ((d.value.metadata || {}).labels || {})["app.kubernetes.io/component"] === "web";
+}
+
+/* pgwork web: one replica running `pgwork web`, its token and connection
+ * string from Secrets, probes on its port, the same hardening. */
+function webRules(docs, dbSecret) {
+    const deps = docs.filter((d) => d.value && d.value.kind === "Deployment" && isWeb(d));
+    for (const dep of deps) {
+        const need = (ok, p, message, d = dep) => ok || report(where(d, p), message);
+        const spec = dep.value.spec || {};
+        const pod = (spec.template || {}).spec || {};
+        const podLabels = ((spec.template || {}).metadata || {}).labels || {};
+        need(spec.replicas === 1, ["spec", "replicas"],
+             "pgwork web: replicas: 1 (browser sessions live in the process)");
+        const containers = pod.containers || [];
+        const ci = containers.findIndex((c) => c && c.name === "web");
+        need(ci >= 0, ["spec", "template", "spec", "containers"], "pgwork web: no container named web");
+        if (ci < 0)
+            continue;
+        const c = containers[ci];
+        const cp = ["spec", "template", "spec", "containers", ci];
+        need(JSON.stringify((c.command || []).concat(c.args || [])) === '["pgwork","web"]', cp,
+             "pgwork web: runs pgwork web");
+        const env = c.env || [];
+        const fromSecret = (name) => {
+            const e = env.find((x) => x.name === name);
+            return e && e.valueFrom && e.valueFrom.secretKeyRef;
+        };
+        need(fromSecret("PGWORK_WEB_TOKEN"), [...cp, "env"], "pgwork web: PGWORK_WEB_TOKEN from a Secret");
+        const db = fromSecret("PGWORK_DATABASE_URL");
+        need(db && (!dbSecret || (db.name === dbSecret.name && db.key === dbSecret.key)), [...cp, "env"],
+             "pgwork web: PGWORK_DATABASE_URL from the Deployment's Secret");
+        const port = (c.ports || []).find((x) => x.containerPort === 9188);
+        need(port && port.name === "http-web", [...cp, "ports"], "pgwork web: containerPort 9188 named http-web");
+        for (const [probe, p] of [["livenessProbe", "/healthz"], ["readinessProbe", "/readyz"]]) {
+            const g = (c[probe] || {}).httpGet || {};
+            need(g.path === p && (g.port === 9188 || g.port === "http-web"), [...cp, probe],
+                 `pgwork web: ${probe}: httpGet ${p} on its port`);
+        }
+        const sec = c.securityContext || {};
+        need(sec.allowPrivilegeEscalation === false && sec.readOnlyRootFilesystem === true &&
+             ((sec.capabilities || {}).drop || []).includes("ALL"), [...cp, "securityContext"],
+             "pgwork web: the worker Deployment's container hardening");
+        for (const svc of docs.filter((d) => d.value && d.value.kind === "Service" && isWeb(d)))
+            need(matches((svc.value.spec || {}).selector, podLabels), ["spec", "selector"],
+                 "selects the pgwork web pod", svc);
+    }
+}
+
 function pgworkRules(docs, configOut) {
+    const all = docs;
+    docs = docs.filter((d) => d.value && !isWeb(d));
     const of = (kind) => docs.filter((d) => d.value && d.value.kind === kind);
     const deployments = of("Deployment");
     if (deployments.length !== 1) {
@@ -614,6 +667,7 @@ function pgworkRules(docs, configOut) {
     const secretRef = ei >= 0 && env[ei].valueFrom && env[ei].valueFrom.secretKeyRef;
     need(secretRef && secretRef.name && secretRef.key, [...cp, "env", ei >= 0 ? ei : 0],
          "PGWORK_DATABASE_URL from a Secret (valueFrom.secretKeyRef)");
+    webRules(all, secretRef);
     const cfgEnv = env.find((e) => e.name === "PGWORK_CONFIG");
     need(!cfgEnv || cfgEnv.value === "/etc/pgwork/pgwork.conf", [...cp, "env"], "PGWORK_CONFIG=/etc/pgwork/pgwork.conf");
 

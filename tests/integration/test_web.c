@@ -37,7 +37,8 @@ static struct web *running_web; /* stopped at the end of each test */
 
 /* Start `pgwork -c CONFIG web` (extra config text inside web { }), wait
  * until /healthz answers. */
-static struct web *web_start_opts(const char *web_extra, const char *token_env)
+static struct web *web_start_config(const char *web_extra, const char *token_env,
+                                    const char *more_config)
 {
     struct web *w = harness_alloc(sizeof *w);
     w->db = harness_db_create(NULL);
@@ -45,7 +46,8 @@ static struct web *web_start_opts(const char *web_extra, const char *token_env)
     w->conn = harness_connect(w->db);
     w->port = harness_free_port();
     const char *config = harness_write_config(harness_printf(
-        "web { listen = \"127.0.0.1:%d\" %s }\nlog { format = \"json\" }\n", w->port, web_extra));
+        "web { listen = \"127.0.0.1:%d\" %s }\nlog { format = \"json\" }\n%s", w->port, web_extra,
+        more_config));
     w->log_path = harness_printf("%s/web.%d.log", harness_tmpdir(), w->port);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -87,6 +89,11 @@ static struct web *web_start_opts(const char *web_extra, const char *token_env)
         poll(NULL, 0, 20);
     }
     return w;
+}
+
+static struct web *web_start_opts(const char *web_extra, const char *token_env)
+{
+    return web_start_config(web_extra, token_env, "");
 }
 
 static struct web *web_start(void)
@@ -498,10 +505,6 @@ START_TEST(web_pages_show_the_database)
     ck_assert_ptr_nonnull(strstr(r.body, "href=\"/tasks/1\""));
     r = http(w, "GET", "/api/queues/mail/tasks?key=k-1", BEARER, NULL);
     ck_assert_ptr_nonnull(strstr(r.body, "\"id\":1,"));
-    /* Schedules: without the table a page that says so, and 501 in the API. */
-    r = http(w, "GET", "/schedules", BEARER, NULL);
-    ck_assert_int_eq(r.status, 200);
-    ck_assert_int_eq(http(w, "GET", "/api/schedules", BEARER, NULL).status, 501);
     /* Assets are served, cacheable. */
     r = http(w, "GET", "/assets/uPlot.iife.min.js", "", NULL);
     ck_assert_int_eq(r.status, 200);
@@ -600,12 +603,51 @@ START_TEST(web_actions_of_other_migrations)
         /* Not in this schema: a clear 501, nothing done. */
         ck_assert_int_eq(r.status, 501);
         ck_assert_int_eq(http(w, "POST", "/api/tasks/1/cancel", BEARER, NULL).status, 501);
-        ck_assert_int_eq(http(w, "POST", "/api/schedules/x/run", BEARER, NULL).status, 501);
         r = http(w, "GET", "/", BEARER, NULL);
         ck_assert_ptr_null(strstr(r.body, "/pause\""));
     } else {
         ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
     }
+    ck_assert_int_eq(task_count(w, "pending"), 1);
+    web_stop();
+}
+END_TEST
+
+START_TEST(web_schedules_and_run_now)
+{
+    struct web *w = web_start_config(
+        "", TOKEN,
+        "schedule \"nightly\" { cron = \"0 3 * * *\" queue = \"reports\""
+        " payload = \"{\\\"kind\\\": \\\"<nightly>\\\"}\" priority = 7 }\n"
+        "schedule \"ping\" { every = 30s queue = \"pings\" }\n");
+    /* A row only the database knows (another deployment's schedule). */
+    harness_exec(w->conn, "INSERT INTO pgwork.schedules (name, last_tick, next_tick, queue, spec,"
+                          " made_by) VALUES ('ping', now() - interval '10 seconds',"
+                          " now() + interval '20 seconds', 'pings', 'every 30s', 'pod-a:1'),"
+                          " ('old<i>', now(), NULL, 'gone', 'every 1h', 'pod-b:2')");
+    struct reply r = http(w, "GET", "/schedules", BEARER, NULL);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "data-schedule=\"nightly\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "pod-a:1"));
+    ck_assert_ptr_nonnull(strstr(r.body, "every 30s"));
+    ck_assert_ptr_nonnull(strstr(r.body, "old&lt;i&gt;"));
+    ck_assert_ptr_nonnull(strstr(r.body, "action=\"/api/schedules/nightly/run\""));
+    ck_assert_ptr_null(strstr(r.body, "action=\"/api/schedules/old%3Ci%3E/run\""));
+    r = http(w, "GET", "/api/schedules", BEARER, NULL);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"name\":\"ping\",\"queue\":\"pings\",\"spec\":\"every 30s\""));
+    /* Run now: one task as the tick makes it; the tick row untouched. */
+    ck_assert_int_eq(http(w, "POST", "/api/schedules/nightly/run", "", NULL).status, 401);
+    ck_assert_int_eq(task_count(w, "pending"), 0);
+    r = http(w, "POST", "/api/schedules/nightly/run", BEARER, NULL);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    ck_assert_int_eq(harness_query_int64(w->conn, "SELECT count(*) FROM pgwork.tasks WHERE queue ="
+                                                  " 'reports' AND priority = 7 AND payload ="
+                                                  " '{\"kind\": \"<nightly>\"}' AND run_at <= now()"),
+                     1);
+    ck_assert_int_eq(harness_query_int64(w->conn, "SELECT count(*) FROM pgwork.schedules"
+                                                  " WHERE name = 'nightly'"),
+                     0);
+    ck_assert_int_eq(http(w, "POST", "/api/schedules/old%3Ci%3E/run", BEARER, NULL).status, 404);
     ck_assert_int_eq(task_count(w, "pending"), 1);
     web_stop();
 }
@@ -636,6 +678,7 @@ Suite *web_suite(void)
     tcase_add_test(tc, web_token_file_and_refusals);
     tcase_add_test(tc, web_hostile_clients);
     tcase_add_test(tc, web_actions_of_other_migrations);
+    tcase_add_test(tc, web_schedules_and_run_now);
     suite_add_tcase(s, tc);
     return s;
 }
