@@ -141,7 +141,7 @@ static const char schedules_sql[] =
     "        s.spec, s.last_tick, s.next_tick, s.made_by, s.made_at,"
     "        c.name IS NOT NULL AS in_config"
     " FROM pgwork.schedules s FULL JOIN cfg c ON c.name = s.name"
-    " ORDER BY 1 COLLATE \"C\"";
+    " ORDER BY coalesce(s.name, c.name) COLLATE \"C\"";
 
 /*
  * Requeue, as `pgwork requeue-dead` does it (cli.c): dead tasks back to

@@ -32,7 +32,8 @@ static int web_get(int port, const char *path, double *ms, char *cursor, size_t 
 {
     int64_t start = mono_us();
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
         die("web bench: cannot connect to pgwork web on port %d", port);
@@ -138,18 +139,20 @@ void measure_web(void)
 
     int port = free_port();
     char config[256];
-    snprintf(config, sizeof config, "web { listen = \"127.0.0.1:%d\" }\nlog { format = \"text\" }\n",
-             port);
+    snprintf(config, sizeof config,
+             "web { listen = \"127.0.0.1:%d\" }\nlog { format = \"text\" }\n", port);
     const char *config_path = write_file("web.conf", config);
     char *const argv[] = {(char *)bench.pgwork_bin, "-c", (char *)config_path, "web", NULL};
-    const char *env[] = {"PGWORK_DATABASE_URL=dbname=bench_web", "PGWORK_WEB_TOKEN=" WEB_TOKEN, NULL};
+    const char *env[] = {"PGWORK_DATABASE_URL=dbname=bench_web", "PGWORK_WEB_TOKEN=" WEB_TOKEN,
+                         NULL};
     char log[600];
     snprintf(log, sizeof log, "%s/web.log", bench.tmpdir);
     pid_t pid = spawn(argv, env, log, NULL);
     double ms;
     for (int i = 0;; i++) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int ok = connect(fd, (struct sockaddr *)&a, sizeof a);
         close(fd);

@@ -45,9 +45,9 @@ static struct web *web_start_config(const char *web_extra, const char *token_env
     ck_assert_int_eq(harness_migrate(w->db), 0);
     w->conn = harness_connect(w->db);
     w->port = harness_free_port();
-    const char *config = harness_write_config(harness_printf(
-        "web { listen = \"127.0.0.1:%d\" %s }\nlog { format = \"json\" }\n%s", w->port, web_extra,
-        more_config));
+    const char *config = harness_write_config(
+        harness_printf("web { listen = \"127.0.0.1:%d\" %s }\nlog { format = \"json\" }\n%s",
+                       w->port, web_extra, more_config));
     w->log_path = harness_printf("%s/web.%d.log", harness_tmpdir(), w->port);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -615,11 +615,11 @@ END_TEST
 
 START_TEST(web_schedules_and_run_now)
 {
-    struct web *w = web_start_config(
-        "", TOKEN,
-        "schedule \"nightly\" { cron = \"0 3 * * *\" queue = \"reports\""
-        " payload = \"{\\\"kind\\\": \\\"<nightly>\\\"}\" priority = 7 }\n"
-        "schedule \"ping\" { every = 30s queue = \"pings\" }\n");
+    struct web *w =
+        web_start_config("", TOKEN,
+                         "schedule \"nightly\" { cron = \"0 3 * * *\" queue = \"reports\""
+                         " payload = \"{\\\"kind\\\": \\\"<nightly>\\\"}\" priority = 7 }\n"
+                         "schedule \"ping\" { every = 30s queue = \"pings\" }\n");
     /* A row only the database knows (another deployment's schedule). */
     harness_exec(w->conn, "INSERT INTO pgwork.schedules (name, last_tick, next_tick, queue, spec,"
                           " made_by) VALUES ('ping', now() - interval '10 seconds',"
@@ -634,15 +634,17 @@ START_TEST(web_schedules_and_run_now)
     ck_assert_ptr_nonnull(strstr(r.body, "action=\"/api/schedules/nightly/run\""));
     ck_assert_ptr_null(strstr(r.body, "action=\"/api/schedules/old%3Ci%3E/run\""));
     r = http(w, "GET", "/api/schedules", BEARER, NULL);
-    ck_assert_ptr_nonnull(strstr(r.body, "\"name\":\"ping\",\"queue\":\"pings\",\"spec\":\"every 30s\""));
+    ck_assert_ptr_nonnull(
+        strstr(r.body, "\"name\":\"ping\",\"queue\":\"pings\",\"spec\":\"every 30s\""));
     /* Run now: one task as the tick makes it; the tick row untouched. */
     ck_assert_int_eq(http(w, "POST", "/api/schedules/nightly/run", "", NULL).status, 401);
     ck_assert_int_eq(task_count(w, "pending"), 0);
     r = http(w, "POST", "/api/schedules/nightly/run", BEARER, NULL);
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
-    ck_assert_int_eq(harness_query_int64(w->conn, "SELECT count(*) FROM pgwork.tasks WHERE queue ="
-                                                  " 'reports' AND priority = 7 AND payload ="
-                                                  " '{\"kind\": \"<nightly>\"}' AND run_at <= now()"),
+    ck_assert_int_eq(harness_query_int64(w->conn,
+                                         "SELECT count(*) FROM pgwork.tasks WHERE queue ="
+                                         " 'reports' AND priority = 7 AND payload ="
+                                         " '{\"kind\": \"<nightly>\"}' AND run_at <= now()"),
                      1);
     ck_assert_int_eq(harness_query_int64(w->conn, "SELECT count(*) FROM pgwork.schedules"
                                                   " WHERE name = 'nightly'"),
