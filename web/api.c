@@ -73,6 +73,13 @@ static void queues(struct web_request *req, struct web_reply *reply)
         OUT(",\"done_last_hour\":%lld,\"dead_last_hour\":%lld", q->done_hour, q->dead_hour);
         if (f.paused_table)
             OUT(",\"paused\":%s", q->paused ? "true" : "false");
+        int qi = config_find_queue(req->config, q->name);
+        if (qi >= 0) {
+            OUT(",\"concurrency\":%d,\"rate\":", req->config->queues[qi].concurrency);
+            render_json_string(&reply->body, req->config->queues[qi].rate != NULL
+                                                 ? req->config->queues[qi].rate
+                                                 : "");
+        }
         OUT("}");
     }
     OUT("],\"throughput\":{\"minute0\":%lld,\"partial\":%s,\"done\":[", (long long)o.minute0,

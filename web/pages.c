@@ -70,7 +70,11 @@ static void button(struct web_reply *reply, const char *label, bool danger)
 
 static void count_cell(struct web_reply *reply, const struct count *c, const char *cls)
 {
-    if (c->estimated)
+    if (c->estimated && c->n == QUERIES_COUNT_CAP + 1) /* above the cap, estimated below it */
+        OUT("<td class=\"n %s\"><span class=\"est\" title=\"more than the exact count's cap; "
+            "the planner estimates fewer\">&gt;%d</span></td>",
+            cls, QUERIES_COUNT_CAP);
+    else if (c->estimated)
         OUT("<td class=\"n %s\"><span class=\"est\" title=\"estimate from the planner's "
             "statistics\">≈%lld</span></td>",
             cls, c->n);
@@ -138,7 +142,7 @@ void pages_overview(struct web_request *req, struct web_reply *reply)
 
     OUT("<table id=\"queues\"><thead><tr><th>Queue</th><th>Pending (due)</th><th>Scheduled</th>"
         "<th>Running</th><th>Done</th><th>Dead</th><th>Oldest pending</th>"
-        "<th>Done / dead, 1 h</th><th>State</th><th></th></tr></thead><tbody>");
+        "<th>Done / dead, 1 h</th><th>State, limits</th><th></th></tr></thead><tbody>");
     if (o.queue_count == 0)
         OUT("<tr><td colspan=\"10\" class=\"muted\">No queue has tasks yet.</td></tr>");
     for (int i = 0; i < o.queue_count; i++) {
@@ -158,7 +162,18 @@ void pages_overview(struct web_request *req, struct web_reply *reply)
         OUT("<td class=\"n\">");
         age(reply, q->oldest_pending_s);
         OUT("</td><td class=\"n\">%lld / %lld</td>", q->done_hour, q->dead_hour);
-        OUT("<td>%s</td><td>", q->paused ? "<span class=\"paused\">paused</span>" : "");
+        OUT("<td>%s", q->paused ? "<span class=\"paused\">paused</span> " : "");
+        /* Limits, as the config (which every pod reads) sets them. */
+        int qi = config_find_queue(req->config, q->name);
+        if (qi >= 0 && req->config->queues[qi].concurrency > 0)
+            OUT("<span class=\"muted\">≤%d running</span> ", req->config->queues[qi].concurrency);
+        if (qi >= 0 && req->config->queues[qi].rate != NULL &&
+            req->config->queues[qi].rate[0] != '\0') {
+            OUT("<span class=\"muted\">");
+            H(req->config->queues[qi].rate);
+            OUT(" starts</span>");
+        }
+        OUT("</td><td>");
         if (f.pause) {
             form_open(req, reply, "/api/queues/", q->name, q->paused ? "/resume" : "/pause", "/");
             button(reply, q->paused ? "Resume" : "Pause", false);

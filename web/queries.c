@@ -6,9 +6,11 @@
 #include "queries.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../shared/dbconn.h"
 
@@ -77,7 +79,7 @@ static const char estimate_scheduled_sql[] =
 
 /* Finished per queue and minute over the last hour, from the newest $1
  * tasks by primary key (a backward index scan, bounded whatever the table
- * holds). `partial`: those rows did not reach back an hour, so older
+ * holds; cached, fill_throughput). `partial`: those rows did not reach back an hour, so older
  * minutes are missing some. */
 static const char throughput_sql[] =
     "WITH r AS (SELECT queue, state, finished_at, created_at FROM pgwork.tasks"
@@ -237,12 +239,41 @@ static void set_count(struct count *c, const char *value, long long est)
     }
 }
 
+/* The throughput statement's last answer, shared by every request for
+ * THROUGHPUT_CACHE_MS: per-minute figures need no fresher, and an open
+ * overview refreshing every 5 s (or several) then costs the database one
+ * scan of the recent rows per period, not one per page. Read only under
+ * the lock (a PGresult is not copied). */
+#define THROUGHPUT_CACHE_MS 10000
+static pthread_mutex_t throughput_lock = PTHREAD_MUTEX_INITIALIZER;
+static PGresult *throughput_res;
+static int64_t throughput_at;
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int fill_throughput(PGconn *conn, struct overview *o, char *err, size_t errlen)
 {
-    const char *params[] = {STR(QUERIES_RECENT_ROWS)};
-    PGresult *res = run(conn, throughput_sql, 1, params, PGRES_TUPLES_OK, err, errlen);
-    if (res == NULL)
-        return -1;
+    pthread_mutex_lock(&throughput_lock);
+    bool stale = throughput_res == NULL || monotonic_ms() - throughput_at > THROUGHPUT_CACHE_MS;
+    pthread_mutex_unlock(&throughput_lock);
+    if (stale) {
+        const char *params[] = {STR(QUERIES_RECENT_ROWS)};
+        PGresult *fresh = run(conn, throughput_sql, 1, params, PGRES_TUPLES_OK, err, errlen);
+        if (fresh == NULL)
+            return -1;
+        pthread_mutex_lock(&throughput_lock);
+        PQclear(throughput_res);
+        throughput_res = fresh;
+        throughput_at = monotonic_ms();
+        pthread_mutex_unlock(&throughput_lock);
+    }
+    pthread_mutex_lock(&throughput_lock);
+    const PGresult *res = throughput_res;
     if (PQntuples(res) > 0) {
         int64_t now_minute = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         o->minute0 = now_minute - 60 * (THROUGHPUT_MINUTES - 1);
@@ -266,8 +297,16 @@ static int fill_throughput(PGconn *conn, struct overview *o, char *err, size_t e
                 o->queues[q].dead_hour += dead;
             }
     }
-    PQclear(res);
+    pthread_mutex_unlock(&throughput_lock);
     return 0;
+}
+
+void queries_fini(void)
+{
+    pthread_mutex_lock(&throughput_lock);
+    PQclear(throughput_res);
+    throughput_res = NULL;
+    pthread_mutex_unlock(&throughput_lock);
 }
 
 int queries_overview(PGconn *conn, const struct pgwork_config *config,
@@ -518,8 +557,10 @@ static void call(PGconn *conn, bool present, const char *sql, const char *what, 
         dbconn_primary_line(res, conn, r->message, sizeof r->message);
     } else {
         r->status = 200;
-        snprintf(r->message, sizeof r->message, "%s %s: %s", what, arg,
-                 PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "ok");
+        r->value_null = PQntuples(res) != 1 || PQgetisnull(res, 0, 0);
+        snprintf(r->value, sizeof r->value, "%s", r->value_null ? "" : PQgetvalue(res, 0, 0));
+        snprintf(r->message, sizeof r->message, "%s %.200s: %s", what, arg,
+                 r->value_null ? "ok" : r->value);
     }
     PQclear(res);
 }
@@ -534,6 +575,19 @@ void queries_cancel(PGconn *conn, const struct webdb_features *f, const char *id
         return;
     }
     call(conn, f->cancel, cancel_sql, "cancel", id, r);
+    /* pgwork.cancel returns the state the task had: NULL for no task, a
+     * finished state when there was nothing to cancel (migration 0011). */
+    if (r->status == 200 && r->value_null) {
+        r->status = 404;
+        snprintf(r->message, sizeof r->message, "no task %s", id);
+    } else if (r->status == 200 && strcmp(r->value, "pending") != 0 &&
+               strcmp(r->value, "running") != 0) {
+        r->status = 409;
+        snprintf(r->message, sizeof r->message, "task %s is %s: nothing to cancel", id, r->value);
+    } else if (r->status == 200) {
+        r->count = 1;
+        snprintf(r->message, sizeof r->message, "task %s cancelled (it was %s)", id, r->value);
+    }
 }
 
 void queries_pause(PGconn *conn, const struct webdb_features *f, const char *queue, bool pause,

@@ -10,7 +10,8 @@
  *  - counts are exact up to QUERIES_COUNT_CAP rows (read from the partial
  *    indexes); above that, and always for `done` (no index has them), they
  *    are the planner's estimate and flagged as such;
- *  - throughput reads the newest QUERIES_RECENT_ROWS tasks by primary key;
+ *  - throughput reads the newest QUERIES_RECENT_ROWS tasks by primary key,
+ *    at most once per 10 s for all requests together;
  *  - task lists are keyset-paginated (never OFFSET) along an index.
  * Names travel as parameters, never as SQL text.
  */
@@ -26,8 +27,8 @@
 #include "../shared/config.h"
 #include "../shared/text.h"
 
-#define QUERIES_COUNT_CAP 10000
-#define QUERIES_RECENT_ROWS 50000
+#define QUERIES_COUNT_CAP 1000
+#define QUERIES_RECENT_ROWS 10000
 #define QUERIES_PAGE_ROWS 50
 #define QUERIES_QUEUES_MAX 500
 
@@ -61,6 +62,9 @@ int queries_overview(PGconn *conn, const struct pgwork_config *config,
                      size_t errlen);
 void queries_overview_free(struct overview *o);
 
+/* Drop the cached throughput (at exit). */
+void queries_fini(void);
+
 /* The states a task list can show. */
 bool queries_state_ok(const char *state);
 
@@ -87,6 +91,8 @@ struct action_result {
     int status; /* HTTP status: 200, 404, 409, 500, 501 */
     char message[512];
     long long count;
+    char value[64];  /* a SQL function's answer, as text */
+    bool value_null; /* ... which was NULL */
 };
 
 void queries_requeue_task(PGconn *conn, const char *id, struct action_result *r);

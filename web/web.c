@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "auth.h"
+#include "queries.h"
 #include "server.h"
 #include "webdb.h"
 #include "../shared/exitcodes.h"
@@ -54,6 +55,7 @@ int web_main(const struct pgwork_config *config)
     } while (sig == SIGHUP);
     log_info("web: stopping (signal %d)", sig);
     server_stop(daemon);
+    queries_fini();
     webdb_fini();
     return EXIT_OK;
 }
