@@ -1,11 +1,18 @@
 /*
  * sql_batch.c — the worker's one-transaction path for the sql handler
  * (handlers with send_in_transaction; DESIGN §2, §3): a batch in two
- * pipelined round trips — (1) claim it, (2) BEGIN, every task's
- * statement, their done, COMMIT.
+ * pipelined rounds — (1) claim it, (2) BEGIN, every task's statement,
+ * their done, COMMIT. While batches come back full, the next batch's
+ * claim rides behind round 2's COMMIT, in the same round trip, in an
+ * implicit transaction of its own that commits at the round's sync: a
+ * drain costs one round trip a batch, not two.
  *
  * Invariants:
- *  - the claim commits before any statement runs: a task's attempt is on
+ *  - the claim commits before any statement runs (also the one sent
+ *    behind a COMMIT: it runs after that COMMIT and commits at the sync,
+ *    before its batch's round 2 is sent; a round that fails skips it, as
+ *    a pipeline skips everything after an error up to the sync): a task's
+ *    attempt is on
  *    record while it runs, so a worker that dies mid statement leaves its
  *    tasks running under its tag, where only the supervisor's requeue
  *    (which charges the one it was running) or the lease takes them back
@@ -150,16 +157,20 @@ struct round_result {
     char failure[512]; /* its error, first line */
     bool committed;    /* COMMIT succeeded */
     bool synced;       /* the round was read to its end */
+    PGresult *next;    /* the answer to the next batch's claim sent behind
+                          COMMIT (rows, or its error), NULL = none */
 };
 
 /*
  * Round 2, sent as one pipeline: BEGIN, the transaction's settings (the
  * queue's timeout for each statement, the worker's), every task's
- * statement, their done (task_send_finish_claimed), COMMIT. ids gets the
- * batch's ids. Returns how many settings answers come before the
- * statements', or -1 when something could not be sent.
+ * statement, their done (task_send_finish_claimed), COMMIT — and, when
+ * next is true, the next batch's claim (the worker's settings first)
+ * behind it (sq->next_round says how it went out). ids gets the batch's
+ * ids. Returns how many settings answers come before the statements', or
+ * -1 when something could not be sent.
  */
-static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *ids)
+static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *ids, bool next)
 {
     const struct queue_config *queue = sq->queue;
     PGconn *conn = w->conn;
@@ -191,7 +202,15 @@ static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *id
     }
     sent = sent &&
            task_send_finish_claimed(conn, ids, claimed, w->locked_by, queue->keep_done) == 0 &&
-           PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(conn);
+           PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+    if (sent && next) {
+        worker_claim_begin(w, sq, &sq->next_round);
+        sent =
+            (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0)) &&
+            task_send_claim(conn, queue, w->locked_by, w->config->workers.lease_ms, &sq->claim) ==
+                0;
+    }
+    sent = sent && PQpipelineSync(conn);
     if (!sent) {
         log_error("cannot send the tasks of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         return -1;
@@ -206,7 +225,7 @@ static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *id
  * server).
  */
 static void sql_batch_collect(struct worker *w, struct served_queue *sq, const int64_t *ids,
-                              int preludes, int64_t *elapsed_us, struct round_result *r)
+                              int preludes, bool next, int64_t *elapsed_us, struct round_result *r)
 {
     PGconn *conn = w->conn;
     int claimed = w->batch.count;
@@ -251,6 +270,17 @@ static void sql_batch_collect(struct worker *w, struct served_queue *sq, const i
     PQclear(res);
     r->committed = dbconn_pipeline_ok(conn);
     dbconn_set_guard_extra(0);
+    if (next) {
+        /* Skipped (PGRES_PIPELINE_ABORTED) unless COMMIT succeeded. */
+        bool settings_ok = dbconn_local() == NULL || dbconn_pipeline_ok(conn);
+        PGresult *claim = dbconn_pipeline_take(conn);
+        ExecStatusType status = PQresultStatus(claim);
+        if (r->committed && settings_ok &&
+            (status == PGRES_TUPLES_OK || status == PGRES_FATAL_ERROR))
+            r->next = claim;
+        else
+            PQclear(claim);
+    }
     r->synced = dbconn_pipeline_finish_round(conn);
     w->batch_in_transaction = false;
     /* Our own cancel made a statement fail, whichever task's it was: no
@@ -259,6 +289,15 @@ static void sql_batch_collect(struct worker *w, struct served_queue *sq, const i
      * fails again. */
     if (w->statement_cancelled)
         r->failed_at = -1;
+    /* A claim behind COMMIT that our own cancel stopped claimed nothing. */
+    if (r->next != NULL && w->statement_cancelled && PQresultStatus(r->next) != PGRES_TUPLES_OK) {
+        PQclear(r->next);
+        r->next = NULL;
+    }
+    if (!r->synced || r->failed || !r->committed) {
+        PQclear(r->next);
+        r->next = NULL;
+    }
 }
 
 /*
@@ -272,10 +311,11 @@ static void sql_batch_collect(struct worker *w, struct served_queue *sq, const i
  * restarting again), the supervisor must not charge an innocent task.
  * Otherwise the statement that failed is known: its failure is recorded
  * now, and the rest of the batch, still ours, runs a task at a time.
- * Returns the number claimed (as the drain counts it).
+ * Returns the number claimed (as the drain counts it; round: how the
+ * claim that the number is of went out).
  */
 static int sql_batch_redo(struct worker *w, struct served_queue *sq, const struct round_result *r,
-                          const struct claim_state *round_start)
+                          const struct claim_state *round_start, struct claim_round *round)
 {
     int claimed = w->batch.count;
     if (PQstatus(w->conn) != CONNECTION_OK) {
@@ -284,7 +324,7 @@ static int sql_batch_redo(struct worker *w, struct served_queue *sq, const struc
         task_claim_rewind(&sq->claim, round_start);
         atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
         worker_recover(w, 0);
-        return worker_claim_and_run(w, sq);
+        return worker_claim_and_run(w, sq, round);
     }
     sql_batch_abandon(w, false);
     if (r->failed_at >= 0)
@@ -317,26 +357,75 @@ static void sql_batch_record(struct worker *w, struct served_queue *sq, const in
     worker_heartbeat(w);
 }
 
-int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq)
+/* The next batch, claimed behind the last COMMIT (sq->next): into
+ * w->batch, the connection in pipeline mode for its round 2. Returns the
+ * tasks claimed, or -1 (the claim failed: logged; nothing claimed). */
+static int sql_batch_take_next(struct worker *w, struct served_queue *sq)
+{
+    PGresult *res = sq->next;
+    sq->next = NULL;
+    int claimed = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        claimed = task_batch_take(&w->batch, res, &sq->claim);
+    else
+        log_error("claim failed on queue \"%s\": %s", sq->queue->name, PQresultErrorMessage(res));
+    PQclear(res);
+    if (claimed > 0 && !PQenterPipelineMode(w->conn)) {
+        log_error("cannot enter pipeline mode: %s", PQerrorMessage(w->conn));
+        exit(WORKER_EXIT_ERROR); /* the supervisor requeues what was claimed */
+    }
+    return claimed;
+}
+
+void sql_batch_release_next(struct worker *w, struct served_queue *sq)
+{
+    if (sq->next == NULL)
+        return;
+    int claimed = sql_batch_take_next(w, sq);
+    if (claimed > 0) {
+        if (!PQexitPipelineMode(w->conn)) {
+            log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
+            exit(WORKER_EXIT_ERROR);
+        }
+        /* Told to hold back: every task goes back untried. */
+        worker_run_batch(w, sq, -1);
+    }
+}
+
+int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq, struct claim_round *round)
 {
     /* After a lost connection the round is redone from where it started
      * (the cursor only: statement texts built meanwhile are kept, not
      * leaked). */
     const struct claim_state round_start = sq->claim;
-    int claimed = sql_batch_claim(w, sq);
-    if (claimed <= 0) {
-        if (claimed == 0 && !PQexitPipelineMode(w->conn)) {
-            log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
-            exit(WORKER_EXIT_ERROR);
+    int claimed;
+    if (sq->next != NULL) {
+        *round = sq->next_round;
+        claimed = sql_batch_take_next(w, sq);
+        if (claimed <= 0)
+            return claimed;
+    } else {
+        worker_claim_begin(w, sq, round);
+        claimed = sql_batch_claim(w, sq);
+        if (claimed <= 0) {
+            if (claimed == 0 && !PQexitPipelineMode(w->conn)) {
+                log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
+                exit(WORKER_EXIT_ERROR);
+            }
+            return claimed;
         }
-        return claimed;
     }
-    if (task_claim_full(&sq->claim, sq->queue, claimed))
+    bool full = task_claim_full(&sq->claim, sq->queue, claimed);
+    if (full)
         worker_request_help(w, sq->index);
+    /* A full batch: more are likely waiting; the next claim goes behind
+     * this one's COMMIT, unless the worker is to hold back. */
+    bool next = full && !worker_holding_back(w) && !worker_queue_paused(w, sq) &&
+                !config_queue_limited(sq->queue); /* its claim counts its budget: never ahead */
     int64_t *ids = malloc((size_t)claimed * sizeof(*ids));
     int64_t *elapsed_us = malloc((size_t)claimed * sizeof(*elapsed_us));
     bool allocated = ids != NULL && elapsed_us != NULL;
-    int preludes = allocated ? sql_batch_send(w, sq, ids) : -1;
+    int preludes = allocated ? sql_batch_send(w, sq, ids, next) : -1;
     if (preludes < 0) {
         /* Nothing ran: the batch, ours, runs a task at a time. */
         free(ids);
@@ -346,12 +435,14 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq)
         return claimed;
     }
     struct round_result r;
-    sql_batch_collect(w, sq, ids, preludes, elapsed_us, &r);
+    sql_batch_collect(w, sq, ids, preludes, next, elapsed_us, &r);
     free(ids);
-    if (r.failed || !r.committed || !r.synced)
-        claimed = sql_batch_redo(w, sq, &r, &round_start);
-    else
+    if (r.failed || !r.committed || !r.synced) {
+        claimed = sql_batch_redo(w, sq, &r, &round_start, round);
+    } else {
         sql_batch_record(w, sq, elapsed_us);
+        sq->next = r.next;
+    }
     free(elapsed_us);
     return claimed;
 }

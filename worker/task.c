@@ -316,23 +316,31 @@ const char *task_claim_sql(struct claim_state *claim, const struct queue_config 
                            bool from_cursor)
 {
     char **text = &claim->sql[from_cursor];
-    if (*text != NULL)
+    int limit = task_claim_limit(claim, queue);
+    if (*text != NULL && claim->sql_limit[from_cursor] == limit)
         return *text;
+    free(*text);
+    claim->sql_limit[from_cursor] = limit;
     claim->queue_name = queue->name;
     const char *cursor = from_cursor ? claim_from_cursor : "";
     int rate_count;
     int64_t rate_period_ms;
     int built = -1;
     if (!config_queue_limited(queue))
-        built = asprintf(text, claim_sql_format, cursor, queue->batch);
+        built = asprintf(text, claim_sql_format, cursor, limit);
     else if (config_rate_parse(queue->rate, &rate_count, &rate_period_ms) == 0)
         built = asprintf(text, limited_claim_format, queue->concurrency, rate_count,
-                         (long long)rate_period_ms, queue->batch, cursor, queue->batch, rate_count);
+                         (long long)rate_period_ms, limit, cursor, limit, rate_count);
     if (built < 0) {
         log_error("out of memory building the claim of queue \"%s\"", queue->name);
         abort();
     }
     return *text;
+}
+
+int task_claim_limit(const struct claim_state *claim, const struct queue_config *queue)
+{
+    return claim->limit > 0 ? claim->limit : queue->batch;
 }
 
 void task_claim_rewind(struct claim_state *claim, const struct claim_state *saved)
@@ -522,7 +530,7 @@ int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_
 bool task_claim_full(const struct claim_state *claim, const struct queue_config *queue, int claimed)
 {
     if (!config_queue_limited(queue))
-        return claimed == queue->batch;
+        return claimed == task_claim_limit(claim, queue);
     return claimed > 0 && claimed == claim->limit_take;
 }
 

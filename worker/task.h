@@ -41,8 +41,13 @@ struct task_batch {
  */
 struct claim_state {
     /* The claim's text (owned, NULL until used): [0] from the start, [1]
-     * from the cursor. */
+     * from the cursor; each for the LIMIT in sql_limit (rebuilt when the
+     * claim's size changes). */
     char *sql[2];
+    int sql_limit[2];
+    /* The next claim's size; 0 = the queue's batch (the worker sets it
+     * before each claim when the queue's batch is "auto"). */
+    int limit;
     bool cursor_set;
     int priority;
     int64_t run_at_us; /* for comparing keys */
@@ -69,11 +74,15 @@ bool task_claim_full(const struct claim_state *claim, const struct queue_config 
  * (pgwork.limit_ring). Logged on failure; never fatal. */
 void task_limit_ring(PGconn *conn, const struct queue_config *queue);
 
-/* The text of queue's claim (from_cursor: bounded by the cursor's key),
- * built into claim on first use. Parameters: see task.c. */
+/* The text of queue's claim (from_cursor: bounded by the cursor's key)
+ * for claim's size (task_claim_limit), built into claim on first use.
+ * Parameters: see task.c. */
 const char *task_claim_sql(struct claim_state *claim, const struct queue_config *queue,
                            bool from_cursor);
 void task_claim_state_free(struct claim_state *claim);
+
+/* The size of claim's next claim: claim->limit, or the queue's batch. */
+int task_claim_limit(const struct claim_state *claim, const struct queue_config *queue);
 
 /* Move claim's cursor back to where saved (a copy taken earlier) had it;
  * the statements' texts stay claim's own. */
@@ -85,7 +94,7 @@ void task_claim_rewind(struct claim_state *claim, const struct claim_state *save
 int task_prepare(PGconn *conn);
 
 /*
- * Claim up to `limit` due pending tasks of `queue` in one round trip
+ * Claim up to task_claim_limit due pending tasks of `queue` in one round trip
  * (FOR UPDATE SKIP LOCKED), marking them running, attempts+1, locked_by,
  * locked_until = now() + lease, starting at claim's cursor (moved past
  * what was claimed). Fills batch (cleared first). Returns the number

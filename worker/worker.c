@@ -125,13 +125,13 @@ static bool worker_stopping(const struct worker *w)
 }
 
 /* Stopping, or the pod was made quiet (TSTP): claim and start nothing. */
-static bool worker_holding_back(const struct worker *w)
+bool worker_holding_back(const struct worker *w)
 {
     return worker_stopping(w) || atomic_load(&w->args->shm->header->quiet) != 0;
 }
 
 /* The queue is paused (shm.h): claim nothing, start nothing more. */
-static bool worker_queue_paused(const struct worker *w, const struct served_queue *sq)
+bool worker_queue_paused(const struct worker *w, const struct served_queue *sq)
 {
     return atomic_load(&w->args->shm->queues[sq->index].paused) != 0;
 }
@@ -359,8 +359,9 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
 /* One claim round, a task at a time: claim (marking running), run each,
  * record each outcome. Returns the number claimed, or -1 after a database
  * error. */
-int worker_claim_and_run(struct worker *w, struct served_queue *sq)
+int worker_claim_and_run(struct worker *w, struct served_queue *sq, struct claim_round *round)
 {
+    worker_claim_begin(w, sq, round);
     int claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
                              &sq->claim, &w->batch);
     if (claimed <= 0)
@@ -420,32 +421,43 @@ static void worker_claim_failed(struct worker *w, struct served_queue *sq)
     worker_schedule_retry(w, sq->index, delay);
 }
 
+void worker_claim_begin(struct worker *w, struct served_queue *sq, struct claim_round *round)
+{
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    /* Read the hint before claiming: a notification that arrives during
+     * the claim changes it again and brings us back here. Moved arrivals
+     * mean tasks that may sort before the cursor (new, retried, requeued):
+     * claim from the start. (Help requests move only the hint: a backlog
+     * being drained by several workers keeps their cursors.) */
+    uint64_t arrivals = atomic_load(&shared_queue->arrivals);
+    if (arrivals != sq->seen_arrivals) {
+        sq->seen_arrivals = arrivals;
+        sq->claim.cursor_set = false;
+    }
+    sq->seen_hint = atomic_load(&shared_queue->hint);
+    round->from_cursor = sq->claim.cursor_set;
+    round->asked = task_claim_limit(&sq->claim, sq->queue);
+}
+
 /* Claim and run until a claim comes back short (DESIGN §1.3). */
-static void worker_drain_queue(struct worker *w, struct served_queue *sq)
+static void worker_drain_claims(struct worker *w, struct served_queue *sq)
 {
     struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
     sq->claim.cursor_set = false;
 
     while (!worker_holding_back(w)) {
-        /* Read the hint before claiming: a notification that arrives during
-         * the claim changes it again and brings us back here. Moved
-         * arrivals mean tasks that may sort before the cursor (new,
-         * retried, requeued): claim from the start. (Help requests move
-         * only the hint: a backlog being drained by several workers keeps
-         * their cursors.) */
-        uint64_t arrivals = atomic_load(&shared_queue->arrivals);
-        if (arrivals != sq->seen_arrivals) {
-            sq->seen_arrivals = arrivals;
-            sq->claim.cursor_set = false;
+        /* Paused: nothing to claim (a batch claimed ahead, before the
+         * pause, still runs). Read after the hint: a resume clears the
+         * flag before it bumps the hint, which brings us back. */
+        if (sq->next == NULL) {
+            sq->seen_hint = atomic_load(&shared_queue->hint);
+            if (worker_queue_paused(w, sq))
+                return;
         }
-        sq->seen_hint = atomic_load(&shared_queue->hint);
-        /* Paused: nothing to claim. Read after the hint: a resume clears
-         * the flag before it bumps the hint, which brings us back. */
-        if (worker_queue_paused(w, sq))
-            return;
-        bool from_cursor = sq->claim.cursor_set;
         bool sql_path = sq->handler->send_in_transaction != NULL;
-        int claimed = sql_path ? sql_batch_claim_and_run(w, sq) : worker_claim_and_run(w, sq);
+        struct claim_round round;
+        int claimed =
+            sql_path ? sql_batch_claim_and_run(w, sq, &round) : worker_claim_and_run(w, sq, &round);
         /* The sql path's batch is done: its slots of a capped queue free
          * at once (the other paths ring with each outcome). */
         if (sql_path && claimed > 0)
@@ -471,11 +483,19 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
             /* Short from the cursor: tasks may remain before it (released,
              * or skipped while another worker held them). One more claim
              * from the start decides. */
-            if (!from_cursor)
+            if (!round.from_cursor)
                 return;
             sq->claim.cursor_set = false;
         }
     }
+}
+
+static void worker_drain_queue(struct worker *w, struct served_queue *sq)
+{
+    worker_drain_claims(w, sq);
+    /* Told to hold back with the next batch claimed already: it goes back
+     * untried. */
+    sql_batch_release_next(w, sq);
 }
 
 static bool worker_hints_changed(const struct worker *w)

@@ -16,6 +16,12 @@
 #include "task.h"
 #include "worker.h"
 
+/* One claim as it was sent: what the drain decides by (DESIGN §1.3). */
+struct claim_round {
+    int asked;        /* its LIMIT */
+    bool from_cursor; /* it started at the drain's cursor */
+};
+
 struct served_queue {
     int index; /* into shm->queues (args->queue_slots of its config index) */
     const struct queue_config *queue;
@@ -24,6 +30,11 @@ struct served_queue {
     uint64_t seen_hint;       /* the queue's hint when this worker last drained it */
     struct claim_state claim; /* its claim statements and the drain's cursor */
     uint64_t seen_arrivals;   /* the queue's arrivals when the cursor was last reset */
+    /* The next batch's claim, sent behind the last batch's COMMIT
+     * (sql_batch.c) and answered, committed, not yet taken: its rows are
+     * running under this worker. NULL = none. */
+    PGresult *next;
+    struct claim_round next_round; /* how next was sent */
 };
 
 struct worker {
@@ -46,6 +57,18 @@ struct worker {
 
 /* Was task id cancelled while this worker held it (pgwork.cancel; shm.h)? */
 bool worker_task_cancelled(const struct worker *w, int64_t id);
+
+/* The queue is paused (shm.h): claim nothing, start nothing more. */
+bool worker_queue_paused(const struct worker *w, const struct served_queue *sq);
+
+/* Stopping, or the pod was made quiet (TSTP): claim and start nothing. */
+bool worker_holding_back(const struct worker *w);
+
+/* Just before a claim of sq is sent: read its hint (a notification that
+ * comes later brings the worker back) and its arrivals (tasks that may
+ * sort before the cursor: claim from the start), set the claim's size;
+ * round says how the claim goes out. */
+void worker_claim_begin(struct worker *w, struct served_queue *sq, struct claim_round *round);
 
 /* The heartbeat in the worker's shm slot: now. */
 void worker_heartbeat(struct worker *w);
@@ -72,7 +95,8 @@ void worker_guard_tasks(const struct queue_config *queue, int tasks);
  * outcome; skip: a task already recorded (-1 = none). */
 void worker_run_batch(struct worker *w, struct served_queue *sq, int skip);
 
-/* One claim round a task at a time; the number claimed, or -1. */
-int worker_claim_and_run(struct worker *w, struct served_queue *sq);
+/* One claim round a task at a time (worker_claim_begin first, round says
+ * how it went out); the number claimed, or -1. */
+int worker_claim_and_run(struct worker *w, struct served_queue *sq, struct claim_round *round);
 
 #endif
