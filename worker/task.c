@@ -399,6 +399,17 @@ static bool cursor_before(const struct claim_state *cursor, int priority, int64_
     return id > cursor->id;
 }
 
+/* qsort: the queue's order (priority, run_at, id). */
+static int claimed_order(const void *a, const void *b)
+{
+    const struct claimed_task *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority < y->priority ? -1 : 1;
+    if (x->run_at_us != y->run_at_us)
+        return x->run_at_us < y->run_at_us ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
 /* Copy claimed rows (id, payload, attempt, max_attempts, pickup_us, then
  * the key: priority, run_at as text and in microseconds) into batch, and
  * move the cursor (if any) to the greatest key: the claim's RETURNING
@@ -442,6 +453,8 @@ static int task_batch_fill(struct task_batch *batch, const PGresult *res,
         batch->count++;
         int priority = atoi(PQgetvalue(res, i, 5));
         int64_t run_at_us = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+        task->priority = priority;
+        task->run_at_us = run_at_us;
         const char *run_at = PQgetvalue(res, i, 6);
         if (cursor != NULL && cursor_before(cursor, priority, run_at_us, task->id) &&
             strlen(run_at) < sizeof(cursor->run_at)) {
@@ -452,6 +465,10 @@ static int task_batch_fill(struct task_batch *batch, const PGresult *res,
             memcpy(cursor->run_at, run_at, strlen(run_at) + 1);
         }
     }
+    /* They run in the queue's order: the UPDATE returns them in the order
+     * it found them (by id), and an urgent task must not wait behind its
+     * batch-mates. */
+    qsort(batch->tasks, (size_t)rows, sizeof(*batch->tasks), claimed_order);
     return rows;
 }
 

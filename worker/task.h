@@ -22,6 +22,8 @@ struct claimed_task {
     int attempt;
     int max_attempts;
     int64_t pickup_us; /* claim time - run_at, by the database's clock (>= 0) */
+    int priority;      /* the queue's order: priority, run_at, id */
+    int64_t run_at_us;
 };
 
 struct task_batch {
