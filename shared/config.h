@@ -55,6 +55,8 @@ struct queue_config {
     int64_t backoff_base_ms;   /* first retry delay */
     int64_t backoff_max_ms;    /* retry delay cap, >= backoff_base_ms */
     bool keep_done;            /* false: delete finished tasks */
+    int64_t retention_ms;      /* done tasks deleted this long after finished_at; 0 = kept */
+    int64_t dead_retention_ms; /* the same for dead and cancelled tasks */
     int workers;               /* workers serving the queue; 0 = every worker */
     char **env;                /* exec, coprocess: names of the worker's environment
                                   variables handlers get besides PGWORK_*, PATH, HOME

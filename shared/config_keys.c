@@ -101,6 +101,8 @@ const struct config_key config_keys[] = {
     {QUEUE(backoff_base, backoff_base_ms),                     DURATION(1),      DEFAULT("1s"),     ROLL},
     {QUEUE(backoff_max, backoff_max_ms),                       DURATION(1),      DEFAULT("1h"),     ROLL},
     {QUEUE(keep_done, keep_done),                              BOOL,             DEFAULT("true"),   ROLL},
+    {QUEUE(retention, retention_ms),                           DURATION(0),      DEFAULT("1d"),     RELOAD},
+    {QUEUE(dead_retention, dead_retention_ms),                 DURATION(0),      DEFAULT("30d"),    RELOAD},
     {QUEUE(workers, workers),                        COUNT(0, WORKERS_LIMIT),    DEFAULT("0"),      ROLL},
     {QUEUE(env, env), QUEUE_LIST(config_check_env_name, env_count), ONLY(EXEC_COPROCESS), DEFAULT("{}"), ROLL},
     {QUEUE(concurrency, concurrency),                COUNT(0, INT_MAX),          DEFAULT("0"),      ROLL},

@@ -170,6 +170,13 @@ static void metrics_listener(const struct metrics_source *src, struct text_buffe
     text_appendf(out, "pgwork_keepalive_rtt_seconds %.3f\n", (double)stats.last_ping_rtt_ms / 1e3);
     metrics_header(out, "pgwork_quiet", "gauge", "1 while quiet (SIGTSTP): no new claims.");
     text_appendf(out, "pgwork_quiet %d\n", src->quiet ? 1 : 0);
+    const struct retention *r = upkeep_retention(src->upkeep);
+    metrics_header(out, "pgwork_retention_deleted_total", "counter",
+                   "Finished tasks this pod deleted past their retention, all queues.");
+    text_appendf(out, "pgwork_retention_deleted_total %" PRIu64 "\n", r->deleted);
+    metrics_header(out, "pgwork_retention_batches_total", "counter",
+                   "Retention statements this pod ran (each deletes a batch at most).");
+    text_appendf(out, "pgwork_retention_batches_total %" PRIu64 "\n", r->batches);
 
     const struct upkeep_depth *d = upkeep_depth(src->upkeep);
     if (d->fetched_ms == 0)

@@ -1,7 +1,7 @@
 /*
  * upkeep.c — the supervisor's statements on the listener's connection
  * (DESIGN §1.5, §2): lease renewals, requeues of a dead worker's tasks,
- * the poll, queue depth.
+ * the poll, queue depth, retention (retention.c decides its pace).
  *
  * Invariants:
  *  - sends only when the listener asks (its connection is free, one
@@ -130,6 +130,12 @@ static const char stop_backend_sql[] =
  *      in notifications
  *   8  whether the queue is paused (pgwork.paused_queues, migration 0011):
  *      what a lost pause or resume notification would have said
+ *   9  ms until its earliest finished task passes its retention ($3, $4:
+ *      retention and dead_retention in ms, 0 = kept; <= 0: one already
+ *      has; a queue with none, one retention from now and at least 10 s;
+ *      NULL: it keeps them) — the retention job's cue (retention.c), so an
+ *      idle pod spends no statement of its own on it: first-entry probes of
+ *      tasks_finished_idx (migration 0009)
  * One index probe per queue (tasks_poll_idx: `priority IS NOT NULL` is
  * always true and names that index, which the workers' claims cannot use —
  * migration 0004), one statement for all queues (DESIGN §1.5).
@@ -166,8 +172,22 @@ static const char poll_sql[] =
     "     SELECT min(t.locked_until) FROM pgwork.tasks t WHERE t.state = 'running')"
     "     - now()) * 1000)::bigint,"
     "   floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint,"
-    "   EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = q.name)"
-    " FROM unnest($1::text[]) WITH ORDINALITY AS q(name, i)";
+    "   EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = q.name),"
+    "   ceil(extract(epoch FROM least("
+    "     CASE WHEN q.keep_ms > 0 THEN coalesce("
+    "       (SELECT min(t.finished_at) FROM pgwork.tasks t"
+    "        WHERE t.queue = q.name AND t.state = 'done') + q.keep_ms * interval '1 millisecond',"
+    "       now() + greatest(q.keep_ms * interval '1 millisecond', interval '10 seconds')) END,"
+    "     CASE WHEN q.dead_ms > 0 THEN coalesce("
+    "       least((SELECT min(t.finished_at) FROM pgwork.tasks t"
+    "              WHERE t.queue = q.name AND t.state = 'dead'),"
+    "             (SELECT min(t.finished_at) FROM pgwork.tasks t"
+    "              WHERE t.queue = q.name AND t.state = 'cancelled'))"
+    "         + q.dead_ms * interval '1 millisecond',"
+    "       now() + greatest(q.dead_ms * interval '1 millisecond', interval '10 seconds')) END)"
+    "     - now()) * 1000)::bigint"
+    " FROM unnest($1::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY"
+    "   AS q(name, keep_ms, dead_ms, i)";
 
 /* Leases of tasks our live workers are running: pushed forward, so a
  * long task keeps its lease while its worker lives. $1 = their locked_by
@@ -210,16 +230,23 @@ static const char depth_sql[] =
 static void upkeep_set_queues(struct upkeep *u, int64_t now)
 {
     const struct pgwork_config *config = u->config;
-    struct text_buffer names = {0}, max_attempts = {0};
+    struct text_buffer names = {0}, max_attempts = {0}, keep = {0}, dead_keep = {0};
     for (int i = 0; i < config->queue_count; i++) {
         text_array_add_text(&names, config->queues[i].name);
         text_array_add_int64(&max_attempts, config->queues[i].max_attempts);
+        text_array_add_int64(&keep, config->queues[i].retention_ms);
+        text_array_add_int64(&dead_keep, config->queues[i].dead_retention_ms);
     }
     char *names_literal = text_array_end(&names);
     char *max_attempts_literal = text_array_end(&max_attempts);
-    if (names_literal == NULL || max_attempts_literal == NULL) {
+    char *keep_literal = text_array_end(&keep);
+    char *dead_keep_literal = text_array_end(&dead_keep);
+    if (names_literal == NULL || max_attempts_literal == NULL || keep_literal == NULL ||
+        dead_keep_literal == NULL) {
         free(names_literal);
         free(max_attempts_literal);
+        free(keep_literal);
+        free(dead_keep_literal);
         if (u->queues_retry_ms == 0)
             log_error("out of memory building the queue list; %s, trying again every %d ms",
                       u->queue_names != NULL ? "the previous list stays"
@@ -233,8 +260,12 @@ static void upkeep_set_queues(struct upkeep *u, int64_t now)
     u->queues_retry_ms = 0;
     free(u->queue_names);
     free(u->queue_max_attempts);
+    free(u->queue_retention);
+    free(u->queue_dead_retention);
     u->queue_names = names_literal;
     u->queue_max_attempts = max_attempts_literal;
+    u->queue_retention = keep_literal;
+    u->queue_dead_retention = dead_keep_literal;
 }
 
 /* --- lease renewals ----------------------------------------------------- */
@@ -431,13 +462,14 @@ static int64_t poll_due(const struct upkeep *u, int64_t now)
 
 static int poll_send(struct upkeep *u, PGconn *conn, int64_t now)
 {
-    const char *params[] = {u->queue_names, u->queue_max_attempts};
+    const char *params[] = {u->queue_names, u->queue_max_attempts, u->queue_retention,
+                            u->queue_dead_retention};
     u->sweep_requested = false;
     u->lease_due_ms = 0;
     u->poll_due_ms =
         now + (listener_is_listening(u->listener) ? u->config->workers.safety_poll_interval_ms
                                                   : u->config->workers.poll_interval_ms);
-    return PQsendQueryParams(conn, poll_sql, 2, NULL, params, NULL, NULL, 0);
+    return PQsendQueryParams(conn, poll_sql, 4, NULL, params, NULL, NULL, 0);
 }
 
 static void poll_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
@@ -460,6 +492,17 @@ static void poll_on_result(struct upkeep *u, const PGresult *res, bool ok, int64
             u->lease_due_ms = now + (ms > 0 ? ms : 0) + 1;
         }
     }
+    bool aging = false;  /* some queue deletes its finished tasks */
+    int64_t aged_ms = 0; /* the earliest of them passes its retention in this */
+    for (int r = 0; r < rows; r++) {
+        if (!PQgetisnull(res, r, 8)) {
+            long long ms = strtoll(PQgetvalue(res, r, 8), NULL, 10);
+            if (!aging || ms < aged_ms)
+                aged_ms = ms;
+            aging = true;
+        }
+    }
+    retention_on_poll(&u->retention, aging, aged_ms, now);
     for (int r = 0; r < rows; r++) {
         int index = atoi(PQgetvalue(res, r, 0)) - 1; /* ORDINALITY starts at 1 */
         if (index < 0 || index >= u->config->queue_count)
@@ -570,6 +613,25 @@ static void ticks_job_on_result(struct upkeep *u, const PGresult *res, bool ok, 
         listener_clock_sample(u->listener, db_ms, u->sent_ms, now);
 }
 
+/* --- retention (retention.c) ------------------------------------------- */
+
+static int64_t retention_job_due(const struct upkeep *u, int64_t now)
+{
+    (void)now;
+    return u->config->queue_count > 0 ? retention_due(&u->retention) : INT64_MAX;
+}
+
+static int retention_job_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    (void)now;
+    return retention_send(conn, u->queue_names, u->queue_retention, u->queue_dead_retention);
+}
+
+static void retention_job_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    retention_on_result(&u->retention, res, ok, now);
+}
+
 /* --- the scheduler ------------------------------------------------------ */
 
 struct upkeep_job {
@@ -592,6 +654,7 @@ static const struct upkeep_job upkeep_jobs[] = {
     {requeue_due, requeue_send, requeue_on_result, true},
     {poll_due, poll_send, poll_on_result, true},
     {depth_due, depth_send, depth_on_result, true},
+    {retention_job_due, retention_job_send, retention_job_on_result, true},
 };
 
 #define UPKEEP_JOBS ((int)(sizeof(upkeep_jobs) / sizeof(upkeep_jobs[0])))
@@ -663,6 +726,7 @@ void upkeep_init(struct upkeep *u, const struct pgwork_config *config, struct li
     u->ctx = ctx;
     u->in_flight_requeue = -1;
     upkeep_set_queues(u, time_now_ms());
+    retention_init(&u->retention, time_now_ms());
     static const struct listener_client client = {
         .send = upkeep_send,
         .on_result = upkeep_on_result,
@@ -736,6 +800,11 @@ const struct upkeep_depth *upkeep_depth(const struct upkeep *u)
     return &u->depth;
 }
 
+const struct retention *upkeep_retention(const struct upkeep *u)
+{
+    return &u->retention;
+}
+
 bool upkeep_schema_ok(const struct upkeep *u)
 {
     return u->schema_ok;
@@ -748,6 +817,8 @@ void upkeep_free(struct upkeep *u)
     free(u->requeues);
     free(u->queue_names);
     free(u->queue_max_attempts);
+    free(u->queue_retention);
+    free(u->queue_dead_retention);
     free(u->renew_owners);
     depth_free(&u->depth);
     memset(u, 0, sizeof(*u));

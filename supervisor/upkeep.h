@@ -2,7 +2,8 @@
  * upkeep.h — the supervisor's own statements on the listener's connection:
  * lease renewals, requeues of a dead worker's tasks (its backend stopped
  * first), the poll (expired leases taken back, the next due time of every
- * queue), queue depth for /metrics. The listener sends one of them
+ * queue), queue depth for /metrics, deleting finished tasks past their
+ * retention (retention.h). The listener sends one of them
  * whenever its connection is free (listener_set_client); this module
  * decides which, from a table of {due, send, on_result} entries, and
  * handles what comes back. Never blocks; never touches the socket.
@@ -15,6 +16,7 @@
 
 #include "listener.h"
 #include "ticks.h"
+#include "retention.h"
 #include "../shared/config.h"
 
 /* What the database said that concerns the supervisor. */
@@ -68,9 +70,11 @@ struct upkeep {
     int in_flight_requeue; /* the requeue it concerns, -1 = none */
     int64_t sent_ms;       /* when it was sent */
 
-    char *queue_names;        /* text[] literal of the configured queues (owned) */
-    char *queue_max_attempts; /* int[] literal of their max_attempts (owned) */
-    int64_t queues_retry_ms;  /* out of memory building them: try again then; 0 = built */
+    char *queue_names;          /* text[] literal of the configured queues (owned) */
+    char *queue_max_attempts;   /* int[] literal of their max_attempts (owned) */
+    char *queue_retention;      /* bigint[] literal of their retention in ms (owned) */
+    char *queue_dead_retention; /* bigint[] literal of their dead_retention in ms (owned) */
+    int64_t queues_retry_ms;    /* out of memory building them: try again then; 0 = built */
 
     int64_t poll_due_ms;  /* next poll at the interval */
     bool sweep_requested; /* poll as soon as the connection is free */
@@ -82,7 +86,8 @@ struct upkeep {
     struct upkeep_depth depth; /* last queue-depth reading */
     bool depth_requested;      /* read depth when the connection is free */
 
-    struct ticks *ticks; /* the schedules' claims (ticks.h), NULL = none */
+    struct ticks *ticks;        /* the schedules' claims (ticks.h), NULL = none */
+    struct retention retention; /* deleting finished tasks (retention.h) */
 
     struct upkeep_requeue *requeues; /* FIFO of pending requeues */
     int requeue_count;
@@ -127,6 +132,9 @@ void upkeep_want_depth(struct upkeep *u, int64_t now);
 
 /* The last queue-depth reading (fetched_ms 0: none yet). */
 const struct upkeep_depth *upkeep_depth(const struct upkeep *u);
+
+/* Finished tasks deleted and batches run since start (metrics). */
+const struct retention *upkeep_retention(const struct upkeep *u);
 
 /* Whether the last poll succeeded: the schema is migrated and readable. */
 bool upkeep_schema_ok(const struct upkeep *u);

@@ -36,6 +36,7 @@ static Suite *(*const suites[])(void) = {
     control_suite,
     limits_suite,
     web_suite,
+    retention_suite,
     /* clang-format on */
 };
 

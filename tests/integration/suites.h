@@ -27,9 +27,10 @@ Suite *race_suite(void);      /* interleavings forced step by step: a dead worke
 Suite *unique_suite(void);    /* unique keys: one live task per (queue, key), however enqueued */
 Suite *
 schedule_suite(void); /* schedules: one task per tick across pods, missed ticks, check-config */
-Suite *control_suite(void); /* pause/resume and cancel (migration 0011), with two pods */
-Suite *status_suite(void);  /* the SIGUSR1 status lines: a hung worker shows */
-Suite *limits_suite(void);  /* concurrency caps and rate limits, held across pods */
-Suite *web_suite(void);     /* pgwork web: pages, API, auth, escaping, pagination */
+Suite *control_suite(void);   /* pause/resume and cancel (migration 0011), with two pods */
+Suite *status_suite(void);    /* the SIGUSR1 status lines: a hung worker shows */
+Suite *limits_suite(void);    /* concurrency caps and rate limits, held across pods */
+Suite *web_suite(void);       /* pgwork web: pages, API, auth, escaping, pagination */
+Suite *retention_suite(void); /* finished tasks deleted after retention; an idle pod's statements */
 
 #endif

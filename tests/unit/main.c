@@ -19,6 +19,7 @@ int main(void)
     srunner_add_suite(runner, schedule_suite());
     srunner_add_suite(runner, text_suite());
     srunner_add_suite(runner, control_suite());
+    srunner_add_suite(runner, retention_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);

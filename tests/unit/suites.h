@@ -18,5 +18,6 @@ Suite *resolver_suite(void);
 Suite *schedule_suite(void);
 Suite *text_suite(void);
 Suite *control_suite(void);
+Suite *retention_suite(void);
 
 #endif
