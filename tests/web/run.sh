@@ -89,6 +89,7 @@ INSERT INTO pgwork.tasks (queue, payload, state, attempts, finished_at, last_err
     VALUES ('mail', '{"to": "ops@example.com", "subject": "weekly"}', 'dead', 25, now(),
             'exit status 2: <script>alert(1)</script>')
     RETURNING id;
+ANALYZE pgwork.tasks;
 SQL
 )
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
