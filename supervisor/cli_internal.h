@@ -48,5 +48,12 @@ int cli_stdout_written(const char *what);
  * after saying why on stderr. */
 int cli_status_schedules(PGconn *conn, const struct pgwork_config *config, const char *queues,
                          bool json, FILE *out);
+/* `pgwork status`'s limited queues (cli_limits.c): the reading of
+ * config's limited queues, or NULL — none (*failed 0), or the query
+ * failed (*failed its exit code, said on stderr). */
+PGresult *cli_limits_query(PGconn *conn, const struct pgwork_config *config, int *failed);
+/* ,"limits":[...] inside status's JSON object; a table after its own. */
+void cli_limits_json(FILE *out, const PGresult *res);
+void cli_limits_table(FILE *out, const PGresult *res);
 
 #endif

@@ -193,8 +193,12 @@ int cli_status(const struct pgwork_config *config, const struct cli_status_optio
     const char *params[1] = {names};
     PGresult *res = names ? PQexecParams(conn, status_named_sql, 1, NULL, params, NULL, NULL, 0)
                           : PQexec(conn, status_all_sql);
+    int limits_failed = 0;
+    PGresult *limits = NULL;
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != COL_COUNT) {
         rc = cli_query_failed("cannot read the queues", res, conn);
+    } else if ((limits = cli_limits_query(conn, config, &limits_failed)), limits_failed != 0) {
+        rc = limits_failed;
     } else {
         if (options->json)
             status_json(stdout, res);
@@ -203,12 +207,17 @@ int cli_status(const struct pgwork_config *config, const struct cli_status_optio
         if (options->json)
             fputc(',', stdout);
         int schedules = cli_status_schedules(conn, config, names, options->json, stdout);
+        if (limits != NULL && options->json)
+            cli_limits_json(stdout, limits);
+        else if (limits != NULL)
+            cli_limits_table(stdout, limits);
         if (options->json)
             fputs("}\n", stdout);
         rc = cli_stdout_written("the status");
         if (schedules != 0)
             rc = EXIT_FAILURE_GENERIC;
     }
+    PQclear(limits);
     PQclear(res);
     PQfinish(conn);
 out:

@@ -256,10 +256,51 @@ static void metrics_schedules(const struct metrics_source *src, struct text_buff
     }
 }
 
+/* Limited queues (queue.concurrency, queue.rate): this pod's limits, and
+ * what the database counted for all pods with the last depth reading. */
+static void metrics_limits(const struct metrics_source *src, struct text_buffer *out)
+{
+    const struct limits_reading *r = upkeep_limits(src->upkeep);
+    if (r->count == 0)
+        return;
+    metrics_header(out, "pgwork_limit_concurrency", "gauge",
+                   "queue.concurrency in this pod's config (0 = no cap), by limited queue.");
+    for (int i = 0; i < r->count; i++)
+        metrics_queue_sample(out, "pgwork_limit_concurrency", r->names[i], NULL,
+                             (uint64_t)r->concurrency[i]);
+    metrics_header(out, "pgwork_limit_running", "gauge",
+                   "Tasks running now, all pods, by limited queue (compare with the cap).");
+    for (int i = 0; i < r->count; i++)
+        metrics_queue_sample(out, "pgwork_limit_running", r->names[i], NULL,
+                             (uint64_t)r->running[i]);
+    metrics_header(out, "pgwork_limit_rate", "gauge",
+                   "queue.rate's starts per period in this pod's config (0 = none).");
+    for (int i = 0; i < r->count; i++)
+        metrics_queue_sample(out, "pgwork_limit_rate", r->names[i], NULL,
+                             (uint64_t)r->rate_count[i]);
+    metrics_header(out, "pgwork_limit_rate_period_seconds", "gauge",
+                   "queue.rate's period (0 = none).");
+    for (int i = 0; i < r->count; i++) {
+        text_appendf(out, "pgwork_limit_rate_period_seconds{queue=\"");
+        metrics_label_value(out, r->names[i]);
+        text_appendf(out, "\"} %.3f\n", (double)r->rate_period_ms[i] / 1e3);
+    }
+    metrics_header(out, "pgwork_limit_starts", "gauge",
+                   "Task starts in the last rate period, all pods (compare with the rate).");
+    for (int i = 0; i < r->count; i++)
+        metrics_queue_sample(out, "pgwork_limit_starts", r->names[i], NULL, (uint64_t)r->starts[i]);
+    metrics_header(out, "pgwork_limit_waiting", "gauge",
+                   "Due tasks held back because the queue's cap or rate is reached.");
+    for (int i = 0; i < r->count; i++)
+        metrics_queue_sample(out, "pgwork_limit_waiting", r->names[i], NULL,
+                             (uint64_t)r->waiting[i]);
+}
+
 void metrics_render(const struct metrics_source *src, struct text_buffer *out)
 {
     metrics_queues(src, out);
     metrics_workers(src, out);
     metrics_listener(src, out);
     metrics_schedules(src, out);
+    metrics_limits(src, out);
 }

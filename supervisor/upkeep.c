@@ -428,7 +428,9 @@ static void requeue_on_result(struct upkeep *u, const PGresult *res, bool ok, in
     if (requeued > 0 || dead > 0)
         log_warn("tasks of %s: %lld requeued, %lld dead (out of attempts)", r->locked_by, requeued,
                  dead);
-    if (requeued > 0)
+    /* A task that ended dead also freed a slot of its queue, which may be
+     * capped (queue.concurrency): tasks held back by the cap may go now. */
+    if (requeued > 0 || dead > 0)
         u->callbacks.on_sweep(u->ctx);
     if (locked > 0) {
         /* Its backend could not be stopped (a pooler hides it, or it lacks
@@ -632,6 +634,38 @@ static void retention_job_on_result(struct upkeep *u, const PGresult *res, bool 
     retention_on_result(&u->retention, res, ok, now);
 }
 
+/* --- limited queues (limits.c): with the depth, while something scrapes -- */
+
+static int64_t limits_due(const struct upkeep *u, int64_t now)
+{
+    (void)now;
+    for (int i = 0; u->limits_requested && i < u->config->queue_count; i++)
+        if (config_queue_limited(&u->config->queues[i]))
+            return 0;
+    return INT64_MAX;
+}
+
+static int limits_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    (void)now;
+    u->limits_requested = false;
+    /* Out of memory: NULL lists, no rows (the next scrape tries again). */
+    char *params[4];
+    limits_params(u->config, params);
+    int sent =
+        PQsendQueryParams(conn, limits_sql, 4, NULL, (const char *const *)params, NULL, NULL, 0);
+    limits_params_free(params);
+    return sent;
+}
+
+static void limits_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    if (!ok)
+        log_error("limited queues query failed: %s", PQresultErrorMessage(res));
+    else if (limits_read(&u->limits, res, now) != 0)
+        log_error("limited queues query: unexpected result or out of memory");
+}
+
 /* --- the scheduler ------------------------------------------------------ */
 
 struct upkeep_job {
@@ -655,6 +689,7 @@ static const struct upkeep_job upkeep_jobs[] = {
     {poll_due, poll_send, poll_on_result, true},
     {depth_due, depth_send, depth_on_result, true},
     {retention_job_due, retention_job_send, retention_job_on_result, true},
+    {limits_due, limits_send, limits_on_result, false},
 };
 
 #define UPKEEP_JOBS ((int)(sizeof(upkeep_jobs) / sizeof(upkeep_jobs[0])))
@@ -791,8 +826,15 @@ void upkeep_request_sweep(struct upkeep *u)
 
 void upkeep_want_depth(struct upkeep *u, int64_t now)
 {
-    if (u->depth.fetched_ms == 0 || now - u->depth.fetched_ms >= UPKEEP_DEPTH_MAX_AGE_MS)
+    if (u->depth.fetched_ms == 0 || now - u->depth.fetched_ms >= UPKEEP_DEPTH_MAX_AGE_MS) {
         u->depth_requested = true;
+        u->limits_requested = true;
+    }
+}
+
+const struct limits_reading *upkeep_limits(const struct upkeep *u)
+{
+    return &u->limits;
 }
 
 const struct upkeep_depth *upkeep_depth(const struct upkeep *u)
@@ -821,6 +863,7 @@ void upkeep_free(struct upkeep *u)
     free(u->queue_dead_retention);
     free(u->renew_owners);
     depth_free(&u->depth);
+    limits_free(&u->limits);
     memset(u, 0, sizeof(*u));
     u->in_flight_requeue = -1;
 }

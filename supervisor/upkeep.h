@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "limits.h"
 #include "listener.h"
 #include "ticks.h"
 #include "retention.h"
@@ -83,8 +84,10 @@ struct upkeep {
 
     char *renew_owners; /* text[] literal of workers whose leases to renew, owned */
 
-    struct upkeep_depth depth; /* last queue-depth reading */
-    bool depth_requested;      /* read depth when the connection is free */
+    struct upkeep_depth depth;    /* last queue-depth reading */
+    bool depth_requested;         /* read depth when the connection is free */
+    struct limits_reading limits; /* last reading of the limited queues (with depth) */
+    bool limits_requested;
 
     struct ticks *ticks;        /* the schedules' claims (ticks.h), NULL = none */
     struct retention retention; /* deleting finished tasks (retention.h) */
@@ -135,6 +138,10 @@ const struct upkeep_depth *upkeep_depth(const struct upkeep *u);
 
 /* Finished tasks deleted and batches run since start (metrics). */
 const struct retention *upkeep_retention(const struct upkeep *u);
+
+/* The last reading of the limited queues, taken with the depth (count 0:
+ * none yet, or no limited queue). */
+const struct limits_reading *upkeep_limits(const struct upkeep *u);
 
 /* Whether the last poll succeeded: the schema is migrated and readable. */
 bool upkeep_schema_ok(const struct upkeep *u);

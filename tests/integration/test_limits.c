@@ -11,6 +11,7 @@
  */
 #include <inttypes.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -201,6 +202,124 @@ START_TEST(limits_hold_behind_pgbouncer)
 }
 END_TEST
 
+/* /metrics through tests/integration/http_get.py (a real exposition
+ * parser): its sample lines (harness-owned). */
+static const char *limits_metrics(int port)
+{
+    const char *dir = getenv("PGWORK_TESTS_DIR") ? getenv("PGWORK_TESTS_DIR") : "tests/integration";
+    FILE *p = popen(harness_printf("/usr/bin/python3 %s/http_get.py "
+                                   "'http://127.0.0.1:%d/metrics' --metrics",
+                                   dir, port),
+                    "r");
+    ck_assert_ptr_nonnull(p);
+    static char text[1 << 17];
+    size_t len = fread(text, 1, sizeof(text) - 1, p);
+    text[len] = '\0';
+    ck_assert_int_eq(pclose(p), 0);
+    return harness_printf("%s", text);
+}
+
+/* A sample's value ("name{labels} value" at a line start), -1 if absent. */
+static double limits_sample(const char *samples, const char *name_and_labels)
+{
+    const char *needle = harness_printf("%s ", name_and_labels);
+    for (const char *line = samples; (line = strstr(line, needle)) != NULL; line++)
+        if (line == samples || line[-1] == '\n')
+            return atof(line + strlen(needle));
+    return -1;
+}
+
+/*
+ * What an operator sees and changes: /metrics shows each limited queue's
+ * cap and rate beside the running count, the starts of the last period
+ * and the tasks held back; `pgwork status --json` the same; a HUP that
+ * raises the cap from 1 to 3 lets 3 run (rolled workers), never more.
+ */
+START_TEST(limits_shown_and_reloaded)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    int port = harness_free_port();
+    const char *sections =
+        harness_printf("workers { count = 4 safety_poll_interval = 60s }\n"
+                       "log { format = \"text\" }\n"
+                       "http { listen = \"127.0.0.1:%d\" }\n"
+                       "queue \"r\" { command = {\"/bin/true\"} rate = \"2/1m\" }\n",
+                       port);
+    const char *config = harness_write_config(harness_printf(
+        "%squeue \"c\" { command = {\"/bin/sleep\", \"0.3\"} concurrency = 1 }\n", sections));
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, run->conninfo);
+    harness_wait_output(sup, "listening on channel");
+    PGconn *conn = run->conn;
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT q FROM generate_series(1, 5),"
+                       " (VALUES ('r'), ('c')) v(q)");
+    /* The rate's two starts of the minute, and c running one at a time. */
+    harness_expect(conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE queue = 'r' AND state = 'done'", 2,
+                   10000, "two starts of r");
+    harness_expect(conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE queue = 'c' AND state = 'running'", 1,
+                   10000, "one c running");
+    /* The first scrape asks for a reading, a later one shows it. */
+    const char *m = limits_metrics(port);
+    int64_t deadline = harness_now_ms() + 10000;
+    while (limits_sample(m, "pgwork_limit_starts{queue=\"r\"}") < 0 &&
+           harness_now_ms() < deadline) {
+        usleep(50000);
+        m = limits_metrics(port);
+    }
+    ck_assert_msg(limits_sample(m, "pgwork_limit_concurrency{queue=\"c\"}") == 1, "metrics:\n%s",
+                  m);
+    ck_assert_double_le(limits_sample(m, "pgwork_limit_running{queue=\"c\"}"), 1);
+    ck_assert_double_eq(limits_sample(m, "pgwork_limit_concurrency{queue=\"r\"}"), 0);
+    ck_assert_double_eq(limits_sample(m, "pgwork_limit_rate{queue=\"r\"}"), 2);
+    ck_assert_double_eq(limits_sample(m, "pgwork_limit_rate_period_seconds{queue=\"r\"}"), 60);
+    ck_assert_double_eq(limits_sample(m, "pgwork_limit_starts{queue=\"r\"}"), 2);
+    ck_assert_double_eq(limits_sample(m, "pgwork_limit_waiting{queue=\"r\"}"), 3);
+
+    const char *status_path = harness_printf("%s/status.json", harness_tmpdir());
+    const char *out = NULL;
+    ck_assert_int_eq(harness_pgwork(run->conninfo, NULL, &out, NULL,
+                                    (const char *const[]){"-c", config, "status", "--json", NULL}),
+                     0);
+    harness_write_file(status_path, out);
+    ck_assert_msg(
+        harness_jq_file(
+            status_path,
+            (const char *const[]){"-e",
+                                  "[.limits[] | [.queue, .concurrency, .rate, .starts_in_period,"
+                                  " .waiting_on_limit]] == [[\"r\", 0, \"2/1m\", 2, 3], "
+                                  "[\"c\", 1, \"\", .limits[1].starts_in_period,"
+                                  " .limits[1].waiting_on_limit]]",
+                                  NULL},
+            NULL) == 0,
+        "status --json: %s", out);
+    ck_assert_int_eq(harness_pgwork(run->conninfo, NULL, &out, NULL,
+                                    (const char *const[]){"-c", config, "status", NULL}),
+                     0);
+    ck_assert_msg(strstr(out, "LIMITED QUEUE") != NULL && strstr(out, "2/1m") != NULL, "status: %s",
+                  out);
+
+    /* HUP: cap 3. The workers roll onto it; then 3 run at once, not more. */
+    harness_write_file(config, harness_printf("%squeue \"c\" { command = {\"/bin/sleep\", \"0.3\"} "
+                                              "concurrency = 3 }\n",
+                                              sections));
+    harness_signal_and_wait(sup, sup->pid, SIGHUP, "reloaded");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'c' FROM generate_series(1, 12)");
+    int64_t most = 0;
+    deadline = harness_now_ms() + 20000;
+    while (harness_now_ms() < deadline &&
+           harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE queue = 'c'"
+                                     " AND state <> 'done'") > 0) {
+        int64_t running = harness_query_int64(
+            conn, "SELECT count(*) FROM pgwork.tasks WHERE queue = 'c' AND state = 'running'");
+        most = running > most ? running : most;
+        usleep(2000);
+    }
+    ck_assert_msg(most == 3, "after the HUP to cap 3, at most %" PRId64 " c running at once", most);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 Suite *limits_suite(void)
 {
     Suite *s = suite_create("limits");
@@ -208,6 +327,7 @@ Suite *limits_suite(void)
     tcase_add_test(tc, cap_holds_across_two_pods);
     tcase_add_test(tc, rate_holds_across_two_pods);
     tcase_add_test(tc, limits_hold_behind_pgbouncer);
+    tcase_add_test(tc, limits_shown_and_reloaded);
     suite_add_tcase(s, tc);
     return s;
 }
