@@ -354,6 +354,7 @@ static const char *const steps[] = {
     "lateness",   /* scheduled tasks */
     "scaling",    /* workers, queues, memory */
     "web",        /* pgwork web's pages on 1,000,000 tasks */
+    "caps",       /* queue limits: an uncapped queue beside limited ones, a cap of 50 */
 };
 
 static const char *only;
@@ -529,6 +530,8 @@ int main(void)
         measure_scaling(floor_p50);
     if (want("web"))
         measure_web();
+    if (want("caps"))
+        measure_queue_limits();
 
     double seconds = (double)(mono_ms() - started) / 1000.0;
     char load_end[64], load[256], header[1024], date[64];

@@ -201,6 +201,9 @@ double measure_sql_ceiling(int connections, int batch, bool sql);
 void measure_ceiling_variants(int connections, int batch);
 void measure_enqueue(void);
 
+/* limits_caps.c: what queue.concurrency and queue.rate cost (issue 14). */
+void measure_queue_limits(void);
+
 /* pgwork.c */
 void idle_start(void);       /* start the idle pod */
 void idle_window_open(void); /* start counting (after notification-heavy steps) */

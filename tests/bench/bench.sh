@@ -21,7 +21,7 @@
 # BENCH_KEEP=1 keeps the temp directory (supervisor logs, configs);
 # BENCH_ONLY=claims,producers runs just those steps (names in bench.c's
 # steps[]: pickup peer defaults throughput pgbouncer idle claims producers
-# enqueue lateness scaling), a quick look while working.
+# enqueue lateness scaling caps), a quick look while working.
 set -u
 
 if [ $# -ne 1 ]; then

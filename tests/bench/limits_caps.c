@@ -1,0 +1,178 @@
+/*
+ * limits_caps.c — what queue limits (issue 14: queue.concurrency,
+ * queue.rate) cost, in `make bench` (BENCH_ONLY=caps runs these rows
+ * alone). Not to be confused with limits.c, the limits pgwork's figures
+ * are compared with.
+ *
+ * Two rows, each a ratio of runs interleaved in the same bench run
+ * (medians of bench.repeat), 4 workers, batch 10, the C no-op co-process:
+ *  - an uncapped queue's throughput beside a capped and a rate-limited
+ *    queue that have work at the same time, over the same burst with no
+ *    limited queue configured at all (goal >= 0.95);
+ *  - a queue capped at 50 with no-op tasks over the same queue uncapped
+ *    (goal >= 0.8).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define CAPS_DB "bench_caps"
+#define CAPS_WORKERS 4
+/* Tasks the limited queues get during the "beside" burst. */
+#define CAPS_SIDE_TASKS 300
+
+enum caps_variant {
+    CAPS_ALONE,  /* queue "u" only */
+    CAPS_BESIDE, /* "u" beside "c" (concurrency 5) and "r" (rate 300/1s), all with work */
+    CAPS_CAP50,  /* the burst in queue "c50", concurrency 50 */
+};
+
+/* Tasks/s of the burst's measured queue: its tasks over the time from
+ * the INSERT's commit to its last finished_at. */
+static double caps_run(enum caps_variant v, int tasks)
+{
+    char queues[1024];
+    const char *noop = bench.noop_bin;
+    int n = snprintf(queues, sizeof(queues),
+                     "queue \"u\" { handler = \"coprocess\" command = {\"%s\"} }\n", noop);
+    if (v == CAPS_BESIDE)
+        snprintf(queues + n, sizeof(queues) - (size_t)n,
+                 "queue \"c\" { handler = \"coprocess\" command = {\"%s\"} concurrency = 5 }\n"
+                 "queue \"r\" { handler = \"coprocess\" command = {\"%s\"} rate = \"300/1s\" }\n",
+                 noop, noop);
+    else if (v == CAPS_CAP50)
+        snprintf(queues + n, sizeof(queues) - (size_t)n,
+                 "queue \"c50\" { handler = \"coprocess\" command = {\"%s\"} concurrency = 50 }\n",
+                 noop);
+    const char *measured = v == CAPS_CAP50 ? "c50" : "u";
+    char config[2048], name[64];
+    snprintf(config, sizeof(config),
+             "workers { count = %d max = 16 }\nhttp { listen = \"\" }\nlog { level = \"warn\" }\n%s",
+             CAPS_WORKERS, queues);
+    snprintf(name, sizeof(name), "caps-%d", (int)v);
+
+    PGconn *conn = db_connect(CAPS_DB);
+    db_exec(conn, "TRUNCATE pgwork.tasks, pgwork.limit_starts, pgwork.queue_limits");
+    db_exec(conn, "CHECKPOINT");
+    struct sup sup = {0};
+    sup_start(&sup, CAPS_DB, name, config);
+    sup_wait_workers(&sup, conn, CAPS_WORKERS);
+    char sql[512];
+    /* Warm-up: every worker's co-process and connection going. */
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO pgwork.tasks (queue) SELECT '%s' FROM generate_series(1, 200)", measured);
+    db_exec(conn, sql);
+    int64_t deadline = mono_ms() + 60000;
+    while (db_int(conn, "SELECT count(*) FROM pgwork.tasks WHERE state <> 'done'") > 0) {
+        if (mono_ms() > deadline)
+            die("caps: warm-up not done within 60 s (see %s)", sup.log_path);
+        sleep_ms(20);
+    }
+    sup_wait_workers(&sup, conn, CAPS_WORKERS);
+    int64_t before = db_int(conn, "SELECT coalesce(max(id), 0) FROM pgwork.tasks");
+    if (v == CAPS_BESIDE)
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO pgwork.tasks (queue) SELECT 'u' FROM generate_series(1, %d)"
+                 " UNION ALL SELECT q FROM generate_series(1, %d), (VALUES ('c'), ('r')) v(q)",
+                 tasks, CAPS_SIDE_TASKS);
+    else
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO pgwork.tasks (queue) SELECT '%s' FROM generate_series(1, %d)",
+                 measured, tasks);
+    db_exec(conn, sql);
+    int64_t committed = wall_us();
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pgwork.tasks WHERE id > %" PRId64 " AND state = 'done'"
+             " AND queue = '%s'",
+             before, measured);
+    deadline = mono_ms() + 600000;
+    while (db_int(conn, sql) < tasks) {
+        if (mono_ms() > deadline)
+            die("caps: burst not done within 10 minutes (see %s)", sup.log_path);
+        sleep_ms(20);
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT (extract(epoch FROM max(finished_at)) * 1000000)::bigint FROM pgwork.tasks"
+             " WHERE id > %" PRId64 " AND queue = '%s'",
+             before, measured);
+    double seconds = (double)(db_int(conn, sql) - committed) / 1e6;
+    if (v == CAPS_CAP50) {
+        /* The cap held: no claim ever saw more than 50 running by the
+         * rows' own times. */
+        int64_t most = db_int(
+            conn, "SELECT coalesce(max((SELECT count(*) FROM pgwork.tasks b"
+                  "  WHERE b.queue = 'c50' AND b.started_at <= a.started_at"
+                  "    AND (b.finished_at IS NULL OR b.finished_at > a.started_at))), 0)"
+                  " FROM (SELECT DISTINCT started_at FROM pgwork.tasks WHERE queue = 'c50') a");
+        if (most > 50)
+            die("caps: %" PRId64 " c50 tasks running at once (cap 50)", most);
+    }
+    sup_stop(&sup);
+    PQfinish(conn);
+    double rate = tasks / seconds;
+    say("caps: %s, %d tasks: %.0f tasks/s",
+        v == CAPS_ALONE ? "uncapped queue alone" : v == CAPS_BESIDE ? "uncapped beside limited"
+                                                                    : "capped at 50",
+        tasks, rate);
+    return rate;
+}
+
+void measure_queue_limits(void)
+{
+    db_create(CAPS_DB);
+    int tasks = bench.tasks / 2 > 1000 ? bench.tasks / 2 : 1000;
+    int runs = bench.repeat;
+    double *alone = calloc((size_t)runs, sizeof(double));
+    double *beside = calloc((size_t)runs, sizeof(double));
+    double *cap50 = calloc((size_t)runs, sizeof(double));
+    if (alone == NULL || beside == NULL || cap50 == NULL)
+        die("out of memory");
+    for (int i = 0; i < runs; i++) {
+        alone[i] = caps_run(CAPS_ALONE, tasks);
+        beside[i] = caps_run(CAPS_BESIDE, tasks);
+        cap50[i] = caps_run(CAPS_CAP50, tasks);
+    }
+    char raw[256];
+    snprintf(raw, sizeof(raw), "alone %.0f %.0f %.0f; beside %.0f %.0f %.0f; cap 50 %.0f %.0f %.0f",
+             alone[0], runs > 1 ? alone[1] : 0, runs > 2 ? alone[2] : 0, beside[0],
+             runs > 1 ? beside[1] : 0, runs > 2 ? beside[2] : 0, cap50[0], runs > 1 ? cap50[1] : 0,
+             runs > 2 ? cap50[2] : 0);
+    result_detail("queue_limits_runs", "%s", raw);
+    double m_alone = stat_median(alone, runs);
+    double m_beside = stat_median(beside, runs);
+    double m_cap50 = stat_median(cap50, runs);
+    result_section("Queue limits");
+
+    struct row side = {.value = m_beside, .limit = m_alone, .ratio = m_beside / m_alone};
+    snprintf(side.figure, sizeof(side.figure), "uncapped queue beside limited ones, %d workers",
+             CAPS_WORKERS);
+    snprintf(side.unit, sizeof(side.unit), "tasks/s");
+    snprintf(side.limit_name, sizeof(side.limit_name), "same, no limited queue configured");
+    snprintf(side.goal, sizeof(side.goal), ">= 0.95x");
+    side.verdict = side.ratio >= 0.95 ? GOAL_MET : GOAL_MISSED;
+    snprintf(side.note, sizeof(side.note),
+             "C no-op co-process, batch 10, %d tasks in \"u\"; beside: %d tasks each in a queue "
+             "with concurrency = 5 and one with rate = \"300/1s\" in the same burst; runs "
+             "interleaved, median of %d",
+             tasks, CAPS_SIDE_TASKS, runs);
+    result_add(&side);
+
+    struct row cap = {.value = m_cap50, .limit = m_alone, .ratio = m_cap50 / m_alone};
+    snprintf(cap.figure, sizeof(cap.figure), "queue with concurrency = 50, %d workers",
+             CAPS_WORKERS);
+    snprintf(cap.unit, sizeof(cap.unit), "tasks/s");
+    snprintf(cap.limit_name, sizeof(cap.limit_name), "same queue uncapped");
+    snprintf(cap.goal, sizeof(cap.goal), ">= 0.8x");
+    cap.verdict = cap.ratio >= 0.8 ? GOAL_MET : GOAL_MISSED;
+    snprintf(cap.note, sizeof(cap.note),
+             "C no-op co-process, batch 10, %d tasks; never more than 50 running by the rows' "
+             "times (checked); median of %d",
+             tasks, runs);
+    result_add(&cap);
+    free(alone);
+    free(beside);
+    free(cap50);
+}
