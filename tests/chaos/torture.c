@@ -3,8 +3,9 @@
  *
  * Two supervisors ("pods") serve the same four queues of one database, each
  * through its own tests/tools/tcpproxy (so its connections can be
- * black-holed): tsql (sql handler), texec (exec), tco (coprocess) and tslot
- * (exec, served by worker slot 0 only). Tasks have random durations,
+ * black-holed): tsql (sql handler), texec (exec), tco (coprocess), tslot
+ * (exec, served by worker slot 0 only), tcap (exec, concurrency = 2) and
+ * trate (exec, rate = "20/1s"; issue 14). Tasks have random durations,
  * planned failures, and poison: a statement that kills its backend, a
  * handler that kills its worker, one that hangs past its timeout. Meanwhile
  * a fault loop picks at random: SIGKILL a worker, a handler, a whole pod
@@ -53,6 +54,13 @@
  *                has no effect, and no run of a cancelled exec/coprocess
  *                task starts later than 1 s after its cancel (the time its
  *                pod has to hear it: a claimed batch-mate may start before)
+ *   cap          tcap never has more than TCAP_CONCURRENCY tasks running
+ *                (sampled by the prober every round, both pods together);
+ *                tcap counts as stalled only while it is below its cap
+ *   rate         no closed window of 1 s holds more than TRATE_PER_S starts
+ *                of trate (every start, retries included, recorded by a
+ *                trigger at its claim: its started_at); trate counts as
+ *                stalled only while its last second has budget left
  *
  * Environment: TORTURE_SEED (default: from the clock; printed first and on
  * every failure), TORTURE_SECONDS (120), TORTURE_FAULTS and TORTURE_POISON
@@ -100,6 +108,10 @@
 #define SQL_TIMEOUT_S 4     /* above the stall limit: long row locks are possible */
 #define BACKOFF_MAX_MS 500  /* a retry's longest wait */
 #define BACKLOG_CAP 150
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define TCAP_CONCURRENCY 2 /* queue tcap's concurrency */
+#define TRATE_PER_S 20     /* queue trate's rate, per second */
 
 /* --- what can be injected ------------------------------------------------- */
 
@@ -166,12 +178,20 @@ static const struct {
     int slots;
     int weight;
 } queues[] = {
-    {"tsql", "sql", 0, 35},
-    {"texec", "exec", 0, 25},
-    {"tco", "coprocess", 0, 32},
-    {"tslot", "exec", 1, 8},
+    {"tsql", "sql", 0, 35},  {"texec", "exec", 0, 21}, {"tco", "coprocess", 0, 28},
+    {"tslot", "exec", 1, 8}, {"tcap", "exec", 0, 4},   {"trate", "exec", 0, 4},
 };
 #define QUEUES ((int)(sizeof(queues) / sizeof(queues[0])))
+
+/* The limited queues' keys (issue 14), "" for the others. */
+static const char *queue_limits(int q)
+{
+    if (strcmp(queues[q].name, "tcap") == 0)
+        return " concurrency = " STR(TCAP_CONCURRENCY);
+    if (strcmp(queues[q].name, "trate") == 0)
+        return " rate = \"" STR(TRATE_PER_S) "/1s\"";
+    return "";
+}
 
 /* --- the run's state ------------------------------------------------------ */
 
@@ -352,6 +372,14 @@ static const char *schema_sql =
      * each exec/coprocess run started (torture_handler: <runs>.starts). */
     "CREATE TABLE cancels (task bigint NOT NULL, was text, at timestamptz NOT NULL);"
     "CREATE TABLE starts (task bigint NOT NULL, at_ms bigint NOT NULL);"
+    /* Every start of trate (its claim's started_at), kept whatever
+     * happens to the task: the rate invariant's record. */
+    "CREATE TABLE trate_starts (at timestamptz NOT NULL);"
+    "CREATE FUNCTION torture_trate_start() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "BEGIN INSERT INTO trate_starts VALUES (NEW.started_at); RETURN NULL; END $$;"
+    "CREATE TRIGGER torture_trate_start AFTER UPDATE OF state ON pgwork.tasks FOR EACH ROW"
+    " WHEN (NEW.queue = 'trate' AND NEW.state = 'running' AND OLD.state <> 'running')"
+    " EXECUTE FUNCTION torture_trate_start();"
     /* The sql queue's statement: its effect, then what the payload asks. */
     "CREATE FUNCTION torture_sql(p jsonb, id bigint) RETURNS void LANGUAGE plpgsql AS $$\n"
     "DECLARE attempt int;\n"
@@ -386,10 +414,10 @@ static char *config_text(const struct pod *p, int count, const int *batch)
                 runs_path);
         char *next = chaos_xasprintf(
             "%squeue \"%s\" { %s batch = %d timeout = %ds max_attempts = %d "
-            "backoff_base = 100ms backoff_max = %dms workers = %d }\n",
+            "backoff_base = 100ms backoff_max = %dms workers = %d%s }\n",
             qtext, queues[q].name, body, batch[q],
             strcmp(queues[q].handler, "sql") == 0 ? SQL_TIMEOUT_S : HANDLER_TIMEOUT_S, MAX_ATTEMPTS,
-            BACKOFF_MAX_MS, queues[q].slots);
+            BACKOFF_MAX_MS, queues[q].slots, queue_limits(q));
         free(body);
         free(qtext);
         qtext = next;
@@ -638,10 +666,16 @@ static int due_queues(PGconn **c)
     /* A sql batch keeps its tasks pending, row-locked, while it runs:
      * those are being worked on. pgrowlocks sees the locks without taking
      * any (a lock of ours would make the workers' claims skip the rows). */
-    PGresult *r = PQexec(*c, "SELECT DISTINCT queue FROM pgwork.tasks WHERE state = 'pending' "
-                             "AND run_at <= now() AND ctid NOT IN (SELECT locked_row FROM "
-                             "pgrowlocks('pgwork.tasks')) AND queue NOT IN (SELECT queue FROM "
-                             "pgwork.paused_queues)");
+    /* A limited queue at its limit waits by design: due only below it. */
+    PGresult *r = PQexec(
+        *c, "SELECT DISTINCT queue FROM pgwork.tasks WHERE state = 'pending' "
+            "AND run_at <= now() AND ctid NOT IN (SELECT locked_row FROM "
+            "pgrowlocks('pgwork.tasks')) AND queue NOT IN (SELECT queue FROM "
+            "pgwork.paused_queues) AND (queue <> 'tcap' OR (SELECT count(*) FROM "
+            "pgwork.tasks r WHERE r.queue = 'tcap' AND r.state = 'running') < " STR(
+                TCAP_CONCURRENCY) ") AND (queue <> 'trate' OR (SELECT count(*) FROM trate_starts "
+                                  "s WHERE s.at >= clock_timestamp() - interval '1 second') < " STR(
+                                      TRATE_PER_S) ")");
     int mask = -1;
     if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         mask = 0;
@@ -773,6 +807,21 @@ static void judge_lock_waits(PGconn **c)
     PQclear(r);
 }
 
+/* tcap's running tasks, both pods together, never above its cap. */
+static void judge_cap(PGconn **c)
+{
+    if (!db_ensure(c, 200))
+        return;
+    PGresult *r = PQexec(*c, "SELECT count(*) FROM pgwork.tasks WHERE queue = 'tcap' AND "
+                             "state = 'running'");
+    int64_t running =
+        PQresultStatus(r) == PGRES_TUPLES_OK ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    PQclear(r);
+    if (running > TCAP_CONCURRENCY)
+        violation("cap", "%" PRId64 " tcap tasks running at once (concurrency = %d)", running,
+                  TCAP_CONCURRENCY);
+}
+
 static void *prober_main(void *arg)
 {
     (void)arg;
@@ -780,6 +829,7 @@ static void *prober_main(void *arg)
     while (!atomic_load(&prober_stop)) {
         int64_t round = chaos_now_ms();
         judge_lock_waits(&c);
+        judge_cap(&c);
         int due = due_queues(&c);
         for (int i = 0; i < PODS; i++) {
             pthread_mutex_lock(&lock);
@@ -884,8 +934,10 @@ static char *random_payload(int q)
     const char *poison = "none";
     /* No poison on tslot: its one slot a pod would spend the settle
      * deadline restarting and timing out (that proves capacity, not
-     * correctness); it is there for scaling (a queue only slot 0 serves). */
-    if (rnd(100) < 3 && queues[q].slots == 0) {
+     * correctness); it is there for scaling (a queue only slot 0 serves).
+     * Nor on the limited queues, for the same reason (2 slots, or 20
+     * starts a second, for both pods). */
+    if (rnd(100) < 3 && queues[q].slots == 0 && queue_limits(q)[0] == '\0') {
         bool hang = rnd(2) == 0;
         enum poison kind = hang  ? (sql ? P_HANG_SQL : P_HANG)
                            : sql ? P_KILL_BACKEND
@@ -1548,6 +1600,13 @@ static void judge_database(PGconn *c, int64_t *done, int64_t *dead, int64_t *dup
               chaos_query_int(c, "SELECT count(*) FROM pgwork.tasks WHERE payload ? 'schedule'"),
               chaos_query_int(c, "SELECT coalesce(extract(epoch FROM max(run_at) - min(run_at)), "
                                  "0)::bigint FROM pgwork.tasks WHERE payload ? 'schedule'"));
+    if ((n = chaos_query_int(c, "SELECT coalesce(max((SELECT count(*) FROM trate_starts b"
+                                " WHERE b.at >= a.at AND b.at <= a.at + interval '1 second')), 0)"
+                                " FROM trate_starts a")) > TRATE_PER_S)
+        violation("rate", "%" PRId64 " trate starts within one second (rate %d/1s)", n,
+                  TRATE_PER_S);
+    chaos_say("trate: %" PRId64 " starts, at most %" PRId64 " in a second (rate %d/1s)",
+              chaos_query_int(c, "SELECT count(*) FROM trate_starts"), n, TRATE_PER_S);
 }
 
 static void print_table(PGconn *c, int64_t done, int64_t dead, int64_t dups)
