@@ -456,7 +456,7 @@ static void write_config(struct pod *p, const char *text)
 
 static void write_base_config(struct pod *p)
 {
-    int batch[QUEUES] = {5, 3, 3, 2};
+    int batch[QUEUES] = {5, 3, 3, 2, 2, 2};
     p->schedule_on = true;
     char *text = config_text(p, 3, batch);
     write_config(p, text);
@@ -1017,7 +1017,7 @@ static bool enqueue(PGconn *c, int n, bool bulk, bool future)
 /* An invalid config of one of several kinds. */
 static char *invalid_config(const struct pod *p)
 {
-    int batch[QUEUES] = {5, 3, 3, 2};
+    int batch[QUEUES] = {5, 3, 3, 2, 2, 2};
     char *valid = config_text(p, 3, batch);
     char *text;
     switch (rnd(4)) {
