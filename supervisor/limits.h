@@ -15,14 +15,14 @@
 
 /* One row per limited queue of the config, in config order. */
 struct limits_reading {
-    int count;             /* 0 = none read (or no limited queue) */
-    char **names;          /* owned copies */
-    int *concurrency;      /* this pod's cap, 0 = none */
-    int *rate_count;       /* this pod's rate: starts per period, 0 = none */
+    int count;        /* 0 = none read (or no limited queue) */
+    char **names;     /* owned copies */
+    int *concurrency; /* this pod's cap, 0 = none */
+    int *rate_count;  /* this pod's rate: starts per period, 0 = none */
     int64_t *rate_period_ms;
-    int64_t *running;  /* tasks running now, all pods */
-    int64_t *starts;   /* starts in the last period (rate-limited queues) */
-    int64_t *waiting;  /* due pending tasks while a limit is reached, else 0 */
+    int64_t *running;   /* tasks running now, all pods */
+    int64_t *starts;    /* starts in the last period (rate-limited queues) */
+    int64_t *waiting;   /* due pending tasks while a limit is reached, else 0 */
     int64_t fetched_ms; /* CLOCK_MONOTONIC ms of the reading, 0 = never */
 };
 

@@ -49,9 +49,10 @@ static double caps_run(enum caps_variant v, int tasks)
                  noop);
     const char *measured = v == CAPS_CAP50 ? "c50" : "u";
     char config[2048], name[64];
-    snprintf(config, sizeof(config),
-             "workers { count = %d max = 16 }\nhttp { listen = \"\" }\nlog { level = \"warn\" }\n%s",
-             CAPS_WORKERS, queues);
+    snprintf(
+        config, sizeof(config),
+        "workers { count = %d max = 16 }\nhttp { listen = \"\" }\nlog { level = \"warn\" }\n%s",
+        CAPS_WORKERS, queues);
     snprintf(name, sizeof(name), "caps-%d", (int)v);
 
     PGconn *conn = db_connect(CAPS_DB);
@@ -114,8 +115,9 @@ static double caps_run(enum caps_variant v, int tasks)
     PQfinish(conn);
     double rate = tasks / seconds;
     say("caps: %s, %d tasks: %.0f tasks/s",
-        v == CAPS_ALONE ? "uncapped queue alone" : v == CAPS_BESIDE ? "uncapped beside limited"
-                                                                    : "capped at 50",
+        v == CAPS_ALONE    ? "uncapped queue alone"
+        : v == CAPS_BESIDE ? "uncapped beside limited"
+                           : "capped at 50",
         tasks, rate);
     return rate;
 }

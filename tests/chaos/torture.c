@@ -5,7 +5,7 @@
  * through its own tests/tools/tcpproxy (so its connections can be
  * black-holed): tsql (sql handler), texec (exec), tco (coprocess), tslot
  * (exec, served by worker slot 0 only), tcap (exec, concurrency = 2) and
- * trate (exec, rate = "20/1s"; issue 14). Tasks have random durations,
+ * trate (exec, rate = "5/1s"; issue 14). Tasks have random durations,
  * planned failures, and poison: a statement that kills its backend, a
  * handler that kills its worker, one that hangs past its timeout. Meanwhile
  * a fault loop picks at random: SIGKILL a worker, a handler, a whole pod
@@ -111,7 +111,7 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define TCAP_CONCURRENCY 2 /* queue tcap's concurrency */
-#define TRATE_PER_S 20     /* queue trate's rate, per second */
+#define TRATE_PER_S 5      /* queue trate's rate, per second */
 
 /* --- what can be injected ------------------------------------------------- */
 
