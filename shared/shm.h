@@ -96,6 +96,16 @@ struct shm_queue {
     _Atomic uint32_t help_wanted;
 
     /*
+     * The doorbell (DESIGN §1.8): 1 while the supervisor would arm this
+     * queue as soon as a worker serving it goes idle (it has none idle and
+     * its arm is down). A worker that stores IDLE and then sees 1 writes the
+     * request eventfd. seq_cst on both sides, as the wake-up handshake: the
+     * supervisor stores 1 and then looks for an idle worker again.
+     * W: sup. R: any wrk.
+     */
+    _Atomic uint32_t arm_wanted;
+
+    /*
      * Earliest CLOCK_MONOTONIC millisecond at which a retry scheduled by a
      * worker for this queue becomes due; 0 = none. W: any wrk (atomic min via
      * CAS) before writing the supervisor's request eventfd. R/W: sup, which

@@ -94,6 +94,11 @@ bool listener_is_up(const struct listener *l)
     return l->state == LISTENER_UP;
 }
 
+int32_t listener_backend_pid(const struct listener *l)
+{
+    return l->state == LISTENER_UP && l->conn != NULL ? (int32_t)PQbackendPID(l->conn) : 0;
+}
+
 /* Make epoll watch fd for events; libpq may have swapped the socket. */
 static void listener_watch(struct listener *l, uint32_t events)
 {
@@ -298,22 +303,21 @@ static int64_t listener_query_timeout(const struct listener *l)
  */
 static void listener_send_setup(struct listener *l)
 {
-    char listen[256] = "";
+    char listen[640] = "";
     if (l->config->listener.enabled) {
-        char *channel = PQescapeIdentifier(l->conn, l->config->listener.channel,
-                                           strlen(l->config->listener.channel));
-        char *ping = PQescapeIdentifier(l->conn, l->ping_channel, strlen(l->ping_channel));
-        if (channel == NULL || ping == NULL) {
-            PQfreemem(channel);
-            PQfreemem(ping);
-            listener_disconnect(l, "cannot quote the channel name");
-            return;
+        const char *names[] = {l->config->listener.channel, l->ping_channel, l->ring_channel};
+        for (int i = 0; i < 3; i++) {
+            char *quoted = PQescapeIdentifier(l->conn, names[i], strlen(names[i]));
+            if (quoted == NULL) {
+                listener_disconnect(l, "cannot quote the channel name");
+                return;
+            }
+            size_t used = strlen(listen);
+            snprintf(listen + used, sizeof(listen) - used, "LISTEN %s; ", quoted);
+            PQfreemem(quoted);
         }
-        snprintf(listen, sizeof(listen), "LISTEN %s; LISTEN %s; ", channel, ping);
-        PQfreemem(channel);
-        PQfreemem(ping);
     }
-    char sql[512];
+    char sql[896];
     snprintf(sql, sizeof(sql),
              "SET statement_timeout = %" PRId64 "; SET lock_timeout = %d; %s"
              "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint",
@@ -340,6 +344,9 @@ static void listener_connected(struct listener *l)
     /* A private channel per server backend: our pings reach no other pod. */
     snprintf(l->ping_channel, sizeof(l->ping_channel), "pgwork_keepalive_%d",
              PQbackendPID(l->conn));
+    /* And one where the insert trigger rings this pod alone (the doorbell,
+     * migration 0008: the name doorbell.c writes into its rows). */
+    snprintf(l->ring_channel, sizeof(l->ring_channel), "pgwork_ring_%d", PQbackendPID(l->conn));
     listener_watch(l, EPOLLIN);
     listener_send_setup(l);
 }
@@ -464,6 +471,8 @@ static void listener_drain_notifications(struct listener *l)
             }
         } else {
             l->notifications++;
+            if (strcmp(n->relname, l->ring_channel) == 0)
+                l->rings++;
             listener_handle_task_notification(l, n->extra);
         }
         PQfreemem(n);
@@ -668,6 +677,7 @@ struct listener_stats listener_stats(const struct listener *l)
     return (struct listener_stats){
         .reconnects = l->reconnects,
         .notifications = l->notifications,
+        .rings = l->rings,
         .last_ping_rtt_ms = l->last_ping_rtt_ms,
     };
 }

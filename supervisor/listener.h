@@ -62,6 +62,7 @@ struct listener_client {
 struct listener_stats {
     uint64_t reconnects;      /* connections made after the first */
     uint64_t notifications;   /* task notifications received */
+    uint64_t rings;           /* of them, on this pod's own ring channel (the doorbell) */
     int64_t last_ping_rtt_ms; /* the last keepalive's round trip, 0 = none yet */
 };
 
@@ -98,11 +99,13 @@ struct listener {
     int64_t ping_sent_ms;    /* keepalive ping in flight since, 0 = none */
     int64_t last_ping_rtt_ms;
     char ping_channel[64]; /* this connection's private channel */
+    char ring_channel[64]; /* where the insert trigger rings this pod (doorbell.c) */
 
     /* Statistics (for status lines and metrics). */
     bool ever_up;        /* a connection succeeded before */
     uint64_t reconnects; /* connections made after the first */
     uint64_t notifications;
+    uint64_t rings;
 };
 
 /* What a task notification payload means (DESIGN §2): "@<due> <queue>"
@@ -158,6 +161,10 @@ bool listener_is_listening(const struct listener *l);
 
 /* Whether the connection is up (it may be polling without LISTEN). */
 bool listener_is_up(const struct listener *l);
+
+/* The connection's backend pid (its ring channel is "pgwork_ring_<pid>"),
+ * 0 while it is not up. */
+int32_t listener_backend_pid(const struct listener *l);
 
 /* Switch to a reloaded config (the old one may be freed afterwards); a
  * changed channel or enabled flag reconnects at once. */

@@ -376,6 +376,21 @@ bool pool_wake_one(struct pool *pool, int queue_index)
     return false;
 }
 
+bool pool_idle_for(const struct pool *pool, int queue_index)
+{
+    const struct queue_config *queue = &pool->config->queues[queue_index];
+    unsigned limit = (unsigned)pool->capacity;
+    if (queue->workers > 0 && (unsigned)queue->workers < limit)
+        limit = (unsigned)queue->workers;
+    /* The workers pool_wake_one would wake (seq_cst loads: the doorbell's
+     * handshake with workers going idle, doorbell.c). */
+    for (unsigned slot = 0; slot < limit; slot++)
+        if (pool->slots[slot].pid != 0 && !pool->slots[slot].retiring &&
+            atomic_load(&pool->shm->workers[slot].state) == WORKER_IDLE)
+            return true;
+    return false;
+}
+
 /* The worker to roll onto a new config: an idle one if any (highest slot
  * first), else the highest running one. -1 if none is pending. A roll
  * restarts the slot at once, so taking a low idle slot strands nothing. */

@@ -85,6 +85,10 @@ void pool_reap(struct pool *pool, int64_t now);
  * through the shm idle mask). Returns whether one was woken. */
 bool pool_wake_one(struct pool *pool, int queue_index);
 
+/* Whether an idle worker that pool_wake_one could wake for queue_index
+ * is there (the doorbell arms the queue while one is). */
+bool pool_idle_for(const struct pool *pool, int queue_index);
+
 /* Add or retire workers, one per unit of delta, within
  * workers.min..workers.max. TTIN fills the lowest free slot; TTOU retires
  * the highest wanted slot, gracefully if it is busy (SIGTERM lets it

@@ -29,6 +29,7 @@
 
 #include "supervisor.h"
 #include "control.h"
+#include "doorbell.h"
 #include "http.h"
 #include "listener.h"
 #include "metrics.h"
@@ -60,8 +61,9 @@ struct supervisor {
     struct shm shm;
     struct pool pool;
     struct listener listener;
-    struct upkeep upkeep; /* its statements go on the listener's connection */
-    struct ticks ticks;   /* the schedules; their claims go through upkeep */
+    struct upkeep upkeep;     /* its statements go on the listener's connection */
+    struct ticks ticks;       /* the schedules; their claims go through upkeep */
+    struct doorbell doorbell; /* this pod's arms; its statements are upkeep's */
     struct http_server http;
     int epoll_fd;
     int signal_fd;
@@ -454,6 +456,7 @@ static void supervisor_reload(struct supervisor *s)
     listener_set_config(&s->listener, fresh);
     upkeep_set_config(&s->upkeep, fresh);
     ticks_set_config(&s->ticks, fresh);
+    doorbell_set_config(&s->doorbell, fresh, slots);
     config_free(old);
     log_info("reloaded %s: %d queue%s, %d worker%s%s", fresh->path, fresh->queue_count,
              fresh->queue_count == 1 ? "" : "s", pool_target(&s->pool),
@@ -638,6 +641,8 @@ static void supervisor_loop(struct supervisor *s)
         }
         int64_t now = time_now_ms();
         supervisor_handle_requests(s, now);
+        /* Arms only while taking work (a quiet or stopping pod disarms). */
+        doorbell_set_serving(&s->doorbell, s->phase == PHASE_RUNNING && !s->quiet);
         supervisor_run_chores(s, now);
     }
 }
@@ -728,6 +733,18 @@ static int supervisor_open(struct supervisor *s)
     upkeep_init(&s->upkeep, config, &s->listener, &upkeep_callbacks, s);
     ticks_init(&s->ticks, config, s->pod_tag);
     upkeep_set_ticks(&s->upkeep, &s->ticks);
+    const struct doorbell_setup doorbell_setup = {
+        .config = config,
+        .shm = &s->shm,
+        .queue_slots = s->queue_slots,
+        .pool = &s->pool,
+        .listener = &s->listener,
+        .pod_tag = s->pod_tag,
+        .on_task_due = on_task_due,
+        .ctx = s,
+    };
+    doorbell_init(&s->doorbell, &doorbell_setup);
+    upkeep_set_doorbell(&s->upkeep, &s->doorbell);
 
     const struct http_handlers handlers = {.ready = http_ready, .metrics = http_metrics, .ctx = s};
     if (http_start(&s->http, config->http.listen, &handlers) != 0)
@@ -745,6 +762,7 @@ static void supervisor_close(struct supervisor *s)
     listener_close(&s->listener);
     upkeep_free(&s->upkeep);
     ticks_free(&s->ticks);
+    doorbell_free(&s->doorbell);
     pool_free(&s->pool);
     free(s->scheduled_due_ms);
     if (s->slot_names != NULL)

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "upkeep.h"
+#include "doorbell.h"
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
 #include "../shared/text.h"
@@ -666,6 +667,23 @@ static void limits_on_result(struct upkeep *u, const PGresult *res, bool ok, int
         log_error("limited queues query: unexpected result or out of memory");
 }
 
+/* --- the doorbell (doorbell.c: this pod's arms, their probes) ------------ */
+
+static int64_t doorbell_job_due(const struct upkeep *u, int64_t now)
+{
+    return u->doorbell != NULL ? doorbell_due(u->doorbell, now) : INT64_MAX;
+}
+
+static int doorbell_job_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    return doorbell_send(u->doorbell, conn, now);
+}
+
+static void doorbell_job_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    doorbell_on_result(u->doorbell, res, ok, now);
+}
+
 /* --- the scheduler ------------------------------------------------------ */
 
 struct upkeep_job {
@@ -684,6 +702,7 @@ struct upkeep_job {
 static const struct upkeep_job upkeep_jobs[] = {
     {renew_due, renew_send, renew_on_result, false},
     {ticks_job_due, ticks_job_send, ticks_job_on_result, false},
+    {doorbell_job_due, doorbell_job_send, doorbell_job_on_result, false},
     {stop_backend_due, stop_backend_send, stop_backend_on_result, false},
     {requeue_due, requeue_send, requeue_on_result, true},
     {poll_due, poll_send, poll_on_result, true},
@@ -729,6 +748,8 @@ static void upkeep_on_result(void *ctx, const PGresult *res, int64_t now)
 static void upkeep_on_end(void *ctx)
 {
     struct upkeep *u = ctx;
+    if (u->in_flight > 0 && upkeep_jobs[u->in_flight - 1].send == doorbell_job_send)
+        doorbell_on_end(u->doorbell);
     u->in_flight = 0;
     u->in_flight_requeue = -1;
     if (u->ticks != NULL)
@@ -806,6 +827,11 @@ void upkeep_requeue_owner(struct upkeep *u, const char *locked_by, int64_t runni
     };
     if (u->requeues[u->requeue_count].locked_by != NULL)
         u->requeue_count++;
+}
+
+void upkeep_set_doorbell(struct upkeep *u, struct doorbell *doorbell)
+{
+    u->doorbell = doorbell;
 }
 
 int upkeep_pending_requeues(const struct upkeep *u)

@@ -1,12 +1,11 @@
 /*
  * upkeep.h — the supervisor's own statements on the listener's connection:
- * lease renewals, requeues of a dead worker's tasks (its backend stopped
- * first), the poll (expired leases taken back, the next due time of every
- * queue), queue depth for /metrics, deleting finished tasks past their
- * retention (retention.h). The listener sends one of them
- * whenever its connection is free (listener_set_client); this module
- * decides which, from a table of {due, send, on_result} entries, and
- * handles what comes back. Never blocks; never touches the socket.
+ * lease renewals, the doorbell's arms (doorbell.h), requeues of a dead worker's tasks (its backend
+ * stopped first), the poll (expired leases taken back, the next due time of every queue), queue
+ * depth for /metrics, deleting finished tasks past their retention (retention.h). The listener
+ * sends one of them whenever its connection is free (listener_set_client); this module decides
+ * which, from a table of {due, send, on_result} entries, and handles what comes back. Never blocks;
+ * never touches the socket.
  */
 #ifndef PGWORK_UPKEEP_H
 #define PGWORK_UPKEEP_H
@@ -60,6 +59,8 @@ struct upkeep_requeue {
     int stop_tries;      /* backend_pid signalled this often, still exiting */
 };
 
+struct doorbell;
+
 /* The fields are this module's own: callers use the functions below. */
 struct upkeep {
     const struct pgwork_config *config;
@@ -91,6 +92,7 @@ struct upkeep {
 
     struct ticks *ticks;        /* the schedules' claims (ticks.h), NULL = none */
     struct retention retention; /* deleting finished tasks (retention.h) */
+    struct doorbell *doorbell;  /* this pod's arms (doorbell.c), NULL = none */
 
     struct upkeep_requeue *requeues; /* FIFO of pending requeues */
     int requeue_count;
@@ -117,6 +119,10 @@ void upkeep_set_ticks(struct upkeep *u, struct ticks *ticks);
  * rows it may still hold. */
 void upkeep_requeue_owner(struct upkeep *u, const char *locked_by, int64_t running_task, int slot,
                           int32_t backend_pid);
+
+/* The doorbell whose statements (arms, probes, cleanup) go next after the
+ * lease renewals. */
+void upkeep_set_doorbell(struct upkeep *u, struct doorbell *doorbell);
 
 /* Number of requeues not yet confirmed by the database. */
 int upkeep_pending_requeues(const struct upkeep *u);

@@ -508,6 +508,18 @@ static bool worker_hints_changed(const struct worker *w)
     return false;
 }
 
+/* Just stored IDLE: if a queue this worker serves waits for an idle
+ * worker to be armed (shm_queue.arm_wanted, the doorbell), tell the
+ * supervisor — once, however many queues. */
+static void worker_announce_idle(struct worker *w)
+{
+    for (int i = 0; i < w->served_count; i++)
+        if (atomic_load(&w->args->shm->queues[w->served[i].index].arm_wanted) != 0) {
+            worker_notify_supervisor(w);
+            return;
+        }
+}
+
 /* Drain every queue whose hint moved, until none has. */
 static void worker_drain(struct worker *w)
 {
@@ -781,6 +793,7 @@ void worker_main(const struct worker_args *args)
         if (worker_stopping(&w))
             break;
         worker_set_state(&w, WORKER_IDLE);
+        worker_announce_idle(&w);
         /* The re-check after announcing IDLE: a hint bumped while we were
          * busy (and the supervisor saw us BUSY, so woke nobody) is seen
          * here. */

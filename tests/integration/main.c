@@ -37,6 +37,7 @@ static Suite *(*const suites[])(void) = {
     limits_suite,
     web_suite,
     retention_suite,
+    doorbell_suite,
     /* clang-format on */
 };
 

@@ -32,5 +32,6 @@ Suite *status_suite(void);    /* the SIGUSR1 status lines: a hung worker shows *
 Suite *limits_suite(void);    /* concurrency caps and rate limits, held across pods */
 Suite *web_suite(void);       /* pgwork web: pages, API, auth, escaping, pagination */
 Suite *retention_suite(void); /* finished tasks deleted after retention; an idle pod's statements */
+Suite *doorbell_suite(void);  /* the doorbell: arms, rings, probes, several pods */
 
 #endif

@@ -232,6 +232,14 @@ START_TEST(notify_switch_silences_only_who_asks)
     PGconn *listener = harness_connect(conninfo);
     PGconn *producer = harness_connect(conninfo);
     harness_listen(listener, "pgwork_tasks");
+    /* The queues armed as a pod would (the doorbell, migration 0008),
+     * ringing the test's listener. */
+    harness_exec(producer,
+                 harness_printf("INSERT INTO pgwork.doorbell (queue, pod, channel, backend_pid, "
+                                "backend_start, armed) SELECT q, 'test', 'pgwork_tasks', a.pid, "
+                                "a.backend_start, true FROM pg_stat_activity a, "
+                                "unnest('{a,b,c,d,e}'::text[]) q WHERE a.pid = %d",
+                                PQbackendPID(listener)));
 
     harness_exec(producer, "INSERT INTO pgwork.tasks (queue) VALUES ('a')");
     const char *payload = harness_notify_wait(listener, 5000, NULL);

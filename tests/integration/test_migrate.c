@@ -242,7 +242,25 @@ static const char *const hostile_names[] = {
     "*",
 };
 
-/* A hostile name is stored and announced byte for byte. */
+/*
+ * Arm queue as a pod would (migration 0008): a doorbell row ringing
+ * CHANNEL, on which listener's backend listens. Without an armed pod the
+ * trigger rings nobody.
+ */
+static void arm_queue(PGconn *conn, PGconn *listener, const char *queue)
+{
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%d", PQbackendPID(listener));
+    const char *params[] = {queue, pid};
+    harness_execp(conn,
+                  "INSERT INTO pgwork.doorbell (queue, pod, channel, backend_pid, backend_start, "
+                  "armed) SELECT $1, 'test', '" CHANNEL "', a.pid, a.backend_start, true "
+                  "FROM pg_stat_activity a WHERE a.pid = $2::int",
+                  2, params);
+}
+
+/* A hostile name is stored and announced byte for byte (to the pod that
+ * armed it). */
 START_TEST(test_enqueue_hostile_queue_name)
 {
     PGconn *conn;
@@ -250,6 +268,7 @@ START_TEST(test_enqueue_hostile_queue_name)
     PGconn *listener = harness_connect(conninfo);
     harness_listen(listener, CHANNEL);
     const char *name = hostile_names[_i];
+    arm_queue(conn, listener, name);
 
     const char *out, *err;
     int rc = enqueue(conninfo, name, "{\"hostile\": true}", NULL, &out, &err);
@@ -377,14 +396,17 @@ START_TEST(test_notify_one_per_queue_per_statement)
     const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     PGconn *listener = harness_connect(conninfo);
     harness_listen(listener, CHANNEL);
+    const char *queues[] = {"qa", "qb", "qc", "qd"};
+    for (int i = 0; i < 4; i++)
+        arm_queue(conn, listener, queues[i]);
 
     const char *payloads[16];
     int n = notifications_of(conn, listener,
                              "INSERT INTO pgwork.tasks (queue, payload) "
                              "SELECT CASE WHEN i % 2 = 0 THEN 'qa' ELSE 'qb' END, "
-                             "jsonb_build_object('i', i) FROM generate_series(1, 1000) i",
+                             "jsonb_build_object('i', i) FROM generate_series(1, 10000) i",
                              payloads, 16);
-    ck_assert_int_eq(task_count(conn), 1000);
+    ck_assert_int_eq(task_count(conn), 10000);
     ck_assert_int_eq(n, 2);
     qsort(payloads, (size_t)n, sizeof(payloads[0]), cmp_str);
     ck_assert_str_eq(payloads[0], "0 qa");
@@ -407,6 +429,8 @@ START_TEST(test_notify_future_rows_carry_due_time)
     const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     PGconn *listener = harness_connect(conninfo);
     harness_listen(listener, CHANNEL);
+    arm_queue(conn, listener, "later");
+    arm_queue(conn, listener, "mixed");
 
     const char *payloads[4];
     int n = notifications_of(conn, listener,
@@ -471,6 +495,8 @@ END_TEST
  * PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; the trigger
  * sends "*" (sweep every queue) instead of failing the INSERT. "0 " + 7997
  * bytes is the longest payload carried; a multi-byte name counts in bytes.
+ * (No pod can arm such names — a queue name has at most 1024 bytes — so
+ * the producer forces the notification: pgwork.notify = on.)
  */
 START_TEST(test_notify_long_queue_name_degrades)
 {
@@ -478,6 +504,7 @@ START_TEST(test_notify_long_queue_name_degrades)
     const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
     PGconn *listener = harness_connect(conninfo);
     harness_listen(listener, CHANNEL);
+    harness_exec(conn, "SET pgwork.notify = on");
 
     static char name[8200];
     const char *params[1] = {name};

@@ -1,0 +1,415 @@
+/*
+ * doorbell.c — this pod's arms in pgwork.doorbell (DESIGN §1.8).
+ *
+ * Invariants:
+ *  - a queue is armed in the database only while this pod serves it, is
+ *    LISTENing on the connection the row names, and has an idle worker
+ *    for it that nobody woke yet (pool_idle_for); producers never write
+ *    the table, the pod disarms itself;
+ *  - at most one write every DOORBELL_WRITE_INTERVAL_MS, naming only the
+ *    queues whose row differs from what is wanted (every queue after a
+ *    reconnect or reload): a worker that goes idle and is woken again
+ *    before the write goes costs nothing;
+ *  - after a write that armed a queue has committed, that queue is probed
+ *    once: a task committed while it was disarmed rang nobody;
+ *  - a worker going idle while its queue is unarmed tells the supervisor
+ *    (shm_queue.arm_wanted), so the arm follows at once; the handshake is
+ *    the wake-up one (seq_cst on both sides, shm.h);
+ *  - queue names and the pod tag are parameters, never spliced into SQL.
+ */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "doorbell.h"
+#include "listener.h"
+#include "pool.h"
+#include "../shared/log.h"
+#include "../shared/text.h"
+#include "../shared/timeutil.h"
+
+enum doorbell_statement {
+    STATEMENT_NONE = 0,
+    STATEMENT_WRITE,   /* arms and disarms */
+    STATEMENT_PROBE,   /* queues just armed: anything due? */
+    STATEMENT_CLEANUP, /* dead pods' rows */
+    STATEMENT_OOM,     /* out of memory building one: a SELECT 1 instead */
+};
+
+/* clang-format off */
+
+/*
+ * This pod's rows: $1 = pod tag, $2/$3 = queues and whether each is armed,
+ * $4 = a full write (a new connection or a reload): then this pod's rows
+ * of queues it no longer serves go, and so do every dead pod's rows. The
+ * channel and backend are this connection's, where the listener LISTENs
+ * on 'pgwork_ring_<pid>' (listener.c).
+ */
+static const char write_sql[] =
+    "WITH gone AS ("
+    "  DELETE FROM pgwork.doorbell d"
+    "  WHERE $4 AND ((d.pod = $1 AND d.queue <> ALL ($2::text[]))"
+    "                OR (d.pod <> $1 AND NOT pgwork.doorbell_alive(d.backend_pid, d.backend_start))))"
+    " INSERT INTO pgwork.doorbell AS d"
+    "   (queue, pod, channel, backend_pid, backend_start, armed, changed_at)"
+    " SELECT w.queue, $1, 'pgwork_ring_' || pg_backend_pid(), pg_backend_pid(),"
+    "        (SELECT a.backend_start FROM pg_stat_get_activity(pg_backend_pid()) a),"
+    "        w.armed, now()"
+    " FROM unnest($2::text[], $3::boolean[]) AS w(queue, armed)"
+    " ON CONFLICT (queue, pod) DO UPDATE"
+    "   SET channel = excluded.channel, backend_pid = excluded.backend_pid,"
+    "       backend_start = excluded.backend_start, armed = excluded.armed,"
+    "       changed_at = excluded.changed_at";
+
+/* The queues just armed ($1): one due now (2), the next one due later, in
+ * ms (3). One probe of tasks_poll_idx each, as the poll (upkeep.c). */
+static const char probe_sql[] =
+    "SELECT q.name,"
+    "   EXISTS (SELECT 1 FROM pgwork.tasks t"
+    "           WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
+    "             AND t.run_at <= now()),"
+    "   ceil(extract(epoch FROM ("
+    "     SELECT min(t.run_at) FROM pgwork.tasks t"
+    "     WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
+    "       AND t.run_at > now()) - now()) * 1000)::bigint"
+    " FROM unnest($1::text[]) AS q(name)";
+
+/* Rows whose listener backend is gone: a pod that died. */
+static const char cleanup_sql[] =
+    "DELETE FROM pgwork.doorbell d"
+    " WHERE NOT pgwork.doorbell_alive(d.backend_pid, d.backend_start)";
+
+/* clang-format on */
+
+static void doorbell_alloc(struct doorbell *d, int count)
+{
+    free(d->want);
+    free(d->rows);
+    free(d->sent);
+    free(d->probe);
+    free(d->probing);
+    size_t n = count > 0 ? (size_t)count : 1;
+    d->want = calloc(n, 1);
+    d->rows = malloc(n);
+    d->sent = malloc(n);
+    d->probe = calloc(n, sizeof(bool));
+    d->probing = calloc(n, sizeof(bool));
+    if (d->want == NULL || d->rows == NULL || d->sent == NULL || d->probe == NULL ||
+        d->probing == NULL) {
+        /* PID 1 keeps going: without arms, producers notify nobody and the
+         * safety poll finds their tasks. */
+        log_error("out of memory for the doorbell; tasks wait for the safety poll");
+        free(d->want);
+        free(d->rows);
+        free(d->sent);
+        free(d->probe);
+        free(d->probing);
+        d->want = d->rows = d->sent = NULL;
+        d->probe = d->probing = NULL;
+        d->count = 0;
+        return;
+    }
+    memset(d->rows, DOORBELL_UNKNOWN, n);
+    memset(d->sent, DOORBELL_UNKNOWN, n);
+    d->count = count;
+    d->full = true;
+}
+
+void doorbell_init(struct doorbell *d, const struct doorbell_setup *setup)
+{
+    memset(d, 0, sizeof(*d));
+    d->setup = *setup;
+    d->serving = true;
+    d->cleanup_due_ms =
+        time_now_ms() + DOORBELL_CLEANUP_POLLS * setup->config->workers.safety_poll_interval_ms;
+    doorbell_alloc(d, setup->config->queue_count);
+}
+
+void doorbell_set_config(struct doorbell *d, const struct pgwork_config *config,
+                         const int *queue_slots)
+{
+    d->setup.config = config;
+    d->setup.queue_slots = queue_slots;
+    /* A result still in flight concerns the old queue order: drop it. */
+    d->in_flight = STATEMENT_NONE;
+    doorbell_alloc(d, config->queue_count);
+}
+
+void doorbell_set_serving(struct doorbell *d, bool serving)
+{
+    d->serving = serving;
+}
+
+/*
+ * What is wanted now, from the workers' states. A queue with no idle
+ * worker asks its workers to say when one goes idle (arm_wanted = 1), then
+ * looks again: a worker that went IDLE before the flag was set is seen by
+ * the second look, one that goes IDLE after it sees the flag (seq_cst on
+ * both sides, as the wake-up handshake in shm.h).
+ */
+static void doorbell_refresh(struct doorbell *d)
+{
+    const struct listener *l = d->setup.listener;
+    int32_t pid = listener_is_listening(l) ? listener_backend_pid(l) : 0;
+    if (pid != d->pid) {
+        /* A new connection (or none): what the rows say is this one's to
+         * write; the old backend's rows are skipped by the trigger. */
+        d->pid = pid;
+        memset(d->rows, DOORBELL_UNKNOWN, (size_t)d->count);
+        memset(d->probe, 0, (size_t)d->count * sizeof(bool));
+        d->full = true;
+    }
+    bool can_arm = pid != 0 && d->serving;
+    for (int q = 0; q < d->count; q++) {
+        struct shm_queue *queue = &d->setup.shm->queues[d->setup.queue_slots[q]];
+        bool idle = can_arm && pool_idle_for(d->setup.pool, q);
+        if (can_arm && !idle) {
+            atomic_store(&queue->arm_wanted, 1);
+            idle = pool_idle_for(d->setup.pool, q);
+        }
+        if (idle || !can_arm)
+            atomic_store(&queue->arm_wanted, 0);
+        d->want[q] = idle ? DOORBELL_ARMED : DOORBELL_DISARMED;
+    }
+}
+
+static bool doorbell_write_wanted(const struct doorbell *d)
+{
+    if (d->pid == 0)
+        return false;
+    if (d->full)
+        return true;
+    for (int q = 0; q < d->count; q++)
+        if (d->want[q] != d->rows[q])
+            return true;
+    return false;
+}
+
+static bool doorbell_probe_wanted(const struct doorbell *d)
+{
+    for (int q = 0; q < d->count; q++)
+        if (d->probe[q])
+            return true;
+    return false;
+}
+
+int64_t doorbell_due(struct doorbell *d, int64_t now)
+{
+    (void)now;
+    if (d->count == 0 || d->in_flight != STATEMENT_NONE)
+        return INT64_MAX;
+    doorbell_refresh(d);
+    if (d->pid == 0)
+        return INT64_MAX;
+    int64_t next = INT64_MAX;
+    if (doorbell_write_wanted(d))
+        next = d->write_due_ms;
+    /* Probes only on what the database holds: after the write lands. */
+    if (doorbell_probe_wanted(d) && d->probe_due_ms < next)
+        next = d->probe_due_ms;
+    if (d->cleanup_due_ms < next)
+        next = d->cleanup_due_ms;
+    return next;
+}
+
+static int doorbell_send_write(struct doorbell *d, PGconn *conn, int64_t now)
+{
+    struct text_buffer names = {0}, armed = {0};
+    for (int q = 0; q < d->count; q++) {
+        d->sent[q] = DOORBELL_UNKNOWN;
+        if (!d->full && d->want[q] == d->rows[q])
+            continue;
+        d->sent[q] = d->want[q];
+        text_array_add_text(&names, d->setup.config->queues[q].name);
+        text_append(&armed, armed.len == 0 ? "{" : ",", 1);
+        text_append(&armed, d->want[q] == DOORBELL_ARMED ? "t" : "f", 1);
+    }
+    text_append(&armed, armed.len == 0 ? "{}" : "}", armed.len == 0 ? 2 : 1);
+    char *names_literal = text_array_end(&names);
+    char *armed_literal = text_take(&armed);
+    int sent;
+    if (names_literal != NULL && armed_literal != NULL) {
+        const char *params[] = {d->setup.pod_tag, names_literal, armed_literal,
+                                d->full ? "t" : "f"};
+        sent = PQsendQueryParams(conn, write_sql, 4, NULL, params, NULL, NULL, 0);
+        d->in_flight = STATEMENT_WRITE;
+    } else {
+        /* Something must go: nothing sent would read as a broken
+         * connection. */
+        log_error("out of memory building the doorbell's write; trying again");
+        sent = PQsendQuery(conn, "SELECT 1");
+        d->in_flight = STATEMENT_OOM;
+    }
+    free(names_literal);
+    free(armed_literal);
+    d->write_due_ms = now + DOORBELL_WRITE_INTERVAL_MS;
+    return sent;
+}
+
+static int doorbell_send_probe(struct doorbell *d, PGconn *conn, int64_t now)
+{
+    struct text_buffer names = {0};
+    for (int q = 0; q < d->count; q++) {
+        d->probing[q] = d->probe[q];
+        if (d->probe[q])
+            text_array_add_text(&names, d->setup.config->queues[q].name);
+        d->probe[q] = false;
+    }
+    char *names_literal = text_array_end(&names);
+    if (names_literal == NULL) {
+        log_error("out of memory building the doorbell's probe; trying again");
+        for (int q = 0; q < d->count; q++)
+            d->probe[q] = d->probe[q] || d->probing[q];
+        d->probe_due_ms = now + DOORBELL_RETRY_MS;
+        d->in_flight = STATEMENT_OOM;
+        return PQsendQuery(conn, "SELECT 1");
+    }
+    const char *params[] = {names_literal};
+    int sent = PQsendQueryParams(conn, probe_sql, 1, NULL, params, NULL, NULL, 0);
+    free(names_literal);
+    d->in_flight = STATEMENT_PROBE;
+    return sent;
+}
+
+int doorbell_send(struct doorbell *d, PGconn *conn, int64_t now)
+{
+    /* The write first: a disarm saves producers their notify lock, an arm
+     * is what a waiting worker needs; the probe only after it. */
+    if (doorbell_write_wanted(d) && d->write_due_ms <= now)
+        return doorbell_send_write(d, conn, now);
+    if (doorbell_probe_wanted(d) && d->probe_due_ms <= now)
+        return doorbell_send_probe(d, conn, now);
+    d->cleanup_due_ms =
+        now + DOORBELL_CLEANUP_POLLS * d->setup.config->workers.safety_poll_interval_ms;
+    d->in_flight = STATEMENT_CLEANUP;
+    return PQsendQuery(conn, cleanup_sql);
+}
+
+/* A statement failed: logged once until one succeeds again. */
+static void doorbell_failed(struct doorbell *d, const char *what, const PGresult *res)
+{
+    d->stats.failures++;
+    if (!d->failing)
+        log_error("doorbell %s failed (is the schema migrated? run `pgwork migrate`); idle "
+                  "workers wait for the safety poll meanwhile; trying again every %d ms: %s",
+                  what, DOORBELL_RETRY_MS, PQresultErrorMessage(res));
+    d->failing = true;
+}
+
+static void doorbell_write_done(struct doorbell *d, const PGresult *res, bool ok, int64_t now)
+{
+    if (!ok) {
+        doorbell_failed(d, "write", res);
+        d->write_due_ms = now + DOORBELL_RETRY_MS;
+        return;
+    }
+    if (d->failing)
+        log_info("doorbell written again");
+    d->failing = false;
+    d->full = false;
+    d->stats.writes++;
+    for (int q = 0; q < d->count; q++) {
+        if (d->sent[q] == DOORBELL_UNKNOWN)
+            continue;
+        if (d->sent[q] == DOORBELL_ARMED && d->rows[q] != DOORBELL_ARMED) {
+            /* Committed: every insert from now on sees the arm. One that
+             * committed before it rang nobody — probe. */
+            d->probe[q] = true;
+            d->stats.arms++;
+        } else if (d->sent[q] == DOORBELL_DISARMED && d->rows[q] == DOORBELL_ARMED) {
+            d->stats.disarms++;
+        }
+        d->rows[q] = d->sent[q];
+        d->sent[q] = DOORBELL_UNKNOWN;
+    }
+}
+
+static void doorbell_probe_done(struct doorbell *d, const PGresult *res, bool ok, int64_t now)
+{
+    if (!ok) {
+        /* Again later (doorbell_on_end puts back what was probing). */
+        doorbell_failed(d, "probe", res);
+        d->probe_due_ms = now + DOORBELL_RETRY_MS;
+        return;
+    }
+    d->failing = false;
+    d->stats.probes++;
+    memset(d->probing, 0, (size_t)d->count * sizeof(bool));
+    for (int r = 0; r < PQntuples(res); r++) {
+        int q = config_find_queue(d->setup.config, PQgetvalue(res, r, 0));
+        if (q < 0)
+            continue;
+        if (strcmp(PQgetvalue(res, r, 1), "t") == 0) {
+            d->stats.probe_finds++;
+            d->setup.on_task_due(d->setup.ctx, q, 0);
+        }
+        if (!PQgetisnull(res, r, 2)) {
+            long long later = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+            d->setup.on_task_due(d->setup.ctx, q, later > 0 ? later : 1);
+        }
+    }
+}
+
+void doorbell_on_result(struct doorbell *d, const PGresult *res, bool ok, int64_t now)
+{
+    switch (d->in_flight) {
+    case STATEMENT_WRITE:
+        doorbell_write_done(d, res, ok, now);
+        break;
+    case STATEMENT_PROBE:
+        doorbell_probe_done(d, res, ok, now);
+        break;
+    case STATEMENT_CLEANUP:
+        if (!ok) {
+            doorbell_failed(d, "cleanup", res);
+        } else {
+            long long n = atoll(PQcmdTuples((PGresult *)res));
+            d->stats.cleaned += (uint64_t)n;
+            if (n > 0)
+                log_info("doorbell: deleted %lld row(s) of pods whose listener is gone", n);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+void doorbell_on_end(struct doorbell *d)
+{
+    /* What is still marked as in flight had no (good) result: a write's
+     * rows are unknown, a probe is due again. */
+    if (d->in_flight == STATEMENT_WRITE)
+        for (int q = 0; q < d->count; q++)
+            if (d->sent[q] != DOORBELL_UNKNOWN) {
+                d->rows[q] = DOORBELL_UNKNOWN;
+                d->sent[q] = DOORBELL_UNKNOWN;
+            }
+    if (d->in_flight == STATEMENT_PROBE)
+        for (int q = 0; q < d->count; q++)
+            if (d->probing[q])
+                d->probe[q] = true;
+    memset(d->probing, 0, (size_t)d->count * sizeof(bool));
+    d->in_flight = STATEMENT_NONE;
+}
+
+bool doorbell_armed(const struct doorbell *d, int q)
+{
+    return q >= 0 && q < d->count && d->rows[q] == DOORBELL_ARMED;
+}
+
+struct doorbell_stats doorbell_stats(const struct doorbell *d)
+{
+    return d->stats;
+}
+
+void doorbell_free(struct doorbell *d)
+{
+    free(d->want);
+    free(d->rows);
+    free(d->sent);
+    free(d->probe);
+    free(d->probing);
+    memset(d, 0, sizeof(*d));
+}

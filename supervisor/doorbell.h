@@ -1,0 +1,111 @@
+/*
+ * doorbell.h — this pod's arms in pgwork.doorbell (DESIGN §1.8, migration
+ * 0008): a queue is armed while the pod has an idle worker waiting on it,
+ * so the insert trigger rings this pod (on its own channel) only when a
+ * notification can wake somebody. Disarmed when its last idle worker has
+ * been woken; armed again when one goes idle, and then probed once (a task
+ * committed before the arm was announced to nobody).
+ *
+ * Its statements are upkeep jobs on the listener's connection (upkeep.c
+ * calls doorbell_due / doorbell_send / doorbell_on_result); it never
+ * blocks and never touches the socket.
+ */
+#ifndef PGWORK_DOORBELL_H
+#define PGWORK_DOORBELL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "../shared/config.h"
+#include "../shared/shm.h"
+
+struct listener;
+struct pool;
+
+/* Arm writes at most this often: <= 50 writes/s per pod under any load,
+ * however often workers go idle (one write carries every queue). */
+#define DOORBELL_WRITE_INTERVAL_MS 20
+/* After a failed statement (schema not migrated, say), try again then. */
+#define DOORBELL_RETRY_MS 5000
+/* Rows of dead pods are deleted every this many safety poll intervals
+ * (5 min by default), and by every pod when it (re)connects. */
+#define DOORBELL_CLEANUP_POLLS 5
+
+/* What a probe found. */
+typedef void (*doorbell_due_fn)(void *ctx, int queue_index, int64_t delay_ms);
+
+struct doorbell_setup {
+    const struct pgwork_config *config;
+    struct shm *shm;
+    const int *queue_slots; /* config queue index -> shm queue record */
+    const struct pool *pool;
+    const struct listener *listener;
+    const char *pod_tag;         /* the pod part of locked_by */
+    doorbell_due_fn on_task_due; /* a probe found a task due now (0) or later */
+    void *ctx;
+};
+
+/* Per configured queue, what the database holds for this pod. */
+enum doorbell_row {
+    DOORBELL_UNKNOWN = -1, /* not written on this connection */
+    DOORBELL_DISARMED = 0,
+    DOORBELL_ARMED = 1,
+};
+
+struct doorbell_stats {
+    uint64_t writes;      /* arm/disarm statements that committed */
+    uint64_t arms;        /* queues armed by them */
+    uint64_t disarms;     /* queues disarmed by them */
+    uint64_t probes;      /* probe statements */
+    uint64_t probe_finds; /* queues a probe found due (tasks no ring announced) */
+    uint64_t cleaned;     /* rows of dead pods deleted */
+    uint64_t failures;    /* statements that failed */
+};
+
+/* The fields are doorbell.c's own. */
+struct doorbell {
+    struct doorbell_setup setup;
+    bool serving;           /* running and not quiet: arms are wanted */
+    int32_t pid;            /* the listener's backend the rows name; 0 = none */
+    int count;              /* queues in the arrays */
+    signed char *want;      /* per queue: ARMED when an idle worker waits */
+    signed char *rows;      /* per queue: enum doorbell_row, what the database holds */
+    signed char *sent;      /* per queue: what the write in flight writes; UNKNOWN = not in it */
+    bool *probe;            /* per queue: armed just now, probe it */
+    bool *probing;          /* per queue: in the probe in flight */
+    bool full;              /* the next write names every queue (new connection, reload) */
+    int in_flight;          /* the statement in flight (enum in .c), 0 = none */
+    int64_t write_due_ms;   /* not before (rate limit, retry) */
+    int64_t probe_due_ms;   /* not before (retry) */
+    int64_t cleanup_due_ms; /* next cleanup of dead pods' rows */
+    bool failing;           /* the last statement failed (logged once) */
+    struct doorbell_stats stats;
+};
+
+void doorbell_init(struct doorbell *d, const struct doorbell_setup *setup);
+
+/* A reloaded config and its queue map: every row is written again. */
+void doorbell_set_config(struct doorbell *d, const struct pgwork_config *config,
+                         const int *queue_slots);
+
+/* Running and not quiet (false: every queue is disarmed). */
+void doorbell_set_serving(struct doorbell *d, bool serving);
+
+/* The upkeep job (upkeep.c's table): when something is due (<= now: now;
+ * INT64_MAX: nothing), send it (0: libpq refused), its result. */
+int64_t doorbell_due(struct doorbell *d, int64_t now);
+int doorbell_send(struct doorbell *d, PGconn *conn, int64_t now);
+void doorbell_on_result(struct doorbell *d, const PGresult *res, bool ok, int64_t now);
+/* The statement in flight is over (all results in, or the connection went). */
+void doorbell_on_end(struct doorbell *d);
+
+/* Whether this pod's arm for configured queue q is in the database now. */
+bool doorbell_armed(const struct doorbell *d, int q);
+
+struct doorbell_stats doorbell_stats(const struct doorbell *d);
+
+void doorbell_free(struct doorbell *d);
+
+#endif
