@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "doorbell.h"
 #include "listener.h"
 #include "pool.h"
 #include "ticks.h"
@@ -296,6 +297,36 @@ static void metrics_limits(const struct metrics_source *src, struct text_buffer 
                              (uint64_t)r->waiting[i]);
 }
 
+/* The doorbell (DESIGN §1.8): this pod's arms, and the rings it heard. */
+static void metrics_doorbell(const struct metrics_source *src, struct text_buffer *out)
+{
+    if (src->doorbell == NULL)
+        return;
+    const struct pgwork_config *config = src->config;
+    struct doorbell_stats stats = doorbell_stats(src->doorbell);
+    metrics_header(out, "pgwork_doorbell_armed", "gauge",
+                   "1 while this pod's arm for the queue is in pgwork.doorbell (an idle worker "
+                   "waits; inserts ring this pod).");
+    for (int q = 0; q < config->queue_count; q++)
+        metrics_queue_sample(out, "pgwork_doorbell_armed", config->queues[q].name, NULL,
+                             doorbell_armed(src->doorbell, q) ? 1 : 0);
+    metrics_header(out, "pgwork_doorbell_writes_total", "counter",
+                   "Arm/disarm statements this pod committed (at most one per 20 ms).");
+    text_appendf(out, "pgwork_doorbell_writes_total %" PRIu64 "\n", stats.writes);
+    metrics_header(out, "pgwork_doorbell_arms_total", "counter", "Queues those writes armed.");
+    text_appendf(out, "pgwork_doorbell_arms_total %" PRIu64 "\n", stats.arms);
+    metrics_header(out, "pgwork_doorbell_disarms_total", "counter",
+                   "Queues those writes disarmed.");
+    text_appendf(out, "pgwork_doorbell_disarms_total %" PRIu64 "\n", stats.disarms);
+    metrics_header(out, "pgwork_doorbell_rings_total", "counter",
+                   "Notifications heard on this pod's own ring channel.");
+    text_appendf(out, "pgwork_doorbell_rings_total %" PRIu64 "\n",
+                 listener_stats(src->listener).rings);
+    metrics_header(out, "pgwork_doorbell_probe_finds_total", "counter",
+                   "Queues whose probe after an arm found a task due (committed while unarmed).");
+    text_appendf(out, "pgwork_doorbell_probe_finds_total %" PRIu64 "\n", stats.probe_finds);
+}
+
 void metrics_render(const struct metrics_source *src, struct text_buffer *out)
 {
     metrics_queues(src, out);
@@ -303,4 +334,5 @@ void metrics_render(const struct metrics_source *src, struct text_buffer *out)
     metrics_listener(src, out);
     metrics_schedules(src, out);
     metrics_limits(src, out);
+    metrics_doorbell(src, out);
 }

@@ -16,6 +16,7 @@ struct pool;
 struct listener;
 struct upkeep;
 struct ticks;
+struct doorbell;
 
 struct metrics_source {
     const struct pgwork_config *config;
@@ -24,7 +25,8 @@ struct metrics_source {
     const struct pool *pool;
     const struct listener *listener;
     const struct upkeep *upkeep;
-    const struct ticks *ticks; /* the schedules; NULL = none */
+    const struct ticks *ticks;       /* the schedules; NULL = none */
+    const struct doorbell *doorbell; /* NULL: no doorbell rows */
     int quiet;
 };
 

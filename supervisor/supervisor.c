@@ -322,6 +322,7 @@ static void http_metrics(void *ctx, struct text_buffer *out)
         .listener = &s->listener,
         .upkeep = &s->upkeep,
         .ticks = &s->ticks,
+        .doorbell = &s->doorbell,
         .quiet = s->quiet,
     };
     metrics_render(&src, out);

@@ -39,6 +39,10 @@
 #include "../shared/log.h"
 #include "../shared/timeutil.h"
 
+/* A drain claims from its cursor at most this long before it claims from
+ * the start again (worker_drain_queue). */
+#define WORKER_CURSOR_RESTART_MS 100
+
 bool worker_serves_queue(int slot, const struct queue_config *queue)
 {
     return queue->workers == 0 || slot < queue->workers;
@@ -434,6 +438,15 @@ void worker_claim_begin(struct worker *w, struct served_queue *sq, struct claim_
         sq->seen_arrivals = arrivals;
         sq->claim.cursor_set = false;
     }
+    /* A busy pod is disarmed (the doorbell, DESIGN §1.8): a task that
+     * sorts before the cursor may arrive without a notification. The
+     * drain starts from the beginning again every so often, so such a
+     * task waits at most that long, not for the whole backlog. */
+    int64_t now = time_now_ms();
+    if (sq->claim.cursor_set && now - sq->from_start_ms >= WORKER_CURSOR_RESTART_MS)
+        sq->claim.cursor_set = false;
+    if (!sq->claim.cursor_set)
+        sq->from_start_ms = now;
     sq->seen_hint = atomic_load(&shared_queue->hint);
     round->from_cursor = sq->claim.cursor_set;
     round->asked = task_claim_limit(&sq->claim, sq->queue);

@@ -35,6 +35,7 @@ struct served_queue {
      * running under this worker. NULL = none. */
     PGresult *next;
     struct claim_round next_round; /* how next was sent */
+    int64_t from_start_ms;         /* CLOCK_MONOTONIC ms of the drain's last claim from the start */
 };
 
 struct worker {

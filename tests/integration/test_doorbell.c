@@ -177,6 +177,168 @@ START_TEST(notify_on_forces_off_silences)
 }
 END_TEST
 
+/* Claim statements (worker/task.c's claim begins "WITH picked AS") this
+ * database ran, from pg_stat_statements (tests/pg.sh loads it). */
+#define CLAIMS                                                                                     \
+    "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s"                             \
+    " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"                   \
+    " AND s.query LIKE 'WITH picked AS%'"
+
+/* n single tasks, one at a time, each done before the next; the claims
+ * PostgreSQL counted meanwhile. */
+static int64_t claims_for_single_tasks(PGconn *conn, PGconn *producer, int n)
+{
+    int64_t before = harness_query_int64(conn, CLAIMS);
+    int64_t done = harness_query_int64(conn, DONE);
+    for (int i = 0; i < n; i++) {
+        harness_exec(producer, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+        harness_expect(conn, NULL, DONE, done + i + 1, 10000, "the single task runs");
+    }
+    /* The claims of the last task's worker ended before its done. */
+    return harness_query_int64(conn, CLAIMS) - before;
+}
+
+/* The pod tag ("<hostname>:<incarnation>") a supervisor's start line names. */
+static const char *pod_tag_of(struct harness_supervisor *sup)
+{
+    harness_wait_output(sup, "tasks locked by ");
+    const char *at = strstr(harness_stderr_text(sup), "tasks locked by ") + 16;
+    const char *end = strstr(at, "/<slot>");
+    ck_assert_ptr_nonnull(end);
+    return harness_printf("%.*s", (int)(end - at), at);
+}
+
+/*
+ * Three pods serve q, each with two idle workers: every pod arms q, and
+ * the trigger rings one of them per insert, so a single task costs about
+ * one claim in the whole deployment (each pod hearing every notification
+ * costs three: shown by the same tasks with pgwork.notify = on, which
+ * rings every pod on the shared channel).
+ */
+START_TEST(three_pods_one_claim_per_task)
+{
+    struct harness_run *run = harness_scenario(
+        &(struct harness_scenario){.schema = "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+                                   .workers = "count = 2 max = 2 safety_poll_interval = 1h",
+                                   .script = "cat >/dev/null",
+                                   .wait_for = "listening on channel",
+                                   .idle = 2});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *pods[3] = {run->sup,
+                                          harness_spawn_supervisor(run->config, run->conninfo),
+                                          harness_spawn_supervisor(run->config, run->conninfo)};
+    harness_expect(conn, run->sup, ARMED("q"), 3, 15000, "three pods arm q");
+    for (int i = 1; i < 3; i++)
+        harness_wait_idle(pods[i], 2, run->w);
+    PGconn *producer = harness_connect(run->conninfo);
+
+    int64_t claims = claims_for_single_tasks(conn, producer, 50);
+    fprintf(stderr,
+            "three_pods_one_claim_per_task: 50 single tasks, 3 pods: %" PRId64
+            " claims (%.2f per task)\n",
+            claims, (double)claims / 50);
+    ck_assert_msg(claims >= 50 && claims <= 60, "%" PRId64 " claims for 50 single tasks", claims);
+    /* Rung at random among the armed pods: all three took part. */
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(DISTINCT split_part(locked_by, '/', "
+                                               "1)) FROM pgwork.tasks"),
+                     3);
+
+    harness_exec(producer, "SET pgwork.notify = on");
+    int64_t every_pod = claims_for_single_tasks(conn, producer, 20);
+    fprintf(stderr,
+            "three_pods_one_claim_per_task: with pgwork.notify = on: %" PRId64
+            " claims for 20 (%.2f per task)\n",
+            every_pod, (double)every_pod / 20);
+    ck_assert_msg(every_pod >= 50, "%" PRId64 " claims for 20 tasks rung on every pod", every_pod);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(harness_stop_supervisor(pods[i], SIGTERM, 20000), 0);
+}
+END_TEST
+
+/*
+ * A pod SIGKILLed while armed leaves its rows armed; the trigger skips
+ * them once its listener backend is gone, so the next tasks ring the pod
+ * that lives (each within 2 s: the safety poll is an hour). Then the
+ * survivor's listener is killed: it reconnects, arms on its new backend,
+ * and deletes the dead pod's rows on the way.
+ */
+START_TEST(dead_pod_skipped_survivor_rearms)
+{
+    struct harness_run *run = harness_scenario(
+        &(struct harness_scenario){.workers = "count = 1 max = 1 safety_poll_interval = 1h",
+                                   .extra = "listener { reconnect_min = 100ms }",
+                                   .script = "cat >/dev/null",
+                                   .wait_for = "listening on channel",
+                                   .idle = 1});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *a = run->sup;
+    struct harness_supervisor *b = harness_spawn_supervisor(run->config, run->conninfo);
+    harness_expect(conn, b, ARMED("q"), 2, 15000, "both pods arm q");
+    const char *tag_a = pod_tag_of(a);
+    const char *tag_b = pod_tag_of(b);
+    const char *params_a[] = {tag_a};
+    int64_t listener_a = harness_query_int64p(
+        conn, "SELECT backend_pid FROM pgwork.doorbell WHERE pod = $1", 1, params_a);
+
+    ck_assert_int_ne(harness_stop_supervisor(a, SIGKILL, 10000), -1);
+    /* Its backend leaves when the socket closes (the kernel closes it as
+     * the process dies): the trigger sees it gone from then on. */
+    harness_expect(
+        conn, b,
+        harness_printf("SELECT count(*) FROM pg_stat_activity WHERE pid = %" PRId64, listener_a), 0,
+        10000, "the dead pod's listener backend exits");
+    ck_assert_int_eq(harness_query_int64p(conn,
+                                          "SELECT count(*) FROM pgwork.doorbell "
+                                          "WHERE pod = $1 AND armed",
+                                          1, params_a),
+                     1);
+    for (int i = 0; i < 6; i++) {
+        int64_t start = harness_now_ms();
+        harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+        harness_expect(conn, b, DONE, i + 1, 2000, "a task after the armed pod died starts");
+        fprintf(stderr, "dead_pod_skipped_survivor_rearms: task %d done in %" PRId64 " ms\n", i + 1,
+                harness_now_ms() - start);
+    }
+
+    const char *params_b[] = {tag_b};
+    int64_t old_pid = harness_query_int64p(
+        conn, "SELECT backend_pid FROM pgwork.doorbell WHERE pod = $1", 1, params_b);
+    harness_exec(conn, harness_printf("SELECT pg_terminate_backend(%" PRId64 ")", old_pid));
+    harness_expect(conn, b,
+                   harness_printf("SELECT count(*) FROM pgwork.doorbell WHERE pod = '%s' AND "
+                                  "armed AND backend_pid <> %" PRId64,
+                                  tag_b, old_pid),
+                   1, 15000, "the survivor arms again on its new connection");
+    harness_expect(conn, b, "SELECT count(*) FROM pgwork.doorbell", 1, 5000,
+                   "the dead pod's rows are gone");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    harness_expect(conn, b, DONE, 7, 2000, "the next task rings the new connection");
+    ck_assert_int_eq(harness_stop_supervisor(b, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/*
+ * A crash restart (as a failover to a standby) empties the unlogged
+ * doorbell: the pod reconnects, arms again, and the next task rings it.
+ */
+START_TEST(crash_restart_rearms)
+{
+    struct harness_run *run = harness_scenario(&(struct harness_scenario){
+        .workers = "count = 1 max = 1 safety_poll_interval = 1h",
+        .extra = "listener { reconnect_min = 100ms reconnect_max = 500ms }",
+        .script = "cat >/dev/null",
+        .wait_for = "listening on channel",
+        .idle = 1});
+    harness_expect(run->conn, run->sup, ARMED("q"), 1, 10000, "the pod arms q");
+    harness_pg_restart("immediate");
+    PGconn *conn = harness_connect(run->conninfo);
+    harness_expect(conn, run->sup, ARMED("q"), 1, 20000, "armed again after the crash");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    harness_expect(conn, run->sup, DONE, 1, 2000, "the next task rings the pod");
+    ck_assert_int_eq(harness_stop_supervisor(run->sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 Suite *doorbell_suite(void)
 {
     Suite *s = suite_create("doorbell");
@@ -184,6 +346,9 @@ Suite *doorbell_suite(void)
     tcase_add_test(tc, probe_after_arm_finds_the_task_no_ring_announced);
     tcase_add_test(tc, busy_pod_is_disarmed_and_inserts_are_silent);
     tcase_add_test(tc, notify_on_forces_off_silences);
+    tcase_add_test(tc, three_pods_one_claim_per_task);
+    tcase_add_test(tc, dead_pod_skipped_survivor_rearms);
+    tcase_add_test(tc, crash_restart_rearms);
     suite_add_tcase(s, tc);
     return s;
 }
