@@ -16,9 +16,8 @@
  * rings). The runs alternate, BENCH_REPEAT of each; medians.
  *
  * The doorbell's hook: storm_listen_extra() and storm_arm_writes() below
- * are where the doorbell (DESIGN §1.8) adds the channels its trigger rings
- * and the arm/disarm writes its pods make; the rows for them appear once
- * storm_arm_writes() returns a count.
+ * add the channels its trigger rings (each pod's own, from pgwork.doorbell)
+ * and count the arm/disarm writes its pods make (pg_stat_statements).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -43,15 +42,31 @@
  * per-pod channels, say); the task channel is always counted. */
 static void storm_listen_extra(PGconn *listener)
 {
-    (void)listener;
+    /* The pods' ring channels (migration 0008), as their arms name them. */
+    PGresult *res = PQexec(listener, "SELECT DISTINCT quote_ident(channel) FROM pgwork.doorbell");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        for (int i = 0; i < PQntuples(res); i++) {
+            char listen[128];
+            snprintf(listen, sizeof(listen), "LISTEN %s", PQgetvalue(res, i, 0));
+            db_exec(listener, listen);
+        }
+    PQclear(res);
 }
 
 /* The pods' arm/disarm writes so far, from the database (-1: not
  * measured — no doorbell yet). Read before and after each storm. */
 static int64_t storm_arm_writes(PGconn *conn)
 {
-    (void)conn;
-    return -1;
+    /* supervisor/doorbell.c's write statement begins "WITH gone AS";
+     * pg_stat_statements counts it as it commits (tests/pg.sh loads it). */
+    PGresult *res = PQexec(conn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (!ok)
+        return -1;
+    return db_int(conn, "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s"
+                        " JOIN pg_database d ON d.oid = s.dbid"
+                        " WHERE d.datname = current_database() AND s.query LIKE 'WITH gone AS%'");
 }
 
 /* --- counting and ringing ------------------------------------------------------- */
