@@ -101,6 +101,15 @@ void measure_notify_floor(double *p50_ms, double *p99_ms)
     db_create(FLOOR_DB);
     struct floor_listener l = {.conn = db_connect(FLOOR_DB)};
     db_exec(l.conn, "LISTEN pgwork_tasks");
+    /* Armed as a pod arms a queue (the doorbell, migration 0008): the
+     * trigger rings this connection, and the floor includes its lookup. */
+    char arm[320];
+    snprintf(arm, sizeof(arm),
+             "INSERT INTO pgwork.doorbell (queue, pod, channel, backend_pid, backend_start, armed)"
+             " SELECT 'floor', 'bench', 'pgwork_tasks', pid, backend_start, true"
+             " FROM pg_stat_activity WHERE pid = %d",
+             PQbackendPID(l.conn));
+    db_exec(l.conn, arm);
     l.event_fd = eventfd(0, EFD_CLOEXEC);
     PGconn *inserter = db_connect(FLOOR_DB);
     pthread_t thread;
