@@ -4,8 +4,9 @@
  * Invariants:
  *  - a queue is armed in the database only while this pod serves it, is
  *    LISTENing on the connection the row names, and has an idle worker
- *    for it that nobody woke yet (pool_idle_for); producers never write
- *    the table, the pod disarms itself;
+ *    for it that nobody woke yet (pool_idle_for), and it was not rung
+ *    twice within DOORBELL_STORM_GAP_MS (a storm: disarmed until that is
+ *    written); producers never write the table, the pod disarms itself;
  *  - at most one write every DOORBELL_WRITE_INTERVAL_MS, naming only the
  *    queues whose row differs from what is wanted (every queue after a
  *    reconnect or reload): a worker that goes idle and is woken again
@@ -90,14 +91,18 @@ static void doorbell_alloc(struct doorbell *d, int count)
     free(d->sent);
     free(d->probe);
     free(d->probing);
+    free(d->rung);
+    free(d->last_ring_ms);
     size_t n = count > 0 ? (size_t)count : 1;
     d->want = calloc(n, 1);
     d->rows = malloc(n);
     d->sent = malloc(n);
     d->probe = calloc(n, sizeof(bool));
     d->probing = calloc(n, sizeof(bool));
+    d->rung = calloc(n, sizeof(bool));
+    d->last_ring_ms = calloc(n, sizeof(int64_t));
     if (d->want == NULL || d->rows == NULL || d->sent == NULL || d->probe == NULL ||
-        d->probing == NULL) {
+        d->probing == NULL || d->rung == NULL || d->last_ring_ms == NULL) {
         /* PID 1 keeps going: without arms, producers notify nobody and the
          * safety poll finds their tasks. */
         log_error("out of memory for the doorbell; tasks wait for the safety poll");
@@ -106,8 +111,11 @@ static void doorbell_alloc(struct doorbell *d, int count)
         free(d->sent);
         free(d->probe);
         free(d->probing);
+        free(d->rung);
+        free(d->last_ring_ms);
         d->want = d->rows = d->sent = NULL;
-        d->probe = d->probing = NULL;
+        d->probe = d->probing = d->rung = NULL;
+        d->last_ring_ms = NULL;
         d->count = 0;
         return;
     }
@@ -164,8 +172,12 @@ static void doorbell_refresh(struct doorbell *d)
     bool can_arm = pid != 0 && d->serving;
     for (int q = 0; q < d->count; q++) {
         struct shm_queue *queue = &d->setup.shm->queues[d->setup.queue_slots[q]];
-        bool idle = can_arm && pool_idle_for(d->setup.pool, q);
-        if (can_arm && !idle) {
+        /* Rung in a storm: disarmed until that is written (the rate limit
+         * then spaces the next arm). */
+        if (d->rung[q] && d->rows[q] == DOORBELL_DISARMED)
+            d->rung[q] = false;
+        bool idle = can_arm && !d->rung[q] && pool_idle_for(d->setup.pool, q);
+        if (can_arm && !idle && !d->rung[q]) {
             atomic_store(&queue->arm_wanted, 1);
             idle = pool_idle_for(d->setup.pool, q);
         }
@@ -394,6 +406,15 @@ void doorbell_on_end(struct doorbell *d)
     d->in_flight = STATEMENT_NONE;
 }
 
+void doorbell_rung(struct doorbell *d, int q, int64_t now)
+{
+    if (q < 0 || q >= d->count)
+        return;
+    if (d->last_ring_ms[q] != 0 && now - d->last_ring_ms[q] < DOORBELL_STORM_GAP_MS)
+        d->rung[q] = true;
+    d->last_ring_ms[q] = now;
+}
+
 bool doorbell_armed(const struct doorbell *d, int q)
 {
     return q >= 0 && q < d->count && d->rows[q] == DOORBELL_ARMED;
@@ -406,6 +427,8 @@ struct doorbell_stats doorbell_stats(const struct doorbell *d)
 
 void doorbell_free(struct doorbell *d)
 {
+    free(d->rung);
+    free(d->last_ring_ms);
     free(d->want);
     free(d->rows);
     free(d->sent);

@@ -27,6 +27,13 @@ struct pool;
 /* Arm writes at most this often: <= 50 writes/s per pod under any load,
  * however often workers go idle (one write carries every queue). */
 #define DOORBELL_WRITE_INTERVAL_MS 20
+/* A ring less than this after the one before it means a storm: the queue
+ * is disarmed for a while (until the disarm is written, and the next arm
+ * no sooner than DOORBELL_WRITE_INTERVAL_MS after it) even though idle
+ * workers remain; the arm's probe finds what came meanwhile. Isolated
+ * tasks, further apart, keep the arm up and their pickup at the NOTIFY
+ * floor. */
+#define DOORBELL_STORM_GAP_MS 10
 /* After a failed statement (schema not migrated, say), try again then. */
 #define DOORBELL_RETRY_MS 5000
 /* Rows of dead pods are deleted every this many safety poll intervals
@@ -75,6 +82,8 @@ struct doorbell {
     signed char *sent;      /* per queue: what the write in flight writes; UNKNOWN = not in it */
     bool *probe;            /* per queue: armed just now, probe it */
     bool *probing;          /* per queue: in the probe in flight */
+    bool *rung;             /* per queue: rung in a storm, disarm first */
+    int64_t *last_ring_ms;  /* per queue: the last notification heard, 0 = none */
     bool full;              /* the next write names every queue (new connection, reload) */
     int in_flight;          /* the statement in flight (enum in .c), 0 = none */
     int64_t write_due_ms;   /* not before (rate limit, retry) */
@@ -100,6 +109,9 @@ int doorbell_send(struct doorbell *d, PGconn *conn, int64_t now);
 void doorbell_on_result(struct doorbell *d, const PGresult *res, bool ok, int64_t now);
 /* The statement in flight is over (all results in, or the connection went). */
 void doorbell_on_end(struct doorbell *d);
+
+/* A notification for configured queue q was heard at now (a ring). */
+void doorbell_rung(struct doorbell *d, int q, int64_t now);
 
 /* Whether this pod's arm for configured queue q is in the database now. */
 bool doorbell_armed(const struct doorbell *d, int q);

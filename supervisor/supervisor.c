@@ -170,6 +170,7 @@ static void on_task_notified(void *ctx, int q, int64_t delay_ms)
     struct supervisor *s = ctx;
     atomic_fetch_add_explicit(&s->shm.queues[s->queue_slots[q]].notifications, 1,
                               memory_order_relaxed);
+    doorbell_rung(&s->doorbell, q, time_now_ms());
     on_task_due(s, q, delay_ms);
 }
 
