@@ -37,8 +37,9 @@ static char current_section[48] = "Other";
 
 /* The display order; a section not listed here follows them. */
 static const char *const sections[] = {
-    SECTION_PICKUP, SECTION_PRODUCERS, SECTION_CLAIMS, SECTION_DEFAULTS, SECTION_HANDLERS,
-    SECTION_TUNED,  SECTION_POOLER,    SECTION_IDLE,   SECTION_LATENESS, SECTION_SCALING,
+    SECTION_PICKUP,   SECTION_PRODUCERS, SECTION_CLAIMS,    SECTION_DEFAULTS,
+    SECTION_HANDLERS, SECTION_TUNED,     SECTION_POOLER,    SECTION_IDLE,
+    SECTION_LATENESS, SECTION_SCALING,   SECTION_RETENTION,
 };
 #define SECTION_COUNT ((int)(sizeof(sections) / sizeof(sections[0])))
 
@@ -355,6 +356,7 @@ static const char *const steps[] = {
     "scaling",    /* workers, queues, memory */
     "web",        /* pgwork web's pages on 1,000,000 tasks */
     "caps",       /* queue limits: an uncapped queue beside limited ones, a cap of 50 */
+    "soak",       /* retention: 2,000 tasks/s for 4 minutes (make soak) */
 };
 
 static const char *only;
@@ -410,6 +412,7 @@ int main(void)
     bench.enqueue_seconds = env_int("BENCH_ENQUEUE_SECONDS", 5);
     bench.peer_jobs = env_int("BENCH_PEER_JOBS", bench.tasks);
     bench.pooler_port = env_int("BENCH_PGBOUNCER_PORT", 0);
+    bench.soak_seconds = env_int("BENCH_SOAK_SECONDS", 240);
     if (bench.repeat < 1 || bench.tasks < 100 || bench.exec_tasks < 100)
         die("BENCH_REPEAT >= 1, BENCH_TASKS and BENCH_EXEC_TASKS >= 100");
     if (bench.repeat < 3)
@@ -532,6 +535,8 @@ int main(void)
         measure_web();
     if (want("caps"))
         measure_queue_limits();
+    if (want("soak"))
+        measure_soak();
 
     double seconds = (double)(mono_ms() - started) / 1000.0;
     char load_end[64], load[256], header[1024], date[64];

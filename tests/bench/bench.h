@@ -68,6 +68,7 @@ struct bench_settings {
     int enqueue_seconds;    /* BENCH_ENQUEUE_SECONDS: per pgbench run (5) */
     int peer_jobs;          /* BENCH_PEER_JOBS: graphile-worker jobs (= tasks) */
     int pooler_port;        /* BENCH_PGBOUNCER_PORT: PgBouncer on 127.0.0.1, 0 = none */
+    int soak_seconds;       /* BENCH_SOAK_SECONDS: the retention soak's length (240) */
 };
 
 extern struct bench_settings bench;
@@ -102,6 +103,7 @@ struct row {
 #define SECTION_IDLE "Idle load"
 #define SECTION_LATENESS "Scheduled lateness"
 #define SECTION_SCALING "Scaling and memory"
+#define SECTION_RETENTION "Retention"
 
 /* The section the next rows go in ("pickup", "producers", ...: bench.c
  * orders the sections, default settings before tuned ones). */
@@ -225,6 +227,10 @@ void measure_pooler(void);
 /* scaling.c: pickup and throughput with 1/4/16/64 workers and 1/200
  * queues; supervisor and per-worker memory. */
 void measure_scaling(double floor_p50_ms);
+
+/* soak.c: retention under 2,000 tasks/s (`make soak`): the table's size at
+ * one minute and at the end, the oldest done task. */
+void measure_soak(void);
 
 /* peer.c: graphile-worker jobs/s (median of BENCH_REPEAT runs of
  * BENCH_PEER_JOBS jobs, synchronous_commit off for its database) and pickup

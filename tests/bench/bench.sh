@@ -112,7 +112,13 @@ else
 fi
 
 node=""
-if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+case ",${BENCH_ONLY:-peer}," in
+*,peer,* | *,defaults,*) want_peer=1 ;;
+*) want_peer=0 ;; # the steps asked for do not run the peer (make soak)
+esac
+if [ "$want_peer" = 0 ]; then
+    :
+elif command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
     echo "bench: npm ci in tests/bench/peer (graphile-worker)" >&2
     if (cd "$here/peer" && npm ci --no-audit --no-fund --loglevel=error) >"$tmp/npm.log" 2>&1; then
         node=$(command -v node)
