@@ -43,13 +43,16 @@ enum log_level {
     LOG_LEVEL_ERROR,
 };
 
+/* queue.batch = "auto": each worker sizes its claims (worker/batch_size.c). */
+#define QUEUE_BATCH_AUTO 0
+
 struct queue_config {
     char *name;                /* the queue's title in `queue "name" {}` */
     enum handler_kind handler; /* handler = "exec" | "sql" | "coprocess" */
     char **command;            /* exec, coprocess: argv, NULL-terminated; NULL for sql */
     int command_argc;          /* number of entries in command */
     char *statement;           /* sql: statement with $1 payload, $2 id; else NULL */
-    int batch;                 /* tasks claimed per round trip, 1..1000 */
+    int batch;                 /* tasks claimed per round trip, 1..1000, or QUEUE_BATCH_AUTO */
     int64_t timeout_ms;        /* per task; 0 = no timeout */
     int max_attempts;          /* attempts before dead, >= 1 */
     int64_t backoff_base_ms;   /* first retry delay */

@@ -44,6 +44,11 @@ static const struct config_word log_formats[] = {
     {NULL, 0},
 };
 
+static const struct config_word batch_words[] = {
+    {"auto", QUEUE_BATCH_AUTO},
+    {NULL, 0},
+};
+
 /* Where a key lands: a section of struct pgwork_config, or struct queue_config. */
 #define IN(sec, key, field)                                                                        \
     .section = #sec, .name = #key, .at = offsetof(struct pgwork_config, sec.field),                \
@@ -57,6 +62,7 @@ static const struct config_word log_formats[] = {
 /* Its type. */
 #define BOOL .type = CONFIG_BOOL
 #define COUNT(lo_, hi_) .type = CONFIG_COUNT, .lo = (lo_), .hi = (hi_)
+#define COUNT_OR(lo_, hi_, words_) COUNT(lo_, hi_), .words = (words_)
 #define DURATION(lo_) .type = CONFIG_DURATION, .lo = (lo_), .hi = CONFIG_DURATION_MAX_MS
 #define ENUM(words_) .type = CONFIG_ENUM, .words = (words_)
 #define STRING(check_) .type = CONFIG_STRING, .check = (check_)
@@ -95,7 +101,7 @@ const struct config_key config_keys[] = {
     {QUEUE(handler, handler),                                  ENUM(handler_words),   DEFAULT("exec"),   ROLL},
     {QUEUE(command, command),  QUEUE_LIST(NULL, command_argc), ONLY(EXEC_COPROCESS), DEFAULT(NULL), ROLL},
     {QUEUE(statement, statement),              STRING(NULL),   ONLY(SQL_ONLY),       DEFAULT(NULL), ROLL},
-    {QUEUE(batch, batch),                            COUNT(1, BATCH_LIMIT),      DEFAULT("10"),     ROLL},
+    {QUEUE(batch, batch),               COUNT_OR(1, BATCH_LIMIT, batch_words),  DEFAULT("auto"),   ROLL},
     {QUEUE(timeout, timeout_ms),                               DURATION(0),      DEFAULT("60s"),    ROLL},
     {QUEUE(max_attempts, max_attempts),              COUNT(1, INT_MAX),          DEFAULT("25"),     ROLL},
     {QUEUE(backoff_base, backoff_base_ms),                     DURATION(1),      DEFAULT("1s"),     ROLL},
@@ -167,7 +173,8 @@ const char *config_key_reference_default(const struct config_key *key, char *buf
 {
     if (key->def == NULL)
         snprintf(buf, len, "—");
-    else if (key->type == CONFIG_STRING || key->type == CONFIG_ENUM)
+    else if (key->type == CONFIG_STRING || key->type == CONFIG_ENUM ||
+             (key->type == CONFIG_COUNT && (key->def[0] < '0' || key->def[0] > '9')))
         snprintf(buf, len, "\"%s\"", key->def);
     else
         snprintf(buf, len, "%s", key->def);

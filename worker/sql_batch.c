@@ -345,13 +345,16 @@ static void sql_batch_record(struct worker *w, struct served_queue *sq, const in
         log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
         exit(WORKER_EXIT_ERROR);
     }
+    int64_t batch_us = 0;
     for (int i = 0; i < claimed; i++) {
         const struct claimed_task *c = &w->batch.tasks[i];
+        batch_us += elapsed_us[i];
         shm_histogram_observe(&shared_queue->pickup, c->pickup_us);
         shm_histogram_observe(&shared_queue->duration, elapsed_us[i]);
         log_task(LOG_LEVEL_INFO, queue->name, c->id, "done in %" PRId64 " ms (attempt %d)",
                  elapsed_us[i] / 1000, c->attempt);
     }
+    batch_size_ran(&sq->sizing, claimed, batch_us);
     atomic_fetch_add_explicit(&shared_queue->tasks_done, (uint64_t)claimed, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->self->tasks_done, (uint64_t)claimed, memory_order_relaxed);
     worker_heartbeat(w);
@@ -402,11 +405,15 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq, struct cl
     if (sq->next != NULL) {
         *round = sq->next_round;
         claimed = sql_batch_take_next(w, sq);
+        if (claimed >= 0)
+            worker_claim_taken(w, sq, round, claimed);
         if (claimed <= 0)
             return claimed;
     } else {
         worker_claim_begin(w, sq, round);
         claimed = sql_batch_claim(w, sq);
+        if (claimed >= 0)
+            worker_claim_taken(w, sq, round, claimed);
         if (claimed <= 0) {
             if (claimed == 0 && !PQexitPipelineMode(w->conn)) {
                 log_error("cannot leave pipeline mode: %s", PQerrorMessage(w->conn));
@@ -415,12 +422,10 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq, struct cl
             return claimed;
         }
     }
-    bool full = task_claim_full(&sq->claim, sq->queue, claimed);
-    if (full)
-        worker_request_help(w, sq->index);
-    /* A full batch: more are likely waiting; the next claim goes behind
-     * this one's COMMIT, unless the worker is to hold back. */
-    bool next = full && !worker_holding_back(w) && !worker_queue_paused(w, sq) &&
+    /* A full batch (it left tasks behind; help was asked for): the next
+     * claim goes behind this one's COMMIT, unless the worker is to hold
+     * back. */
+    bool next = round->more && !worker_holding_back(w) && !worker_queue_paused(w, sq) &&
                 !config_queue_limited(sq->queue); /* its claim counts its budget: never ahead */
     int64_t *ids = malloc((size_t)claimed * sizeof(*ids));
     int64_t *elapsed_us = malloc((size_t)claimed * sizeof(*elapsed_us));

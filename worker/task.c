@@ -43,16 +43,21 @@
  * 50,000-task burst).
  *
  * The claim marks the rows running: one round trip. The CTE locks up to
- * the batch of due rows, skipping rows other workers hold; attempts counts
- * starts. A paused queue (migration 0011) gives nothing: the probe of
- * pgwork.paused_queues does not depend on the rows, so it runs once, as a
- * gate in front of the index scan, and a claim whose statement starts after
- * pgwork.pause() committed takes no task of the queue on any pod, whatever
- * the pod has heard. The picked ids reach the UPDATE as one array (an
- * InitPlan), so it finds them by primary key whatever the statistics say:
- * joined with the CTE, a batch of 100 on a backlog was planned as a hash
- * join over a sequential scan of the whole table, every claim (measured:
- * 23 ms a claim instead of 0.5, test migrate/plans).
+ * the batch of due rows and one more, skipping rows other workers hold;
+ * the batch of them is taken (the CTE's rows come in its order; were they
+ * not, the one left is still pending and the next claim takes it) and the
+ * last column says whether one was left: more is waiting (the drain goes
+ * on, help is asked for) — a claim that took all there was ends the drain
+ * without another claim or wake-up. attempts counts starts. A paused queue
+ * (migration 0011) gives nothing: the probe of pgwork.paused_queues does
+ * not depend on the rows, so it runs once, as a gate in front of the index
+ * scan, and a claim whose statement starts after pgwork.pause() committed
+ * takes no task of the queue on any pod, whatever the pod has heard. The
+ * picked ids reach the UPDATE as one array (an InitPlan), so it finds them
+ * by primary key whatever the statistics say: joined with the CTE, a batch
+ * of 100 on a backlog was planned as a hash join over a sequential scan of
+ * the whole table, every claim (measured: 23 ms a claim instead of 0.5,
+ * test migrate/plans).
  * $1 queue, $2 locked_by, $3 lease ms, $4 default max_attempts,
  * then the cursor's key ($5 priority, $6 run_at, $7 id). The last three
  * columns returned are the row's key.
@@ -65,7 +70,8 @@ static const char claim_sql_format[] =
     "    AND NOT EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = $1)"
     "  ORDER BY priority, run_at, id"
     "  LIMIT %d"
-    "  FOR UPDATE SKIP LOCKED)"
+    "  FOR UPDATE SKIP LOCKED),"
+    " taken AS (SELECT id FROM picked LIMIT %d)"
     " UPDATE pgwork.tasks t"
     " SET state = 'running',"
     "     attempts = t.attempts + 1,"
@@ -73,10 +79,11 @@ static const char claim_sql_format[] =
     "     locked_until = now() + $3 * interval '1 millisecond',"
     "     started_at = now(),"
     "     finished_at = NULL"
-    " WHERE t.id = ANY (ARRAY (SELECT id FROM picked))"
+    " WHERE t.id = ANY (ARRAY (SELECT id FROM taken))"
     " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $4),"
     "           greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint),"
-    "           t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint";
+    "           t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint,"
+    "           (SELECT count(*) FROM picked) > %d";
 
 static const char claim_from_cursor[] =
     " AND (priority, run_at, id) >= ($5, $6::timestamptz, $7::bigint)";
@@ -327,7 +334,7 @@ const char *task_claim_sql(struct claim_state *claim, const struct queue_config 
     int64_t rate_period_ms;
     int built = -1;
     if (!config_queue_limited(queue))
-        built = asprintf(text, claim_sql_format, cursor, limit);
+        built = asprintf(text, claim_sql_format, cursor, limit + 1, limit, limit);
     else if (config_rate_parse(queue->rate, &rate_count, &rate_period_ms) == 0)
         built = asprintf(text, limited_claim_format, queue->concurrency, rate_count,
                          (long long)rate_period_ms, limit, cursor, limit, rate_count);
@@ -411,7 +418,8 @@ static int claimed_order(const void *a, const void *b)
 }
 
 /* Copy claimed rows (id, payload, attempt, max_attempts, pickup_us, then
- * the key: priority, run_at as text and in microseconds) into batch, and
+ * the key: priority, run_at as text and in microseconds; whether more were
+ * waiting) into batch, and
  * move the cursor (if any) to the greatest key: the claim's RETURNING
  * comes in no particular order. */
 /* A limited claim's budget (its last three columns, the same in every
@@ -437,8 +445,12 @@ static int task_limit_budget(const PGresult *res, struct claim_state *claim)
 static int task_batch_fill(struct task_batch *batch, const PGresult *res,
                            struct claim_state *cursor)
 {
-    int rows = PQnfields(res) > 8 ? task_limit_budget(res, cursor) : PQntuples(res);
+    /* The plain claim's ninth column says whether it left tasks behind; a
+     * limited claim has its budget there instead. */
+    bool limited = PQnfields(res) > 9;
+    int rows = limited ? task_limit_budget(res, cursor) : PQntuples(res);
     batch_reserve(batch, rows);
+    batch->more = !limited && rows > 0 && PQgetvalue(res, 0, 8)[0] == 't';
     for (int i = 0; i < rows; i++) {
         struct claimed_task *task = &batch->tasks[i];
         task->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);

@@ -30,6 +30,7 @@ struct task_batch {
     struct claimed_task *tasks;
     int count;
     int capacity;
+    bool more; /* the claim left due tasks behind (it looked one past its size) */
 };
 
 /*
@@ -99,8 +100,9 @@ int task_prepare(PGconn *conn);
  * Claim up to task_claim_limit due pending tasks of `queue` in one round trip
  * (FOR UPDATE SKIP LOCKED), marking them running, attempts+1, locked_by,
  * locked_until = now() + lease, starting at claim's cursor (moved past
- * what was claimed). Fills batch (cleared first). Returns the number
- * claimed, or -1 on a database error (logged).
+ * what was claimed). Fills batch (cleared first; batch->more: due tasks
+ * were left). Returns the number claimed, or -1 on a database error
+ * (logged).
  */
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
                int64_t lease_ms, struct claim_state *claim, struct task_batch *batch);

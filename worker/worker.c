@@ -276,6 +276,7 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
     if (outcome != HANDLER_DONE && worker_task_cancelled(w, task.id))
         outcome = HANDLER_CANCELLED;
     int64_t elapsed_us = time_now_us() - started_us;
+    batch_size_ran(&sq->sizing, 1, elapsed_us);
     int64_t elapsed = elapsed_us / 1000;
     shm_histogram_observe(&shared_queue->pickup, claimed->pickup_us);
     shm_histogram_observe(&shared_queue->duration, elapsed_us);
@@ -368,12 +369,9 @@ int worker_claim_and_run(struct worker *w, struct served_queue *sq, struct claim
     worker_claim_begin(w, sq, round);
     int claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
                              &sq->claim, &w->batch);
-    if (claimed <= 0)
+    if (claimed < 0)
         return claimed;
-    /* Ask for help before running anything: the next worker starts while
-     * this one works through its batch. */
-    if (task_claim_full(&sq->claim, sq->queue, claimed))
-        worker_request_help(w, sq->index);
+    worker_claim_taken(w, sq, round, claimed);
     worker_run_batch(w, sq, -1);
     return claimed;
 }
@@ -449,7 +447,22 @@ void worker_claim_begin(struct worker *w, struct served_queue *sq, struct claim_
         sq->from_start_ms = now;
     sq->seen_hint = atomic_load(&shared_queue->hint);
     round->from_cursor = sq->claim.cursor_set;
+    sq->claim.limit = sq->queue->batch == QUEUE_BATCH_AUTO ? batch_size_limit(&sq->sizing) : 0;
     round->asked = task_claim_limit(&sq->claim, sq->queue);
+}
+
+void worker_claim_taken(struct worker *w, struct served_queue *sq, struct claim_round *round,
+                        int claimed)
+{
+    /* A limited queue's claim says how many its limits let it take. */
+    round->more = config_queue_limited(sq->queue) ? task_claim_full(&sq->claim, sq->queue, claimed)
+                                                  : claimed > 0 && w->batch.more;
+    batch_size_claimed(&sq->sizing, round->asked, claimed, round->more);
+    /* A full batch — the claim left due tasks behind — asks for help
+     * before running anything: the next worker starts while this one works
+     * through its batch. */
+    if (round->more)
+        worker_request_help(w, sq->index);
 }
 
 /* Claim and run until a claim comes back short (DESIGN §1.3). */
@@ -492,10 +505,10 @@ static void worker_drain_claims(struct worker *w, struct served_queue *sq)
                 worker_schedule_retry(w, sq->index, sq->claim.limit_wait_ms);
             return;
         }
-        if (!task_claim_full(&sq->claim, sq->queue, claimed)) {
-            /* Short from the cursor: tasks may remain before it (released,
-             * or skipped while another worker held them). One more claim
-             * from the start decides. */
+        if (!round.more) {
+            /* It took all there was. From the cursor, tasks may remain
+             * before it (released, or skipped while another worker held
+             * them): one more claim from the start decides. */
             if (!round.from_cursor)
                 return;
             sq->claim.cursor_set = false;

@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "batch_size.h"
 #include "handler.h"
 #include "task.h"
 #include "worker.h"
@@ -20,6 +21,7 @@
 struct claim_round {
     int asked;        /* its LIMIT */
     bool from_cursor; /* it started at the drain's cursor */
+    bool more;        /* its answer: due tasks were left (worker_claim_taken) */
 };
 
 struct served_queue {
@@ -29,6 +31,7 @@ struct served_queue {
     void *handler_state;
     uint64_t seen_hint;       /* the queue's hint when this worker last drained it */
     struct claim_state claim; /* its claim statements and the drain's cursor */
+    struct batch_size sizing; /* batch = "auto": this worker's claim sizes and task times */
     uint64_t seen_arrivals;   /* the queue's arrivals when the cursor was last reset */
     /* The next batch's claim, sent behind the last batch's COMMIT
      * (sql_batch.c) and answered, committed, not yet taken: its rows are
@@ -70,6 +73,12 @@ bool worker_holding_back(const struct worker *w);
  * sort before the cursor: claim from the start), set the claim's size;
  * round says how the claim goes out. */
 void worker_claim_begin(struct worker *w, struct served_queue *sq, struct claim_round *round);
+
+/* A claim of sq sent as round says came back with `claimed` tasks (>= 0)
+ * into w->batch: round->more says whether it left tasks behind; the next
+ * size learns from it; one that did asks for help (DESIGN §1.3). */
+void worker_claim_taken(struct worker *w, struct served_queue *sq, struct claim_round *round,
+                        int claimed);
 
 /* The heartbeat in the worker's shm slot: now. */
 void worker_heartbeat(struct worker *w);

@@ -56,7 +56,8 @@ static void check_config(const struct pgwork_config *c)
         const struct queue_config *q = &c->queues[i];
         check(q->name != NULL && q->name[0] != '\0', "queue name non-empty");
         check(strlen(q->name) <= CONFIG_QUEUE_NAME_MAX, "queue name <= CONFIG_QUEUE_NAME_MAX");
-        check(q->batch >= 1 && q->batch <= 1000, "batch 1..1000");
+        check(q->batch == QUEUE_BATCH_AUTO || (q->batch >= 1 && q->batch <= 1000),
+              "batch auto or 1..1000");
         check(q->max_attempts >= 1, "max_attempts >= 1");
         check(q->timeout_ms >= 0, "timeout >= 0");
         check(q->backoff_base_ms > 0 && q->backoff_base_ms <= q->backoff_max_ms,

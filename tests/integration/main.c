@@ -38,6 +38,7 @@ static Suite *(*const suites[])(void) = {
     web_suite,
     retention_suite,
     doorbell_suite,
+    batching_suite,
     /* clang-format on */
 };
 

@@ -33,5 +33,6 @@ Suite *limits_suite(void);    /* concurrency caps and rate limits, held across p
 Suite *web_suite(void);       /* pgwork web: pages, API, auth, escaping, pagination */
 Suite *retention_suite(void); /* finished tasks deleted after retention; an idle pod's statements */
 Suite *doorbell_suite(void);  /* the doorbell: arms, rings, probes, several pods */
+Suite *batching_suite(void);  /* batch = "auto": claim sizes, no hoarding */
 
 #endif

@@ -19,5 +19,6 @@ Suite *schedule_suite(void);
 Suite *text_suite(void);
 Suite *control_suite(void);
 Suite *retention_suite(void);
+Suite *batch_size_suite(void);
 
 #endif

@@ -138,7 +138,7 @@ START_TEST(test_queue_defaults)
     ck_assert_str_eq(q->command[0], "/app/handle");
     ck_assert_ptr_null(q->command[1]);
     ck_assert_ptr_null(q->statement);
-    ck_assert_int_eq(q->batch, 10);
+    ck_assert_int_eq(q->batch, QUEUE_BATCH_AUTO); /* the default: "auto" */
     ck_assert_int_eq(q->timeout_ms, 60000);
     ck_assert_int_eq(q->max_attempts, 25);
     ck_assert_int_eq(q->backoff_base_ms, 1000);
@@ -540,6 +540,14 @@ START_TEST(test_batch_range)
     struct pgwork_config *c = load_ok("queue \"q\" { command = {\"x\"} batch = 1000 }\n");
     ck_assert_int_eq(c->queues[0].batch, 1000);
     config_free(c);
+    /* "auto", quoted or not; no other word. */
+    c = load_ok("queue \"q\" { command = {\"x\"} batch = \"auto\" }\n"
+                "queue \"r\" { command = {\"x\"} batch = auto }\n");
+    ck_assert_int_eq(c->queues[0].batch, QUEUE_BATCH_AUTO);
+    ck_assert_int_eq(c->queues[1].batch, QUEUE_BATCH_AUTO);
+    config_free(c);
+    expect_error("queue \"q\" {\n  command = {\"x\"}\n  batch = \"fast\"\n}\n", 3,
+                 "queue \"q\".batch", "an integer or auto", "got \"fast\"");
 }
 END_TEST
 
