@@ -97,12 +97,13 @@ BEGIN
         ON CONFLICT (queue) DO NOTHING;
     ELSIF known.concurrency <> cap OR known.rate_count <> limit_budget.rate_count
           OR known.rate_period_ms <> limit_budget.rate_period_ms THEN
+        -- The claim statement records this pod's values (its one UPDATE
+        -- of the row, with the waiting flag): a second UPDATE of the row
+        -- in the same statement, here, would fail it ("tuple to be updated
+        -- was already modified by an operation triggered by the current
+        -- command").
         other := format('concurrency = %s, rate = %s per %s ms (set by %s)', known.concurrency,
                         known.rate_count, known.rate_period_ms, known.set_by);
-        UPDATE pgwork.queue_limits l
-        SET concurrency = cap, rate_count = limit_budget.rate_count,
-            rate_period_ms = limit_budget.rate_period_ms, set_by = claimer
-        WHERE l.queue = queue_name;
     END IF;
 
     IF cap > 0 THEN

@@ -97,10 +97,13 @@ static const char claim_from_cursor[] =
  * plan, the same gate for a paused queue); `chosen` is the first `take`
  * of them. Starts are recorded for the
  * rate, and `waiting` says whether the cap left due tasks behind (what
- * pgwork.limit_ring reads). The LEFT JOIN returns one row even when
- * nothing was claimed (id NULL): the budget's take, wait_ms and other
- * come back either way. Literals: cap, rate count, rate period ms, batch,
- * [cursor], batch.
+ * pgwork.limit_ring reads) — the statement's one UPDATE of the queue's
+ * limits row, which also records this pod's values when limit_budget
+ * found others (`other`; two UPDATEs of one row in one statement fail).
+ * The LEFT JOIN returns one row even when nothing was claimed (id NULL):
+ * the budget's take, wait_ms and other come back either way. Literals:
+ * cap, rate count, rate period ms, batch, [cursor], batch, rate count,
+ * cap, rate count, rate period ms.
  */
 static const char limited_claim_format[] =
     "WITH budget AS MATERIALIZED ("
@@ -132,10 +135,14 @@ static const char limited_claim_format[] =
     "  INSERT INTO pgwork.limit_starts (queue, started_at)"
     "  SELECT $1, (SELECT at FROM budget) FROM claimed WHERE %d > 0),"
     " flagged AS ("
-    "  UPDATE pgwork.queue_limits l SET waiting = w.waiting"
+    "  UPDATE pgwork.queue_limits l"
+    "  SET waiting = w.waiting,"
+    "      concurrency = %d, rate_count = %d, rate_period_ms = %lld,"
+    "      set_by = CASE WHEN (SELECT other FROM budget) IS NULL THEN l.set_by ELSE $2 END"
     "  FROM (SELECT (SELECT cap_bound FROM budget)"
     "               AND (SELECT count(*) FROM picked) > (SELECT count(*) FROM chosen) AS waiting) w"
-    "  WHERE l.queue = $1 AND l.waiting <> w.waiting)"
+    "  WHERE l.queue = $1"
+    "    AND (l.waiting <> w.waiting OR (SELECT other FROM budget) IS NOT NULL))"
     " SELECT c.*, b.take, coalesce(b.wait_ms, 0), b.other"
     " FROM budget b LEFT JOIN claimed c ON true";
 /* clang-format on */
@@ -337,7 +344,8 @@ const char *task_claim_sql(struct claim_state *claim, const struct queue_config 
         built = asprintf(text, claim_sql_format, cursor, limit + 1, limit, limit);
     else if (config_rate_parse(queue->rate, &rate_count, &rate_period_ms) == 0)
         built = asprintf(text, limited_claim_format, queue->concurrency, rate_count,
-                         (long long)rate_period_ms, limit, cursor, limit, rate_count);
+                         (long long)rate_period_ms, limit, cursor, limit, rate_count,
+                         queue->concurrency, rate_count, (long long)rate_period_ms);
     if (built < 0) {
         log_error("out of memory building the claim of queue \"%s\"", queue->name);
         abort();
