@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "../shared/dbconn.h"
+#include "../shared/requeue_sql.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -145,40 +146,14 @@ static const char schedules_sql[] =
     " FROM pgwork.schedules s FULL JOIN cfg c ON c.name = s.name"
     " ORDER BY coalesce(s.name, c.name) COLLATE \"C\"";
 
-/*
- * Requeue, as `pgwork requeue-dead` does it (cli.c): dead tasks back to
- * pending, due now, attempts 0; a dead task whose unique key a pending or
- * running task holds stays dead, and of several dead ones with one free
- * key only the newest moves; each queue touched is announced the way the
- * insert trigger does (an UPDATE fires none). Returns moved, and left
- * dead for their key.
- */
-#define REQUEUE_WITH(selector)                                                                \
-    "WITH dead AS ("                                                                          \
-    " SELECT id, queue, unique_key FROM pgwork.tasks"                                         \
-    " WHERE state = 'dead' AND " selector " FOR UPDATE), "                                    \
-    "free_keys AS ("                                                                          \
-    " SELECT DISTINCT ON (d.queue, d.unique_key) d.id FROM dead d"                            \
-    " WHERE d.unique_key IS NOT NULL"                                                         \
-    "   AND NOT EXISTS (SELECT 1 FROM pgwork.tasks l"                                         \
-    "                   WHERE l.queue = d.queue AND l.unique_key = d.unique_key"              \
-    "                     AND l.state IN ('pending', 'running'))"                             \
-    " ORDER BY d.queue, d.unique_key, d.id DESC), "                                           \
-    "moved AS ("                                                                              \
-    " UPDATE pgwork.tasks t SET state = 'pending', attempts = 0, run_at = now(),"             \
-    "  locked_by = NULL, locked_until = NULL, finished_at = NULL"                             \
-    " FROM dead d"                                                                            \
-    " WHERE t.id = d.id AND (d.unique_key IS NULL OR d.id IN (SELECT id FROM free_keys))"     \
-    " RETURNING t.id, t.queue), "                                                             \
-    "notified AS ("                                                                           \
-    " SELECT pg_notify(pgwork.notify_channel(), pgwork.notify_message(q.queue, now()))"       \
-    " FROM (SELECT DISTINCT queue FROM moved) q) "                                            \
-    "SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM notified),"                   \
-    " (SELECT count(*) FROM dead) - (SELECT count(*) FROM moved),"                            \
-    " (SELECT state FROM pgwork.tasks WHERE id = $2)"
+/* Requeue, as `pgwork requeue-dead` does it (shared/requeue_sql.h);
+ * returns moved, queues announced, left dead for their key, and task $2's
+ * state as the statement found it. */
+#define REQUEUE_WEB(selector)                                                                 \
+    REQUEUE_WITH(selector) "SELECT " REQUEUE_COUNTS ", (SELECT state FROM pgwork.tasks WHERE id = $2)"
 
-static const char requeue_task_sql[] = REQUEUE_WITH("id = $1::bigint AND $2::bigint IS NOT NULL");
-static const char requeue_queue_sql[] = REQUEUE_WITH("queue = $1 AND $2::bigint IS NULL");
+static const char requeue_task_sql[] = REQUEUE_WEB("id = $1::bigint AND $2::bigint IS NOT NULL");
+static const char requeue_queue_sql[] = REQUEUE_WEB("queue = $1 AND $2::bigint IS NULL");
 
 static const char cancel_sql[] = "SELECT pgwork.cancel($1::bigint)::text";
 static const char pause_sql[] = "SELECT pgwork.pause($1)::text";
