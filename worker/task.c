@@ -488,7 +488,8 @@ static int task_batch_fill(struct task_batch *batch, const PGresult *res,
     /* They run in the queue's order: the UPDATE returns them in the order
      * it found them (by id), and an urgent task must not wait behind its
      * batch-mates. */
-    qsort(batch->tasks, (size_t)rows, sizeof(*batch->tasks), claimed_order);
+    if (rows > 1) /* an empty claim may have no array at all: qsort wants one */
+        qsort(batch->tasks, (size_t)rows, sizeof(*batch->tasks), claimed_order);
     return rows;
 }
 
