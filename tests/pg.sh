@@ -195,7 +195,7 @@ pg_stat_statements.track = all
 fsync = $durable
 full_page_writes = $durable
 max_wal_size = '1GB'
-log_line_prefix = '%m [%p] %q%u@%d '
+log_line_prefix = '%m [%p] %q%u@%d [%a] '
 log_timezone = 'UTC'
 EOF
     echo "$port" >"$base/port.tmp" && mv "$base/port.tmp" "$base/port"

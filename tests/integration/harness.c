@@ -918,11 +918,16 @@ static const char *pg_ctl_path(void)
     return "pg_ctl";
 }
 
+const char *harness_pg_logfile(void)
+{
+    char *copy = keep_strdup(harness_pg_datadir());
+    return harness_printf("%s/log/postgresql.log", dirname(copy));
+}
+
 int64_t harness_pg_restart(const char *mode)
 {
     const char *data = harness_pg_datadir();
-    char *copy = keep_strdup(data);
-    const char *logfile = harness_printf("%s/log/postgresql.log", dirname(copy));
+    const char *logfile = harness_pg_logfile();
     struct stat st;
     ck_assert_msg(stat(data, &st) == 0, "harness: %s: %s", data, strerror(errno));
     /* PostgreSQL refuses to run as root: run pg_ctl as the data's owner. */

@@ -202,6 +202,11 @@ bool harness_wait_pid_gone(pid_t pid, int timeout_ms);
  * dirname($PGHOST)/data (tests/pg.sh's layout: DIR/socket, DIR/data). */
 const char *harness_pg_datadir(void);
 
+/* The server's log file (tests/pg.sh's DIR/log/postgresql.log, beside the
+ * data directory); its lines start with tests/pg.sh's log_line_prefix,
+ * "%m [%p] %q%u@%d [%a] ". */
+const char *harness_pg_logfile(void);
+
 /* `pg_ctl restart -m mode -w` on the test cluster, as the owner of its data
  * directory; ck_abort if it fails. Returns how long it took (ms). Every
  * connection to the cluster, the harness's included, is gone afterwards. */

@@ -39,6 +39,7 @@ static Suite *(*const suites[])(void) = {
     retention_suite,
     doorbell_suite,
     batching_suite,
+    idle_suite,
     /* clang-format on */
 };
 

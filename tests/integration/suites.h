@@ -31,8 +31,9 @@ Suite *control_suite(void);   /* pause/resume and cancel (migration 0011), with 
 Suite *status_suite(void);    /* the SIGUSR1 status lines: a hung worker shows */
 Suite *limits_suite(void);    /* concurrency caps and rate limits, held across pods */
 Suite *web_suite(void);       /* pgwork web: pages, API, auth, escaping, pagination */
-Suite *retention_suite(void); /* finished tasks deleted after retention; an idle pod's statements */
+Suite *retention_suite(void); /* finished tasks deleted after retention */
 Suite *doorbell_suite(void);  /* the doorbell: arms, rings, probes, several pods */
 Suite *batching_suite(void);  /* batch = "auto": claim sizes, no hoarding */
+Suite *idle_suite(void);      /* an idle pod's statements, from the statement log */
 
 #endif
