@@ -84,8 +84,8 @@ static struct idle_count count_statements(const char *dbname, off_t from, off_t 
 START_TEST(idle_pod_sends_at_most_3_statements_a_minute)
 {
     struct harness_run *run = harness_run_database(NULL);
-    harness_exec(run->conn, harness_printf("ALTER DATABASE \"%s\" SET log_statement = 'all'",
-                                           run->dbname));
+    harness_exec(run->conn,
+                 harness_printf("ALTER DATABASE \"%s\" SET log_statement = 'all'", run->dbname));
     off_t started = log_size();
     /* Defaults: no workers, listener or queue settings but the handler. */
     struct harness_supervisor *sup = harness_run_start(
