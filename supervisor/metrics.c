@@ -179,7 +179,7 @@ static void metrics_listener(const struct metrics_source *src, struct text_buffe
                    "Retention statements this pod ran (each deletes a batch at most).");
     text_appendf(out, "pgwork_retention_batches_total %" PRIu64 "\n", r->batches);
 
-    const struct upkeep_depth *d = upkeep_depth(src->upkeep);
+    const struct depth_reading *d = upkeep_depth(src->upkeep);
     if (d->fetched_ms == 0)
         return; /* nothing read yet: absent beats a made-up zero */
     metrics_header(out, "pgwork_notification_queue_usage", "gauge",

@@ -1,7 +1,10 @@
 /*
  * upkeep.c — the supervisor's statements on the listener's connection
- * (DESIGN §1.5, §2): lease renewals, requeues of a dead worker's tasks,
- * the poll, queue depth, retention (retention.c decides its pace).
+ * (DESIGN §1.5, §2): lease renewals, requeues of a dead worker's tasks
+ * (requeues.c), the poll, queue depth (depth.c), retention (retention.c
+ * decides its pace), schedule ticks (ticks.c), the doorbell (doorbell.c),
+ * limit readings (limits.c). Its own: the renewals, the poll and the
+ * scheduler, a table of {due, send, on_result} entries.
  *
  * Invariants:
  *  - sends only when the listener asks (its connection is free, one
@@ -9,11 +12,8 @@
  *    urgency: the first entry that is due goes;
  *  - lease renewals come first: a running task must never lose its lease
  *    because the connection was busy with anything else;
- *  - a requeue never holds up the others, the poll or the renewals: one
- *    that finds locked rows or fails goes to the back of the FIFO and is
- *    tried again after a doubling delay; a dead worker's backend is
- *    stopped (and seen gone) before its tasks are requeued, so the rows it
- *    frees are never claimable uncharged;
+ *  - a requeue never holds up the others, the poll or the renewals (its
+ *    FIFO and retry delays: requeues.c);
  *  - nothing sent waits on a row lock a task holds (SKIP LOCKED; the
  *    listener's session bounds everything else with lock_timeout and
  *    statement_timeout);
@@ -25,93 +25,13 @@
 #include <string.h>
 
 #include "upkeep.h"
+#include "depth.h"
 #include "doorbell.h"
-#include "../shared/dbconn.h"
 #include "../shared/log.h"
 #include "../shared/text.h"
 #include "../shared/timeutil.h"
 
-/* A requeue that found locked rows or failed is tried again after this,
- * doubling per try up to the maximum. */
-#define UPKEEP_REQUEUE_RETRY_MIN_MS 250
-#define UPKEEP_REQUEUE_RETRY_MAX_MS 10000
-
-/* A dead worker's backend still exiting after pg_terminate_backend's own
- * 1 s wait is asked again this often, this many times, before its tasks
- * are requeued. */
-#define UPKEEP_STOP_RETRY_MS 200
-#define UPKEEP_STOP_TRIES 10
-
 /* clang-format off */
-
-/*
- * A worker of this pod died; $1/$2 = configured queue names and their
- * max_attempts, $3 = its locked_by, $4 = the task it was running (its shm
- * slot's task_id; 0 = none).
- *  - its other running rows were claimed but never started: pending again,
- *    attempt undone, as if never claimed;
- *  - the task it was running keeps the attempt: pending, or dead when out
- *    of attempts, so a task that kills its worker every time ends (and
- *    does not take its batch-mates with it);
- *  - the task it was running may be pending with its attempt never
- *    written (a crash took back the claim's asynchronous commit): it is
- *    charged here. (The sql handler's batches commit their claim before
- *    any statement runs, so their tasks are still running here.)
- * Rows still locked are skipped, never waited for: the dead worker's
- * backend may still be running its statement and holding them (it is
- * stopped first, but may not be stoppable — a pooler hides it). The last
- * column counts the rows skipped; the supervisor tries again later.
- * A queue this pod does not configure never ends dead here.
- */
-static const char requeue_sql[] =
-    "WITH mine AS ("
-    "  SELECT r.id, r.state, r.id = $4 AS was_running,"
-    "         CASE WHEN r.state = 'pending' THEN r.attempts + 1"
-    "              WHEN r.id = $4 THEN r.attempts"
-    "              ELSE greatest(r.attempts - 1, 0) END AS attempts,"
-    "         coalesce(r.max_attempts,"
-    "                  (SELECT q.m FROM unnest($1::text[], $2::int[]) AS q(name, m)"
-    "                   WHERE q.name = r.queue),"
-    "                  2147483647) AS max_attempts"
-    "  FROM pgwork.tasks r"
-    "  WHERE (r.state = 'running' AND r.locked_by = $3) OR (r.id = $4 AND r.state = 'pending')"
-    "  FOR UPDATE SKIP LOCKED),"
-    " moved AS ("
-    "  UPDATE pgwork.tasks t"
-    "  SET attempts = c.attempts,"
-    "      state = CASE WHEN c.was_running AND c.attempts >= c.max_attempts"
-    "                   THEN 'dead' ELSE 'pending' END,"
-    "      finished_at = CASE WHEN c.was_running AND c.attempts >= c.max_attempts"
-    "                         THEN now() END,"
-    "      run_at = CASE WHEN c.state = 'running'"
-    "                         AND NOT (c.was_running AND c.attempts >= c.max_attempts)"
-    "                    THEN now() ELSE t.run_at END,"
-    "      last_error = CASE WHEN c.was_running"
-    "                        THEN 'worker ' || $3 || ' died while running the task (attempt '"
-    "                             || c.attempts || ')'"
-    "                        ELSE t.last_error END,"
-    "      locked_until = NULL"
-    "  FROM mine c"
-    "  WHERE t.id = c.id"
-    "  RETURNING t.state = 'dead' AS dead)"
-    " SELECT (SELECT count(*) FROM moved WHERE NOT dead),"
-    "        (SELECT count(*) FROM moved WHERE dead),"
-    "        (SELECT count(*) FROM pgwork.tasks r"
-    "         WHERE (r.state = 'running' AND r.locked_by = $3)"
-    "            OR (r.id = $4 AND r.state = 'pending'))"
-    "        - (SELECT count(*) FROM mine)";
-
-/*
- * Stop a dead worker's backend, which may still run the statement it was
- * sent and hold its tasks' row locks: $1 = the pid the worker's connection
- * reported, $2 = its application_name. Both must match, so a pid the
- * worker never owned (a pooler's fake one) stops nothing. Waits up to 1 s
- * for the backend to exit.
- */
-static const char stop_backend_sql[] =
-    "SELECT pg_terminate_backend(a.pid, 1000)"
-    " FROM pg_stat_activity a"
-    " WHERE a.pid = $1 AND a.application_name = $2 AND a.datname = current_database()";
 
 /*
  * The poll. First requeue tasks whose lease expired (their pod is gone —
@@ -200,21 +120,6 @@ static const char renew_sql[] =
     "              WHERE state = 'running' AND locked_by = ANY($1::text[])"
     "              FOR UPDATE SKIP LOCKED)";
 
-/* Queue depth by state: index probes on the partial indexes (poll,
- * running, dead), one statement for all queues. */
-static const char depth_sql[] =
-    "SELECT q.name,"
-    " (SELECT count(*) FROM pgwork.tasks t"
-    "   WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
-    "     AND t.run_at <= now()),"
-    " (SELECT count(*) FROM pgwork.tasks t"
-    "   WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
-    "     AND t.run_at > now()),"
-    " (SELECT count(*) FROM pgwork.tasks t WHERE t.queue = q.name AND t.state = 'running'),"
-    " (SELECT count(*) FROM pgwork.tasks t WHERE t.queue = q.name AND t.state = 'dead'),"
-    " pg_notification_queue_usage()"
-    " FROM unnest($1::text[]) AS q(name)";
-
 /* clang-format on */
 
 /* --- the queue lists every statement takes as parameters ---------------- */
@@ -297,154 +202,39 @@ static void renew_on_result(struct upkeep *u, const PGresult *res, bool ok, int6
         log_error("lease renewal failed: %s", PQresultErrorMessage(res));
 }
 
-/* --- requeues of a dead worker's tasks ---------------------------------- */
+/* --- requeues of a dead worker's tasks (requeues.c) --------------------- */
 
-static int64_t requeue_retry_ms(int tries)
-{
-    int64_t delay = UPKEEP_REQUEUE_RETRY_MIN_MS;
-    for (int i = 1; i < tries && delay < UPKEEP_REQUEUE_RETRY_MAX_MS; i++)
-        delay *= 2;
-    return delay < UPKEEP_REQUEUE_RETRY_MAX_MS ? delay : UPKEEP_REQUEUE_RETRY_MAX_MS;
-}
-
-static void requeue_remove(struct upkeep *u, int i)
-{
-    free(u->requeues[i].locked_by);
-    u->requeue_count--;
-    memmove(u->requeues + i, u->requeues + i + 1,
-            (size_t)(u->requeue_count - i) * sizeof(*u->requeues));
-}
-
-/* Requeue i is not done: to the back of the queue, tried again after
- * delay_ms, so it never holds up the poll, renewals or the other
- * requeues. */
-static void requeue_defer(struct upkeep *u, int i, int64_t now, int64_t delay_ms)
-{
-    struct upkeep_requeue r = u->requeues[i];
-    memmove(u->requeues + i, u->requeues + i + 1,
-            (size_t)(u->requeue_count - i - 1) * sizeof(*u->requeues));
-    r.due_ms = now + delay_ms;
-    u->requeues[u->requeue_count - 1] = r;
-}
-
-/* The first requeue whose time has come (FIFO among them), or -1. */
-static int requeue_first_due(const struct upkeep *u, int64_t now)
-{
-    for (int i = 0; i < u->requeue_count; i++)
-        if (u->requeues[i].due_ms <= now)
-            return i;
-    return -1;
-}
-
-/* The requeue in flight, or NULL (the FIFO cannot change meanwhile: only
- * results move its entries). */
-static struct upkeep_requeue *requeue_in_flight(struct upkeep *u)
-{
-    int i = u->in_flight_requeue;
-    return i >= 0 && i < u->requeue_count ? &u->requeues[i] : NULL;
-}
-
-/* The first due requeue goes next: its backend stopped if it still has
- * one (stop_backend), else its tasks requeued (requeue). Not yet due: the
- * earliest time one will be (requeue's entry, for the deadline). */
 static int64_t stop_backend_due(const struct upkeep *u, int64_t now)
 {
-    int i = requeue_first_due(u, now);
-    return i >= 0 && u->requeues[i].backend_pid != 0 ? u->requeues[i].due_ms : INT64_MAX;
-}
-
-static int64_t requeue_due(const struct upkeep *u, int64_t now)
-{
-    int i = requeue_first_due(u, now);
-    if (i >= 0)
-        return u->requeues[i].backend_pid == 0 ? u->requeues[i].due_ms : INT64_MAX;
-    int64_t next = INT64_MAX;
-    for (i = 0; i < u->requeue_count; i++)
-        if (u->requeues[i].due_ms < next)
-            next = u->requeues[i].due_ms;
-    return next;
+    return requeues_stop_due(&u->requeues, now);
 }
 
 static int stop_backend_send(struct upkeep *u, PGconn *conn, int64_t now)
 {
-    u->in_flight_requeue = requeue_first_due(u, now);
-    const struct upkeep_requeue *r = &u->requeues[u->in_flight_requeue];
-    char pid[16], application_name[64];
-    snprintf(pid, sizeof(pid), "%d", (int)r->backend_pid);
-    dbconn_worker_application_name(r->slot, application_name, sizeof(application_name));
-    const char *params[] = {pid, application_name};
-    return PQsendQueryParams(conn, stop_backend_sql, 2, NULL, params, NULL, NULL, 0);
+    return requeues_stop_send(&u->requeues, conn, now);
 }
 
 static void stop_backend_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
 {
-    struct upkeep_requeue *r = requeue_in_flight(u);
-    if (r == NULL)
-        return;
-    bool exiting = ok && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") != 0;
-    if (!ok)
-        log_warn("cannot stop the backend (pid %d) of dead worker %s: %s", (int)r->backend_pid,
-                 r->locked_by, PQresultErrorMessage(res));
-    else if (PQntuples(res) == 1 && !exiting)
-        log_info("stopped the backend (pid %d) of dead worker %s", (int)r->backend_pid,
-                 r->locked_by);
-    if (exiting && r->stop_tries < UPKEEP_STOP_TRIES) {
-        /* Signalled, not gone yet: requeue once it is, not before —
-         * the rows it frees would otherwise be claimable uncharged. */
-        r->stop_tries++;
-        requeue_defer(u, u->in_flight_requeue, now, UPKEEP_STOP_RETRY_MS);
-        return;
-    }
-    /* Gone (or not stoppable): a requeue that still finds locked rows
-     * waits for them. */
-    r->backend_pid = 0;
+    requeues_stop_on_result(&u->requeues, res, ok, now);
+}
+
+static int64_t requeue_due(const struct upkeep *u, int64_t now)
+{
+    return requeues_due(&u->requeues, now);
 }
 
 static int requeue_send(struct upkeep *u, PGconn *conn, int64_t now)
 {
-    u->in_flight_requeue = requeue_first_due(u, now);
-    const struct upkeep_requeue *r = &u->requeues[u->in_flight_requeue];
-    char task_id[24];
-    snprintf(task_id, sizeof(task_id), "%" PRId64, r->task_id);
-    const char *params[] = {u->queue_names, u->queue_max_attempts, r->locked_by, task_id};
-    return PQsendQueryParams(conn, requeue_sql, 4, NULL, params, NULL, NULL, 0);
+    return requeues_send(&u->requeues, conn, now, u->queue_names, u->queue_max_attempts);
 }
 
 static void requeue_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
 {
-    struct upkeep_requeue *r = requeue_in_flight(u);
-    if (r == NULL)
-        return;
-    int i = u->in_flight_requeue;
-    if (!ok || PQntuples(res) != 1) {
-        log_error("requeue of %s failed (try %d; again in %" PRId64 " ms): %s", r->locked_by,
-                  r->tries + 1, requeue_retry_ms(r->tries + 1), PQresultErrorMessage(res));
-        r->tries++;
-        requeue_defer(u, i, now, requeue_retry_ms(r->tries));
-        return;
-    }
-    long long requeued = atoll(PQgetvalue(res, 0, 0));
-    long long dead = atoll(PQgetvalue(res, 0, 1));
-    long long locked = atoll(PQgetvalue(res, 0, 2));
-    if (requeued > 0 || dead > 0)
-        log_warn("tasks of %s: %lld requeued, %lld dead (out of attempts)", r->locked_by, requeued,
-                 dead);
     /* A task that ended dead also freed a slot of its queue, which may be
      * capped (queue.concurrency): tasks held back by the cap may go now. */
-    if (requeued > 0 || dead > 0)
+    if (requeues_on_result(&u->requeues, res, ok, now))
         u->callbacks.on_sweep(u->ctx);
-    if (locked > 0) {
-        /* Its backend could not be stopped (a pooler hides it, or it lacks
-         * the privilege): it still holds them, and will commit or roll
-         * back on its own. */
-        log_warn("%lld task(s) of %s still locked (its backend is still running); trying again "
-                 "in %" PRId64 " ms",
-                 locked, r->locked_by, requeue_retry_ms(r->tries + 1));
-        r->tries++;
-        requeue_defer(u, i, now, requeue_retry_ms(r->tries));
-        return;
-    }
-    requeue_remove(u, i);
 }
 
 /* --- the poll ----------------------------------------------------------- */
@@ -531,65 +321,28 @@ static void poll_on_result(struct upkeep *u, const PGresult *res, bool ok, int64
     }
 }
 
-/* --- queue depth -------------------------------------------------------- */
+/* --- queue depth (depth.c) ------------------------------------------- */
 
-static void depth_free(struct upkeep_depth *d)
-{
-    for (int i = 0; i < d->count; i++)
-        free(d->names[i]);
-    free(d->names);
-    free(d->pending_due);
-    free(d->pending_later);
-    free(d->running);
-    free(d->dead);
-    memset(d, 0, sizeof(*d));
-}
-
-static int64_t depth_due(const struct upkeep *u, int64_t now)
+static int64_t depth_job_due(const struct upkeep *u, int64_t now)
 {
     (void)now;
     return u->depth_requested && u->config->queue_count > 0 ? 0 : INT64_MAX;
 }
 
-static int depth_send(struct upkeep *u, PGconn *conn, int64_t now)
+static int depth_job_send(struct upkeep *u, PGconn *conn, int64_t now)
 {
     (void)now;
-    const char *params[] = {u->queue_names};
     u->depth_requested = false;
-    return PQsendQueryParams(conn, depth_sql, 1, NULL, params, NULL, NULL, 0);
+    return depth_send(conn, u->queue_names);
 }
 
-static void depth_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+static void depth_job_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
 {
     if (!ok) {
         log_error("queue depth query failed: %s", PQresultErrorMessage(res));
         return;
     }
-    struct upkeep_depth *d = &u->depth;
-    depth_free(d);
-    int rows = PQntuples(res);
-    d->names = calloc((size_t)rows + 1, sizeof(*d->names));
-    d->pending_due = calloc((size_t)rows + 1, sizeof(int64_t));
-    d->pending_later = calloc((size_t)rows + 1, sizeof(int64_t));
-    d->running = calloc((size_t)rows + 1, sizeof(int64_t));
-    d->dead = calloc((size_t)rows + 1, sizeof(int64_t));
-    if (d->names == NULL || d->pending_due == NULL || d->pending_later == NULL ||
-        d->running == NULL || d->dead == NULL) {
-        depth_free(d);
-        return;
-    }
-    for (int r = 0; r < rows; r++) {
-        d->names[r] = strdup(PQgetvalue(res, r, 0));
-        if (d->names[r] == NULL)
-            break;
-        d->pending_due[r] = atoll(PQgetvalue(res, r, 1));
-        d->pending_later[r] = atoll(PQgetvalue(res, r, 2));
-        d->running[r] = atoll(PQgetvalue(res, r, 3));
-        d->dead[r] = atoll(PQgetvalue(res, r, 4));
-        d->notify_queue_usage = atof(PQgetvalue(res, r, 5));
-        d->count++;
-    }
-    d->fetched_ms = now;
+    depth_read(&u->depth, res, now);
 }
 
 /* --- schedules' ticks (ticks.c) ------------------------------------------- */
@@ -706,7 +459,7 @@ static const struct upkeep_job upkeep_jobs[] = {
     {stop_backend_due, stop_backend_send, stop_backend_on_result, false},
     {requeue_due, requeue_send, requeue_on_result, true},
     {poll_due, poll_send, poll_on_result, true},
-    {depth_due, depth_send, depth_on_result, true},
+    {depth_job_due, depth_job_send, depth_job_on_result, true},
     {retention_job_due, retention_job_send, retention_job_on_result, true},
     {limits_due, limits_send, limits_on_result, false},
 };
@@ -751,7 +504,7 @@ static void upkeep_on_end(void *ctx)
     if (u->in_flight > 0 && upkeep_jobs[u->in_flight - 1].send == doorbell_job_send)
         doorbell_on_end(u->doorbell);
     u->in_flight = 0;
-    u->in_flight_requeue = -1;
+    requeues_on_end(&u->requeues);
     if (u->ticks != NULL)
         ticks_on_end(u->ticks);
 }
@@ -780,7 +533,7 @@ void upkeep_init(struct upkeep *u, const struct pgwork_config *config, struct li
     u->listener = l;
     u->callbacks = *callbacks;
     u->ctx = ctx;
-    u->in_flight_requeue = -1;
+    requeues_init(&u->requeues);
     upkeep_set_queues(u, time_now_ms());
     retention_init(&u->retention, time_now_ms());
     static const struct listener_client client = {
@@ -807,26 +560,7 @@ void upkeep_set_ticks(struct upkeep *u, struct ticks *ticks)
 void upkeep_requeue_owner(struct upkeep *u, const char *locked_by, int64_t running_task, int slot,
                           int32_t backend_pid)
 {
-    if (u->requeue_count == u->requeue_capacity) {
-        int cap = u->requeue_capacity ? 2 * u->requeue_capacity : 8;
-        struct upkeep_requeue *r = realloc(u->requeues, (size_t)cap * sizeof(*r));
-        if (r == NULL) {
-            log_error("out of memory queueing a requeue for %s", locked_by);
-            return;
-        }
-        u->requeues = r;
-        u->requeue_capacity = cap;
-    }
-    u->requeues[u->requeue_count] = (struct upkeep_requeue){
-        .task_id = running_task,
-        .slot = slot,
-        .backend_pid = backend_pid,
-        .due_ms = 0,
-        .tries = 0,
-        .locked_by = strdup(locked_by),
-    };
-    if (u->requeues[u->requeue_count].locked_by != NULL)
-        u->requeue_count++;
+    requeues_add(&u->requeues, locked_by, running_task, slot, backend_pid);
 }
 
 void upkeep_set_doorbell(struct upkeep *u, struct doorbell *doorbell)
@@ -836,7 +570,7 @@ void upkeep_set_doorbell(struct upkeep *u, struct doorbell *doorbell)
 
 int upkeep_pending_requeues(const struct upkeep *u)
 {
-    return u->requeue_count;
+    return requeues_count(&u->requeues);
 }
 
 void upkeep_renew_leases(struct upkeep *u, char *owners)
@@ -863,7 +597,7 @@ const struct limits_reading *upkeep_limits(const struct upkeep *u)
     return &u->limits;
 }
 
-const struct upkeep_depth *upkeep_depth(const struct upkeep *u)
+const struct depth_reading *upkeep_depth(const struct upkeep *u)
 {
     return &u->depth;
 }
@@ -880,9 +614,7 @@ bool upkeep_schema_ok(const struct upkeep *u)
 
 void upkeep_free(struct upkeep *u)
 {
-    for (int i = 0; i < u->requeue_count; i++)
-        free(u->requeues[i].locked_by);
-    free(u->requeues);
+    requeues_free(&u->requeues);
     free(u->queue_names);
     free(u->queue_max_attempts);
     free(u->queue_retention);
@@ -891,5 +623,5 @@ void upkeep_free(struct upkeep *u)
     depth_free(&u->depth);
     limits_free(&u->limits);
     memset(u, 0, sizeof(*u));
-    u->in_flight_requeue = -1;
+    requeues_init(&u->requeues);
 }

@@ -13,8 +13,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "depth.h"
 #include "limits.h"
 #include "listener.h"
+#include "requeues.h"
 #include "ticks.h"
 #include "retention.h"
 #include "../shared/config.h"
@@ -30,34 +32,8 @@ struct upkeep_callbacks {
     void (*on_paused)(void *ctx, int queue_index, bool paused);
 };
 
-/* Queue depth by state, per configured queue (config order), for
- * /metrics: read at most every UPKEEP_DEPTH_MAX_AGE_MS and only when
- * asked (something scrapes). */
-struct upkeep_depth {
-    int count;              /* queues in the arrays below; 0 = never read */
-    char **names;           /* owned copies */
-    int64_t *pending_due;   /* pending, run_at <= now() */
-    int64_t *pending_later; /* pending, run_at > now() */
-    int64_t *running;
-    int64_t *dead;
-    double notify_queue_usage; /* pg_notification_queue_usage(), 0..1 */
-    int64_t fetched_ms;        /* when it was read, 0 = never */
-};
-
+/* Queue depth is read at most this often (something scrapes /metrics). */
 #define UPKEEP_DEPTH_MAX_AGE_MS 15000
-
-/* One requeue the supervisor asked for: a dead worker's running tasks
- * back to pending. Tried again, later and behind the others, while some
- * of its rows stay locked or the statement fails. */
-struct upkeep_requeue {
-    char *locked_by;     /* owned */
-    int64_t task_id;     /* the task it was running when it died, 0 = none */
-    int slot;            /* its worker slot (its backend's application_name) */
-    int32_t backend_pid; /* its backend, to stop first; 0 = none or stopped */
-    int64_t due_ms;      /* not before (CLOCK_MONOTONIC ms) */
-    int tries;           /* attempts so far */
-    int stop_tries;      /* backend_pid signalled this often, still exiting */
-};
 
 struct doorbell;
 
@@ -68,9 +44,8 @@ struct upkeep {
     struct upkeep_callbacks callbacks;
     void *ctx;
 
-    int in_flight;         /* the job sent, index in the table + 1; 0 = none */
-    int in_flight_requeue; /* the requeue it concerns, -1 = none */
-    int64_t sent_ms;       /* when it was sent */
+    int in_flight;   /* the job sent, index in the table + 1; 0 = none */
+    int64_t sent_ms; /* when it was sent */
 
     char *queue_names;          /* text[] literal of the configured queues (owned) */
     char *queue_max_attempts;   /* int[] literal of their max_attempts (owned) */
@@ -85,7 +60,7 @@ struct upkeep {
 
     char *renew_owners; /* text[] literal of workers whose leases to renew, owned */
 
-    struct upkeep_depth depth;    /* last queue-depth reading */
+    struct depth_reading depth;   /* last queue-depth reading */
     bool depth_requested;         /* read depth when the connection is free */
     struct limits_reading limits; /* last reading of the limited queues (with depth) */
     bool limits_requested;
@@ -94,9 +69,7 @@ struct upkeep {
     struct retention retention; /* deleting finished tasks (retention.h) */
     struct doorbell *doorbell;  /* this pod's arms (doorbell.c), NULL = none */
 
-    struct upkeep_requeue *requeues; /* FIFO of pending requeues */
-    int requeue_count;
-    int requeue_capacity;
+    struct requeues requeues; /* dead workers' tasks to requeue (requeues.h) */
 };
 
 /* Set up and register with listener l as its client (what it sends when
@@ -140,7 +113,7 @@ void upkeep_request_sweep(struct upkeep *u);
 void upkeep_want_depth(struct upkeep *u, int64_t now);
 
 /* The last queue-depth reading (fetched_ms 0: none yet). */
-const struct upkeep_depth *upkeep_depth(const struct upkeep *u);
+const struct depth_reading *upkeep_depth(const struct upkeep *u);
 
 /* Finished tasks deleted and batches run since start (metrics). */
 const struct retention *upkeep_retention(const struct upkeep *u);
