@@ -1,8 +1,9 @@
 /*
  * worker.c — the worker process (DESIGN §1): one database connection, one
- * eventfd to sleep on, the queues it serves. Its state and the steps the
- * sql handler's batches build on are in worker_internal.h; those batches,
- * run in one transaction, in sql_batch.c.
+ * eventfd to sleep on, the queues it serves, the drain. Its state and the
+ * steps the other files build on are in worker_internal.h; running a batch
+ * a task at a time and recording outcomes is worker_run.c's, the sql
+ * handler's batches in one transaction sql_batch.c's.
  *
  * Invariants:
  *  - it never runs a query because it was woken: only a queue hint that
@@ -110,14 +111,14 @@ void worker_check_connection(struct worker *w)
 }
 
 /* Wait until the finished tasks are written: before any other statement. */
-static void worker_flush_completions(struct worker *w)
+void worker_flush_completions(struct worker *w)
 {
     if (task_completions_flush(w->conn, &w->completions) != 0)
         worker_check_connection(w);
 }
 
 /* Non-blocking look at the signal and death fds between tasks. */
-static void worker_poll_control(struct worker *w)
+void worker_poll_control(struct worker *w)
 {
     handler_env_poll_signals(&w->env);
     handler_env_check_parent(&w->env);
@@ -154,16 +155,6 @@ static bool worker_env_is_cancelled(void *arg, int64_t id)
     return worker_task_cancelled(arg, id);
 }
 
-/* A cancelled task this worker holds: counted and logged; the database
- * says `cancelled` already (pgwork.cancel wrote it, with who and when). */
-static void worker_record_cancelled(struct worker *w, struct served_queue *sq, int64_t id,
-                                    const char *how)
-{
-    atomic_fetch_add_explicit(&w->args->shm->queues[sq->index].tasks_cancelled, 1,
-                              memory_order_relaxed);
-    log_task(LOG_LEVEL_INFO, sq->queue->name, id, "cancelled: %s", how);
-}
-
 /*
  * A guarded statement waits and the signalfd is readable (dbconn's
  * interrupt): read the signals; if a task whose statement may be running
@@ -190,190 +181,6 @@ static void worker_on_db_interrupt(PGconn *conn, void *arg)
         log_warn("cannot cancel the statement of a cancelled task: %s",
                  cancel == NULL ? "no cancel handle" : err);
     PQfreeCancel(cancel);
-}
-
-/* Let the statements of `tasks` tasks of queue run for their timeout on
- * top of the connection's deadline — or for as long as they take when the
- * queue has none: that deadline finds a dead server, it must not cut off a
- * slow statement (issue 10 item 3). dbconn_set_guard_extra(0) ends it. */
-void worker_guard_tasks(const struct queue_config *queue, int tasks)
-{
-    dbconn_set_guard_extra(queue->timeout_ms > 0 ? queue->timeout_ms * tasks : DBCONN_NO_DEADLINE);
-}
-
-/* A failed task: pending again after its backoff, or dead after its last
- * attempt; counted and logged. lost: the connection broke while it ran
- * (task_mark_lost charges the attempt that never got written). */
-static void worker_record_failure(struct worker *w, struct served_queue *sq,
-                                  const struct task *task, char *error, size_t errlen, bool lost)
-{
-    const struct queue_config *queue = sq->queue;
-    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
-    bool dead = task->attempt >= task->max_attempts;
-    int64_t delay = dead ? 0
-                         : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
-                                            task->attempt, random_unit());
-    if (error[0] == '\0')
-        snprintf(error, errlen, "failed");
-    atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried, 1,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
-    if (dead)
-        log_task(LOG_LEVEL_WARN, queue->name, task->id, "failed on attempt %d of %d, dead: %s",
-                 task->attempt, task->max_attempts, error);
-    else
-        log_task(LOG_LEVEL_WARN, queue->name, task->id,
-                 "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", task->attempt,
-                 task->max_attempts, delay, error);
-    worker_flush_completions(w);
-    int marked =
-        lost ? task_mark_lost(w->conn, task->id, w->locked_by, task->attempt, error, delay, dead)
-             : task_mark_failed(w->conn, task->id, w->locked_by, error, delay, dead);
-    if (marked == 1 && !dead)
-        worker_schedule_retry(w, sq->index, delay);
-    if (marked == 1)
-        task_limit_ring(w->conn, queue); /* its slot is free */
-}
-
-static void worker_run_task(struct worker *w, struct served_queue *sq,
-                            const struct claimed_task *claimed)
-{
-    const struct queue_config *queue = sq->queue;
-    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
-    struct task task = {
-        .id = claimed->id,
-        .payload = claimed->payload,
-        .attempt = claimed->attempt,
-        .max_attempts = claimed->max_attempts,
-    };
-    char error[HANDLER_ERROR_MAX];
-    error[0] = '\0';
-
-    /* Cancelled after the claim, before it started: it never runs. */
-    if (worker_task_cancelled(w, task.id)) {
-        worker_record_cancelled(w, sq, task.id, "before it started; not run");
-        return;
-    }
-    atomic_store_explicit(&w->self->task_id, task.id, memory_order_relaxed);
-    w->env.queue = queue;
-    w->env.keep_done = queue->keep_done;
-    w->env.task_id = task.id;
-    w->env.cancel_requested = false;
-    w->statement_cancelled = false;
-    if (sq->handler->uses_connection)
-        worker_flush_completions(w);
-    int64_t started_us = time_now_us();
-    /* A handler's statements may run for the queue's timeout; the guard
-     * allows it while (and only while) the handler runs. */
-    worker_guard_tasks(queue, 1);
-    enum handler_outcome outcome =
-        sq->handler->run(sq->handler_state, &w->env, &task, error, sizeof(error));
-    dbconn_set_guard_extra(0);
-    w->env.task_id = 0;
-    /* Cancelled while it ran (the handler stopped it, or it ended on its
-     * own first): the database refuses any other outcome now, and a
-     * failure must not look like one to retry. */
-    if (outcome != HANDLER_DONE && worker_task_cancelled(w, task.id))
-        outcome = HANDLER_CANCELLED;
-    int64_t elapsed_us = time_now_us() - started_us;
-    batch_size_ran(&sq->sizing, 1, elapsed_us);
-    int64_t elapsed = elapsed_us / 1000;
-    shm_histogram_observe(&shared_queue->pickup, claimed->pickup_us);
-    shm_histogram_observe(&shared_queue->duration, elapsed_us);
-    /* The connection broke under the task: its statement killed its
-     * backend (or crashed the cluster), or the server went away. What the
-     * task did rolled back with it, unless its COMMIT got through (then it
-     * is done). Record it on a new connection, charging the attempt (issue
-     * 10 item 2): exiting instead would leave the task to run the same way
-     * again, for ever. */
-    bool lost = sq->handler->uses_connection && PQstatus(w->conn) != CONNECTION_OK;
-    if (lost) {
-        log_task(LOG_LEVEL_WARN, queue->name, task.id,
-                 "the database connection broke while the task ran: %s",
-                 error[0] != '\0' ? error : PQerrorMessage(w->conn));
-        worker_recover(w, task.id);
-    }
-
-    switch (outcome) {
-    case HANDLER_OK:
-        /* Recorded in the background while the next task runs. */
-        if (task_completions_add(w->conn, &w->completions, queue, w->locked_by, task.id) != 0)
-            worker_check_connection(w);
-        /* fall through */
-    case HANDLER_DONE:
-        atomic_fetch_add_explicit(&shared_queue->tasks_done, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&w->self->tasks_done, 1, memory_order_relaxed);
-        log_task(LOG_LEVEL_INFO, queue->name, task.id, "done in %" PRId64 " ms (attempt %d)",
-                 elapsed, task.attempt);
-        break;
-    case HANDLER_FAILED:
-        worker_record_failure(w, sq, &task, error, sizeof(error), lost);
-        break;
-    case HANDLER_ABORTED:
-        worker_flush_completions(w);
-        if (task_release(w->conn, &task.id, 1, w->locked_by) == 0)
-            task_limit_ring(w->conn, queue);
-        log_task(LOG_LEVEL_INFO, queue->name, task.id, "interrupted, released to pending");
-        break;
-    case HANDLER_CANCELLED: {
-        char how[64];
-        snprintf(how, sizeof(how), "stopped after %" PRId64 " ms (attempt %d)", elapsed,
-                 task.attempt);
-        worker_record_cancelled(w, sq, task.id, how);
-        break;
-    }
-    }
-    atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
-    worker_heartbeat(w);
-    worker_check_connection(w);
-}
-
-/* Run the claimed batch (w->batch) a task at a time, recording each
- * outcome; skip: the index of a task already recorded (-1 = none). Stops
- * early (releasing the rest) when told to hold back. */
-void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
-{
-    for (int i = 0; i < w->batch.count; i++) {
-        if (i == skip)
-            continue;
-        worker_poll_control(w);
-        if (worker_holding_back(w) || worker_queue_paused(w, sq)) {
-            worker_flush_completions(w);
-            /* Claimed but not started: give them back untried. */
-            int64_t *ids = malloc((size_t)(w->batch.count - i) * sizeof(*ids));
-            if (ids != NULL) {
-                int left = 0;
-                for (int j = i; j < w->batch.count; j++)
-                    if (j != skip)
-                        ids[left++] = w->batch.tasks[j].id;
-                if (task_release(w->conn, ids, left, w->locked_by) == 0 && left > 0)
-                    task_limit_ring(w->conn, sq->queue);
-                free(ids);
-            }
-            break;
-        }
-        w->reconnected = false;
-        worker_run_task(w, sq, &w->batch.tasks[i]);
-        /* The rest of the batch went back to pending with the reconnect. */
-        if (w->reconnected)
-            break;
-    }
-    worker_flush_completions(w);
-}
-
-/* One claim round, a task at a time: claim (marking running), run each,
- * record each outcome. Returns the number claimed, or -1 after a database
- * error. */
-int worker_claim_and_run(struct worker *w, struct served_queue *sq, struct claim_round *round)
-{
-    worker_claim_begin(w, sq, round);
-    int claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
-                             &sq->claim, &w->batch);
-    if (claimed < 0)
-        return claimed;
-    worker_claim_taken(w, sq, round, claimed);
-    worker_run_batch(w, sq, -1);
-    return claimed;
 }
 
 static PGconn *worker_connect(const struct worker *w);

@@ -1,8 +1,8 @@
 /*
  * worker_internal.h — the worker process's state and the steps of its
- * loop that the sql handler's batches (sql_batch.c) build on. Only
- * worker/worker.c and worker/sql_batch.c include it; the process's API is
- * worker.h.
+ * loop that running a batch (worker_run.c) and the sql handler's batches
+ * (sql_batch.c) build on. Only worker/worker.c, worker_run.c and
+ * sql_batch.c include it; the process's API is worker.h.
  */
 #ifndef PGWORK_WORKER_INTERNAL_H
 #define PGWORK_WORKER_INTERNAL_H
@@ -91,6 +91,13 @@ void worker_schedule_retry(struct worker *w, int queue_index, int64_t delay_ms);
 
 /* Exit when the database is gone; the supervisor restarts us with backoff. */
 void worker_check_connection(struct worker *w);
+
+/* Wait until the finished tasks are written: before any other statement
+ * (exits when the connection is gone). */
+void worker_flush_completions(struct worker *w);
+
+/* Non-blocking look at the signal and death fds between tasks. */
+void worker_poll_control(struct worker *w);
 
 /* The connection broke: a new one, what was claimed but charged_id (0 =
  * none) released; exits when the database stays away. */
