@@ -164,7 +164,7 @@ int config_parse_duration(const char *text, int64_t *ms);
 int config_rate_parse(const char *text, int *count, int64_t *period_ms);
 
 /* Whether the queue has a concurrency cap or a rate limit (its claims
- * take the limited path, worker/task.c). */
+ * take the limited path, worker/task_claim.c). */
 bool config_queue_limited(const struct queue_config *queue);
 
 /* The connection string workers use: database.conninfo, else

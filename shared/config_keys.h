@@ -4,7 +4,7 @@
  * The table (config_keys.c) is the only place a key is spelled: its
  * section and name, its type, where it lands in the typed struct, its
  * default as an operator writes it, its bounds, and what a SIGHUP does with
- * a change. config.c derives the libconfuse options, the typed copy and
+ * a change. config.c derives the libconfuse options, config_copy.c the typed copy, and
  * the reload comparison from it; a unit test checks the README's
  * configuration reference against it, both ways. A new key is one line
  * there plus the code that uses its field. Rules between keys (min <= max,

@@ -1,7 +1,7 @@
 /*
  * control.h — the control messages pods hear on the task channel
  * (migration 0011: pgwork.pause, pgwork.resume, pgwork.cancel send them):
- * their parser. The supervisor acts on them (supervisor.c).
+ * their parser. The supervisor acts on them (supervisor_setup.c).
  */
 #ifndef PGWORK_CONTROL_H
 #define PGWORK_CONTROL_H
