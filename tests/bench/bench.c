@@ -524,7 +524,7 @@ int main(void)
     if (want("claims"))
         measure_claims();
     if (want("producers"))
-        measure_producers();
+        measure_producers(floor_p50);
     if (want("enqueue"))
         measure_enqueue();
     if (want("lateness"))

@@ -242,8 +242,10 @@ void peer_throughput_row(double jobs_per_s);
 /* producers.c: 8 producers of single-row INSERTs into a queue a pod of 4
  * workers serves (defaults), with notifications and with
  * `SET pgwork.notify = off` plus a manual ring every 100 ms; the ratio,
- * and what the storm sent. */
-void measure_producers(void);
+ * what the storm sent, and the pickup of isolated tasks right after a
+ * storm (against floor_p50_ms + 0.5 ms; NAN: the floor was not measured,
+ * taken as 0). */
+void measure_producers(double floor_p50_ms);
 
 /* claims.c: claim statements per task, 50 isolated single tasks, 1 and 3
  * pods with default settings (pg_stat_statements of their database). */
