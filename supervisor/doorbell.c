@@ -4,10 +4,13 @@
  * Invariants:
  *  - a queue is armed in the database only while this pod serves it, is
  *    LISTENing on the connection the row names, and has an idle worker
- *    for it that nobody woke yet (pool_idle_for), and it was not rung
- *    twice within DOORBELL_STORM_GAP_MS (a storm: disarmed until that is
- *    written); producers never write the table, the pod disarms itself;
- *  - at most one write every DOORBELL_WRITE_INTERVAL_MS, naming only the
+ *    for it that nobody woke yet (pool_idle_for), and it is not held off
+ *    by a storm (rung twice within DOORBELL_STORM_GAP_MS: disarmed, its
+ *    idle workers fed by probes every hold, armed again once tasks slow
+ *    down, DOORBELL_HOLD_*); producers never write the table, the pod
+ *    disarms itself;
+ *  - one write every DOORBELL_WRITE_INTERVAL_MS at most on average (two
+ *    at once: a storm's disarm right after an arm), naming only the
  *    queues whose row differs from what is wanted (every queue after a
  *    reconnect or reload): a worker that goes idle and is woken again
  *    before the write goes costs nothing;
@@ -91,7 +94,7 @@ static void doorbell_alloc(struct doorbell *d, int count)
     free(d->sent);
     free(d->probe);
     free(d->probing);
-    free(d->rung);
+    free(d->hold);
     free(d->last_ring_ms);
     size_t n = count > 0 ? (size_t)count : 1;
     d->want = calloc(n, 1);
@@ -99,10 +102,10 @@ static void doorbell_alloc(struct doorbell *d, int count)
     d->sent = malloc(n);
     d->probe = calloc(n, sizeof(bool));
     d->probing = calloc(n, sizeof(bool));
-    d->rung = calloc(n, sizeof(bool));
+    d->hold = calloc(n, sizeof(*d->hold));
     d->last_ring_ms = calloc(n, sizeof(int64_t));
     if (d->want == NULL || d->rows == NULL || d->sent == NULL || d->probe == NULL ||
-        d->probing == NULL || d->rung == NULL || d->last_ring_ms == NULL) {
+        d->probing == NULL || d->hold == NULL || d->last_ring_ms == NULL) {
         /* PID 1 keeps going: without arms, producers notify nobody and the
          * safety poll finds their tasks. */
         log_error("out of memory for the doorbell; tasks wait for the safety poll");
@@ -111,10 +114,11 @@ static void doorbell_alloc(struct doorbell *d, int count)
         free(d->sent);
         free(d->probe);
         free(d->probing);
-        free(d->rung);
+        free(d->hold);
         free(d->last_ring_ms);
         d->want = d->rows = d->sent = NULL;
-        d->probe = d->probing = d->rung = NULL;
+        d->probe = d->probing = NULL;
+        d->hold = NULL;
         d->last_ring_ms = NULL;
         d->count = 0;
         return;
@@ -157,7 +161,7 @@ void doorbell_set_serving(struct doorbell *d, bool serving)
  * the second look, one that goes IDLE after it sees the flag (seq_cst on
  * both sides, as the wake-up handshake in shm.h).
  */
-static void doorbell_refresh(struct doorbell *d)
+static void doorbell_refresh(struct doorbell *d, int64_t now)
 {
     const struct listener *l = d->setup.listener;
     int32_t pid = listener_is_listening(l) ? listener_backend_pid(l) : 0;
@@ -172,18 +176,20 @@ static void doorbell_refresh(struct doorbell *d)
     bool can_arm = pid != 0 && d->serving;
     for (int q = 0; q < d->count; q++) {
         struct shm_queue *queue = &d->setup.shm->queues[d->setup.queue_slots[q]];
-        /* Rung in a storm: disarmed until that is written (the rate limit
-         * then spaces the next arm). */
-        if (d->rung[q] && d->rows[q] == DOORBELL_DISARMED)
-            d->rung[q] = false;
-        bool idle = can_arm && !d->rung[q] && pool_idle_for(d->setup.pool, q);
-        if (can_arm && !idle && !d->rung[q]) {
+        bool idle = can_arm && pool_idle_for(d->setup.pool, q);
+        if (can_arm && !idle) {
             atomic_store(&queue->arm_wanted, 1);
             idle = pool_idle_for(d->setup.pool, q);
         }
         if (idle || !can_arm)
             atomic_store(&queue->arm_wanted, 0);
-        d->want[q] = idle ? DOORBELL_ARMED : DOORBELL_DISARMED;
+        struct doorbell_hold *hold = &d->hold[q];
+        /* Held off by a storm: a probe instead of the arm, once a hold. */
+        if (hold->ms > 0 && idle && now >= hold->next_ms && !d->probe[q] && !d->probing[q]) {
+            d->probe[q] = true;
+            d->stats.hold_probes++;
+        }
+        d->want[q] = idle && hold->ms == 0 ? DOORBELL_ARMED : DOORBELL_DISARMED;
     }
 }
 
@@ -207,12 +213,22 @@ static bool doorbell_probe_wanted(const struct doorbell *d)
     return false;
 }
 
+/* The next hold probe of a held queue an idle worker waits on. */
+static int64_t doorbell_hold_due(const struct doorbell *d)
+{
+    int64_t next = INT64_MAX;
+    for (int q = 0; q < d->count; q++)
+        if (d->hold[q].ms > 0 && !d->probe[q] && !d->probing[q] && d->hold[q].next_ms < next &&
+            pool_idle_for(d->setup.pool, q))
+            next = d->hold[q].next_ms;
+    return next;
+}
+
 int64_t doorbell_due(struct doorbell *d, int64_t now)
 {
-    (void)now;
     if (d->count == 0 || d->in_flight != STATEMENT_NONE)
         return INT64_MAX;
-    doorbell_refresh(d);
+    doorbell_refresh(d, now);
     if (d->pid == 0)
         return INT64_MAX;
     int64_t next = INT64_MAX;
@@ -221,6 +237,9 @@ int64_t doorbell_due(struct doorbell *d, int64_t now)
     /* Probes only on what the database holds: after the write lands. */
     if (doorbell_probe_wanted(d) && d->probe_due_ms < next)
         next = d->probe_due_ms;
+    int64_t hold = doorbell_hold_due(d);
+    if (hold < next)
+        next = hold;
     if (d->cleanup_due_ms < next)
         next = d->cleanup_due_ms;
     return next;
@@ -256,7 +275,11 @@ static int doorbell_send_write(struct doorbell *d, PGconn *conn, int64_t now)
     }
     free(names_literal);
     free(armed_literal);
-    d->write_due_ms = now + DOORBELL_WRITE_INTERVAL_MS;
+    /* The rate limit, with room for one write more at once (GCRA): a
+     * storm's disarm need not wait out the interval after its arm, while
+     * writes stay one an interval over any stretch of time. */
+    d->write_tat_ms = (d->write_tat_ms > now ? d->write_tat_ms : now) + DOORBELL_WRITE_INTERVAL_MS;
+    d->write_due_ms = d->write_tat_ms - DOORBELL_WRITE_INTERVAL_MS;
     return sent;
 }
 
@@ -338,6 +361,42 @@ static void doorbell_write_done(struct doorbell *d, const PGresult *res, bool ok
     }
 }
 
+/* The tasks this pod's workers claimed from queue q so far. */
+static uint64_t doorbell_claimed(const struct doorbell *d, int q)
+{
+    return atomic_load_explicit(&d->setup.shm->queues[d->setup.queue_slots[q]].tasks_claimed,
+                                memory_order_relaxed);
+}
+
+/* A probe of held queue q came back (found: a task is due). The storm goes
+ * on while tasks keep coming, DOORBELL_HOLD_STORM_TASKS or more in each
+ * DOORBELL_HOLD_QUIET_MS (claimed by the workers, busy ones included, or
+ * found due): the hold grows. Fewer — a pause, or tasks far enough apart
+ * that a ring each is cheap — end it, and the queue is armed again. */
+static void doorbell_hold_probed(struct doorbell *d, int q, bool found, int64_t now)
+{
+    struct doorbell_hold *hold = &d->hold[q];
+    if (hold->ms == 0)
+        return;
+    uint64_t claimed = doorbell_claimed(d, q);
+    uint64_t tasks = claimed - hold->mark_claimed + (found ? 1 : 0);
+    if (now - hold->mark_ms < DOORBELL_HOLD_QUIET_MS || tasks >= DOORBELL_HOLD_STORM_TASKS) {
+        if (now - hold->mark_ms >= DOORBELL_HOLD_QUIET_MS) {
+            /* A window full of tasks: still a storm, the next window. */
+            hold->mark_ms = now;
+            hold->mark_claimed = claimed;
+            hold->ms = hold->ms * 2 < DOORBELL_HOLD_MAX_MS ? hold->ms * 2 : DOORBELL_HOLD_MAX_MS;
+        }
+        hold->next_ms = now + hold->ms;
+        return;
+    }
+    hold->last_ms = hold->ms;
+    hold->ended_ms = now;
+    hold->ms = 0;
+    log_debug("doorbell: queue %s quiet after its storm: armed again",
+              d->setup.config->queues[q].name);
+}
+
 static void doorbell_probe_done(struct doorbell *d, const PGresult *res, bool ok, int64_t now)
 {
     if (!ok) {
@@ -348,12 +407,14 @@ static void doorbell_probe_done(struct doorbell *d, const PGresult *res, bool ok
     }
     d->failing = false;
     d->stats.probes++;
-    memset(d->probing, 0, (size_t)d->count * sizeof(bool));
     for (int r = 0; r < PQntuples(res); r++) {
         int q = config_find_queue(d->setup.config, PQgetvalue(res, r, 0));
         if (q < 0)
             continue;
-        if (strcmp(PQgetvalue(res, r, 1), "t") == 0) {
+        bool found = strcmp(PQgetvalue(res, r, 1), "t") == 0;
+        if (d->probing[q])
+            doorbell_hold_probed(d, q, found, now);
+        if (found) {
             d->stats.probe_finds++;
             d->setup.on_task_due(d->setup.ctx, q, 0);
         }
@@ -362,6 +423,7 @@ static void doorbell_probe_done(struct doorbell *d, const PGresult *res, bool ok
             d->setup.on_task_due(d->setup.ctx, q, later > 0 ? later : 1);
         }
     }
+    memset(d->probing, 0, (size_t)d->count * sizeof(bool));
 }
 
 void doorbell_on_result(struct doorbell *d, const PGresult *res, bool ok, int64_t now)
@@ -410,8 +472,23 @@ void doorbell_rung(struct doorbell *d, int q, int64_t now)
 {
     if (q < 0 || q >= d->count)
         return;
-    if (d->last_ring_ms[q] != 0 && now - d->last_ring_ms[q] < DOORBELL_STORM_GAP_MS)
-        d->rung[q] = true;
+    struct doorbell_hold *hold = &d->hold[q];
+    if (hold->ms == 0 && d->last_ring_ms[q] != 0 &&
+        now - d->last_ring_ms[q] < DOORBELL_STORM_GAP_MS) {
+        /* A storm: held disarmed. One that only paused starts where it
+         * left off, not at the shortest hold. */
+        int64_t ms = DOORBELL_HOLD_MIN_MS;
+        if (hold->ended_ms != 0 && now - hold->ended_ms < DOORBELL_HOLD_MEMORY_MS)
+            ms = hold->last_ms;
+        hold->ms = ms > DOORBELL_HOLD_MIN_MS ? ms : DOORBELL_HOLD_MIN_MS;
+        hold->next_ms = now + hold->ms;
+        hold->mark_ms = now;
+        hold->mark_claimed = doorbell_claimed(d, q);
+        d->stats.storms++;
+        log_debug("doorbell: queue %s rung in a storm: held disarmed, probed every %" PRId64
+                  " ms while a worker idles",
+                  d->setup.config->queues[q].name, hold->ms);
+    }
     d->last_ring_ms[q] = now;
 }
 
@@ -427,7 +504,7 @@ struct doorbell_stats doorbell_stats(const struct doorbell *d)
 
 void doorbell_free(struct doorbell *d)
 {
-    free(d->rung);
+    free(d->hold);
     free(d->last_ring_ms);
     free(d->want);
     free(d->rows);

@@ -24,16 +24,31 @@
 struct listener;
 struct pool;
 
-/* Arm writes at most this often: <= 50 writes/s per pod under any load,
- * however often workers go idle (one write carries every queue). */
+/* Arm writes at most this often on average, two in a row at once (a
+ * disarm right after an arm: a storm's first rings): <= 50 writes/s per
+ * pod under any load, however often workers go idle (one write carries
+ * every queue). */
 #define DOORBELL_WRITE_INTERVAL_MS 20
 /* A ring less than this after the one before it means a storm: the queue
- * is disarmed for a while (until the disarm is written, and the next arm
- * no sooner than DOORBELL_WRITE_INTERVAL_MS after it) even though idle
- * workers remain; the arm's probe finds what came meanwhile. Isolated
+ * is held disarmed (below) even though idle workers remain. Isolated
  * tasks, further apart, keep the arm up and their pickup at the NOTIFY
  * floor. */
 #define DOORBELL_STORM_GAP_MS 10
+/* The hold-off of a storm: the queue stays disarmed, and while an idle
+ * worker waits the pod probes it every hold (the probe wakes one when it
+ * finds a task), starting at MIN and doubling with each QUIET window the
+ * storm goes on, up to MAX (at most 1000 / MAX probes a second per queue:
+ * the write budget). The storm goes on while STORM_TASKS or more tasks come
+ * in each QUIET window (claimed by the pod's workers or found due); fewer
+ * end it: the queue is armed again, so an isolated task after it is rung
+ * (fewer than 100 tasks a second cost at most that many notifications).
+ * A storm that starts again within MEMORY of the last one's end starts at
+ * the hold that one reached: a storm that only paused re-arms rarely. */
+#define DOORBELL_HOLD_STORM_TASKS 5
+#define DOORBELL_HOLD_MIN_MS 5
+#define DOORBELL_HOLD_MAX_MS 20
+#define DOORBELL_HOLD_QUIET_MS 50
+#define DOORBELL_HOLD_MEMORY_MS 1000
 /* After a failed statement (schema not migrated, say), try again then. */
 #define DOORBELL_RETRY_MS 5000
 /* Rows of dead pods are deleted every this many safety poll intervals
@@ -68,7 +83,19 @@ struct doorbell_stats {
     uint64_t probes;      /* probe statements */
     uint64_t probe_finds; /* queues a probe found due (tasks no ring announced) */
     uint64_t cleaned;     /* rows of dead pods deleted */
+    uint64_t storms;      /* hold-offs begun (rings within DOORBELL_STORM_GAP_MS) */
+    uint64_t hold_probes; /* probes sent while a queue was held */
     uint64_t failures;    /* statements that failed */
+};
+
+/* A queue's storm hold-off (DOORBELL_HOLD_*). */
+struct doorbell_hold {
+    int64_t ms;            /* the hold now; 0 = not held (armed while a worker idles) */
+    int64_t next_ms;       /* held: the next probe, not before */
+    int64_t mark_ms;       /* held: the current window began (the storm, or the last full window) */
+    uint64_t mark_claimed; /* held: the queue's tasks_claimed then */
+    int64_t last_ms;       /* the hold the last storm reached */
+    int64_t ended_ms;      /* when that storm ended, 0 = never */
 };
 
 /* The fields are doorbell.c's own. */
@@ -82,15 +109,18 @@ struct doorbell {
     signed char *sent;      /* per queue: what the write in flight writes; UNKNOWN = not in it */
     bool *probe;            /* per queue: armed just now, probe it */
     bool *probing;          /* per queue: in the probe in flight */
-    bool *rung;             /* per queue: rung in a storm, disarm first */
     int64_t *last_ring_ms;  /* per queue: the last notification heard, 0 = none */
     bool full;              /* the next write names every queue (new connection, reload) */
     int in_flight;          /* the statement in flight (enum in .c), 0 = none */
     int64_t write_due_ms;   /* not before (rate limit, retry) */
+    int64_t write_tat_ms;   /* the rate limit's clock (GCRA) */
     int64_t probe_due_ms;   /* not before (retry) */
     int64_t cleanup_due_ms; /* next cleanup of dead pods' rows */
     bool failing;           /* the last statement failed (logged once) */
     struct doorbell_stats stats;
+
+    /* per queue: its storm hold-off */
+    struct doorbell_hold *hold;
 };
 
 void doorbell_init(struct doorbell *d, const struct doorbell_setup *setup);

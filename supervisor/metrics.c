@@ -311,7 +311,7 @@ static void metrics_doorbell(const struct metrics_source *src, struct text_buffe
         metrics_queue_sample(out, "pgwork_doorbell_armed", config->queues[q].name, NULL,
                              doorbell_armed(src->doorbell, q) ? 1 : 0);
     metrics_header(out, "pgwork_doorbell_writes_total", "counter",
-                   "Arm/disarm statements this pod committed (at most one per 20 ms).");
+                   "Arm/disarm statements this pod committed (one per 20 ms at most, on average).");
     text_appendf(out, "pgwork_doorbell_writes_total %" PRIu64 "\n", stats.writes);
     metrics_header(out, "pgwork_doorbell_arms_total", "counter", "Queues those writes armed.");
     text_appendf(out, "pgwork_doorbell_arms_total %" PRIu64 "\n", stats.arms);
@@ -325,6 +325,10 @@ static void metrics_doorbell(const struct metrics_source *src, struct text_buffe
     metrics_header(out, "pgwork_doorbell_probe_finds_total", "counter",
                    "Queues whose probe after an arm found a task due (committed while unarmed).");
     text_appendf(out, "pgwork_doorbell_probe_finds_total %" PRIu64 "\n", stats.probe_finds);
+    metrics_header(out, "pgwork_doorbell_storms_total", "counter",
+                   "Storms (rings within 10 ms): queues held disarmed, their idle workers fed "
+                   "by probes until tasks slow down.");
+    text_appendf(out, "pgwork_doorbell_storms_total %" PRIu64 "\n", stats.storms);
 }
 
 void metrics_render(const struct metrics_source *src, struct text_buffer *out)

@@ -143,6 +143,128 @@ START_TEST(busy_pod_is_disarmed_and_inserts_are_silent)
 }
 END_TEST
 
+/* A producer storm: n single-row inserts into q, each its own
+ * transaction, sent in a pipeline (a sync after each, up to STORM_WINDOW
+ * in flight): they commit as fast as the server commits, whatever the
+ * test's round trips cost on a loaded machine. */
+#define STORM_WINDOW 50
+static void producer_storm(PGconn *conn, int n)
+{
+    ck_assert_int_eq(PQenterPipelineMode(conn), 1);
+    for (int sent = 0, done = 0; done < n;) {
+        for (; sent < n && sent - done < STORM_WINDOW; sent++)
+            ck_assert_msg(PQsendQueryParams(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')",
+                                            0, NULL, NULL, NULL, NULL, 0) == 1 &&
+                              PQpipelineSync(conn) == 1,
+                          "storm: %s", PQerrorMessage(conn));
+        ck_assert_int_eq(PQflush(conn), 0);
+        /* One insert's results: its command, the end of it, its sync. */
+        PGresult *res = PQgetResult(conn);
+        ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "storm insert: %s",
+                      PQresultErrorMessage(res));
+        PQclear(res);
+        ck_assert_ptr_null(PQgetResult(conn));
+        res = PQgetResult(conn);
+        ck_assert_int_eq(PQresultStatus(res), PGRES_PIPELINE_SYNC);
+        PQclear(res);
+        done++;
+    }
+    ck_assert_int_eq(PQexitPipelineMode(conn), 1);
+}
+
+/* harness_expect without the list of every task (a storm's thousands
+ * would not fit in Check's message). */
+static void storm_expect(PGconn *conn, const char *sql, int64_t expected, int timeout_ms,
+                         const char *what)
+{
+    if (!harness_wait_until(conn, sql, expected, timeout_ms))
+        ck_abort_msg("%s: not within %d ms (%s = %lld, not %lld)", what, timeout_ms, sql,
+                     (long long)harness_query_int64(conn, sql), (long long)expected);
+}
+
+/* A pod of idle workers that drain fast (the sql handler's no-op), armed:
+ * the storm's scenario. */
+#define STORM_SCENARIO(log_body)                                                                   \
+    (&(struct harness_scenario){.workers = "count = 2 max = 2 safety_poll_interval = 1h",          \
+                                .log = log_body,                                                   \
+                                .queue = "handler = \"sql\" statement = \"SELECT $2::bigint\"",    \
+                                .wait_for = "listening on channel",                                \
+                                .idle = 2})
+
+/*
+ * A storm's notifications, counted in the database: every notifying
+ * commit takes PostgreSQL's notify lock, so under a storm the pod holds
+ * the queue disarmed and feeds its idle workers by probes — a few rings
+ * when the storm begins, not one per drain cycle. (The storm mode before
+ * the hold-off re-armed after every disarm, 20 ms later, and rang a
+ * handful of times in each of those windows.)
+ */
+START_TEST(storm_sends_few_notifications)
+{
+    struct harness_run *run = harness_scenario(STORM_SCENARIO(NULL));
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
+    harness_expect(conn, sup, ARMED("q"), 1, 10000, "the idle pod arms q");
+    const char *channel =
+        harness_query_text(conn, "SELECT channel FROM pgwork.doorbell WHERE queue = 'q'");
+    PGconn *listener = harness_connect(run->conninfo);
+    harness_listen(listener, channel);
+    PGconn *producer = harness_connect(run->conninfo);
+
+    int64_t start = harness_now_ms();
+    producer_storm(producer, 2000);
+    int64_t spent = harness_now_ms() - start;
+    int rings = count_notifications(conn, listener, channel);
+    fprintf(stderr,
+            "storm_sends_few_notifications: 2000 inserts in %" PRId64 " ms, %d notifications\n",
+            spent, rings);
+    storm_expect(conn, DONE, 2000, 20000, "the storm's tasks all run");
+    ck_assert_msg(rings >= 1, "the storm's first insert rings the armed pod");
+    ck_assert_msg(rings <= 100, "%d notifications for 2000 inserts (at most 5%%)", rings);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/*
+ * The hold-off ends: once the storm is over, the probe that finds nothing
+ * arms the queue again, and isolated tasks after it are rung, each its
+ * own notification, each started at once (the safety poll is an hour: a
+ * pod that stayed disarmed would leave them waiting).
+ */
+START_TEST(storm_hold_off_ends_isolated_tasks_rung)
+{
+    struct harness_run *run = harness_scenario(STORM_SCENARIO("level = \"debug\""));
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
+    harness_expect(conn, sup, ARMED("q"), 1, 10000, "the idle pod arms q");
+    const char *channel =
+        harness_query_text(conn, "SELECT channel FROM pgwork.doorbell WHERE queue = 'q'");
+    PGconn *listener = harness_connect(run->conninfo);
+    harness_listen(listener, channel);
+    PGconn *producer = harness_connect(run->conninfo);
+
+    producer_storm(producer, 1000);
+    storm_expect(conn, DONE, 1000, 20000, "the storm's tasks all run");
+    ck_assert_msg(strstr(harness_stderr_text(sup), "rung in a storm: held disarmed") != NULL,
+                  "the storm held q off");
+    storm_expect(conn, ARMED("q"), 1, 5000, "the storm over, the pod arms q again");
+    harness_wait_output(sup, "quiet after its storm: armed again");
+    (void)count_notifications(conn, listener, channel); /* the storm's */
+    harness_exec(conn, "DELETE FROM pgwork.tasks");
+
+    for (int i = 0; i < 5; i++) {
+        usleep(200 * 1000); /* isolated: well apart from each other */
+        int64_t start = harness_now_ms();
+        harness_exec(producer, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+        harness_expect(conn, sup, DONE, i + 1, 2000, "an isolated task after the storm");
+        fprintf(stderr, "storm_hold_off_ends_isolated_tasks_rung: task %d done in %" PRId64 " ms\n",
+                i + 1, harness_now_ms() - start);
+        ck_assert_int_eq(count_notifications(conn, listener, channel), 1);
+    }
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 /* pgwork.notify = on forces a notification on the shared channel, armed
  * or not; off silences even an armed queue; unset, an unarmed queue rings
  * nobody. */
@@ -349,6 +471,8 @@ Suite *doorbell_suite(void)
     tcase_add_test(tc, three_pods_one_claim_per_task);
     tcase_add_test(tc, dead_pod_skipped_survivor_rearms);
     tcase_add_test(tc, crash_restart_rearms);
+    tcase_add_test(tc, storm_sends_few_notifications);
+    tcase_add_test(tc, storm_hold_off_ends_isolated_tasks_rung);
     suite_add_tcase(s, tc);
     return s;
 }
