@@ -135,6 +135,20 @@ static int read_scalar(struct reader *r)
     return fail(r, *r->p == '\0' ? "unexpected end" : "expected a value");
 }
 
+/* A member's key and its ':' (at a '"', or it fails), and the space
+ * before its value. */
+static int read_key(struct reader *r)
+{
+    if (*r->p != '"' || read_string(r) != 0)
+        return fail(r, "expected a string key"); /* read_string's reason wins */
+    skip_space(r);
+    if (*r->p != ':')
+        return fail(r, "expected ':'");
+    r->p++;
+    skip_space(r);
+    return 0;
+}
+
 int json_check(const char *text, char *why, size_t len)
 {
     struct reader r = {text, text, NULL};
@@ -161,21 +175,8 @@ int json_check(const char *text, char *why, size_t len)
                 r.p++;
                 depth--;
             } else {
-                if (object) {
-                    if (*r.p != '"') {
-                        fail(&r, "expected a string key");
-                        break;
-                    }
-                    if (read_string(&r) != 0)
-                        break;
-                    skip_space(&r);
-                    if (*r.p != ':') {
-                        fail(&r, "expected ':'");
-                        break;
-                    }
-                    r.p++;
-                    skip_space(&r);
-                }
+                if (object && read_key(&r) != 0)
+                    break;
                 continue; /* the first member's value */
             }
         } else if (read_scalar(&r) != 0) {
@@ -189,19 +190,8 @@ int json_check(const char *text, char *why, size_t len)
             if (*r.p == ',') {
                 r.p++;
                 skip_space(&r);
-                if (object) {
-                    if (*r.p != '"' || read_string(&r) != 0) {
-                        fail(&r, "expected a string key");
-                        break;
-                    }
-                    skip_space(&r);
-                    if (*r.p != ':') {
-                        fail(&r, "expected ':'");
-                        break;
-                    }
-                    r.p++;
-                    skip_space(&r);
-                }
+                if (object && read_key(&r) != 0)
+                    break;
                 next = true;
             } else if (*r.p == (object ? '}' : ']')) {
                 r.p++;

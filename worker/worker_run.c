@@ -76,6 +76,45 @@ static void worker_record_failure(struct worker *w, struct served_queue *sq,
         task_limit_ring(w->conn, queue); /* its slot is free */
 }
 
+/* Record how task ended (elapsed: ms it ran; lost: its connection broke,
+ * a new one is in place), count it and log it. */
+static void worker_record_outcome(struct worker *w, struct served_queue *sq,
+                                  const struct task *task, enum handler_outcome outcome,
+                                  char *error, size_t errlen, int64_t elapsed, bool lost)
+{
+    const struct queue_config *queue = sq->queue;
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    switch (outcome) {
+    case HANDLER_OK:
+        /* Recorded in the background while the next task runs. */
+        if (task_completions_add(w->conn, &w->completions, queue, w->locked_by, task->id) != 0)
+            worker_check_connection(w);
+        /* fall through */
+    case HANDLER_DONE:
+        atomic_fetch_add_explicit(&shared_queue->tasks_done, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->self->tasks_done, 1, memory_order_relaxed);
+        log_task(LOG_LEVEL_INFO, queue->name, task->id, "done in %" PRId64 " ms (attempt %d)",
+                 elapsed, task->attempt);
+        break;
+    case HANDLER_FAILED:
+        worker_record_failure(w, sq, task, error, errlen, lost);
+        break;
+    case HANDLER_ABORTED:
+        worker_flush_completions(w);
+        if (task_release(w->conn, &task->id, 1, w->locked_by) == 0)
+            task_limit_ring(w->conn, queue);
+        log_task(LOG_LEVEL_INFO, queue->name, task->id, "interrupted, released to pending");
+        break;
+    case HANDLER_CANCELLED: {
+        char how[64];
+        snprintf(how, sizeof(how), "stopped after %" PRId64 " ms (attempt %d)", elapsed,
+                 task->attempt);
+        worker_record_cancelled(w, sq, task->id, how);
+        break;
+    }
+    }
+}
+
 static void worker_run_task(struct worker *w, struct served_queue *sq,
                             const struct claimed_task *claimed)
 {
@@ -135,35 +174,7 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
         worker_recover(w, task.id);
     }
 
-    switch (outcome) {
-    case HANDLER_OK:
-        /* Recorded in the background while the next task runs. */
-        if (task_completions_add(w->conn, &w->completions, queue, w->locked_by, task.id) != 0)
-            worker_check_connection(w);
-        /* fall through */
-    case HANDLER_DONE:
-        atomic_fetch_add_explicit(&shared_queue->tasks_done, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&w->self->tasks_done, 1, memory_order_relaxed);
-        log_task(LOG_LEVEL_INFO, queue->name, task.id, "done in %" PRId64 " ms (attempt %d)",
-                 elapsed, task.attempt);
-        break;
-    case HANDLER_FAILED:
-        worker_record_failure(w, sq, &task, error, sizeof(error), lost);
-        break;
-    case HANDLER_ABORTED:
-        worker_flush_completions(w);
-        if (task_release(w->conn, &task.id, 1, w->locked_by) == 0)
-            task_limit_ring(w->conn, queue);
-        log_task(LOG_LEVEL_INFO, queue->name, task.id, "interrupted, released to pending");
-        break;
-    case HANDLER_CANCELLED: {
-        char how[64];
-        snprintf(how, sizeof(how), "stopped after %" PRId64 " ms (attempt %d)", elapsed,
-                 task.attempt);
-        worker_record_cancelled(w, sq, task.id, how);
-        break;
-    }
-    }
+    worker_record_outcome(w, sq, &task, outcome, error, sizeof(error), elapsed, lost);
     atomic_store_explicit(&w->self->task_id, 0, memory_order_relaxed);
     worker_heartbeat(w);
     worker_check_connection(w);
