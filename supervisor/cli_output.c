@@ -114,3 +114,39 @@ void cli_format_age(char *buf, size_t len, const PGresult *res, int row, int col
     else
         snprintf(buf, len, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
 }
+
+void cli_table(FILE *out, const PGresult *res, const struct cli_table *t, const char *before)
+{
+    int rows = PQntuples(res), n = t->ncols;
+    char(*cells)[CLI_TABLE_CELL_MAX] = calloc((size_t)rows * (size_t)n + 1, sizeof(*cells));
+    int *width = calloc((size_t)n, sizeof(*width));
+    if (cells == NULL || width == NULL) {
+        fputs("pgwork: out of memory\n", stderr);
+        free(cells);
+        free(width);
+        return;
+    }
+    for (int c = 0; c < n; c++)
+        width[c] = (int)strlen(t->headers[c]);
+    for (int r = 0; r < rows; r++) {
+        for (int c = 0; c < n; c++) {
+            char *cell = cells[r * n + c];
+            t->cell(cell, CLI_TABLE_CELL_MAX, res, r, c);
+            int w = (int)strlen(cell);
+            width[c] = w > width[c] ? w : width[c];
+        }
+    }
+    int sign = t->right_align ? 1 : -1;
+    fputs(before, out);
+    for (int c = 0; c < n; c++)
+        fprintf(out, "%*s  ", sign * width[c], t->headers[c]);
+    fprintf(out, "%s\n", t->name_header);
+    for (int r = 0; r < rows; r++) {
+        for (int c = 0; c < n; c++)
+            fprintf(out, "%*s  ", sign * width[c], cells[r * n + c]);
+        cli_text_name(out, PQgetvalue(res, r, t->name_col));
+        putc('\n', out);
+    }
+    free(width);
+    free(cells);
+}

@@ -5,6 +5,7 @@
 #ifndef PGWORK_CLI_OUTPUT_H
 #define PGWORK_CLI_OUTPUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -26,5 +27,28 @@ void cli_text_name(FILE *out, const char *s);
 /* Seconds (as PostgreSQL printed them) for people: "-", "42s", "3m05s",
  * "2h07m", "4d03h", "?" for what no age can be. */
 void cli_format_age(char *buf, size_t len, const PGresult *res, int row, int col);
+
+/* The longest cell cli_table prints (longer text is cut). */
+#define CLI_TABLE_CELL_MAX 32
+
+/* Format the cell of res's row `row` for table column c into buf (len:
+ * CLI_TABLE_CELL_MAX). */
+typedef void (*cli_table_cell)(char *buf, size_t len, const PGresult *res, int row, int c);
+
+/* What cli_table prints: ncols columns under headers, each as wide as its
+ * widest cell, right-aligned (numbers) or not; then the name column last
+ * (like ps's COMMAND: any length, any script, printed by cli_text_name). */
+struct cli_table {
+    const char *const *headers;
+    int ncols;
+    bool right_align;
+    cli_table_cell cell;
+    const char *name_header;
+    int name_col; /* res's column of the name */
+};
+
+/* res's rows as table t says, `before` printed first (after the cells are
+ * built: nothing but a line on stderr when out of memory). */
+void cli_table(FILE *out, const PGresult *res, const struct cli_table *t, const char *before);
 
 #endif

@@ -93,46 +93,34 @@ static void schedules_json(FILE *out, const PGresult *res)
     fputs("\n]", out);
 }
 
+/* The table's columns: last and next tick, each with its age. */
+static const int schedule_cols[] = {SCOL_LAST, SCOL_LAST_AGE, SCOL_NEXT, SCOL_NEXT_IN};
+
+static void schedule_cell(char *buf, size_t len, const PGresult *res, int r, int c)
+{
+    int col = schedule_cols[c];
+    if (col == SCOL_LAST_AGE || col == SCOL_NEXT_IN)
+        cli_format_age(buf, len, res, r, col);
+    else if (PQgetisnull(res, r, col))
+        snprintf(buf, len, "%s", c == 0 ? "never" : "-");
+    else
+        snprintf(buf, len, "%s", PQgetvalue(res, r, col));
+}
+
 static void schedules_table(FILE *out, const PGresult *res)
 {
-    int rows = PQntuples(res);
-    if (rows == 0)
+    if (PQntuples(res) == 0)
         return;
     static const char *const headers[] = {"LAST_TICK", "AGO", "NEXT_TICK", "IN"};
-    enum { NCOLS = sizeof(headers) / sizeof(headers[0]) };
-    static const int cols[NCOLS] = {SCOL_LAST, SCOL_LAST_AGE, SCOL_NEXT, SCOL_NEXT_IN};
-    char(*cells)[NCOLS][32] = calloc((size_t)rows, sizeof(*cells));
-    if (cells == NULL) {
-        fputs("pgwork: out of memory\n", stderr);
-        return;
-    }
-    int width[NCOLS];
-    for (int c = 0; c < NCOLS; c++)
-        width[c] = (int)strlen(headers[c]);
-    for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < NCOLS; c++) {
-            if (cols[c] == SCOL_LAST_AGE || cols[c] == SCOL_NEXT_IN)
-                cli_format_age(cells[r][c], sizeof(cells[r][c]), res, r, cols[c]);
-            else if (PQgetisnull(res, r, cols[c]))
-                snprintf(cells[r][c], sizeof(cells[r][c]), "%s", c == 0 ? "never" : "-");
-            else
-                snprintf(cells[r][c], sizeof(cells[r][c]), "%s", PQgetvalue(res, r, cols[c]));
-            int w = (int)strlen(cells[r][c]);
-            width[c] = w > width[c] ? w : width[c];
-        }
-    }
-    /* The schedule last, like the queue table's QUEUE: any length. */
-    fputc('\n', out);
-    for (int c = 0; c < NCOLS; c++)
-        fprintf(out, "%-*s  ", width[c], headers[c]);
-    fputs("SCHEDULE\n", out);
-    for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < NCOLS; c++)
-            fprintf(out, "%-*s  ", width[c], cells[r][c]);
-        cli_text_name(out, PQgetvalue(res, r, SCOL_NAME));
-        putc('\n', out);
-    }
-    free(cells);
+    static const struct cli_table table = {
+        .headers = headers,
+        .ncols = sizeof(headers) / sizeof(headers[0]),
+        .right_align = false,
+        .cell = schedule_cell,
+        .name_header = "SCHEDULE", /* last, like the queue table's QUEUE: any length */
+        .name_col = SCOL_NAME,
+    };
+    cli_table(out, res, &table, "\n");
 }
 
 int cli_status_schedules(PGconn *conn, const struct pgwork_config *config, const char *queues,

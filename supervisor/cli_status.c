@@ -128,50 +128,35 @@ static void status_json(FILE *out, const PGresult *res)
     fputs("\n]", out); /* the object goes on: cli_status adds the schedules */
 }
 
+static void status_cell(char *buf, size_t len, const PGresult *res, int r, int c)
+{
+    int col = COL_DUE + c;
+    if (col >= COL_OLDEST_DUE)
+        cli_format_age(buf, len, res, r, col);
+    else if (col == COL_PAUSED)
+        snprintf(buf, len, "%s", strcmp(PQgetvalue(res, r, col), "t") == 0 ? "yes" : "no");
+    else
+        snprintf(buf, len, "%s", PQgetvalue(res, r, col));
+}
+
 static void status_table(FILE *out, const PGresult *res)
 {
-    /* The queue comes last, like ps's COMMAND: any length, any script. */
-    static const char *const headers[] = {"PENDING", "SCHEDULED",      "RUNNING",
-                                          "DONE",    "DEAD",           "CANCELLED",
-                                          "PAUSED",  "OLDEST_PENDING", "OLDEST_RUNNING"};
-    enum { NCOLS = sizeof(headers) / sizeof(headers[0]) };
-    int rows = PQntuples(res);
-    if (rows == 0) {
+    if (PQntuples(res) == 0) {
         fputs("no tasks\n", out);
         return;
     }
-    char(*cells)[NCOLS][24] = calloc((size_t)rows, sizeof(*cells));
-    if (cells == NULL) {
-        fputs("pgwork: out of memory\n", stderr);
-        return;
-    }
-    int width[NCOLS];
-    for (int c = 0; c < NCOLS; c++)
-        width[c] = (int)strlen(headers[c]);
-    for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < NCOLS; c++) {
-            int col = COL_DUE + c;
-            if (col >= COL_OLDEST_DUE)
-                cli_format_age(cells[r][c], sizeof(cells[r][c]), res, r, col);
-            else if (col == COL_PAUSED)
-                snprintf(cells[r][c], sizeof(cells[r][c]), "%s",
-                         strcmp(PQgetvalue(res, r, col), "t") == 0 ? "yes" : "no");
-            else
-                snprintf(cells[r][c], sizeof(cells[r][c]), "%s", PQgetvalue(res, r, col));
-            int w = (int)strlen(cells[r][c]);
-            width[c] = w > width[c] ? w : width[c];
-        }
-    }
-    for (int c = 0; c < NCOLS; c++)
-        fprintf(out, "%*s  ", width[c], headers[c]);
-    fputs("QUEUE\n", out);
-    for (int r = 0; r < rows; r++) {
-        for (int c = 0; c < NCOLS; c++)
-            fprintf(out, "%*s  ", width[c], cells[r][c]);
-        cli_text_name(out, PQgetvalue(res, r, COL_QUEUE));
-        putc('\n', out);
-    }
-    free(cells);
+    static const char *const headers[] = {"PENDING", "SCHEDULED",      "RUNNING",
+                                          "DONE",    "DEAD",           "CANCELLED",
+                                          "PAUSED",  "OLDEST_PENDING", "OLDEST_RUNNING"};
+    static const struct cli_table table = {
+        .headers = headers,
+        .ncols = sizeof(headers) / sizeof(headers[0]),
+        .right_align = true,
+        .cell = status_cell,
+        .name_header = "QUEUE", /* last, like ps's COMMAND: any length, any script */
+        .name_col = COL_QUEUE,
+    };
+    cli_table(out, res, &table, "");
 }
 
 int cli_status(const struct pgwork_config *config, const struct cli_status_options *options)
