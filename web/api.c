@@ -40,19 +40,12 @@ static void count_json(struct web_reply *reply, const char *name, const struct c
 
 static void queues(struct web_request *req, struct web_reply *reply)
 {
-    PGconn *conn = webdb_acquire();
-    if (conn == NULL) {
-        api_error(reply, 503, "the database is unreachable or every connection is busy");
-        return;
-    }
-    struct webdb_features f = webdb_features();
+    struct webdb_features f;
     struct overview o;
     char err[512];
-    int rc = queries_overview(conn, req->config, &f, &o, err, sizeof err);
-    webdb_release(conn);
-    if (rc != 0) {
-        queries_overview_free(&o);
-        api_error(reply, 500, err);
+    int status = queries_overview_pooled(req->config, &f, &o, err, sizeof err);
+    if (status != 0) {
+        api_error(reply, status, err);
         return;
     }
     reply->type = "application/json";
@@ -108,16 +101,11 @@ static void tasks(struct web_request *req, struct web_reply *reply, const char *
         after = NULL;
     if (key != NULL && key[0] == '\0')
         key = NULL;
-    PGconn *conn = webdb_acquire();
-    if (conn == NULL) {
-        api_error(reply, 503, "the database is unreachable or every connection is busy");
-        return;
-    }
     char err[512];
-    PGresult *res = queries_tasks(conn, queue, state, after, key, err, sizeof err);
-    webdb_release(conn);
+    int status;
+    PGresult *res = queries_tasks_pooled(queue, state, after, key, NULL, &status, err, sizeof err);
     if (res == NULL) {
-        api_error(reply, strcmp(err, "bad cursor") == 0 ? 400 : 500, err);
+        api_error(reply, status, err);
         return;
     }
     int rows = PQntuples(res);
@@ -140,17 +128,11 @@ static void tasks(struct web_request *req, struct web_reply *reply, const char *
 
 static void task(struct web_reply *reply, const char *id)
 {
-    PGconn *conn = webdb_acquire();
-    if (conn == NULL) {
-        api_error(reply, 503, "the database is unreachable or every connection is busy");
-        return;
-    }
     char err[512];
-    PGresult *res = queries_task(conn, id, err, sizeof err);
-    webdb_release(conn);
-    if (res == NULL || PQntuples(res) == 0) {
-        PQclear(res);
-        api_error(reply, 404, "no such task");
+    int status;
+    PGresult *res = queries_task_pooled(id, NULL, &status, err, sizeof err);
+    if (res == NULL) {
+        api_error(reply, status, err);
         return;
     }
     reply->type = "application/json";
@@ -163,7 +145,7 @@ static void schedules(struct web_request *req, struct web_reply *reply)
 {
     PGconn *conn = webdb_acquire();
     if (conn == NULL) {
-        api_error(reply, 503, "the database is unreachable or every connection is busy");
+        api_error(reply, 503, QUERIES_NO_CONNECTION);
         return;
     }
     struct webdb_features f = webdb_features();
@@ -223,7 +205,7 @@ void api_post(struct web_request *req, struct web_reply *reply)
     }
     PGconn *conn = webdb_acquire();
     if (conn == NULL) {
-        api_error(reply, 503, "the database is unreachable or every connection is busy");
+        api_error(reply, 503, QUERIES_NO_CONNECTION);
         return;
     }
     struct webdb_features f = webdb_features();

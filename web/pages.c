@@ -98,24 +98,17 @@ static void age(struct web_reply *reply, double s)
 
 static void db_unavailable(struct web_request *req, struct web_reply *reply)
 {
-    pages_error(req, reply, 503, "the database is unreachable or every connection is busy");
+    pages_error(req, reply, 503, QUERIES_NO_CONNECTION);
 }
 
 void pages_overview(struct web_request *req, struct web_reply *reply)
 {
-    PGconn *conn = webdb_acquire();
-    if (conn == NULL) {
-        db_unavailable(req, reply);
-        return;
-    }
-    struct webdb_features f = webdb_features();
+    struct webdb_features f;
     struct overview o;
     char err[512];
-    int rc = queries_overview(conn, req->config, &f, &o, err, sizeof err);
-    webdb_release(conn);
-    if (rc != 0) {
-        queries_overview_free(&o);
-        pages_error(req, reply, 500, err);
+    int status = queries_overview_pooled(req->config, &f, &o, err, sizeof err);
+    if (status != 0) {
+        pages_error(req, reply, status, err);
         return;
     }
     page_begin(req, reply, "Queues", 5);
@@ -254,17 +247,12 @@ void pages_queue(struct web_request *req, struct web_reply *reply, const char *q
         web_redirect(reply, path);
         return;
     }
-    PGconn *conn = webdb_acquire();
-    if (conn == NULL) {
-        db_unavailable(req, reply);
-        return;
-    }
-    struct webdb_features f = webdb_features();
+    struct webdb_features f;
     char err[512];
-    PGresult *res = queries_tasks(conn, queue, state, after, q, err, sizeof err);
-    webdb_release(conn);
+    int status;
+    PGresult *res = queries_tasks_pooled(queue, state, after, q, &f, &status, err, sizeof err);
     if (res == NULL) {
-        pages_error(req, reply, strcmp(err, "bad cursor") == 0 ? 400 : 500, err);
+        pages_error(req, reply, status, err);
         return;
     }
     page_begin(req, reply, queue, 0);
@@ -336,18 +324,12 @@ static void field(struct web_reply *reply, const PGresult *res, const char *labe
 
 void pages_task(struct web_request *req, struct web_reply *reply, const char *id)
 {
-    PGconn *conn = webdb_acquire();
-    if (conn == NULL) {
-        db_unavailable(req, reply);
-        return;
-    }
-    struct webdb_features f = webdb_features();
+    struct webdb_features f;
     char err[512];
-    PGresult *res = queries_task(conn, id, err, sizeof err);
-    webdb_release(conn);
-    if (res == NULL || PQntuples(res) == 0) {
-        PQclear(res);
-        pages_error(req, reply, 404, "no such task");
+    int status;
+    PGresult *res = queries_task_pooled(id, &f, &status, err, sizeof err);
+    if (res == NULL) {
+        pages_error(req, reply, status, err);
         return;
     }
     char title[64];

@@ -601,3 +601,67 @@ void queries_run_schedule(PGconn *conn, const struct pgwork_config *config, cons
     }
     PQclear(res);
 }
+
+/* --- the reads pages and the API share, on a connection of the pool ---- */
+
+/* A connection of the pool and the features it found (into f, unless
+ * NULL); NULL with *status 503 and err set when there is none. */
+static PGconn *pooled(struct webdb_features *f, int *status, char *err, size_t errlen)
+{
+    PGconn *conn = webdb_acquire();
+    if (conn == NULL) {
+        snprintf(err, errlen, "%s", QUERIES_NO_CONNECTION);
+        *status = 503;
+    } else if (f != NULL) {
+        *f = webdb_features();
+    }
+    return conn;
+}
+
+int queries_overview_pooled(const struct pgwork_config *config, struct webdb_features *f,
+                            struct overview *o, char *err, size_t errlen)
+{
+    memset(o, 0, sizeof(*o));
+    int status;
+    PGconn *conn = pooled(f, &status, err, errlen);
+    if (conn == NULL)
+        return status;
+    int rc = queries_overview(conn, config, f, o, err, errlen);
+    webdb_release(conn);
+    if (rc != 0) {
+        queries_overview_free(o);
+        return 500;
+    }
+    return 0;
+}
+
+PGresult *queries_tasks_pooled(const char *queue, const char *state, const char *after,
+                               const char *key, struct webdb_features *f, int *status, char *err,
+                               size_t errlen)
+{
+    PGconn *conn = pooled(f, status, err, errlen);
+    if (conn == NULL)
+        return NULL;
+    PGresult *res = queries_tasks(conn, queue, state, after, key, err, errlen);
+    webdb_release(conn);
+    if (res == NULL)
+        *status = strcmp(err, "bad cursor") == 0 ? 400 : 500;
+    return res;
+}
+
+PGresult *queries_task_pooled(const char *id, struct webdb_features *f, int *status, char *err,
+                              size_t errlen)
+{
+    PGconn *conn = pooled(f, status, err, errlen);
+    if (conn == NULL)
+        return NULL;
+    PGresult *res = queries_task(conn, id, err, errlen);
+    webdb_release(conn);
+    if (res == NULL || PQntuples(res) == 0) {
+        PQclear(res);
+        snprintf(err, errlen, "no such task");
+        *status = 404;
+        return NULL;
+    }
+    return res;
+}

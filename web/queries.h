@@ -105,4 +105,26 @@ void queries_pause(PGconn *conn, const struct webdb_features *f, const char *que
 void queries_run_schedule(PGconn *conn, const struct pgwork_config *config, const char *name,
                           struct action_result *r);
 
+/* --- the reads pages and the API share, on a connection of the pool ---- */
+
+/* What a page or the API says when the pool has no connection to give. */
+#define QUERIES_NO_CONNECTION "the database is unreachable or every connection is busy"
+
+/* queries_overview on a connection of the pool (webdb_acquire), with the
+ * features as that connection found them (into f): 0, or the HTTP status
+ * with err set — 503 (no connection), 500 (the read failed; o is freed). */
+int queries_overview_pooled(const struct pgwork_config *config, struct webdb_features *f,
+                            struct overview *o, char *err, size_t errlen);
+
+/* queries_tasks likewise: the rows, or NULL with *status 503, 400 (a bad
+ * cursor) or 500 and err set. f (NULL: not wanted): the features. */
+PGresult *queries_tasks_pooled(const char *queue, const char *state, const char *after,
+                               const char *key, struct webdb_features *f, int *status, char *err,
+                               size_t errlen);
+
+/* queries_task likewise: the row, or NULL with *status 503 or 404 (no such
+ * task) and err set. f (NULL: not wanted): the features. */
+PGresult *queries_task_pooled(const char *id, struct webdb_features *f, int *status, char *err,
+                              size_t errlen);
+
 #endif
