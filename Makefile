@@ -5,7 +5,8 @@
 #                   set), migrate, supervisor on deploy/pgwork.example.conf
 #   make test       unit + integration tests against a real PostgreSQL 15
 #   make test SANITIZE=1   the same, built with ASan + UBSan (build/sanitize)
-#   make lint       cppcheck and clang-format check
+#   make lint       cppcheck, clang-format check, no function over 80 lines
+#                   (scripts/long-functions.sh)
 #   make format     apply clang-format
 #   make deps       install missing Debian packages (as root)
 
@@ -109,6 +110,7 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --std=c11 -D_GNU_SOURCE -I. shared supervisor worker web
 	clang-format --dry-run --Werror $(shell git ls-files '*.c' '*.h')
+	sh scripts/long-functions.sh
 
 format:
 	clang-format -i $(shell git ls-files '*.c' '*.h')

@@ -274,11 +274,10 @@ static void supervisor_make_pod_tag(struct supervisor *s)
     snprintf(s->pod_tag, sizeof(s->pod_tag), "%s:%016" PRIx64, host, incarnation);
 }
 
-int supervisor_open(struct supervisor *s)
+/* The loop's own fds (signals, epoll, the timer, workers' requests, the
+ * death pipe), watched by the epoll set. 0, or -1 (logged). */
+static int supervisor_open_fds(struct supervisor *s)
 {
-    const struct pgwork_config *config = s->config;
-    supervisor_make_pod_tag(s);
-
     s->signal_fd = signals_open();
     s->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -293,6 +292,15 @@ int supervisor_open(struct supervisor *s)
         log_error("epoll_ctl failed: %s", strerror(errno));
         return -1;
     }
+    return 0;
+}
+
+int supervisor_open(struct supervisor *s)
+{
+    const struct pgwork_config *config = s->config;
+    supervisor_make_pod_tag(s);
+    if (supervisor_open_fds(s) != 0)
+        return -1;
     unsigned queue_capacity = (unsigned)config->queue_count + SUPERVISOR_SPARE_QUEUES;
     if (shm_create(&s->shm, queue_capacity, (unsigned)config->workers.max) != 0) {
         log_error("cannot map shared memory: %s", strerror(errno));
