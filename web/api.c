@@ -91,16 +91,10 @@ static void tasks(struct web_request *req, struct web_reply *reply, const char *
     const char *state = web_query(req, "state");
     const char *after = web_query(req, "after");
     const char *key = web_query(req, "key");
-    if (state == NULL || state[0] == '\0')
-        state = "pending";
-    if (!queries_state_ok(state)) {
+    if (!queries_list_params(&state, &after, &key)) {
         api_error(reply, 400, "unknown state");
         return;
     }
-    if (after != NULL && after[0] == '\0')
-        after = NULL;
-    if (key != NULL && key[0] == '\0')
-        key = NULL;
     char err[512];
     int status;
     PGresult *res = queries_tasks_pooled(queue, state, after, key, NULL, &status, err, sizeof err);

@@ -199,22 +199,16 @@ static void task_rows(struct web_request *req, struct web_reply *reply, PGresult
         OUT("<tr data-id=\"%s\"><td><a href=\"/tasks/%s\">%s</a></td><td class=\"%s\">", id, id, id,
             strcmp(state, "dead") == 0 ? "dead" : "");
         H(state);
-        OUT("</td><td class=\"n\">");
-        H(PQgetvalue(res, i, 3));
-        OUT("</td><td>");
-        H(PQgetvalue(res, i, 4));
-        OUT("</td><td class=\"n\">");
-        H(PQgetvalue(res, i, 5));
-        OUT("</td><td>");
-        H(PQgetvalue(res, i, 6));
-        OUT("</td><td>");
-        H(PQgetvalue(res, i, 7));
-        OUT("</td><td class=\"err\">");
-        H(PQgetvalue(res, i, 8));
-        OUT("</td><td>");
-        H(PQgetvalue(res, i, 9));
-        OUT("</td><td>");
-        H(PQgetvalue(res, i, 10));
+        /* The row's columns 3 to 10 as they come; numbers and the error
+         * have a class of their own. */
+        static const char *const cell_class[] = {"n", NULL, "n", NULL, NULL, "err", NULL, NULL};
+        for (int c = 0; c < (int)(sizeof cell_class / sizeof cell_class[0]); c++) {
+            if (cell_class[c] != NULL)
+                OUT("</td><td class=\"%s\">", cell_class[c]);
+            else
+                OUT("</td><td>");
+            H(PQgetvalue(res, i, 3 + c));
+        }
         OUT("</td><td>");
         if (strcmp(state, "dead") == 0) {
             form_open(req, reply, "/api/tasks/", id, "/requeue", back);
@@ -230,16 +224,10 @@ void pages_queue(struct web_request *req, struct web_reply *reply, const char *q
     const char *state = web_query(req, "state");
     const char *after = web_query(req, "after");
     const char *q = web_query(req, "q");
-    if (state == NULL || state[0] == '\0')
-        state = "pending";
-    if (!queries_state_ok(state)) {
+    if (!queries_list_params(&state, &after, &q)) {
         pages_error(req, reply, 400, "unknown state");
         return;
     }
-    if (after != NULL && after[0] == '\0')
-        after = NULL;
-    if (q != NULL && q[0] == '\0')
-        q = NULL;
     /* A search for a number is a task id. */
     if (q != NULL && strspn(q, "0123456789") == strlen(q) && strlen(q) <= 18) {
         char path[64];

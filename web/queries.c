@@ -377,6 +377,17 @@ bool queries_state_ok(const char *state)
     return false;
 }
 
+bool queries_list_params(const char **state, const char **after, const char **key)
+{
+    if (*state == NULL || (*state)[0] == '\0')
+        *state = "pending";
+    if (*after != NULL && (*after)[0] == '\0')
+        *after = NULL;
+    if (*key != NULL && (*key)[0] == '\0')
+        *key = NULL;
+    return queries_state_ok(*state);
+}
+
 /* A decimal int64 that is all digits, else NULL. */
 static bool digits(const char *s, size_t n)
 {

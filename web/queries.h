@@ -68,6 +68,11 @@ void queries_fini(void);
 /* The states a task list can show. */
 bool queries_state_ok(const char *state);
 
+/* A task list's parameters as the request gave them (NULL: absent), made
+ * what queries_tasks takes: state "pending" when absent or empty, after
+ * and key NULL when empty. false: a state no list shows. */
+bool queries_list_params(const char **state, const char **after, const char **key);
+
 /*
  * One page of a queue's tasks in state, after the opaque cursor `after`
  * (NULL: the first page): QUERIES_PAGE_ROWS + 1 rows (one more than shown:
