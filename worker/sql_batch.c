@@ -124,30 +124,17 @@ static int sql_batch_claim(struct worker *w, struct served_queue *sq)
 static void sql_batch_charge_failed(struct worker *w, struct served_queue *sq,
                                     const struct claimed_task *c, const char *error)
 {
-    const struct queue_config *queue = sq->queue;
-    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
-    bool dead = c->attempt >= c->max_attempts;
-    int64_t delay = dead ? 0
-                         : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
-                                            c->attempt, random_unit());
+    bool dead;
+    int64_t delay = worker_failure_delay(sq->queue, c->attempt, c->max_attempts, &dead);
     const char *why = error[0] != '\0' ? error : "failed";
     /* A task no longer ours (its lease ran out and it was taken back)
      * changes nothing here, and says nothing (one line, one count per
      * attempt). */
     if (task_mark_lost(w->conn, c->id, w->locked_by, c->attempt, why, delay, dead) != 1)
         return;
-    atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried, 1,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
-    if (dead) {
-        log_task(LOG_LEVEL_WARN, queue->name, c->id, "failed on attempt %d of %d, dead: %s",
-                 c->attempt, c->max_attempts, why);
-    } else {
-        log_task(LOG_LEVEL_WARN, queue->name, c->id,
-                 "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", c->attempt,
-                 c->max_attempts, delay, why);
+    worker_count_failure(w, sq, c->id, c->attempt, c->max_attempts, delay, why);
+    if (!dead)
         worker_schedule_retry(w, sq->index, delay);
-    }
 }
 
 /* What the answers to round 2 said. */

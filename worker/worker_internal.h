@@ -108,6 +108,16 @@ void worker_recover(struct worker *w, int64_t charged_id);
  * dbconn_set_guard_extra(0) ends it. */
 void worker_guard_tasks(const struct queue_config *queue, int tasks);
 
+/* A failed attempt's retry delay (the queue's backoff), or 0 when it was
+ * the last one (*dead) (worker_run.c). */
+int64_t worker_failure_delay(const struct queue_config *queue, int attempt, int max_attempts,
+                             bool *dead);
+
+/* A failed attempt of task id counted in shared memory and logged: dead
+ * (attempt >= max_attempts), or retried in delay_ms, because of why. */
+void worker_count_failure(struct worker *w, struct served_queue *sq, int64_t id, int attempt,
+                          int max_attempts, int64_t delay, const char *why);
+
 /* Run the claimed batch (w->batch) a task at a time, recording each
  * outcome; skip: a task already recorded (-1 = none). */
 void worker_run_batch(struct worker *w, struct served_queue *sq, int skip);

@@ -42,6 +42,32 @@ void worker_guard_tasks(const struct queue_config *queue, int tasks)
     dbconn_set_guard_extra(queue->timeout_ms > 0 ? queue->timeout_ms * tasks : DBCONN_NO_DEADLINE);
 }
 
+int64_t worker_failure_delay(const struct queue_config *queue, int attempt, int max_attempts,
+                             bool *dead)
+{
+    *dead = attempt >= max_attempts;
+    return *dead ? 0
+                 : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms, attempt,
+                                    random_unit());
+}
+
+void worker_count_failure(struct worker *w, struct served_queue *sq, int64_t id, int attempt,
+                          int max_attempts, int64_t delay, const char *why)
+{
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    bool dead = attempt >= max_attempts;
+    atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried, 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
+    if (dead)
+        log_task(LOG_LEVEL_WARN, sq->queue->name, id, "failed on attempt %d of %d, dead: %s",
+                 attempt, max_attempts, why);
+    else
+        log_task(LOG_LEVEL_WARN, sq->queue->name, id,
+                 "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", attempt, max_attempts,
+                 delay, why);
+}
+
 /* A failed task: pending again after its backoff, or dead after its last
  * attempt; counted and logged. lost: the connection broke while it ran
  * (task_mark_lost charges the attempt that never got written). */
@@ -49,23 +75,11 @@ static void worker_record_failure(struct worker *w, struct served_queue *sq,
                                   const struct task *task, char *error, size_t errlen, bool lost)
 {
     const struct queue_config *queue = sq->queue;
-    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
-    bool dead = task->attempt >= task->max_attempts;
-    int64_t delay = dead ? 0
-                         : backoff_delay_ms(queue->backoff_base_ms, queue->backoff_max_ms,
-                                            task->attempt, random_unit());
+    bool dead;
+    int64_t delay = worker_failure_delay(queue, task->attempt, task->max_attempts, &dead);
     if (error[0] == '\0')
         snprintf(error, errlen, "failed");
-    atomic_fetch_add_explicit(dead ? &shared_queue->tasks_dead : &shared_queue->tasks_retried, 1,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->self->tasks_failed, 1, memory_order_relaxed);
-    if (dead)
-        log_task(LOG_LEVEL_WARN, queue->name, task->id, "failed on attempt %d of %d, dead: %s",
-                 task->attempt, task->max_attempts, error);
-    else
-        log_task(LOG_LEVEL_WARN, queue->name, task->id,
-                 "failed on attempt %d of %d, retry in %" PRId64 " ms: %s", task->attempt,
-                 task->max_attempts, delay, error);
+    worker_count_failure(w, sq, task->id, task->attempt, task->max_attempts, delay, error);
     worker_flush_completions(w);
     int marked =
         lost ? task_mark_lost(w->conn, task->id, w->locked_by, task->attempt, error, delay, dead)
