@@ -8,6 +8,7 @@
  *    lines carry queue and task;
  *  - log.format = "text": one line per event, each starting with the
  *    timestamp and the level;
+ *  - an upkeep statement that fails because its backend went says why;
  *  - a password in the connection string (key=value or URL) never appears
  *    in any output of the supervisor, its workers or the CLI commands —
  *    also when the connection fails or the string does not even parse.
@@ -334,6 +335,72 @@ START_TEST(test_text_lines)
 }
 END_TEST
 
+/* The first line of sup's output after offset from that contains needle,
+ * without its newline; NULL if none. */
+static const char *line_after(struct harness_supervisor *sup, size_t from, const char *needle)
+{
+    const char *text = harness_stderr_text(sup);
+    if (strlen(text) < from)
+        return NULL;
+    const char *at = strstr(text + from, needle);
+    if (at == NULL)
+        return NULL;
+    const char *start = at;
+    while (start > text + from && start[-1] != '\n')
+        start--;
+    const char *eol = strchr(at, '\n');
+    return harness_printf("%.*s", (int)(eol != NULL ? eol - start : (long)strlen(start)), start);
+}
+
+/* The supervisor's poll (poll_sql begins "WITH moved AS") waiting for
+ * this test's table lock. */
+#define POLL_WAITING                                                                               \
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"                     \
+    " AND application_name = 'pgwork listener' AND wait_event_type = 'Lock'"                       \
+    " AND query LIKE 'WITH moved AS%'"
+
+/*
+ * A statement of the supervisor's upkeep (here the poll) fails because its
+ * backend was terminated while it ran: the error line says why, not
+ * "poll query failed (...):" with nothing after the colon. (The server's
+ * FATAL message is the result's error text. A connection that goes with
+ * no message never reaches a job: the listener reports it as lost.)
+ */
+START_TEST(test_upkeep_error_says_why)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    PGconn *locker = PQconnectdb(run->conninfo);
+    ck_assert_int_eq(PQstatus(locker), CONNECTION_OK);
+    harness_exec(locker, "BEGIN");
+    harness_exec(locker, "LOCK TABLE pgwork.tasks IN ACCESS EXCLUSIVE MODE");
+    struct harness_supervisor *sup = harness_run_start(
+        run, &(struct harness_scenario){.workers = "count = 1", .script = "true"});
+    if (!harness_wait_until(run->conn, POLL_WAITING, 1, 15000)) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("the poll never waited for the lock");
+    }
+    size_t from = strlen(harness_stderr_text(sup));
+    harness_exec(run->conn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = current_database()"
+                            " AND application_name = 'pgwork listener'");
+    bool logged = harness_stderr_wait_after(sup, from, "poll query failed", 10000);
+    harness_exec(locker, "ROLLBACK");
+    PQfinish(locker);
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+    if (!logged) {
+        harness_stderr_dump(sup);
+        ck_abort_msg("no poll error after its backend was terminated");
+    }
+    const char *line = line_after(sup, from, "poll query failed");
+    const char *why = strstr(line, "migrate`):");
+    ck_assert_msg(why != NULL, "unexpected line: %s", line);
+    why += strlen("migrate`):");
+    while (*why == ' ')
+        why++;
+    ck_assert_msg(*why != '\0', "the line gives no reason: %s", line);
+}
+END_TEST
+
 /* --- passwords --------------------------------------------------------------- */
 
 /* The test cluster's socket directory, port and user (tests/pg.sh). */
@@ -509,6 +576,10 @@ Suite *logs_suite(void)
     TCase *tc = harness_tcase("format");
     tcase_add_test(tc, test_json_lines_busy_run);
     tcase_add_test(tc, test_text_lines);
+    suite_add_tcase(s, tc);
+
+    tc = harness_tcase("upkeep");
+    tcase_add_test(tc, test_upkeep_error_says_why);
     suite_add_tcase(s, tc);
 
     tc = harness_tcase("secrets");
