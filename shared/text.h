@@ -45,6 +45,10 @@ void text_free(struct text_buffer *buf);
  */
 size_t text_utf8_len(const unsigned char *s, size_t n, uint32_t *cp);
 
+/* The value of hex digit c (0-9, a-f, A-F): 0..15, or -1 for anything
+ * else. */
+int text_hex_digit(char c);
+
 /* The rule for a name an operator or a producer writes (a queue name, a
  * unique key): NULL if s is 1..max_bytes bytes of valid UTF-8 without C0
  * controls, DEL or C1 controls (invisible in logs and metrics), else why

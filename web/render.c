@@ -87,23 +87,12 @@ void render_url(struct text_buffer *b, const char *s)
     }
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int render_unescape(char *s, int plus_is_space)
 {
     char *out = s;
     for (; *s != '\0'; s++) {
         if (*s == '%') {
-            int hi = hex_value(s[1]), lo = hi < 0 ? -1 : hex_value(s[2]);
+            int hi = text_hex_digit(s[1]), lo = hi < 0 ? -1 : text_hex_digit(s[2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return -1;
             *out++ = (char)(hi * 16 + lo);

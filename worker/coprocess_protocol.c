@@ -155,17 +155,6 @@ static bool json_eat(struct json *j, char c)
     return false;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static long json_hex4(struct json *j)
 {
     if (j->end - j->p < 4) {
@@ -174,7 +163,7 @@ static long json_hex4(struct json *j)
     }
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int d = hex_digit(j->p[i]);
+        int d = text_hex_digit(j->p[i]);
         if (d < 0) {
             json_fail(j, "bad \\u escape");
             return -1;

@@ -1,6 +1,7 @@
 /* test_text.c — the small shared helpers: shared/text.c (buffer, UTF-8,
- * array literals), libpq messages as one line (shared/dbconn.c) and the
+ * hex digits, array literals), libpq messages as one line (shared/dbconn.c) and the
  * exit code protocol of shared/exitcodes.h. */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,21 @@ START_TEST(test_utf8_invalid)
     ck_assert_uint_eq(text_utf8_len((const unsigned char *)"a", 0, NULL), 0);
     /* A NUL-terminated string may pass SIZE_MAX: the NUL ends any sequence. */
     ck_assert_uint_eq(text_utf8_len((const unsigned char *)"\xe2\x82", SIZE_MAX, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_hex_digit)
+{
+    const char *digits = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        ck_assert_int_eq(text_hex_digit(digits[i]), i);
+        ck_assert_int_eq(text_hex_digit((char)toupper((unsigned char)digits[i])), i);
+    }
+    const char *not_digits = "gG/:@`xX \n";
+    for (const char *p = not_digits; *p != '\0'; p++)
+        ck_assert_int_eq(text_hex_digit(*p), -1);
+    ck_assert_int_eq(text_hex_digit('\0'), -1);
+    ck_assert_int_eq(text_hex_digit((char)0xc3), -1);
 }
 END_TEST
 
@@ -287,6 +303,7 @@ Suite *text_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_utf8_valid);
     tcase_add_test(tc, test_utf8_invalid);
+    tcase_add_test(tc, test_hex_digit);
     tcase_add_test(tc, test_buffer_grows);
     tcase_add_test(tc, test_buffer_failure_is_sticky);
     tcase_add_test(tc, test_array_text);
