@@ -244,6 +244,8 @@ static void supervisor_handle_requests(struct supervisor *s, int64_t now)
 static void supervisor_run_chores(struct supervisor *s, int64_t now)
 {
     listener_run_chores(&s->listener, now);
+    if (now >= throughput_next_deadline(&s->throughput))
+        throughput_run(&s->throughput, now);
     if (now >= http_next_deadline(&s->http, now))
         http_run(&s->http); /* connection timeouts */
 
@@ -291,8 +293,14 @@ static void supervisor_run_chores(struct supervisor *s, int64_t now)
              * rest. */
             if (s->requeue_deadline_ms == 0)
                 s->requeue_deadline_ms = now + SUPERVISOR_REQUEUE_GRACE_MS;
-            if (upkeep_pending_requeues(&s->upkeep) == 0 || !listener_is_up(&s->listener) ||
-                now >= s->requeue_deadline_ms)
+            /* The minute in progress too: a rolling restart loses no
+             * counts from the dashboard's chart. */
+            if (!s->throughput_flushed)
+                throughput_flush(&s->throughput, now);
+            s->throughput_flushed = true;
+            if ((upkeep_pending_requeues(&s->upkeep) == 0 &&
+                 throughput_pending(&s->throughput) == 0) ||
+                !listener_is_up(&s->listener) || now >= s->requeue_deadline_ms)
                 supervisor_set_phase(s, PHASE_DONE, 0);
         } else if (now >= s->phase_deadline_ms && s->phase == PHASE_STOPPING) {
             log_warn("workers still running after shutdown_timeout; aborting their tasks");
@@ -324,6 +332,9 @@ static int64_t supervisor_next_deadline(const struct supervisor *s)
         next = s->blind_poll_due_ms;
     if (s->lease_renew_due_ms < next)
         next = s->lease_renew_due_ms;
+    int64_t minute_next = throughput_next_deadline(&s->throughput);
+    if (minute_next < next)
+        next = minute_next;
     if (s->phase != PHASE_RUNNING && s->phase_deadline_ms < next)
         next = s->phase_deadline_ms;
     if (s->requeue_deadline_ms != 0 && s->requeue_deadline_ms < next)

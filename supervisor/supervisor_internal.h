@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "doorbell.h"
+#include "throughput.h"
 #include "http.h"
 #include "listener.h"
 #include "pool.h"
@@ -36,6 +37,8 @@ struct supervisor {
     struct upkeep upkeep;     /* its statements go on the listener's connection */
     struct ticks ticks;       /* the schedules; their claims go through upkeep */
     struct doorbell doorbell; /* this pod's arms; its statements are upkeep's */
+    struct throughput throughput; /* finished per minute; its upsert is upkeep's */
+    bool throughput_flushed;      /* the minute in progress taken at shutdown */
     struct http_server http;
     int epoll_fd;
     int signal_fd;

@@ -355,6 +355,11 @@ int supervisor_open(struct supervisor *s)
     };
     doorbell_init(&s->doorbell, &doorbell_setup);
     upkeep_set_doorbell(&s->upkeep, &s->doorbell);
+    if (throughput_init(&s->throughput, &s->shm, s->slot_names, &s->listener, time_now_ms()) != 0) {
+        log_error("out of memory setting up the throughput counts");
+        return -1;
+    }
+    upkeep_set_throughput(&s->upkeep, &s->throughput);
 
     const struct http_handlers handlers = {.ready = http_ready, .metrics = http_metrics, .ctx = s};
     if (http_start(&s->http, config->http.listen, &handlers) != 0)
@@ -373,6 +378,7 @@ void supervisor_close(struct supervisor *s)
     upkeep_free(&s->upkeep);
     ticks_free(&s->ticks);
     doorbell_free(&s->doorbell);
+    throughput_free(&s->throughput);
     pool_free(&s->pool);
     free(s->scheduled_due_ms);
     if (s->slot_names != NULL)

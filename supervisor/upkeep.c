@@ -27,6 +27,7 @@
 #include "upkeep.h"
 #include "depth.h"
 #include "doorbell.h"
+#include "throughput.h"
 #include "../shared/log.h"
 #include "../shared/text.h"
 #include "../shared/timeutil.h"
@@ -437,6 +438,23 @@ static void doorbell_job_on_result(struct upkeep *u, const PGresult *res, bool o
     doorbell_on_result(u->doorbell, res, ok, now);
 }
 
+/* --- finished per minute (throughput.c), only when something finished --- */
+
+static int64_t throughput_job_due(const struct upkeep *u, int64_t now)
+{
+    return u->throughput != NULL ? throughput_due(u->throughput, now) : INT64_MAX;
+}
+
+static int throughput_job_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    return throughput_send(u->throughput, conn, now);
+}
+
+static void throughput_job_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    throughput_on_result(u->throughput, res, ok, now);
+}
+
 /* --- the scheduler ------------------------------------------------------ */
 
 struct upkeep_job {
@@ -461,6 +479,7 @@ static const struct upkeep_job upkeep_jobs[] = {
     {poll_due, poll_send, poll_on_result, true},
     {depth_job_due, depth_job_send, depth_job_on_result, true},
     {retention_job_due, retention_job_send, retention_job_on_result, true},
+    {throughput_job_due, throughput_job_send, throughput_job_on_result, false},
     {limits_due, limits_send, limits_on_result, false},
 };
 
@@ -507,6 +526,8 @@ static void upkeep_on_end(void *ctx)
     requeues_on_end(&u->requeues);
     if (u->ticks != NULL)
         ticks_on_end(u->ticks);
+    if (u->throughput != NULL)
+        throughput_on_end(u->throughput);
 }
 
 static int64_t upkeep_next_due(const void *ctx, int64_t now)
@@ -566,6 +587,11 @@ void upkeep_requeue_owner(struct upkeep *u, const char *locked_by, int64_t runni
 void upkeep_set_doorbell(struct upkeep *u, struct doorbell *doorbell)
 {
     u->doorbell = doorbell;
+}
+
+void upkeep_set_throughput(struct upkeep *u, struct throughput *throughput)
+{
+    u->throughput = throughput;
 }
 
 int upkeep_pending_requeues(const struct upkeep *u)

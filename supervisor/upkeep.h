@@ -36,6 +36,7 @@ struct upkeep_callbacks {
 #define UPKEEP_DEPTH_MAX_AGE_MS 15000
 
 struct doorbell;
+struct throughput;
 
 /* The fields are this module's own: callers use the functions below. */
 struct upkeep {
@@ -65,9 +66,10 @@ struct upkeep {
     struct limits_reading limits; /* last reading of the limited queues (with depth) */
     bool limits_requested;
 
-    struct ticks *ticks;        /* the schedules' claims (ticks.h), NULL = none */
-    struct retention retention; /* deleting finished tasks (retention.h) */
-    struct doorbell *doorbell;  /* this pod's arms (doorbell.c), NULL = none */
+    struct ticks *ticks;           /* the schedules' claims (ticks.h), NULL = none */
+    struct retention retention;    /* deleting finished tasks (retention.h) */
+    struct doorbell *doorbell;     /* this pod's arms (doorbell.c), NULL = none */
+    struct throughput *throughput; /* finished per minute (throughput.c), NULL = none */
 
     struct requeues requeues; /* dead workers' tasks to requeue (requeues.h) */
 };
@@ -96,6 +98,9 @@ void upkeep_requeue_owner(struct upkeep *u, const char *locked_by, int64_t runni
 /* The doorbell whose statements (arms, probes, cleanup) go next after the
  * lease renewals. */
 void upkeep_set_doorbell(struct upkeep *u, struct doorbell *doorbell);
+
+/* The per-minute counts whose upsert goes when rows wait (NULL = none). */
+void upkeep_set_throughput(struct upkeep *u, struct throughput *throughput);
 
 /* Number of requeues not yet confirmed by the database. */
 int upkeep_pending_requeues(const struct upkeep *u);

@@ -63,7 +63,7 @@ static void queues(struct web_request *req, struct web_reply *reply)
             OUT(",\"oldest_pending_age_seconds\":null");
         else
             OUT(",\"oldest_pending_age_seconds\":%.3f", q->oldest_pending_s);
-        OUT(",\"done_last_hour\":%lld,\"dead_last_hour\":%lld", q->done_hour, q->dead_hour);
+        OUT(",\"done_last_hour\":%lld,\"failed_last_hour\":%lld", q->done_hour, q->failed_hour);
         if (f.paused_table)
             OUT(",\"paused\":%s", q->paused ? "true" : "false");
         int qi = config_find_queue(req->config, q->name);
@@ -75,13 +75,13 @@ static void queues(struct web_request *req, struct web_reply *reply)
         }
         OUT("}");
     }
-    OUT("],\"throughput\":{\"minute0\":%lld,\"partial\":%s,\"done\":[", (long long)o.minute0,
-        o.throughput_partial ? "true" : "false");
+    OUT("],\"throughput\":{\"minute0\":%lld,\"available\":%s,\"done\":[", (long long)o.minute0,
+        o.throughput_missing ? "false" : "true");
     for (int i = 0; i < THROUGHPUT_MINUTES; i++)
         OUT("%s%lld", i ? "," : "", o.done_per_minute[i]);
-    OUT("],\"dead\":[");
+    OUT("],\"failed\":[");
     for (int i = 0; i < THROUGHPUT_MINUTES; i++)
-        OUT("%s%lld", i ? "," : "", o.dead_per_minute[i]);
+        OUT("%s%lld", i ? "," : "", o.failed_per_minute[i]);
     OUT("]},\"count_cap\":%d}\n", QUERIES_COUNT_CAP);
     queries_overview_free(&o);
 }

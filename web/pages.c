@@ -113,29 +113,32 @@ void pages_overview(struct web_request *req, struct web_reply *reply)
     }
     page_begin(req, reply, "Queues", 5);
     OUT("<h1>Queues</h1>");
-    long long done = 0, dead = 0;
+    long long done = 0, failed = 0;
     for (int i = 0; i < THROUGHPUT_MINUTES; i++) {
         done += o.done_per_minute[i];
-        dead += o.dead_per_minute[i];
+        failed += o.failed_per_minute[i];
     }
     OUT("<h2>Finished per minute, last hour</h2><div id=\"chart\"><p class=\"muted\">Last hour: "
-        "%lld done, %lld dead.</p></div>",
-        done, dead);
-    if (o.throughput_partial)
-        OUT("<p class=\"muted\">From the newest %d tasks only: older minutes are incomplete.</p>",
-            QUERIES_RECENT_ROWS);
+        "%lld done, %lld failed attempts.</p></div>",
+        done, failed);
+    if (o.throughput_missing)
+        OUT("<p class=\"muted\">No per-minute counts: apply migration 0013 "
+            "(<code>pgwork migrate</code>).</p>");
+    else
+        OUT("<p class=\"muted\">Pods add their counts when a minute ends: the current minute "
+            "fills in then.</p>");
     OUT("<script type=\"application/json\" id=\"throughput-data\">{\"minute0\":%lld,\"done\":[",
         (long long)o.minute0);
     for (int i = 0; i < THROUGHPUT_MINUTES; i++)
         OUT("%s%lld", i ? "," : "", o.done_per_minute[i]);
-    OUT("],\"dead\":[");
+    OUT("],\"failed\":[");
     for (int i = 0; i < THROUGHPUT_MINUTES; i++)
-        OUT("%s%lld", i ? "," : "", o.dead_per_minute[i]);
+        OUT("%s%lld", i ? "," : "", o.failed_per_minute[i]);
     OUT("]}</script>");
 
     OUT("<table id=\"queues\"><thead><tr><th>Queue</th><th>Pending (due)</th><th>Scheduled</th>"
         "<th>Running</th><th>Done</th><th>Dead</th><th>Oldest pending</th>"
-        "<th>Done / dead, 1 h</th><th>State, limits</th><th></th></tr></thead><tbody>");
+        "<th>Done / failed, 1 h</th><th>State, limits</th><th></th></tr></thead><tbody>");
     if (o.queue_count == 0)
         OUT("<tr><td colspan=\"10\" class=\"muted\">No queue has tasks yet.</td></tr>");
     for (int i = 0; i < o.queue_count; i++) {
@@ -154,7 +157,7 @@ void pages_overview(struct web_request *req, struct web_reply *reply)
         count_cell(reply, &q->dead, q->dead.n > 0 ? "dead" : "");
         OUT("<td class=\"n\">");
         age(reply, q->oldest_pending_s);
-        OUT("</td><td class=\"n\">%lld / %lld</td>", q->done_hour, q->dead_hour);
+        OUT("</td><td class=\"n\">%lld / %lld</td>", q->done_hour, q->failed_hour);
         OUT("<td>%s", q->paused ? "<span class=\"paused\">paused</span> " : "");
         /* Limits, as the config (which every pod reads) sets them. */
         int qi = config_find_queue(req->config, q->name);

@@ -78,23 +78,17 @@ static const char estimate_scheduled_sql[] =
     "EXPLAIN SELECT 1 FROM pgwork.tasks WHERE queue = $1 AND state = 'pending'"
     " AND run_at > now()";
 
-/* Finished per queue and minute over the last hour, from the newest $1
- * tasks by primary key (a backward index scan, bounded whatever the table
- * holds; cached, fill_throughput). `partial`: those rows did not reach back an hour, so older
- * minutes are missing some. */
+/* Finished per queue and minute over the last hour, from the pods' rollup
+ * (pgwork.throughput, migration 0013): a range scan of its key from an
+ * hour ago, 60 rows per queue whatever the tasks table holds (cached,
+ * fill_throughput). The first row carries the minute now; queue NULL: no
+ * row at all. */
 static const char throughput_sql[] =
-    "WITH r AS (SELECT queue, state, finished_at, created_at FROM pgwork.tasks"
-    "           ORDER BY id DESC LIMIT $1),"
-    " m AS (SELECT extract(epoch FROM date_trunc('minute', now()))::bigint AS now_minute,"
-    "              count(*) = $1 AND min(created_at) > now() - interval '1 hour' AS partial"
-    "       FROM r)"
-    "SELECT m.now_minute, m.partial, g.queue, g.minute, g.done, g.dead"
-    " FROM m LEFT JOIN ("
-    "  SELECT queue, extract(epoch FROM date_trunc('minute', finished_at))::bigint AS minute,"
-    "         count(*) FILTER (WHERE state = 'done') AS done,"
-    "         count(*) FILTER (WHERE state = 'dead') AS dead"
-    "  FROM r WHERE finished_at > now() - interval '1 hour' AND state IN ('done', 'dead')"
-    "  GROUP BY 1, 2) g ON true";
+    "SELECT extract(epoch FROM date_trunc('minute', now()))::bigint, g.queue,"
+    "       extract(epoch FROM g.minute)::bigint, g.done, g.failed"
+    " FROM (SELECT 1) one LEFT JOIN ("
+    "  SELECT t.queue, t.minute, t.done, t.failed FROM pgwork.throughput t"
+    "  WHERE t.minute > date_trunc('minute', now()) - interval '60 minutes') g ON true";
 
 static const char paused_sql[] = "SELECT queue FROM pgwork.paused_queues";
 
@@ -237,8 +231,7 @@ static int fill_throughput(PGconn *conn, struct overview *o, char *err, size_t e
     bool stale = throughput_res == NULL || monotonic_ms() - throughput_at > THROUGHPUT_CACHE_MS;
     pthread_mutex_unlock(&throughput_lock);
     if (stale) {
-        const char *params[] = {STR(QUERIES_RECENT_ROWS)};
-        PGresult *fresh = run(conn, throughput_sql, 1, params, PGRES_TUPLES_OK, err, errlen);
+        PGresult *fresh = run(conn, throughput_sql, 0, NULL, PGRES_TUPLES_OK, err, errlen);
         if (fresh == NULL)
             return -1;
         pthread_mutex_lock(&throughput_lock);
@@ -252,24 +245,23 @@ static int fill_throughput(PGconn *conn, struct overview *o, char *err, size_t e
     if (PQntuples(res) > 0) {
         int64_t now_minute = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         o->minute0 = now_minute - 60 * (THROUGHPUT_MINUTES - 1);
-        o->throughput_partial = PQgetvalue(res, 0, 1)[0] == 't';
     }
     for (int i = 0; i < PQntuples(res); i++) {
-        if (PQgetisnull(res, i, 2))
+        if (PQgetisnull(res, i, 1))
             continue;
-        const char *queue = PQgetvalue(res, i, 2);
-        long long minute = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-        long long done = strtoll(PQgetvalue(res, i, 4), NULL, 10);
-        long long dead = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+        const char *queue = PQgetvalue(res, i, 1);
+        long long minute = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        long long done = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+        long long failed = strtoll(PQgetvalue(res, i, 4), NULL, 10);
         long long slot = (minute - o->minute0) / 60;
         if (slot >= 0 && slot < THROUGHPUT_MINUTES) {
             o->done_per_minute[slot] += done;
-            o->dead_per_minute[slot] += dead;
+            o->failed_per_minute[slot] += failed;
         }
         for (int q = 0; q < o->queue_count; q++)
             if (strcmp(o->queues[q].name, queue) == 0) {
                 o->queues[q].done_hour += done;
-                o->queues[q].dead_hour += dead;
+                o->queues[q].failed_hour += failed;
             }
     }
     pthread_mutex_unlock(&throughput_lock);
@@ -351,7 +343,13 @@ int queries_overview(PGconn *conn, const struct pgwork_config *config,
             if (strcmp(PQgetvalue(paused, p, 0), name) == 0)
                 q->paused = true;
     }
-    rc = fill_throughput(conn, o, err, errlen);
+    if (f->throughput) {
+        rc = fill_throughput(conn, o, err, errlen);
+    } else {
+        o->throughput_missing = true;
+        o->minute0 = (int64_t)time(NULL) / 60 * 60 - 60 * (THROUGHPUT_MINUTES - 1);
+        rc = 0;
+    }
 out:
     free(array);
     PQclear(paused);

@@ -10,8 +10,9 @@
  *  - counts are exact up to QUERIES_COUNT_CAP rows (read from the partial
  *    indexes); above that, and always for `done` (no index has them), they
  *    are the planner's estimate and flagged as such;
- *  - throughput reads the newest QUERIES_RECENT_ROWS tasks by primary key,
- *    at most once per 10 s for all requests together;
+ *  - throughput reads the pods' per-minute rollup (pgwork.throughput,
+ *    migration 0013: 60 rows per queue), at most once per 10 s for all
+ *    requests together;
  *  - task lists are keyset-paginated (never OFFSET) along an index.
  * Names travel as parameters, never as SQL text.
  */
@@ -28,7 +29,6 @@
 #include "../shared/text.h"
 
 #define QUERIES_COUNT_CAP 1000
-#define QUERIES_RECENT_ROWS 10000
 #define QUERIES_PAGE_ROWS 50
 #define QUERIES_QUEUES_MAX 500
 
@@ -43,17 +43,19 @@ struct queue_row {
     struct count due, scheduled, running, done, dead;
     double oldest_pending_s; /* age of the oldest due pending task; < 0: none */
     bool paused;
-    long long done_hour, dead_hour; /* finished in the last hour (recent rows) */
+    long long done_hour, failed_hour; /* attempts done and failed, last hour (rollup) */
 };
 
 #define THROUGHPUT_MINUTES 60
 struct overview {
     struct queue_row *queues;
     int queue_count;
-    long long done_per_minute[THROUGHPUT_MINUTES]; /* [59] = the current minute */
-    long long dead_per_minute[THROUGHPUT_MINUTES];
+    /* [59] = the current minute, which pods add to when it ends (or they
+     * stop): attempts done, and failed (retried or dead). */
+    long long done_per_minute[THROUGHPUT_MINUTES];
+    long long failed_per_minute[THROUGHPUT_MINUTES];
     int64_t minute0;         /* unix time of [0]'s minute */
-    bool throughput_partial; /* more tasks than the recent rows finished in the hour */
+    bool throughput_missing; /* no pgwork.throughput (migration 0013 not applied) */
 };
 
 /* Fill the overview (every queue). 0, or -1 with the error in err. */

@@ -37,7 +37,8 @@ static const char features_sql[] =
     "       to_regprocedure('pgwork.pause(text)') IS NOT NULL"
     "       AND to_regprocedure('pgwork.resume(text)') IS NOT NULL,"
     "       to_regclass('pgwork.paused_queues') IS NOT NULL,"
-    "       to_regclass('pgwork.schedules') IS NOT NULL";
+    "       to_regclass('pgwork.schedules') IS NOT NULL,"
+    "       to_regclass('pgwork.throughput') IS NOT NULL";
 /* clang-format on */
 
 static void probe_features(PGconn *conn)
@@ -49,6 +50,7 @@ static void probe_features(PGconn *conn)
             .pause = PQgetvalue(res, 0, 1)[0] == 't',
             .paused_table = PQgetvalue(res, 0, 2)[0] == 't',
             .schedules = PQgetvalue(res, 0, 3)[0] == 't',
+            .throughput = PQgetvalue(res, 0, 4)[0] == 't',
         };
         pthread_mutex_lock(&lock);
         features = f;

@@ -30,6 +30,7 @@ struct webdb_features {
     bool pause;        /* pgwork.pause(text) and pgwork.resume(text) */
     bool paused_table; /* pgwork.paused_queues (queue) */
     bool schedules;    /* pgwork.schedules (migration 0010) */
+    bool throughput;   /* pgwork.throughput (migration 0013) */
 };
 
 /* Remember the config (not copied: it outlives the pool). */

@@ -6,7 +6,7 @@
  *
  * The table: 4 queues; 910,000 done (finished over the last two hours),
  * 50,000 pending and due (with unique keys), 20,000 scheduled, 20,000 dead
- * with errors; then VACUUM ANALYZE, as autovacuum
+ * with errors; a day of per-minute throughput rows; then VACUUM ANALYZE, as autovacuum
  * would have done on a table that size (the planner's estimates need
  * statistics, the index-only counts a visibility map).
  */
@@ -136,8 +136,15 @@ void measure_web(void)
         " SELECT 'q' || (g % 4), jsonb_build_object('n', g), 'dead', 25,"
         "        now() - (g % 3600) * interval '1 second', 'exit status 1: error number ' || g"
         " FROM generate_series(1, 20000) g");
+    /* The pods' per-minute rollup (migration 0013) as a busy day leaves
+     * it: a row per queue and minute. */
+    db_exec(conn,
+        "INSERT INTO pgwork.throughput (minute, queue, done, failed)"
+        " SELECT date_trunc('minute', now()) - m * interval '1 minute', 'q' || q, 120 + m % 7, m % 3"
+        " FROM generate_series(0, 1439) m, generate_series(0, 3) q");
     /* clang-format on */
     db_exec(conn, "VACUUM ANALYZE pgwork.tasks");
+    db_exec(conn, "VACUUM ANALYZE pgwork.throughput");
     int64_t total = db_int(conn, "SELECT count(*) FROM pgwork.tasks");
     int64_t task_id = db_int(conn, "SELECT max(id) / 2 FROM pgwork.tasks");
     PQfinish(conn);

@@ -698,6 +698,105 @@ static void web_teardown(void)
     running_web = NULL;
 }
 
+/* The overview's per-minute arrays ("done" or "failed" under
+ * "throughput") from /api/queues into out (THROUGHPUT_SLOTS numbers);
+ * minute0 too. */
+#define THROUGHPUT_SLOTS 60
+static void api_throughput(const char *body, const char *key, long long *out, long long *minute0)
+{
+    const char *t = strstr(body, "\"throughput\":{");
+    ck_assert_msg(t != NULL, "no throughput: %s", body);
+    ck_assert_int_eq(sscanf(t, "\"throughput\":{\"minute0\":%lld", minute0), 1);
+    const char *at = strstr(t, harness_printf("\"%s\":[", key));
+    ck_assert_msg(at != NULL, "no %s: %s", key, t);
+    at += strlen(key) + 4;
+    for (int i = 0; i < THROUGHPUT_SLOTS; i++) {
+        char *end;
+        out[i] = strtoll(at, &end, 10);
+        ck_assert_msg(end != at && (*end == ',' || (*end == ']' && i == THROUGHPUT_SLOTS - 1)),
+                      "bad %s array at %d: %s", key, i, t);
+        at = end + 1;
+    }
+}
+
+/* A pod running tasks, some of them failing: its per-minute rows in
+ * pgwork.throughput (migration 0013) hold what the tasks table says
+ * finished — done attempts, and failed ones (each retry and the last,
+ * dead attempt) — first when a minute ends (the pod still running), then
+ * at its graceful shutdown; the API's per-minute counts are those rows. */
+START_TEST(web_throughput_rollup_counts_attempts)
+{
+    struct web *w = web_start();
+    const char *script = harness_write_script("maybe_fail.sh", "grep -q fail && exit 1\nexit 0");
+    const char *config = harness_write_config(
+        harness_printf("workers { count = 2 }\nhttp { listen = \"127.0.0.1:%d\" }\n"
+                       "log { format = \"text\" }\n"
+                       "queue \"tp\" { command = {\"%s\"} max_attempts = 3 backoff_base = 10ms"
+                       " backoff_max = 20ms }\n",
+                       harness_free_port(), script));
+    const char *insert =
+        "INSERT INTO pgwork.tasks (queue, payload)"
+        " SELECT 'tp', CASE WHEN g % 4 = 0 THEN '\"fail\"' ELSE '\"ok\"' END::jsonb"
+        " FROM generate_series(1, 20) g";
+    harness_exec(w->conn, insert);
+    struct harness_supervisor *sup = harness_spawn_supervisor(config, w->db);
+    harness_expect(w->conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 20, 30000,
+                   "the first tasks finished");
+    ck_assert_int_eq(harness_query_int64(w->conn, "SELECT count(*) FROM pgwork.tasks"
+                                                  " WHERE state = 'dead' AND attempts = 3"),
+                     5);
+    /* The minute ends: its row goes in while the pod runs. */
+    harness_expect(w->conn, sup,
+                   "SELECT coalesce(sum(done), 0) * 1000 + coalesce(sum(failed), 0)"
+                   " FROM pgwork.throughput WHERE queue = 'tp'",
+                   15 * 1000 + 5 * 3, 75000, "the minute's row (15 done, 15 failed attempts)");
+    /* More, then a graceful stop: the minute in progress goes in too. */
+    harness_exec(w->conn, insert);
+    harness_expect(w->conn, sup,
+                   "SELECT count(*) FROM pgwork.tasks WHERE state IN ('done', 'dead')", 40, 30000,
+                   "the second tasks finished");
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+    ck_assert_int_eq(
+        harness_query_int64(w->conn, "SELECT sum(done) FROM pgwork.throughput"),
+        harness_query_int64(w->conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'"));
+    ck_assert_int_eq(harness_query_int64(w->conn, "SELECT sum(failed) FROM pgwork.throughput"),
+                     harness_query_int64(
+                         w->conn, "SELECT sum(attempts) FROM pgwork.tasks WHERE state = 'dead'"));
+    ck_assert_int_eq(harness_query_int64(w->conn, "SELECT sum(failed) FROM pgwork.throughput"), 30);
+
+    /* The API: each minute is its row; the queue's hour is their sum. */
+    struct reply r = http(w, "GET", "/api/queues", BEARER, NULL);
+    ck_assert_int_eq(r.status, 200);
+    long long done[THROUGHPUT_SLOTS], failed[THROUGHPUT_SLOTS], minute0, m1;
+    api_throughput(r.body, "done", done, &minute0);
+    api_throughput(r.body, "failed", failed, &m1);
+    ck_assert_int_eq(minute0, m1);
+    long long sum_done = 0, sum_failed = 0;
+    for (int i = 0; i < THROUGHPUT_SLOTS; i++) {
+        const char *p[] = {harness_printf("%lld", minute0 + 60 * i)};
+        int64_t want_done = harness_query_int64p(
+            w->conn,
+            "SELECT coalesce(sum(done), 0) FROM pgwork.throughput"
+            " WHERE minute = 'epoch'::timestamptz + $1::bigint * interval '1 second'",
+            1, p);
+        int64_t want_failed = harness_query_int64p(
+            w->conn,
+            "SELECT coalesce(sum(failed), 0) FROM pgwork.throughput"
+            " WHERE minute = 'epoch'::timestamptz + $1::bigint * interval '1 second'",
+            1, p);
+        ck_assert_int_eq(done[i], want_done);
+        ck_assert_int_eq(failed[i], want_failed);
+        sum_done += done[i];
+        sum_failed += failed[i];
+    }
+    ck_assert_int_eq(sum_done, 30);
+    ck_assert_int_eq(sum_failed, 30);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"done_last_hour\":30,\"failed_last_hour\":30"));
+    web_stop();
+}
+END_TEST
+
 Suite *web_suite(void)
 {
     Suite *s = suite_create("web");
@@ -717,5 +816,11 @@ Suite *web_suite(void)
     tcase_add_test(tc, web_actions_missing_from_the_schema);
     tcase_add_test(tc, web_schedules_and_run_now);
     suite_add_tcase(s, tc);
+    /* Waits for a minute of the database's clock to end. */
+    TCase *minute = harness_tcase("web_minute");
+    tcase_set_timeout(minute, 150);
+    tcase_add_checked_fixture(minute, NULL, web_teardown);
+    tcase_add_test(minute, web_throughput_rollup_counts_attempts);
+    suite_add_tcase(s, minute);
     return s;
 }

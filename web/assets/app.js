@@ -13,9 +13,9 @@
     new uPlot({
       width: Math.min(box.clientWidth || 900, 1200) - 16, height: 160,
       series: [{}, { label: "done/min", stroke: "#2e7d32", fill: "rgba(46,125,50,.08)" },
-               { label: "dead/min", stroke: "#b3261e" }],
+               { label: "failed/min", stroke: "#b3261e" }],
       axes: [{}, { size: 50 }],
-    }, [xs, t.done, t.dead], box);
+    }, [xs, t.done, t.failed], box);
   }
   function refresh() {
     if (document.hidden) return;
