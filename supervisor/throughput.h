@@ -46,14 +46,14 @@ struct throughput {
     const struct shm *shm;
     char *const *slot_names; /* shm queue record -> name; NULL = free */
     const struct listener *listener;
-    uint64_t *seen_done;   /* per record: the counters at the last boundary */
+    uint64_t *seen_done; /* per record: the counters at the last boundary */
     uint64_t *seen_failed;
-    int64_t next_minute_ms; /* the next boundary, database clock (unix ms) */
+    int64_t next_minute_ms;      /* the next boundary, database clock (unix ms) */
     struct throughput_row *rows; /* waiting for the upsert, oldest first */
     int row_count;
-    int in_flight;        /* rows the statement in flight carries; 0 = none */
+    int in_flight;         /* rows the statement in flight carries; 0 = none */
     int64_t not_before_ms; /* after a failure: no statement before this */
-    uint64_t dropped;     /* rows dropped when the buffer was full */
+    uint64_t dropped;      /* rows dropped when the buffer was full */
 };
 
 /* slot_names (capacity records) is the supervisor's: read, never freed. 0,

@@ -6,7 +6,9 @@
  *    at most SERVER_CONNECTIONS connections (SERVER_PER_IP from one
  *    address), SERVER_CONNECTION_MEMORY for the request line and headers
  *    (libmicrohttpd answers 431/414 past it), SERVER_BODY_MAX bytes of
- *    body (413), SERVER_TIMEOUT_S of silence;
+ *    body (413), SERVER_TIMEOUT_S of silence, and DEADLINE_REQUEST_S in
+ *    all for a request to arrive (deadline.h: a client trickling bytes
+ *    is cut off, however often it sends);
  *  - a thread per connection: a page waiting for the database holds only
  *    its own connection (the pool, webdb.h, bounds the database side);
  *  - the token never reaches a log line, a URL or a reply;
@@ -28,6 +30,7 @@
 
 #include "api.h"
 #include "assets.h"
+#include "deadline.h"
 #include "http.h"
 #include "pages.h"
 #include "render.h"
@@ -328,8 +331,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         bool get =
             strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
         bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-        if (!get && !post)
+        if (!get && !post) {
+            deadline_arrived(conn);
             return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+        }
         if ((p = calloc(1, sizeof *p)) == NULL)
             return MHD_NO;
         p->req.conn = conn;
@@ -346,6 +351,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    deadline_arrived(conn); /* whole: served from here on, however long it takes */
     if (p->too_big)
         return plain(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
     if (p->body.failed)
@@ -363,8 +369,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode code)
 {
     (void)cls;
-    (void)conn;
     (void)code;
+    deadline_rearm(conn);
     struct pending *p = *con_cls;
     if (p == NULL)
         return;
@@ -428,6 +434,10 @@ struct MHD_Daemon *server_start(const struct pgwork_config *config, char *err, s
                      MHD_USE_POLL | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (deadline_start() != 0) {
+        snprintf(err, errlen, "web: cannot start the request deadline's thread");
+        return NULL;
+    }
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, (void *)config, MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVER_CONNECTIONS,
@@ -436,14 +446,17 @@ struct MHD_Daemon *server_start(const struct pgwork_config *config, char *err, s
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape_nothing, NULL,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_END);
-    if (d == NULL)
+        MHD_OPTION_NOTIFY_CONNECTION, deadline_on_connection, NULL, MHD_OPTION_END);
+    if (d == NULL) {
         snprintf(err, errlen, "web: cannot listen on %s: %s", config->web.listen,
                  errno != 0 ? strerror(errno) : "libmicrohttpd refused");
+        deadline_stop();
+    }
     return d;
 }
 
 void server_stop(struct MHD_Daemon *daemon)
 {
     MHD_stop_daemon(daemon);
+    deadline_stop();
 }

@@ -592,6 +592,63 @@ START_TEST(web_hostile_clients)
 }
 END_TEST
 
+/* Slowloris: clients that trickle a header byte every 500 ms (each byte
+ * resets libmicrohttpd's idle timeout) are cut off by the request's
+ * deadline (5 s to arrive whole), not sooner than 4 s; a normal client is
+ * served meanwhile. */
+START_TEST(web_slow_clients_cut_by_the_deadline)
+{
+    struct web *w = web_start();
+    enum { SLOW = 4 };
+    int fds[SLOW];
+    int64_t cut_ms[SLOW] = {0};
+    const char *head = "GET /api/queues HTTP/1.1\r\nHost: 127.0.0.1\r\n" BEARER "X-Slow: ";
+    int64_t start = harness_now_ms();
+    for (int i = 0; i < SLOW; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)w->port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
+        ck_assert_int_eq(send(fds[i], head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    }
+    int open = SLOW;
+    bool served = false;
+    while (open > 0 && harness_now_ms() - start < 14000) {
+        for (int i = 0; i < SLOW; i++) {
+            if (cut_ms[i] != 0)
+                continue;
+            struct pollfd p = {.fd = fds[i], .events = POLLIN};
+            char c;
+            bool gone = (poll(&p, 1, 0) == 1 && recv(fds[i], &c, 1, MSG_DONTWAIT) <= 0) ||
+                        send(fds[i], "a", 1, MSG_NOSIGNAL) != 1;
+            if (gone) {
+                cut_ms[i] = harness_now_ms() - start;
+                open--;
+            }
+        }
+        if (!served && harness_now_ms() - start > 1000) {
+            int64_t t0 = harness_now_ms();
+            ck_assert_int_eq(http(w, "GET", "/api/queues", BEARER, NULL).status, 200);
+            ck_assert_msg(harness_now_ms() - t0 < 2000, "a normal request took %lld ms",
+                          (long long)(harness_now_ms() - t0));
+            served = true;
+        }
+        poll(NULL, 0, 500);
+    }
+    for (int i = 0; i < SLOW; i++)
+        close(fds[i]);
+    ck_assert_msg(open == 0, "%d of %d slow clients still connected after %lld ms", open, SLOW,
+                  (long long)(harness_now_ms() - start));
+    for (int i = 0; i < SLOW; i++)
+        ck_assert_msg(cut_ms[i] >= 4000 && cut_ms[i] <= 10000, "slow client %d cut after %lld ms",
+                      i, (long long)cut_ms[i]);
+    ck_assert(served);
+    ck_assert_int_eq(http(w, "GET", "/api/queues", BEARER, NULL).status, 200);
+    web_stop();
+}
+END_TEST
+
 START_TEST(web_pause_resume_cancel)
 {
     struct web *w = web_start_config("", TOKEN,
@@ -812,6 +869,7 @@ Suite *web_suite(void)
     tcase_add_test(tc, web_public_read);
     tcase_add_test(tc, web_token_file_and_refusals);
     tcase_add_test(tc, web_hostile_clients);
+    tcase_add_test(tc, web_slow_clients_cut_by_the_deadline);
     tcase_add_test(tc, web_pause_resume_cancel);
     tcase_add_test(tc, web_actions_missing_from_the_schema);
     tcase_add_test(tc, web_schedules_and_run_now);
