@@ -51,6 +51,7 @@ RUN apt-get update \
         libconfuse-dev \
         libmicrohttpd-dev \
         libpq-dev \
+        libssl-dev \
         nodejs \
         npm \
         pkg-config \
@@ -66,7 +67,8 @@ RUN make -j"$(nproc)" build/pgwork \
 FROM debian:bookworm-slim
 
 # Runtime libraries only: libpq (database), libconfuse (config),
-# libmicrohttpd (/healthz, /readyz, /metrics), CA certificates for
+# libmicrohttpd (/healthz, /readyz, /metrics), libcrypto (libssl3: the
+# dashboard's signed session cookies), CA certificates for
 # sslmode=verify-full; procps for /bin/kill, so operators can run
 # `kubectl exec POD -- kill -TTIN 1`; tzdata for schedules' time zones
 # (slim images lack /usr/share/zoneinfo). The user has a passwd entry so that
@@ -77,6 +79,7 @@ RUN apt-get update \
         libconfuse2 \
         libmicrohttpd12 \
         libpq5 \
+        libssl3 \
         procps \
         tzdata \
     && rm -rf /var/lib/apt/lists/* \

@@ -25,7 +25,7 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
           -D_GNU_SOURCE -I$(PG_INCLUDE) -I. $(SANFLAGS) -MMD -MP
 LDFLAGS += $(SANFLAGS)
-LDLIBS = -lpq -lconfuse -lmicrohttpd -lm -pthread
+LDLIBS = -lpq -lconfuse -lmicrohttpd -lcrypto -lm -pthread
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
 
 SHARED_SRC := $(wildcard shared/*.c)

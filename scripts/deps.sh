@@ -10,7 +10,7 @@
 # install ...` line is printed and the script exits 1.
 set -eu
 
-# build: gcc/make, pkg-config, libpq, libconfuse, libmicrohttpd, Check (unit tests)
+# build: gcc/make, pkg-config, libpq, libconfuse, libmicrohttpd, libssl (libcrypto), Check (unit tests)
 # run/test: tzdata (schedules' time zones), PostgreSQL 15 server (its client brings pgbench,
 # which make bench drives) + contrib (pg_stat_statements), jq,
 # PgBouncer (the pgbouncer suite runs pgwork behind Debian's 1.18)
@@ -20,7 +20,7 @@ set -eu
 # dashboard: Chromium for its browser test (tests/web, driven by puppeteer-core);
 # the npm packages come from lockfiles: uPlot (web/assets) when `make` builds,
 # puppeteer-core (tests/web) when `make test` runs
-PACKAGES="build-essential pkg-config libpq-dev libconfuse-dev libmicrohttpd-dev check tzdata
+PACKAGES="build-essential pkg-config libpq-dev libconfuse-dev libmicrohttpd-dev libssl-dev check tzdata
 postgresql-15 postgresql-contrib pgbouncer jq python3 python3-prometheus-client valgrind cppcheck
 clang-format nodejs shellcheck chromium"
 

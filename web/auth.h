@@ -5,9 +5,12 @@
  * credential. Scripts send it as "Authorization: Bearer TOKEN"; a browser
  * logs in once with it through a form and gets a session cookie instead
  * (HttpOnly, SameSite=Strict), plus a per-session CSRF token that every
- * form post must carry. The token is compared in constant time and never
- * logged, put in a URL or sent back. Sessions live in this process's
- * memory: a restart logs browsers out.
+ * form post must carry. The cookie is stateless and signed (auth.c: an
+ * expiry, a nonce and an HMAC-SHA256 with a key derived from the token),
+ * so every process with the same token accepts it: sessions survive
+ * restarts and work across replicas. There is no server-side logout: a
+ * cookie stays valid until it expires (AUTH_SESSION_TTL_S) or the token
+ * changes; logging out deletes it from the browser.
  *
  * Thread-safe: the server calls these from its connection threads.
  */
@@ -19,8 +22,11 @@
 
 #include "../shared/config.h"
 
-/* Hex characters of a session id and of a CSRF token (and a NUL). */
+/* Hex characters of a CSRF token (and a NUL); room for a session cookie's
+ * value; how long a session lasts. */
 #define AUTH_ID_LEN 64
+#define AUTH_COOKIE_MAX 160
+#define AUTH_SESSION_TTL_S (12 * 3600)
 #define AUTH_TOKEN_MIN 16
 
 /* Read the token (the file if web.token_file is set, else the
@@ -35,17 +41,12 @@ bool auth_token_ok(const char *presented);
  * only (b: the secret). */
 bool auth_equal(const char *a, const char *b);
 
-/* A new session: its id and CSRF token (AUTH_ID_LEN + 1 bytes each). 0, or
- * -1 (no randomness). At most AUTH_SESSIONS live at once: the oldest is
- * dropped for a new one. */
-#define AUTH_SESSIONS 256
-int auth_session_new(char *sid, char *csrf);
+/* A new session: its cookie value (AUTH_COOKIE_MAX bytes) and CSRF token
+ * (AUTH_ID_LEN + 1 bytes). 0, or -1 (no token, no randomness). */
+int auth_session_new(char *cookie, char *csrf);
 
-/* The CSRF token of the live session sid into csrf; false if there is
- * none (unknown, expired). */
-bool auth_session_find(const char *sid, char *csrf);
-
-/* Forget the session (logout). */
-void auth_session_end(const char *sid);
+/* Whether cookie is a session this token signed that has not expired;
+ * its CSRF token into csrf then. */
+bool auth_session_find(const char *cookie, char *csrf);
 
 #endif

@@ -168,20 +168,21 @@ static void login(struct web_request *req, struct web_reply *reply)
         pages_login(req, reply, MHD_HTTP_UNAUTHORIZED, "wrong token");
         return;
     }
-    char sid[AUTH_ID_LEN + 1], csrf[AUTH_ID_LEN + 1];
+    char sid[AUTH_COOKIE_MAX], csrf[AUTH_ID_LEN + 1];
     if (auth_session_new(sid, csrf) != 0) {
         pages_error(req, reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "no randomness for a session");
         return;
     }
     snprintf(reply->cookie, sizeof reply->cookie,
-             SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200", sid);
+             SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d", sid,
+             AUTH_SESSION_TTL_S);
     web_redirect(reply, web_form(req, "back"));
 }
 
 static void logout(struct web_request *req, struct web_reply *reply)
 {
-    if (req->session)
-        auth_session_end(MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, SESSION_COOKIE));
+    /* Stateless: the browser forgets the cookie (auth.h). */
+    (void)req;
     snprintf(reply->cookie, sizeof reply->cookie,
              SESSION_COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     web_redirect(reply, "/login");

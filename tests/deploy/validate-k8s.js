@@ -568,7 +568,7 @@ function isWeb(d) {
     return ((d.value.metadata || {}).labels || {})["app.kubernetes.io/component"] === "web";
 }
 
-/* pgwork web: one replica running `pgwork web`, its token and connection
+/* pgwork web: replicas running `pgwork web`, its token and connection
  * string from Secrets, probes on its port, the same hardening. */
 function webRules(docs, dbSecret) {
     const deps = docs.filter((d) => d.value && d.value.kind === "Deployment" && isWeb(d));
@@ -577,8 +577,8 @@ function webRules(docs, dbSecret) {
         const spec = dep.value.spec || {};
         const pod = (spec.template || {}).spec || {};
         const podLabels = ((spec.template || {}).metadata || {}).labels || {};
-        need(spec.replicas === 1, ["spec", "replicas"],
-             "pgwork web: replicas: 1 (browser sessions live in the process)");
+        need(Number.isInteger(spec.replicas) && spec.replicas >= 1, ["spec", "replicas"],
+             "pgwork web: replicas: a whole number >= 1 (sessions are signed cookies: any replica accepts them)");
         const containers = pod.containers || [];
         const ci = containers.findIndex((c) => c && c.name === "web");
         need(ci >= 0, ["spec", "template", "spec", "containers"], "pgwork web: no container named web");

@@ -18,7 +18,11 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "harness.h"
 #include "suites.h"
@@ -35,14 +39,15 @@ struct web {
 
 static struct web *running_web; /* stopped at the end of each test */
 
-/* Start `pgwork -c CONFIG web` (extra config text inside web { }), wait
- * until /healthz answers. */
-static struct web *web_start_config(const char *web_extra, const char *token_env,
-                                    const char *more_config)
+/* Start `pgwork -c CONFIG web` (extra config text inside web { }) on
+ * database db (NULL: a new one, migrated), wait until /healthz answers. */
+static struct web *web_start_in(const char *db, const char *web_extra, const char *token_env,
+                                const char *more_config)
 {
     struct web *w = harness_alloc(sizeof *w);
-    w->db = harness_db_create(NULL);
-    ck_assert_int_eq(harness_migrate(w->db), 0);
+    w->db = db != NULL ? db : harness_db_create(NULL);
+    if (db == NULL)
+        ck_assert_int_eq(harness_migrate(w->db), 0);
     w->conn = harness_connect(w->db);
     w->port = harness_free_port();
     const char *config = harness_write_config(
@@ -89,6 +94,12 @@ static struct web *web_start_config(const char *web_extra, const char *token_env
         poll(NULL, 0, 20);
     }
     return w;
+}
+
+static struct web *web_start_config(const char *web_extra, const char *token_env,
+                                    const char *more_config)
+{
+    return web_start_in(NULL, web_extra, token_env, more_config);
 }
 
 static struct web *web_start_opts(const char *web_extra, const char *token_env)
@@ -344,10 +355,94 @@ START_TEST(web_login_form_and_csrf)
              harness_printf("csrf=%s&back=%%2F%%2Fevil.example%%2F", csrf));
     ck_assert_int_eq(r.status, 303);
     ck_assert_str_eq(header(&r, "Location"), "/");
-    /* Logged out: the cookie is worth nothing. */
+    /* Logged out: the browser is told to drop the cookie. (Sessions are
+     * signed, not remembered: a copy stays valid until it expires or the
+     * token changes — web_sessions_survive_restarts_and_replicas.) */
     r = http(w, "POST", "/logout", cookie, "");
     ck_assert_int_eq(r.status, 303);
+    const char *gone = header(&r, "Set-Cookie");
+    ck_assert_ptr_nonnull(gone);
+    ck_assert_ptr_nonnull(strstr(gone, "pgwork_session=;"));
+    ck_assert_ptr_nonnull(strstr(gone, "Max-Age=0"));
+    web_stop();
+}
+END_TEST
+
+/* A session cookie as `pgwork web` signs one with token (web/auth.c:
+ * v1.EXPIRY.NONCE.MAC), expiring at expiry (unix seconds). */
+static const char *signed_session(const char *token, long long expiry)
+{
+    static const char label[] = "pgwork web session key v1";
+    unsigned char key[32], mac[32];
+    unsigned int n = 0;
+    ck_assert_ptr_nonnull(HMAC(EVP_sha256(), token, (int)strlen(token),
+                               (const unsigned char *)label, strlen(label), key, &n));
+    const char *body = harness_printf("v1.%lld.00112233445566778899aabbccddeeff", expiry);
+    ck_assert_ptr_nonnull(
+        HMAC(EVP_sha256(), key, sizeof key, (const unsigned char *)body, strlen(body), mac, &n));
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    return harness_printf("Cookie: pgwork_session=%s.%s\r\n", body, hex);
+}
+
+/* Sessions are signed, not remembered: a cookie (and its CSRF token) from
+ * one `pgwork web` works on a second process with the same token (a
+ * restart, another replica); tampered, expired or under another token it
+ * is refused. */
+START_TEST(web_sessions_survive_restarts_and_replicas)
+{
+    struct web *w = web_start();
+    insert_dead(w, "mail", "boom", 2);
+    const char *cookie = login(w);
+    const char *csrf =
+        csrf_of(&(struct reply){.body = http(w, "GET", "/tasks/1", cookie, NULL).body});
+    const char *db = w->db;
+    web_stop();
+
+    w = web_start_in(db, "", TOKEN, "");
+    struct reply r = http(w, "GET", "/", cookie, NULL);
+    ck_assert_msg(r.status == 200, "the first process's cookie refused after a restart: %d",
+                  r.status);
+    r = http(w, "POST", "/api/tasks/1/requeue", cookie, harness_printf("csrf=%s", csrf));
+    ck_assert_int_eq(r.status, 303);
+    ck_assert_int_eq(task_count(w, "dead"), 1);
+    /* Another session's CSRF token does not fit this cookie. */
+    const char *other = login(w);
+    ck_assert_int_eq(
+        http(w, "POST", "/api/tasks/2/requeue", other, harness_printf("csrf=%s", csrf)).status,
+        401);
+    ck_assert_int_eq(task_count(w, "dead"), 1);
+    /* Tampered: the MAC's last digit, the expiry, a byte cut off. */
+    const char *value = cookie + strlen("Cookie: pgwork_session=");
+    size_t len = strcspn(value, "\r");
+    char *bad = harness_alloc(len + 1);
+    memcpy(bad, value, len);
+    bad[len - 1] = bad[len - 1] == '0' ? '1' : '0';
+    ck_assert_int_eq(
+        http(w, "GET", "/", harness_printf("Cookie: pgwork_session=%s\r\n", bad), NULL).status,
+        401);
+    memcpy(bad, value, len);
+    bad[3] = bad[3] == '9' ? '8' : (char)(bad[3] + 1);
+    ck_assert_int_eq(
+        http(w, "GET", "/", harness_printf("Cookie: pgwork_session=%s\r\n", bad), NULL).status,
+        401);
+    ck_assert_int_eq(http(w, "GET", "/",
+                          harness_printf("Cookie: pgwork_session=%.*s\r\n", (int)len - 1, value),
+                          NULL)
+                         .status,
+                     401);
+    /* Expiry: signed right, but past. (The same, a minute ahead, is
+     * accepted: the format is the server's.) */
+    long long now = (long long)time(NULL);
+    ck_assert_int_eq(http(w, "GET", "/", signed_session(TOKEN, now + 60), NULL).status, 200);
+    ck_assert_int_eq(http(w, "GET", "/", signed_session(TOKEN, now - 1), NULL).status, 401);
+    web_stop();
+
+    /* Another token: every session of the old one ends. */
+    w = web_start_in(db, "", TOKEN "-rotated", "");
     ck_assert_int_eq(http(w, "GET", "/", cookie, NULL).status, 401);
+    ck_assert_int_eq(http(w, "GET", "/", signed_session(TOKEN, now + 60), NULL).status, 401);
     web_stop();
 }
 END_TEST
@@ -863,6 +958,7 @@ Suite *web_suite(void)
     tcase_add_test(tc, web_actions_refused_without_token_change_nothing);
     tcase_add_test(tc, web_requeue_with_bearer);
     tcase_add_test(tc, web_login_form_and_csrf);
+    tcase_add_test(tc, web_sessions_survive_restarts_and_replicas);
     tcase_add_test(tc, web_escapes_database_values);
     tcase_add_test(tc, web_pagination_stable_while_tasks_change);
     tcase_add_test(tc, web_pages_show_the_database);
