@@ -478,8 +478,8 @@ static const struct upkeep_job upkeep_jobs[] = {
     {requeue_due, requeue_send, requeue_on_result, true},
     {poll_due, poll_send, poll_on_result, true},
     {depth_job_due, depth_job_send, depth_job_on_result, true},
-    {retention_job_due, retention_job_send, retention_job_on_result, true},
     {throughput_job_due, throughput_job_send, throughput_job_on_result, false},
+    {retention_job_due, retention_job_send, retention_job_on_result, true},
     {limits_due, limits_send, limits_on_result, false},
 };
 
