@@ -244,7 +244,7 @@ mutate_k8s "listed file missing" 'servic\.yaml: no such file' kustomization.yaml
 mutate_k8s "grace period below the drain" 'would be SIGKILLed' deployment.yaml 's/terminationGracePeriodSeconds: 40/terminationGracePeriodSeconds: 20/'
 mutate_k8s "shutdown_timeout above the grace period" 'workers\.shutdown_timeout \(60 s\).*would be SIGKILLed' configmap.yaml 's/shutdown_timeout = 25s/shutdown_timeout = 1m/'
 mutate_k8s "secret in the base" 'ships no secret' kustomization.yaml 's/^  - service.yaml$/  - service.yaml\n  - secret.example.yaml/'
-mutate_k8s "web: two replicas" 'pgwork web: replicas: 1' web/deployment.yaml 's/^  replicas: 1$/  replicas: 2/'
+mutate_k8s "web: no replica" 'pgwork web: replicas: a whole number >= 1' web/deployment.yaml 's/^  replicas: 2$/  replicas: 0/'
 mutate_k8s "web: token as a literal" 'PGWORK_WEB_TOKEN from a Secret' web/deployment.yaml '/name: PGWORK_WEB_TOKEN/{n;s/.*/              value: not-a-secret/;n;N;N;d}'
 mutate_k8s "web: probe on the wrong port" 'livenessProbe: httpGet /healthz on its port' web/deployment.yaml '0,/port: http-web/{/port: http-web/s//port: 9187/}'
 mutate_k8s "unlisted manifest" 'extra\.yaml: not listed' service.yaml ''
