@@ -34,9 +34,9 @@ struct supervisor {
     struct shm shm;
     struct pool pool;
     struct listener listener;
-    struct upkeep upkeep;     /* its statements go on the listener's connection */
-    struct ticks ticks;       /* the schedules; their claims go through upkeep */
-    struct doorbell doorbell; /* this pod's arms; its statements are upkeep's */
+    struct upkeep upkeep;         /* its statements go on the listener's connection */
+    struct ticks ticks;           /* the schedules; their claims go through upkeep */
+    struct doorbell doorbell;     /* this pod's arms; its statements are upkeep's */
     struct throughput throughput; /* finished per minute; its upsert is upkeep's */
     bool throughput_flushed;      /* the minute in progress taken at shutdown */
     struct http_server http;
