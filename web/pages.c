@@ -101,6 +101,34 @@ static void db_unavailable(struct web_request *req, struct web_reply *reply)
     pages_error(req, reply, 503, QUERIES_NO_CONNECTION);
 }
 
+/* The chart's heading, totals and numbers (a JSON block app.js draws:
+ * no inline script runs). */
+static void overview_chart(struct web_reply *reply, const struct overview *o)
+{
+    long long done = 0, failed = 0;
+    for (int i = 0; i < THROUGHPUT_MINUTES; i++) {
+        done += o->done_per_minute[i];
+        failed += o->failed_per_minute[i];
+    }
+    OUT("<h2>Finished per minute, last hour</h2><div id=\"chart\"><p class=\"muted\">Last hour: "
+        "%lld done, %lld failed attempts.</p></div>",
+        done, failed);
+    if (o->throughput_missing)
+        OUT("<p class=\"muted\">No per-minute counts: apply migration 0013 "
+            "(<code>pgwork migrate</code>).</p>");
+    else
+        OUT("<p class=\"muted\">Pods add their counts when a minute ends: the current minute "
+            "fills in then.</p>");
+    OUT("<script type=\"application/json\" id=\"throughput-data\">{\"minute0\":%lld,\"done\":[",
+        (long long)o->minute0);
+    for (int i = 0; i < THROUGHPUT_MINUTES; i++)
+        OUT("%s%lld", i ? "," : "", o->done_per_minute[i]);
+    OUT("],\"failed\":[");
+    for (int i = 0; i < THROUGHPUT_MINUTES; i++)
+        OUT("%s%lld", i ? "," : "", o->failed_per_minute[i]);
+    OUT("]}</script>");
+}
+
 void pages_overview(struct web_request *req, struct web_reply *reply)
 {
     struct webdb_features f;
@@ -113,28 +141,7 @@ void pages_overview(struct web_request *req, struct web_reply *reply)
     }
     page_begin(req, reply, "Queues", 5);
     OUT("<h1>Queues</h1>");
-    long long done = 0, failed = 0;
-    for (int i = 0; i < THROUGHPUT_MINUTES; i++) {
-        done += o.done_per_minute[i];
-        failed += o.failed_per_minute[i];
-    }
-    OUT("<h2>Finished per minute, last hour</h2><div id=\"chart\"><p class=\"muted\">Last hour: "
-        "%lld done, %lld failed attempts.</p></div>",
-        done, failed);
-    if (o.throughput_missing)
-        OUT("<p class=\"muted\">No per-minute counts: apply migration 0013 "
-            "(<code>pgwork migrate</code>).</p>");
-    else
-        OUT("<p class=\"muted\">Pods add their counts when a minute ends: the current minute "
-            "fills in then.</p>");
-    OUT("<script type=\"application/json\" id=\"throughput-data\">{\"minute0\":%lld,\"done\":[",
-        (long long)o.minute0);
-    for (int i = 0; i < THROUGHPUT_MINUTES; i++)
-        OUT("%s%lld", i ? "," : "", o.done_per_minute[i]);
-    OUT("],\"failed\":[");
-    for (int i = 0; i < THROUGHPUT_MINUTES; i++)
-        OUT("%s%lld", i ? "," : "", o.failed_per_minute[i]);
-    OUT("]}</script>");
+    overview_chart(reply, &o);
 
     OUT("<table id=\"queues\"><thead><tr><th>Queue</th><th>Pending (due)</th><th>Scheduled</th>"
         "<th>Running</th><th>Done</th><th>Dead</th><th>Oldest pending</th>"
