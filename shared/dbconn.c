@@ -235,22 +235,36 @@ const char *dbconn_local(void)
     return local_settings[0] != '\0' ? local_settings : NULL;
 }
 
-int dbconn_send_params(PGconn *conn, const char *sql, int nparams, const Oid *types,
-                       const char *const *params)
+/* The statement sql, or the prepared statement name when sql is NULL. */
+static int send_one(PGconn *conn, const char *name, const char *sql, int nparams, const Oid *types,
+                    const char *const *params)
+{
+    return sql != NULL ? PQsendQueryParams(conn, sql, nparams, types, params, NULL, NULL, 0)
+                       : PQsendQueryPrepared(conn, name, nparams, params, NULL, NULL, 0);
+}
+
+/* dbconn_send_params with these settings, for sql or a prepared name. */
+static int send_wrapped(PGconn *conn, const char *settings, const char *name, const char *sql,
+                        int nparams, const Oid *types, const char *const *params)
 {
     /* Inside a transaction the settings were sent after its BEGIN. */
-    if (local_settings[0] == '\0' || PQtransactionStatus(conn) != PQTRANS_IDLE ||
+    if (settings == NULL || settings[0] == '\0' || PQtransactionStatus(conn) != PQTRANS_IDLE ||
         PQpipelineStatus(conn) != PQ_PIPELINE_OFF)
-        return PQsendQueryParams(conn, sql, nparams, types, params, NULL, NULL, 0);
+        return send_one(conn, name, sql, nparams, types, params);
     if (!PQenterPipelineMode(conn))
         return 0;
-    if (!PQsendQueryParams(conn, local_settings, 0, NULL, NULL, NULL, NULL, 0))
+    if (!PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0))
         return 0;
     /* From here the reader expects the settings' results. */
     wrapped.active = true;
     wrapped.prelude = true;
-    return PQsendQueryParams(conn, sql, nparams, types, params, NULL, NULL, 0) &&
-           PQpipelineSync(conn);
+    return send_one(conn, name, sql, nparams, types, params) && PQpipelineSync(conn);
+}
+
+int dbconn_send_params(PGconn *conn, const char *sql, int nparams, const Oid *types,
+                       const char *const *params)
+{
+    return send_wrapped(conn, local_settings, NULL, sql, nparams, types, params);
 }
 
 /* Collect a sent query's results like PQexec does (the last one wins). */
@@ -281,6 +295,14 @@ PGresult *dbconn_exec_params(PGconn *conn, const char *sql, int nparams, const O
     if (guard.timeout_ms == 0)
         return PQexecParams(conn, sql, nparams, types, params, NULL, NULL, 0);
     if (!dbconn_send_params(conn, sql, nparams, types, params))
+        return NULL;
+    return dbconn_wait(conn);
+}
+
+PGresult *dbconn_exec_prepared(PGconn *conn, const char *settings, const char *name, int nparams,
+                               const char *const *params)
+{
+    if (!send_wrapped(conn, settings, name, NULL, nparams, NULL, params))
         return NULL;
     return dbconn_wait(conn);
 }

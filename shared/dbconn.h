@@ -124,6 +124,12 @@ int dbconn_send_params(PGconn *conn, const char *sql, int nparams, const Oid *ty
 PGresult *dbconn_exec_params(PGconn *conn, const char *sql, int nparams, const Oid *types,
                              const char *const *params);
 
+/* The prepared statement name, waited for as dbconn_exec_params, with
+ * settings (one statement, or NULL) in its transaction instead of the
+ * process's: for a statement prepared in a session of our own. */
+PGresult *dbconn_exec_prepared(PGconn *conn, const char *settings, const char *name, int nparams,
+                               const char *const *params);
+
 /*
  * libpq's messages end in a newline and may span lines (a connection
  * failure's "\n\tIs the server running...", a server error's DETAIL, HINT

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "sql_batch.h"
+#include "claim_cache.h"
 #include "worker_internal.h"
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
@@ -81,7 +82,7 @@ static int sql_batch_claim(struct worker *w, struct served_queue *sq)
 {
     const struct queue_config *queue = sq->queue;
     PGconn *conn = w->conn;
-    const char *settings = dbconn_local();
+    const char *settings = task_claim_ready(conn, queue, &sq->claim, true);
     if (!PQenterPipelineMode(conn)) {
         log_error("cannot enter pipeline mode: %s", PQerrorMessage(conn));
         return -1;
@@ -103,6 +104,8 @@ static int sql_batch_claim(struct worker *w, struct served_queue *sq)
     else
         log_error("claim failed on queue \"%s\": %s", queue->name,
                   res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+    if (claimed < 0)
+        claim_cache_failed(res);
     PQclear(res);
     if (claimed < 0) {
         sql_batch_abandon(w, true);
@@ -157,7 +160,8 @@ struct round_result {
  * ids. Returns how many settings answers come before the statements', or
  * -1 when something could not be sent.
  */
-static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *ids, bool next)
+static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *ids, bool next,
+                          bool *next_settings)
 {
     const struct queue_config *queue = sq->queue;
     PGconn *conn = w->conn;
@@ -192,10 +196,13 @@ static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *id
            PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
     if (sent && next) {
         worker_claim_begin(w, sq, &sq->next_round);
-        sent =
-            (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0)) &&
-            task_send_claim(conn, queue, w->locked_by, w->config->workers.lease_ms, &sq->claim) ==
-                0;
+        /* Inside the pipeline: prepared already, or sent unnamed. */
+        const char *claim_settings = task_claim_ready(conn, queue, &sq->claim, false);
+        *next_settings = claim_settings != NULL;
+        sent = (claim_settings == NULL ||
+                PQsendQueryParams(conn, claim_settings, 0, NULL, NULL, NULL, NULL, 0)) &&
+               task_send_claim(conn, queue, w->locked_by, w->config->workers.lease_ms,
+                               &sq->claim) == 0;
     }
     sent = sent && PQpipelineSync(conn);
     if (!sent) {
@@ -212,7 +219,8 @@ static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *id
  * server).
  */
 static void sql_batch_collect(struct worker *w, struct served_queue *sq, const int64_t *ids,
-                              int preludes, bool next, int64_t *elapsed_us, struct round_result *r)
+                              int preludes, bool next, bool next_settings, int64_t *elapsed_us,
+                              struct round_result *r)
 {
     PGconn *conn = w->conn;
     int claimed = w->batch.count;
@@ -259,7 +267,7 @@ static void sql_batch_collect(struct worker *w, struct served_queue *sq, const i
     dbconn_set_guard_extra(0);
     if (next) {
         /* Skipped (PGRES_PIPELINE_ABORTED) unless COMMIT succeeded. */
-        bool settings_ok = dbconn_local() == NULL || dbconn_pipeline_ok(conn);
+        bool settings_ok = !next_settings || dbconn_pipeline_ok(conn);
         PGresult *claim = dbconn_pipeline_take(conn);
         ExecStatusType status = PQresultStatus(claim);
         if (r->committed && settings_ok &&
@@ -359,6 +367,8 @@ static int sql_batch_take_next(struct worker *w, struct served_queue *sq)
         claimed = task_batch_take(&w->batch, res, &sq->claim);
     else
         log_error("claim failed on queue \"%s\": %s", sq->queue->name, PQresultErrorMessage(res));
+    if (claimed < 0)
+        claim_cache_failed(res);
     PQclear(res);
     if (claimed > 0 && !PQenterPipelineMode(w->conn)) {
         log_error("cannot enter pipeline mode: %s", PQerrorMessage(w->conn));
@@ -417,7 +427,8 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq, struct cl
     int64_t *ids = malloc((size_t)claimed * sizeof(*ids));
     int64_t *elapsed_us = malloc((size_t)claimed * sizeof(*elapsed_us));
     bool allocated = ids != NULL && elapsed_us != NULL;
-    int preludes = allocated ? sql_batch_send(w, sq, ids, next) : -1;
+    bool next_settings = false;
+    int preludes = allocated ? sql_batch_send(w, sq, ids, next, &next_settings) : -1;
     if (preludes < 0) {
         /* Nothing ran: the batch, ours, runs a task at a time. */
         free(ids);
@@ -427,7 +438,7 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq, struct cl
         return claimed;
     }
     struct round_result r;
-    sql_batch_collect(w, sq, ids, preludes, next, elapsed_us, &r);
+    sql_batch_collect(w, sq, ids, preludes, next, next_settings, elapsed_us, &r);
     free(ids);
     if (r.failed || !r.committed || !r.synced) {
         claimed = sql_batch_redo(w, sq, &r, &round_start, round);

@@ -3,8 +3,10 @@
  * LIMIT), sending it, and reading what it took into a batch (DESIGN §2).
  *
  * Invariants:
- *  - sent unnamed with its parameters, as every statement of task.c: queue
- *    names and owners never become SQL text;
+ *  - sent with its parameters: queue names and owners never become SQL
+ *    text; unnamed, as every statement of task.c, unless claim_cache.c
+ *    holds it prepared on a connection of our own (then with its
+ *    settings, task_claim_ready);
  *  - a batch comes back in the queue's order (priority, run_at, id), and a
  *    drain's cursor only moves forward, past what was claimed;
  *  - a failed claim is logged here once, with libpq's message, and
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "task_claim.h"
+#include "claim_cache.h"
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
 
@@ -349,16 +352,39 @@ static const char *claim_prepare(struct claim_params *p, const struct queue_conf
     return claim_statement(claim, queue, p->key_priority, p->key_id, &p->values[4]);
 }
 
+/* The prepared name of the claim sql of queue, or NULL: limited queues'
+ * claims are always sent unnamed. */
+static const char *claim_name(const struct queue_config *queue, const char *sql)
+{
+    return config_queue_limited(queue) ? NULL : claim_cache_name(sql);
+}
+
+const char *task_claim_ready(PGconn *conn, const struct queue_config *queue,
+                             struct claim_state *claim, bool may_prepare)
+{
+    char priority[16], id[24];
+    const char *key[3];
+    const char *sql = claim_statement(claim, queue, priority, id, key);
+    const char *name = claim_name(queue, sql);
+    if (name == NULL && may_prepare && !config_queue_limited(queue))
+        name = claim_cache_prepare(conn, sql, claim->cursor_set ? 7 : 4, claim_types);
+    return name != NULL ? claim_cache_settings() : dbconn_local();
+}
+
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
                int64_t lease_ms, struct claim_state *claim, struct task_batch *batch)
 {
     task_batch_clear(batch);
+    const char *settings = task_claim_ready(conn, queue, claim, true);
     struct claim_params p = {0};
     const char *sql = claim_prepare(&p, queue, locked_by, lease_ms, claim);
-    PGresult *res = dbconn_exec_params(conn, sql, p.count, claim_types, p.values);
+    const char *name = claim_name(queue, sql);
+    PGresult *res = name != NULL ? dbconn_exec_prepared(conn, settings, name, p.count, p.values)
+                                 : dbconn_exec_params(conn, sql, p.count, claim_types, p.values);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_error("claim failed on queue \"%s\": %s", queue->name,
                   res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+        claim_cache_failed(res);
         PQclear(res);
         return -1;
     }
@@ -372,7 +398,11 @@ int task_send_claim(PGconn *conn, const struct queue_config *queue, const char *
 {
     struct claim_params p = {0};
     const char *sql = claim_prepare(&p, queue, locked_by, lease_ms, claim);
-    return PQsendQueryParams(conn, sql, p.count, claim_types, p.values, NULL, NULL, 0) ? 0 : -1;
+    const char *name = claim_name(queue, sql);
+    int sent = name != NULL
+                   ? PQsendQueryPrepared(conn, name, p.count, p.values, NULL, NULL, 0)
+                   : PQsendQueryParams(conn, sql, p.count, claim_types, p.values, NULL, NULL, 0);
+    return sent ? 0 : -1;
 }
 
 int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_state *claim)

@@ -100,9 +100,21 @@ void task_claim_rewind(struct claim_state *claim, const struct claim_state *save
 int task_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
                int64_t lease_ms, struct claim_state *claim, struct task_batch *batch);
 
+/*
+ * The settings statement to send before the next claim of queue, in its
+ * transaction (claim_cache.h: a prepared claim's, else dbconn_local()).
+ * may_prepare: conn is idle, outside pipeline mode, and the claim's
+ * statement may be prepared now (one round trip, once per text and
+ * connection); otherwise it goes as it is, prepared or not.
+ * task_send_claim then sends the claim the same way.
+ */
+const char *task_claim_ready(PGconn *conn, const struct queue_config *queue,
+                             struct claim_state *claim, bool may_prepare);
+
 /* task_claim's statement, sent without waiting (the one-transaction path
  * sends it in a pipeline, in an implicit transaction of its own that
- * commits at its sync). 0, or -1 when it could not be sent. */
+ * commits at its sync, task_claim_ready's settings first). 0, or -1 when
+ * it could not be sent. */
 int task_send_claim(PGconn *conn, const struct queue_config *queue, const char *locked_by,
                     int64_t lease_ms, struct claim_state *claim);
 

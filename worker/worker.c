@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "worker.h"
+#include "claim_cache.h"
 #include "handler.h"
 #include "sql_batch.h"
 #include "task.h"
@@ -192,6 +193,7 @@ static void worker_adopt_connection(struct worker *w)
 {
     atomic_store(&w->self->backend_pid, (int32_t)PQbackendPID(w->conn));
     w->env.conn = w->conn;
+    claim_cache_connected(w->conn); /* nothing is prepared on it yet */
 }
 
 /* A fresh connection, in place of one whose server session may be in any
@@ -448,7 +450,9 @@ static PGconn *worker_connect(const struct worker *w)
     /* No session settings (DESIGN §2): behind PgBouncer's transaction
      * pooling they would reach other clients of the pool. What a worker
      * wants is set per transaction (dbconn_set_local). Plans need no
-     * setting: unnamed statements are planned for their parameters. */
+     * setting: unnamed statements are planned for their parameters, and
+     * the claims prepared on a session of our own (claim_cache.c) carry
+     * theirs. */
     return conn;
 }
 
@@ -482,7 +486,8 @@ static void worker_init_queues(struct worker *w)
 /*
  * The connection broke under a task: open a new one, so the worker can
  * record what happened and go on with its batch (statements are sent
- * unnamed: nothing to prepare again). Tries with the restart backoff for
+ * unnamed; the claims claim_cache.c keeps are prepared again on the new
+ * connection as they are used). Tries with the restart backoff for
  * as long as a statement may wait for the database (keepalive_interval +
  * keepalive_timeout: long enough for a crashed cluster's recovery); after
  * that, or when told to stop, the process exits and the supervisor
@@ -577,6 +582,7 @@ static void worker_prepare(struct worker *w, const struct worker_args *args)
      * — on a new or just-emptied table a sequential scan — and kept:
      * measured, a batch's done UPDATE then took 0.75 ms instead of 0.14 ms
      * and a burst ran up to 30x slower until autovacuum's ANALYZE. */
+    claim_cache_init(args->config->database.synchronous_commit);
     dbconn_set_local(args->config->database.synchronous_commit
                          ? "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
                          : "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"

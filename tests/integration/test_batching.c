@@ -5,6 +5,7 @@
  * while others idle. Each test fails with a fixed batch of 10 (checked
  * by setting `batch = 10` in its queue).
  */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -119,6 +120,59 @@ START_TEST(slow_tasks_are_not_hoarded)
 }
 END_TEST
 
+/* The claim statements (worker/task_claim.c's claim begins "WITH picked
+ * AS") this database ran and planned, from pg_stat_statements (tests/pg.sh
+ * loads it; planning is tracked for this database, batching_claims_db). */
+#define CLAIM_STATS(column)                                                                        \
+    "SELECT coalesce(sum(" column "), 0)::bigint FROM pg_stat_statements s"                        \
+    " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"                   \
+    " AND s.query LIKE 'WITH picked AS%'"
+
+/* pg_stat_statements, counting plans too, for the pod's sessions. */
+#define CLAIMS_DB                                                                                  \
+    "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;"                                           \
+    " DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET pg_stat_statements.track_planning = on',"  \
+    " current_database()); END $$"
+
+/*
+ * Lone tasks, one at a time, on a sql queue and an exec queue (the
+ * worker's two claim paths), one worker connected directly: its claims
+ * are prepared once on its connection and planned once (a generic plan),
+ * not parsed and planned at every claim — half of a lone task's claim,
+ * measured (worker/claim_cache.c).
+ */
+START_TEST(lone_claims_are_planned_once)
+{
+    struct harness_run *run = harness_scenario(&(struct harness_scenario){
+        .schema = CLAIMS_DB,
+        .workers = "count = 1 max = 4",
+        .queue = "handler = \"sql\" statement = \"SELECT $2::bigint\"",
+        .queues = "queue \"e\" { handler = \"exec\" command = {\"/bin/true\"} }",
+        .wait_for = "listening on channel",
+        .idle = 1});
+    PGconn *conn = run->conn;
+    int64_t calls = harness_query_int64(conn, CLAIM_STATS("calls"));
+    int64_t plans = harness_query_int64(conn, CLAIM_STATS("plans"));
+    for (int i = 0; i < 40; i++) {
+        harness_exec(conn, i % 2 == 0 ? "INSERT INTO pgwork.tasks (queue) VALUES ('q')"
+                                      : "INSERT INTO pgwork.tasks (queue) VALUES ('e')");
+        harness_expect(conn, run->sup, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'",
+                       i + 1, 10000, "the lone task done");
+    }
+    calls = harness_query_int64(conn, CLAIM_STATS("calls")) - calls;
+    plans = harness_query_int64(conn, CLAIM_STATS("plans")) - plans;
+    fprintf(stderr, "lone_claims_are_planned_once: 40 lone tasks, %lld claims, %lld plans\n",
+            (long long)calls, (long long)plans);
+    /* A few plans more: an ANALYZE by autovacuum makes the next claim plan
+     * again. */
+    ck_assert_msg(calls >= 40 && plans <= 8,
+                  "40 lone tasks: %lld claims planned %lld times (planned at every claim: "
+                  "not prepared)",
+                  (long long)calls, (long long)plans);
+    ck_assert_int_eq(harness_stop_supervisor(run->sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 Suite *batching_suite(void)
 {
     Suite *s = suite_create("batching");
@@ -126,6 +180,9 @@ Suite *batching_suite(void)
     tcase_add_test(tc, lone_task_is_claimed_alone);
     tcase_add_test(tc, claims_grow_under_a_backlog);
     tcase_add_test(tc, slow_tasks_are_not_hoarded);
+    suite_add_tcase(s, tc);
+    tc = harness_tcase("plans");
+    tcase_add_test(tc, lone_claims_are_planned_once);
     suite_add_tcase(s, tc);
     return s;
 }

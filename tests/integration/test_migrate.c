@@ -14,6 +14,7 @@
 #include "suites.h"
 #include "shared/config.h"
 #include "supervisor/migrate.h"
+#include "worker/claim_cache.h"
 #include "worker/task.h"
 
 #define CHANNEL "pgwork_tasks"
@@ -657,6 +658,62 @@ START_TEST(test_large_claim_updates_by_primary_key)
 }
 END_TEST
 
+/*
+ * The claims a worker keeps prepared on its own connection
+ * (worker/claim_cache.c) run with a generic plan, planned once and kept:
+ * whatever the statistics said then, it must be the ordered walk of
+ * tasks_claim_idx and a primary-key lookup per task — never a bitmap scan
+ * of every index entry finished tasks left, a sort, or a sequential scan
+ * for the UPDATE (the plan a small or freshly truncated table got with
+ * the worker's settings alone). _i: 0 a truncated table, never analyzed,
+ * 300 tasks finished since and one pending (the pickup bench's table);
+ * 1 statistics taken with nothing pending, then a backlog of 50,000.
+ * Sizes 1 and 100, from the start and from a cursor.
+ */
+START_TEST(test_prepared_claim_plans_walk_the_index)
+{
+    PGconn *conn;
+    harness_db_migrated(&conn, NULL, NULL);
+    if (_i == 0) {
+        harness_exec(conn,
+                     "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 300)");
+        harness_exec(conn, "UPDATE pgwork.tasks SET state = 'done', finished_at = now()");
+        harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    } else {
+        harness_exec(conn, "INSERT INTO pgwork.tasks (queue, state, finished_at)"
+                           " SELECT 'q', 'done', now() FROM generate_series(1, 200)");
+        harness_exec(conn, "ANALYZE pgwork.tasks");
+        harness_exec(conn,
+                     "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 50000)");
+    }
+    claim_cache_init(false);
+    static const int sizes[] = {1, 100};
+    static const char *const types[] = {"text, text, int8, int4",
+                                        "text, text, int8, int4, int4, text, int8"};
+    static const char *const args[] = {"'q', 'w', 1000, 25",
+                                       "'q', 'w', 1000, 25, 0, now() - interval '1 min', 7"};
+    for (int size = 0; size < 2; size++)
+        for (int from = 0; from < 2; from++) {
+            struct queue_config queue = {.name = "q", .batch = sizes[size], .max_attempts = 25};
+            struct claim_state claim = {0};
+            const char *name = harness_printf("claim_%d_%d", size, from);
+            harness_exec(conn, harness_printf("PREPARE %s (%s) AS %s", name, types[from],
+                                              task_claim_sql(&claim, &queue, from == 1)));
+            task_claim_state_free(&claim);
+            harness_exec(conn, "BEGIN");
+            harness_exec(conn, claim_cache_settings());
+            const char *plan = plan_of(conn, harness_printf("EXECUTE %s(%s)", name, args[from]));
+            harness_exec(conn, "ROLLBACK");
+            ck_assert_msg(strstr(plan, "Index Scan using tasks_claim_idx") != NULL &&
+                              strstr(plan, "Index Scan using tasks_pkey on tasks t") != NULL &&
+                              strstr(plan, "Sort") == NULL && strstr(plan, "Bitmap") == NULL &&
+                              strstr(plan, "Seq Scan") == NULL && strstr(plan, "$1") != NULL,
+                          "a prepared claim of %d%s planned as:\n%s", sizes[size],
+                          from ? " from a cursor" : "", plan);
+        }
+}
+END_TEST
+
 Suite *migrate_suite(void)
 {
     Suite *s = suite_create("migrate");
@@ -693,6 +750,7 @@ Suite *migrate_suite(void)
     tc = harness_tcase("plans");
     tcase_add_test(tc, test_claim_plans_survive_stale_statistics);
     tcase_add_test(tc, test_large_claim_updates_by_primary_key);
+    tcase_add_loop_test(tc, test_prepared_claim_plans_walk_the_index, 0, 2);
     suite_add_tcase(s, tc);
 
     return s;

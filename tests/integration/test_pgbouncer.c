@@ -40,7 +40,8 @@ static bool bouncer_wait_at_least(PGconn *conn, const char *sql, int64_t min, in
  * What another client of the pool sees: pool_size connections through the
  * bouncer each open a transaction at once, so each holds a different
  * server connection — every one the pool has — and reads the settings
- * pgwork's workers would have changed.
+ * pgwork's workers would have changed, and the statements they would have
+ * prepared.
  */
 static void bouncer_assert_clean_sessions(const struct harness_pgbouncer *bouncer,
                                           const char *dbname, int pool_size)
@@ -53,6 +54,13 @@ static void bouncer_assert_clean_sessions(const struct harness_pgbouncer *bounce
         harness_exec(conns[i], "BEGIN");
     }
     for (int i = 0; i < pool_size; i++) {
+        /* A worker prepares its claims only on a session of its own
+         * (worker/claim_cache.c): none through the pooler. */
+        ck_assert_msg(
+            harness_query_int64(conns[i], "SELECT count(*) FROM pg_prepared_statements") == 0,
+            "server connection %d of the pool holds prepared statements: %s", i,
+            harness_query_text(conns[i],
+                               "SELECT string_agg(name, ', ') FROM pg_prepared_statements"));
         const char *sync = harness_query_text(conns[i], "SHOW synchronous_commit");
         const char *plan = harness_query_text(conns[i], "SHOW plan_cache_mode");
         ck_assert_msg(strcmp(sync, "on") == 0 && strcmp(plan, "auto") == 0,

@@ -1,0 +1,42 @@
+/*
+ * claim_cache.h — the claim statements a worker keeps prepared, planned
+ * once, on a connection that is a session of its own (claim_cache.c).
+ * What a claim sends is task_claim.h's; this module only says whether a
+ * text has a name on the current connection, and which settings go with
+ * it.
+ */
+#ifndef PGWORK_CLAIM_CACHE_H
+#define PGWORK_CLAIM_CACHE_H
+
+#include <stdbool.h>
+
+#include <libpq-fe.h>
+
+/* The settings statement for a transaction that runs a prepared claim:
+ * its cached generic plan, the planner told to walk the indexes (see
+ * claim_cache.c), and synchronous_commit off unless the config wants it
+ * on. Built once per process, before the first connection. */
+void claim_cache_init(bool synchronous_commit);
+const char *claim_cache_settings(void);
+
+/* A new connection (also after a reconnect): nothing is prepared on it.
+ * Asks the server once whether the session is ours (pg_backend_pid() is
+ * the backend libpq connected to); behind a pooler it is not, and nothing
+ * is ever prepared there. conn must be idle, outside pipeline mode. */
+void claim_cache_connected(PGconn *conn);
+
+/* The name sql is prepared under on the current connection, or NULL (send
+ * it unnamed). */
+const char *claim_cache_name(const char *sql);
+
+/* Prepare sql (nparams of types) on conn now, one round trip, if the
+ * connection is ours and there is room; conn must be idle, outside
+ * pipeline mode. The name, or NULL (send it unnamed). */
+const char *claim_cache_prepare(PGconn *conn, const char *sql, int nparams, const Oid *types);
+
+/* A claim failed with res: if its prepared statement was missing (only a
+ * pooler we did not recognise can do that), nothing is prepared again in
+ * this process. */
+void claim_cache_failed(const PGresult *res);
+
+#endif
