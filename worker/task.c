@@ -111,6 +111,25 @@ static const char delete_many_ring_sql[] =
     "   AND (state || '') = 'running'"
     "   AND (SELECT pgwork.limit_ring($3))";
 
+/* And for a worker that claims the capped queue again after its batch
+ * (served_queue.reclaim): the ring without the lock (pgwork.limit_nudge,
+ * migration 0014), so these completions and the queue's claims do not
+ * queue behind each other. */
+static const char done_many_nudge_sql[] =
+    "UPDATE pgwork.tasks"
+    " SET state = 'done', finished_at = now(), locked_until = NULL"
+    " WHERE id = ANY($1::bigint[])"
+    "   AND locked_by = $2"
+    "   AND (state || '') = 'running'"
+    "   AND (SELECT pgwork.limit_nudge($3))";
+
+static const char delete_many_nudge_sql[] =
+    "DELETE FROM pgwork.tasks"
+    " WHERE id = ANY($1::bigint[])"
+    "   AND locked_by = $2"
+    "   AND (state || '') = 'running'"
+    "   AND (SELECT pgwork.limit_nudge($3))";
+
 static const char delete_sql[] =
     "DELETE FROM pgwork.tasks"
     " WHERE id = $1"
@@ -369,8 +388,9 @@ static int completions_send(PGconn *conn, struct task_completions *tc)
         return -1;
     }
     const char *params[] = {array, tc->locked_by, tc->queue_name};
-    const char *sql = tc->ring ? (tc->keep_done ? done_many_ring_sql : delete_many_ring_sql)
-                               : (tc->keep_done ? done_many_sql : delete_many_sql);
+    const char *sql = !tc->ring   ? (tc->keep_done ? done_many_sql : delete_many_sql)
+                      : tc->nudge ? (tc->keep_done ? done_many_nudge_sql : delete_many_nudge_sql)
+                                  : (tc->keep_done ? done_many_ring_sql : delete_many_ring_sql);
     int sent = dbconn_send_params(conn, sql, tc->ring ? 3 : 2,
                                   tc->ring ? ids_owner_queue_types : ids_owner_types, params);
     free(array);
@@ -386,12 +406,14 @@ static int completions_send(PGconn *conn, struct task_completions *tc)
 }
 
 int task_completions_add(PGconn *conn, struct task_completions *tc,
-                         const struct queue_config *queue, const char *locked_by, int64_t id)
+                         const struct queue_config *queue, const char *locked_by, int64_t id,
+                         enum task_ring how)
 {
-    /* One statement holds the ids of one kind: done or deleted, rung or
-     * not (and a ring names one queue). */
-    bool ring = queue->concurrency > 0;
-    bool other_kind = tc->keep_done != queue->keep_done || tc->ring != ring ||
+    /* One statement holds the ids of one kind: done or deleted, rung (with
+     * the lock or without) or not (and a ring names one queue). */
+    bool ring = queue->concurrency > 0 && how != TASK_RING_NONE;
+    bool nudge = ring && how == TASK_RING_NUDGE;
+    bool other_kind = tc->keep_done != queue->keep_done || tc->ring != ring || tc->nudge != nudge ||
                       (ring && tc->queue_name != queue->name);
     if (tc->count > 0 && other_kind && task_completions_flush(conn, tc) != 0)
         return -1;
@@ -408,6 +430,7 @@ int task_completions_add(PGconn *conn, struct task_completions *tc,
     tc->ids[tc->count++] = id;
     tc->keep_done = queue->keep_done;
     tc->ring = ring;
+    tc->nudge = nudge;
     tc->queue_name = queue->name;
     tc->locked_by = locked_by;
     /* Send now unless the previous group is still on its way: then these

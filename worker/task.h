@@ -79,15 +79,18 @@ struct task_completions {
     int capacity;
     int in_flight;          /* tasks in the statement sent and not yet answered */
     bool keep_done;         /* of the queue the ids belong to */
-    bool ring;              /* the queue is capped: the statement rings it (limit_ring) */
+    bool ring;              /* a capped queue: the statement rings it (limit_ring) */
+    bool nudge;             /* ... without the lock (limit_nudge): served_queue.reclaim */
     const char *queue_name; /* for messages */
     const char *locked_by;
 };
 
-/* Record task id of queue as finished. 0, or -1 (logged; the connection
- * is then likely broken). */
+/* Record task id of queue as finished; a capped queue's statement rings it
+ * as `ring` says. 0, or -1 (logged; the connection is then likely
+ * broken). */
 int task_completions_add(PGconn *conn, struct task_completions *tc,
-                         const struct queue_config *queue, const char *locked_by, int64_t id);
+                         const struct queue_config *queue, const char *locked_by, int64_t id,
+                         enum task_ring ring);
 
 /* Wait until every recorded task is written. 0, or -1 (logged). */
 int task_completions_flush(PGconn *conn, struct task_completions *tc);

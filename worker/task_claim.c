@@ -90,22 +90,27 @@ static const char claim_from_cursor[] =
  * The claim of a queue with a concurrency cap or a rate (migration 0012):
  * a statement of its own, so queues without limits keep the one above.
  * pgwork.limit_budget takes the queue's advisory transaction lock and
- * counts (fresh, after the lock) what the limits still allow: `take`.
+ * counts (fresh, after the lock) what the limits still allow: `take`
+ * (migration 0014: with batch = "auto", `whole`, all the free slots up to
+ * the batch; otherwise one once fewer are free than the batch).
  * `picked` locks a batch as the plain claim does (same literal LIMIT, same
- * plan, the same gate for a paused queue); `chosen` is the first `take`
- * of them. Starts are recorded for the
+ * plan, the same gate for a paused queue), but never more than the cap
+ * and one: an auto batch grows past the cap (its claims come back full),
+ * and each row locked and left costs the claim, under the queue's lock
+ * (measured: a claim of cap 50 locked 1,000 rows to take one); `chosen`
+ * is the first `take` of them. Starts are recorded for the
  * rate, and `waiting` says whether the cap left due tasks behind (what
  * pgwork.limit_ring reads) — the statement's one UPDATE of the queue's
  * limits row, which also records this pod's values when limit_budget
  * found others (`other`; two UPDATEs of one row in one statement fail).
  * The LEFT JOIN returns one row even when nothing was claimed (id NULL):
- * the budget's take, wait_ms and other come back either way. Literals:
- * cap, rate count, rate period ms, batch, [cursor], batch, rate count,
- * cap, rate count, rate period ms.
+ * the budget's take, wait_ms, other and cap_bound come back either way.
+ * Literals: cap, rate count, rate period ms, batch, whole, [cursor],
+ * picked's limit, rate count, cap, rate count, rate period ms.
  */
 static const char limited_claim_format[] =
     "WITH budget AS MATERIALIZED ("
-    "  SELECT * FROM pgwork.limit_budget($1, %d, %d, %lld, %d, $2)),"
+    "  SELECT * FROM pgwork.limit_budget($1, %d, %d, %lld, %d, $2, %s)),"
     " picked AS ("
     "  SELECT id, priority, run_at FROM pgwork.tasks"
     "  WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
@@ -141,7 +146,7 @@ static const char limited_claim_format[] =
     "               AND (SELECT count(*) FROM picked) > (SELECT count(*) FROM chosen) AS waiting) w"
     "  WHERE l.queue = $1"
     "    AND (l.waiting <> w.waiting OR (SELECT other FROM budget) IS NOT NULL))"
-    " SELECT c.*, b.take, coalesce(b.wait_ms, 0), b.other"
+    " SELECT c.*, b.take, coalesce(b.wait_ms, 0), b.other, b.cap_bound"
     " FROM budget b LEFT JOIN claimed c ON true";
 /* clang-format on */
 
@@ -161,10 +166,13 @@ const char *task_claim_sql(struct claim_state *claim, const struct queue_config 
     int built = -1;
     if (!config_queue_limited(queue))
         built = asprintf(text, claim_sql_format, cursor, limit + 1, limit, limit);
-    else if (config_rate_parse(queue->rate, &rate_count, &rate_period_ms) == 0)
-        built = asprintf(text, limited_claim_format, queue->concurrency, rate_count,
-                         (long long)rate_period_ms, limit, cursor, limit, rate_count,
-                         queue->concurrency, rate_count, (long long)rate_period_ms);
+    else if (config_rate_parse(queue->rate, &rate_count, &rate_period_ms) == 0) {
+        int cap = queue->concurrency;
+        int picked = cap > 0 && cap < limit ? cap + 1 : cap > 0 ? limit + 1 : limit;
+        built = asprintf(text, limited_claim_format, cap, rate_count, (long long)rate_period_ms,
+                         limit, queue->batch == QUEUE_BATCH_AUTO ? "true" : "false", cursor, picked,
+                         rate_count, cap, rate_count, (long long)rate_period_ms);
+    }
     if (built < 0) {
         log_error("out of memory building the claim of queue \"%s\"", queue->name);
         abort();
@@ -249,9 +257,10 @@ static int claimed_order(const void *a, const void *b)
  * waiting) into batch, and
  * move the cursor (if any) to the greatest key: the claim's RETURNING
  * comes in no particular order. */
-/* A limited claim's budget (its last three columns, the same in every
+/* A limited claim's budget (its last four columns, the same in every
  * row; limited_claim_format): what the limits let it take, when the rate
- * allows the next start, another pod's differing limits (warned of once).
+ * allows the next start, another pod's differing limits (warned of once),
+ * whether the cap decided the take.
  * The rows it claimed: none when the one row has no id. */
 static int task_limit_budget(const PGresult *res, struct claim_state *claim)
 {
@@ -260,6 +269,7 @@ static int task_limit_budget(const PGresult *res, struct claim_state *claim)
         return rows;
     claim->limit_take = atoi(PQgetvalue(res, 0, 8));
     claim->limit_wait_ms = strtoll(PQgetvalue(res, 0, 9), NULL, 10);
+    claim->limit_cap_bound = PQgetvalue(res, 0, 11)[0] == 't';
     if (!PQgetisnull(res, 0, 10) && !claim->limits_warned) {
         claim->limits_warned = true;
         log_warn("queue \"%s\": another pod claims with other limits (%s); each pod enforces "
@@ -418,12 +428,15 @@ bool task_claim_full(const struct claim_state *claim, const struct queue_config 
     return claimed > 0 && claimed == claim->limit_take;
 }
 
-void task_limit_ring(PGconn *conn, const struct queue_config *queue)
+void task_limit_ring(PGconn *conn, const struct queue_config *queue, enum task_ring how)
 {
-    if (queue->concurrency <= 0)
+    if (queue->concurrency <= 0 || how == TASK_RING_NONE)
         return;
     const char *params[] = {queue->name};
-    PGresult *res = dbconn_exec_params(conn, "SELECT pgwork.limit_ring($1)", 1, text_types, params);
+    PGresult *res = dbconn_exec_params(conn,
+                                       how == TASK_RING_NUDGE ? "SELECT pgwork.limit_nudge($1)"
+                                                              : "SELECT pgwork.limit_ring($1)",
+                                       1, text_types, params);
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         log_warn("queue \"%s\": announcing a freed slot failed (other pods' waiting workers "
                  "wait for the next poll): %s",

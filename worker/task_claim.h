@@ -57,9 +57,12 @@ struct claim_state {
     /* A limited queue's last claim (config_queue_limited; task_claim.c): how
      * many tasks its limits let it take (0: a limit is reached), and when
      * the rate allows the next start (ms from now; 0 = not rate-bound).
+     * limit_cap_bound: the cap decided limit_take (with batch = "auto",
+     * migration 0014: the claim took every free slot, the cap is full).
      * limits_warned: another pod's differing limits were logged once. */
     int limit_take;
     int64_t limit_wait_ms;
+    bool limit_cap_bound;
     bool limits_warned;
     const char *queue_name; /* for messages (the config's) */
 };
@@ -70,10 +73,17 @@ struct claim_state {
 bool task_claim_full(const struct claim_state *claim, const struct queue_config *queue,
                      int claimed);
 
+/* How a finished task of a capped queue announces its freed slot. */
+enum task_ring {
+    TASK_RING,       /* pgwork.limit_ring: under the queue's lock, a waiter never missed */
+    TASK_RING_NUDGE, /* pgwork.limit_nudge: without the lock (the worker claims again) */
+    TASK_RING_NONE,  /* not at all: the worker claims again within its short batch */
+};
+
 /* A slot of capped queue may have freed (a failure, a release, a batch
- * done outside task_completions): announce it to waiting pods
- * (pgwork.limit_ring). Logged on failure; never fatal. */
-void task_limit_ring(PGconn *conn, const struct queue_config *queue);
+ * done outside task_completions): announce it to waiting pods as `how`
+ * says. Logged on failure; never fatal. */
+void task_limit_ring(PGconn *conn, const struct queue_config *queue, enum task_ring how);
 
 /* The text of queue's claim (from_cursor: bounded by the cursor's key)
  * for claim's size (task_claim_limit), built into claim on first use.

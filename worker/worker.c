@@ -266,11 +266,34 @@ void worker_claim_taken(struct worker *w, struct served_queue *sq, struct claim_
     /* A limited queue's claim says how many its limits let it take. */
     round->more = config_queue_limited(sq->queue) ? task_claim_full(&sq->claim, sq->queue, claimed)
                                                   : claimed > 0 && w->batch.more;
-    batch_size_claimed(&sq->sizing, round->asked, claimed, round->more);
+    /* The cap decided a limited claim's take (batch = "auto" took every
+     * free slot, or none was free): the backlog is as deep as ever, and the
+     * batch must not fall to what the cap left this once — from 0 or 1, it
+     * would take a row of small claims, each under the queue's lock, to
+     * grow back (measured: a third of the claims of a queue capped at 50
+     * took 1 to 8 tasks). */
+    bool cap_decided = config_queue_limited(sq->queue) && sq->claim.limit_cap_bound;
+    batch_size_claimed(&sq->sizing, round->asked, claimed, round->more || cap_decided);
+    /*
+     * A capped queue's claim that took all its budget: this worker claims
+     * again after the batch (the drain goes on), and that claim counts,
+     * under the queue's lock, after the batch's completions committed
+     * (worker_run_batch flushes them): it takes the slots they free. So
+     * their ring need not take the queue's lock (shared; rung completions
+     * and claims queued behind each other on it — measured: claims and
+     * completions each waited ~10 ms for it, cap 50, 4 workers), nor
+     * always ring (worker_ring_kind): a ring that misses a waiter loses no
+     * slot. Slots freed while the drain is not going on ring with the
+     * lock: a batch that took what was left, a failure, a release, and a
+     * drain that ends before its next claim (worker_drain_queue).
+     */
+    sq->reclaim = sq->queue->concurrency > 0 && round->more;
     /* A full batch — the claim left due tasks behind — asks for help
      * before running anything: the next worker starts while this one works
-     * through its batch. */
-    if (round->more)
+     * through its batch. Not when it filled the cap (batch = "auto" takes
+     * every free slot, migration 0014): the helper would claim nothing. */
+    bool cap_full = cap_decided && sq->queue->batch == QUEUE_BATCH_AUTO;
+    if (round->more && !cap_full)
         worker_request_help(w, sq->index);
 }
 
@@ -296,7 +319,7 @@ static void worker_drain_claims(struct worker *w, struct served_queue *sq)
         /* The sql path's batch is done: its slots of a capped queue free
          * at once (the other paths ring with each outcome). */
         if (sql_path && claimed > 0)
-            task_limit_ring(w->conn, sq->queue);
+            task_limit_ring(w->conn, sq->queue, worker_ring_kind(sq, claimed));
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->self->claims, 1, memory_order_relaxed);
         if (claimed < 0) {
@@ -328,6 +351,12 @@ static void worker_drain_claims(struct worker *w, struct served_queue *sq)
 static void worker_drain_queue(struct worker *w, struct served_queue *sq)
 {
     worker_drain_claims(w, sq);
+    /* The drain ended (holding back, paused, a failed claim) before the
+     * claim that was to take the last batch's freed slots: announce them. */
+    if (sq->reclaim) {
+        sq->reclaim = false;
+        task_limit_ring(w->conn, sq->queue, TASK_RING);
+    }
     /* Told to hold back with the next batch claimed already: it goes back
      * untried. */
     sql_batch_release_next(w, sq);

@@ -39,6 +39,12 @@ struct served_queue {
     PGresult *next;
     struct claim_round next_round; /* how next was sent */
     int64_t from_start_ms;         /* CLOCK_MONOTONIC ms of the drain's last claim from the start */
+    /* A capped queue's last claim left due tasks behind (round.more): this
+     * worker claims again after the batch, and that claim's count sees the
+     * slots the batch freed, so its completions do not ring the queue
+     * (worker_claim_taken says why that is safe). Rung once when the drain
+     * ends with it still set. */
+    bool reclaim;
 };
 
 struct worker {
@@ -117,6 +123,10 @@ int64_t worker_failure_delay(const struct queue_config *queue, int attempt, int 
  * (attempt >= max_attempts), or retried in delay_ms, because of why. */
 void worker_count_failure(struct worker *w, struct served_queue *sq, int64_t id, int attempt,
                           int max_attempts, int64_t delay, const char *why);
+
+/* How a batch of `tasks` tasks of sq's (capped) queue announces the slots
+ * it frees (worker_run.c says why). */
+enum task_ring worker_ring_kind(const struct served_queue *sq, int tasks);
 
 /* Run the claimed batch (w->batch) a task at a time, recording each
  * outcome; skip: a task already recorded (-1 = none). */

@@ -23,6 +23,24 @@
 #include "../shared/log.h"
 #include "../shared/timeutil.h"
 
+/*
+ * How the tasks of a batch of `tasks` announce their freed slots when the
+ * queue is capped (worker_claim_taken sets sq->reclaim). A worker that
+ * claims again after its batch takes those slots itself: a batch of one
+ * (slow tasks: batch = "auto" claims them one at a time) nudges the
+ * waiting pods without the queue's lock, so a freed slot goes to
+ * whichever pod claims first; a batch of several (short tasks) does not
+ * ring at all — the worker's next claim comes within the batch's few ms,
+ * and waking a waiter for each freed slot cost a claim of it, under the
+ * lock, that mostly found the cap full again (measured at cap 50).
+ */
+enum task_ring worker_ring_kind(const struct served_queue *sq, int tasks)
+{
+    if (!sq->reclaim)
+        return TASK_RING;
+    return tasks > 1 ? TASK_RING_NONE : TASK_RING_NUDGE;
+}
+
 /* A cancelled task this worker holds: counted and logged; the database
  * says `cancelled` already (pgwork.cancel wrote it, with who and when). */
 static void worker_record_cancelled(struct worker *w, struct served_queue *sq, int64_t id,
@@ -87,7 +105,7 @@ static void worker_record_failure(struct worker *w, struct served_queue *sq,
     if (marked == 1 && !dead)
         worker_schedule_retry(w, sq->index, delay);
     if (marked == 1)
-        task_limit_ring(w->conn, queue); /* its slot is free */
+        task_limit_ring(w->conn, queue, TASK_RING); /* its slot is free */
 }
 
 /* Record how task ended (elapsed: ms it ran; lost: its connection broke,
@@ -101,7 +119,8 @@ static void worker_record_outcome(struct worker *w, struct served_queue *sq,
     switch (outcome) {
     case HANDLER_OK:
         /* Recorded in the background while the next task runs. */
-        if (task_completions_add(w->conn, &w->completions, queue, w->locked_by, task->id) != 0)
+        if (task_completions_add(w->conn, &w->completions, queue, w->locked_by, task->id,
+                                 worker_ring_kind(sq, w->batch.count)) != 0)
             worker_check_connection(w);
         /* fall through */
     case HANDLER_DONE:
@@ -116,7 +135,7 @@ static void worker_record_outcome(struct worker *w, struct served_queue *sq,
     case HANDLER_ABORTED:
         worker_flush_completions(w);
         if (task_release(w->conn, &task->id, 1, w->locked_by) == 0)
-            task_limit_ring(w->conn, queue);
+            task_limit_ring(w->conn, queue, TASK_RING);
         log_task(LOG_LEVEL_INFO, queue->name, task->id, "interrupted, released to pending");
         break;
     case HANDLER_CANCELLED: {
@@ -213,7 +232,7 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
                     if (j != skip)
                         ids[left++] = w->batch.tasks[j].id;
                 if (task_release(w->conn, ids, left, w->locked_by) == 0 && left > 0)
-                    task_limit_ring(w->conn, sq->queue);
+                    task_limit_ring(w->conn, sq->queue, TASK_RING);
                 free(ids);
             }
             break;

@@ -5,7 +5,8 @@
  * are compared with.
  *
  * Two rows, each a ratio of runs interleaved in the same bench run
- * (medians of bench.repeat), 4 workers, batch 10, the C no-op co-process:
+ * (medians of bench.repeat), 4 workers, batch = "auto" (the default),
+ * the C no-op co-process:
  *  - an uncapped queue's throughput beside a capped and a rate-limited
  *    queue that have work at the same time, over the same burst with no
  *    limited queue configured at all (goal >= 0.95);
@@ -156,7 +157,7 @@ void measure_queue_limits(void)
     snprintf(side.goal, sizeof(side.goal), ">= 0.95x");
     side.verdict = side.ratio >= 0.95 ? GOAL_MET : GOAL_MISSED;
     snprintf(side.note, sizeof(side.note),
-             "C no-op co-process, batch 10, %d tasks in \"u\"; beside: %d tasks each in a queue "
+             "C no-op co-process, batch auto, %d tasks in \"u\"; beside: %d tasks each in a queue "
              "with concurrency = 5 and one with rate = \"300/1s\" in the same burst; runs "
              "interleaved, median of %d",
              tasks, CAPS_SIDE_TASKS, runs);
@@ -170,7 +171,7 @@ void measure_queue_limits(void)
     snprintf(cap.goal, sizeof(cap.goal), ">= 0.8x");
     cap.verdict = cap.ratio >= 0.8 ? GOAL_MET : GOAL_MISSED;
     snprintf(cap.note, sizeof(cap.note),
-             "C no-op co-process, batch 10, %d tasks; never more than 50 running by the rows' "
+             "C no-op co-process, batch auto, %d tasks; never more than 50 running by the rows' "
              "times (checked); median of %d",
              tasks, runs);
     result_add(&cap);
