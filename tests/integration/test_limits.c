@@ -202,6 +202,55 @@ START_TEST(limits_hold_behind_pgbouncer)
 }
 END_TEST
 
+/*
+ * A capped queue runs at its cap: 2,000 short tasks (the sql handler's
+ * SELECT 1) under concurrency = 50 are claimed a batch at a time, up to
+ * every free slot (migration 0014), not one task a claim once the batch
+ * grew past the free slots. Each limited claim stamps its tasks with one
+ * start time, so the distinct started_at are the claims. The cap still
+ * holds by the rows' own times.
+ */
+START_TEST(capped_claims_take_the_free_slots)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    run->config = harness_scenario_config(&(struct harness_scenario){
+        .workers = "count = 4 safety_poll_interval = 60s",
+        .queues = "queue \"c\" { handler = \"sql\" statement = \"SELECT 1\" concurrency = 50 }"});
+    struct harness_supervisor *pod = harness_spawn_supervisor(run->config, run->conninfo);
+    harness_wait_output(pod, "listening on channel");
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    harness_wait_idle(pod, 4, w);
+    PGconn *conn = run->conn;
+    int64_t start = harness_now_ms();
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'c' FROM generate_series(1, 2000)");
+    int64_t done = 0;
+    while (done < 2000 && harness_now_ms() - start < 60000) {
+        usleep(20000);
+        done = harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'");
+    }
+    int64_t took = harness_now_ms() - start;
+    int64_t claims =
+        harness_query_int64(conn, "SELECT count(DISTINCT started_at) FROM pgwork.tasks");
+    int64_t overlap = harness_query_int64(
+        conn, "SELECT max((SELECT count(*) FROM pgwork.tasks b WHERE b.started_at <= a.started_at"
+              "  AND (b.finished_at IS NULL OR b.finished_at > a.started_at)))"
+              " FROM (SELECT DISTINCT started_at FROM pgwork.tasks) a");
+    fprintf(stderr,
+            "limits: cap 50: 2000 short tasks in %" PRId64 " claims, at most %" PRId64
+            " running by the rows' times; done in %" PRId64 " ms\n",
+            claims, overlap, took);
+    if (done < 2000 || claims > 200 || overlap > 50)
+        harness_stderr_dump(pod);
+    ck_assert_msg(done == 2000, "%" PRId64 " of 2000 done after %" PRId64 " ms", done, took);
+    ck_assert_msg(overlap <= 50, "the rows' times show %" PRId64 " running at once (cap 50)",
+                  overlap);
+    ck_assert_msg(claims <= 200,
+                  "2000 short tasks took %" PRId64 " claims (cap 50: at most 200 expected)",
+                  claims);
+    ck_assert_int_eq(harness_stop_supervisor(pod, SIGTERM, 20000), 0);
+}
+END_TEST
+
 /* /metrics through tests/integration/http_get.py (a real exposition
  * parser): its sample lines (harness-owned). */
 static const char *limits_metrics(int port)
@@ -334,5 +383,8 @@ Suite *limits_suite(void)
     tcase_add_test(tc, limits_hold_behind_pgbouncer);
     tcase_add_test(tc, limits_shown_and_reloaded);
     suite_add_tcase(s, tc);
+    TCase *slots = harness_tcase("free_slots");
+    tcase_add_test(slots, capped_claims_take_the_free_slots);
+    suite_add_tcase(s, slots);
     return s;
 }
