@@ -82,6 +82,103 @@ START_TEST(probe_after_arm_finds_the_task_no_ring_announced)
 }
 END_TEST
 
+/* Doorbell probes (doorbell.c's probe statement) this database has run,
+ * from pg_stat_statements (the scenario's schema creates it). */
+#define PROBES                                                                                     \
+    "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s"                             \
+    " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"                   \
+    " AND s.query LIKE 'SELECT q.name,%'"
+
+/*
+ * A pod whose only worker ran task A and waits for its arm, held by the
+ * test's gate (as above); the safety poll an hour. The gate connection
+ * into *gate.
+ */
+static struct harness_run *arm_held_back(PGconn **gate)
+{
+    struct harness_run *run = harness_scenario(&(struct harness_scenario){
+        .schema = "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; " ARM_GATE_SCHEMA,
+        .workers = "count = 1 max = 1 safety_poll_interval = 1h",
+        .script = "cat >/dev/null",
+        .wait_for = "listening on channel",
+        .idle = 1});
+    PGconn *conn = run->conn;
+    harness_expect(conn, run->sup, ARMED("q"), 1, 10000, "the idle pod arms q");
+    *gate = harness_connect(run->conninfo);
+    harness_exec(*gate, "SELECT pg_advisory_lock(" ARM_LOCK ")");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{\"t\": \"A\"}')");
+    harness_expect(conn, run->sup, DONE, 1, 10000, "task A runs");
+    harness_expect(conn, run->sup, ARM_WAITING, 1, 10000, "the arm after A waits for the gate");
+    ck_assert_int_eq(harness_query_int64(conn, ARMED("q")), 0);
+    return run;
+}
+
+/* The gate opens: the arm commits and the pod probes q (once at least). */
+static void arm_and_probe(struct harness_run *run, PGconn *gate)
+{
+    int64_t probes = harness_query_int64(run->conn, PROBES);
+    harness_exec(gate, "SELECT pg_advisory_unlock(" ARM_LOCK ")");
+    harness_expect(run->conn, run->sup, ARMED("q"), 1, 5000, "the arm commits");
+    harness_expect(run->conn, run->sup,
+                   harness_printf("SELECT ((%s) > %" PRId64 ")::int", PROBES, probes), 1, 5000,
+                   "the pod probes q after the arm");
+}
+
+/* The producer commits; task B must start within 2 s (the safety poll is
+ * an hour). */
+static void commit_and_expect_b(struct harness_run *run, PGconn *producer, const char *test)
+{
+    harness_exec(producer, "COMMIT");
+    int64_t committed = harness_now_ms();
+    harness_expect(run->conn, run->sup, DONE, 2, 2000,
+                   "task B, committed after the arm's probe, starts");
+    fprintf(stderr, "%s: task B done %" PRId64 " ms after its commit\n", test,
+            harness_now_ms() - committed);
+    ck_assert_int_eq(harness_stop_supervisor(run->sup, SIGTERM, 20000), 0);
+}
+
+/*
+ * The long-transaction gap: a producer inserts B while q is not armed (its
+ * trigger rings nobody), stays open while the pod arms and probes (the
+ * probe cannot see B, uncommitted), then commits. Nobody announced B: the
+ * pod must find it once the transactions open at the arm have ended.
+ */
+START_TEST(transaction_open_across_the_arm_is_found)
+{
+    PGconn *gate;
+    struct harness_run *run = arm_held_back(&gate);
+    PGconn *producer = harness_connect(run->conninfo);
+    harness_exec(producer, "BEGIN");
+    harness_exec(producer,
+                 "INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{\"t\": \"B\"}')");
+    arm_and_probe(run, gate);
+    /* The scenario: the transaction stays open a while after the probe. */
+    sleep(1);
+    ck_assert_int_eq(harness_query_int64(run->conn, DONE), 1);
+    commit_and_expect_b(run, producer, "transaction_open_across_the_arm_is_found");
+}
+END_TEST
+
+/*
+ * The same with a REPEATABLE READ producer whose snapshot was taken before
+ * the arm, and whose insert (its xid) comes after the probe: its trigger
+ * reads the doorbell in that old snapshot, so it sees no arm.
+ */
+START_TEST(repeatable_read_snapshot_before_the_arm_is_announced)
+{
+    PGconn *gate;
+    struct harness_run *run = arm_held_back(&gate);
+    PGconn *producer = harness_connect(run->conninfo);
+    harness_exec(producer, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    ck_assert_int_eq(harness_query_int64(producer, ARMED("q")), 0);
+    arm_and_probe(run, gate);
+    harness_exec(producer,
+                 "INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{\"t\": \"B\"}')");
+    ck_assert_int_eq(harness_query_int64(producer, ARMED("q")), 0); /* its snapshot */
+    commit_and_expect_b(run, producer, "repeatable_read_snapshot_before_the_arm_is_announced");
+}
+END_TEST
+
 /* The notifications on channel seen by listener up to a marker sent after
  * them (delivery is in commit order): how many. */
 static int count_notifications(PGconn *conn, PGconn *listener, const char *channel)
@@ -466,6 +563,8 @@ Suite *doorbell_suite(void)
     Suite *s = suite_create("doorbell");
     TCase *tc = harness_tcase("doorbell");
     tcase_add_test(tc, probe_after_arm_finds_the_task_no_ring_announced);
+    tcase_add_test(tc, transaction_open_across_the_arm_is_found);
+    tcase_add_test(tc, repeatable_read_snapshot_before_the_arm_is_announced);
     tcase_add_test(tc, busy_pod_is_disarmed_and_inserts_are_silent);
     tcase_add_test(tc, notify_on_forces_off_silences);
     tcase_add_test(tc, three_pods_one_claim_per_task);
