@@ -16,6 +16,10 @@
  *    before the write goes costs nothing;
  *  - after a write that armed a queue has committed, that queue is probed
  *    once: a task committed while it was disarmed rang nobody;
+ *  - and probed again, with backoff, until every transaction that was
+ *    running at that probe has ended: one that inserted before the arm
+ *    committed rang nobody either, and was invisible to the probe (the
+ *    watch below; nothing when none was running, the idle case);
  *  - a worker going idle while its queue is unarmed tells the supervisor
  *    (shm_queue.arm_wanted), so the arm follows at once; the handshake is
  *    the wake-up one (seq_cst on both sides, shm.h);
@@ -68,7 +72,10 @@ static const char write_sql[] =
     "       changed_at = excluded.changed_at";
 
 /* The queues just armed ($1): one due now (2), the next one due later, in
- * ms (3). One probe of tasks_poll_idx each, as the poll (upkeep.c). */
+ * ms (3). One probe of tasks_poll_idx each, as the poll (upkeep.c). And
+ * the probe's own snapshot (4, 5: the same statement, so what it saw):
+ * every transaction below its xmin has ended, and it sees their commits;
+ * any below its xmax was running unless it ended before. */
 static const char probe_sql[] =
     "SELECT q.name,"
     "   EXISTS (SELECT 1 FROM pgwork.tasks t"
@@ -77,7 +84,9 @@ static const char probe_sql[] =
     "   ceil(extract(epoch FROM ("
     "     SELECT min(t.run_at) FROM pgwork.tasks t"
     "     WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
-    "       AND t.run_at > now()) - now()) * 1000)::bigint"
+    "       AND t.run_at > now()) - now()) * 1000)::bigint,"
+    "   pg_snapshot_xmin(pg_current_snapshot())::text,"
+    "   pg_snapshot_xmax(pg_current_snapshot())::text"
     " FROM unnest($1::text[]) AS q(name)";
 
 /* Rows whose listener backend is gone: a pod that died. */
@@ -187,6 +196,9 @@ static void doorbell_refresh(struct doorbell *d, int64_t now)
         /* Held off by a storm: a probe instead of the arm, once a hold. */
         if (hold->ms > 0 && idle && now >= hold->next_ms && !d->probe[q] && !d->probing[q]) {
             d->probe[q] = true;
+            /* Now, not at the watch's next wait (doorbell_watch). */
+            if (d->probe_due_ms > now)
+                d->probe_due_ms = now;
             d->stats.hold_probes++;
         }
         d->want[q] = idle && hold->ms == 0 ? DOORBELL_ARMED : DOORBELL_DISARMED;
@@ -305,6 +317,8 @@ static int doorbell_send_probe(struct doorbell *d, PGconn *conn, int64_t now)
     int sent = PQsendQueryParams(conn, probe_sql, 1, NULL, params, NULL, NULL, 0);
     free(names_literal);
     d->in_flight = STATEMENT_PROBE;
+    d->probing_fresh = d->probe_fresh;
+    d->probe_fresh = false;
     return sent;
 }
 
@@ -352,6 +366,8 @@ static void doorbell_write_done(struct doorbell *d, const PGresult *res, bool ok
             /* Committed: every insert from now on sees the arm. One that
              * committed before it rang nobody — probe. */
             d->probe[q] = true;
+            d->probe_fresh = true;
+            d->probe_due_ms = now;
             d->stats.arms++;
         } else if (d->sent[q] == DOORBELL_DISARMED && d->rows[q] == DOORBELL_ARMED) {
             d->stats.disarms++;
@@ -397,6 +413,47 @@ static void doorbell_hold_probed(struct doorbell *d, int q, bool found, int64_t 
               d->setup.config->queues[q].name);
 }
 
+/*
+ * The watch: the long-transaction race. A producer's trigger reads the
+ * doorbell with a snapshot of its own, taken at the INSERT (read
+ * committed: the lookup is VOLATILE, migration 0008), after its
+ * transaction got its xid (the rows were written first). If that lookup
+ * missed the arm, the xid was assigned before the arm committed, hence
+ * before the arm's probe took its snapshot: the transaction had either
+ * committed (the probe saw its task) or was running below the probe's
+ * xmax. So once the xmin of a later probe's snapshot has passed the
+ * fresh probe's xmax, every such producer has ended, and that probe
+ * (same snapshot) saw its task. Until then the armed queues are probed
+ * again: DOORBELL_REPROBE_MIN_MS, doubling. When the next wait would
+ * reach the safety poll's interval the watch ends: that poll covers
+ * what is left just as well. REPEATABLE READ producers, whose snapshot
+ * may predate their xid, are handled by the trigger (migration 0015).
+ * Only fresh probes (after an arm) start or widen the watch: producers
+ * that began after the arm saw it and rang.
+ */
+static void doorbell_watch(struct doorbell *d, uint64_t xmin, uint64_t xmax, int64_t now)
+{
+    if (d->probing_fresh && xmin < xmax) {
+        if (xmax > d->watch_xmax)
+            d->watch_xmax = xmax;
+        d->watch_delay_ms = DOORBELL_REPROBE_MIN_MS;
+    }
+    d->probing_fresh = false;
+    if (d->watch_xmax == 0)
+        return;
+    if (xmin >= d->watch_xmax ||
+        d->watch_delay_ms >= d->setup.config->workers.safety_poll_interval_ms) {
+        d->watch_xmax = 0;
+        return;
+    }
+    for (int q = 0; q < d->count; q++)
+        if (d->rows[q] == DOORBELL_ARMED)
+            d->probe[q] = true;
+    d->probe_due_ms = now + d->watch_delay_ms;
+    d->watch_delay_ms *= 2;
+    d->stats.reprobes++;
+}
+
 static void doorbell_probe_done(struct doorbell *d, const PGresult *res, bool ok, int64_t now)
 {
     if (!ok) {
@@ -407,6 +464,9 @@ static void doorbell_probe_done(struct doorbell *d, const PGresult *res, bool ok
     }
     d->failing = false;
     d->stats.probes++;
+    if (PQntuples(res) > 0 && PQnfields(res) >= 5)
+        doorbell_watch(d, strtoull(PQgetvalue(res, 0, 3), NULL, 10),
+                       strtoull(PQgetvalue(res, 0, 4), NULL, 10), now);
     for (int r = 0; r < PQntuples(res); r++) {
         int q = config_find_queue(d->setup.config, PQgetvalue(res, r, 0));
         if (q < 0)
@@ -460,10 +520,13 @@ void doorbell_on_end(struct doorbell *d)
                 d->rows[q] = DOORBELL_UNKNOWN;
                 d->sent[q] = DOORBELL_UNKNOWN;
             }
-    if (d->in_flight == STATEMENT_PROBE)
+    if (d->in_flight == STATEMENT_PROBE) {
         for (int q = 0; q < d->count; q++)
             if (d->probing[q])
                 d->probe[q] = true;
+        d->probe_fresh = d->probe_fresh || d->probing_fresh;
+        d->probing_fresh = false;
+    }
     memset(d->probing, 0, (size_t)d->count * sizeof(bool));
     d->in_flight = STATEMENT_NONE;
 }

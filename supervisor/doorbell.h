@@ -49,6 +49,9 @@ struct pool;
 #define DOORBELL_HOLD_MAX_MS 20
 #define DOORBELL_HOLD_QUIET_MS 50
 #define DOORBELL_HOLD_MEMORY_MS 1000
+/* The first wait of the watch (doorbell.c: re-probes while transactions
+ * that were running at an arm's probe have not ended), doubling. */
+#define DOORBELL_REPROBE_MIN_MS 10
 /* After a failed statement (schema not migrated, say), try again then. */
 #define DOORBELL_RETRY_MS 5000
 /* Rows of dead pods are deleted every this many safety poll intervals
@@ -82,6 +85,7 @@ struct doorbell_stats {
     uint64_t disarms;     /* queues disarmed by them */
     uint64_t probes;      /* probe statements */
     uint64_t probe_finds; /* queues a probe found due (tasks no ring announced) */
+    uint64_t reprobes;    /* probes scheduled by the watch (transactions open at an arm) */
     uint64_t cleaned;     /* rows of dead pods deleted */
     uint64_t storms;      /* hold-offs begun (rings within DOORBELL_STORM_GAP_MS) */
     uint64_t hold_probes; /* probes sent while a queue was held */
@@ -114,7 +118,11 @@ struct doorbell {
     int in_flight;          /* the statement in flight (enum in .c), 0 = none */
     int64_t write_due_ms;   /* not before (rate limit, retry) */
     int64_t write_tat_ms;   /* the rate limit's clock (GCRA) */
-    int64_t probe_due_ms;   /* not before (retry) */
+    int64_t probe_due_ms;   /* not before (retry, the watch's wait) */
+    bool probe_fresh;       /* a queue in probe[] was armed just now */
+    bool probing_fresh;     /* the same, of the probe in flight */
+    uint64_t watch_xmax;    /* the watch: until a probe's xmin passes it; 0 = none */
+    int64_t watch_delay_ms; /* its next wait */
     int64_t cleanup_due_ms; /* next cleanup of dead pods' rows */
     bool failing;           /* the last statement failed (logged once) */
     struct doorbell_stats stats;

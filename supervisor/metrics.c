@@ -329,6 +329,9 @@ static void metrics_doorbell(const struct metrics_source *src, struct text_buffe
                    "Storms (rings within 10 ms): queues held disarmed, their idle workers fed "
                    "by probes until tasks slow down.");
     text_appendf(out, "pgwork_doorbell_storms_total %" PRIu64 "\n", stats.storms);
+    metrics_header(out, "pgwork_doorbell_reprobes_total", "counter",
+                   "Probes again because transactions were running at an arm's probe.");
+    text_appendf(out, "pgwork_doorbell_reprobes_total %" PRIu64 "\n", stats.reprobes);
 }
 
 void metrics_render(const struct metrics_source *src, struct text_buffer *out)

@@ -235,9 +235,11 @@ START_TEST(future_task_in_long_transaction_starts_at_commit)
     /* The pod's idle worker has armed q (the doorbell, migration 0008)
      * before the transaction begins, so the insert's trigger rings it at
      * commit. A transaction that inserts before the arm and commits after
-     * the arm's probe is announced to nobody and waits for the safety poll:
-     * a known gap of the doorbell (README, issue 12), not what this test
-     * is about — it tests the timer armed from the due time at commit. */
+     * the arm's probe rings nobody: the pod finds its task by probing again
+     * until the transactions open at the arm have ended (doorbell.c's
+     * watch, tested in test_doorbell.c), at the next probe of its backoff,
+     * up to about a second after a 4 s transaction — not what this test is
+     * about: it tests the timer armed from the due time at commit. */
     harness_expect(conn, sup, "SELECT count(*) FROM pgwork.doorbell WHERE queue = 'q' AND armed", 1,
                    10000, "the pod armed q");
     PGconn *producer = harness_connect(conninfo);
