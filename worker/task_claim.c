@@ -252,11 +252,6 @@ static int claimed_order(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Copy claimed rows (id, payload, attempt, max_attempts, pickup_us, then
- * the key: priority, run_at as text and in microseconds; whether more were
- * waiting) into batch, and
- * move the cursor (if any) to the greatest key: the claim's RETURNING
- * comes in no particular order. */
 /* A limited claim's budget (its last four columns, the same in every
  * row; limited_claim_format): what the limits let it take, when the rate
  * allows the next start, another pod's differing limits (warned of once),
@@ -279,6 +274,10 @@ static int task_limit_budget(const PGresult *res, struct claim_state *claim)
     return rows == 1 && PQgetisnull(res, 0, 0) ? 0 : rows;
 }
 
+/* Copy claimed rows (id, payload, attempt, max_attempts, pickup_us, then
+ * the key: priority, run_at as text and in microseconds; whether more were
+ * waiting) into batch, and move the cursor (if any) to the greatest key:
+ * the claim's RETURNING comes in no particular order. */
 static int task_batch_fill(struct task_batch *batch, const PGresult *res,
                            struct claim_state *cursor)
 {
