@@ -21,7 +21,8 @@
 -- Behaviour is unchanged: VOLATILE, so under READ COMMITTED the query takes
 -- a fresh snapshot at the trigger, after the INSERT wrote its rows (0015
 -- relies on that); one random armed pod whose listener is alive, or NULL.
--- pgwork.doorbell_alive is still inlined into the query.
+-- pgwork.doorbell_alive is not inlined (its body is SELECT EXISTS (...),
+-- and inline_function refuses a body with a sublink): it stays a call.
 
 CREATE OR REPLACE FUNCTION pgwork.ring_channel(queue_name text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
