@@ -39,8 +39,10 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     setting text := current_setting('pgwork.notify', true);
-    -- The lookup's snapshot is the transaction's (see above).
-    old_snapshot boolean := current_setting('transaction_isolation') <> 'read committed';
+    -- The lookup's snapshot is the transaction's (see above). Not READ
+    -- UNCOMMITTED: PostgreSQL runs it as READ COMMITTED.
+    old_snapshot boolean := current_setting('transaction_isolation')
+                            IN ('repeatable read', 'serializable');
     channel text;
     r record;
 BEGIN
