@@ -646,6 +646,19 @@ START_TEST(web_token_file_and_refusals)
     ck_assert_int_eq(http(w, "GET", "/api/queues", BEARER, NULL).status, 200);
     ck_assert_int_eq(http(w, "GET", "/api/queues", "", NULL).status, 401);
     web_stop();
+    /* A NUL byte in the file is an error naming the file, never a token
+     * cut short at it. */
+    const char *nul_file = harness_printf("%s/token-nul", harness_tmpdir());
+    f = fopen(nul_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fwrite("abcd\0", 1, 5, f);
+    fprintf(f, "%s\n", TOKEN);
+    fclose(f);
+    const char *nul_config = harness_write_config(
+        harness_printf("web {\n  listen = \"127.0.0.1:1\"\n  token_file = \"%s\"\n}\n", nul_file));
+    const char *nul_args[] = {"-c", nul_config, "web", NULL};
+    ck_assert_int_eq(harness_pgwork(db, NULL, NULL, &err, nul_args), 3);
+    ck_assert_msg(strstr(err, nul_file) != NULL && strstr(err, "NUL") != NULL, "%s", err);
 }
 END_TEST
 
