@@ -49,6 +49,35 @@ static char *trim(char *s)
     return s;
 }
 
+/* Take the token in buf (trimmed, checked) and derive the session key. */
+static int auth_take(char *buf, char *err, size_t errlen)
+{
+    const char *t = trim(buf);
+    if (strlen(t) < AUTH_TOKEN_MIN) {
+        snprintf(err, errlen, "web: the token is shorter than %d bytes", AUTH_TOKEN_MIN);
+        return -1;
+    }
+    for (const char *p = t; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p == 0x7f) {
+            snprintf(err, errlen, "web: the token contains spaces or control characters");
+            return -1;
+        }
+    if (token != NULL) {
+        OPENSSL_cleanse(token, strlen(token)); /* freed memory is reused */
+        free(token);
+    }
+    token = strdup(t);
+    unsigned int len = 0;
+    if (token == NULL ||
+        HMAC(EVP_sha256(), token, (int)strlen(token), (const unsigned char *)AUTH_KEY_LABEL,
+             strlen(AUTH_KEY_LABEL), session_key, &len) == NULL ||
+        len != AUTH_MAC_BYTES) {
+        snprintf(err, errlen, "web: cannot derive the session key (out of memory?)");
+        return -1;
+    }
+    return 0;
+}
+
 int auth_init(const struct pgwork_config *config, char *err, size_t errlen)
 {
     char buf[AUTH_TOKEN_MAX + 2];
@@ -62,11 +91,17 @@ int auth_init(const struct pgwork_config *config, char *err, size_t errlen)
         size_t n = fread(buf, 1, sizeof buf - 1, f);
         fclose(f);
         if (n > AUTH_TOKEN_MAX) {
+            OPENSSL_cleanse(buf, sizeof buf);
             snprintf(err, errlen, "web: web.token_file %s holds more than %d bytes", file,
                      AUTH_TOKEN_MAX);
             return -1;
         }
         buf[n] = '\0';
+        if (memchr(buf, '\0', n) != NULL) {
+            OPENSSL_cleanse(buf, sizeof buf);
+            snprintf(err, errlen, "web: web.token_file %s contains a NUL byte", file);
+            return -1;
+        }
     } else {
         const char *env = getenv("PGWORK_WEB_TOKEN");
         if (env == NULL || env[0] == '\0') {
@@ -81,27 +116,9 @@ int auth_init(const struct pgwork_config *config, char *err, size_t errlen)
         }
         snprintf(buf, sizeof buf, "%s", env);
     }
-    const char *t = trim(buf);
-    if (strlen(t) < AUTH_TOKEN_MIN) {
-        snprintf(err, errlen, "web: the token is shorter than %d bytes", AUTH_TOKEN_MIN);
-        return -1;
-    }
-    for (const char *p = t; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x21 || (unsigned char)*p == 0x7f) {
-            snprintf(err, errlen, "web: the token contains spaces or control characters");
-            return -1;
-        }
-    free(token);
-    token = strdup(t);
-    unsigned int len = 0;
-    if (token == NULL ||
-        HMAC(EVP_sha256(), token, (int)strlen(token), (const unsigned char *)AUTH_KEY_LABEL,
-             strlen(AUTH_KEY_LABEL), session_key, &len) == NULL ||
-        len != AUTH_MAC_BYTES) {
-        snprintf(err, errlen, "web: cannot derive the session key (out of memory?)");
-        return -1;
-    }
-    return 0;
+    int rc = auth_take(buf, err, errlen);
+    OPENSSL_cleanse(buf, sizeof buf); /* the token's bytes live on only in token */
+    return rc;
 }
 
 bool auth_equal(const char *a, const char *b)
