@@ -31,7 +31,11 @@ struct tracked {
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+/* Waits on CLOCK_MONOTONIC (set up once, in deadline_start): the default
+ * CLOCK_REALTIME would stall the watchdog after a backward clock step. */
+static pthread_cond_t wake;
+static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+static bool wake_ok;
 static struct tracked *head;
 static bool running;
 static pthread_t watchdog;
@@ -58,7 +62,7 @@ static void *watch(void *arg)
             }
         }
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += DEADLINE_TICK_MS * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
@@ -70,8 +74,21 @@ static void *watch(void *arg)
     return NULL;
 }
 
+static void wake_init(void)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return;
+    wake_ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+              pthread_cond_init(&wake, &attr) == 0;
+    pthread_condattr_destroy(&attr);
+}
+
 int deadline_start(void)
 {
+    pthread_once(&wake_once, wake_init);
+    if (!wake_ok)
+        return -1;
     pthread_mutex_lock(&lock);
     running = true;
     pthread_mutex_unlock(&lock);
@@ -87,7 +104,8 @@ void deadline_stop(void)
     pthread_mutex_lock(&lock);
     bool was = running;
     running = false;
-    pthread_cond_signal(&wake);
+    if (wake_ok)
+        pthread_cond_signal(&wake);
     pthread_mutex_unlock(&lock);
     if (was)
         pthread_join(watchdog, NULL);
