@@ -60,6 +60,9 @@ static const char upsert_sql[] =
 
 /* clang-format on */
 
+/* in_flight while the SELECT 1 sent for want of memory is out: no rows. */
+#define THROUGHPUT_OOM (-1)
+
 /* The database's clock now (unix ms), as well as the listener knows it. */
 static int64_t db_now_ms(const struct throughput *t, int64_t now)
 {
@@ -171,7 +174,6 @@ int64_t throughput_due(const struct throughput *t, int64_t now)
 
 int throughput_send(struct throughput *t, PGconn *conn, int64_t now)
 {
-    (void)now;
     struct text_buffer names = {0}, minutes = {0}, done = {0}, failed = {0};
     for (int i = 0; i < t->row_count; i++) {
         const struct throughput_row *r = &t->rows[i];
@@ -184,12 +186,21 @@ int throughput_send(struct throughput *t, PGconn *conn, int64_t now)
                   text_array_end(&failed)};
     char batch[16];
     snprintf(batch, sizeof(batch), "%d", THROUGHPUT_PRUNE_BATCH);
-    int sent = 0;
+    int sent;
     if (p[0] != NULL && p[1] != NULL && p[2] != NULL && p[3] != NULL) {
         const char *params[] = {p[0], p[1], p[2], p[3], batch};
         sent = PQsendQueryParams(conn, upsert_sql, 5, NULL, params, NULL, NULL, 0);
         if (sent)
             t->in_flight = t->row_count;
+    } else {
+        /* Something must go: nothing sent reads as a broken connection
+         * (upkeep's contract), which would drop the listener. The rows
+         * wait for the retry. */
+        log_error("out of memory building the throughput rows; again in %d s",
+                  THROUGHPUT_RETRY_MS / 1000);
+        t->not_before_ms = now + THROUGHPUT_RETRY_MS;
+        t->in_flight = THROUGHPUT_OOM;
+        sent = PQsendQuery(conn, "SELECT 1");
     }
     for (int i = 0; i < 4; i++)
         free(p[i]);
@@ -198,10 +209,18 @@ int throughput_send(struct throughput *t, PGconn *conn, int64_t now)
 
 void throughput_on_result(struct throughput *t, const PGresult *res, bool ok, int64_t now)
 {
+    if (t->in_flight == THROUGHPUT_OOM) {
+        t->in_flight = 0; /* the SELECT 1 of an out of memory: the retry stays */
+        return;
+    }
     if (!ok || PQntuples(res) != 1) {
-        log_error("recording throughput failed (is migration 0013 applied? run `pgwork "
-                  "migrate`; again in %d s): %s",
-                  THROUGHPUT_RETRY_MS / 1000, PQresultErrorMessage(res));
+        if (ok)
+            log_error("recording throughput failed: %d rows came back instead of 1; again in %d s",
+                      PQntuples(res), THROUGHPUT_RETRY_MS / 1000);
+        else
+            log_error("recording throughput failed (is migration 0013 applied? run `pgwork "
+                      "migrate`; again in %d s): %s",
+                      THROUGHPUT_RETRY_MS / 1000, PQresultErrorMessage(res));
         t->not_before_ms = now + THROUGHPUT_RETRY_MS;
         t->in_flight = 0;
         return;

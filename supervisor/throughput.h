@@ -51,7 +51,9 @@ struct throughput {
     int64_t next_minute_ms;      /* the next boundary, database clock (unix ms) */
     struct throughput_row *rows; /* waiting for the upsert, oldest first */
     int row_count;
-    int in_flight;         /* rows the statement in flight carries; 0 = none */
+    /* Rows the statement in flight carries; 0 = none; -1 = a SELECT 1
+     * sent for want of memory. */
+    int in_flight;
     int64_t not_before_ms; /* after a failure: no statement before this */
     uint64_t dropped;      /* rows dropped when the buffer was full */
 };
