@@ -30,7 +30,9 @@
  *    cached plan would keep that choice until the next ANALYZE (test
  *    migrate/claim_generic_plans_walk_the_index);
  *  - a prepared claim found missing (SQLSTATE 26000: a pooler we did not
- *    recognise) ends it for the process: claims go unnamed from then on.
+ *    recognise), or a prepare failing with 26000 or 42P05, ends it for the
+ *    process: claims go unnamed from then on; any other prepare failure
+ *    (a statement_timeout, a cancel) ends it for the connection only.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -45,7 +47,7 @@
 
 static struct {
     char settings[320];
-    bool off;  /* never again in this process (a failure said so) */
+    bool off;  /* never again in this process (a pooler's failure said so) */
     bool ours; /* the current connection is a session of our own */
     int count;
     uint64_t hashes[CLAIM_CACHE_MAX];
@@ -115,6 +117,15 @@ const char *claim_cache_name(const char *sql)
     return claim_cache_has(hash) ? claim_cache_name_of(hash) : NULL;
 }
 
+/* The failure says the session is not ours after all: a named statement
+ * missing (26000) or already there (42P05), as behind a transaction
+ * pooler whose server connections change under us. */
+static bool claim_cache_pooler(const PGresult *res)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state != NULL && (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0);
+}
+
 const char *claim_cache_prepare(PGconn *conn, const char *sql, int nparams, const Oid *types)
 {
     if (cache.off || !cache.ours)
@@ -128,11 +139,20 @@ const char *claim_cache_prepare(PGconn *conn, const char *sql, int nparams, cons
     PGresult *res = dbconn_prepare(conn, name, sql, nparams, types);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok && PQstatus(conn) == CONNECTION_OK) {
-        /* The same text would fail unnamed too, or the session is not
-         * what it seemed: either way, unnamed from now on. */
-        log_warn("cannot prepare a claim statement, claims are sent unnamed from now on: %s",
-                 PQresultErrorMessage(res));
-        cache.off = true;
+        if (claim_cache_pooler(res)) {
+            log_warn("cannot prepare a claim statement (a pooler?), claims are sent unnamed "
+                     "from now on: %s",
+                     PQresultErrorMessage(res));
+            cache.off = true;
+        } else {
+            /* A timeout or a cancel says nothing of the next session; a
+             * text that fails unnamed too must not be tried at every
+             * claim: unnamed until the next connection. */
+            log_warn("cannot prepare a claim statement, claims are sent unnamed on this "
+                     "connection: %s",
+                     PQresultErrorMessage(res));
+            cache.ours = false;
+        }
     }
     PQclear(res);
     if (!ok)
