@@ -396,6 +396,26 @@ START_TEST(notify_on_forces_off_silences)
 }
 END_TEST
 
+/* A READ UNCOMMITTED producer is a READ COMMITTED one (PostgreSQL runs it
+ * so): its lookup takes a fresh snapshot, and an unarmed queue rings
+ * nobody; REPEATABLE READ, whose snapshot may predate an arm, rings the
+ * shared channel. */
+START_TEST(read_uncommitted_rings_like_read_committed)
+{
+    PGconn *conn;
+    const char *conninfo = harness_db_migrated(&conn, NULL, NULL);
+    PGconn *listener = harness_connect(conninfo);
+    harness_listen(listener, "pgwork_tasks");
+
+    harness_exec(conn, "BEGIN ISOLATION LEVEL READ UNCOMMITTED; "
+                       "INSERT INTO pgwork.tasks (queue) VALUES ('q'); COMMIT");
+    ck_assert_int_eq(count_notifications(conn, listener, "pgwork_tasks"), 0);
+    harness_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ; "
+                       "INSERT INTO pgwork.tasks (queue) VALUES ('q'); COMMIT");
+    ck_assert_int_eq(count_notifications(conn, listener, "pgwork_tasks"), 1);
+}
+END_TEST
+
 /* Claim statements (worker/task.c's claim begins "WITH picked AS") this
  * database ran, from pg_stat_statements (tests/pg.sh loads it). */
 #define CLAIMS                                                                                     \
@@ -567,6 +587,7 @@ Suite *doorbell_suite(void)
     tcase_add_test(tc, repeatable_read_snapshot_before_the_arm_is_announced);
     tcase_add_test(tc, busy_pod_is_disarmed_and_inserts_are_silent);
     tcase_add_test(tc, notify_on_forces_off_silences);
+    tcase_add_test(tc, read_uncommitted_rings_like_read_committed);
     tcase_add_test(tc, three_pods_one_claim_per_task);
     tcase_add_test(tc, dead_pod_skipped_survivor_rearms);
     tcase_add_test(tc, crash_restart_rearms);
