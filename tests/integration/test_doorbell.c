@@ -94,10 +94,11 @@ END_TEST
  * test's gate (as above); the safety poll an hour. The gate connection
  * into *gate.
  */
-static struct harness_run *arm_held_back(PGconn **gate)
+static struct harness_run *arm_held_back_by(PGconn **gate, const char *gate_schema)
 {
     struct harness_run *run = harness_scenario(&(struct harness_scenario){
-        .schema = "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; " ARM_GATE_SCHEMA,
+        .schema =
+            harness_printf("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; %s", gate_schema),
         .workers = "count = 1 max = 1 safety_poll_interval = 1h",
         .script = "cat >/dev/null",
         .wait_for = "listening on channel",
@@ -111,6 +112,11 @@ static struct harness_run *arm_held_back(PGconn **gate)
     harness_expect(conn, run->sup, ARM_WAITING, 1, 10000, "the arm after A waits for the gate");
     ck_assert_int_eq(harness_query_int64(conn, ARMED("q")), 0);
     return run;
+}
+
+static struct harness_run *arm_held_back(PGconn **gate)
+{
+    return arm_held_back_by(gate, ARM_GATE_SCHEMA);
 }
 
 /* The gate opens: the arm commits and the pod probes q (once at least). */
@@ -156,6 +162,42 @@ START_TEST(transaction_open_across_the_arm_is_found)
     sleep(1);
     ck_assert_int_eq(harness_query_int64(run->conn, DONE), 1);
     commit_and_expect_b(run, producer, "transaction_open_across_the_arm_is_found");
+}
+END_TEST
+
+/* The gate, but the arm's transaction takes its xid before it waits. */
+#define ARM_GATE_XID_SCHEMA                                                                        \
+    "CREATE FUNCTION arm_gate() RETURNS trigger LANGUAGE plpgsql AS $$"                            \
+    " BEGIN IF NEW.armed THEN PERFORM pg_current_xact_id();"                                       \
+    " PERFORM pg_advisory_xact_lock_shared(" ARM_LOCK "); END IF;"                                 \
+    " RETURN NEW; END $$;"                                                                         \
+    " CREATE TRIGGER arm_gate BEFORE INSERT OR UPDATE ON pgwork.doorbell"                          \
+    " FOR EACH ROW EXECUTE FUNCTION arm_gate()"
+
+/*
+ * The same gap with a producer whose xid is newer than the arm's: the arm
+ * has its xid and waits, the producer inserts B (a newer xid, its lookup
+ * misses the arm), the arm commits. The probe's snapshot ends at the arm
+ * (its xmax is the newest ended xid + 1), so the producer, running, is in
+ * neither its xmin nor its list of running xids.
+ */
+START_TEST(transaction_newer_than_the_arm_is_found)
+{
+    PGconn *gate;
+    struct harness_run *run = arm_held_back_by(&gate, ARM_GATE_XID_SCHEMA);
+    PGconn *producer = harness_connect(run->conninfo);
+    harness_exec(producer, "BEGIN");
+    harness_exec(producer,
+                 "INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{\"t\": \"B\"}')");
+    ck_assert_int_eq(harness_query_int64(
+                         producer, "SELECT (pg_current_xact_id()::text::bigint > "
+                                   " (SELECT max(backend_xid::text::bigint) FROM pg_stat_activity"
+                                   "  WHERE application_name = 'pgwork listener'))::int"),
+                     1);
+    arm_and_probe(run, gate);
+    sleep(1);
+    ck_assert_int_eq(harness_query_int64(run->conn, DONE), 1);
+    commit_and_expect_b(run, producer, "transaction_newer_than_the_arm_is_found");
 }
 END_TEST
 
@@ -584,6 +626,7 @@ Suite *doorbell_suite(void)
     TCase *tc = harness_tcase("doorbell");
     tcase_add_test(tc, probe_after_arm_finds_the_task_no_ring_announced);
     tcase_add_test(tc, transaction_open_across_the_arm_is_found);
+    tcase_add_test(tc, transaction_newer_than_the_arm_is_found);
     tcase_add_test(tc, repeatable_read_snapshot_before_the_arm_is_announced);
     tcase_add_test(tc, busy_pod_is_disarmed_and_inserts_are_silent);
     tcase_add_test(tc, notify_on_forces_off_silences);
