@@ -16,8 +16,8 @@
  *    before the write goes costs nothing;
  *  - after a write that armed a queue has committed, that queue is probed
  *    once: a task committed while it was disarmed rang nobody;
- *  - and probed again, with backoff, until every transaction that was
- *    running at that probe has ended: one that inserted before the arm
+ *  - and probed again, with backoff, until every transaction older than
+ *    that probe's own xid has ended: one that inserted before the arm
  *    committed rang nobody either, and was invisible to the probe (the
  *    watch below; nothing when none was running, the idle case);
  *  - a worker going idle while its queue is unarmed tells the supervisor
@@ -73,9 +73,12 @@ static const char write_sql[] =
 
 /* The queues just armed ($1): one due now (2), the next one due later, in
  * ms (3). One probe of tasks_poll_idx each, as the poll (upkeep.c). And
- * the probe's own snapshot (4, 5: the same statement, so what it saw):
- * every transaction below its xmin has ended, and it sees their commits;
- * any below its xmax was running unless it ended before. */
+ * the probe's own snapshot's xmin (4, the same statement, so what it
+ * saw): every transaction below it has ended, and it sees their commits.
+ * After an arm ($2), an xid of its own (5), assigned after the arm
+ * committed: newer than any producer's that missed the arm (the watch,
+ * doorbell_watch). Only then: it costs a commit record (not flushed:
+ * the transaction wrote nothing else) and an xid, one an arm at most. */
 static const char probe_sql[] =
     "SELECT q.name,"
     "   EXISTS (SELECT 1 FROM pgwork.tasks t"
@@ -86,7 +89,7 @@ static const char probe_sql[] =
     "     WHERE t.queue = q.name AND t.state = 'pending' AND t.priority IS NOT NULL"
     "       AND t.run_at > now()) - now()) * 1000)::bigint,"
     "   pg_snapshot_xmin(pg_current_snapshot())::text,"
-    "   pg_snapshot_xmax(pg_current_snapshot())::text"
+    "   CASE WHEN $2::boolean THEN pg_current_xact_id()::text END"
     " FROM unnest($1::text[]) AS q(name)";
 
 /* Rows whose listener backend is gone: a pod that died. */
@@ -156,6 +159,9 @@ void doorbell_set_config(struct doorbell *d, const struct pgwork_config *config,
     /* A result still in flight concerns the old queue order: drop it. */
     d->in_flight = STATEMENT_NONE;
     doorbell_alloc(d, config->queue_count);
+    /* Every queue is armed and probed afresh (full): a new watch. */
+    d->watch_xid = 0;
+    d->probe_watch = false;
 }
 
 void doorbell_set_serving(struct doorbell *d, bool serving)
@@ -181,6 +187,9 @@ static void doorbell_refresh(struct doorbell *d, int64_t now)
         memset(d->rows, DOORBELL_UNKNOWN, (size_t)d->count);
         memset(d->probe, 0, (size_t)d->count * sizeof(bool));
         d->full = true;
+        /* Its arms' fresh probes watch anew, with newer xids. */
+        d->watch_xid = 0;
+        d->probe_watch = false;
     }
     bool can_arm = pid != 0 && d->serving;
     for (int q = 0; q < d->count; q++) {
@@ -225,6 +234,27 @@ static bool doorbell_probe_wanted(const struct doorbell *d)
     return false;
 }
 
+/* The watch's wait is over: its probe of every armed queue joins probe[]
+ * (with what a hold or an arm put there), sent once probe_due_ms allows. */
+static void doorbell_watch_fire(struct doorbell *d, int64_t now)
+{
+    if (d->watch_xid == 0 || d->watch_due_ms > now)
+        return;
+    bool any = false;
+    for (int q = 0; q < d->count; q++)
+        if (d->rows[q] == DOORBELL_ARMED)
+            d->probe[q] = any = true;
+    if (!any) {
+        /* Nothing armed to miss: a queue armed later is probed afresh,
+         * with a newer xid, which starts a watch of its own. */
+        d->watch_xid = 0;
+        return;
+    }
+    d->probe_watch = true;
+    d->watch_due_ms = INT64_MAX;
+    d->stats.reprobes++;
+}
+
 /* The next hold probe of a held queue an idle worker waits on. */
 static int64_t doorbell_hold_due(const struct doorbell *d)
 {
@@ -243,9 +273,12 @@ int64_t doorbell_due(struct doorbell *d, int64_t now)
     doorbell_refresh(d, now);
     if (d->pid == 0)
         return INT64_MAX;
+    doorbell_watch_fire(d, now);
     int64_t next = INT64_MAX;
     if (doorbell_write_wanted(d))
         next = d->write_due_ms;
+    if (d->watch_xid != 0 && d->watch_due_ms < next)
+        next = d->watch_due_ms;
     /* Probes only on what the database holds: after the write lands. */
     if (doorbell_probe_wanted(d) && d->probe_due_ms < next)
         next = d->probe_due_ms;
@@ -313,12 +346,14 @@ static int doorbell_send_probe(struct doorbell *d, PGconn *conn, int64_t now)
         d->in_flight = STATEMENT_OOM;
         return PQsendQuery(conn, "SELECT 1");
     }
-    const char *params[] = {names_literal};
-    int sent = PQsendQueryParams(conn, probe_sql, 1, NULL, params, NULL, NULL, 0);
+    const char *params[] = {names_literal, d->probe_fresh ? "t" : "f"};
+    int sent = PQsendQueryParams(conn, probe_sql, 2, NULL, params, NULL, NULL, 0);
     free(names_literal);
     d->in_flight = STATEMENT_PROBE;
     d->probing_fresh = d->probe_fresh;
     d->probe_fresh = false;
+    d->probing_watch = d->probe_watch;
+    d->probe_watch = false;
     return sent;
 }
 
@@ -418,40 +453,49 @@ static void doorbell_hold_probed(struct doorbell *d, int q, bool found, int64_t 
  * doorbell with a snapshot of its own, taken at the INSERT (read
  * committed: the lookup is VOLATILE, migration 0008), after its
  * transaction got its xid (the rows were written first). If that lookup
- * missed the arm, the xid was assigned before the arm committed, hence
- * before the arm's probe took its snapshot: the transaction had either
- * committed (the probe saw its task) or was running below the probe's
- * xmax. So once the xmin of a later probe's snapshot has passed the
- * fresh probe's xmax, every such producer has ended, and that probe
- * (same snapshot) saw its task. Until then the armed queues are probed
- * again: DOORBELL_REPROBE_MIN_MS, doubling. When the next wait would
- * reach the safety poll's interval the watch ends: that poll covers
- * what is left just as well. REPEATABLE READ producers, whose snapshot
- * may predate their xid, are handled by the trigger (migration 0015).
- * Only fresh probes (after an arm) start or widen the watch: producers
- * that began after the arm saw it and rang.
+ * missed the arm, the xid X was assigned before the arm committed, hence
+ * before the fresh probe after it assigned its own xid P: X < P (xids are
+ * handed out in order). The probe's snapshot does not tell X is running:
+ * its xmax is the newest ended xid + 1 (GetSnapshotData), and a running
+ * X at or above it is in neither its list nor its xmin — X newer than
+ * the arm's own xid, say. P bounds it: once a later probe's xmin has
+ * reached P, X has ended and that probe (same snapshot) saw its task.
+ * So while a fresh probe's xmin is below its P the armed queues are
+ * probed again: DOORBELL_REPROBE_MIN_MS, doubling; when the next wait
+ * would reach the safety poll's interval the watch ends, that poll
+ * covering what is left just as well. A fresh probe while a watch runs
+ * raises its P but not its wait back to the minimum: with writers always
+ * running (xmin < P almost always) a watch costs some log2(safety poll /
+ * 10 ms) probes (13 for 60 s), not one every 10 ms. Only the watch's own
+ * probes (every armed queue, doorbell_watch_fire) advance or end it; a
+ * hold's probe, of held queues only, does neither. REPEATABLE READ
+ * producers, whose snapshot may predate their xid, are handled by the
+ * trigger (migration 0015). Producers that began after the arm saw it
+ * and rang.
  */
-static void doorbell_watch(struct doorbell *d, uint64_t xmin, uint64_t xmax, int64_t now)
+static void doorbell_watch(struct doorbell *d, uint64_t xmin, uint64_t xid, int64_t now)
 {
-    if (d->probing_fresh && xmin < xmax) {
-        if (xmax > d->watch_xmax)
-            d->watch_xmax = xmax;
-        d->watch_delay_ms = DOORBELL_REPROBE_MIN_MS;
-    }
+    bool fresh = d->probing_fresh && xid != 0 && xmin < xid;
+    bool watched = d->probing_watch && d->watch_xid != 0;
     d->probing_fresh = false;
-    if (d->watch_xmax == 0)
-        return;
-    if (xmin >= d->watch_xmax ||
-        d->watch_delay_ms >= d->setup.config->workers.safety_poll_interval_ms) {
-        d->watch_xmax = 0;
+    d->probing_watch = false;
+    if (fresh && d->watch_xid == 0) {
+        d->watch_xid = xid;
+        d->watch_delay_ms = DOORBELL_REPROBE_MIN_MS;
+        d->watch_due_ms = now + d->watch_delay_ms;
         return;
     }
-    for (int q = 0; q < d->count; q++)
-        if (d->rows[q] == DOORBELL_ARMED)
-            d->probe[q] = true;
-    d->probe_due_ms = now + d->watch_delay_ms;
+    if (fresh && xid > d->watch_xid)
+        d->watch_xid = xid;
+    if (!watched)
+        return;
     d->watch_delay_ms *= 2;
-    d->stats.reprobes++;
+    if (xmin >= d->watch_xid ||
+        d->watch_delay_ms >= d->setup.config->workers.safety_poll_interval_ms) {
+        d->watch_xid = 0;
+        return;
+    }
+    d->watch_due_ms = now + d->watch_delay_ms;
 }
 
 static void doorbell_probe_done(struct doorbell *d, const PGresult *res, bool ok, int64_t now)
@@ -466,7 +510,9 @@ static void doorbell_probe_done(struct doorbell *d, const PGresult *res, bool ok
     d->stats.probes++;
     if (PQntuples(res) > 0 && PQnfields(res) >= 5)
         doorbell_watch(d, strtoull(PQgetvalue(res, 0, 3), NULL, 10),
-                       strtoull(PQgetvalue(res, 0, 4), NULL, 10), now);
+                       PQgetisnull(res, 0, 4) ? 0 : strtoull(PQgetvalue(res, 0, 4), NULL, 10), now);
+    else
+        doorbell_watch(d, 0, 0, now);
     for (int r = 0; r < PQntuples(res); r++) {
         int q = config_find_queue(d->setup.config, PQgetvalue(res, r, 0));
         if (q < 0)
@@ -526,6 +572,8 @@ void doorbell_on_end(struct doorbell *d)
                 d->probe[q] = true;
         d->probe_fresh = d->probe_fresh || d->probing_fresh;
         d->probing_fresh = false;
+        d->probe_watch = d->probe_watch || d->probing_watch;
+        d->probing_watch = false;
     }
     memset(d->probing, 0, (size_t)d->count * sizeof(bool));
     d->in_flight = STATEMENT_NONE;

@@ -121,8 +121,11 @@ struct doorbell {
     int64_t probe_due_ms;   /* not before (retry, the watch's wait) */
     bool probe_fresh;       /* a queue in probe[] was armed just now */
     bool probing_fresh;     /* the same, of the probe in flight */
-    uint64_t watch_xmax;    /* the watch: until a probe's xmin passes it; 0 = none */
+    bool probe_watch;       /* probe[] holds the watch's probe (doorbell_watch_fire) */
+    bool probing_watch;     /* the same, of the probe in flight */
+    uint64_t watch_xid;     /* the watch: until a watch probe's xmin reaches it; 0 = none */
     int64_t watch_delay_ms; /* its next wait */
+    int64_t watch_due_ms;   /* its next probe; INT64_MAX: in probe[] or in flight */
     int64_t cleanup_due_ms; /* next cleanup of dead pods' rows */
     bool failing;           /* the last statement failed (logged once) */
     struct doorbell_stats stats;
