@@ -287,7 +287,15 @@ END_TEST
  * in flight): they commit as fast as the server commits, whatever the
  * test's round trips cost on a loaded machine. */
 #define STORM_WINDOW 50
+static void producer_storm_signal(PGconn *conn, int n, pid_t pid, int sig);
 static void producer_storm(PGconn *conn, int n)
+{
+    producer_storm_signal(conn, n, 0, 0);
+}
+
+/* The same storm; halfway through it, pid gets sig (none when 0): the pod
+ * is told while the storm still holds a queue off. */
+static void producer_storm_signal(PGconn *conn, int n, pid_t pid, int sig)
 {
     ck_assert_int_eq(PQenterPipelineMode(conn), 1);
     for (int sent = 0, done = 0; done < n;) {
@@ -306,7 +314,8 @@ static void producer_storm(PGconn *conn, int n)
         res = PQgetResult(conn);
         ck_assert_int_eq(PQresultStatus(res), PGRES_PIPELINE_SYNC);
         PQclear(res);
-        done++;
+        if (++done == n / 2 && pid != 0)
+            ck_assert_int_eq(kill(pid, sig), 0);
     }
     ck_assert_int_eq(PQexitPipelineMode(conn), 1);
 }
@@ -400,6 +409,43 @@ START_TEST(storm_hold_off_ends_isolated_tasks_rung)
                 i + 1, harness_now_ms() - start);
         ck_assert_int_eq(count_notifications(conn, listener, channel), 1);
     }
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/* The doorbell's cleanup statements this database ran (cleanup_sql in
+ * supervisor/doorbell.c), from pg_stat_statements. */
+#define CLEANUPS                                                                                   \
+    "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s"                             \
+    " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"                   \
+    " AND s.query LIKE 'DELETE FROM pgwork.doorbell d WHERE NOT%'"
+
+/*
+ * A pod told to go quiet (SIGTSTP, the Deployment's preStop) while a
+ * storm holds a queue off stays quiet on the database too: no hold probes
+ * (it takes no work), and nothing else in their place. (The hold's next
+ * probe, due and never sent, once made the pod send its dead-pod cleanup
+ * after every result, round trip after round trip.)
+ */
+START_TEST(quiet_pod_in_a_storm_stays_quiet)
+{
+    struct harness_run *run = harness_scenario(STORM_SCENARIO("level = \"debug\""));
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
+    harness_expect(conn, sup, ARMED("q"), 1, 10000, "the idle pod arms q");
+    PGconn *producer = harness_connect(run->conninfo);
+
+    producer_storm_signal(producer, 1000, sup->pid, SIGTSTP);
+    ck_assert_msg(strstr(harness_stderr_text(sup), "rung in a storm: held disarmed") != NULL,
+                  "the storm held q off");
+    ck_assert(harness_stderr_wait_for(sup, "quiet: no new claims", 5000));
+    int64_t before = harness_query_int64(conn, CLEANUPS);
+    usleep(2000 * 1000); /* a stretch of quiet: what the pod sends meanwhile */
+    int64_t cleanups = harness_query_int64(conn, CLEANUPS) - before;
+    fprintf(stderr, "quiet_pod_in_a_storm_stays_quiet: %" PRId64 " cleanups in 2 s\n", cleanups);
+    ck_assert_msg(cleanups <= 5, "%" PRId64 " doorbell cleanups in 2 s of quiet", cleanups);
+    ck_assert_int_eq(kill(sup->pid, SIGCONT), 0);
+    storm_expect(conn, DONE, 1000, 20000, "resumed, the storm's tasks all run");
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
@@ -636,6 +682,7 @@ Suite *doorbell_suite(void)
     tcase_add_test(tc, crash_restart_rearms);
     tcase_add_test(tc, storm_sends_few_notifications);
     tcase_add_test(tc, storm_hold_off_ends_isolated_tasks_rung);
+    tcase_add_test(tc, quiet_pod_in_a_storm_stays_quiet);
     suite_add_tcase(s, tc);
     return s;
 }
