@@ -433,6 +433,7 @@ START_TEST(quiet_pod_in_a_storm_stays_quiet)
     PGconn *conn = run->conn;
     struct harness_supervisor *sup = run->sup;
     harness_expect(conn, sup, ARMED("q"), 1, 10000, "the idle pod arms q");
+    harness_exec(conn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
     PGconn *producer = harness_connect(run->conninfo);
 
     producer_storm_signal(producer, 1000, sup->pid, SIGTSTP);
