@@ -169,6 +169,24 @@ void doorbell_set_serving(struct doorbell *d, bool serving)
     d->serving = serving;
 }
 
+/* Queues may be armed (and held ones probed): this pod LISTENs and takes
+ * work. A quiet or stopping pod neither arms nor probes. */
+static bool doorbell_can_arm(const struct doorbell *d)
+{
+    return d->pid != 0 && d->serving;
+}
+
+/* Held queue q waits for its next hold probe: this pod takes work, an
+ * idle worker waits on q, and no probe of q is pending. The one test for
+ * both doorbell_refresh (which marks the probe) and doorbell_hold_due
+ * (when it is due): were they to differ, a hold probe due and never
+ * marked would make every call due, with nothing to send. */
+static bool doorbell_hold_waiting(const struct doorbell *d, int q)
+{
+    return d->hold[q].ms > 0 && !d->probe[q] && !d->probing[q] && doorbell_can_arm(d) &&
+           pool_idle_for(d->setup.pool, q);
+}
+
 /*
  * What is wanted now, from the workers' states. A queue with no idle
  * worker asks its workers to say when one goes idle (arm_wanted = 1), then
@@ -191,7 +209,7 @@ static void doorbell_refresh(struct doorbell *d, int64_t now)
         d->watch_xid = 0;
         d->probe_watch = false;
     }
-    bool can_arm = pid != 0 && d->serving;
+    bool can_arm = doorbell_can_arm(d);
     for (int q = 0; q < d->count; q++) {
         struct shm_queue *queue = &d->setup.shm->queues[d->setup.queue_slots[q]];
         bool idle = can_arm && pool_idle_for(d->setup.pool, q);
@@ -203,7 +221,7 @@ static void doorbell_refresh(struct doorbell *d, int64_t now)
             atomic_store(&queue->arm_wanted, 0);
         struct doorbell_hold *hold = &d->hold[q];
         /* Held off by a storm: a probe instead of the arm, once a hold. */
-        if (hold->ms > 0 && idle && now >= hold->next_ms && !d->probe[q] && !d->probing[q]) {
+        if (doorbell_hold_waiting(d, q) && now >= hold->next_ms) {
             d->probe[q] = true;
             /* Now, not at the watch's next wait (doorbell_watch). */
             if (d->probe_due_ms > now)
@@ -260,8 +278,7 @@ static int64_t doorbell_hold_due(const struct doorbell *d)
 {
     int64_t next = INT64_MAX;
     for (int q = 0; q < d->count; q++)
-        if (d->hold[q].ms > 0 && !d->probe[q] && !d->probing[q] && d->hold[q].next_ms < next &&
-            pool_idle_for(d->setup.pool, q))
+        if (d->hold[q].next_ms < next && doorbell_hold_waiting(d, q))
             next = d->hold[q].next_ms;
     return next;
 }
@@ -365,6 +382,11 @@ int doorbell_send(struct doorbell *d, PGconn *conn, int64_t now)
         return doorbell_send_write(d, conn, now);
     if (doorbell_probe_wanted(d) && d->probe_due_ms <= now)
         return doorbell_send_probe(d, conn, now);
+    /* Only when due: whatever else made the doorbell due is gone (a
+     * worker woken since), and a cleanup in its place, each time, would
+     * be a loop. */
+    if (d->cleanup_due_ms > now)
+        return DOORBELL_NOTHING_SENT;
     d->cleanup_due_ms =
         now + DOORBELL_CLEANUP_POLLS * d->setup.config->workers.safety_poll_interval_ms;
     d->in_flight = STATEMENT_CLEANUP;

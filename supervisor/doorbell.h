@@ -144,7 +144,9 @@ void doorbell_set_config(struct doorbell *d, const struct pgwork_config *config,
 void doorbell_set_serving(struct doorbell *d, bool serving);
 
 /* The upkeep job (upkeep.c's table): when something is due (<= now: now;
- * INT64_MAX: nothing), send it (0: libpq refused), its result. */
+ * INT64_MAX: nothing), send it (0: libpq refused; DOORBELL_NOTHING_SENT:
+ * nothing was due after all), its result. */
+#define DOORBELL_NOTHING_SENT (-1)
 int64_t doorbell_due(struct doorbell *d, int64_t now);
 int doorbell_send(struct doorbell *d, PGconn *conn, int64_t now);
 void doorbell_on_result(struct doorbell *d, const PGresult *res, bool ok, int64_t now);

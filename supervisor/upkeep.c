@@ -461,7 +461,8 @@ struct upkeep_job {
     /* When it is due, given the time now (<= now: send it; INT64_MAX:
      * nothing to do). */
     int64_t (*due)(const struct upkeep *u, int64_t now);
-    /* Send it on conn (PQsendQuery*); 0 when libpq refused. */
+    /* Send it on conn (PQsendQuery*); 0 when libpq refused, < 0 when
+     * nothing was due after all (the next job's turn). */
     int (*send)(struct upkeep *u, PGconn *conn, int64_t now);
     /* One of its results; ok: the statement succeeded. */
     void (*on_result)(struct upkeep *u, const PGresult *res, bool ok, int64_t now);
@@ -501,7 +502,12 @@ static int upkeep_send(void *ctx, PGconn *conn, int64_t now)
             continue;
         u->in_flight = j + 1;
         u->sent_ms = now;
-        return upkeep_jobs[j].send(u, conn, now) ? 1 : -1;
+        int sent = upkeep_jobs[j].send(u, conn, now);
+        if (sent < 0) {
+            u->in_flight = 0;
+            continue;
+        }
+        return sent ? 1 : -1;
     }
     return 0;
 }
