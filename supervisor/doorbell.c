@@ -99,7 +99,8 @@ static const char cleanup_sql[] =
 
 /* clang-format on */
 
-static void doorbell_alloc(struct doorbell *d, int count)
+/* The per-queue arrays, freed and forgotten (count 0). */
+static void doorbell_free_arrays(struct doorbell *d)
 {
     free(d->want);
     free(d->rows);
@@ -108,6 +109,16 @@ static void doorbell_alloc(struct doorbell *d, int count)
     free(d->probing);
     free(d->hold);
     free(d->last_ring_ms);
+    d->want = d->rows = d->sent = NULL;
+    d->probe = d->probing = NULL;
+    d->hold = NULL;
+    d->last_ring_ms = NULL;
+    d->count = 0;
+}
+
+static void doorbell_alloc(struct doorbell *d, int count)
+{
+    doorbell_free_arrays(d);
     size_t n = count > 0 ? (size_t)count : 1;
     d->want = calloc(n, 1);
     d->rows = malloc(n);
@@ -121,18 +132,7 @@ static void doorbell_alloc(struct doorbell *d, int count)
         /* PID 1 keeps going: without arms, producers notify nobody and the
          * safety poll finds their tasks. */
         log_error("out of memory for the doorbell; tasks wait for the safety poll");
-        free(d->want);
-        free(d->rows);
-        free(d->sent);
-        free(d->probe);
-        free(d->probing);
-        free(d->hold);
-        free(d->last_ring_ms);
-        d->want = d->rows = d->sent = NULL;
-        d->probe = d->probing = NULL;
-        d->hold = NULL;
-        d->last_ring_ms = NULL;
-        d->count = 0;
+        doorbell_free_arrays(d);
         return;
     }
     memset(d->rows, DOORBELL_UNKNOWN, n);
@@ -637,12 +637,6 @@ struct doorbell_stats doorbell_stats(const struct doorbell *d)
 
 void doorbell_free(struct doorbell *d)
 {
-    free(d->hold);
-    free(d->last_ring_ms);
-    free(d->want);
-    free(d->rows);
-    free(d->sent);
-    free(d->probe);
-    free(d->probing);
+    doorbell_free_arrays(d);
     memset(d, 0, sizeof(*d));
 }
