@@ -287,16 +287,19 @@ END_TEST
  * in flight): they commit as fast as the server commits, whatever the
  * test's round trips cost on a loaded machine. */
 #define STORM_WINDOW 50
-static void producer_storm_signal(PGconn *conn, int n, pid_t pid, int sig);
+static void producer_storm_signal(PGconn *conn, int n, struct harness_supervisor *sup, int sig);
 static void producer_storm(PGconn *conn, int n)
 {
-    producer_storm_signal(conn, n, 0, 0);
+    producer_storm_signal(conn, n, NULL, 0);
 }
 
-/* The same storm; halfway through it, pid gets sig (none when 0): the pod
- * is told while the storm still holds a queue off. */
-static void producer_storm_signal(PGconn *conn, int n, pid_t pid, int sig)
+/* The same storm; once sup's log shows the storm holding a queue off
+ * (looked at every STORM_WINDOW inserts), sup gets sig while the storm
+ * goes on (no signal when sup is NULL). */
+#define STORM_HELD "rung in a storm: held disarmed"
+static void producer_storm_signal(PGconn *conn, int n, struct harness_supervisor *sup, int sig)
 {
+    bool signalled = sup == NULL;
     ck_assert_int_eq(PQenterPipelineMode(conn), 1);
     for (int sent = 0, done = 0; done < n;) {
         for (; sent < n && sent - done < STORM_WINDOW; sent++)
@@ -314,10 +317,15 @@ static void producer_storm_signal(PGconn *conn, int n, pid_t pid, int sig)
         res = PQgetResult(conn);
         ck_assert_int_eq(PQresultStatus(res), PGRES_PIPELINE_SYNC);
         PQclear(res);
-        if (++done == n / 2 && pid != 0)
-            ck_assert_int_eq(kill(pid, sig), 0);
+        done++;
+        if (!signalled && done % STORM_WINDOW == 0 &&
+            strstr(harness_stderr_text(sup), STORM_HELD) != NULL) {
+            ck_assert_int_eq(kill(sup->pid, sig), 0);
+            signalled = true;
+        }
     }
     ck_assert_int_eq(PQexitPipelineMode(conn), 1);
+    ck_assert_msg(signalled, "%d inserts and no storm held the queue off", n);
 }
 
 /* harness_expect without the list of every task (a storm's thousands
@@ -393,7 +401,7 @@ START_TEST(storm_hold_off_ends_isolated_tasks_rung)
 
     producer_storm(producer, 1000);
     storm_expect(conn, DONE, 1000, 20000, "the storm's tasks all run");
-    ck_assert_msg(strstr(harness_stderr_text(sup), "rung in a storm: held disarmed") != NULL,
+    ck_assert_msg(strstr(harness_stderr_text(sup), STORM_HELD) != NULL,
                   "the storm held q off");
     storm_expect(conn, ARMED("q"), 1, 5000, "the storm over, the pod arms q again");
     harness_wait_output(sup, "quiet after its storm: armed again");
@@ -409,6 +417,36 @@ START_TEST(storm_hold_off_ends_isolated_tasks_rung)
                 i + 1, harness_now_ms() - start);
         ck_assert_int_eq(count_notifications(conn, listener, channel), 1);
     }
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/*
+ * Only the trigger's rings on the pod's own channel count toward a storm:
+ * a producer that forces notifications (pgwork.notify = on, the shared
+ * channel) pays the notify lock whatever the pod does, and holding its
+ * queue disarmed would only swap rings for probes. The same pod then
+ * meets a real storm (the positive control: the hold-off is there).
+ */
+START_TEST(forced_notifications_are_not_a_storm)
+{
+    struct harness_run *run = harness_scenario(STORM_SCENARIO("level = \"debug\""));
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
+    harness_expect(conn, sup, ARMED("q"), 1, 10000, "the idle pod arms q");
+    PGconn *producer = harness_connect(run->conninfo);
+
+    harness_exec(producer, "SET pgwork.notify = on");
+    producer_storm(producer, 1000);
+    storm_expect(conn, DONE, 1000, 20000, "the forced storm's tasks all run");
+    ck_assert_msg(strstr(harness_stderr_text(sup), "rung in a storm") == NULL,
+                  "1000 inserts with pgwork.notify = on held q off as a storm");
+
+    harness_exec(producer, "RESET pgwork.notify");
+    producer_storm(producer, 1000);
+    storm_expect(conn, DONE, 2000, 20000, "the rung storm's tasks all run");
+    ck_assert_msg(harness_stderr_wait_for(sup, STORM_HELD, 5000),
+                  "the trigger's own rings hold q off");
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
@@ -436,9 +474,7 @@ START_TEST(quiet_pod_in_a_storm_stays_quiet)
     harness_exec(conn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
     PGconn *producer = harness_connect(run->conninfo);
 
-    producer_storm_signal(producer, 1000, sup->pid, SIGTSTP);
-    ck_assert_msg(strstr(harness_stderr_text(sup), "rung in a storm: held disarmed") != NULL,
-                  "the storm held q off");
+    producer_storm_signal(producer, 1000, sup, SIGTSTP); /* told while q is held off */
     ck_assert(harness_stderr_wait_for(sup, "quiet: no new claims", 5000));
     int64_t before = harness_query_int64(conn, CLEANUPS);
     usleep(2000 * 1000); /* a stretch of quiet: what the pod sends meanwhile */
@@ -683,6 +719,7 @@ Suite *doorbell_suite(void)
     tcase_add_test(tc, crash_restart_rearms);
     tcase_add_test(tc, storm_sends_few_notifications);
     tcase_add_test(tc, storm_hold_off_ends_isolated_tasks_rung);
+    tcase_add_test(tc, forced_notifications_are_not_a_storm);
     tcase_add_test(tc, quiet_pod_in_a_storm_stays_quiet);
     suite_add_tcase(s, tc);
     return s;
