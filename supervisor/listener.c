@@ -423,7 +423,9 @@ int listener_parse_notification(const struct pgwork_config *config, const char *
     return absolute ? LISTENER_NOTIFY_QUEUE_AT : LISTENER_NOTIFY_QUEUE;
 }
 
-static void listener_handle_task_notification(struct listener *l, const char *payload)
+/* A notification on the task channel, or on the pod's ring channel
+ * (rung: the trigger rang this pod's arm). */
+static void listener_handle_task_notification(struct listener *l, const char *payload, bool rung)
 {
     int queue_index;
     int64_t delay_ms;
@@ -433,7 +435,10 @@ static void listener_handle_task_notification(struct listener *l, const char *pa
             l->callbacks.on_control(l->ctx, payload + 1);
         return;
     }
-    switch (listener_parse_notification(l->config, payload, &queue_index, &delay_ms)) {
+    int kind = listener_parse_notification(l->config, payload, &queue_index, &delay_ms);
+    if (rung && (kind == LISTENER_NOTIFY_QUEUE || kind == LISTENER_NOTIFY_QUEUE_AT))
+        l->callbacks.on_rung(l->ctx, queue_index);
+    switch (kind) {
     case LISTENER_NOTIFY_SWEEP:
         l->callbacks.on_sweep(l->ctx);
         break;
@@ -470,10 +475,11 @@ static void listener_drain_notifications(struct listener *l)
                 l->ping_sent_ms = 0;
             }
         } else {
+            bool rung = strcmp(n->relname, l->ring_channel) == 0;
             l->notifications++;
-            if (strcmp(n->relname, l->ring_channel) == 0)
+            if (rung)
                 l->rings++;
-            listener_handle_task_notification(l, n->extra);
+            listener_handle_task_notification(l, n->extra, rung);
         }
         PQfreemem(n);
     }

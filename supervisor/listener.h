@@ -28,6 +28,10 @@ struct listener_callbacks {
     /* A notification: queue queue_index has a pending task due in
      * delay_ms (0 = now). */
     void (*on_task_hint)(void *ctx, int queue_index, int64_t delay_ms);
+    /* The same notification came on this pod's own ring channel: the
+     * insert trigger rang the pod's arm for queue_index (the doorbell).
+     * Called just before on_task_hint for it. */
+    void (*on_rung)(void *ctx, int queue_index);
     /* A notification: something may be due in any queue ("*"). */
     void (*on_sweep)(void *ctx);
     /* A notification for a task whose due time cannot be told yet (the

@@ -53,8 +53,15 @@ static void on_task_notified(void *ctx, int q, int64_t delay_ms)
     struct supervisor *s = ctx;
     atomic_fetch_add_explicit(&s->shm.queues[s->queue_slots[q]].notifications, 1,
                               memory_order_relaxed);
-    doorbell_rung(&s->doorbell, q, time_now_ms());
     on_task_due(s, q, delay_ms);
+}
+
+/* The trigger rang this pod's arm of q: what the storm hold-off counts
+ * (not manual rings, pgwork.notify = on, nudges of capped queues). */
+static void on_rung(void *ctx, int q)
+{
+    struct supervisor *s = ctx;
+    doorbell_rung(&s->doorbell, q, time_now_ms());
 }
 
 static void on_sweep(void *ctx)
@@ -329,6 +336,7 @@ int supervisor_open(struct supervisor *s)
 
     static const struct listener_callbacks callbacks = {
         .on_task_hint = on_task_notified,
+        .on_rung = on_rung,
         .on_sweep = on_sweep,
         .on_due_unknown = on_due_unknown,
         .on_control = on_control,

@@ -401,8 +401,7 @@ START_TEST(storm_hold_off_ends_isolated_tasks_rung)
 
     producer_storm(producer, 1000);
     storm_expect(conn, DONE, 1000, 20000, "the storm's tasks all run");
-    ck_assert_msg(strstr(harness_stderr_text(sup), STORM_HELD) != NULL,
-                  "the storm held q off");
+    ck_assert_msg(strstr(harness_stderr_text(sup), STORM_HELD) != NULL, "the storm held q off");
     storm_expect(conn, ARMED("q"), 1, 5000, "the storm over, the pod arms q again");
     harness_wait_output(sup, "quiet after its storm: armed again");
     (void)count_notifications(conn, listener, channel); /* the storm's */
