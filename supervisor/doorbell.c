@@ -178,7 +178,7 @@ static bool doorbell_can_arm(const struct doorbell *d)
 
 /* Held queue q waits for its next hold probe: this pod takes work, an
  * idle worker waits on q, and no probe of q is pending. The one test for
- * both doorbell_refresh (which marks the probe) and doorbell_hold_due
+ * both doorbell_read_workers (which marks the probe) and doorbell_hold_due
  * (when it is due): were they to differ, a hold probe due and never
  * marked would make every call due, with nothing to send. */
 static bool doorbell_hold_waiting(const struct doorbell *d, int q)
@@ -194,7 +194,7 @@ static bool doorbell_hold_waiting(const struct doorbell *d, int q)
  * the second look, one that goes IDLE after it sees the flag (seq_cst on
  * both sides, as the wake-up handshake in shm.h).
  */
-static void doorbell_refresh(struct doorbell *d, int64_t now)
+static void doorbell_read_workers(struct doorbell *d, int64_t now)
 {
     const struct listener *l = d->setup.listener;
     int32_t pid = listener_is_listening(l) ? listener_backend_pid(l) : 0;
@@ -283,14 +283,21 @@ static int64_t doorbell_hold_due(const struct doorbell *d)
     return next;
 }
 
-int64_t doorbell_due(struct doorbell *d, int64_t now)
+void doorbell_refresh(struct doorbell *d, int64_t now)
 {
+    /* Not while a statement is out: its result may change what is held. */
     if (d->count == 0 || d->in_flight != STATEMENT_NONE)
+        return;
+    doorbell_read_workers(d, now);
+    if (d->pid != 0)
+        doorbell_watch_fire(d, now);
+}
+
+int64_t doorbell_due(const struct doorbell *d, int64_t now)
+{
+    (void)now; /* the due times were read and marked by doorbell_refresh */
+    if (d->count == 0 || d->in_flight != STATEMENT_NONE || d->pid == 0)
         return INT64_MAX;
-    doorbell_refresh(d, now);
-    if (d->pid == 0)
-        return INT64_MAX;
-    doorbell_watch_fire(d, now);
     int64_t next = INT64_MAX;
     if (doorbell_write_wanted(d))
         next = d->write_due_ms;

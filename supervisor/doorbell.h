@@ -7,8 +7,8 @@
  * committed before the arm was announced to nobody).
  *
  * Its statements are upkeep jobs on the listener's connection (upkeep.c
- * calls doorbell_due / doorbell_send / doorbell_on_result); it never
- * blocks and never touches the socket.
+ * calls doorbell_refresh, doorbell_due / doorbell_send / doorbell_on_result
+ * and doorbell_on_end); it never blocks and never touches the socket.
  */
 #ifndef PGWORK_DOORBELL_H
 #define PGWORK_DOORBELL_H
@@ -143,11 +143,17 @@ void doorbell_set_config(struct doorbell *d, const struct pgwork_config *config,
 /* Running and not quiet (false: every queue is disarmed). */
 void doorbell_set_serving(struct doorbell *d, bool serving);
 
-/* The upkeep job (upkeep.c's table): when something is due (<= now: now;
- * INT64_MAX: nothing), send it (0: libpq refused; DOORBELL_NOTHING_SENT:
- * nothing was due after all), its result. */
+/* The upkeep job (upkeep.c's table). doorbell_refresh comes first: it
+ * reads the workers' states and the listener's connection into what is
+ * wanted (a queue with no idle worker asks its workers to say when one
+ * goes idle), and marks the hold and watch probes that came due; nothing
+ * while a statement is out.
+ * Then, changing nothing: when something is due (<= now: now; INT64_MAX:
+ * nothing); send it (0: libpq refused; DOORBELL_NOTHING_SENT: nothing was
+ * due after all); its result. */
 #define DOORBELL_NOTHING_SENT (-1)
-int64_t doorbell_due(struct doorbell *d, int64_t now);
+void doorbell_refresh(struct doorbell *d, int64_t now);
+int64_t doorbell_due(const struct doorbell *d, int64_t now);
 int doorbell_send(struct doorbell *d, PGconn *conn, int64_t now);
 void doorbell_on_result(struct doorbell *d, const PGresult *res, bool ok, int64_t now);
 /* The statement in flight is over (all results in, or the connection went). */

@@ -94,6 +94,11 @@ bool listener_is_up(const struct listener *l)
     return l->state == LISTENER_UP;
 }
 
+bool listener_is_free(const struct listener *l)
+{
+    return l->state == LISTENER_UP && l->in_flight == QUERY_NONE;
+}
+
 int32_t listener_backend_pid(const struct listener *l)
 {
     return l->state == LISTENER_UP && l->conn != NULL ? (int32_t)PQbackendPID(l->conn) : 0;

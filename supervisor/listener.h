@@ -166,6 +166,10 @@ bool listener_is_listening(const struct listener *l);
 /* Whether the connection is up (it may be polling without LISTEN). */
 bool listener_is_up(const struct listener *l);
 
+/* Whether the connection is up with nothing in flight: the client's
+ * next_due is asked only then. */
+bool listener_is_free(const struct listener *l);
+
 /* The connection's backend pid (its ring channel is "pgwork_ring_<pid>"),
  * 0 while it is not up. */
 int32_t listener_backend_pid(const struct listener *l);

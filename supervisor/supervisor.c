@@ -364,6 +364,9 @@ static void supervisor_loop(struct supervisor *s)
 {
     struct epoll_event events[16];
     while (s->phase != PHASE_DONE) {
+        /* What the upkeep jobs' due times depend on (the doorbell reads
+         * the workers' states), read before the timer asks for them. */
+        upkeep_refresh(&s->upkeep, time_now_ms());
         supervisor_arm_timer(s);
         int n = epoll_wait(s->epoll_fd, events, 16, -1);
         if (n < 0 && errno != EINTR) {

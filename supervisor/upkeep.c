@@ -423,6 +423,12 @@ static void limits_on_result(struct upkeep *u, const PGresult *res, bool ok, int
 
 /* --- the doorbell (doorbell.c: this pod's arms, their probes) ------------ */
 
+static void doorbell_job_refresh(struct upkeep *u, int64_t now)
+{
+    if (u->doorbell != NULL)
+        doorbell_refresh(u->doorbell, now);
+}
+
 static int64_t doorbell_job_due(const struct upkeep *u, int64_t now)
 {
     return u->doorbell != NULL ? doorbell_due(u->doorbell, now) : INT64_MAX;
@@ -458,8 +464,11 @@ static void throughput_job_on_result(struct upkeep *u, const PGresult *res, bool
 /* --- the scheduler ------------------------------------------------------ */
 
 struct upkeep_job {
+    /* Before due is asked: read what the job's due time depends on from
+     * elsewhere (the doorbell: the workers' states); NULL = nothing. */
+    void (*refresh)(struct upkeep *u, int64_t now);
     /* When it is due, given the time now (<= now: send it; INT64_MAX:
-     * nothing to do). */
+     * nothing to do). Changes nothing. */
     int64_t (*due)(const struct upkeep *u, int64_t now);
     /* Send it on conn (PQsendQuery*); 0 when libpq refused, < 0 when
      * nothing was due after all (the next job's turn). */
@@ -472,16 +481,16 @@ struct upkeep_job {
 
 /* In order of urgency: the first one due is sent. */
 static const struct upkeep_job upkeep_jobs[] = {
-    {renew_due, renew_send, renew_on_result, false},
-    {ticks_job_due, ticks_job_send, ticks_job_on_result, false},
-    {doorbell_job_due, doorbell_job_send, doorbell_job_on_result, false},
-    {stop_backend_due, stop_backend_send, stop_backend_on_result, false},
-    {requeue_due, requeue_send, requeue_on_result, true},
-    {poll_due, poll_send, poll_on_result, true},
-    {depth_job_due, depth_job_send, depth_job_on_result, true},
-    {throughput_job_due, throughput_job_send, throughput_job_on_result, false},
-    {retention_job_due, retention_job_send, retention_job_on_result, true},
-    {limits_due, limits_send, limits_on_result, false},
+    {NULL, renew_due, renew_send, renew_on_result, false},
+    {NULL, ticks_job_due, ticks_job_send, ticks_job_on_result, false},
+    {doorbell_job_refresh, doorbell_job_due, doorbell_job_send, doorbell_job_on_result, false},
+    {NULL, stop_backend_due, stop_backend_send, stop_backend_on_result, false},
+    {NULL, requeue_due, requeue_send, requeue_on_result, true},
+    {NULL, poll_due, poll_send, poll_on_result, true},
+    {NULL, depth_job_due, depth_job_send, depth_job_on_result, true},
+    {NULL, throughput_job_due, throughput_job_send, throughput_job_on_result, false},
+    {NULL, retention_job_due, retention_job_send, retention_job_on_result, true},
+    {NULL, limits_due, limits_send, limits_on_result, false},
 };
 
 #define UPKEEP_JOBS ((int)(sizeof(upkeep_jobs) / sizeof(upkeep_jobs[0])))
@@ -498,7 +507,11 @@ static int upkeep_send(void *ctx, PGconn *conn, int64_t now)
     if (u->queues_retry_ms != 0 && now >= u->queues_retry_ms)
         upkeep_set_queues(u, now);
     for (int j = 0; j < UPKEEP_JOBS; j++) {
-        if (!upkeep_job_ready(u, j) || upkeep_jobs[j].due(u, now) > now)
+        if (!upkeep_job_ready(u, j))
+            continue;
+        if (upkeep_jobs[j].refresh != NULL)
+            upkeep_jobs[j].refresh(u, now);
+        if (upkeep_jobs[j].due(u, now) > now)
             continue;
         u->in_flight = j + 1;
         u->sent_ms = now;
@@ -551,6 +564,16 @@ static int64_t upkeep_next_due(const void *ctx, int64_t now)
 }
 
 /* --- API ---------------------------------------------------------------- */
+
+void upkeep_refresh(struct upkeep *u, int64_t now)
+{
+    /* Only when upkeep_next_due is asked: the connection is free. */
+    if (!listener_is_free(u->listener))
+        return;
+    for (int j = 0; j < UPKEEP_JOBS; j++)
+        if (upkeep_job_ready(u, j) && upkeep_jobs[j].refresh != NULL)
+            upkeep_jobs[j].refresh(u, now);
+}
 
 void upkeep_init(struct upkeep *u, const struct pgwork_config *config, struct listener *l,
                  const struct upkeep_callbacks *callbacks, void *ctx)

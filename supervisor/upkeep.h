@@ -79,6 +79,12 @@ struct upkeep {
 void upkeep_init(struct upkeep *u, const struct pgwork_config *config, struct listener *l,
                  const struct upkeep_callbacks *callbacks, void *ctx);
 
+/* Before the listener's next deadline is asked (the supervisor, before
+ * arming its timer): the jobs read what their due times depend on — the
+ * doorbell, the workers' states. Nothing while the connection is busy;
+ * sending does it itself. */
+void upkeep_refresh(struct upkeep *u, int64_t now);
+
 /* Switch to a reloaded config (the old one may be freed afterwards); polls
  * at once. */
 void upkeep_set_config(struct upkeep *u, const struct pgwork_config *config);
