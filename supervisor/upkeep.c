@@ -4,7 +4,8 @@
  * (requeues.c), the poll, queue depth (depth.c), retention (retention.c
  * decides its pace), schedule ticks (ticks.c), the doorbell (doorbell.c),
  * limit readings (limits.c). Its own: the renewals, the poll and the
- * scheduler, a table of {due, send, on_result} entries.
+ * scheduler, a table of {due, send, on_result, on_end} entries (and a
+ * refresh before due, for a job whose due time depends on state it reads).
  *
  * Invariants:
  *  - sends only when the listener asks (its connection is free, one
@@ -220,6 +221,12 @@ static void stop_backend_on_result(struct upkeep *u, const PGresult *res, bool o
     requeues_stop_on_result(&u->requeues, res, ok, now);
 }
 
+/* Both requeue jobs' statements: what was not done keeps its place. */
+static void requeues_job_on_end(struct upkeep *u)
+{
+    requeues_on_end(&u->requeues);
+}
+
 static int64_t requeue_due(const struct upkeep *u, int64_t now)
 {
     return requeues_due(&u->requeues, now);
@@ -370,6 +377,12 @@ static void ticks_job_on_result(struct upkeep *u, const PGresult *res, bool ok, 
         listener_clock_sample(u->listener, db_ms, u->sent_ms, now);
 }
 
+static void ticks_job_on_end(struct upkeep *u)
+{
+    if (u->ticks != NULL)
+        ticks_on_end(u->ticks);
+}
+
 /* --- retention (retention.c) ------------------------------------------- */
 
 static int64_t retention_job_due(const struct upkeep *u, int64_t now)
@@ -444,6 +457,11 @@ static void doorbell_job_on_result(struct upkeep *u, const PGresult *res, bool o
     doorbell_on_result(u->doorbell, res, ok, now);
 }
 
+static void doorbell_job_on_end(struct upkeep *u)
+{
+    doorbell_on_end(u->doorbell);
+}
+
 /* --- finished per minute (throughput.c), only when something finished --- */
 
 static int64_t throughput_job_due(const struct upkeep *u, int64_t now)
@@ -461,6 +479,12 @@ static void throughput_job_on_result(struct upkeep *u, const PGresult *res, bool
     throughput_on_result(u->throughput, res, ok, now);
 }
 
+static void throughput_job_on_end(struct upkeep *u)
+{
+    if (u->throughput != NULL)
+        throughput_on_end(u->throughput);
+}
+
 /* --- the scheduler ------------------------------------------------------ */
 
 struct upkeep_job {
@@ -475,22 +499,48 @@ struct upkeep_job {
     int (*send)(struct upkeep *u, PGconn *conn, int64_t now);
     /* One of its results; ok: the statement succeeded. */
     void (*on_result)(struct upkeep *u, const PGresult *res, bool ok, int64_t now);
+    /* Its statement is over (all results in, or the connection went);
+     * NULL = nothing to forget. */
+    void (*on_end)(struct upkeep *u);
     /* It takes the queue lists: not sent while there are none. */
     bool needs_queues;
 };
 
 /* In order of urgency: the first one due is sent. */
 static const struct upkeep_job upkeep_jobs[] = {
-    {NULL, renew_due, renew_send, renew_on_result, false},
-    {NULL, ticks_job_due, ticks_job_send, ticks_job_on_result, false},
-    {doorbell_job_refresh, doorbell_job_due, doorbell_job_send, doorbell_job_on_result, false},
-    {NULL, stop_backend_due, stop_backend_send, stop_backend_on_result, false},
-    {NULL, requeue_due, requeue_send, requeue_on_result, true},
-    {NULL, poll_due, poll_send, poll_on_result, true},
-    {NULL, depth_job_due, depth_job_send, depth_job_on_result, true},
-    {NULL, throughput_job_due, throughput_job_send, throughput_job_on_result, false},
-    {NULL, retention_job_due, retention_job_send, retention_job_on_result, true},
-    {NULL, limits_due, limits_send, limits_on_result, false},
+    {.due = renew_due, .send = renew_send, .on_result = renew_on_result},
+    {.due = ticks_job_due,
+     .send = ticks_job_send,
+     .on_result = ticks_job_on_result,
+     .on_end = ticks_job_on_end},
+    {.refresh = doorbell_job_refresh,
+     .due = doorbell_job_due,
+     .send = doorbell_job_send,
+     .on_result = doorbell_job_on_result,
+     .on_end = doorbell_job_on_end},
+    {.due = stop_backend_due,
+     .send = stop_backend_send,
+     .on_result = stop_backend_on_result,
+     .on_end = requeues_job_on_end},
+    {.due = requeue_due,
+     .send = requeue_send,
+     .on_result = requeue_on_result,
+     .on_end = requeues_job_on_end,
+     .needs_queues = true},
+    {.due = poll_due, .send = poll_send, .on_result = poll_on_result, .needs_queues = true},
+    {.due = depth_job_due,
+     .send = depth_job_send,
+     .on_result = depth_job_on_result,
+     .needs_queues = true},
+    {.due = throughput_job_due,
+     .send = throughput_job_send,
+     .on_result = throughput_job_on_result,
+     .on_end = throughput_job_on_end},
+    {.due = retention_job_due,
+     .send = retention_job_send,
+     .on_result = retention_job_on_result,
+     .needs_queues = true},
+    {.due = limits_due, .send = limits_send, .on_result = limits_on_result},
 };
 
 #define UPKEEP_JOBS ((int)(sizeof(upkeep_jobs) / sizeof(upkeep_jobs[0])))
@@ -539,14 +589,10 @@ static void upkeep_on_result(void *ctx, const PGresult *res, int64_t now)
 static void upkeep_on_end(void *ctx)
 {
     struct upkeep *u = ctx;
-    if (u->in_flight > 0 && upkeep_jobs[u->in_flight - 1].send == doorbell_job_send)
-        doorbell_on_end(u->doorbell);
+    int j = u->in_flight - 1;
     u->in_flight = 0;
-    requeues_on_end(&u->requeues);
-    if (u->ticks != NULL)
-        ticks_on_end(u->ticks);
-    if (u->throughput != NULL)
-        throughput_on_end(u->throughput);
+    if (j >= 0 && upkeep_jobs[j].on_end != NULL)
+        upkeep_jobs[j].on_end(u);
 }
 
 static int64_t upkeep_next_due(const void *ctx, int64_t now)

@@ -1,11 +1,13 @@
 /*
  * upkeep.h — the supervisor's own statements on the listener's connection:
- * lease renewals, the doorbell's arms (doorbell.h), requeues of a dead worker's tasks (its backend
- * stopped first), the poll (expired leases taken back, the next due time of every queue), queue
- * depth for /metrics, deleting finished tasks past their retention (retention.h). The listener
- * sends one of them whenever its connection is free (listener_set_client); this module decides
- * which, from a table of {due, send, on_result} entries, and handles what comes back. Never blocks;
- * never touches the socket.
+ * lease renewals, the doorbell's arms (doorbell.h), requeues of a dead
+ * worker's tasks (its backend stopped first), the poll (expired leases
+ * taken back, the next due time of every queue), queue depth for /metrics,
+ * deleting finished tasks past their retention (retention.h). The listener
+ * sends one of them whenever its connection is free (listener_set_client);
+ * this module decides which, from a table of {due, send, on_result,
+ * on_end} entries, and handles what comes back. Never blocks; never
+ * touches the socket.
  */
 #ifndef PGWORK_UPKEEP_H
 #define PGWORK_UPKEEP_H
