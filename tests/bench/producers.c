@@ -29,6 +29,7 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +236,27 @@ static void pickup_after(PGconn *conn, int n, double *lat)
     PQclear(res);
 }
 
+/* A row held to a goal of at most `goal` (in unit), stated as goal_text;
+ * the note from fmt. */
+static void goal_row(const char *figure, const char *unit, double value, double goal,
+                     const char *goal_text, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void goal_row(const char *figure, const char *unit, double value, double goal,
+                     const char *goal_text, const char *fmt, ...)
+{
+    struct row row = {.value = value, .limit = goal, .ratio = value / goal};
+    snprintf(row.figure, sizeof(row.figure), "%s", figure);
+    snprintf(row.unit, sizeof(row.unit), "%s", unit);
+    snprintf(row.limit_name, sizeof(row.limit_name), "goal");
+    snprintf(row.goal, sizeof(row.goal), "%s", goal_text);
+    row.verdict = value <= goal ? GOAL_MET : GOAL_MISSED;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(row.note, sizeof(row.note), fmt, ap);
+    va_end(ap);
+    result_add(&row);
+}
+
 /* The pickup rows: p50 and p99 of the samples after the storms (pooled),
  * beside the same pod's before any storm. */
 static void pickup_rows(double floor_p50_ms, double *quiet, double *after, int runs)
@@ -261,14 +283,8 @@ static void pickup_rows(double floor_p50_ms, double *quiet, double *after, int r
              isnan(floor_p50_ms) ? "; floor not measured in this run (taken as 0)" : "");
     result_add(&row);
 
-    struct row r99 = {.value = a99, .limit = 5.0, .ratio = a99 / 5.0};
-    snprintf(r99.figure, sizeof(r99.figure), "pickup right after a producer storm, p99");
-    snprintf(r99.unit, sizeof(r99.unit), "ms");
-    snprintf(r99.limit_name, sizeof(r99.limit_name), "goal");
-    snprintf(r99.goal, sizeof(r99.goal), "<= 5 ms");
-    r99.verdict = a99 <= 5.0 ? GOAL_MET : GOAL_MISSED;
-    snprintf(r99.note, sizeof(r99.note), "same samples as p50; max %.2f ms", amax);
-    result_add(&r99);
+    goal_row("pickup right after a producer storm, p99", "ms", a99, 5.0, "<= 5 ms",
+             "same samples as p50; max %.2f ms", amax);
 }
 
 void measure_producers(double floor_p50_ms)
@@ -350,15 +366,8 @@ void measure_producers(double floor_p50_ms)
     result_add(&nrow);
 
     double m_arms = stat_median(arms, n);
-    if (!isnan(m_arms)) {
-        struct row arow = {.value = m_arms, .limit = 50, .ratio = m_arms / 50};
-        snprintf(arow.figure, sizeof(arow.figure), "arm/disarm writes during that storm");
-        snprintf(arow.unit, sizeof(arow.unit), "writes/s");
-        snprintf(arow.limit_name, sizeof(arow.limit_name), "goal");
-        snprintf(arow.goal, sizeof(arow.goal), "<= 50 per pod");
-        arow.verdict = m_arms <= 50 ? GOAL_MET : GOAL_MISSED;
-        snprintf(arow.note, sizeof(arow.note), "one pod; median of %d storms", n);
-        result_add(&arow);
-    }
+    if (!isnan(m_arms))
+        goal_row("arm/disarm writes during that storm", "writes/s", m_arms, 50, "<= 50 per pod",
+                 "one pod; median of %d storms", n);
     pickup_rows(floor_p50_ms, quiet, after, n);
 }

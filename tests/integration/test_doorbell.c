@@ -347,6 +347,34 @@ static void storm_expect(PGconn *conn, const char *sql, int64_t expected, int ti
                                 .wait_for = "listening on channel",                                \
                                 .idle = 2})
 
+/* A storm's pod, armed, and the test's connections to it. */
+struct storm_pod {
+    struct harness_run *run;
+    PGconn *conn;
+    struct harness_supervisor *sup;
+    const char *channel; /* the pod's ring channel (listen), else NULL */
+    PGconn *listener;    /* LISTENing on channel (listen), else NULL */
+    PGconn *producer;    /* where the storm's inserts come from */
+};
+
+/* Start a STORM_SCENARIO(log_body) pod and wait for its arm of q; listen:
+ * also LISTEN on its ring channel, to count the notifications it gets. */
+static struct storm_pod storm_pod_start(const char *log_body, bool listen)
+{
+    struct storm_pod pod = {.run = harness_scenario(STORM_SCENARIO(log_body))};
+    pod.conn = pod.run->conn;
+    pod.sup = pod.run->sup;
+    harness_expect(pod.conn, pod.sup, ARMED("q"), 1, 10000, "the idle pod arms q");
+    if (listen) {
+        pod.channel =
+            harness_query_text(pod.conn, "SELECT channel FROM pgwork.doorbell WHERE queue = 'q'");
+        pod.listener = harness_connect(pod.run->conninfo);
+        harness_listen(pod.listener, pod.channel);
+    }
+    pod.producer = harness_connect(pod.run->conninfo);
+    return pod;
+}
+
 /*
  * A storm's notifications, counted in the database: every notifying
  * commit takes PostgreSQL's notify lock, so under a storm the pod holds
@@ -357,15 +385,10 @@ static void storm_expect(PGconn *conn, const char *sql, int64_t expected, int ti
  */
 START_TEST(storm_sends_few_notifications)
 {
-    struct harness_run *run = harness_scenario(STORM_SCENARIO(NULL));
-    PGconn *conn = run->conn;
-    struct harness_supervisor *sup = run->sup;
-    harness_expect(conn, sup, ARMED("q"), 1, 10000, "the idle pod arms q");
-    const char *channel =
-        harness_query_text(conn, "SELECT channel FROM pgwork.doorbell WHERE queue = 'q'");
-    PGconn *listener = harness_connect(run->conninfo);
-    harness_listen(listener, channel);
-    PGconn *producer = harness_connect(run->conninfo);
+    struct storm_pod pod = storm_pod_start(NULL, true);
+    PGconn *conn = pod.conn, *listener = pod.listener, *producer = pod.producer;
+    struct harness_supervisor *sup = pod.sup;
+    const char *channel = pod.channel;
 
     int64_t start = harness_now_ms();
     producer_storm(producer, 2000);
@@ -389,15 +412,10 @@ END_TEST
  */
 START_TEST(storm_hold_off_ends_isolated_tasks_rung)
 {
-    struct harness_run *run = harness_scenario(STORM_SCENARIO("level = \"debug\""));
-    PGconn *conn = run->conn;
-    struct harness_supervisor *sup = run->sup;
-    harness_expect(conn, sup, ARMED("q"), 1, 10000, "the idle pod arms q");
-    const char *channel =
-        harness_query_text(conn, "SELECT channel FROM pgwork.doorbell WHERE queue = 'q'");
-    PGconn *listener = harness_connect(run->conninfo);
-    harness_listen(listener, channel);
-    PGconn *producer = harness_connect(run->conninfo);
+    struct storm_pod pod = storm_pod_start("level = \"debug\"", true);
+    PGconn *conn = pod.conn, *listener = pod.listener, *producer = pod.producer;
+    struct harness_supervisor *sup = pod.sup;
+    const char *channel = pod.channel;
 
     producer_storm(producer, 1000);
     storm_expect(conn, DONE, 1000, 20000, "the storm's tasks all run");
@@ -466,12 +484,10 @@ END_TEST
  */
 START_TEST(quiet_pod_in_a_storm_stays_quiet)
 {
-    struct harness_run *run = harness_scenario(STORM_SCENARIO("level = \"debug\""));
-    PGconn *conn = run->conn;
-    struct harness_supervisor *sup = run->sup;
-    harness_expect(conn, sup, ARMED("q"), 1, 10000, "the idle pod arms q");
+    struct storm_pod pod = storm_pod_start("level = \"debug\"", false);
+    PGconn *conn = pod.conn, *producer = pod.producer;
+    struct harness_supervisor *sup = pod.sup;
     harness_exec(conn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-    PGconn *producer = harness_connect(run->conninfo);
 
     producer_storm_signal(producer, 1000, sup, SIGTSTP); /* told while q is held off */
     ck_assert(harness_stderr_wait_for(sup, "quiet: no new claims", 5000));
