@@ -40,6 +40,49 @@
 
 #define DONE "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'"
 
+/* Doorbell probes (doorbell.c's probe statement) this database has run,
+ * from pg_stat_statements (the scenario's schema creates it). */
+#define PROBES                                                                                     \
+    "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s"                             \
+    " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"                   \
+    " AND s.query LIKE 'SELECT q.name,%'"
+
+/*
+ * A pod whose only worker ran task A and waits for its arm, held back by
+ * the test's advisory lock (gate_schema's trigger on pgwork.doorbell);
+ * the safety poll an hour. A runs until the pod has written its disarm
+ * (its only worker was woken): a task that ended first would leave the
+ * row armed and nothing to hold back. The gate connection into *gate.
+ */
+static struct harness_run *arm_held_back_by(PGconn **gate, const char *gate_schema)
+{
+    const char *a_may_end = harness_printf("%s/a-may-end", harness_tmpdir());
+    struct harness_run *run = harness_scenario(&(struct harness_scenario){
+        .schema =
+            harness_printf("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; %s", gate_schema),
+        .workers = "count = 1 max = 1 safety_poll_interval = 1h",
+        .script =
+            harness_printf("cat >/dev/null; while [ ! -e %s ]; do sleep 0.01; done", a_may_end),
+        .wait_for = "listening on channel",
+        .idle = 1});
+    PGconn *conn = run->conn;
+    harness_expect(conn, run->sup, ARMED("q"), 1, 10000, "the idle pod arms q");
+    *gate = harness_connect(run->conninfo);
+    harness_exec(*gate, "SELECT pg_advisory_lock(" ARM_LOCK ")");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{\"t\": \"A\"}')");
+    harness_expect(conn, run->sup, ARMED("q"), 0, 10000, "A running, the pod disarms q");
+    harness_write_file(a_may_end, "");
+    harness_expect(conn, run->sup, DONE, 1, 10000, "task A runs");
+    harness_expect(conn, run->sup, ARM_WAITING, 1, 10000, "the arm after A waits for the gate");
+    ck_assert_int_eq(harness_query_int64(conn, ARMED("q")), 0);
+    return run;
+}
+
+static struct harness_run *arm_held_back(PGconn **gate)
+{
+    return arm_held_back_by(gate, ARM_GATE_SCHEMA);
+}
+
 /*
  * The race the probe closes: a task committed after the worker's last
  * claim and before its arm committed rings nobody (the queue was
@@ -50,26 +93,10 @@
  */
 START_TEST(probe_after_arm_finds_the_task_no_ring_announced)
 {
-    struct harness_run *run = harness_scenario(
-        &(struct harness_scenario){.schema = ARM_GATE_SCHEMA,
-                                   .workers = "count = 1 max = 1 safety_poll_interval = 1h",
-                                   .script = "cat >/dev/null",
-                                   .wait_for = "listening on channel",
-                                   .idle = 1});
+    PGconn *gate;
+    struct harness_run *run = arm_held_back(&gate);
     PGconn *conn = run->conn;
     struct harness_supervisor *sup = run->sup;
-    harness_expect(conn, sup, ARMED("q"), 1, 10000, "the idle pod arms q");
-
-    PGconn *gate = harness_connect(run->conninfo);
-    harness_exec(gate, "SELECT pg_advisory_lock(" ARM_LOCK ")");
-
-    /* A rings the pod; its only worker is woken, so q is disarmed; the
-     * worker runs A, finds nothing more, goes idle, and the pod's arm
-     * waits for the gate. */
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{\"t\": \"A\"}')");
-    harness_expect(conn, sup, DONE, 1, 10000, "task A runs");
-    harness_expect(conn, sup, ARM_WAITING, 1, 10000, "the arm after A waits for the gate");
-    ck_assert_int_eq(harness_query_int64(conn, ARMED("q")), 0);
 
     /* B commits between the worker's last claim and the arm: no ring. */
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{\"t\": \"B\"}')");
@@ -81,43 +108,6 @@ START_TEST(probe_after_arm_finds_the_task_no_ring_announced)
     ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
 }
 END_TEST
-
-/* Doorbell probes (doorbell.c's probe statement) this database has run,
- * from pg_stat_statements (the scenario's schema creates it). */
-#define PROBES                                                                                     \
-    "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements s"                             \
-    " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"                   \
-    " AND s.query LIKE 'SELECT q.name,%'"
-
-/*
- * A pod whose only worker ran task A and waits for its arm, held by the
- * test's gate (as above); the safety poll an hour. The gate connection
- * into *gate.
- */
-static struct harness_run *arm_held_back_by(PGconn **gate, const char *gate_schema)
-{
-    struct harness_run *run = harness_scenario(&(struct harness_scenario){
-        .schema =
-            harness_printf("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; %s", gate_schema),
-        .workers = "count = 1 max = 1 safety_poll_interval = 1h",
-        .script = "cat >/dev/null",
-        .wait_for = "listening on channel",
-        .idle = 1});
-    PGconn *conn = run->conn;
-    harness_expect(conn, run->sup, ARMED("q"), 1, 10000, "the idle pod arms q");
-    *gate = harness_connect(run->conninfo);
-    harness_exec(*gate, "SELECT pg_advisory_lock(" ARM_LOCK ")");
-    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{\"t\": \"A\"}')");
-    harness_expect(conn, run->sup, DONE, 1, 10000, "task A runs");
-    harness_expect(conn, run->sup, ARM_WAITING, 1, 10000, "the arm after A waits for the gate");
-    ck_assert_int_eq(harness_query_int64(conn, ARMED("q")), 0);
-    return run;
-}
-
-static struct harness_run *arm_held_back(PGconn **gate)
-{
-    return arm_held_back_by(gate, ARM_GATE_SCHEMA);
-}
 
 /* The gate opens: the arm commits and the pod probes q (once at least). */
 static void arm_and_probe(struct harness_run *run, PGconn *gate)
