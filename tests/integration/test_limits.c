@@ -251,6 +251,64 @@ START_TEST(capped_claims_take_the_free_slots)
 }
 END_TEST
 
+/*
+ * Cap 1, two workers: task A runs (a 30 s sleep), task B waits for the cap
+ * on the other worker. Cancelling A frees its slot, and B starts within
+ * seconds, not at the 60 s safety poll: the worker that ran A announces
+ * the freed slot (before: nobody did, and B waited for the poll). Killing
+ * B's worker (-9) requeues B, which runs again; cancelled too, nothing is
+ * left running.
+ */
+START_TEST(cancelled_and_requeued_tasks_free_their_slot)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    run->config = harness_scenario_config(&(struct harness_scenario){
+        .workers = "count = 2 safety_poll_interval = 60s",
+        .queues = "queue \"c\" { command = {\"/bin/sleep\", \"30\"} concurrency = 1 }"});
+    struct harness_supervisor *pod = harness_spawn_supervisor(run->config, run->conninfo);
+    harness_wait_output(pod, "listening on channel");
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    harness_wait_idle(pod, 2, w);
+    PGconn *conn = run->conn;
+    int64_t a = harness_query_int64(conn, "SELECT pgwork.enqueue('c')");
+    harness_expect(conn, pod, "SELECT count(*) FROM pgwork.tasks WHERE state = 'running'", 1, 10000,
+                   "task A running");
+    int64_t b = harness_query_int64(conn, "SELECT pgwork.enqueue('c')");
+    /* B's claim found the cap full and its worker went to sleep on it. */
+    harness_expect(conn, pod, "SELECT count(*) FROM pgwork.queue_limits WHERE waiting", 1, 10000,
+                   "a worker waiting for the cap");
+    harness_expect(conn, pod,
+                   harness_printf("SELECT count(*) FROM pgwork.tasks WHERE id = %" PRId64
+                                  " AND state = 'pending'",
+                                  b),
+                   1, 1000, "task B held back by the cap");
+    int64_t cancelled_at = harness_now_ms();
+    harness_exec(conn, harness_printf("SELECT pgwork.cancel(%" PRId64 ")", a));
+    harness_expect(conn, pod,
+                   harness_printf("SELECT count(*) FROM pgwork.tasks WHERE id = %" PRId64
+                                  " AND state = 'running'",
+                                  b),
+                   1, 10000, "task B running after A was cancelled");
+    fprintf(stderr, "limits: B started %" PRId64 " ms after A was cancelled\n",
+            harness_now_ms() - cancelled_at);
+
+    pid_t runner = 0;
+    for (int64_t until = harness_now_ms() + 10000; runner == 0 && harness_now_ms() < until;)
+        runner = harness_worker_running(pod, b);
+    ck_assert_msg(runner > 0, "no worker shows task B");
+    kill(runner, SIGKILL);
+    harness_expect(conn, pod,
+                   harness_printf("SELECT count(*) FROM pgwork.tasks WHERE id = %" PRId64
+                                  " AND state = 'running' AND attempts = 2",
+                                  b),
+                   1, 15000, "task B running again after its worker was killed");
+    harness_exec(conn, harness_printf("SELECT pgwork.cancel(%" PRId64 ")", b));
+    harness_expect(conn, pod, "SELECT count(*) FROM pgwork.tasks WHERE state = 'running'", 0, 5000,
+                   "nothing running once B is cancelled");
+    ck_assert_int_eq(harness_stop_supervisor(pod, SIGTERM, 20000), 0);
+}
+END_TEST
+
 /* /metrics through tests/integration/http_get.py (a real exposition
  * parser): its sample lines (harness-owned). */
 static const char *limits_metrics(int port)
@@ -385,6 +443,7 @@ Suite *limits_suite(void)
     suite_add_tcase(s, tc);
     TCase *slots = harness_tcase("free_slots");
     tcase_add_test(slots, capped_claims_take_the_free_slots);
+    tcase_add_test(slots, cancelled_and_requeued_tasks_free_their_slot);
     suite_add_tcase(s, slots);
     return s;
 }
