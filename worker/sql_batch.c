@@ -2,10 +2,12 @@
  * sql_batch.c — the worker's one-transaction path for the sql handler
  * (handlers with send_in_transaction; DESIGN §2, §3): a batch in two
  * pipelined rounds — (1) claim it, (2) BEGIN, every task's statement,
- * their done, COMMIT. While batches come back full, the next batch's
- * claim rides behind round 2's COMMIT, in the same round trip, in an
- * implicit transaction of its own that commits at the round's sync: a
- * drain costs one round trip a batch, not two.
+ * their done, COMMIT; round 2's BEGIN and settings go behind round 1's
+ * sync, so the server has run them by the time the statements arrive.
+ * While batches come back full, the next batch's claim rides behind
+ * round 2's COMMIT, in the same round trip, in an implicit transaction of
+ * its own that commits at the round's sync: a drain costs one round trip
+ * a batch, not two.
  *
  * Invariants:
  *  - the claim commits before any statement runs (also the one sent
@@ -65,6 +67,39 @@ static void sql_batch_abandon(struct worker *w, bool round_open)
     worker_check_connection(w);
 }
 
+/* How many preludes round 2 has: their answers come before the
+ * statements'. */
+static int sql_batch_prelude_count(const struct queue_config *queue)
+{
+    return 1 + (queue->timeout_ms > 0) + (dbconn_local() != NULL);
+}
+
+/* Round 2's preludes: BEGIN, the queue's timeout for each statement, the
+ * worker's settings. */
+static bool sql_batch_send_preludes(struct worker *w, const struct queue_config *queue)
+{
+    PGconn *conn = w->conn;
+    char set_timeout[64];
+    snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
+             (long long)queue->timeout_ms);
+    const char *settings = dbconn_local();
+    bool sent =
+        PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+        (queue->timeout_ms == 0 ||
+         PQsendQueryParams(conn, set_timeout, 0, NULL, NULL, NULL, NULL, 0)) &&
+        (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0));
+    return sent;
+}
+
+/* Preludes sent ahead of a batch that will not come (the claim took
+ * nothing, or failed): their transaction rolled back, the round read to
+ * its sync. */
+static bool sql_batch_unbegin(struct worker *w)
+{
+    return PQsendQueryParams(w->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) &&
+           PQpipelineSync(w->conn) && dbconn_pipeline_finish_round(w->conn);
+}
+
 /*
  * Round 1 of the one-transaction path, one round trip: claim the batch —
  * marked running under this worker, attempts + 1 — in an implicit
@@ -75,10 +110,18 @@ static void sql_batch_abandon(struct worker *w, bool round_open)
  * the one it was running) or the lease gives them back — no other claim
  * can take a task in between and run it as the same attempt (issue 10: the
  * batch's own row locks vanished with its stopped backend, before the
- * requeue came). Leaves the connection in pipeline mode, no transaction
- * open. Returns the tasks claimed, or -1 (pipeline abandoned).
+ * requeue came). Round 2's preludes go behind the claim's sync
+ * (sql_batch_send_preludes): the server runs them, after the claim
+ * committed, while the claim's answer travels back and the batch's
+ * statements are built, so the first statement starts as it arrives (an
+ * isolated task's pickup is this path's two round trips). A claim that
+ * takes nothing pays a ROLLBACK for them (sql_batch_unbegin) before its
+ * worker sleeps — so not for a queue with limits, whose claims often
+ * find the cap full. Leaves the connection in pipeline mode, with the
+ * preludes' transaction open (*begun: tasks claimed and the preludes
+ * sent) or none. Returns the tasks claimed, or -1 (pipeline abandoned).
  */
-static int sql_batch_claim(struct worker *w, struct served_queue *sq)
+static int sql_batch_claim(struct worker *w, struct served_queue *sq, bool *begun)
 {
     const struct queue_config *queue = sq->queue;
     PGconn *conn = w->conn;
@@ -91,6 +134,9 @@ static int sql_batch_claim(struct worker *w, struct served_queue *sq)
         (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0)) &&
         task_send_claim(conn, queue, w->locked_by, w->config->workers.lease_ms, &sq->claim) == 0 &&
         PQpipelineSync(conn);
+    bool ahead = !config_queue_limited(queue);
+    sent = sent && (!ahead || sql_batch_send_preludes(w, queue));
+    *begun = false;
     if (!sent) {
         log_error("cannot send the claim of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         sql_batch_abandon(w, false);
@@ -107,14 +153,15 @@ static int sql_batch_claim(struct worker *w, struct served_queue *sq)
     if (claimed < 0)
         claim_cache_failed(res);
     PQclear(res);
-    if (claimed < 0) {
-        sql_batch_abandon(w, true);
-        return -1;
-    }
-    if (!dbconn_pipeline_finish_round(conn)) {
+    bool read =
+        dbconn_pipeline_finish_round(conn) && (claimed > 0 || !ahead || sql_batch_unbegin(w));
+    if (!read)
+        worker_check_connection(w); /* exits if it broke */
+    if (!read || claimed < 0) {
         sql_batch_abandon(w, false);
         return -1;
     }
+    *begun = ahead && claimed > 0;
     return claimed;
 }
 
@@ -153,27 +200,21 @@ struct round_result {
 
 /*
  * Round 2, sent as one pipeline: BEGIN, the transaction's settings (the
- * queue's timeout for each statement, the worker's), every task's
- * statement, their done (task_send_finish_claimed), COMMIT — and, when
- * next is true, the next batch's claim (the worker's settings first)
- * behind it (sq->next_round says how it went out). ids gets the batch's
- * ids. Returns how many settings answers come before the statements', or
- * -1 when something could not be sent.
+ * queue's timeout for each statement, the worker's) unless they went
+ * ahead behind the claim (begun), every task's statement, their done
+ * (task_send_finish_claimed), COMMIT — and, when next is true, the next
+ * batch's claim (the worker's settings first) behind it (sq->next_round
+ * says how it went out). ids gets the batch's ids. Returns how many
+ * settings answers come before the statements', or -1 when something
+ * could not be sent.
  */
-static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *ids, bool next,
-                          bool *next_settings)
+static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *ids, bool begun,
+                          bool next, bool *next_settings)
 {
     const struct queue_config *queue = sq->queue;
     PGconn *conn = w->conn;
-    char set_timeout[64];
-    snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
-             (long long)queue->timeout_ms);
-    const char *settings = dbconn_local();
-    bool sent =
-        PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
-        (queue->timeout_ms == 0 ||
-         PQsendQueryParams(conn, set_timeout, 0, NULL, NULL, NULL, NULL, 0)) &&
-        (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0));
+    int preludes = sql_batch_prelude_count(queue);
+    bool sent = begun || sql_batch_send_preludes(w, queue);
     w->env.queue = queue;
     w->env.keep_done = queue->keep_done;
     int claimed = w->batch.count;
@@ -209,7 +250,7 @@ static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *id
         log_error("cannot send the tasks of queue \"%s\": %s", queue->name, PQerrorMessage(conn));
         return -1;
     }
-    return 1 + (queue->timeout_ms > 0) + (settings != NULL);
+    return preludes;
 }
 
 /*
@@ -399,6 +440,7 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq, struct cl
      * leaked). */
     const struct claim_state round_start = sq->claim;
     int claimed;
+    bool begun = false; /* round 2's preludes went behind the claim */
     if (sq->next != NULL) {
         *round = sq->next_round;
         claimed = sql_batch_take_next(w, sq);
@@ -408,7 +450,7 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq, struct cl
             return claimed;
     } else {
         worker_claim_begin(w, sq, round);
-        claimed = sql_batch_claim(w, sq);
+        claimed = sql_batch_claim(w, sq, &begun);
         if (claimed >= 0)
             worker_claim_taken(w, sq, round, claimed);
         if (claimed <= 0) {
@@ -428,11 +470,13 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq, struct cl
     int64_t *elapsed_us = malloc((size_t)claimed * sizeof(*elapsed_us));
     bool allocated = ids != NULL && elapsed_us != NULL;
     bool next_settings = false;
-    int preludes = allocated ? sql_batch_send(w, sq, ids, next, &next_settings) : -1;
+    int preludes = allocated ? sql_batch_send(w, sq, ids, begun, next, &next_settings) : -1;
     if (preludes < 0) {
         /* Nothing ran: the batch, ours, runs a task at a time. */
         free(ids);
         free(elapsed_us);
+        if (!allocated && begun && !sql_batch_unbegin(w))
+            worker_check_connection(w);
         sql_batch_abandon(w, allocated);
         worker_run_batch(w, sq, -1);
         return claimed;

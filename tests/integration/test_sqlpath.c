@@ -473,6 +473,63 @@ START_TEST(kill_between_effect_and_done)
 }
 END_TEST
 
+/* --- pickup: round 2's preludes ride behind the claim ---------------------- */
+
+/*
+ * The one-transaction path sends the batch's BEGIN and settings behind the
+ * claim, before it knows whether the claim took anything (sql_batch.c). A
+ * claim that took nothing must roll that transaction back: the worker
+ * must not sleep "idle in transaction" (holding back vacuum, counted
+ * against idle_in_transaction_session_timeout) nor trip over the
+ * answers left in its pipeline (it would exit and be restarted). Ten
+ * rings with nothing to claim, then a real task.
+ */
+START_TEST(empty_claims_leave_no_transaction_open)
+{
+    struct harness_run *run = sqlpath_run((struct harness_scenario){
+        .workers = "count = 1",
+        .queues = "queue \"q\" { handler = \"sql\" "
+                  "statement = \"INSERT INTO results(task) VALUES ($2)\" }",
+        .wait_for = "listening on channel",
+        .idle = 1});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *sup = run->sup;
+    pid_t worker = run->w[0].pid;
+    long long claims = run->w[0].claims;
+    for (int ring = 0; ring < 10; ring++) {
+        harness_exec(conn, "SELECT pg_notify('pgwork_tasks', '0 q')");
+        /* Its claim done, the worker asleep again. */
+        struct harness_worker w[HARNESS_MAX_WORKERS];
+        int64_t deadline = harness_now_ms() + 5000;
+        do {
+            harness_status(sup, w);
+        } while ((w[0].claims <= claims || strcmp(w[0].state, "idle") != 0) &&
+                 harness_now_ms() < deadline);
+        ck_assert_msg(w[0].claims > claims && strcmp(w[0].state, "idle") == 0,
+                      "ring %d: the worker should have claimed (nothing) and gone idle: "
+                      "claims %lld -> %lld, state %s, pid %d (was %d)",
+                      ring, claims, w[0].claims, w[0].state, (int)w[0].pid, (int)worker);
+        claims = w[0].claims;
+        ck_assert_msg(w[0].pid == worker, "ring %d: the worker was restarted (pid %d, was %d)",
+                      ring, (int)w[0].pid, (int)worker);
+    }
+    ck_assert_msg(harness_wait_until(conn,
+                                     "SELECT count(*) FROM pg_stat_activity WHERE "
+                                     "application_name LIKE 'pgwork worker%' AND state = 'idle' "
+                                     "AND datname = current_database()",
+                                     1, 5000),
+                  "the worker's backend should be idle, not in a transaction: %s",
+                  harness_query_text(conn, "SELECT string_agg(state, ', ') FROM pg_stat_activity "
+                                           "WHERE application_name LIKE 'pgwork worker%' "
+                                           "AND datname = current_database()"));
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    harness_expect(conn, sup, "SELECT count(*) FROM results", 1, 10000, "the task's effect");
+    ck_assert_msg(strstr(harness_stderr_text(sup), "exited unexpectedly") == NULL,
+                  "a worker exited: %s", harness_stderr_text(sup));
+    ck_assert_int_eq(harness_stop_supervisor(sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 Suite *sqlpath_suite(void)
 {
     Suite *s = suite_create("sqlpath");
@@ -493,6 +550,10 @@ Suite *sqlpath_suite(void)
 
     tc = harness_tcase("effects");
     tcase_add_test(tc, kill_between_effect_and_done);
+    suite_add_tcase(s, tc);
+
+    tc = harness_tcase("pickup");
+    tcase_add_test(tc, empty_claims_leave_no_transaction_open);
     suite_add_tcase(s, tc);
 
     tc = harness_tcase("prepare");
