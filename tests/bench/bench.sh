@@ -17,7 +17,9 @@
 # BENCH_* variables pass through (tests/bench/bench.h): BENCH_REPEAT (3),
 # BENCH_TASKS (50000), BENCH_EXEC_TASKS (5000), BENCH_FLOOR_SAMPLES (1000),
 # BENCH_PICKUP_SAMPLES (300), BENCH_IDLE_SECONDS (120),
-# BENCH_ENQUEUE_SECONDS (5), BENCH_PEER_JOBS (= BENCH_TASKS).
+# BENCH_ENQUEUE_SECONDS (5), BENCH_PEER_JOBS (= BENCH_TASKS), BENCH_BASE
+# (an absolute path to another pgwork binary: the pickup step measures it
+# beside this build, samples interleaved, and prints the p50 ratio).
 # BENCH_KEEP=1 keeps the temp directory (supervisor logs, configs);
 # BENCH_ONLY=claims,producers runs just those steps (names in bench.c's
 # steps[]: pickup peer defaults throughput pgbouncer idle claims producers

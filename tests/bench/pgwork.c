@@ -38,29 +38,11 @@
 
 /* --- pickup latency --------------------------------------------------------- */
 
-void pickup_run(PGconn *conn, int samples, int queues, double *p50, double *p99, double *max)
+/* The latencies of a run's samples (ids, when each INSERT returned) from
+ * the pickup table of conn's database, once all have started. */
+static void pickup_collect(PGconn *conn, int samples, const int64_t *ids, const int64_t *committed,
+                           double *lat)
 {
-    db_exec(conn, "TRUNCATE pickup, pgwork.tasks");
-    int64_t *ids = calloc((size_t)samples, sizeof(*ids));
-    int64_t *committed = calloc((size_t)samples, sizeof(*committed));
-    double *lat = calloc((size_t)samples, sizeof(*lat));
-    if (ids == NULL || committed == NULL || lat == NULL)
-        die("out of memory");
-    for (int i = 0; i < samples; i++) {
-        int64_t t0 = mono_us();
-        char insert[128] = "INSERT INTO pgwork.tasks (queue) VALUES ('pickup') RETURNING id";
-        if (queues > 0)
-            snprintf(insert, sizeof(insert),
-                     "INSERT INTO pgwork.tasks (queue) VALUES ('s%d') RETURNING id", i % queues);
-        PGresult *res = PQexec(conn, insert);
-        committed[i] = wall_us();
-        if (PQresultStatus(res) != PGRES_TUPLES_OK)
-            die("pickup insert: %s", PQerrorMessage(conn));
-        ids[i] = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        PQclear(res);
-        int64_t spent_ms = (mono_us() - t0) / 1000;
-        sleep_ms(20 - (spent_ms < 20 ? spent_ms : 20));
-    }
     int64_t deadline = mono_ms() + 20000;
     while (db_int(conn, "SELECT count(*) FROM pickup") < samples) {
         if (mono_ms() > deadline)
@@ -78,37 +60,137 @@ void pickup_run(PGconn *conn, int samples, int queues, double *p50, double *p99,
         lat[i] = (double)(strtoll(PQgetvalue(res, i, 1), NULL, 10) - committed[i]) / 1000.0;
     }
     PQclear(res);
-    *p50 = stat_percentile(lat, samples, 50);
-    *p99 = stat_percentile(lat, samples, 99);
-    *max = stat_percentile(lat, samples, 100);
+}
+
+/* Pickup runs on `pods` pods at once (a database each, conns[p]): each
+ * gets a single task every 20 ms, the pods' inserts spread evenly over
+ * those 20 ms (which goes first rotating), so every pod is measured in the
+ * same moments of the machine's load. Percentiles per pod. */
+static void pickup_runs(PGconn **conns, int pods, int samples, int queues, double *p50, double *p99,
+                        double *max)
+{
+    int64_t *ids = calloc((size_t)(samples * pods), sizeof(*ids));
+    int64_t *committed = calloc((size_t)(samples * pods), sizeof(*committed));
+    double *lat = calloc((size_t)samples, sizeof(*lat));
+    if (ids == NULL || committed == NULL || lat == NULL)
+        die("out of memory");
+    for (int p = 0; p < pods; p++)
+        db_exec(conns[p], "TRUNCATE pickup, pgwork.tasks");
+    for (int i = 0; i < samples; i++) {
+        for (int k = 0; k < pods; k++) {
+            int p = (i + k) % pods;
+            int64_t t0 = mono_us();
+            char insert[128] = "INSERT INTO pgwork.tasks (queue) VALUES ('pickup') RETURNING id";
+            if (queues > 0)
+                snprintf(insert, sizeof(insert),
+                         "INSERT INTO pgwork.tasks (queue) VALUES ('s%d') RETURNING id",
+                         i % queues);
+            PGresult *res = PQexec(conns[p], insert);
+            committed[p * samples + i] = wall_us();
+            if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                die("pickup insert: %s", PQerrorMessage(conns[p]));
+            ids[p * samples + i] = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+            PQclear(res);
+            int64_t spent_us = mono_us() - t0, gap_us = 20000 / pods;
+            sleep_ms((gap_us - (spent_us < gap_us ? spent_us : gap_us)) / 1000);
+        }
+    }
+    for (int p = 0; p < pods; p++) {
+        pickup_collect(conns[p], samples, ids + p * samples, committed + p * samples, lat);
+        p50[p] = stat_percentile(lat, samples, 50);
+        p99[p] = stat_percentile(lat, samples, 99);
+        max[p] = stat_percentile(lat, samples, 100);
+    }
     free(ids);
     free(committed);
     free(lat);
 }
 
+void pickup_run(PGconn *conn, int samples, int queues, double *p50, double *p99, double *max)
+{
+    pickup_runs(&conn, 1, samples, queues, p50, p99, max);
+}
+
+/* A pod of PICKUP_POD serving its own database dbname, from binary bin
+ * (a base binary starts in a database of its own: pods of two binaries
+ * never serve one queue). */
+static PGconn *pickup_pod(struct sup *sup, const char *dbname, const char *name, const char *bin)
+{
+    const char *current = bench.pgwork_bin;
+    bench.pgwork_bin = bin;
+    db_create(dbname);
+    PGconn *conn = db_connect(dbname);
+    db_exec(conn, "CREATE TABLE pickup (task bigint PRIMARY KEY, started timestamptz)");
+    sup_start(sup, dbname, name, PICKUP_POD);
+    sup_wait_workers(sup, conn, 4);
+    bench.pgwork_bin = current;
+    return conn;
+}
+
+/*
+ * BENCH_BASE=path: a pgwork binary to compare with (the code before a
+ * change). Its pod, in a database of its own, is measured in the same
+ * runs as this build's, their samples interleaved 10 ms apart
+ * (pickup_runs), and the row reports the median of the runs' p50 ratios:
+ * on a loaded machine absolute times move from second to second, a ratio
+ * taken in the same seconds moves much less.
+ */
+static void pickup_against_base(const char *base, double *p50, double *b50, double *ratio, int n)
+{
+    struct row row = {.value = stat_median(p50, n), .limit = stat_median(b50, n)};
+    row.ratio = stat_median(ratio, n);
+    snprintf(row.figure, sizeof(row.figure), "pickup p50, this build beside BENCH_BASE");
+    snprintf(row.unit, sizeof(row.unit), "ms");
+    snprintf(row.limit_name, sizeof(row.limit_name), "BENCH_BASE p50, same run");
+    snprintf(row.goal, sizeof(row.goal), "ratio < 1");
+    row.verdict = row.ratio < 1.0 ? GOAL_MET : GOAL_MISSED;
+    snprintf(row.note, sizeof(row.note),
+             "ratio: median of %d runs' p50 ratios, the two pods' samples interleaved "
+             "10 ms apart; base %s",
+             n, base);
+    result_add(&row);
+}
+
 void measure_pickup(double floor_p50_ms)
 {
-    say("pickup latency: %d x %d single tasks, 20 ms apart, 4 idle workers", bench.repeat,
-        bench.pickup_samples);
-    db_create(PICKUP_DB);
-    PGconn *conn = db_connect(PICKUP_DB);
-    db_exec(conn, "CREATE TABLE pickup (task bigint PRIMARY KEY, started timestamptz)");
-    struct sup sup = {0};
-    sup_start(&sup, PICKUP_DB, "pickup", PICKUP_POD);
-    sup_wait_workers(&sup, conn, 4);
+    const char *base = getenv("BENCH_BASE");
+    if (base != NULL && base[0] == '\0')
+        base = NULL;
+    say("pickup latency: %d x %d single tasks, 20 ms apart, 4 idle workers%s%s", bench.repeat,
+        bench.pickup_samples, base != NULL ? ", alternating with " : "", base != NULL ? base : "");
+    struct sup sup = {0}, base_sup = {0};
+    PGconn *conn = pickup_pod(&sup, PICKUP_DB, "pickup", bench.pgwork_bin);
+    PGconn *base_conn =
+        base != NULL ? pickup_pod(&base_sup, PICKUP_DB "_base", "pickup_base", base) : NULL;
 
-    double p50[16], p99[16], max[16];
+    double p50[16], p99[16], max[16], b50[16], b99[16], bmax[16], this50[16], ratio[16];
     int n = bench.repeat < 16 ? bench.repeat : 16;
-    char detail[512] = "";
+    char detail[512] = "", base_detail[512] = "";
     for (int r = 0; r < n; r++) {
-        pickup_run(conn, bench.pickup_samples, 0, &p50[r], &p99[r], &max[r]);
+        PGconn *conns[] = {conn, base_conn};
+        double r50[2], r99[2], rmax[2];
+        pickup_runs(conns, base_conn != NULL ? 2 : 1, bench.pickup_samples, 0, r50, r99, rmax);
+        p50[r] = r50[0], p99[r] = r99[0], max[r] = rmax[0];
+        if (base_conn != NULL)
+            b50[r] = r50[1], b99[r] = r99[1], bmax[r] = rmax[1];
+        this50[r] = p50[r];
+        ratio[r] = base_conn != NULL ? p50[r] / b50[r] : NAN;
         size_t len = strlen(detail);
         snprintf(detail + len, sizeof(detail) - len, "%s%.3f/%.3f/%.3f", r ? ", " : "", p50[r],
                  p99[r], max[r]);
+        len = strlen(base_detail);
+        if (base_conn != NULL)
+            snprintf(base_detail + len, sizeof(base_detail) - len, "%s%.3f/%.3f/%.3f",
+                     r ? ", " : "", b50[r], b99[r], bmax[r]);
     }
     sup_stop(&sup);
     PQfinish(conn);
     result_detail("pickup_runs_p50_p99_max_ms", "%s", detail);
+    if (base_conn != NULL) {
+        sup_stop(&base_sup);
+        PQfinish(base_conn);
+        result_detail("pickup_base_runs_p50_p99_max_ms", "%s", base_detail);
+    }
 
     double m50 = stat_median(p50, n), m99 = stat_median(p99, n);
     result_section(SECTION_PICKUP);
@@ -137,6 +219,8 @@ void measure_pickup(double floor_p50_ms)
     r99.verdict = m99 <= 5.0 ? GOAL_MET : GOAL_MISSED;
     snprintf(r99.note, sizeof(r99.note), "same runs as p50");
     result_add(&r99);
+    if (base != NULL)
+        pickup_against_base(base, this50, b50, ratio, n);
 }
 
 /* --- throughput ----------------------------------------------------------- */
