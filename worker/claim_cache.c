@@ -109,6 +109,11 @@ static bool claim_cache_has(uint64_t hash)
     return false;
 }
 
+bool claim_cache_own_session(void)
+{
+    return cache.ours && !cache.off;
+}
+
 const char *claim_cache_name(const char *sql)
 {
     if (cache.off || !cache.ours)

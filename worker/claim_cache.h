@@ -25,6 +25,11 @@ const char *claim_cache_settings(void);
  * is ever prepared there. conn must be idle, outside pipeline mode. */
 void claim_cache_connected(PGconn *conn);
 
+/* The current connection is a session of our own (no pooler between):
+ * what claim_cache_connected found, until a pooler's failure said
+ * otherwise. */
+bool claim_cache_own_session(void);
+
 /* The name sql is prepared under on the current connection, or NULL (send
  * it unnamed). */
 const char *claim_cache_name(const char *sql);

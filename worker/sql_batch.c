@@ -117,9 +117,12 @@ static bool sql_batch_unbegin(struct worker *w)
  * isolated task's pickup is this path's two round trips). A claim that
  * takes nothing pays a ROLLBACK for them (sql_batch_unbegin) before its
  * worker sleeps — so not for a queue with limits, whose claims often
- * find the cap full. Leaves the connection in pipeline mode, with the
- * preludes' transaction open (*begun: tasks claimed and the preludes
- * sent) or none. Returns the tasks claimed, or -1 (pipeline abandoned).
+ * find the cap full; nor through a pooler (claim_cache_own_session):
+ * PgBouncer in transaction mode lets the claim's server connection go at
+ * its sync, and the BEGIN queued behind it stalled the round (measured:
+ * pgbouncer/test_bouncer_tasks ran 10 of 2,000 tasks in 30 s). Leaves the connection in pipeline
+ * mode, with the preludes' transaction open (*begun: tasks claimed and the preludes sent) or none.
+ * Returns the tasks claimed, or -1 (pipeline abandoned).
  */
 static int sql_batch_claim(struct worker *w, struct served_queue *sq, bool *begun)
 {
@@ -134,7 +137,7 @@ static int sql_batch_claim(struct worker *w, struct served_queue *sq, bool *begu
         (settings == NULL || PQsendQueryParams(conn, settings, 0, NULL, NULL, NULL, NULL, 0)) &&
         task_send_claim(conn, queue, w->locked_by, w->config->workers.lease_ms, &sq->claim) == 0 &&
         PQpipelineSync(conn);
-    bool ahead = !config_queue_limited(queue);
+    bool ahead = !config_queue_limited(queue) && claim_cache_own_session();
     sent = sent && (!ahead || sql_batch_send_preludes(w, queue));
     *begun = false;
     if (!sent) {
