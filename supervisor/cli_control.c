@@ -42,18 +42,26 @@ static int cli_finish_output(int rc)
     return rc;
 }
 
-/* Run sql with one array parameter; the result, or NULL after saying why
- * (*rc set). */
-static PGresult *cli_control_exec(const struct pgwork_config *config, const char *sql,
-                                  const char *array, const char *what, int *rc)
+/* Run sql with one array parameter (a literal, owned and freed here; NULL:
+ * out of memory building it); the result, or NULL after saying why (*rc
+ * set). */
+static PGresult *cli_control_exec(const struct pgwork_config *config, const char *sql, char *array,
+                                  const char *what, int *rc)
 {
+    if (array == NULL) {
+        fprintf(stderr, "pgwork: out of memory\n");
+        *rc = EXIT_FAILURE_GENERIC;
+        return NULL;
+    }
     PGconn *conn = cli_connect(config);
     if (conn == NULL) {
+        free(array);
         *rc = EXIT_FAILURE_GENERIC;
         return NULL;
     }
     const char *params[1] = {array};
     PGresult *res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+    free(array);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         *rc = cli_query_failed(what, res, conn);
         PQclear(res);
@@ -68,14 +76,9 @@ int cli_cancel(const struct pgwork_config *config, const int64_t *ids, int count
     struct text_buffer b = {0};
     for (int i = 0; i < count; i++)
         text_array_add_int64(&b, ids[i]);
-    char *array = text_array_end(&b);
-    if (array == NULL) {
-        fprintf(stderr, "pgwork: out of memory\n");
-        return EXIT_FAILURE_GENERIC;
-    }
     int rc = EXIT_OK;
-    PGresult *res = cli_control_exec(config, cancel_sql, array, "cannot cancel tasks", &rc);
-    free(array);
+    PGresult *res =
+        cli_control_exec(config, cancel_sql, text_array_end(&b), "cannot cancel tasks", &rc);
     if (res == NULL)
         return rc;
     bool missing = false, finished = false;
@@ -108,15 +111,9 @@ int cli_pause(const struct pgwork_config *config, const char *const *queues, int
         }
         text_array_add_text(&b, queues[i]);
     }
-    char *array = text_array_end(&b);
-    if (array == NULL) {
-        fprintf(stderr, "pgwork: out of memory\n");
-        return EXIT_FAILURE_GENERIC;
-    }
     int rc = EXIT_OK;
-    PGresult *res = cli_control_exec(config, resume ? resume_sql : pause_sql, array,
+    PGresult *res = cli_control_exec(config, resume ? resume_sql : pause_sql, text_array_end(&b),
                                      resume ? "cannot resume queues" : "cannot pause queues", &rc);
-    free(array);
     if (res == NULL)
         return rc;
     for (int row = 0; row < PQntuples(res); row++) {

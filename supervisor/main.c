@@ -182,7 +182,6 @@ static int parse_status(int argc, char **argv, struct invocation *inv)
     return EXIT_OK;
 }
 
-/* `requeue-dead QUEUE | --all-queues | --id ID...`: exactly one of them. */
 /* enqueue [--unique-key KEY] QUEUE [PAYLOAD]: options before the queue
  * only, so a payload that starts with '-' (a JSON number) is a payload. */
 static int parse_enqueue(int argc, char **argv, struct invocation *inv)
@@ -214,6 +213,7 @@ static int parse_enqueue(int argc, char **argv, struct invocation *inv)
     return EXIT_OK;
 }
 
+/* `requeue-dead QUEUE | --all-queues | --id ID...`: exactly one of them. */
 static int parse_requeue(int argc, char **argv, struct invocation *inv)
 {
     static const struct option options[] = {
