@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -86,6 +87,16 @@ void handler_env_poll_signals(struct handler_env *env)
             break; /* a short read means nothing more is pending */
     }
     look_at_cancels(env);
+}
+
+bool handler_env_aborted_before_start(const struct handler_env *env, char *error, size_t errlen)
+{
+    if (errlen > 0)
+        error[0] = '\0';
+    if (!env->abort_requested)
+        return false;
+    snprintf(error, errlen, "aborted before start");
+    return true;
 }
 
 void handler_env_check_parent(struct handler_env *env)

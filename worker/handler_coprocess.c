@@ -563,12 +563,8 @@ static enum handler_outcome coproc_run(void *state, struct handler_env *env,
                                        const struct task *task, char *error, size_t errlen)
 {
     struct coproc *c = state;
-    if (errlen > 0)
-        error[0] = '\0';
-    if (env->abort_requested) {
-        snprintf(error, errlen, "aborted before start");
+    if (handler_env_aborted_before_start(env, error, errlen))
         return HANDLER_ABORTED;
-    }
     struct child_sigpipe sigpipe;
     child_sigpipe_hold(&sigpipe); /* the task line may meet a closed stdin */
     enum handler_outcome outcome = HANDLER_FAILED;

@@ -322,14 +322,8 @@ static enum handler_outcome exec_run(void *state, struct handler_env *env, const
                                      char *error, size_t errlen)
 {
     (void)state;
-    if (errlen > 0)
-        error[0] = '\0';
-    /* A QUIT or the supervisor's death seen before we start: do not start a
-     * task we would kill at once. */
-    if (env->abort_requested) {
-        snprintf(error, errlen, "aborted before start");
+    if (handler_env_aborted_before_start(env, error, errlen))
         return HANDLER_ABORTED;
-    }
 
     struct child child;
     struct child *c = &child;
