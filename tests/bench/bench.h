@@ -215,6 +215,12 @@ void measure_pickup(double floor_p50_ms);
  * single tasks 20 ms apart into queue 'pickup' (queues = 0) or 's<i %
  * queues>'; percentiles of handler start - COMMIT returned, in ms. */
 void pickup_run(PGconn *conn, int samples, int queues, double *p50, double *p99, double *max);
+/* The latencies (ms) of samples tasks ids, whose INSERTs returned at
+ * committed (wall clock, µs), from the pickup table of conn's database
+ * once all have started (the handler records each start); dies after
+ * 20 s. */
+void pickup_collect(PGconn *conn, int samples, const int64_t *ids, const int64_t *committed,
+                    double *lat);
 /* ceilings at 2/4/8 connections: exec and sql path at batch 10, sql path
  * at batch 100 (for the batch = 100 rows). */
 void measure_throughput(double ceiling_exec[3], double ceiling_sql[3], double ceiling_sql_100[3],

@@ -38,10 +38,8 @@
 
 /* --- pickup latency --------------------------------------------------------- */
 
-/* The latencies of a run's samples (ids, when each INSERT returned) from
- * the pickup table of conn's database, once all have started. */
-static void pickup_collect(PGconn *conn, int samples, const int64_t *ids, const int64_t *committed,
-                           double *lat)
+void pickup_collect(PGconn *conn, int samples, const int64_t *ids, const int64_t *committed,
+                    double *lat)
 {
     int64_t deadline = mono_ms() + 20000;
     while (db_int(conn, "SELECT count(*) FROM pickup") < samples) {

@@ -218,22 +218,7 @@ static void pickup_after(PGconn *conn, int n, double *lat)
         int64_t spent = mono_ms() - t0;
         sleep_ms(spent < PICKUP_GAP_MS ? PICKUP_GAP_MS - spent : 0);
     }
-    int64_t deadline = mono_ms() + 20000;
-    while (db_int(conn, "SELECT count(*) FROM pickup") < n) {
-        if (mono_ms() > deadline)
-            die("producers: pickup tasks not all started within 20 s");
-        sleep_ms(20);
-    }
-    PGresult *res = PQexec(conn, "SELECT task, (extract(epoch FROM started) * 1000000)::bigint"
-                                 " FROM pickup ORDER BY task");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != n)
-        die("producers: pickup: %s", PQerrorMessage(conn));
-    for (int i = 0; i < n; i++) {
-        if (strtoll(PQgetvalue(res, i, 0), NULL, 10) != ids[i])
-            die("producers: pickup task ids do not match");
-        lat[i] = (double)(strtoll(PQgetvalue(res, i, 1), NULL, 10) - committed[i]) / 1000.0;
-    }
-    PQclear(res);
+    pickup_collect(conn, n, ids, committed, lat);
 }
 
 /* A row held to a goal of at most `goal` (in unit), stated as goal_text;
