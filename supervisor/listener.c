@@ -653,10 +653,11 @@ int64_t listener_next_deadline(const struct listener *l)
     int64_t next = INT64_MAX;
     if (l->ping_sent_ms != 0)
         next = l->ping_sent_ms + l->config->listener.keepalive_timeout_ms;
-    if (l->in_flight != QUERY_NONE) {
+    if (!listener_is_free(l)) {
         int64_t query_deadline = l->query_sent_ms + listener_query_timeout(l);
         return query_deadline < next ? query_deadline : next;
     }
+    /* Free: the moment upkeep_refresh refreshes the client's state for. */
     if (l->client.next_due != NULL) {
         int64_t client_due = l->client.next_due(l->client_ctx, time_now_ms());
         if (client_due < next)

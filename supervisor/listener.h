@@ -30,7 +30,8 @@ struct listener_callbacks {
     void (*on_task_hint)(void *ctx, int queue_index, int64_t delay_ms);
     /* The same notification came on this pod's own ring channel: the
      * insert trigger rang the pod's arm for queue_index (the doorbell).
-     * Called just before on_task_hint for it. */
+     * Called just before the notification's own callback (on_task_hint,
+     * or on_due_unknown while the database's clock is not measured). */
     void (*on_rung)(void *ctx, int queue_index);
     /* A notification: something may be due in any queue ("*"). */
     void (*on_sweep)(void *ctx);

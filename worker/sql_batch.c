@@ -2,8 +2,11 @@
  * sql_batch.c — the worker's one-transaction path for the sql handler
  * (handlers with send_in_transaction; DESIGN §2, §3): a batch in two
  * pipelined rounds — (1) claim it, (2) BEGIN, every task's statement,
- * their done, COMMIT; round 2's BEGIN and settings go behind round 1's
- * sync, so the server has run them by the time the statements arrive.
+ * their done, COMMIT. On a session of our own (not through a pooler) and
+ * for a queue without limits, round 2's BEGIN and settings go behind round
+ * 1's sync, so the server has run them by the time the statements arrive;
+ * that transaction is then open between the rounds, and rolled back when
+ * the claim takes nothing or fails.
  * While batches come back full, the next batch's claim rides behind
  * round 2's COMMIT, in the same round trip, in an implicit transaction of
  * its own that commits at the round's sync: a drain costs one round trip
@@ -117,12 +120,12 @@ static bool sql_batch_unbegin(struct worker *w)
  * isolated task's pickup is this path's two round trips). A claim that
  * takes nothing pays a ROLLBACK for them (sql_batch_unbegin) before its
  * worker sleeps — so not for a queue with limits, whose claims often
- * find the cap full; nor through a pooler (claim_cache_own_session):
+ * find the cap full; nor through a pooler (claim_cache_own_session:
  * PgBouncer in transaction mode lets the claim's server connection go at
- * its sync, and the BEGIN queued behind it stalled the round (measured:
- * pgbouncer/test_bouncer_tasks ran 10 of 2,000 tasks in 30 s). Leaves the connection in pipeline
- * mode, with the preludes' transaction open (*begun: tasks claimed and the preludes sent) or none.
- * Returns the tasks claimed, or -1 (pipeline abandoned).
+ * its sync, and a BEGIN queued behind it stalled the round). Leaves the
+ * connection in pipeline mode, with the preludes' transaction open
+ * (*begun: tasks claimed and the preludes sent) or none. Returns the
+ * tasks claimed, or -1 (pipeline abandoned).
  */
 static int sql_batch_claim(struct worker *w, struct served_queue *sq, bool *begun)
 {

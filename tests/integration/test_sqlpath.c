@@ -496,6 +496,8 @@ START_TEST(empty_claims_leave_no_transaction_open)
     struct harness_supervisor *sup = run->sup;
     pid_t worker = run->w[0].pid;
     long long claims = run->w[0].claims;
+    harness_exec(conn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    harness_exec(conn, "SELECT pg_stat_statements_reset()");
     for (int ring = 0; ring < 10; ring++) {
         harness_exec(conn, "SELECT pg_notify('pgwork_tasks', '0 q')");
         /* Its claim done, the worker asleep again. */
@@ -522,6 +524,14 @@ START_TEST(empty_claims_leave_no_transaction_open)
                   harness_query_text(conn, "SELECT string_agg(state, ', ') FROM pg_stat_activity "
                                            "WHERE application_name LIKE 'pgwork worker%' "
                                            "AND datname = current_database()"));
+    /* The path ran: each empty claim had its BEGIN sent ahead, and rolled
+     * it back (pg_stat_statements is shared memory: no reporting delay). */
+    int64_t rollbacks = harness_query_int64(
+        conn, "SELECT coalesce(sum(s.calls), 0)::bigint FROM pg_stat_statements s"
+              " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"
+              " AND s.query = 'ROLLBACK'");
+    ck_assert_msg(rollbacks >= 10, "10 empty claims, %" PRId64 " ROLLBACKs of a BEGIN sent ahead",
+                  rollbacks);
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
     harness_expect(conn, sup, "SELECT count(*) FROM results", 1, 10000, "the task's effect");
     ck_assert_msg(strstr(harness_stderr_text(sup), "exited unexpectedly") == NULL,
