@@ -175,7 +175,10 @@ int64_t requeues_due(const struct requeues *q, int64_t now)
 
 int requeues_stop_send(struct requeues *q, PGconn *conn, int64_t now)
 {
-    q->in_flight = requeue_first_due(q, now);
+    int i = requeue_first_due(q, now);
+    if (i < 0)
+        return REQUEUES_NOTHING_SENT;
+    q->in_flight = i;
     const struct requeue *r = &q->items[q->in_flight];
     char pid[16], application_name[64];
     snprintf(pid, sizeof(pid), "%d", (int)r->backend_pid);
@@ -211,7 +214,10 @@ void requeues_stop_on_result(struct requeues *q, const PGresult *res, bool ok, i
 int requeues_send(struct requeues *q, PGconn *conn, int64_t now, const char *queue_names,
                   const char *queue_max_attempts)
 {
-    q->in_flight = requeue_first_due(q, now);
+    int i = requeue_first_due(q, now);
+    if (i < 0)
+        return REQUEUES_NOTHING_SENT;
+    q->in_flight = i;
     const struct requeue *r = &q->items[q->in_flight];
     char task_id[24];
     snprintf(task_id, sizeof(task_id), "%" PRId64, r->task_id);

@@ -47,9 +47,13 @@ void requeues_add(struct requeues *q, const char *locked_by, int64_t running_tas
 /* Requeues not yet confirmed by the database. */
 int requeues_count(const struct requeues *q);
 
+/* Both sends: PQsendQueryParams' result (0: libpq refused), or this when
+ * no requeue is due after all (upkeep's contract: the next job's turn). */
+#define REQUEUES_NOTHING_SENT (-1)
+
 /* Stopping the first due requeue's backend: when it is due (INT64_MAX:
- * none has a backend left), send it (PQsendQueryParams' result), and
- * its result (ok: the statement succeeded). */
+ * none has a backend left), send it, and its result (ok: the statement
+ * succeeded). */
 int64_t requeues_stop_due(const struct requeues *q, int64_t now);
 int requeues_stop_send(struct requeues *q, PGconn *conn, int64_t now);
 void requeues_stop_on_result(struct requeues *q, const PGresult *res, bool ok, int64_t now);

@@ -229,7 +229,7 @@ int ticks_send(struct ticks *t, PGconn *conn, int64_t now, int64_t db_offset)
         }
     }
     if (pick < 0)
-        return 0;
+        return TICKS_NOTHING_SENT;
     struct tick_state *s = &t->items[pick];
     const struct schedule *when = &s->config->when;
 
@@ -245,7 +245,7 @@ int ticks_send(struct ticks *t, PGconn *conn, int64_t now, int64_t db_offset)
         log_error("schedule %s: no tick to claim after %" PRId64 " ms; stopped", s->name,
                   s->settled_ms);
         s->retry_ms = INT64_MAX;
-        return 0;
+        return TICKS_NOTHING_SENT;
     }
 
     char tick_text[24], next_text[24], priority[16], spec[SCHEDULE_CRON_MAX + ZONE_NAME_MAX + 16];

@@ -58,7 +58,10 @@ void ticks_set_config(struct ticks *t, const struct pgwork_config *config);
 int64_t ticks_due(const struct ticks *t, int64_t now, bool clock_known, int64_t db_offset);
 
 /* Send the claim due first on conn (PQsendQueryParams): 1 sent, 0 libpq
- * refused, or nothing was due. */
+ * refused, TICKS_NOTHING_SENT when nothing was due after all or the
+ * schedule due has no tick left to claim (it stops) — upkeep's contract,
+ * where 0 drops the connection as broken. */
+#define TICKS_NOTHING_SENT (-1)
 int ticks_send(struct ticks *t, PGconn *conn, int64_t now, int64_t db_offset);
 
 /* Its result (ok: it succeeded); *db_ms gets the database's clock at the

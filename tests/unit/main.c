@@ -21,6 +21,7 @@ int main(void)
     srunner_add_suite(runner, control_suite());
     srunner_add_suite(runner, retention_suite());
     srunner_add_suite(runner, batch_size_suite());
+    srunner_add_suite(runner, upkeep_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);

@@ -20,5 +20,6 @@ Suite *text_suite(void);
 Suite *control_suite(void);
 Suite *retention_suite(void);
 Suite *batch_size_suite(void);
+Suite *upkeep_suite(void);
 
 #endif
