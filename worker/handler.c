@@ -89,7 +89,8 @@ void handler_env_poll_signals(struct handler_env *env)
     look_at_cancels(env);
 }
 
-bool handler_env_aborted_before_start(const struct handler_env *env, char *error, size_t errlen)
+bool handler_env_clear_error_and_check_abort(const struct handler_env *env, char *error,
+                                             size_t errlen)
 {
     if (errlen > 0)
         error[0] = '\0';

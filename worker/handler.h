@@ -75,11 +75,13 @@ void handler_env_poll_signals(struct handler_env *env);
  * readable. */
 void handler_env_check_parent(struct handler_env *env);
 
-/* A handler's run starts here: error emptied; true, with "aborted before
- * start" in error, when a QUIT or the supervisor's death came first (then
- * run returns HANDLER_ABORTED: no task is started only to be killed at
- * once). */
-bool handler_env_aborted_before_start(const struct handler_env *env, char *error, size_t errlen);
+/* A handler's run starts with this: it empties error, then checks
+ * abort_requested. True, with "aborted before start" in error, when a
+ * QUIT or the supervisor's death came first (the run then returns
+ * HANDLER_ABORTED: no task is started only to be killed at once); false
+ * otherwise, error left empty. */
+bool handler_env_clear_error_and_check_abort(const struct handler_env *env, char *error,
+                                             size_t errlen);
 
 /* What a handler's wait loop must do after a poll() that watched
  * env->death_fd (while *watch_death) and env->signal_fd. */

@@ -563,7 +563,7 @@ static enum handler_outcome coproc_run(void *state, struct handler_env *env,
                                        const struct task *task, char *error, size_t errlen)
 {
     struct coproc *c = state;
-    if (handler_env_aborted_before_start(env, error, errlen))
+    if (handler_env_clear_error_and_check_abort(env, error, errlen))
         return HANDLER_ABORTED;
     struct child_sigpipe sigpipe;
     child_sigpipe_hold(&sigpipe); /* the task line may meet a closed stdin */

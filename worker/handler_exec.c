@@ -322,7 +322,7 @@ static enum handler_outcome exec_run(void *state, struct handler_env *env, const
                                      char *error, size_t errlen)
 {
     (void)state;
-    if (handler_env_aborted_before_start(env, error, errlen))
+    if (handler_env_clear_error_and_check_abort(env, error, errlen))
         return HANDLER_ABORTED;
 
     struct child child;
