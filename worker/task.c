@@ -411,10 +411,11 @@ int task_completions_add(PGconn *conn, struct task_completions *tc,
 {
     /* One statement holds the ids of one kind: done or deleted, rung (with
      * the lock or without) or not (and a ring names one queue). */
-    bool ring = queue->concurrency > 0 && how != TASK_RING_NONE;
+    bool held = queue->concurrency > 0 && how == TASK_RING_HANDOFF;
+    bool ring = queue->concurrency > 0 && how != TASK_RING_NONE && !held;
     bool nudge = ring && how == TASK_RING_NUDGE;
     bool other_kind = tc->keep_done != queue->keep_done || tc->ring != ring || tc->nudge != nudge ||
-                      (ring && tc->queue_name != queue->name);
+                      tc->held != held || ((ring || held) && tc->queue_name != queue->name);
     if (tc->count > 0 && other_kind && task_completions_flush(conn, tc) != 0)
         return -1;
     if (tc->count == tc->capacity) {
@@ -431,8 +432,11 @@ int task_completions_add(PGconn *conn, struct task_completions *tc,
     tc->keep_done = queue->keep_done;
     tc->ring = ring;
     tc->nudge = nudge;
+    tc->held = held;
     tc->queue_name = queue->name;
     tc->locked_by = locked_by;
+    if (held)
+        return 0;
     /* Send now unless the previous group is still on its way: then these
      * wait for its answer and go together (a slow database gets fewer,
      * larger updates; a fast one sees each task at once). */
@@ -457,6 +461,24 @@ int task_completions_flush(PGconn *conn, struct task_completions *tc)
             rc = -1;
     }
     return rc;
+}
+
+int task_completions_held(PGconn *conn, struct task_completions *tc,
+                          const struct queue_config *queue, const int64_t **ids, int *count)
+{
+    *ids = tc->ids;
+    *count = 0;
+    if (tc->in_flight > 0 && completions_collect(conn, tc) != 0)
+        return -1;
+    if (tc->held && tc->queue_name == queue->name)
+        *count = tc->count;
+    return 0;
+}
+
+void task_completions_handed_off(struct task_completions *tc)
+{
+    tc->count = 0;
+    tc->held = false;
 }
 
 void task_completions_free(struct task_completions *tc)

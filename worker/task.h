@@ -81,6 +81,7 @@ struct task_completions {
     bool keep_done;         /* of the queue the ids belong to */
     bool ring;              /* a capped queue: the statement rings it (limit_ring) */
     bool nudge;             /* ... without the lock (limit_nudge): served_queue.reclaim */
+    bool held;              /* not sent: for the worker's next claim (TASK_RING_HANDOFF) */
     const char *queue_name; /* for messages */
     const char *locked_by;
 };
@@ -92,7 +93,16 @@ int task_completions_add(PGconn *conn, struct task_completions *tc,
                          const struct queue_config *queue, const char *locked_by, int64_t id,
                          enum task_ring ring);
 
-/* Wait until every recorded task is written. 0, or -1 (logged). */
+/* The tasks of queue held for a handoff (TASK_RING_HANDOFF), once the
+ * statement in flight is answered: their ids (tc's) and count, 0 when none
+ * are held (the next claim is an ordinary one). Returns 0, or -1 (logged).
+ * task_completions_handed_off forgets them once the handoff was sent. */
+int task_completions_held(PGconn *conn, struct task_completions *tc,
+                          const struct queue_config *queue, const int64_t **ids, int *count);
+void task_completions_handed_off(struct task_completions *tc);
+
+/* Wait until every recorded task is written (held ones too, as plain
+ * completions). 0, or -1 (logged). */
 int task_completions_flush(PGconn *conn, struct task_completions *tc);
 
 void task_completions_free(struct task_completions *tc);

@@ -21,10 +21,12 @@
 #include "claim_cache.h"
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
+#include "../shared/text.h"
 
 #define OID_INT4 23
 #define OID_INT8 20
 #define OID_TEXT 25
+#define OID_INT8_ARRAY 1016
 
 static const Oid text_types[] = {OID_TEXT};
 
@@ -148,6 +150,62 @@ static const char limited_claim_format[] =
     "    AND (l.waiting <> w.waiting OR (SELECT other FROM budget) IS NOT NULL))"
     " SELECT c.*, b.take, coalesce(b.wait_ms, 0), b.other, b.cap_bound"
     " FROM budget b LEFT JOIN claimed c ON true";
+
+/*
+ * The handoff (a capped queue without a rate, its drain going on): the
+ * worker's finished tasks are recorded and as many due tasks claimed in
+ * one statement, without the queue's lock. The running count does not
+ * change when this commits (no more taken than the UPDATE or DELETE in
+ * `finished` found running and ours), so every count under the lock —
+ * before this commits or after — is still an upper bound: the cap holds.
+ * By the rows' times, the old tasks' finished_at and the new ones'
+ * started_at are both this transaction's now(). Slots it leaves free
+ * (fewer due than finished) are rung under the lock's shared mode
+ * (pgwork.limit_ring), as completions ring. `result` gives one row even
+ * when nothing was taken (id NULL).
+ * $1 queue, $2 locked_by, $3 lease ms, $4 default max_attempts, [$5..$7
+ * the cursor's key], then the finished ids (an array). Literals: the
+ * finished statement, the ids' parameter number, [cursor], picked's limit,
+ * the claim's size. Columns: the plain claim's eight, then more, the
+ * finished tasks recorded, whether the freed slots were rung.
+ */
+static const char handoff_claim_format[] =
+    "WITH finished AS ("
+    "  %s"
+    "  WHERE id = ANY ($%d::bigint[])"
+    "    AND locked_by = $2"
+    "    AND (state || '') = 'running'"
+    "  RETURNING 1),"
+    " picked AS ("
+    "  SELECT id FROM pgwork.tasks"
+    "  WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
+    "    AND NOT EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = $1)"
+    "  ORDER BY priority, run_at, id"
+    "  LIMIT %d"
+    "  FOR UPDATE SKIP LOCKED),"
+    " taken AS (SELECT id FROM picked LIMIT least(%d, (SELECT count(*) FROM finished))),"
+    " claimed AS ("
+    "  UPDATE pgwork.tasks t"
+    "  SET state = 'running',"
+    "      attempts = t.attempts + 1,"
+    "      locked_by = $2,"
+    "      locked_until = now() + $3 * interval '1 millisecond',"
+    "      started_at = now(),"
+    "      finished_at = NULL"
+    "  WHERE t.id = ANY (ARRAY (SELECT id FROM taken))"
+    "  RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $4),"
+    "            greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint),"
+    "            t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint),"
+    " result AS ("
+    "  SELECT (SELECT count(*) FROM picked) > (SELECT count(*) FROM taken) AS more,"
+    "         (SELECT count(*) FROM finished) AS recorded,"
+    "         (SELECT count(*) FROM finished) > (SELECT count(*) FROM taken) AS freed)"
+    " SELECT c.*, r.more, r.recorded, CASE WHEN r.freed THEN pgwork.limit_ring($1) END"
+    " FROM result r LEFT JOIN claimed c ON true";
+
+static const char handoff_done[] =
+    "UPDATE pgwork.tasks SET state = 'done', finished_at = now(), locked_until = NULL";
+static const char handoff_deleted[] = "DELETE FROM pgwork.tasks";
 /* clang-format on */
 
 const char *task_claim_sql(struct claim_state *claim, const struct queue_config *queue,
@@ -199,6 +257,8 @@ void task_claim_state_free(struct claim_state *claim)
     for (int from = 0; from < 2; from++) {
         free(claim->sql[from]);
         claim->sql[from] = NULL;
+        free(claim->handoff_sql[from]);
+        claim->handoff_sql[from] = NULL;
     }
 }
 
@@ -274,19 +334,36 @@ static int task_limit_budget(const PGresult *res, struct claim_state *claim)
     return rows == 1 && PQgetisnull(res, 0, 0) ? 0 : rows;
 }
 
+enum claim_kind {
+    CLAIM_PLAIN,   /* claim_sql_format */
+    CLAIM_LIMITED, /* limited_claim_format */
+    CLAIM_HANDOFF, /* handoff_claim_format */
+};
+
+/* A plain or limited claim's result, by its columns (the limited one
+ * has its budget's four more). */
+static enum claim_kind claim_kind_of(const PGresult *res)
+{
+    return PQnfields(res) > 11 ? CLAIM_LIMITED : CLAIM_PLAIN;
+}
+
 /* Copy claimed rows (id, payload, attempt, max_attempts, pickup_us, then
  * the key: priority, run_at as text and in microseconds; whether more were
  * waiting) into batch, and move the cursor (if any) to the greatest key:
  * the claim's RETURNING comes in no particular order. */
 static int task_batch_fill(struct task_batch *batch, const PGresult *res,
-                           struct claim_state *cursor)
+                           struct claim_state *cursor, enum claim_kind kind)
 {
-    /* The plain claim's ninth column says whether it left tasks behind; a
-     * limited claim has its budget there instead. */
-    bool limited = PQnfields(res) > 9;
-    int rows = limited ? task_limit_budget(res, cursor) : PQntuples(res);
+    /* The plain claim's and the handoff's ninth column says whether it
+     * left tasks behind; a limited claim has its budget there instead. The
+     * handoff's one row has no id when it took nothing. */
+    int rows = PQntuples(res);
+    if (kind == CLAIM_LIMITED)
+        rows = task_limit_budget(res, cursor);
+    else if (kind == CLAIM_HANDOFF && rows == 1 && PQgetisnull(res, 0, 0))
+        rows = 0;
     batch_reserve(batch, rows);
-    batch->more = !limited && rows > 0 && PQgetvalue(res, 0, 8)[0] == 't';
+    batch->more = kind != CLAIM_LIMITED && PQntuples(res) > 0 && PQgetvalue(res, 0, 8)[0] == 't';
     for (int i = 0; i < rows; i++) {
         struct claimed_task *task = &batch->tasks[i];
         task->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
@@ -344,7 +421,7 @@ static const Oid claim_types[] = {OID_TEXT, OID_TEXT, OID_INT8, OID_INT4,
 /* The claim's parameters as text, kept together while they are sent. */
 struct claim_params {
     char lease[32], max_attempts[16], key_priority[16], key_id[24];
-    const char *values[7];
+    const char *values[8]; /* and the handoff's finished ids */
     int count;
 };
 
@@ -397,7 +474,7 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
         PQclear(res);
         return -1;
     }
-    int rows = task_batch_fill(batch, res, claim);
+    int rows = task_batch_fill(batch, res, claim, claim_kind_of(res));
     PQclear(res);
     return rows;
 }
@@ -417,7 +494,70 @@ int task_send_claim(PGconn *conn, const struct queue_config *queue, const char *
 int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_state *claim)
 {
     task_batch_clear(batch);
-    return task_batch_fill(batch, res, claim);
+    return task_batch_fill(batch, res, claim, claim_kind_of(res));
+}
+
+/* The handoff's text for claim's size, built into claim on first use
+ * (and again when the size changes). */
+static const char *handoff_sql(struct claim_state *claim, const struct queue_config *queue)
+{
+    bool from_cursor = claim->cursor_set;
+    char **text = &claim->handoff_sql[from_cursor];
+    int limit = task_claim_limit(claim, queue);
+    if (*text != NULL && claim->handoff_limit[from_cursor] == limit)
+        return *text;
+    free(*text);
+    claim->handoff_limit[from_cursor] = limit;
+    if (asprintf(text, handoff_claim_format, queue->keep_done ? handoff_done : handoff_deleted,
+                 from_cursor ? 8 : 5, from_cursor ? claim_from_cursor : "", limit + 1, limit) < 0) {
+        log_error("out of memory building the claim of queue \"%s\"", queue->name);
+        abort();
+    }
+    return *text;
+}
+
+int task_claim_handoff(PGconn *conn, const struct queue_config *queue, const char *locked_by,
+                       int64_t lease_ms, struct claim_state *claim, const int64_t *finished,
+                       int count, struct task_batch *batch)
+{
+    task_batch_clear(batch);
+    struct text_buffer array = {0};
+    if (text_reserve(&array, (size_t)count * 21 + 2) != 0) {
+        log_error("out of memory recording finished tasks");
+        return -1;
+    }
+    for (int i = 0; i < count; i++)
+        text_array_add_int64(&array, finished[i]);
+    char *ids = text_array_end(&array);
+    struct claim_params p = {0};
+    claim_prepare(&p, queue, locked_by, lease_ms, claim);
+    p.values[p.count] = ids;
+    Oid types[8];
+    memcpy(types, claim_types, (size_t)p.count * sizeof(Oid));
+    types[p.count] = OID_INT8_ARRAY;
+    const char *sql = handoff_sql(claim, queue);
+    const char *name = claim_cache_name(sql);
+    if (name == NULL)
+        name = claim_cache_prepare(conn, sql, p.count + 1, types);
+    PGresult *res = name != NULL ? dbconn_exec_prepared(conn, claim_cache_settings(), name,
+                                                        p.count + 1, p.values)
+                                 : dbconn_exec_params(conn, sql, p.count + 1, types, p.values);
+    free(ids);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) == 0) {
+        log_error("recording %d finished task%s and claiming on queue \"%s\" failed: %s", count,
+                  count == 1 ? "" : "s", queue->name,
+                  res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+        PQclear(res);
+        return -1;
+    }
+    int recorded = atoi(PQgetvalue(res, 0, 9));
+    if (recorded < count)
+        log_warn("queue \"%s\": %d of %d finished tasks were no longer ours (lease expired and "
+                 "requeued): they may run again",
+                 queue->name, count - recorded, count);
+    int rows = task_batch_fill(batch, res, claim, CLAIM_HANDOFF);
+    PQclear(res);
+    return rows;
 }
 
 bool task_claim_full(const struct claim_state *claim, const struct queue_config *queue, int claimed)

@@ -46,6 +46,9 @@ struct claim_state {
      * claim's size changes). */
     char *sql[2];
     int sql_limit[2];
+    /* The same for the handoff of a capped queue (task_claim_handoff). */
+    char *handoff_sql[2];
+    int handoff_limit[2];
     /* The next claim's size; 0 = the queue's batch (the worker sets it
      * before each claim when the queue's batch is "auto"). */
     int limit;
@@ -73,11 +76,24 @@ struct claim_state {
 bool task_claim_full(const struct claim_state *claim, const struct queue_config *queue,
                      int claimed);
 
+/* A capped queue's drain goes on (a queue without a rate): record the
+ * `count` tasks in `finished` (this worker's, run to success) as done (or
+ * deleted, keep_done = false) and claim at most as many due tasks of queue
+ * into batch, in one statement and without the queue's lock: the slots
+ * pass from the finished tasks to the claimed ones (task_claim.c says why
+ * the cap holds). Slots left free are rung. Returns the tasks claimed
+ * (batch->more: due tasks were left), or -1 (logged; the finished tasks
+ * are still running under this worker). */
+int task_claim_handoff(PGconn *conn, const struct queue_config *queue, const char *locked_by,
+                       int64_t lease_ms, struct claim_state *claim, const int64_t *finished,
+                       int count, struct task_batch *batch);
+
 /* How a finished task of a capped queue announces its freed slot. */
 enum task_ring {
-    TASK_RING,       /* pgwork.limit_ring: under the queue's lock, a waiter never missed */
-    TASK_RING_NUDGE, /* pgwork.limit_nudge: without the lock (the worker claims again) */
-    TASK_RING_NONE,  /* not at all: the worker claims again within its short batch */
+    TASK_RING,         /* pgwork.limit_ring: under the queue's lock, a waiter never missed */
+    TASK_RING_NUDGE,   /* pgwork.limit_nudge: without the lock (the worker claims again) */
+    TASK_RING_NONE,    /* not at all: the worker claims again within its short batch */
+    TASK_RING_HANDOFF, /* not yet: held for the worker's next claim (task_claim_handoff) */
 };
 
 /* A slot of capped queue may have freed (a failure, a release, a batch

@@ -22,6 +22,7 @@ struct claim_round {
     int asked;        /* its LIMIT */
     bool from_cursor; /* it started at the drain's cursor */
     bool more;        /* its answer: due tasks were left (worker_claim_taken) */
+    bool handoff;     /* it was a capped queue's handoff (task_claim_handoff) */
 };
 
 struct served_queue {
@@ -45,6 +46,13 @@ struct served_queue {
      * (worker_claim_taken says why that is safe). Rung once when the drain
      * ends with it still set. */
     bool reclaim;
+    /* While reclaim is set, the batch's finished tasks are held for the
+     * next claim, a handoff (task_claim_handoff): a queue with a cap and
+     * no rate, within WORKER_HANDOFF_MS of the drain's last ordinary claim
+     * (locked_claim_ms, CLOCK_MONOTONIC ms). */
+    bool handoff;
+    int64_t locked_claim_ms;
+    bool cap_full; /* that claim took every slot the cap had free */
 };
 
 struct worker {

@@ -38,6 +38,8 @@ enum task_ring worker_ring_kind(const struct served_queue *sq, int tasks)
 {
     if (!sq->reclaim)
         return TASK_RING;
+    if (sq->handoff)
+        return TASK_RING_HANDOFF;
     return tasks > 1 ? TASK_RING_NONE : TASK_RING_NUDGE;
 }
 
@@ -243,7 +245,9 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
         if (w->reconnected)
             break;
     }
-    worker_flush_completions(w);
+    /* Held for the next claim, a handoff; else written now. */
+    if (!w->completions.held || w->completions.count == 0)
+        worker_flush_completions(w);
 }
 
 /* One claim round, a task at a time: claim (marking running), run each,
@@ -252,8 +256,21 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
 int worker_claim_and_run(struct worker *w, struct served_queue *sq, struct claim_round *round)
 {
     worker_claim_begin(w, sq, round);
-    int claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
+    const int64_t *finished;
+    int held;
+    if (task_completions_held(w->conn, &w->completions, sq->queue, &finished, &held) != 0)
+        worker_check_connection(w);
+    int claimed;
+    round->handoff = held > 0;
+    if (round->handoff) {
+        claimed = task_claim_handoff(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
+                                     &sq->claim, finished, held, &w->batch);
+        task_completions_handed_off(&w->completions);
+    } else {
+        worker_flush_completions(w);
+        claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
                              &sq->claim, &w->batch);
+    }
     if (claimed < 0)
         return claimed;
     worker_claim_taken(w, sq, round, claimed);

@@ -252,6 +252,113 @@ START_TEST(capped_claims_take_the_free_slots)
 END_TEST
 
 /*
+ * The handoff (task_claim_handoff): a capped queue's drain records its
+ * finished tasks and claims as many in one statement, without the queue's
+ * lock. Two pods of 4 workers, two queues capped at 10 — one keeps done
+ * tasks, one deletes them — with 600 short exec tasks each and 20 that
+ * fail (max_attempts 1). The running count sampled from the database never
+ * passes 10 in either queue, nor does the overlap by the rows' times;
+ * every good task ran exactly once (its id written to a file per queue by
+ * the task itself) and the failing ones are dead; and the path ran: both
+ * handoff statements (done and deleted) appear in pg_stat_statements. On
+ * code without the handoff the last check fails.
+ */
+START_TEST(handoffs_keep_the_cap)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    const char *dir = harness_tmpdir();
+    const char *task =
+        "case $(cat) in *fail*) exit 1;; esac; echo $PGWORK_TASK_ID >> %s/runs-$PGWORK_QUEUE";
+    const char *queues = harness_printf(
+        "queue \"kept\" { command = {\"/bin/sh\", \"-c\", \"%s\"} concurrency = 10 "
+        "max_attempts = 1 }\n"
+        "queue \"deleted\" { command = {\"/bin/sh\", \"-c\", \"%s\"} concurrency = 10 "
+        "max_attempts = 1 keep_done = false }\n",
+        harness_printf(task, dir), harness_printf(task, dir));
+    struct harness_supervisor *pods[2];
+    limits_two_pods(run, queues, pods);
+    PGconn *conn = run->conn;
+    harness_exec(conn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    harness_exec(conn, "SELECT pg_stat_statements_reset()");
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload)"
+                       " SELECT q, CASE WHEN i % 30 = 0 THEN '{\"fail\": 1}' ELSE '{}' END::jsonb"
+                       " FROM generate_series(1, 620) i, (VALUES ('kept'), ('deleted')) v(q)");
+    int64_t start = harness_now_ms(), most = 0, left = 1;
+    while (left > 0 && harness_now_ms() - start < 60000) {
+        int64_t running = harness_query_int64(
+            conn, "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM pgwork.tasks"
+                  " WHERE state = 'running' GROUP BY queue) r");
+        most = running > most ? running : most;
+        left = harness_query_int64(
+            conn, "SELECT count(*) FROM pgwork.tasks WHERE state IN ('pending', 'running')");
+        usleep(2000);
+    }
+    int64_t overlap = harness_query_int64(
+        conn, "SELECT max((SELECT count(*) FROM pgwork.tasks b WHERE b.queue = 'kept'"
+              "  AND b.started_at <= a.started_at"
+              "  AND (b.finished_at IS NULL OR b.finished_at > a.started_at)))"
+              " FROM pgwork.tasks a WHERE a.queue = 'kept'");
+    int64_t handoffs[2];
+    for (int deleted = 0; deleted < 2; deleted++)
+        handoffs[deleted] = harness_query_int64(
+            conn,
+            harness_printf("SELECT coalesce(sum(s.calls), 0)::bigint FROM pg_stat_statements s"
+                           " JOIN pg_database d ON d.oid = s.dbid"
+                           " WHERE d.datname = current_database()"
+                           " AND s.query LIKE 'WITH finished AS (  %s%%'",
+                           deleted ? "DELETE" : "UPDATE"));
+    fprintf(stderr,
+            "limits: handoffs: at most %" PRId64 " running in a queue (cap 10), %" PRId64
+            " by the rows' times; %" PRId64 " + %" PRId64 " handoffs; done in %" PRId64 " ms\n",
+            most, overlap, handoffs[0], handoffs[1], harness_now_ms() - start);
+    if (left > 0 || most > 10 || overlap > 10) {
+        harness_stderr_dump(pods[0]);
+        harness_stderr_dump(pods[1]);
+    }
+    ck_assert_msg(left == 0, "%" PRId64 " tasks not finished after 60 s: %s", left,
+                  harness_tasks_text(conn));
+    ck_assert_msg(most <= 10, "%" PRId64 " tasks of a queue running at once (cap 10)", most);
+    ck_assert_msg(overlap <= 10, "the rows' times show %" PRId64 " running at once (cap 10)",
+                  overlap);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE queue ="
+                                               " 'kept' AND state = 'done' AND attempts = 1"),
+                     600);
+    ck_assert_int_eq(
+        harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'dead'"), 40);
+    ck_assert_int_eq(harness_query_int64(conn,
+                                         "SELECT count(*) FROM pgwork.tasks WHERE queue = 'deleted'"
+                                         " AND state <> 'dead'"),
+                     0);
+    /* Each good task ran once: 600 lines, 600 ids, in each queue's file. */
+    const char *queue_names[] = {"kept", "deleted"};
+    for (int q = 0; q < 2; q++) {
+        const char *runs = harness_read_file(harness_printf("%s/runs-%s", dir, queue_names[q]));
+        ck_assert_ptr_nonnull(runs);
+        const char *counts =
+            harness_query_textp(conn,
+                                "SELECT count(*) || ' ' || count(DISTINCT id) FROM"
+                                " unnest(string_to_array(rtrim($1, E'\\n'), E'\\n')) id",
+                                1, (const char *[]){runs});
+        ck_assert_msg(
+            strcmp(counts, "600 600") == 0,
+            "queue %s: runs and distinct tasks run: %s (600 each, once); run, not done: %s",
+            queue_names[q], counts,
+            harness_query_textp(conn,
+                                "SELECT string_agg(r.id || ' ' || coalesce(t.state, 'gone'), ', ')"
+                                " FROM unnest(string_to_array(rtrim($1, E'\\n'), E'\\n')) r(id)"
+                                " LEFT JOIN pgwork.tasks t ON t.id::text = r.id"
+                                " WHERE t.state IS DISTINCT FROM 'done'",
+                                1, (const char *[]){runs}));
+    }
+    ck_assert_msg(handoffs[0] > 0 && handoffs[1] > 0,
+                  "the drains handed no slots on (%" PRId64 " done, %" PRId64
+                  " deleted handoffs): every claim took the queue's lock",
+                  handoffs[0], handoffs[1]);
+    limits_stop(pods);
+}
+END_TEST
+
+/*
  * Cap 1, two workers: task A runs (a 30 s sleep), task B waits for the cap
  * on the other worker. Cancelling A frees its slot, and B starts within
  * seconds, not at the 60 s safety poll: the worker that ran A announces
@@ -443,6 +550,7 @@ Suite *limits_suite(void)
     suite_add_tcase(s, tc);
     TCase *slots = harness_tcase("free_slots");
     tcase_add_test(slots, capped_claims_take_the_free_slots);
+    tcase_add_test(slots, handoffs_keep_the_cap);
     tcase_add_test(slots, cancelled_and_requeued_tasks_free_their_slot);
     suite_add_tcase(s, slots);
     return s;
