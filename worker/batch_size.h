@@ -20,7 +20,7 @@ struct batch_size {
     double task_us; /* moving average of a task's time on this worker; 0 = none timed yet */
 };
 
-/* The next claim's size: 1..BATCH_SIZE_MAX. */
+/* The next claim's size: one of a few steps in 1..BATCH_SIZE_MAX. */
 int batch_size_limit(const struct batch_size *b);
 
 /* A claim that asked for `asked` got `got`; more: it left due tasks

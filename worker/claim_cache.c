@@ -1,6 +1,7 @@
 /*
- * claim_cache.c — claim statements prepared once per connection, with a
- * generic plan, where the session is the worker's own (DESIGN §2).
+ * claim_cache.c — claim statements (and the sql path's done) prepared
+ * once per connection, with a generic plan, where the session is the
+ * worker's own (DESIGN §2).
  *
  * Why: an unnamed claim is parsed, analysed and planned at every claim,
  * and that was half of its backend's work — measured with perf on a
@@ -18,7 +19,12 @@
  *    connection, or left behind for the pool's other clients;
  *  - a statement's name is a hash of its text, so a name stands for one
  *    text; at most CLAIM_CACHE_MAX per connection (batch = "auto" changes
- *    the literal LIMIT: a claim of a size not cached is sent unnamed);
+ *    the literal LIMIT among batch_size.c's 20 steps, two texts each —
+ *    from the start and from the cursor; a claim of a text not cached is
+ *    sent unnamed);
+ *  - a claim sent inside a pipeline (behind a batch's COMMIT) is prepared
+ *    there, its Parse queued ahead of it (claim_cache_send_prepare); the
+ *    name is taken back unless that Parse's answer says it succeeded;
  *  - prepared claims run with claim_cache_settings() in their
  *    transaction: a generic plan, cached for the session, planned with
  *    sequential and bitmap scans off. The plan is then the ordered walk of
@@ -43,7 +49,11 @@
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
 
-#define CLAIM_CACHE_MAX 16
+/* Room for one queue's sizes from a cursor and from the start (a drain
+ * uses about 15), and its done. Each costs its backend about 100 KB
+ * (pg_log_backend_memory_contexts after a drain: 17 prepared, 1.6 MB of
+ * CachedPlan contexts). */
+#define CLAIM_CACHE_MAX 32
 
 static struct {
     char settings[320];
@@ -129,6 +139,54 @@ static bool claim_cache_pooler(const PGresult *res)
 {
     const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     return state != NULL && (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0);
+}
+
+const char *claim_cache_send_prepare(PGconn *conn, const char *sql, int nparams, const Oid *types,
+                                     bool *parse_sent)
+{
+    *parse_sent = false;
+    if (cache.off || !cache.ours)
+        return NULL;
+    uint64_t hash = claim_cache_hash(sql);
+    if (claim_cache_has(hash))
+        return claim_cache_name_of(hash);
+    if (cache.count >= CLAIM_CACHE_MAX)
+        return NULL;
+    const char *name = claim_cache_name_of(hash);
+    if (!PQsendPrepare(conn, name, sql, nparams, types))
+        return NULL;
+    *parse_sent = true;
+    cache.hashes[cache.count++] = hash;
+    return name;
+}
+
+void claim_cache_sent(const char *sql, const PGresult *res)
+{
+    if (PQresultStatus(res) == PGRES_COMMAND_OK)
+        return;
+    uint64_t hash = claim_cache_hash(sql);
+    for (int i = 0; i < cache.count; i++)
+        if (cache.hashes[i] == hash) {
+            cache.hashes[i] = cache.hashes[--cache.count];
+            break;
+        }
+    /* Skipped (PGRES_PIPELINE_ABORTED), or never answered (res NULL: the
+     * round was abandoned, the connection broke): says nothing of the
+     * session. A failure of its own: as claim_cache_prepare's. */
+    if (res == NULL || PQresultStatus(res) != PGRES_FATAL_ERROR)
+        return;
+    if (claim_cache_pooler(res)) {
+        log_warn("cannot prepare a claim statement (a pooler?), claims are sent unnamed "
+                 "from now on: %s",
+                 PQresultErrorMessage(res));
+        cache.off = true;
+        cache.count = 0;
+    } else {
+        log_warn("cannot prepare a claim statement, claims are sent unnamed on this "
+                 "connection: %s",
+                 PQresultErrorMessage(res));
+        cache.ours = false;
+    }
 }
 
 const char *claim_cache_prepare(PGconn *conn, const char *sql, int nparams, const Oid *types)

@@ -1,9 +1,9 @@
 /*
- * claim_cache.h — the claim statements a worker keeps prepared, planned
- * once, on a connection that is a session of its own (claim_cache.c).
- * What a claim sends is task_claim.h's; this module only says whether a
- * text has a name on the current connection, and which settings go with
- * it.
+ * claim_cache.h — the claim statements (and the sql path's done, task.c)
+ * a worker keeps prepared, planned once, on a connection that is a
+ * session of its own (claim_cache.c). What a claim sends is
+ * task_claim.h's; this module only says whether a text has a name on the
+ * current connection, and which settings go with it.
  */
 #ifndef PGWORK_CLAIM_CACHE_H
 #define PGWORK_CLAIM_CACHE_H
@@ -38,6 +38,17 @@ const char *claim_cache_name(const char *sql);
  * connection is ours and there is room; conn must be idle, outside
  * pipeline mode. The name, or NULL (send it unnamed). */
 const char *claim_cache_prepare(PGconn *conn, const char *sql, int nparams, const Oid *types);
+
+/* The same inside a pipeline: the Parse is queued (not waited for;
+ * *parse_sent) and the name counts as prepared at once, so a claim queued
+ * behind it uses it. The Parse's answer is the caller's to read and to
+ * hand to
+ * claim_cache_sent(): a Parse that did not succeed (skipped after an
+ * error earlier in the pipeline, a cancel) takes the name back — and the
+ * claim behind it was skipped with it, never run on a missing name. */
+const char *claim_cache_send_prepare(PGconn *conn, const char *sql, int nparams, const Oid *types,
+                                     bool *parse_sent);
+void claim_cache_sent(const char *sql, const PGresult *res);
 
 /* A claim failed with res: if its prepared statement was missing (only a
  * pooler we did not recognise can do that), nothing is prepared again in

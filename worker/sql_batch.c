@@ -131,7 +131,7 @@ static int sql_batch_claim(struct worker *w, struct served_queue *sq, bool *begu
 {
     const struct queue_config *queue = sq->queue;
     PGconn *conn = w->conn;
-    const char *settings = task_claim_ready(conn, queue, &sq->claim, true);
+    const char *settings = task_claim_ready(conn, queue, &sq->claim, false, NULL);
     if (!PQenterPipelineMode(conn)) {
         log_error("cannot enter pipeline mode: %s", PQerrorMessage(conn));
         return -1;
@@ -204,18 +204,27 @@ struct round_result {
                           COMMIT (rows, or its error), NULL = none */
 };
 
+/* How the next batch's claim went out behind COMMIT (sql_batch_send). */
+struct next_claim {
+    bool sent;            /* it did */
+    const char *parse_of; /* its text, when its Parse went ahead of it */
+    bool settings;        /* its settings went ahead of it */
+};
+
 /*
  * Round 2, sent as one pipeline: BEGIN, the transaction's settings (the
  * queue's timeout for each statement, the worker's) unless they went
  * ahead behind the claim (begun), every task's statement, their done
- * (task_send_finish_claimed), COMMIT — and, when next is true, the next
- * batch's claim (the worker's settings first) behind it (sq->next_round
- * says how it went out). ids gets the batch's ids. Returns how many
- * settings answers come before the statements', or -1 when something
- * could not be sent.
+ * (task_send_finish_claimed), COMMIT — and, when next->sent is true, the
+ * next batch's claim behind it: its Parse (the first time its text goes
+ * out on this connection: prepared there, so a drain's claims are planned
+ * once, not at every batch), its settings, the claim (sq->next_round says
+ * how it went out; *next how it was sent). ids gets the batch's ids.
+ * Returns how many settings answers come before the statements', or -1
+ * when something could not be sent.
  */
 static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *ids, bool begun,
-                          bool next, bool *next_settings)
+                          struct finish_sent *done, struct next_claim *next)
 {
     const struct queue_config *queue = sq->queue;
     PGconn *conn = w->conn;
@@ -238,14 +247,15 @@ static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *id
         sent = sq->handler->send_in_transaction(sq->handler_state, &w->env, &task) == 0 &&
                PQsendFlushRequest(conn);
     }
-    sent = sent &&
-           task_send_finish_claimed(conn, ids, claimed, w->locked_by, queue->keep_done) == 0 &&
-           PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
-    if (sent && next) {
+    sent =
+        sent &&
+        task_send_finish_claimed(conn, ids, claimed, w->locked_by, queue->keep_done, done) == 0 &&
+        PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
+    if (sent && next->sent) {
         worker_claim_begin(w, sq, &sq->next_round);
-        /* Inside the pipeline: prepared already, or sent unnamed. */
-        const char *claim_settings = task_claim_ready(conn, queue, &sq->claim, false);
-        *next_settings = claim_settings != NULL;
+        const char *claim_settings =
+            task_claim_ready(conn, queue, &sq->claim, true, &next->parse_of);
+        next->settings = claim_settings != NULL;
         sent = (claim_settings == NULL ||
                 PQsendQueryParams(conn, claim_settings, 0, NULL, NULL, NULL, NULL, 0)) &&
                task_send_claim(conn, queue, w->locked_by, w->config->workers.lease_ms,
@@ -259,6 +269,28 @@ static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *id
     return preludes;
 }
 
+/* The answers to the next batch's claim sent behind COMMIT (next): its
+ * Parse's, its settings', its own — the claim's answer (rows, or its
+ * error), or NULL when it did not run (skipped, PGRES_PIPELINE_ABORTED,
+ * unless COMMIT succeeded). */
+static PGresult *sql_batch_collect_next(PGconn *conn, const struct next_claim *next, bool committed)
+{
+    bool ok = committed;
+    if (next->parse_of != NULL) {
+        PGresult *parse = dbconn_pipeline_take(conn);
+        ok = ok && PQresultStatus(parse) == PGRES_COMMAND_OK;
+        claim_cache_sent(next->parse_of, parse);
+        PQclear(parse);
+    }
+    ok = (!next->settings || dbconn_pipeline_ok(conn)) && ok;
+    PGresult *claim = dbconn_pipeline_take(conn);
+    ExecStatusType status = PQresultStatus(claim);
+    if (ok && (status == PGRES_TUPLES_OK || status == PGRES_FATAL_ERROR))
+        return claim;
+    PQclear(claim);
+    return NULL;
+}
+
 /*
  * Read round 2's answers into r. Each statement may run for the queue's
  * timeout. A task's duration (elapsed_us) is the time between its answer
@@ -266,7 +298,8 @@ static int sql_batch_send(struct worker *w, struct served_queue *sq, int64_t *id
  * server).
  */
 static void sql_batch_collect(struct worker *w, struct served_queue *sq, const int64_t *ids,
-                              int preludes, bool next, bool next_settings, int64_t *elapsed_us,
+                              int preludes, const struct finish_sent *done,
+                              const struct next_claim *next, int64_t *elapsed_us,
                               struct round_result *r)
 {
     PGconn *conn = w->conn;
@@ -305,6 +338,12 @@ static void sql_batch_collect(struct worker *w, struct served_queue *sq, const i
         elapsed_us[i] = now_us - previous_us;
         previous_us = now_us;
     }
+    if (!task_finish_claimed_preludes(conn, done) && !r->failed) {
+        log_warn("queue \"%s\": a batch of %d rolled back, redone a task at a time: "
+                 "preparing its done failed",
+                 sq->queue->name, claimed);
+        r->failed = true;
+    }
     PGresult *res = dbconn_pipeline_take(conn);
     if (!r->failed && PQresultStatus(res) == PGRES_FATAL_ERROR)
         log_warn("queue \"%s\": a batch of %d rolled back, redone a task at a time: %s",
@@ -312,17 +351,8 @@ static void sql_batch_collect(struct worker *w, struct served_queue *sq, const i
     PQclear(res);
     r->committed = dbconn_pipeline_ok(conn);
     dbconn_set_guard_extra(0);
-    if (next) {
-        /* Skipped (PGRES_PIPELINE_ABORTED) unless COMMIT succeeded. */
-        bool settings_ok = !next_settings || dbconn_pipeline_ok(conn);
-        PGresult *claim = dbconn_pipeline_take(conn);
-        ExecStatusType status = PQresultStatus(claim);
-        if (r->committed && settings_ok &&
-            (status == PGRES_TUPLES_OK || status == PGRES_FATAL_ERROR))
-            r->next = claim;
-        else
-            PQclear(claim);
-    }
+    if (next->sent)
+        r->next = sql_batch_collect_next(conn, next, r->committed);
     r->synced = dbconn_pipeline_finish_round(conn);
     w->batch_in_transaction = false;
     /* Our own cancel made a statement fail, whichever task's it was: no
@@ -470,15 +500,21 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq, struct cl
     /* A full batch (it left tasks behind; help was asked for): the next
      * claim goes behind this one's COMMIT, unless the worker is to hold
      * back. */
-    bool next = round->more && !worker_holding_back(w) && !worker_queue_paused(w, sq) &&
-                !config_queue_limited(sq->queue); /* its claim counts its budget: never ahead */
+    struct next_claim next = {
+        .sent = round->more && !worker_holding_back(w) && !worker_queue_paused(w, sq) &&
+                !config_queue_limited(sq->queue)}; /* its claim counts its budget: never ahead */
     int64_t *ids = malloc((size_t)claimed * sizeof(*ids));
     int64_t *elapsed_us = malloc((size_t)claimed * sizeof(*elapsed_us));
     bool allocated = ids != NULL && elapsed_us != NULL;
-    bool next_settings = false;
-    int preludes = allocated ? sql_batch_send(w, sq, ids, begun, next, &next_settings) : -1;
+    struct finish_sent done = {0};
+    int preludes = allocated ? sql_batch_send(w, sq, ids, begun, &done, &next) : -1;
     if (preludes < 0) {
-        /* Nothing ran: the batch, ours, runs a task at a time. */
+        /* Nothing ran: the batch, ours, runs a task at a time; a Parse
+         * queued for the next claim is not counted on. */
+        if (done.parse_of != NULL)
+            claim_cache_sent(done.parse_of, NULL);
+        if (next.parse_of != NULL)
+            claim_cache_sent(next.parse_of, NULL);
         free(ids);
         free(elapsed_us);
         if (!allocated && begun && !sql_batch_unbegin(w))
@@ -488,7 +524,7 @@ int sql_batch_claim_and_run(struct worker *w, struct served_queue *sq, struct cl
         return claimed;
     }
     struct round_result r;
-    sql_batch_collect(w, sq, ids, preludes, next, next_settings, elapsed_us, &r);
+    sql_batch_collect(w, sq, ids, preludes, &done, &next, elapsed_us, &r);
     free(ids);
     if (r.failed || !r.committed || !r.synced) {
         claimed = sql_batch_redo(w, sq, &r, &round_start, round);

@@ -6,10 +6,12 @@
  *  - every statement is sent unnamed with its parameters (PgBouncer's
  *    transaction pooling: a named prepared statement may be missing on the
  *    next transaction's server connection, or already there from another
- *    client, DESIGN §2); queue names, owners and payloads never become SQL
- *    text. An unnamed statement is planned for its parameters each time,
- *    the custom plans the workers want anyway (a generic plan chosen from a
- *    moment's statistics stays bad: see migration 0004);
+ *    client, DESIGN §2) — but the one-transaction path's done on a session
+ *    of our own, prepared there as the claims are (claim_cache.c) and
+ *    planned with their settings; queue names, owners and payloads never
+ *    become SQL text. An unnamed statement is planned for its parameters
+ *    each time, the custom plans the workers want anyway (a generic plan
+ *    chosen from a moment's statistics stays bad: see migration 0004);
  *  - every update of a claimed row is guarded by `locked_by = <this worker>
  *    AND state = 'running'`: a worker whose lease expired and whose task was
  *    requeued and claimed elsewhere cannot overwrite the new owner's state;
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "task.h"
+#include "claim_cache.h"
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
 #include "../shared/text.h"
@@ -240,19 +243,55 @@ static char *task_id_array(const int64_t *ids, int count)
     return text_array_end(&array);
 }
 
-int task_send_finish_claimed(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
-                             bool keep_done)
+const char *task_finish_claimed_sql(bool keep_done)
 {
+    return keep_done ? finish_claimed_sql : delete_claimed_sql;
+}
+
+int task_send_finish_claimed(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
+                             bool keep_done, struct finish_sent *how)
+{
+    *how = (struct finish_sent){0};
     char *array = task_id_array(ids, count);
     if (array == NULL)
         return -1;
     char count_text[16];
     snprintf(count_text, sizeof(count_text), "%d", count);
     const char *params[] = {array, locked_by, count_text};
-    int sent = PQsendQueryParams(conn, keep_done ? finish_claimed_sql : delete_claimed_sql, 3,
-                                 ids_owner_count_types, params, NULL, NULL, 0);
+    const char *sql = task_finish_claimed_sql(keep_done);
+    const char *name = NULL;
+    bool sent = true;
+    if (claim_cache_own_session()) {
+        /* Its generic plan, made (once per connection, and again after an
+         * ANALYZE) with the claim's settings: the primary key walked
+         * whatever the statistics say. A custom plan of the done was
+         * planned at every batch (measured: as much planning as the
+         * drain's claims together). */
+        sent = PQsendQueryParams(conn, claim_cache_settings(), 0, NULL, NULL, NULL, NULL, 0);
+        how->pinned = sent;
+        bool parse = false;
+        name = claim_cache_name(sql);
+        if (sent && name == NULL)
+            name = claim_cache_send_prepare(conn, sql, 3, ids_owner_count_types, &parse);
+        how->parse_of = parse ? sql : NULL;
+    }
+    sent = sent && (name != NULL ? PQsendQueryPrepared(conn, name, 3, params, NULL, NULL, 0)
+                                 : PQsendQueryParams(conn, sql, 3, ids_owner_count_types, params,
+                                                     NULL, NULL, 0));
     free(array);
     return sent ? 0 : -1;
+}
+
+bool task_finish_claimed_preludes(PGconn *conn, const struct finish_sent *how)
+{
+    bool ok = !how->pinned || dbconn_pipeline_ok(conn);
+    if (how->parse_of != NULL) {
+        PGresult *parse = dbconn_pipeline_take(conn);
+        ok = ok && PQresultStatus(parse) == PGRES_COMMAND_OK;
+        claim_cache_sent(how->parse_of, parse);
+        PQclear(parse);
+    }
+    return ok;
 }
 
 /* Run a command (name: for messages); returns rows affected or -1

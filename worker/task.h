@@ -22,12 +22,31 @@
  * bench's ceiling. The worker never does (see above). 0 or -1 (logged). */
 int task_prepare(PGconn *conn);
 
-/* In the transaction that ran their statements: mark the claimed ids done
- * (or delete them). One row, the count, when every one was still running
- * under locked_by; otherwise the statement fails (and the transaction
- * with it). 0, or -1 when it could not be sent. */
+/* How task_send_finish_claimed sent the done: the answers that come
+ * before its own (task_finish_claimed_preludes reads them). */
+struct finish_sent {
+    bool pinned;          /* its plan settings went first */
+    const char *parse_of; /* its text, when its Parse went first */
+};
+
+/* In the transaction that ran their statements, in conn's pipeline: mark
+ * the claimed ids done (or delete them). One row, the count, when every
+ * one was still running under locked_by; otherwise the statement fails
+ * (and the transaction with it). On a session of our own it is prepared
+ * once per connection (claim_cache.h) and runs its cached generic plan,
+ * the settings that pin it sent first: they come after every task's
+ * statement, so only the done (and COMMIT) run under them. 0, or -1 when
+ * it could not be sent. */
 int task_send_finish_claimed(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
-                             bool keep_done);
+                             bool keep_done, struct finish_sent *how);
+
+/* The done's text (done, or deleted when keep_done is false): for the
+ * tests of its plan. */
+const char *task_finish_claimed_sql(bool keep_done);
+
+/* Read the answers sent ahead of the done (how), before the done's own;
+ * false if one failed (the done is then skipped). */
+bool task_finish_claimed_preludes(PGconn *conn, const struct finish_sent *how);
 
 /* Success: state done (or the row deleted when keep_done is false).
  * Called inside or outside a transaction. Returns 1, 0 when the task is no

@@ -446,14 +446,19 @@ static const char *claim_name(const struct queue_config *queue, const char *sql)
 }
 
 const char *task_claim_ready(PGconn *conn, const struct queue_config *queue,
-                             struct claim_state *claim, bool may_prepare)
+                             struct claim_state *claim, bool in_pipeline, const char **parse_sent)
 {
     char priority[16], id[24];
     const char *key[3];
     const char *sql = claim_statement(claim, queue, priority, id, key);
     const char *name = claim_name(queue, sql);
-    if (name == NULL && may_prepare && !config_queue_limited(queue))
-        name = claim_cache_prepare(conn, sql, claim->cursor_set ? 7 : 4, claim_types);
+    bool sent = false;
+    int nparams = claim->cursor_set ? 7 : 4;
+    if (name == NULL && !config_queue_limited(queue))
+        name = in_pipeline ? claim_cache_send_prepare(conn, sql, nparams, claim_types, &sent)
+                           : claim_cache_prepare(conn, sql, nparams, claim_types);
+    if (parse_sent != NULL)
+        *parse_sent = sent ? sql : NULL;
     return name != NULL ? claim_cache_settings() : dbconn_local();
 }
 
@@ -461,7 +466,7 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
                int64_t lease_ms, struct claim_state *claim, struct task_batch *batch)
 {
     task_batch_clear(batch);
-    const char *settings = task_claim_ready(conn, queue, claim, true);
+    const char *settings = task_claim_ready(conn, queue, claim, false, NULL);
     struct claim_params p = {0};
     const char *sql = claim_prepare(&p, queue, locked_by, lease_ms, claim);
     const char *name = claim_name(queue, sql);

@@ -129,13 +129,16 @@ int task_claim(PGconn *conn, const struct queue_config *queue, const char *locke
 /*
  * The settings statement to send before the next claim of queue, in its
  * transaction (claim_cache.h: a prepared claim's, else dbconn_local()).
- * may_prepare: conn is idle, outside pipeline mode, and the claim's
- * statement may be prepared now (one round trip, once per text and
- * connection); otherwise it goes as it is, prepared or not.
- * task_send_claim then sends the claim the same way.
+ * The claim's statement is prepared if it is not yet (once per text and
+ * connection, claim_cache.h): with in_pipeline false, now (conn idle,
+ * outside pipeline mode; one round trip); with in_pipeline true, by a
+ * Parse queued in conn's pipeline: *parse_sent is then the statement's
+ * text (else NULL), and the Parse's answer, which comes before the
+ * settings', goes to claim_cache_sent with it. task_send_claim then sends
+ * the claim the same way.
  */
 const char *task_claim_ready(PGconn *conn, const struct queue_config *queue,
-                             struct claim_state *claim, bool may_prepare);
+                             struct claim_state *claim, bool in_pipeline, const char **parse_sent);
 
 /* task_claim's statement, sent without waiting (the one-transaction path
  * sends it in a pipeline, in an implicit transaction of its own that

@@ -123,10 +123,13 @@ END_TEST
 /* The claim statements (worker/task_claim.c's claim begins "WITH picked
  * AS") this database ran and planned, from pg_stat_statements (tests/pg.sh
  * loads it; planning is tracked for this database, batching_claims_db). */
-#define CLAIM_STATS(column)                                                                        \
+#define STATEMENT_STATS(column, start)                                                             \
     "SELECT coalesce(sum(" column "), 0)::bigint FROM pg_stat_statements s"                        \
     " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()"                   \
-    " AND s.query LIKE 'WITH picked AS%'"
+    " AND s.query LIKE '" start "%'"
+#define CLAIM_STATS(column) STATEMENT_STATS(column, "WITH picked AS")
+/* The one-transaction path's done (worker/task.c's finish_claimed_sql). */
+#define DONE_STATS(column) STATEMENT_STATS(column, "WITH finished AS")
 
 /* pg_stat_statements, counting plans too, for the pod's sessions. */
 #define CLAIMS_DB                                                                                  \
@@ -173,6 +176,57 @@ START_TEST(lone_claims_are_planned_once)
 }
 END_TEST
 
+/*
+ * Backlogs of short sql tasks, one worker connected directly: the drain's
+ * claims — the first one and those sent behind each batch's COMMIT, their
+ * sizes growing and following the tasks' time — and each batch's done are
+ * prepared on the connection and planned once per text, so after a first
+ * backlog the same backlogs again plan (almost) nothing. Before: the
+ * claims behind COMMIT and the done went unnamed, and the auto size took
+ * any value, so nearly every claim and every done was parsed and planned
+ * again. Autovacuum is off for the table: an ANALYZE would make every
+ * prepared statement plan once more.
+ */
+START_TEST(backlog_claims_are_planned_once)
+{
+    struct harness_run *run = harness_scenario(&(struct harness_scenario){
+        .schema = CLAIMS_DB "; ALTER TABLE pgwork.tasks SET (autovacuum_enabled = false)",
+        .workers = "count = 1 max = 4",
+        .queue = "handler = \"sql\" statement = \"SELECT $2::bigint\"",
+        .wait_for = "listening on channel",
+        .idle = 1});
+    PGconn *conn = run->conn;
+    int64_t calls = 0, plans = 0, done_calls = 0, done_plans = 0;
+    for (int backlog = 0; backlog < 4; backlog++) {
+        if (backlog == 1) { /* the first one prepared what the rest use */
+            calls = harness_query_int64(conn, CLAIM_STATS("calls"));
+            plans = harness_query_int64(conn, CLAIM_STATS("plans"));
+            done_calls = harness_query_int64(conn, DONE_STATS("calls"));
+            done_plans = harness_query_int64(conn, DONE_STATS("plans"));
+        }
+        harness_exec(conn,
+                     "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 3000)");
+        harness_expect(conn, run->sup, "SELECT count(*) FROM pgwork.tasks WHERE state = 'done'",
+                       3000 * (backlog + 1), 60000, "the backlog done");
+        harness_wait_idle(run->sup, 1, run->w);
+    }
+    calls = harness_query_int64(conn, CLAIM_STATS("calls")) - calls;
+    plans = harness_query_int64(conn, CLAIM_STATS("plans")) - plans;
+    done_calls = harness_query_int64(conn, DONE_STATS("calls")) - done_calls;
+    done_plans = harness_query_int64(conn, DONE_STATS("plans")) - done_plans;
+    fprintf(stderr,
+            "backlog_claims_are_planned_once: 3 backlogs of 3000, %lld claims, %lld plans; "
+            "%lld dones, %lld plans\n",
+            (long long)calls, (long long)plans, (long long)done_calls, (long long)done_plans);
+    ck_assert_msg(calls >= 9 && plans * 4 <= calls && done_calls >= 9 &&
+                      done_plans * 4 <= done_calls,
+                  "3 backlogs of 3000 after a first one: %lld claims planned %lld times, %lld "
+                  "dones planned %lld times (planned at most runs: not prepared)",
+                  (long long)calls, (long long)plans, (long long)done_calls, (long long)done_plans);
+    ck_assert_int_eq(harness_stop_supervisor(run->sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
 Suite *batching_suite(void)
 {
     Suite *s = suite_create("batching");
@@ -183,6 +237,7 @@ Suite *batching_suite(void)
     suite_add_tcase(s, tc);
     tc = harness_tcase("plans");
     tcase_add_test(tc, lone_claims_are_planned_once);
+    tcase_add_test(tc, backlog_claims_are_planned_once);
     suite_add_tcase(s, tc);
     return s;
 }

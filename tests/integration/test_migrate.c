@@ -714,6 +714,47 @@ START_TEST(test_prepared_claim_plans_walk_the_index)
 }
 END_TEST
 
+/*
+ * The one-transaction path's done, prepared on a worker's own connection
+ * (worker/task.c) and run with the claim's settings: its generic plan,
+ * kept for the session, must find the batch by primary key whatever the
+ * statistics said — on a new or truncated table the planner would
+ * otherwise pick a sequential scan and keep it (migration 0004's trap).
+ * _i as above; done and deleted.
+ */
+START_TEST(test_prepared_done_plans_walk_the_primary_key)
+{
+    PGconn *conn;
+    harness_db_migrated(&conn, NULL, NULL);
+    if (_i == 0) {
+        harness_exec(conn,
+                     "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 300)");
+        harness_exec(conn, "UPDATE pgwork.tasks SET state = 'done', finished_at = now()");
+        harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    } else {
+        harness_exec(conn, "INSERT INTO pgwork.tasks (queue, state, finished_at)"
+                           " SELECT 'q', 'done', now() FROM generate_series(1, 200)");
+        harness_exec(conn, "ANALYZE pgwork.tasks");
+        harness_exec(conn, "INSERT INTO pgwork.tasks (queue, state, locked_by)"
+                           " SELECT 'q', 'running', 'w' FROM generate_series(1, 50000)");
+    }
+    claim_cache_init(false);
+    for (int keep = 0; keep < 2; keep++) {
+        const char *name = harness_printf("done_%d", keep);
+        harness_exec(conn, harness_printf("PREPARE %s (text, text, int4) AS %s", name,
+                                          task_finish_claimed_sql(keep == 1)));
+        harness_exec(conn, "BEGIN");
+        harness_exec(conn, claim_cache_settings());
+        const char *plan = plan_of(conn, harness_printf("EXECUTE %s('{1,2,3,250}', 'w', 4)", name));
+        harness_exec(conn, "ROLLBACK");
+        ck_assert_msg(strstr(plan, "Index Scan using tasks_pkey on tasks") != NULL &&
+                          strstr(plan, "Seq Scan") == NULL && strstr(plan, "Bitmap") == NULL &&
+                          strstr(plan, "$1") != NULL,
+                      "a prepared %s planned as:\n%s", keep ? "done" : "delete", plan);
+    }
+}
+END_TEST
+
 Suite *migrate_suite(void)
 {
     Suite *s = suite_create("migrate");
@@ -751,6 +792,7 @@ Suite *migrate_suite(void)
     tcase_add_test(tc, test_claim_plans_survive_stale_statistics);
     tcase_add_test(tc, test_large_claim_updates_by_primary_key);
     tcase_add_loop_test(tc, test_prepared_claim_plans_walk_the_index, 0, 2);
+    tcase_add_loop_test(tc, test_prepared_done_plans_walk_the_primary_key, 0, 2);
     suite_add_tcase(s, tc);
 
     return s;
