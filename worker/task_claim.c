@@ -63,26 +63,36 @@ static const Oid text_types[] = {OID_TEXT};
  * columns returned are the row's key.
  */
 /* clang-format off */
+/* The due rows a claim locks (literals: the cursor's bound, the LIMIT),
+ * the columns a claimed row is marked running with, and the columns it
+ * returns (task_batch_fill reads them by position): the plain claim's and
+ * the handoff's. */
+#define CLAIM_PICKED \
+    "  SELECT id FROM pgwork.tasks" \
+    "  WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s" \
+    "    AND NOT EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = $1)" \
+    "  ORDER BY priority, run_at, id" \
+    "  LIMIT %d" \
+    "  FOR UPDATE SKIP LOCKED"
+#define CLAIM_SET_RUNNING \
+    " SET state = 'running'," \
+    "     attempts = t.attempts + 1," \
+    "     locked_by = $2," \
+    "     locked_until = now() + $3 * interval '1 millisecond'," \
+    "     started_at = now()," \
+    "     finished_at = NULL"
+#define CLAIM_RETURNING \
+    " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $4)," \
+    "           greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint)," \
+    "           t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint"
+
 static const char claim_sql_format[] =
-    "WITH picked AS ("
-    "  SELECT id FROM pgwork.tasks"
-    "  WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
-    "    AND NOT EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = $1)"
-    "  ORDER BY priority, run_at, id"
-    "  LIMIT %d"
-    "  FOR UPDATE SKIP LOCKED),"
+    "WITH picked AS (" CLAIM_PICKED "),"
     " taken AS (SELECT id FROM picked LIMIT %d)"
     " UPDATE pgwork.tasks t"
-    " SET state = 'running',"
-    "     attempts = t.attempts + 1,"
-    "     locked_by = $2,"
-    "     locked_until = now() + $3 * interval '1 millisecond',"
-    "     started_at = now(),"
-    "     finished_at = NULL"
+    CLAIM_SET_RUNNING
     " WHERE t.id = ANY (ARRAY (SELECT id FROM taken))"
-    " RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $4),"
-    "           greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint),"
-    "           t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint,"
+    CLAIM_RETURNING ","
     "           (SELECT count(*) FROM picked) > %d";
 
 static const char claim_from_cursor[] =
@@ -176,26 +186,13 @@ static const char handoff_claim_format[] =
     "    AND locked_by = $2"
     "    AND (state || '') = 'running'"
     "  RETURNING 1),"
-    " picked AS ("
-    "  SELECT id FROM pgwork.tasks"
-    "  WHERE queue = $1 AND state = 'pending' AND run_at <= now()%s"
-    "    AND NOT EXISTS (SELECT FROM pgwork.paused_queues p WHERE p.queue = $1)"
-    "  ORDER BY priority, run_at, id"
-    "  LIMIT %d"
-    "  FOR UPDATE SKIP LOCKED),"
+    " picked AS (" CLAIM_PICKED "),"
     " taken AS (SELECT id FROM picked LIMIT least(%d, (SELECT count(*) FROM finished))),"
     " claimed AS ("
     "  UPDATE pgwork.tasks t"
-    "  SET state = 'running',"
-    "      attempts = t.attempts + 1,"
-    "      locked_by = $2,"
-    "      locked_until = now() + $3 * interval '1 millisecond',"
-    "      started_at = now(),"
-    "      finished_at = NULL"
+    CLAIM_SET_RUNNING
     "  WHERE t.id = ANY (ARRAY (SELECT id FROM taken))"
-    "  RETURNING t.id, t.payload::text, t.attempts, coalesce(t.max_attempts, $4),"
-    "            greatest(0, (extract(epoch FROM now() - t.run_at) * 1000000)::bigint),"
-    "            t.priority, t.run_at::text, (extract(epoch FROM t.run_at) * 1000000)::bigint),"
+    CLAIM_RETURNING "),"
     " result AS ("
     "  SELECT (SELECT count(*) FROM picked) > (SELECT count(*) FROM taken) AS more,"
     "         (SELECT count(*) FROM finished) AS recorded,"
