@@ -141,6 +141,25 @@ static bool claim_cache_pooler(const PGresult *res)
     return state != NULL && (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0);
 }
 
+/* The server refused a Parse of ours (res): a pooler's refusal turns the
+ * cache off for the process; any other (a timeout, a cancel, a text that
+ * fails unnamed too, which must not be tried at every claim) only for
+ * this connection. Logged here. */
+static void claim_cache_refused(const PGresult *res)
+{
+    if (claim_cache_pooler(res)) {
+        log_warn("cannot prepare a claim statement (a pooler?), claims are sent unnamed "
+                 "from now on: %s",
+                 PQresultErrorMessage(res));
+        cache.off = true;
+    } else {
+        log_warn("cannot prepare a claim statement, claims are sent unnamed on this "
+                 "connection: %s",
+                 PQresultErrorMessage(res));
+        cache.ours = false;
+    }
+}
+
 const char *claim_cache_send_prepare(PGconn *conn, const char *sql, int nparams, const Oid *types,
                                      bool *parse_sent)
 {
@@ -175,18 +194,9 @@ void claim_cache_sent(const char *sql, const PGresult *res)
      * session. A failure of its own: as claim_cache_prepare's. */
     if (res == NULL || PQresultStatus(res) != PGRES_FATAL_ERROR)
         return;
-    if (claim_cache_pooler(res)) {
-        log_warn("cannot prepare a claim statement (a pooler?), claims are sent unnamed "
-                 "from now on: %s",
-                 PQresultErrorMessage(res));
-        cache.off = true;
+    claim_cache_refused(res);
+    if (cache.off)
         cache.count = 0;
-    } else {
-        log_warn("cannot prepare a claim statement, claims are sent unnamed on this "
-                 "connection: %s",
-                 PQresultErrorMessage(res));
-        cache.ours = false;
-    }
 }
 
 const char *claim_cache_prepare(PGconn *conn, const char *sql, int nparams, const Oid *types)
@@ -201,22 +211,8 @@ const char *claim_cache_prepare(PGconn *conn, const char *sql, int nparams, cons
     const char *name = claim_cache_name_of(hash);
     PGresult *res = dbconn_prepare(conn, name, sql, nparams, types);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-    if (!ok && PQstatus(conn) == CONNECTION_OK) {
-        if (claim_cache_pooler(res)) {
-            log_warn("cannot prepare a claim statement (a pooler?), claims are sent unnamed "
-                     "from now on: %s",
-                     PQresultErrorMessage(res));
-            cache.off = true;
-        } else {
-            /* A timeout or a cancel says nothing of the next session; a
-             * text that fails unnamed too must not be tried at every
-             * claim: unnamed until the next connection. */
-            log_warn("cannot prepare a claim statement, claims are sent unnamed on this "
-                     "connection: %s",
-                     PQresultErrorMessage(res));
-            cache.ours = false;
-        }
-    }
+    if (!ok && PQstatus(conn) == CONNECTION_OK)
+        claim_cache_refused(res);
     PQclear(res);
     if (!ok)
         return NULL;

@@ -499,9 +499,7 @@ int task_batch_take(struct task_batch *batch, const PGresult *res, struct claim_
     return task_batch_fill(batch, res, claim, claim_kind_of(res));
 }
 
-/* The handoff's text for claim's size, built into claim on first use
- * (and again when the size changes). */
-static const char *handoff_sql(struct claim_state *claim, const struct queue_config *queue)
+const char *task_handoff_sql(struct claim_state *claim, const struct queue_config *queue)
 {
     bool from_cursor = claim->cursor_set;
     char **text = &claim->handoff_sql[from_cursor];
@@ -537,7 +535,7 @@ int task_claim_handoff(PGconn *conn, const struct queue_config *queue, const cha
     Oid types[8];
     memcpy(types, claim_types, (size_t)p.count * sizeof(Oid));
     types[p.count] = OID_INT8_ARRAY;
-    const char *sql = handoff_sql(claim, queue);
+    const char *sql = task_handoff_sql(claim, queue);
     const char *name = claim_cache_name(sql);
     if (name == NULL)
         name = claim_cache_prepare(conn, sql, p.count + 1, types);

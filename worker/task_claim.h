@@ -106,6 +106,9 @@ void task_limit_ring(PGconn *conn, const struct queue_config *queue, enum task_r
  * Parameters: see task_claim.c. */
 const char *task_claim_sql(struct claim_state *claim, const struct queue_config *queue,
                            bool from_cursor);
+/* The same for the handoff (task_claim_handoff), from claim's cursor if
+ * it has one; its parameters: the claim's, then the finished ids. */
+const char *task_handoff_sql(struct claim_state *claim, const struct queue_config *queue);
 void task_claim_state_free(struct claim_state *claim);
 
 /* The size of claim's next claim: claim->limit, or the queue's batch. */

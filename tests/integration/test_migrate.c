@@ -659,6 +659,36 @@ START_TEST(test_large_claim_updates_by_primary_key)
 END_TEST
 
 /*
+ * The tables the prepared statements below are planned on: which 0, a
+ * truncated table, never analyzed, 300 tasks finished since and one
+ * pending (the pickup bench's table); 1, statistics taken with nothing
+ * else there, then 50,000 tasks in `state` (owned by 'w' when running).
+ * Connected, migrated, the claim cache's settings built.
+ */
+static PGconn *plans_table(int which, const char *state)
+{
+    PGconn *conn;
+    harness_db_migrated(&conn, NULL, NULL);
+    if (which == 0) {
+        harness_exec(conn,
+                     "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 300)");
+        harness_exec(conn, "UPDATE pgwork.tasks SET state = 'done', finished_at = now()");
+        harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    } else {
+        harness_exec(conn, "INSERT INTO pgwork.tasks (queue, state, finished_at)"
+                           " SELECT 'q', 'done', now() FROM generate_series(1, 200)");
+        harness_exec(conn, "ANALYZE pgwork.tasks");
+        harness_execp(conn,
+                      "INSERT INTO pgwork.tasks (queue, state, locked_by)"
+                      " SELECT 'q', $1, CASE WHEN $1 = 'running' THEN 'w' END"
+                      " FROM generate_series(1, 50000)",
+                      1, (const char *[]){state});
+    }
+    claim_cache_init(false);
+    return conn;
+}
+
+/*
  * The claims a worker keeps prepared on its own connection
  * (worker/claim_cache.c) run with a generic plan, planned once and kept:
  * whatever the statistics said then, it must be the ordered walk of
@@ -672,21 +702,7 @@ END_TEST
  */
 START_TEST(test_prepared_claim_plans_walk_the_index)
 {
-    PGconn *conn;
-    harness_db_migrated(&conn, NULL, NULL);
-    if (_i == 0) {
-        harness_exec(conn,
-                     "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 300)");
-        harness_exec(conn, "UPDATE pgwork.tasks SET state = 'done', finished_at = now()");
-        harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
-    } else {
-        harness_exec(conn, "INSERT INTO pgwork.tasks (queue, state, finished_at)"
-                           " SELECT 'q', 'done', now() FROM generate_series(1, 200)");
-        harness_exec(conn, "ANALYZE pgwork.tasks");
-        harness_exec(conn,
-                     "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 50000)");
-    }
-    claim_cache_init(false);
+    PGconn *conn = plans_table(_i, "pending");
     static const int sizes[] = {1, 100};
     static const char *const types[] = {"text, text, int8, int4",
                                         "text, text, int8, int4, int4, text, int8"};
@@ -724,21 +740,7 @@ END_TEST
  */
 START_TEST(test_prepared_done_plans_walk_the_primary_key)
 {
-    PGconn *conn;
-    harness_db_migrated(&conn, NULL, NULL);
-    if (_i == 0) {
-        harness_exec(conn,
-                     "INSERT INTO pgwork.tasks (queue) SELECT 'q' FROM generate_series(1, 300)");
-        harness_exec(conn, "UPDATE pgwork.tasks SET state = 'done', finished_at = now()");
-        harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
-    } else {
-        harness_exec(conn, "INSERT INTO pgwork.tasks (queue, state, finished_at)"
-                           " SELECT 'q', 'done', now() FROM generate_series(1, 200)");
-        harness_exec(conn, "ANALYZE pgwork.tasks");
-        harness_exec(conn, "INSERT INTO pgwork.tasks (queue, state, locked_by)"
-                           " SELECT 'q', 'running', 'w' FROM generate_series(1, 50000)");
-    }
-    claim_cache_init(false);
+    PGconn *conn = plans_table(_i, "running");
     for (int keep = 0; keep < 2; keep++) {
         const char *name = harness_printf("done_%d", keep);
         harness_exec(conn, harness_printf("PREPARE %s (text, text, int4) AS %s", name,
@@ -752,6 +754,49 @@ START_TEST(test_prepared_done_plans_walk_the_primary_key)
                           strstr(plan, "$1") != NULL,
                       "a prepared %s planned as:\n%s", keep ? "done" : "delete", plan);
     }
+}
+END_TEST
+
+/*
+ * A capped queue's handoff (worker/task_claim.c), prepared on a worker's
+ * own connection and run with the claim's settings: its generic plan must
+ * find the finished tasks and the claimed ones by primary key and walk
+ * tasks_claim_idx for the due ones, on either table above — never a
+ * sequential scan, a bitmap scan or a sort. Sizes 1 and 13, from the start
+ * and from a cursor, done kept and deleted.
+ */
+START_TEST(test_prepared_handoff_plans_walk_the_indexes)
+{
+    PGconn *conn = plans_table(_i, "running");
+    static const int sizes[] = {1, 13};
+    static const char *const types[] = {"text, text, int8, int4, int8[]",
+                                        "text, text, int8, int4, int4, text, int8, int8[]"};
+    static const char *const args[] = {
+        "'q', 'w', 1000, 25, '{1,2,3,250}'",
+        "'q', 'w', 1000, 25, 0, now() - interval '1 min', 7, '{1,2,3,250}'"};
+    for (int size = 0; size < 2; size++)
+        for (int from = 0; from < 2; from++)
+            for (int keep = 0; keep < 2; keep++) {
+                struct queue_config queue = {
+                    .name = "q", .batch = sizes[size], .max_attempts = 25, .keep_done = keep};
+                struct claim_state claim = {.cursor_set = from == 1};
+                const char *name = harness_printf("handoff_%d_%d_%d", size, from, keep);
+                harness_exec(conn, harness_printf("PREPARE %s (%s) AS %s", name, types[from],
+                                                  task_handoff_sql(&claim, &queue)));
+                task_claim_state_free(&claim);
+                harness_exec(conn, "BEGIN");
+                harness_exec(conn, claim_cache_settings());
+                const char *plan =
+                    plan_of(conn, harness_printf("EXECUTE %s(%s)", name, args[from]));
+                harness_exec(conn, "ROLLBACK");
+                ck_assert_msg(strstr(plan, "Index Scan using tasks_claim_idx") != NULL &&
+                                  strstr(plan, "Index Scan using tasks_pkey on tasks t") != NULL &&
+                                  strstr(plan, "Index Scan using tasks_pkey on tasks") != NULL &&
+                                  strstr(plan, "Sort") == NULL && strstr(plan, "Bitmap") == NULL &&
+                                  strstr(plan, "Seq Scan") == NULL && strstr(plan, "$1") != NULL,
+                              "a prepared handoff of %d%s (%s) planned as:\n%s", sizes[size],
+                              from ? " from a cursor" : "", keep ? "done" : "deleted", plan);
+            }
 }
 END_TEST
 
@@ -793,6 +838,7 @@ Suite *migrate_suite(void)
     tcase_add_test(tc, test_large_claim_updates_by_primary_key);
     tcase_add_loop_test(tc, test_prepared_claim_plans_walk_the_index, 0, 2);
     tcase_add_loop_test(tc, test_prepared_done_plans_walk_the_primary_key, 0, 2);
+    tcase_add_loop_test(tc, test_prepared_handoff_plans_walk_the_indexes, 0, 2);
     suite_add_tcase(s, tc);
 
     return s;
