@@ -28,6 +28,7 @@
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
 #include "../shared/text.h"
+#include "../shared/timeutil.h"
 
 #define OID_INT4 23
 #define OID_INT8 20
@@ -441,6 +442,10 @@ static int completions_send(PGconn *conn, struct task_completions *tc)
     PQflush(conn); /* the rest, if any, goes with the next wait */
     tc->in_flight = tc->count;
     tc->count = 0;
+    if (tc->held) {
+        tc->held = false;
+        tc->unheld = true;
+    }
     return 0;
 }
 
@@ -450,6 +455,10 @@ int task_completions_add(PGconn *conn, struct task_completions *tc,
 {
     /* One statement holds the ids of one kind: done or deleted, rung (with
      * the lock or without) or not (and a ring names one queue). */
+    /* Held ids once written another way (a flush): the rest of the batch
+     * is not held either (its freed slots go to the next ordinary claim). */
+    if (how == TASK_RING_HANDOFF && tc->unheld)
+        how = TASK_RING_NONE;
     bool held = queue->concurrency > 0 && how == TASK_RING_HANDOFF;
     bool ring = queue->concurrency > 0 && how != TASK_RING_NONE && !held;
     bool nudge = ring && how == TASK_RING_NUDGE;
@@ -467,6 +476,8 @@ int task_completions_add(PGconn *conn, struct task_completions *tc,
         tc->ids = ids;
         tc->capacity = capacity;
     }
+    if (held && (tc->count == 0 || !tc->held))
+        tc->held_since_ms = time_now_ms();
     tc->ids[tc->count++] = id;
     tc->keep_done = queue->keep_done;
     tc->ring = ring;
@@ -518,6 +529,16 @@ void task_completions_handed_off(struct task_completions *tc)
 {
     tc->count = 0;
     tc->held = false;
+}
+
+void task_completions_claimed(struct task_completions *tc)
+{
+    tc->unheld = false;
+}
+
+int64_t task_completions_held_ms(const struct task_completions *tc, int64_t now_ms)
+{
+    return tc->held && tc->count > 0 ? now_ms - tc->held_since_ms : -1;
 }
 
 void task_completions_free(struct task_completions *tc)

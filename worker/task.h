@@ -101,6 +101,8 @@ struct task_completions {
     bool ring;              /* a capped queue: the statement rings it (limit_ring) */
     bool nudge;             /* ... without the lock (limit_nudge): served_queue.reclaim */
     bool held;              /* not sent: for the worker's next claim (TASK_RING_HANDOFF) */
+    int64_t held_since_ms;  /* CLOCK_MONOTONIC ms the first of them was held */
+    bool unheld;            /* held ids were written another way since the last claim */
     const char *queue_name; /* for messages */
     const char *locked_by;
 };
@@ -119,6 +121,13 @@ int task_completions_add(PGconn *conn, struct task_completions *tc,
 int task_completions_held(PGconn *conn, struct task_completions *tc,
                           const struct queue_config *queue, const int64_t **ids, int *count);
 void task_completions_handed_off(struct task_completions *tc);
+
+/* A claim came back: the tasks it took may be held again (after held ones
+ * were written another way, the rest of that batch was not). */
+void task_completions_claimed(struct task_completions *tc);
+
+/* How long the oldest held task has waited (ms), -1 when none is held. */
+int64_t task_completions_held_ms(const struct task_completions *tc, int64_t now_ms);
 
 /* Wait until every recorded task is written (held ones too, as plain
  * completions). 0, or -1 (logged). */

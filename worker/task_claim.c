@@ -164,8 +164,8 @@ static const char limited_claim_format[] =
 /*
  * The handoff (a capped queue without a rate, its drain going on): the
  * worker's finished tasks are recorded and as many due tasks claimed in
- * one statement, without the queue's lock. The running count does not
- * change when this commits (no more taken than the UPDATE or DELETE in
+ * one statement, without the queue's lock. The running count never rises
+ * when this commits (no more taken than the UPDATE or DELETE in
  * `finished` found running and ours), so every count under the lock —
  * before this commits or after — is still an upper bound: the cap holds.
  * By the rows' times, the old tasks' finished_at and the new ones'
@@ -196,8 +196,9 @@ static const char handoff_claim_format[] =
     " result AS ("
     "  SELECT (SELECT count(*) FROM picked) > (SELECT count(*) FROM taken) AS more,"
     "         (SELECT count(*) FROM finished) AS recorded,"
-    "         (SELECT count(*) FROM finished) > (SELECT count(*) FROM taken) AS freed)"
-    " SELECT c.*, r.more, r.recorded, CASE WHEN r.freed THEN pgwork.limit_ring($1) END"
+    "         CASE WHEN (SELECT count(*) FROM finished) > (SELECT count(*) FROM taken)"
+    "              THEN pgwork.limit_ring($1) END AS rung)"
+    " SELECT c.*, r.more, r.recorded, r.rung"
     " FROM result r LEFT JOIN claimed c ON true";
 
 static const char handoff_done[] =
@@ -436,7 +437,8 @@ static const char *claim_prepare(struct claim_params *p, const struct queue_conf
 }
 
 /* The prepared name of the claim sql of queue, or NULL: limited queues'
- * claims are always sent unnamed. */
+ * claims (their budget's lock and count) are always sent unnamed; a
+ * capped queue's handoff is prepared (task_send_handoff). */
 static const char *claim_name(const struct queue_config *queue, const char *sql)
 {
     return config_queue_limited(queue) ? NULL : claim_cache_name(sql);
@@ -547,13 +549,14 @@ int task_claim_handoff(PGconn *conn, const struct queue_config *queue, const cha
         log_error("recording %d finished task%s and claiming on queue \"%s\" failed: %s", count,
                   count == 1 ? "" : "s", queue->name,
                   res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+        claim_cache_failed(res);
         PQclear(res);
         return -1;
     }
     int recorded = atoi(PQgetvalue(res, 0, 9));
     if (recorded < count)
-        log_warn("queue \"%s\": %d of %d finished tasks were no longer ours (lease expired and "
-                 "requeued): they may run again",
+        log_warn("queue \"%s\": %d of %d finished tasks were no longer ours (cancelled, or "
+                 "their lease expired and they were requeued: they may run again)",
                  queue->name, count - recorded, count);
     int rows = task_batch_fill(batch, res, claim, CLAIM_HANDOFF);
     PQclear(res);

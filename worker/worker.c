@@ -332,18 +332,19 @@ void worker_claim_taken(struct worker *w, struct served_queue *sq, struct claim_
     int64_t now = time_now_ms();
     if (!round->handoff) {
         sq->locked_claim_ms = now;
-        sq->cap_full = cap_decided;
+        sq->took_every_slot = cap_decided;
     }
-    int wanted = sq->queue->batch == QUEUE_BATCH_AUTO ? worker_auto_limit(w, sq) : sq->queue->batch;
+    task_completions_claimed(&w->completions);
     sq->handoff =
-        sq->reclaim && sq->queue->rate[0] == '\0' && sq->handler->send_in_transaction == NULL &&
-        now - sq->locked_claim_ms < WORKER_HANDOFF_MS && (claimed >= wanted || sq->cap_full);
+        sq->reclaim && sq->queue->rate[0] == '\0' && sq->queue->batch == QUEUE_BATCH_AUTO &&
+        sq->handler->send_in_transaction == NULL && now - sq->locked_claim_ms < WORKER_HANDOFF_MS &&
+        (claimed >= round->asked || sq->took_every_slot);
     /* A full batch — the claim left due tasks behind — asks for help
      * before running anything: the next worker starts while this one works
      * through its batch. Not when it filled the cap (batch = "auto" takes
      * every free slot, migration 0014): the helper would claim nothing. */
-    bool cap_full = round->handoff || (cap_decided && sq->queue->batch == QUEUE_BATCH_AUTO);
-    if (round->more && !cap_full)
+    bool filled_cap = round->handoff || (cap_decided && sq->queue->batch == QUEUE_BATCH_AUTO);
+    if (round->more && !filled_cap)
         worker_request_help(w, sq->index);
 }
 
@@ -401,12 +402,14 @@ static void worker_drain_claims(struct worker *w, struct served_queue *sq)
 static void worker_drain_queue(struct worker *w, struct served_queue *sq)
 {
     worker_drain_claims(w, sq);
-    /* Finished tasks held for a handoff that will not come: written now. */
-    if (w->completions.held && w->completions.count > 0)
+    /* Finished tasks held for a handoff that will not come (held back,
+     * paused, the handoff failed): written now, their slots announced. */
+    bool held = task_completions_held_ms(&w->completions, time_now_ms()) >= 0;
+    if (held)
         worker_flush_completions(w);
     /* The drain ended (holding back, paused, a failed claim) before the
      * claim that was to take the last batch's freed slots: announce them. */
-    if (sq->reclaim) {
+    if (sq->reclaim || held) {
         sq->reclaim = false;
         task_limit_ring(w->conn, sq->queue, TASK_RING);
     }

@@ -18,6 +18,10 @@
 #include "worker.h"
 
 /* One claim as it was sent: what the drain decides by (DESIGN §1.3). */
+/* A finished task waits for its handoff at most this long (then it is
+ * written, worker_run_batch): a batch = "auto" batch takes about 20 ms. */
+#define WORKER_HOLD_MS 20
+
 struct claim_round {
     int asked;        /* its LIMIT */
     bool from_cursor; /* it started at the drain's cursor */
@@ -52,7 +56,7 @@ struct served_queue {
      * (locked_claim_ms, CLOCK_MONOTONIC ms). */
     bool handoff;
     int64_t locked_claim_ms;
-    bool cap_full; /* that claim took every slot the cap had free */
+    bool took_every_slot; /* that claim took every slot the cap had free */
 };
 
 struct worker {

@@ -239,6 +239,11 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
             }
             break;
         }
+        /* Finished tasks wait for the handoff at most WORKER_HOLD_MS
+         * (and the task now starting): past that they are written, and
+         * the rest of the batch is not held. */
+        if (task_completions_held_ms(&w->completions, time_now_ms()) > WORKER_HOLD_MS)
+            worker_flush_completions(w);
         w->reconnected = false;
         worker_run_task(w, sq, &w->batch.tasks[i]);
         /* The rest of the batch went back to pending with the reconnect. */
@@ -246,7 +251,7 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
             break;
     }
     /* Held for the next claim, a handoff; else written now. */
-    if (!w->completions.held || w->completions.count == 0)
+    if (task_completions_held_ms(&w->completions, time_now_ms()) < 0)
         worker_flush_completions(w);
 }
 
@@ -265,7 +270,10 @@ int worker_claim_and_run(struct worker *w, struct served_queue *sq, struct claim
     if (round->handoff) {
         claimed = task_claim_handoff(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,
                                      &sq->claim, finished, held, &w->batch);
-        task_completions_handed_off(&w->completions);
+        /* A failed handoff rolled back: they are still held, written on
+         * the new connection when the drain ends (worker_drain_queue). */
+        if (claimed >= 0)
+            task_completions_handed_off(&w->completions);
     } else {
         worker_flush_completions(w);
         claimed = task_claim(w->conn, sq->queue, w->locked_by, w->config->workers.lease_ms,

@@ -305,7 +305,8 @@ START_TEST(handoffs_keep_the_cap)
             harness_printf("SELECT coalesce(sum(s.calls), 0)::bigint FROM pg_stat_statements s"
                            " JOIN pg_database d ON d.oid = s.dbid"
                            " WHERE d.datname = current_database()"
-                           " AND s.query LIKE 'WITH finished AS (  %s%%'",
+                           " AND s.query LIKE 'WITH finished AS (  %s%%picked AS%%'"
+                           " AND s.rows > s.calls",
                            deleted ? "DELETE" : "UPDATE"));
     fprintf(stderr,
             "limits: handoffs: at most %" PRId64 " running in a queue (cap 10), %" PRId64
@@ -355,6 +356,83 @@ START_TEST(handoffs_keep_the_cap)
                   " deleted handoffs): every claim took the queue's lock",
                   handoffs[0], handoffs[1]);
     limits_stop(pods);
+}
+END_TEST
+
+/*
+ * A handoff statement that fails (here a BEFORE DELETE trigger that raises
+ * once: a statement_timeout, a cancel or a pooler's missing statement do
+ * the same) rolls back, and the finished tasks it was to record are still
+ * running under the worker: they must be written after the reconnect, not
+ * forgotten (before: they stayed running, their leases renewed, holding
+ * the cap's slots for the worker's life). One worker, cap 2, 10 tasks:
+ * all are finished, none left running.
+ */
+START_TEST(failed_handoff_keeps_its_finished_tasks)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    run->config = harness_scenario_config(&(struct harness_scenario){
+        .workers = "count = 1 safety_poll_interval = 60s",
+        .queues = "queue \"x\" { command = {\"/bin/true\"} concurrency = 2 keep_done = false }"});
+    PGconn *conn = run->conn;
+    harness_exec(conn, "CREATE SEQUENCE fail_once");
+    harness_exec(conn, "CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$"
+                       " BEGIN IF nextval('fail_once') = 1 THEN"
+                       " RAISE EXCEPTION 'the first delete fails'; END IF; RETURN OLD; END $$");
+    harness_exec(conn, "CREATE TRIGGER fail_once BEFORE DELETE ON pgwork.tasks"
+                       " FOR EACH ROW EXECUTE FUNCTION fail_once()");
+    struct harness_supervisor *pod = harness_spawn_supervisor(run->config, run->conninfo);
+    harness_wait_output(pod, "listening on channel");
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    harness_wait_idle(pod, 1, w);
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'x' FROM generate_series(1, 10)");
+    bool finished = harness_wait_until(conn, "SELECT count(*) FROM pgwork.tasks", 0, 15000);
+    ck_assert_msg(finished, "tasks left 15 s after a failed delete: %s", harness_tasks_text(conn));
+    ck_assert_msg(strstr(harness_stderr_text(pod), "the first delete fails") != NULL,
+                  "the trigger never failed a statement: %s", harness_stderr_text(pod));
+    ck_assert_int_eq(harness_stop_supervisor(pod, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/*
+ * A fixed batch of slow tasks is not held for a handoff: a task that has
+ * finished is done at once, its unique key free again (before: it stayed
+ * running until its batch-mates had run too, and an enqueue of its key
+ * was dropped as a duplicate). Cap 3, batch = 3, one worker, 6 tasks of
+ * 1 s: once the second has started, the first is done within 500 ms.
+ */
+START_TEST(finished_tasks_are_not_held_behind_slow_ones)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    const char *dir = harness_tmpdir();
+    run->config = harness_scenario_config(&(struct harness_scenario){
+        .workers = "count = 1 safety_poll_interval = 60s",
+        .queues = harness_printf("queue \"s\" { command = {\"/bin/sh\", \"-c\", \"echo "
+                                 "$PGWORK_TASK_ID > %s/started-$PGWORK_TASK_ID; sleep 1\"} "
+                                 "concurrency = 3 batch = 3 }",
+                                 dir)});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *pod = harness_spawn_supervisor(run->config, run->conninfo);
+    harness_wait_output(pod, "listening on channel");
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    harness_wait_idle(pod, 1, w);
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, unique_key)"
+                       " SELECT 's', 'k' || i FROM generate_series(1, 6) i");
+    /* The second task started: the first has finished. */
+    int64_t first = harness_query_int64(conn, "SELECT min(id) FROM pgwork.tasks");
+    const char *started = harness_printf("%s/started-%" PRId64, dir, first + 1);
+    int64_t deadline = harness_now_ms() + 10000;
+    while (access(started, F_OK) != 0 && harness_now_ms() < deadline)
+        usleep(5000);
+    ck_assert_msg(access(started, F_OK) == 0, "the second task never started");
+    bool done = harness_wait_until(
+        conn,
+        harness_printf(
+            "SELECT count(*) FROM pgwork.tasks WHERE id = %" PRId64 " AND state = 'done'", first),
+        1, 500);
+    ck_assert_msg(done, "the first task still not done 500 ms into the second: %s",
+                  harness_tasks_text(conn));
+    ck_assert_int_eq(harness_stop_supervisor(pod, SIGTERM, 20000), 0);
 }
 END_TEST
 
@@ -551,6 +629,8 @@ Suite *limits_suite(void)
     TCase *slots = harness_tcase("free_slots");
     tcase_add_test(slots, capped_claims_take_the_free_slots);
     tcase_add_test(slots, handoffs_keep_the_cap);
+    tcase_add_test(slots, failed_handoff_keeps_its_finished_tasks);
+    tcase_add_test(slots, finished_tasks_are_not_held_behind_slow_ones);
     tcase_add_test(slots, cancelled_and_requeued_tasks_free_their_slot);
     suite_add_tcase(s, slots);
     return s;
