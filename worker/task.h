@@ -1,7 +1,8 @@
 /*
  * task.h — the task lifecycle in the database, seen from a worker after
  * the claim (task_claim.h): record the outcome, release what was claimed
- * but not run, finish in the background.
+ * but not run, finish in the background (or hold the finished tasks of a
+ * capped queue for the handoff, task_claim_handoff, which records them).
  *
  * Every statement is sent unnamed with its parameters (nothing lives in
  * the server session: PgBouncer's transaction pooling, DESIGN §2): queue

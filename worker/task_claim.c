@@ -1,6 +1,8 @@
 /*
  * task_claim.c — the claim: its statements (built per queue, a literal
- * LIMIT), sending it, and reading what it took into a batch (DESIGN §2).
+ * LIMIT), sending it, and reading what it took into a batch (DESIGN §2);
+ * also a capped queue's handoff, the one claim that records outcomes too
+ * (the finished tasks whose slots it takes over).
  *
  * Invariants:
  *  - sent with its parameters: queue names and owners never become SQL
