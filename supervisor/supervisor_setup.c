@@ -62,6 +62,13 @@ static void on_rung(void *ctx, int q)
 {
     struct supervisor *s = ctx;
     doorbell_rung(&s->doorbell, q, time_now_ms());
+    /* Rung, but nobody here can take it: this pod's disarm was not written
+     * yet when the task committed (or the pod is quiet). Another pod may
+     * have an idle worker; the trigger rang only us. */
+    if (s->quiet || !pool_idle_for(&s->pool, q)) {
+        log_debug("queue %s rung with no idle worker here: passed on", s->config->queues[q].name);
+        upkeep_pass_on(&s->upkeep, q);
+    }
 }
 
 static void on_sweep(void *ctx)

@@ -204,6 +204,50 @@ static void renew_on_result(struct upkeep *u, const PGresult *res, bool ok, int6
         log_error("lease renewal failed: %s", PQresultErrorMessage(res));
 }
 
+/* --- rings passed on ---------------------------------------------------- */
+
+/* The queues' usual notification on the task channel, which every pod
+ * hears (not a ring: nobody passes it on again). */
+static const char pass_on_sql[] =
+    "SELECT pg_notify(pgwork.notify_channel(), pgwork.notify_message(q, now()))"
+    " FROM unnest($1::text[]) q";
+
+static int64_t pass_on_due(const struct upkeep *u, int64_t now)
+{
+    (void)now;
+    return u->pass_on_count > 0 ? 0 : INT64_MAX;
+}
+
+static int pass_on_send(struct upkeep *u, PGconn *conn, int64_t now)
+{
+    (void)now;
+    char *names = text_array_end(&u->pass_on); /* takes the buffer's text, empties it */
+    u->pass_on_count = 0;
+    if (names == NULL) {
+        log_error("out of memory passing a ring on (the tasks wait for a pod's poll)");
+        return -1;
+    }
+    const char *params[] = {names};
+    int sent = PQsendQueryParams(conn, pass_on_sql, 1, NULL, params, NULL, NULL, 0);
+    free(names);
+    return sent;
+}
+
+static void pass_on_on_result(struct upkeep *u, const PGresult *res, bool ok, int64_t now)
+{
+    (void)u;
+    (void)now;
+    if (!ok)
+        log_warn("passing a ring on failed (the tasks wait for a pod's poll): %s",
+                 PQresultErrorMessage(res));
+}
+
+void upkeep_pass_on(struct upkeep *u, int q)
+{
+    text_array_add_text(&u->pass_on, u->config->queues[q].name);
+    u->pass_on_count++;
+}
+
 /* --- requeues of a dead worker's tasks (requeues.c) --------------------- */
 
 static int64_t stop_backend_due(const struct upkeep *u, int64_t now)
@@ -509,6 +553,7 @@ struct upkeep_job {
 /* In order of urgency: the first one due is sent. */
 static const struct upkeep_job upkeep_jobs[] = {
     {.due = renew_due, .send = renew_send, .on_result = renew_on_result},
+    {.due = pass_on_due, .send = pass_on_send, .on_result = pass_on_on_result},
     {.due = ticks_job_due,
      .send = ticks_job_send,
      .on_result = ticks_job_on_result,
@@ -721,6 +766,7 @@ void upkeep_free(struct upkeep *u)
     free(u->queue_retention);
     free(u->queue_dead_retention);
     free(u->renew_owners);
+    text_free(&u->pass_on);
     depth_free(&u->depth);
     limits_free(&u->limits);
     memset(u, 0, sizeof(*u));

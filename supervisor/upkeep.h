@@ -21,6 +21,7 @@
 #include "requeues.h"
 #include "ticks.h"
 #include "retention.h"
+#include "../shared/text.h"
 #include "../shared/config.h"
 
 /* What the database said that concerns the supervisor. */
@@ -61,7 +62,9 @@ struct upkeep {
     int64_t lease_due_ms; /* a running task's lease runs out: poll then; 0 = none */
     bool schema_ok;       /* the last poll succeeded (schema migrated) */
 
-    char *renew_owners; /* text[] literal of workers whose leases to renew, owned */
+    char *renew_owners;         /* text[] literal of workers whose leases to renew, owned */
+    struct text_buffer pass_on; /* text[] of queues rung here to pass on (upkeep_pass_on) */
+    int pass_on_count;
 
     struct depth_reading depth;   /* last queue-depth reading */
     bool depth_requested;         /* read depth when the connection is free */
@@ -117,6 +120,13 @@ int upkeep_pending_requeues(const struct upkeep *u);
  * of locked_by tags; ownership passes here) as soon as the connection is
  * free. */
 void upkeep_renew_leases(struct upkeep *u, char *owners);
+
+/* The trigger rang this pod for queue q but no worker here can take it
+ * (all busy, or the pod is quiet): announce q on the task channel as soon
+ * as the connection is free, so that a pod with an idle worker claims it
+ * (a ring goes to one armed pod; this pod's disarm may not have been
+ * written yet). */
+void upkeep_pass_on(struct upkeep *u, int q);
 
 /* Run the poll as soon as possible (sweep every queue). */
 void upkeep_request_sweep(struct upkeep *u);

@@ -690,6 +690,52 @@ START_TEST(dead_pod_skipped_survivor_rearms)
 END_TEST
 
 /*
+ * The trigger rings one armed pod; a pod whose only worker has just taken
+ * a task may still be armed for a moment (its disarm is written at most
+ * every DOORBELL_WRITE_INTERVAL_MS). Rung then, it has nobody to wake:
+ * it passes the ring on, as the queue's notification on the task channel,
+ * and the other pod's idle worker takes the task (before: the task waited
+ * for a poll — the safety poll here is an hour). The moment is made to
+ * last: once the busy pod has disarmed itself, its row is armed again and
+ * the idle pod's disarmed, by hand.
+ */
+START_TEST(ring_to_a_busy_pod_is_passed_on)
+{
+    struct harness_run *run = harness_scenario(
+        &(struct harness_scenario){.workers = "count = 1 max = 1 safety_poll_interval = 1h",
+                                   .script = "case $(cat) in *block*) exec sleep 30;; esac",
+                                   .wait_for = "listening on channel",
+                                   .idle = 1});
+    PGconn *conn = run->conn;
+    struct harness_supervisor *a = run->sup;
+    struct harness_supervisor *b = harness_spawn_supervisor(run->config, run->conninfo);
+    harness_expect(conn, b, ARMED("q"), 2, 15000, "both pods arm q");
+    const char *tags[] = {pod_tag_of(a), pod_tag_of(b)};
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload) VALUES ('q', '{\"block\": 1}')");
+    harness_expect(conn, b, "SELECT count(*) FROM pgwork.tasks WHERE state = 'running'", 1, 5000,
+                   "the blocking task runs");
+    const char *owner = harness_query_text(conn, "SELECT locked_by FROM pgwork.tasks");
+    int busy = strncmp(owner, tags[0], strlen(tags[0])) == 0 ? 0 : 1;
+    ck_assert_msg(strncmp(owner, tags[busy], strlen(tags[busy])) == 0,
+                  "the task's owner %s is neither pod (%s, %s)", owner, tags[0], tags[1]);
+    const char *busy_armed = harness_printf(
+        "SELECT count(*) FROM pgwork.doorbell WHERE pod = '%s' AND armed", tags[busy]);
+    harness_expect(conn, b, busy_armed, 0, 5000, "the busy pod disarms q");
+    harness_exec(conn, "UPDATE pgwork.doorbell SET armed = NOT armed");
+    ck_assert_int_eq(harness_query_int64(conn, busy_armed), 1);
+    ck_assert_int_eq(harness_query_int64(conn, ARMED("q")), 1);
+    int64_t start = harness_now_ms();
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue) VALUES ('q')");
+    harness_expect(conn, b, DONE, 1, 2000, "a task rung at the busy pod starts on the other");
+    fprintf(stderr, "ring_to_a_busy_pod_is_passed_on: done in %" PRId64 " ms\n",
+            harness_now_ms() - start);
+    harness_exec(conn, "SELECT pgwork.cancel(min(id)) FROM pgwork.tasks");
+    ck_assert_int_eq(harness_stop_supervisor(a, SIGTERM, 20000), 0);
+    ck_assert_int_eq(harness_stop_supervisor(b, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/*
  * A crash restart (as a failover to a standby) empties the unlogged
  * doorbell: the pod reconnects, arms again, and the next task rings it.
  */
@@ -725,6 +771,7 @@ Suite *doorbell_suite(void)
     tcase_add_test(tc, three_pods_one_claim_per_task);
     tcase_add_test(tc, dead_pod_skipped_survivor_rearms);
     tcase_add_test(tc, crash_restart_rearms);
+    tcase_add_test(tc, ring_to_a_busy_pod_is_passed_on);
     tcase_add_test(tc, storm_sends_few_notifications);
     tcase_add_test(tc, storm_hold_off_ends_isolated_tasks_rung);
     tcase_add_test(tc, forced_notifications_are_not_a_storm);
