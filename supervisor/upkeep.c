@@ -215,14 +215,13 @@ static const char pass_on_sql[] =
 static int64_t pass_on_due(const struct upkeep *u, int64_t now)
 {
     (void)now;
-    return u->pass_on_count > 0 ? 0 : INT64_MAX;
+    return u->pass_on.len > 0 || u->pass_on.failed ? 0 : INT64_MAX;
 }
 
 static int pass_on_send(struct upkeep *u, PGconn *conn, int64_t now)
 {
     (void)now;
     char *names = text_array_end(&u->pass_on); /* takes the buffer's text, empties it */
-    u->pass_on_count = 0;
     if (names == NULL) {
         log_error("out of memory passing a ring on (the tasks wait for a pod's poll)");
         return -1;
@@ -245,7 +244,6 @@ static void pass_on_on_result(struct upkeep *u, const PGresult *res, bool ok, in
 void upkeep_pass_on(struct upkeep *u, int q)
 {
     text_array_add_text(&u->pass_on, u->config->queues[q].name);
-    u->pass_on_count++;
 }
 
 /* --- requeues of a dead worker's tasks (requeues.c) --------------------- */

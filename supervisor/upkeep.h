@@ -63,8 +63,8 @@ struct upkeep {
     bool schema_ok;       /* the last poll succeeded (schema migrated) */
 
     char *renew_owners;         /* text[] literal of workers whose leases to renew, owned */
-    struct text_buffer pass_on; /* text[] of queues rung here to pass on (upkeep_pass_on) */
-    int pass_on_count;
+    struct text_buffer pass_on; /* text[] of queues rung here to pass on (upkeep_pass_on);
+                                   empty: none */
 
     struct depth_reading depth;   /* last queue-depth reading */
     bool depth_requested;         /* read depth when the connection is free */

@@ -141,6 +141,21 @@ static bool claim_cache_pooler(const PGresult *res)
     return state != NULL && (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0);
 }
 
+/* The name sql has or would get, with its hash: *known when it is
+ * prepared already; NULL when nothing may be prepared now (the cache is
+ * off, the session not ours, or the cache full). */
+static const char *claim_cache_slot(const char *sql, uint64_t *hash, bool *known)
+{
+    *known = false;
+    if (cache.off || !cache.ours)
+        return NULL;
+    *hash = claim_cache_hash(sql);
+    *known = claim_cache_has(*hash);
+    if (!*known && cache.count >= CLAIM_CACHE_MAX)
+        return NULL;
+    return claim_cache_name_of(*hash);
+}
+
 /* The server refused a Parse of ours (res): a pooler's refusal turns the
  * cache off for the process; any other (a timeout, a cancel, a text that
  * fails unnamed too, which must not be tried at every claim) only for
@@ -164,14 +179,11 @@ const char *claim_cache_send_prepare(PGconn *conn, const char *sql, int nparams,
                                      bool *parse_sent)
 {
     *parse_sent = false;
-    if (cache.off || !cache.ours)
-        return NULL;
-    uint64_t hash = claim_cache_hash(sql);
-    if (claim_cache_has(hash))
-        return claim_cache_name_of(hash);
-    if (cache.count >= CLAIM_CACHE_MAX)
-        return NULL;
-    const char *name = claim_cache_name_of(hash);
+    uint64_t hash;
+    bool known;
+    const char *name = claim_cache_slot(sql, &hash, &known);
+    if (name == NULL || known)
+        return name;
     if (!PQsendPrepare(conn, name, sql, nparams, types))
         return NULL;
     *parse_sent = true;
@@ -201,14 +213,11 @@ void claim_cache_sent(const char *sql, const PGresult *res)
 
 const char *claim_cache_prepare(PGconn *conn, const char *sql, int nparams, const Oid *types)
 {
-    if (cache.off || !cache.ours)
-        return NULL;
-    uint64_t hash = claim_cache_hash(sql);
-    if (claim_cache_has(hash))
-        return claim_cache_name_of(hash);
-    if (cache.count >= CLAIM_CACHE_MAX)
-        return NULL;
-    const char *name = claim_cache_name_of(hash);
+    uint64_t hash;
+    bool known;
+    const char *name = claim_cache_slot(sql, &hash, &known);
+    if (name == NULL || known)
+        return name;
     PGresult *res = dbconn_prepare(conn, name, sql, nparams, types);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok && PQstatus(conn) == CONNECTION_OK)

@@ -232,9 +232,8 @@ int task_prepare(PGconn *conn)
     return 0;
 }
 
-/* A bigint[] literal: digits and commas only, built from integers; NULL
- * if out of memory. Room for the longest ids up front: one allocation. */
-static char *task_id_array(const int64_t *ids, int count)
+/* Room for the longest ids up front: one allocation. */
+char *task_id_array(const int64_t *ids, int count)
 {
     struct text_buffer array = {0};
     if (text_reserve(&array, (size_t)count * 21 + 2) != 0)
@@ -536,9 +535,14 @@ void task_completions_claimed(struct task_completions *tc)
     tc->unheld = false;
 }
 
-int64_t task_completions_held_ms(const struct task_completions *tc, int64_t now_ms)
+bool task_completions_holding(const struct task_completions *tc)
 {
-    return tc->held && tc->count > 0 ? now_ms - tc->held_since_ms : -1;
+    return tc->held && tc->count > 0;
+}
+
+int64_t task_completions_held_ms(const struct task_completions *tc)
+{
+    return task_completions_holding(tc) ? time_now_ms() - tc->held_since_ms : -1;
 }
 
 void task_completions_free(struct task_completions *tc)

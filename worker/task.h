@@ -108,6 +108,10 @@ struct task_completions {
     const char *locked_by;
 };
 
+/* A bigint[] literal of ids (owned by the caller): digits and commas
+ * only, built from integers; NULL if out of memory. */
+char *task_id_array(const int64_t *ids, int count);
+
 /* Record task id of queue as finished; a capped queue's statement rings it
  * as `ring` says. 0, or -1 (logged; the connection is then likely
  * broken). */
@@ -127,8 +131,10 @@ void task_completions_handed_off(struct task_completions *tc);
  * were written another way, the rest of that batch was not). */
 void task_completions_claimed(struct task_completions *tc);
 
-/* How long the oldest held task has waited (ms), -1 when none is held. */
-int64_t task_completions_held_ms(const struct task_completions *tc, int64_t now_ms);
+/* Tasks are held for a handoff; how long the oldest has waited (ms),
+ * -1 when none is held (the clock is read only then). */
+bool task_completions_holding(const struct task_completions *tc);
+int64_t task_completions_held_ms(const struct task_completions *tc);
 
 /* Wait until every recorded task is written (held ones too, as plain
  * completions). 0, or -1 (logged). */

@@ -21,9 +21,9 @@
 
 #include "task_claim.h"
 #include "claim_cache.h"
+#include "task.h"
 #include "../shared/dbconn.h"
 #include "../shared/log.h"
-#include "../shared/text.h"
 
 #define OID_INT4 23
 #define OID_INT8 20
@@ -208,15 +208,25 @@ static const char handoff_done[] =
 static const char handoff_deleted[] = "DELETE FROM pgwork.tasks";
 /* clang-format on */
 
+/* A claim text built for *built_limit is still the one for limit; if not
+ * it is freed, to be built again for limit. */
+static bool claim_text_current(char **text, int *built_limit, int limit)
+{
+    if (*text != NULL && *built_limit == limit)
+        return true;
+    free(*text);
+    *text = NULL;
+    *built_limit = limit;
+    return false;
+}
+
 const char *task_claim_sql(struct claim_state *claim, const struct queue_config *queue,
                            bool from_cursor)
 {
     char **text = &claim->sql[from_cursor];
     int limit = task_claim_limit(claim, queue);
-    if (*text != NULL && claim->sql_limit[from_cursor] == limit)
+    if (claim_text_current(text, &claim->sql_limit[from_cursor], limit))
         return *text;
-    free(*text);
-    claim->sql_limit[from_cursor] = limit;
     claim->queue_name = queue->name;
     const char *cursor = from_cursor ? claim_from_cursor : "";
     int rate_count;
@@ -508,10 +518,8 @@ const char *task_handoff_sql(struct claim_state *claim, const struct queue_confi
     bool from_cursor = claim->cursor_set;
     char **text = &claim->handoff_sql[from_cursor];
     int limit = task_claim_limit(claim, queue);
-    if (*text != NULL && claim->handoff_limit[from_cursor] == limit)
+    if (claim_text_current(text, &claim->handoff_limit[from_cursor], limit))
         return *text;
-    free(*text);
-    claim->handoff_limit[from_cursor] = limit;
     if (asprintf(text, handoff_claim_format, queue->keep_done ? handoff_done : handoff_deleted,
                  from_cursor ? 8 : 5, from_cursor ? claim_from_cursor : "", limit + 1, limit) < 0) {
         log_error("out of memory building the claim of queue \"%s\"", queue->name);
@@ -525,14 +533,11 @@ int task_claim_handoff(PGconn *conn, const struct queue_config *queue, const cha
                        int count, struct task_batch *batch)
 {
     task_batch_clear(batch);
-    struct text_buffer array = {0};
-    if (text_reserve(&array, (size_t)count * 21 + 2) != 0) {
+    char *ids = task_id_array(finished, count);
+    if (ids == NULL) {
         log_error("out of memory recording finished tasks");
         return -1;
     }
-    for (int i = 0; i < count; i++)
-        text_array_add_int64(&array, finished[i]);
-    char *ids = text_array_end(&array);
     struct claim_params p = {0};
     claim_prepare(&p, queue, locked_by, lease_ms, claim);
     p.values[p.count] = ids;

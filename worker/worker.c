@@ -404,7 +404,7 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
     worker_drain_claims(w, sq);
     /* Finished tasks held for a handoff that will not come (held back,
      * paused, the handoff failed): written now, their slots announced. */
-    bool held = task_completions_held_ms(&w->completions, time_now_ms()) >= 0;
+    bool held = task_completions_holding(&w->completions);
     if (held)
         worker_flush_completions(w);
     /* The drain ended (holding back, paused, a failed claim) before the

@@ -242,7 +242,7 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
         /* Finished tasks wait for the handoff at most WORKER_HOLD_MS
          * (and the task now starting): past that they are written, and
          * the rest of the batch is not held. */
-        if (task_completions_held_ms(&w->completions, time_now_ms()) > WORKER_HOLD_MS)
+        if (task_completions_held_ms(&w->completions) > WORKER_HOLD_MS)
             worker_flush_completions(w);
         w->reconnected = false;
         worker_run_task(w, sq, &w->batch.tasks[i]);
@@ -251,7 +251,7 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
             break;
     }
     /* Held for the next claim, a handoff; else written now. */
-    if (task_completions_held_ms(&w->completions, time_now_ms()) < 0)
+    if (!task_completions_holding(&w->completions))
         worker_flush_completions(w);
 }
 
