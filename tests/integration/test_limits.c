@@ -260,8 +260,10 @@ END_TEST
  * passes 10 in either queue, nor does the overlap by the rows' times;
  * every good task ran exactly once (its id written to a file per queue by
  * the task itself) and the failing ones are dead; and the path ran: both
- * handoff statements (done and deleted) appear in pg_stat_statements. On
- * code without the handoff the last check fails.
+ * handoff statements (done and deleted) appear in pg_stat_statements, and
+ * kept tasks were taken over (started in the statement that finished
+ * another of their worker's). On code without the handoff the last two
+ * checks fail.
  */
 START_TEST(handoffs_keep_the_cap)
 {
@@ -298,6 +300,14 @@ START_TEST(handoffs_keep_the_cap)
               "  AND b.started_at <= a.started_at"
               "  AND (b.finished_at IS NULL OR b.finished_at > a.started_at)))"
               " FROM pgwork.tasks a WHERE a.queue = 'kept'");
+    /* A handoff that took rows leaves its mark in them: a task of the
+     * kept queue started by the worker that finished another at that very
+     * instant (one statement's now()); ordinary claims and completions are
+     * transactions of their own. */
+    int64_t taken_over = harness_query_int64(
+        conn, "SELECT count(*) FROM pgwork.tasks a WHERE a.queue = 'kept' AND EXISTS ("
+              "  SELECT FROM pgwork.tasks b WHERE b.queue = 'kept' AND b.id <> a.id"
+              "    AND b.finished_at = a.started_at AND b.locked_by = a.locked_by)");
     int64_t handoffs[2];
     for (int deleted = 0; deleted < 2; deleted++)
         handoffs[deleted] = harness_query_int64(
@@ -310,8 +320,9 @@ START_TEST(handoffs_keep_the_cap)
                            deleted ? "DELETE" : "UPDATE"));
     fprintf(stderr,
             "limits: handoffs: at most %" PRId64 " running in a queue (cap 10), %" PRId64
-            " by the rows' times; %" PRId64 " + %" PRId64 " handoffs; done in %" PRId64 " ms\n",
-            most, overlap, handoffs[0], handoffs[1], harness_now_ms() - start);
+            " by the rows' times; %" PRId64 " + %" PRId64 " handoffs, %" PRId64
+            " kept tasks taken over; done in %" PRId64 " ms\n",
+            most, overlap, handoffs[0], handoffs[1], taken_over, harness_now_ms() - start);
     if (left > 0 || most > 10 || overlap > 10) {
         harness_stderr_dump(pods[0]);
         harness_stderr_dump(pods[1]);
@@ -355,6 +366,8 @@ START_TEST(handoffs_keep_the_cap)
                   "the drains handed no slots on (%" PRId64 " done, %" PRId64
                   " deleted handoffs): every claim took the queue's lock",
                   handoffs[0], handoffs[1]);
+    ck_assert_msg(taken_over > 0,
+                  "no kept task started at its worker's finish of another: no handoff took a row");
     limits_stop(pods);
 }
 END_TEST
