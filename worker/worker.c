@@ -45,13 +45,6 @@
  * the start again (worker_drain_queue). */
 #define WORKER_CURSOR_RESTART_MS 100
 
-/* A capped queue's drain hands its slots from batch to batch (the
- * handoff, task_claim_handoff) for at most this long after an ordinary
- * claim: then one claim under the queue's lock again, so slots another
- * way freed (a failure, a release, another pod's drain ending) are taken
- * up, and this worker's share comes back if it had less. */
-#define WORKER_HANDOFF_MS 100
-
 bool worker_serves_queue(int slot, const struct queue_config *queue)
 {
     return queue->workers == 0 || slot < queue->workers;
@@ -370,7 +363,7 @@ static void worker_drain_claims(struct worker *w, struct served_queue *sq)
         /* The sql path's batch is done: its slots of a capped queue free
          * at once (the other paths ring with each outcome). */
         if (sql_path && claimed > 0)
-            task_limit_ring(w->conn, sq->queue, worker_ring_kind(sq, claimed));
+            task_limit_ring(w->conn, sq->queue, worker_ring_kind(sq, claimed, 0));
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->self->claims, 1, memory_order_relaxed);
         if (claimed < 0) {

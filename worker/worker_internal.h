@@ -22,6 +22,13 @@
  * written, worker_run_batch): a batch = "auto" batch takes about 20 ms. */
 #define WORKER_HOLD_MS 20
 
+/* A capped queue's drain hands its slots from batch to batch (the
+ * handoff, task_claim_handoff) for at most this long after an ordinary
+ * claim: then one claim under the queue's lock again, so slots another
+ * way freed (a failure, a release, another pod's drain ending) are taken
+ * up, and this worker's share comes back if it had less. */
+#define WORKER_HANDOFF_MS 100
+
 struct claim_round {
     int asked;        /* its LIMIT */
     bool from_cursor; /* it started at the drain's cursor */
@@ -136,9 +143,9 @@ int64_t worker_failure_delay(const struct queue_config *queue, int attempt, int 
 void worker_count_failure(struct worker *w, struct served_queue *sq, int64_t id, int attempt,
                           int max_attempts, int64_t delay, const char *why);
 
-/* How a batch of `tasks` tasks of sq's (capped) queue announces the slots
- * it frees (worker_run.c says why). */
-enum task_ring worker_ring_kind(const struct served_queue *sq, int tasks);
+/* How a task of a batch of `tasks` tasks of sq's (capped) queue, which ran
+ * for ran_ms, announces the slot it frees (worker_run.c says why). */
+enum task_ring worker_ring_kind(const struct served_queue *sq, int tasks, int64_t ran_ms);
 
 /* Run the claimed batch (w->batch) a task at a time, recording each
  * outcome; skip: a task already recorded (-1 = none). */

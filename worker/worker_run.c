@@ -33,12 +33,16 @@
  * ring at all — the worker's next claim comes within the batch's few ms,
  * and waking a waiter for each freed slot cost a claim of it, under the
  * lock, that mostly found the cap full again (measured at cap 50).
+ * A task that ran WORKER_HANDOFF_MS or longer is not held for a handoff
+ * either (it nudges, or not, as above): the lock costs nothing beside it,
+ * and a slot handed on within the worker is one the other pods never see
+ * (a cap of 3 with 0.5 s tasks over two pods once ran all 24 on one).
  */
-enum task_ring worker_ring_kind(const struct served_queue *sq, int tasks)
+enum task_ring worker_ring_kind(const struct served_queue *sq, int tasks, int64_t ran_ms)
 {
     if (!sq->reclaim)
         return TASK_RING;
-    if (sq->handoff)
+    if (sq->handoff && ran_ms < WORKER_HANDOFF_MS)
         return TASK_RING_HANDOFF;
     return tasks > 1 ? TASK_RING_NONE : TASK_RING_NUDGE;
 }
@@ -122,7 +126,7 @@ static void worker_record_outcome(struct worker *w, struct served_queue *sq,
     case HANDLER_OK:
         /* Recorded in the background while the next task runs. */
         if (task_completions_add(w->conn, &w->completions, queue, w->locked_by, task->id,
-                                 worker_ring_kind(sq, w->batch.count)) != 0)
+                                 worker_ring_kind(sq, w->batch.count, elapsed)) != 0)
             worker_check_connection(w);
         /* fall through */
     case HANDLER_DONE:

@@ -93,11 +93,17 @@ START_TEST(cap_holds_across_two_pods)
     ck_assert_msg(took <= 4800, "24 tasks of 0.5 s, 3 at a time, took %" PRId64 " ms (> 4.8 s)",
                   took);
     ck_assert_int_eq(harness_query_int64(conn, "SELECT max(attempts) FROM pgwork.tasks"), 1);
-    /* Both pods took part (a freed slot goes to whichever claims first). */
-    ck_assert_int_eq(harness_query_int64(conn,
-                                         "SELECT count(DISTINCT split_part(locked_by, '/', 1))"
-                                         " FROM pgwork.tasks"),
-                     2);
+    /* Both pods took part (a freed slot goes to whichever claims first):
+     * were it one, the cap would not have been tested across pods. */
+    const char *per_pod = harness_query_textp(
+        conn,
+        "SELECT string_agg(n::text, ' + ' ORDER BY n DESC) FROM (SELECT count(*) AS n"
+        " FROM pgwork.tasks GROUP BY split_part(locked_by, '/', 1)) p",
+        0, NULL);
+    fprintf(stderr, "limits: cap 3: tasks per pod %s\n", per_pod);
+    ck_assert_msg(harness_query_int64(conn, "SELECT count(DISTINCT split_part(locked_by, '/', 1))"
+                                            " FROM pgwork.tasks") == 2,
+                  "one pod ran every task (%s): the cap was not shared across pods", per_pod);
     limits_stop(pods);
 }
 END_TEST
