@@ -361,7 +361,8 @@ static void worker_drain_claims(struct worker *w, struct served_queue *sq)
         int claimed =
             sql_path ? sql_batch_claim_and_run(w, sq, &round) : worker_claim_and_run(w, sq, &round);
         /* The sql path's batch is done: its slots of a capped queue free
-         * at once (the other paths ring with each outcome). */
+         * at once (the other paths ring with each outcome; this one has no
+         * handoff, so its tasks' run time does not matter). */
         if (sql_path && claimed > 0)
             task_limit_ring(w->conn, sq->queue, worker_ring_kind(sq, claimed, 0));
         atomic_fetch_add_explicit(&shared_queue->claims, 1, memory_order_relaxed);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "../../shared/text.h"
 
 #define CAPS_DB "bench_caps"
 #define CAPS_WORKERS 4
@@ -157,18 +158,19 @@ void measure_queue_limits(void)
         beside[i] = caps_run(CAPS_BESIDE, tasks);
         cap50[i] = caps_run(CAPS_CAP50, tasks);
     }
-    char raw[512];
-    size_t used = 0;
+    struct text_buffer raw = {0};
     const char *names[] = {"alone", "; beside", "; cap 50"};
     const double *series[] = {alone, beside, cap50};
     for (int k = 0; k < 3; k++) {
-        used += (size_t)snprintf(raw + used, sizeof(raw) - used, "%s", names[k]);
-        for (int i = 0; i < runs && used < sizeof(raw); i++)
-            used += (size_t)snprintf(raw + used, sizeof(raw) - used, " %.0f", series[k][i]);
-        if (used >= sizeof(raw))
-            break;
+        text_appendf(&raw, "%s", names[k]);
+        for (int i = 0; i < runs; i++)
+            text_appendf(&raw, " %.0f", series[k][i]);
     }
-    result_detail("queue_limits_runs", "%s", raw);
+    char *runs_text = text_take(&raw);
+    if (runs_text == NULL)
+        die("out of memory");
+    result_detail("queue_limits_runs", "%s", runs_text);
+    free(runs_text);
     double m_alone = stat_median(alone, runs);
     double m_beside = stat_median(beside, runs);
     double m_cap50 = stat_median(cap50, runs);
