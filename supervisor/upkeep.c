@@ -10,7 +10,9 @@
  * Invariants:
  *  - sends only when the listener asks (its connection is free, one
  *    statement at a time); the table upkeep_jobs decides which, in order of
- *    urgency: the first entry that is due goes;
+ *    urgency: the first entry that is due goes, unless another due entry
+ *    has waited UPKEEP_STARVE_MS for its turn (upkeep_turn) — a job due
+ *    all the time never starves the rest;
  *  - lease renewals come first: a running task must never lose its lease
  *    because the connection was busy with anything else;
  *  - a requeue never holds up the others, the poll or the renewals (its
@@ -548,7 +550,8 @@ struct upkeep_job {
     bool needs_queues;
 };
 
-/* In order of urgency: the first one due is sent. */
+/* In order of urgency: the first one due is sent (upkeep_turn: unless
+ * one has been kept waiting). */
 static const struct upkeep_job upkeep_jobs[] = {
     {.due = renew_due, .send = renew_send, .on_result = renew_on_result},
     {.due = pass_on_due, .send = pass_on_send, .on_result = pass_on_on_result},
@@ -587,6 +590,31 @@ static const struct upkeep_job upkeep_jobs[] = {
 };
 
 #define UPKEEP_JOBS ((int)(sizeof(upkeep_jobs) / sizeof(upkeep_jobs[0])))
+_Static_assert(UPKEEP_JOBS <= UPKEEP_JOB_SLOTS, "UPKEEP_JOB_SLOTS too small");
+
+int upkeep_turn(const int64_t *due, int64_t *waiting_since, int count, int64_t now)
+{
+    int first = -1, longest = -1;
+    for (int j = 0; j < count; j++) {
+        if (due[j] > now) {
+            waiting_since[j] = INT64_MAX;
+            continue;
+        }
+        if (first < 0)
+            first = j;
+        if (waiting_since[j] != INT64_MAX && now - waiting_since[j] >= UPKEEP_STARVE_MS &&
+            (longest < 0 || waiting_since[j] < waiting_since[longest]))
+            longest = j;
+    }
+    int turn = first == 0 || longest < 0 ? first : longest;
+    /* The others due were passed over now, if not before. */
+    for (int j = 0; j < count; j++)
+        if (j == turn)
+            waiting_since[j] = INT64_MAX;
+        else if (due[j] <= now && waiting_since[j] == INT64_MAX)
+            waiting_since[j] = now;
+    return turn;
+}
 
 /* Job j can be sent at all (its parameters exist). */
 static bool upkeep_job_ready(const struct upkeep *u, int j)
@@ -599,23 +627,28 @@ static int upkeep_send(void *ctx, PGconn *conn, int64_t now)
     struct upkeep *u = ctx;
     if (u->queues_retry_ms != 0 && now >= u->queues_retry_ms)
         upkeep_set_queues(u, now);
+    int64_t due[UPKEEP_JOBS];
     for (int j = 0; j < UPKEEP_JOBS; j++) {
+        due[j] = INT64_MAX;
         if (!upkeep_job_ready(u, j))
             continue;
         if (upkeep_jobs[j].refresh != NULL)
             upkeep_jobs[j].refresh(u, now);
-        if (upkeep_jobs[j].due(u, now) > now)
-            continue;
+        due[j] = upkeep_jobs[j].due(u, now);
+    }
+    for (;;) {
+        int j = upkeep_turn(due, u->waiting_since, UPKEEP_JOBS, now);
+        if (j < 0)
+            return 0;
         u->in_flight = j + 1;
         u->sent_ms = now;
         int sent = upkeep_jobs[j].send(u, conn, now);
-        if (sent < 0) {
-            u->in_flight = 0;
-            continue;
-        }
-        return sent ? 1 : -1;
+        if (sent >= 0)
+            return sent ? 1 : -1;
+        /* Nothing was due after all: the next one's turn. */
+        u->in_flight = 0;
+        due[j] = INT64_MAX;
     }
-    return 0;
 }
 
 static void upkeep_on_result(void *ctx, const PGresult *res, int64_t now)
@@ -673,6 +706,8 @@ void upkeep_init(struct upkeep *u, const struct pgwork_config *config, struct li
     u->callbacks = *callbacks;
     u->ctx = ctx;
     requeues_init(&u->requeues);
+    for (int j = 0; j < UPKEEP_JOB_SLOTS; j++)
+        u->waiting_since[j] = INT64_MAX;
     upkeep_set_queues(u, time_now_ms());
     retention_init(&u->retention, time_now_ms());
     static const struct listener_client client = {

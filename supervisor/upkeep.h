@@ -38,6 +38,12 @@ struct upkeep_callbacks {
 /* Queue depth is read at most this often (something scrapes /metrics). */
 #define UPKEEP_DEPTH_MAX_AGE_MS 15000
 
+/* The most jobs upkeep.c's table holds (waiting_since below). */
+#define UPKEEP_JOB_SLOTS 16
+
+/* A due job passed over this long for more urgent ones goes first. */
+#define UPKEEP_STARVE_MS 100
+
 struct doorbell;
 struct throughput;
 
@@ -77,7 +83,19 @@ struct upkeep {
     struct throughput *throughput; /* finished per minute (throughput.c), NULL = none */
 
     struct requeues requeues; /* dead workers' tasks to requeue (requeues.h) */
+
+    /* When each job of the table was found due and passed over for a more
+     * urgent one (CLOCK_MONOTONIC ms; INT64_MAX: it was not): upkeep_turn. */
+    int64_t waiting_since[UPKEEP_JOB_SLOTS];
 };
+
+/* Which of `count` jobs in order of urgency, job j due at due[j] (<= now:
+ * due), goes next: the first due, job 0 (the lease renewals) before any —
+ * unless a job has waited UPKEEP_STARVE_MS or longer since waiting_since[]
+ * says it was first passed over: then the one that waited longest, so a
+ * job due all the time cannot keep the others from their turn. Updates
+ * waiting_since. -1: none is due. */
+int upkeep_turn(const int64_t *due, int64_t *waiting_since, int count, int64_t now);
 
 /* Set up and register with listener l as its client (what it sends when
  * free, before its own keepalive). */

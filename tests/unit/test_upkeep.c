@@ -144,6 +144,43 @@ START_TEST(test_upkeep_tells_the_listener_nothing_was_due)
 }
 END_TEST
 
+/* The scheduler's turns (upkeep_turn): a job due all the time — the
+ * doorbell's probes in a storm, each slower than its hold on a loaded
+ * database — does not keep a later job from its turn for more than
+ * UPKEEP_STARVE_MS and a statement (make soak once stopped retention for
+ * minutes behind it); the lease renewals still go first; and with nobody
+ * kept waiting, the table's order holds. */
+START_TEST(test_a_job_due_all_the_time_does_not_starve_the_rest)
+{
+    enum { RENEW, ALWAYS, LATER, JOBS };
+    int64_t waiting[JOBS] = {INT64_MAX, INT64_MAX, INT64_MAX};
+    int64_t due[JOBS] = {INT64_MAX, 0, NOW_MS};
+    int64_t now = NOW_MS;
+    /* Each statement of ALWAYS takes 30 ms; it is due again at once. */
+    int later_at = -1;
+    for (int turn = 0; turn < 10 && later_at < 0; turn++, now += 30) {
+        int j = upkeep_turn(due, waiting, JOBS, now);
+        ck_assert_int_ne(j, -1);
+        if (j == LATER)
+            later_at = turn;
+    }
+    ck_assert_msg(later_at >= 0, "a due job never got its turn behind one due all the time");
+    ck_assert_int_le((int64_t)later_at * 30, UPKEEP_STARVE_MS + 30);
+
+    /* Renewals first, however long the others waited. */
+    int64_t waited[JOBS] = {INT64_MAX, NOW_MS - 10 * UPKEEP_STARVE_MS, NOW_MS - UPKEEP_STARVE_MS};
+    int64_t all_due[JOBS] = {NOW_MS, NOW_MS, NOW_MS};
+    ck_assert_int_eq(upkeep_turn(all_due, waited, JOBS, NOW_MS), RENEW);
+
+    /* Nobody kept waiting: the first due in the table's order. */
+    int64_t fresh[JOBS] = {INT64_MAX, INT64_MAX, INT64_MAX};
+    int64_t two_due[JOBS] = {INT64_MAX, NOW_MS, NOW_MS - 5};
+    ck_assert_int_eq(upkeep_turn(two_due, fresh, JOBS, NOW_MS), ALWAYS);
+    int64_t none_due[JOBS] = {INT64_MAX, NOW_MS + 1, INT64_MAX};
+    ck_assert_int_eq(upkeep_turn(none_due, fresh, JOBS, NOW_MS), -1);
+}
+END_TEST
+
 /* Asked to send with no requeue queued: nothing sent, and no entry read
  * that is not there (the FIFO's index -1). */
 START_TEST(test_requeues_nothing_due_sends_nothing)
@@ -167,6 +204,7 @@ Suite *upkeep_suite(void)
     tcase_add_test(tc, test_no_tick_to_claim_sends_nothing);
     tcase_add_test(tc, test_upkeep_tells_the_listener_nothing_was_due);
     tcase_add_test(tc, test_requeues_nothing_due_sends_nothing);
+    tcase_add_test(tc, test_a_job_due_all_the_time_does_not_starve_the_rest);
     suite_add_tcase(s, tc);
     return s;
 }
