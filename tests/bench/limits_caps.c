@@ -45,17 +45,17 @@ static double caps_run(enum caps_variant v, int tasks)
     const char *noop = bench.noop_bin;
     int n = snprintf(queues, sizeof(queues),
                      "queue \"u\" { handler = \"coprocess\" command = {\"%s\"} }\n", noop);
+    bool capped = v == CAPS_CAP50 || v == CAPS_CAP50_TWO;
     if (v == CAPS_BESIDE)
         snprintf(queues + n, sizeof(queues) - (size_t)n,
                  "queue \"c\" { handler = \"coprocess\" command = {\"%s\"} concurrency = 5 }\n"
                  "queue \"r\" { handler = \"coprocess\" command = {\"%s\"} rate = \"300/1s\" }\n",
                  noop, noop);
-    else
+    else if (capped)
         snprintf(
             queues + n, sizeof(queues) - (size_t)n,
             "queue \"c50\" { handler = \"coprocess\" command = {\"%s\"} concurrency = 50%s }\n",
             noop, v == CAPS_CAP50_TWO ? " workers = 2" : "");
-    bool capped = v == CAPS_CAP50 || v == CAPS_CAP50_TWO;
     const char *measured = capped ? "c50" : "u";
     char config[2048], name[64];
     snprintf(
@@ -137,12 +137,13 @@ static double caps_run(enum caps_variant v, int tasks)
     sup_stop(&sup);
     PQfinish(conn);
     double rate = tasks / seconds;
-    say("caps: %s, %d tasks: %.0f tasks/s",
-        v == CAPS_ALONE    ? "uncapped queue alone"
-        : v == CAPS_BESIDE ? "uncapped beside limited"
-        : v == CAPS_CAP50  ? "capped at 50"
-                           : "capped at 50, 2 workers serving",
-        tasks, rate);
+    static const char *const what[] = {
+        [CAPS_ALONE] = "uncapped queue alone",
+        [CAPS_BESIDE] = "uncapped beside limited",
+        [CAPS_CAP50] = "capped at 50",
+        [CAPS_CAP50_TWO] = "capped at 50, 2 workers serving",
+    };
+    say("caps: %s, %d tasks: %.0f tasks/s", what[v], tasks, rate);
     return rate;
 }
 

