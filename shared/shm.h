@@ -125,6 +125,23 @@ struct shm_queue {
      */
     _Atomic uint32_t paused;
 
+    /*
+     * A capped queue whose tasks are short (worker.c, "holders"): how many
+     * of this pod's workers hold its slots at once, 0 = every worker that
+     * serves it. Each worker draining it stores what its own task times
+     * say. W: any wrk (relaxed). R: any wrk before each claim of it.
+     */
+    _Atomic uint32_t cap_holders;
+    /*
+     * 1 after a worker passed the queue by because cap_holders workers
+     * held it: the next holder whose drain ends asks for help for it.
+     * seq_cst: the passer stores 1 and then counts the holders again, a
+     * holder clears its shm_worker.cap_holding and then exchanges this
+     * back to 0, so either the passer sees a holder gone or that holder
+     * sees the 1. W: any wrk.
+     */
+    _Atomic uint32_t cap_passed;
+
     /* Statistics. W: any wrk (relaxed add). R: sup (metrics), tests. */
     _Atomic uint64_t tasks_cancelled; /* stopped or skipped here, cancelled by pgwork.cancel */
     _Atomic uint64_t claims;          /* claim statements executed */
@@ -172,6 +189,11 @@ struct shm_worker {
      * (exchange 0 when it reaps the worker).
      */
     _Atomic int32_t backend_pid;
+
+    /* 1 + the index of the capped queue whose slots this worker holds in
+     * a drain (shm_queue.cap_holders), 0 = none. W: wrk (seq_cst); sup
+     * zeroes it before the fork and when it reaps the worker. R: any wrk. */
+    _Atomic int32_t cap_holding;
 
     /*
      * Tasks cancelled (pgwork.cancel) while this worker held them: the

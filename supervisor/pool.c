@@ -192,6 +192,7 @@ static void pool_spawn(struct pool *pool, int slot, int64_t now)
     for (int i = 0; i < SHM_CANCEL_IDS; i++) /* the last worker's cancels are not its */
         atomic_store(&shared->cancel_ids[i], 0);
     atomic_store(&shared->cancel_count, 0);
+    atomic_store(&shared->cap_holding, 0);
     atomic_store(&shared->state, WORKER_STARTING);
     /* Unflushed stdio would be written twice, once by each process. */
     fflush(stdout);
@@ -269,6 +270,7 @@ static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t 
      * slot is cleared for its successor. */
     int64_t running_task = atomic_exchange(&shared->task_id, 0);
     int32_t backend_pid = atomic_exchange(&shared->backend_pid, 0);
+    atomic_store(&shared->cap_holding, 0); /* the slots it held are requeued below */
     s->pid = 0;
     atomic_store(&shared->pid, 0);
     atomic_store(&shared->state, WORKER_EMPTY);

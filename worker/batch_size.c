@@ -24,6 +24,8 @@
  *    never seen, parsed and planned again (measured: 121 plans for 127
  *    claims of a 50,000-task drain, with about 100 sizes).
  */
+#include <string.h>
+
 #include "batch_size.h"
 
 /* The sizes a claim asks for: steps of about sqrt(2), so few texts exist
@@ -76,4 +78,25 @@ void batch_size_ran(struct batch_size *b, int tasks, int64_t elapsed_us)
         return;
     double per = (double)(elapsed_us > 0 ? elapsed_us : 1) / tasks;
     b->task_us = b->task_us <= 0 ? per : b->task_us * 0.75 + per * 0.25;
+    b->recent_us[b->recent_next] = (int64_t)per;
+    b->recent_next = (b->recent_next + 1) % BATCH_SIZE_RECENT;
+    if (b->recent_count < BATCH_SIZE_RECENT)
+        b->recent_count++;
+}
+
+int64_t batch_size_median_us(const struct batch_size *b)
+{
+    if (b->recent_count < BATCH_SIZE_RECENT / 2)
+        return -1;
+    int64_t sorted[BATCH_SIZE_RECENT];
+    int n = b->recent_count;
+    memcpy(sorted, b->recent_us, sizeof(sorted));
+    for (int i = 1; i < n; i++) { /* insertion sort: at most 16 */
+        int64_t v = sorted[i];
+        int j = i;
+        for (; j > 0 && sorted[j - 1] > v; j--)
+            sorted[j] = sorted[j - 1];
+        sorted[j] = v;
+    }
+    return sorted[n / 2];
 }

@@ -233,6 +233,138 @@ static void worker_claim_failed(struct worker *w, struct served_queue *sq)
 }
 
 /*
+ * The holders of a capped queue's slots (issue 14 item 3). Every claim,
+ * handoff or not, costs the database about as much whatever it carries
+ * (measured: 0.2 ms, plus 22 µs a task), and a worker's claims of a
+ * capped queue carry at most its share of the cap. When the tasks are
+ * short, a share runs in less time than its statement takes, and four
+ * workers holding 13 slots each of a cap of 50 ran at half the uncapped
+ * rate; two holding 25 each, 0.7 to 0.9 of it. So a capped queue that
+ * hands its slots on (worker_hands_off) is held by no more of the pod's
+ * workers than it needs for a share to take about WORKER_HOLDER_SHARE_US:
+ * the cap times the median task time over that, at least 2 (one holder's
+ * statement runs while the other's tasks do), and every serving worker
+ * for slow tasks. Each holder stores the count its own task times say
+ * (shm_queue.cap_holders) before each claim; 0 until one has timed
+ * enough tasks, and 0 at once when a task runs WORKER_HANDOFF_MS or more
+ * (a batch of short tasks turned slow must not run on two workers while
+ * the others could take the slots it frees).
+ * A worker marks the queue it holds in its shm slot for the length of a
+ * drain (shm_worker.cap_holding): one that finds the holders full passes
+ * the queue by (its hint taken as seen) and flags it, and the next holder
+ * whose drain ends asks for help for it; a holder that finds more holders
+ * than wanted and ranks after them (slots are the order) ends its drain:
+ * its freed slots are rung, and the remaining holders' next claim —
+ * under the lock, at once, as their share grew (worker_claim_taken) —
+ * takes them.
+ */
+#define WORKER_HOLDER_SHARE_US 1000
+
+/* The queue's drain hands its slots on from batch to batch (what
+ * worker_claim_taken allows a handoff for): a cap, no rate, batch =
+ * "auto", tasks run one at a time. */
+static bool worker_hands_off(const struct served_queue *sq)
+{
+    const struct queue_config *queue = sq->queue;
+    return queue->concurrency > 0 && queue->rate[0] == '\0' && queue->batch == QUEUE_BATCH_AUTO &&
+           sq->handler->send_in_transaction == NULL;
+}
+
+/* The pod's workers that serve the queue. */
+static int worker_serving(const struct worker *w, const struct served_queue *sq)
+{
+    int serving = w->config->workers.count;
+    return sq->queue->workers > 0 && sq->queue->workers < serving ? sq->queue->workers : serving;
+}
+
+/* How many workers share the cap's slots: the holders wanted, or every
+ * worker that serves the queue. */
+static int worker_cap_sharers(const struct worker *w, const struct served_queue *sq)
+{
+    int serving = worker_serving(w, sq);
+    if (!worker_hands_off(sq))
+        return serving;
+    int holders = (int)atomic_load_explicit(&w->args->shm->queues[sq->index].cap_holders,
+                                            memory_order_relaxed);
+    return holders > 0 && holders < serving ? holders : serving;
+}
+
+/* Store the holders this worker's task times call for (see above). */
+static void worker_publish_holders(struct worker *w, const struct served_queue *sq)
+{
+    int64_t median_us = batch_size_median_us(&sq->sizing);
+    if (median_us < 0)
+        return;
+    int64_t serving = worker_serving(w, sq);
+    int64_t wanted = ((int64_t)sq->queue->concurrency * median_us + WORKER_HOLDER_SHARE_US - 1) /
+                     WORKER_HOLDER_SHARE_US;
+    if (wanted < 2)
+        wanted = 2;
+    uint32_t holders = wanted >= serving ? 0 : (uint32_t)wanted;
+    _Atomic uint32_t *shared = &w->args->shm->queues[sq->index].cap_holders;
+    if (atomic_load_explicit(shared, memory_order_relaxed) != holders)
+        atomic_store_explicit(shared, holders, memory_order_relaxed);
+}
+
+void worker_cap_task_ran(struct worker *w, const struct served_queue *sq, int64_t elapsed_us)
+{
+    if (elapsed_us >= WORKER_HANDOFF_MS * 1000 && worker_hands_off(sq))
+        atomic_store_explicit(&w->args->shm->queues[sq->index].cap_holders, 0,
+                              memory_order_relaxed);
+}
+
+/* The other workers holding queue index's slots: all of them, or those
+ * in slots before this one. */
+static int worker_cap_holding(const struct worker *w, int index, bool before_only)
+{
+    const struct shm *shm = w->args->shm;
+    int slots = before_only ? w->args->slot : (int)shm->header->worker_capacity;
+    int count = 0;
+    for (int i = 0; i < slots; i++)
+        if (i != w->args->slot && atomic_load(&shm->workers[i].cap_holding) == index + 1)
+            count++;
+    return count;
+}
+
+/* Before a drain of sq: may this worker hold its slots? (It may, but for
+ * a queue whose holders are full.) */
+static bool worker_cap_enter(struct worker *w, const struct served_queue *sq)
+{
+    if (!worker_hands_off(sq))
+        return true;
+    struct shm_queue *shared_queue = &w->args->shm->queues[sq->index];
+    int holders = worker_cap_sharers(w, sq);
+    if (worker_cap_holding(w, sq->index, false) >= holders) {
+        atomic_store(&shared_queue->cap_passed, 1);
+        /* Counted again after the flag: a holder that left before it saw
+         * the flag is seen gone here (shm_queue.cap_passed). */
+        if (worker_cap_holding(w, sq->index, false) >= holders)
+            return false;
+    }
+    atomic_store(&w->self->cap_holding, sq->index + 1);
+    return true;
+}
+
+/* Within a drain, before a claim: more hold the queue than wanted, and
+ * this worker ranks after as many as are wanted. */
+static bool worker_cap_yield(const struct worker *w, const struct served_queue *sq)
+{
+    return worker_hands_off(sq) &&
+           worker_cap_holding(w, sq->index, true) >= worker_cap_sharers(w, sq);
+}
+
+/* The drain of sq ended: its slots are no longer held here; a worker
+ * that passed the queue by is helped in. */
+static void worker_cap_leave(struct worker *w, const struct served_queue *sq)
+{
+    if (atomic_load(&w->self->cap_holding) == 0)
+        return;
+    atomic_store(&w->self->cap_holding, 0);
+    if (atomic_exchange(&w->args->shm->queues[sq->index].cap_passed, 0) != 0)
+        worker_request_help(w, sq->index);
+}
+
+/*
  * The size of an auto batch's next claim. A capped queue's that runs a
  * task at a time is at most the worker's share of the cap (the cap over
  * the pod's workers that serve the queue, rounded up): with the whole free
@@ -249,10 +381,8 @@ static int worker_auto_limit(const struct worker *w, const struct served_queue *
     int cap = sq->queue->concurrency;
     if (cap <= 0 || sq->handler->send_in_transaction != NULL)
         return limit;
-    int serving = w->config->workers.count;
-    if (sq->queue->workers > 0 && sq->queue->workers < serving)
-        serving = sq->queue->workers;
-    int share = serving > 1 ? (cap + serving - 1) / serving : cap;
+    int holders = worker_cap_sharers(w, sq);
+    int share = holders > 1 ? (cap + holders - 1) / holders : cap;
     return limit < share ? limit : share;
 }
 
@@ -279,6 +409,8 @@ void worker_claim_begin(struct worker *w, struct served_queue *sq, struct claim_
     if (!sq->claim.cursor_set)
         sq->from_start_ms = now;
     sq->seen_hint = atomic_load(&shared_queue->hint);
+    if (worker_hands_off(sq))
+        worker_publish_holders(w, sq);
     round->from_cursor = sq->claim.cursor_set;
     round->handoff = false;
     sq->claim.limit = sq->queue->batch == QUEUE_BATCH_AUTO ? worker_auto_limit(w, sq) : 0;
@@ -319,19 +451,23 @@ void worker_claim_taken(struct worker *w, struct served_queue *sq, struct claim_
      * or the cap, within WORKER_HANDOFF_MS of the last claim that took the
      * lock, and the queue has no rate (whose starts are counted under the
      * lock) and runs a task at a time (the sql path's batch is one
-     * transaction of its own).
+     * transaction of its own). Fewer holders than at that claim (the
+     * holders below): a larger share, which the next claim under the lock
+     * takes at once, not WORKER_HANDOFF_MS later.
      */
     sq->reclaim = sq->queue->concurrency > 0 && round->more;
     int64_t now = time_now_ms();
+    int sharers = worker_cap_sharers(w, sq);
     if (!round->handoff) {
         sq->locked_claim_ms = now;
         sq->took_every_slot = cap_decided;
+        sq->sharers_at_lock = sharers;
     }
     task_completions_claimed(&w->completions);
     sq->handoff =
         sq->reclaim && sq->queue->rate[0] == '\0' && sq->queue->batch == QUEUE_BATCH_AUTO &&
         sq->handler->send_in_transaction == NULL && now - sq->locked_claim_ms < WORKER_HANDOFF_MS &&
-        (claimed >= round->asked || sq->took_every_slot);
+        (claimed >= round->asked || sq->took_every_slot) && sharers >= sq->sharers_at_lock;
     /* A full batch — the claim left due tasks behind — asks for help
      * before running anything: the next worker starts while this one works
      * through its batch. Not when it filled the cap (batch = "auto" takes
@@ -356,6 +492,11 @@ static void worker_drain_claims(struct worker *w, struct served_queue *sq)
             if (worker_queue_paused(w, sq))
                 return;
         }
+        /* More workers hold the cap's slots than its short tasks want,
+         * and this one comes after them: it gives its slots up. The
+         * hint is taken as seen: the holders go on with the queue. */
+        if (worker_cap_yield(w, sq))
+            return;
         bool sql_path = sq->handler->send_in_transaction != NULL;
         struct claim_round round;
         int claimed =
@@ -395,6 +536,10 @@ static void worker_drain_claims(struct worker *w, struct served_queue *sq)
 
 static void worker_drain_queue(struct worker *w, struct served_queue *sq)
 {
+    if (!worker_cap_enter(w, sq)) {
+        sq->seen_hint = atomic_load(&w->args->shm->queues[sq->index].hint);
+        return;
+    }
     worker_drain_claims(w, sq);
     /* Finished tasks held for a handoff that will not come (held back,
      * paused, the handoff failed): written now, their slots announced. */
@@ -410,6 +555,7 @@ static void worker_drain_queue(struct worker *w, struct served_queue *sq)
     /* Told to hold back with the next batch claimed already: it goes back
      * untried. */
     sql_batch_release_next(w, sq);
+    worker_cap_leave(w, sq);
 }
 
 static bool worker_hints_changed(const struct worker *w)

@@ -64,6 +64,7 @@ struct served_queue {
     bool handoff;
     int64_t locked_claim_ms;
     bool took_every_slot; /* that claim took every slot the cap had free */
+    int sharers_at_lock;  /* the workers sharing the cap at that claim (worker.c) */
 };
 
 struct worker {
@@ -104,6 +105,11 @@ void worker_claim_begin(struct worker *w, struct served_queue *sq, struct claim_
  * size learns from it; one that did asks for help (DESIGN §1.3). */
 void worker_claim_taken(struct worker *w, struct served_queue *sq, struct claim_round *round,
                         int claimed);
+
+/* A task of sq ran for elapsed_us: one that ran WORKER_HANDOFF_MS or
+ * longer lets every serving worker hold the queue's cap again at once
+ * (worker.c, the holders), not after its median has moved. */
+void worker_cap_task_ran(struct worker *w, const struct served_queue *sq, int64_t elapsed_us);
 
 /* The heartbeat in the worker's shm slot: now. */
 void worker_heartbeat(struct worker *w);

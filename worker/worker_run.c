@@ -196,6 +196,7 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
         outcome = HANDLER_CANCELLED;
     int64_t elapsed_us = time_now_us() - started_us;
     batch_size_ran(&sq->sizing, 1, elapsed_us);
+    worker_cap_task_ran(w, sq, elapsed_us);
     int64_t elapsed = elapsed_us / 1000;
     shm_histogram_observe(&shared_queue->pickup, claimed->pickup_us);
     shm_histogram_observe(&shared_queue->duration, elapsed_us);

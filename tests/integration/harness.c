@@ -452,6 +452,31 @@ const char *harness_pgwork_bin(void)
     return bin;
 }
 
+/* examples/ of the source tree: found upwards from $PGWORK_BIN (build/ or
+ * build/sanitize/ under the tree), or $PGWORK_EXAMPLES. */
+const char *harness_examples_dir(void)
+{
+    const char *env = getenv("PGWORK_EXAMPLES");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s", harness_pgwork_bin());
+    char *dir = path;
+    for (int up = 0; up < 5; up++) {
+        dir = dirname(dir);
+        const char *candidate = harness_printf("%s/examples", dir);
+        if (access(harness_printf("%s/coprocess.py", candidate), R_OK) == 0)
+            return candidate;
+        if (strcmp(dir, "/") == 0 || strcmp(dir, ".") == 0)
+            break;
+    }
+    if (access("examples/coprocess.py", R_OK) == 0)
+        return "examples";
+    ck_abort_msg("examples/coprocess.py not found above %s (set PGWORK_EXAMPLES)",
+                 harness_pgwork_bin());
+    return NULL;
+}
+
 /* In a child before exec: die with the test process, default signals. */
 static void child_prepare(pid_t parent, const char *conninfo)
 {

@@ -90,6 +90,10 @@ const char *harness_notify_wait(PGconn *conn, int timeout_ms, const char **chann
 /* $PGWORK_BIN; ck_abort if unset. */
 const char *harness_pgwork_bin(void);
 
+/* The source tree's examples/ (the example co-processes): found upwards
+ * from $PGWORK_BIN, or $PGWORK_EXAMPLES; ck_abort if not found. */
+const char *harness_examples_dir(void);
+
 /*
  * Run `$PGWORK_BIN args...` (args NULL-terminated) to completion with
  * PGWORK_DATABASE_URL=conninfo (conninfo NULL: leave the environment) and

@@ -11,7 +11,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,34 +30,9 @@ static const struct example examples[] = {
     {"coprocess.sh", "\"/bin/sh\", \"%s\""},
 };
 
-/* examples/ of the source tree: found upwards from $PGWORK_BIN (build/ or
- * build/sanitize/ under the tree), or $PGWORK_EXAMPLES. */
-static const char *examples_dir(void)
-{
-    const char *env = getenv("PGWORK_EXAMPLES");
-    if (env != NULL && env[0] != '\0')
-        return env;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s", harness_pgwork_bin());
-    char *dir = path;
-    for (int up = 0; up < 5; up++) {
-        dir = dirname(dir);
-        const char *candidate = harness_printf("%s/examples", dir);
-        if (access(harness_printf("%s/coprocess.py", candidate), R_OK) == 0)
-            return candidate;
-        if (strcmp(dir, "/") == 0 || strcmp(dir, ".") == 0)
-            break;
-    }
-    if (access("examples/coprocess.py", R_OK) == 0)
-        return "examples";
-    ck_abort_msg("examples/coprocess.py not found above %s (set PGWORK_EXAMPLES)",
-                 harness_pgwork_bin());
-    return NULL;
-}
-
 static const char *example_command(int which)
 {
-    const char *path = harness_printf("%s/%s", examples_dir(), examples[which].file);
+    const char *path = harness_printf("%s/%s", harness_examples_dir(), examples[which].file);
     return harness_printf(examples[which].argv, path);
 }
 

@@ -456,6 +456,98 @@ START_TEST(finished_tasks_are_not_held_behind_slow_ones)
 END_TEST
 
 /*
+ * A capped queue of short tasks is held by fewer of the pod's workers
+ * (worker.c, the holders: a share of the cap run in less time than its
+ * claim takes costs a statement for too few tasks), one of slow tasks by
+ * every worker. One pod of 4 workers; queue "short": cap 8, 3,000 tasks
+ * of examples/coprocess.sh (a loop of shell builtins, well under the
+ * 250 µs a task that would call for more than 2 holders of 8 slots);
+ * queue "slow": cap 4, 16 tasks of 0.05 s. Once the holders have timed
+ * their tasks (after the first 500), two workers ran at least 90% of the
+ * short ones — with every worker holding a share of 2 (the code before),
+ * each ran about a quarter; all 4 workers ran slow ones. The cap holds by
+ * the rows' times, and every task is done once.
+ */
+START_TEST(short_capped_tasks_are_held_by_fewer_workers)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    const char *co = harness_printf("\"/bin/sh\", \"%s/coprocess.sh\"", harness_examples_dir());
+    run->config = harness_scenario_config(&(struct harness_scenario){
+        .workers = "count = 4 safety_poll_interval = 60s",
+        .queues = harness_printf(
+            "queue \"short\" { handler = \"coprocess\" command = {%s} concurrency = 8 }\n"
+            "queue \"slow\" { handler = \"coprocess\" command = {%s} concurrency = 4 }\n",
+            co, co)});
+    struct harness_supervisor *pod = harness_spawn_supervisor(run->config, run->conninfo);
+    harness_wait_output(pod, "listening on channel");
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    harness_wait_idle(pod, 4, w);
+    PGconn *conn = run->conn;
+    int64_t start = harness_now_ms();
+    harness_exec(conn,
+                 "INSERT INTO pgwork.tasks (queue) SELECT 'short' FROM generate_series(1, 3000)");
+    bool done = harness_wait_until(
+        conn, "SELECT count(*) FROM pgwork.tasks WHERE queue = 'short' AND state = 'done'", 3000,
+        120000);
+    int64_t took = harness_now_ms() - start;
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload)"
+                       " SELECT 'slow', '{\"sleep\": 0.05}' FROM generate_series(1, 16)");
+    bool slow_done = harness_wait_until(
+        conn, "SELECT count(*) FROM pgwork.tasks WHERE queue = 'slow' AND state = 'done'", 16,
+        60000);
+    /* Who ran the short tasks after the first 500: the two busiest
+     * workers' part, in percent. */
+    const char *split = harness_query_textp(
+        conn,
+        "SELECT string_agg(n::text, ' ' ORDER BY n DESC) FROM (SELECT count(*) AS n"
+        "  FROM (SELECT locked_by FROM pgwork.tasks WHERE queue = 'short'"
+        "        ORDER BY started_at, id OFFSET 500) t GROUP BY locked_by) c",
+        0, NULL);
+    int64_t top_two =
+        harness_query_int64(conn, "SELECT coalesce(sum(n), 0)::bigint FROM (SELECT count(*) AS n"
+                                  "  FROM (SELECT locked_by FROM pgwork.tasks WHERE queue = 'short'"
+                                  "        ORDER BY started_at, id OFFSET 500) t"
+                                  "  GROUP BY locked_by ORDER BY n DESC LIMIT 2) c");
+    int64_t slow_workers = harness_query_int64(
+        conn, "SELECT count(DISTINCT locked_by) FROM pgwork.tasks WHERE queue = 'slow'");
+    int64_t most[2];
+    const char *queues[] = {"short", "slow"};
+    for (int q = 0; q < 2; q++)
+        most[q] = harness_query_int64(
+            conn, harness_printf("SELECT coalesce(max(running), 0) FROM ("
+                                 "  SELECT sum(d) OVER (ORDER BY at, d ROWS UNBOUNDED PRECEDING)"
+                                 "    AS running"
+                                 "  FROM (SELECT started_at AS at, 1 AS d FROM pgwork.tasks"
+                                 "        WHERE queue = '%s'"
+                                 "        UNION ALL SELECT finished_at, -1 FROM pgwork.tasks"
+                                 "        WHERE queue = '%s' AND finished_at IS NOT NULL) e) s",
+                                 queues[q], queues[q]));
+    fprintf(stderr,
+            "limits: holders: 3000 short tasks capped at 8 in %" PRId64
+            " ms, after the first 500 by worker: %s (two busiest %" PRId64
+            "); slow ones by %" PRId64 " workers; at most %" PRId64 " and %" PRId64
+            " running by the rows' times\n",
+            took, split, top_two, slow_workers, most[0], most[1]);
+    if (!done || !slow_done || top_two < 2250 || slow_workers < 4)
+        harness_stderr_dump(pod);
+    ck_assert_msg(done && slow_done, "tasks not done: %s", harness_tasks_text(conn));
+    ck_assert_msg(most[0] <= 8 && most[1] <= 4,
+                  "the rows' times show %" PRId64 " and %" PRId64 " running (caps 8 and 4)",
+                  most[0], most[1]);
+    ck_assert_int_eq(harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks"
+                                               " WHERE state = 'done' AND attempts = 1"),
+                     3016);
+    ck_assert_msg(top_two >= 2250,
+                  "the two busiest workers ran %" PRId64 " of the last 2500 short tasks (by "
+                  "worker: %s): every worker held a share of the cap",
+                  top_two, split);
+    ck_assert_msg(slow_workers == 4, "slow tasks ran on %" PRId64 " workers (4 serve them)",
+                  slow_workers);
+    ck_assert_int_eq(harness_stop_supervisor(pod, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/*
  * Cap 1, two workers: task A runs (a 30 s sleep), task B waits for the cap
  * on the other worker. Cancelling A frees its slot, and B starts within
  * seconds, not at the 60 s safety poll: the worker that ran A announces
@@ -651,6 +743,7 @@ Suite *limits_suite(void)
     tcase_add_test(slots, failed_handoff_keeps_its_finished_tasks);
     tcase_add_test(slots, finished_tasks_are_not_held_behind_slow_ones);
     tcase_add_test(slots, cancelled_and_requeued_tasks_free_their_slot);
+    tcase_add_test(slots, short_capped_tasks_are_held_by_fewer_workers);
     suite_add_tcase(s, slots);
     return s;
 }

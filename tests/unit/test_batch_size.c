@@ -96,6 +96,27 @@ START_TEST(test_few_sizes)
 }
 END_TEST
 
+/* The median of the recent task times: none until half the ring is
+ * timed; one task the scheduler set aside (10 ms among 10 µs) moves it
+ * not at all, where the average jumps; it follows a lasting change within
+ * the ring; a batch timed together counts its time per task. */
+START_TEST(test_median_ignores_an_outlier)
+{
+    struct batch_size b = {0};
+    for (int i = 0; i < BATCH_SIZE_RECENT / 2 - 1; i++)
+        batch_size_ran(&b, 1, 10);
+    ck_assert_int_eq(batch_size_median_us(&b), -1);
+    batch_size_ran(&b, 1, 10);
+    ck_assert_int_eq(batch_size_median_us(&b), 10);
+    batch_size_ran(&b, 1, 10000);
+    ck_assert_int_eq(batch_size_median_us(&b), 10);
+    ck_assert(b.task_us > 1000);
+    for (int i = 0; i < BATCH_SIZE_RECENT; i++)
+        batch_size_ran(&b, 4, 2000);
+    ck_assert_int_eq(batch_size_median_us(&b), 500);
+}
+END_TEST
+
 Suite *batch_size_suite(void)
 {
     Suite *s = suite_create("batch_size");
@@ -105,6 +126,7 @@ Suite *batch_size_suite(void)
     tcase_add_test(tc, test_a_batch_takes_about_the_target);
     tcase_add_test(tc, test_shallow_queue_shrinks);
     tcase_add_test(tc, test_few_sizes);
+    tcase_add_test(tc, test_median_ignores_an_outlier);
     suite_add_tcase(s, tc);
     return s;
 }
