@@ -28,6 +28,8 @@
  * way freed (a failure, a release, another pod's drain ending) are taken
  * up, and this worker's share comes back if it had less. */
 #define WORKER_HANDOFF_MS 100
+/* ... and up to this long while nothing was announced (worker_claim_taken). */
+#define WORKER_HANDOFF_QUIET_MS 1000
 
 struct claim_round {
     int asked;        /* its LIMIT */
@@ -63,8 +65,9 @@ struct served_queue {
      * (locked_claim_ms, CLOCK_MONOTONIC ms). */
     bool handoff;
     int64_t locked_claim_ms;
-    bool took_every_slot; /* that claim took every slot the cap had free */
-    int sharers_at_lock;  /* the workers sharing the cap at that claim (worker.c) */
+    bool took_every_slot;  /* that claim took every slot the cap had free */
+    int sharers_at_lock;   /* the workers sharing the cap at that claim (worker.c) */
+    uint64_t hint_at_lock; /* the queue's hint read before that claim */
 };
 
 struct worker {

@@ -461,7 +461,7 @@ END_TEST
  * claim takes costs a statement for too few tasks), one of slow tasks by
  * every worker. One pod of 4 workers; queue "short": cap 8, 3,000 tasks
  * of examples/coprocess.sh (a loop of shell builtins, well under the
- * 250 µs a task that would call for more than 2 holders of 8 slots);
+ * 500 µs a task that would call for more than 2 holders of 8 slots);
  * queue "slow": cap 4, 16 tasks of 0.05 s. Once the holders have timed
  * their tasks (after the first 500), two workers ran at least 90% of the
  * short ones — with every worker holding a share of 2 (the code before),
