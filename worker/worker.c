@@ -250,7 +250,8 @@ static void worker_claim_failed(struct worker *w, struct served_queue *sq)
  * (a batch of short tasks turned slow must not run on two workers while
  * the others could take the slots it frees).
  * A worker marks the queue it holds in its shm slot for the length of a
- * drain (shm_worker.cap_holding): one that finds the holders full passes
+ * drain (shm_worker.cap_holding; a holder without progress for
+ * WORKER_HANDOFF_MS is not counted): one that finds the holders full passes
  * the queue by (its hint taken as seen) and flags it, and the next holder
  * whose drain ends asks for help for it; a holder that finds more holders
  * than wanted and ranks after them (slots are the order) ends its drain:
@@ -338,10 +339,18 @@ static int worker_cap_holding(const struct worker *w, int index, bool before_onl
 {
     const struct shm *shm = w->args->shm;
     int slots = before_only ? w->args->slot : (int)shm->header->worker_capacity;
+    int64_t now = time_now_ms();
     int count = 0;
-    for (int i = 0; i < slots; i++)
-        if (i != w->args->slot && atomic_load(&shm->workers[i].cap_holding) == index + 1)
+    for (int i = 0; i < slots; i++) {
+        const struct shm_worker *other = &shm->workers[i];
+        /* One that made no progress for WORKER_HANDOFF_MS (a task that
+         * hangs, a statement that waits) holds its slots but hands none
+         * on: it does not count, so another worker takes its place. */
+        if (i != w->args->slot && atomic_load(&other->cap_holding) == index + 1 &&
+            now - atomic_load_explicit(&other->heartbeat_ms, memory_order_relaxed) <
+                WORKER_HANDOFF_MS)
             count++;
+    }
     return count;
 }
 
