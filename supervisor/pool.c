@@ -270,7 +270,7 @@ static void pool_worker_exited(struct pool *pool, int slot, int status, int64_t 
      * slot is cleared for its successor. */
     int64_t running_task = atomic_exchange(&shared->task_id, 0);
     int32_t backend_pid = atomic_exchange(&shared->backend_pid, 0);
-    atomic_store(&shared->cap_holding, 0); /* the slots it held are requeued below */
+    atomic_store(&shared->cap_holding, 0); /* its tasks: requeued by worker_exited */
     s->pid = 0;
     atomic_store(&shared->pid, 0);
     atomic_store(&shared->state, WORKER_EMPTY);

@@ -314,13 +314,13 @@ static void worker_publish_holders(struct worker *w, const struct served_queue *
     int64_t cap = sq->queue->concurrency;
     _Atomic uint32_t *shared = &w->args->shm->queues[sq->index].cap_holders;
     uint32_t current = atomic_load_explicit(shared, memory_order_relaxed);
-    int64_t now = current == 0 ? serving : current;
+    int64_t holding = current == 0 ? serving : current;
     uint32_t more = worker_holders_for(cap, median_us, serving);
     uint32_t fewer = worker_holders_for(cap, median_us * 3 / 2, serving);
     uint32_t holders = current;
-    if ((more == 0 ? serving : more) > now)
+    if ((more == 0 ? serving : more) > holding)
         holders = more;
-    else if ((fewer == 0 ? serving : fewer) < now)
+    else if ((fewer == 0 ? serving : fewer) < holding)
         holders = fewer;
     if (holders != current)
         atomic_store_explicit(shared, holders, memory_order_relaxed);

@@ -34,6 +34,19 @@ static void limits_two_pods(struct harness_run *run, const char *queue,
         harness_wait_idle(pods[i], 4, w);
 }
 
+/* One pod of 4 workers with the given queue sections, listening, its
+ * workers idle. */
+static struct harness_supervisor *limits_one_pod(struct harness_run *run, const char *queues)
+{
+    run->config = harness_scenario_config(&(struct harness_scenario){
+        .workers = "count = 4 safety_poll_interval = 60s", .queues = queues});
+    struct harness_supervisor *pod = harness_spawn_supervisor(run->config, run->conninfo);
+    harness_wait_output(pod, "listening on channel");
+    struct harness_worker w[HARNESS_MAX_WORKERS];
+    harness_wait_idle(pod, 4, w);
+    return pod;
+}
+
 static void limits_stop(struct harness_supervisor **pods)
 {
     for (int i = 0; i < 2; i++)
@@ -219,13 +232,8 @@ END_TEST
 START_TEST(capped_claims_take_the_free_slots)
 {
     struct harness_run *run = harness_run_database(NULL);
-    run->config = harness_scenario_config(&(struct harness_scenario){
-        .workers = "count = 4 safety_poll_interval = 60s",
-        .queues = "queue \"c\" { handler = \"sql\" statement = \"SELECT 1\" concurrency = 50 }"});
-    struct harness_supervisor *pod = harness_spawn_supervisor(run->config, run->conninfo);
-    harness_wait_output(pod, "listening on channel");
-    struct harness_worker w[HARNESS_MAX_WORKERS];
-    harness_wait_idle(pod, 4, w);
+    struct harness_supervisor *pod = limits_one_pod(
+        run, "queue \"c\" { handler = \"sql\" statement = \"SELECT 1\" concurrency = 50 }");
     PGconn *conn = run->conn;
     int64_t start = harness_now_ms();
     harness_exec(conn, "INSERT INTO pgwork.tasks (queue) SELECT 'c' FROM generate_series(1, 2000)");
@@ -472,16 +480,11 @@ START_TEST(short_capped_tasks_are_held_by_fewer_workers)
 {
     struct harness_run *run = harness_run_database(NULL);
     const char *co = harness_printf("\"/bin/sh\", \"%s/coprocess.sh\"", harness_examples_dir());
-    run->config = harness_scenario_config(&(struct harness_scenario){
-        .workers = "count = 4 safety_poll_interval = 60s",
-        .queues = harness_printf(
-            "queue \"short\" { handler = \"coprocess\" command = {%s} concurrency = 8 }\n"
-            "queue \"slow\" { handler = \"coprocess\" command = {%s} concurrency = 4 }\n",
-            co, co)});
-    struct harness_supervisor *pod = harness_spawn_supervisor(run->config, run->conninfo);
-    harness_wait_output(pod, "listening on channel");
-    struct harness_worker w[HARNESS_MAX_WORKERS];
-    harness_wait_idle(pod, 4, w);
+    struct harness_supervisor *pod = limits_one_pod(
+        run, harness_printf(
+                 "queue \"short\" { handler = \"coprocess\" command = {%s} concurrency = 8 }\n"
+                 "queue \"slow\" { handler = \"coprocess\" command = {%s} concurrency = 4 }\n",
+                 co, co));
     PGconn *conn = run->conn;
     int64_t start = harness_now_ms();
     harness_exec(conn,
