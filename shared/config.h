@@ -167,6 +167,10 @@ int config_rate_parse(const char *text, int *count, int64_t *period_ms);
  * take the limited path, worker/task_claim.c). */
 bool config_queue_limited(const struct queue_config *queue);
 
+/* How many of `workers` worker slots serve the queue: all of them, or its
+ * first queue->workers. */
+int config_queue_serving(const struct queue_config *queue, int workers);
+
 /* The connection string workers use: database.conninfo, else
  * $PGWORK_DATABASE_URL, else "" (libpq's PG* variables apply). */
 const char *config_conninfo(const struct pgwork_config *config);

@@ -325,6 +325,11 @@ bool config_queue_limited(const struct queue_config *queue)
     return queue->concurrency > 0 || (queue->rate != NULL && queue->rate[0] != '\0');
 }
 
+int config_queue_serving(const struct queue_config *queue, int workers)
+{
+    return queue->workers > 0 && queue->workers < workers ? queue->workers : workers;
+}
+
 #define STR_(x) #x
 #define STR(x) STR_(x)
 

@@ -344,9 +344,7 @@ bool pool_wake_one(struct pool *pool, int queue_index)
 {
     const struct queue_config *queue = &pool->config->queues[queue_index];
     /* The slots that serve the queue: all, or the first queue->workers. */
-    unsigned limit = (unsigned)pool->capacity;
-    if (queue->workers > 0 && (unsigned)queue->workers < limit)
-        limit = (unsigned)queue->workers;
+    unsigned limit = (unsigned)config_queue_serving(queue, pool->capacity);
     /* The lowest idle slot, found through the idle mask (one word per 64
      * slots), not by reading every slot. Lowest, not round robin: a quiet
      * pod keeps waking the same, warm worker (its process and its backend
@@ -381,9 +379,7 @@ bool pool_wake_one(struct pool *pool, int queue_index)
 bool pool_idle_for(const struct pool *pool, int queue_index)
 {
     const struct queue_config *queue = &pool->config->queues[queue_index];
-    unsigned limit = (unsigned)pool->capacity;
-    if (queue->workers > 0 && (unsigned)queue->workers < limit)
-        limit = (unsigned)queue->workers;
+    unsigned limit = (unsigned)config_queue_serving(queue, pool->capacity);
     /* The workers pool_wake_one would wake (seq_cst loads: the doorbell's
      * handshake with workers going idle, doorbell.c). */
     for (unsigned slot = 0; slot < limit; slot++)

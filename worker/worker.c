@@ -274,8 +274,7 @@ static bool worker_hands_off(const struct served_queue *sq)
 /* The pod's workers that serve the queue. */
 static int worker_serving(const struct worker *w, const struct served_queue *sq)
 {
-    int serving = w->config->workers.count;
-    return sq->queue->workers > 0 && sq->queue->workers < serving ? sq->queue->workers : serving;
+    return config_queue_serving(sq->queue, w->config->workers.count);
 }
 
 /* How many workers share the cap's slots: the holders wanted, or every
@@ -290,21 +289,18 @@ static int worker_cap_sharers(const struct worker *w, const struct served_queue 
     return holders > 0 && holders < serving ? holders : serving;
 }
 
-/* The holders a task time calls for (see above), as published: 0 when
- * that is every worker serving the queue. */
-static uint32_t worker_holders_for(int64_t cap, int64_t task_us, int64_t serving)
+/* The holders a task time calls for (see above), at most `serving`. */
+static int64_t worker_holders_for(int64_t cap, int64_t task_us, int64_t serving)
 {
     int64_t wanted = (cap * task_us + WORKER_HOLDER_SHARE_US - 1) / WORKER_HOLDER_SHARE_US;
-    if (wanted < 2)
-        wanted = 2;
-    return wanted >= serving ? 0 : (uint32_t)wanted;
+    return wanted < 2 ? 2 : wanted > serving ? serving : wanted;
 }
 
-/* Store the holders this worker's median task time calls for: more at
- * once, fewer only once the median is a third below what the current
- * count needs — a median near a step (measured: no-op tasks of 10 to
- * 60 µs) must not move the shares at every claim, each move a claim
- * under the lock. */
+/* Store the holders this worker's median task time calls for (0: every
+ * serving worker): more at once, fewer only once the median is a third
+ * below what the current count needs — a median near a step (measured:
+ * no-op tasks of 10 to 60 µs) must not move the shares at every claim,
+ * each move a claim under the lock. */
 static void worker_publish_holders(struct worker *w, const struct served_queue *sq)
 {
     int64_t median_us = batch_size_median_us(&sq->sizing);
@@ -313,17 +309,14 @@ static void worker_publish_holders(struct worker *w, const struct served_queue *
     int64_t serving = worker_serving(w, sq);
     int64_t cap = sq->queue->concurrency;
     _Atomic uint32_t *shared = &w->args->shm->queues[sq->index].cap_holders;
-    uint32_t current = atomic_load_explicit(shared, memory_order_relaxed);
-    int64_t holding = current == 0 ? serving : current;
-    uint32_t more = worker_holders_for(cap, median_us, serving);
-    uint32_t fewer = worker_holders_for(cap, median_us * 3 / 2, serving);
-    uint32_t holders = current;
-    if ((more == 0 ? serving : more) > holding)
-        holders = more;
-    else if ((fewer == 0 ? serving : fewer) < holding)
-        holders = fewer;
-    if (holders != current)
-        atomic_store_explicit(shared, holders, memory_order_relaxed);
+    uint32_t published = atomic_load_explicit(shared, memory_order_relaxed);
+    int64_t holding = published == 0 || published > serving ? serving : published;
+    int64_t more = worker_holders_for(cap, median_us, serving);
+    int64_t fewer = worker_holders_for(cap, median_us * 3 / 2, serving);
+    int64_t holders = more > holding ? more : fewer < holding ? fewer : holding;
+    uint32_t value = holders >= serving ? 0 : (uint32_t)holders;
+    if (value != published)
+        atomic_store_explicit(shared, value, memory_order_relaxed);
 }
 
 void worker_cap_task_ran(struct worker *w, const struct served_queue *sq, int64_t elapsed_us)
