@@ -4,7 +4,7 @@
  * alone). Not to be confused with limits.c, the limits pgwork's figures
  * are compared with.
  *
- * Two rows, each a ratio of runs interleaved in the same bench run
+ * Rows, each a ratio of runs interleaved in the same bench run
  * (medians of bench.repeat, at least 5, the order rotated each round),
  * 4 workers, batch = "auto" (the default), the C no-op co-process:
  *  - an uncapped queue's throughput beside a capped and a rate-limited
@@ -35,6 +35,7 @@ enum caps_variant {
     CAPS_BESIDE,    /* "u" beside "c" (concurrency 5) and "r" (rate 300/1s), all with work */
     CAPS_CAP50,     /* the burst in queue "c50", concurrency 50 */
     CAPS_CAP50_TWO, /* the same, "c50" served by 2 of the workers */
+    CAPS_VARIANTS,  /* how many */
 };
 
 /* Tasks/s of the burst's measured queue: its tasks over the time from
@@ -155,39 +156,44 @@ void measure_queue_limits(void)
      * three, for the medians (the check of the cap no longer costs ~10 s
      * a run). */
     int runs = bench.repeat > CAPS_MIN_RUNS ? bench.repeat : CAPS_MIN_RUNS;
-    double *alone = calloc((size_t)runs, sizeof(double));
-    double *beside = calloc((size_t)runs, sizeof(double));
-    double *cap50 = calloc((size_t)runs, sizeof(double));
-    double *cap50_two = calloc((size_t)runs, sizeof(double));
-    if (alone == NULL || beside == NULL || cap50 == NULL || cap50_two == NULL)
-        die("out of memory");
-    /* Each round runs the four variants in an order rotated by one from
-     * the round before, so none always runs first: in a fixed order
-     * (alone first), the alone runs came out slower than the "beside"
-     * ones five rounds of five (2026-12-03: ratio 1.28), and with the
-     * order rotated "beside" was 0.91 of alone. */
-    double *series[] = {alone, beside, cap50, cap50_two};
+    double *series[CAPS_VARIANTS];
+    for (int v = 0; v < CAPS_VARIANTS; v++)
+        if ((series[v] = calloc((size_t)runs, sizeof(double))) == NULL)
+            die("out of memory");
+    /* Each round runs the variants in an order rotated by one from the
+     * round before, so none always runs first: in a fixed order (alone
+     * first), the alone runs came out slower than the "beside" ones five
+     * rounds of five (2026-12-03: ratio 1.28), and with the order rotated
+     * "beside" was 0.91 of alone. */
     for (int i = 0; i < runs; i++)
-        for (int k = 0; k < 4; k++) {
-            int v = (i + k) % 4;
-            series[v][i] = caps_run((enum caps_variant)v, tasks);
+        for (int k = 0; k < CAPS_VARIANTS; k++) {
+            enum caps_variant v = (enum caps_variant)((i + k) % CAPS_VARIANTS);
+            series[v][i] = caps_run(v, tasks);
         }
     struct text_buffer raw = {0};
-    const char *names[] = {"alone", "; beside", "; cap 50", "; cap 50, 2 workers"};
-    for (int k = 0; k < 4; k++) {
-        text_appendf(&raw, "%s", names[k]);
+    static const char *const names[CAPS_VARIANTS] = {
+        [CAPS_ALONE] = "alone",
+        [CAPS_BESIDE] = "; beside",
+        [CAPS_CAP50] = "; cap 50",
+        [CAPS_CAP50_TWO] = "; cap 50, 2 workers",
+    };
+    double median[CAPS_VARIANTS];
+    for (int v = 0; v < CAPS_VARIANTS; v++) {
+        text_appendf(&raw, "%s", names[v]);
         for (int i = 0; i < runs; i++)
-            text_appendf(&raw, " %.0f", series[k][i]);
+            text_appendf(&raw, " %.0f", series[v][i]);
+        median[v] = stat_median(series[v], runs);
+        free(series[v]);
     }
     char *runs_text = text_take(&raw);
     if (runs_text == NULL)
         die("out of memory");
     result_detail("queue_limits_runs", "%s", runs_text);
     free(runs_text);
-    double m_alone = stat_median(alone, runs);
-    double m_beside = stat_median(beside, runs);
-    double m_cap50 = stat_median(cap50, runs);
-    double m_cap50_two = stat_median(cap50_two, runs);
+    double m_alone = median[CAPS_ALONE];
+    double m_beside = median[CAPS_BESIDE];
+    double m_cap50 = median[CAPS_CAP50];
+    double m_cap50_two = median[CAPS_CAP50_TWO];
     result_section("Queue limits");
 
     struct row side = {.value = m_beside, .limit = m_alone, .ratio = m_beside / m_alone};
@@ -227,8 +233,4 @@ void measure_queue_limits(void)
              "above; median of %d",
              runs);
     result_add(&two);
-    free(alone);
-    free(beside);
-    free(cap50);
-    free(cap50_two);
 }
