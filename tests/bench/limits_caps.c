@@ -5,11 +5,17 @@
  * are compared with.
  *
  * Rows, each a ratio of runs interleaved in the same bench run
- * (medians of bench.repeat, at least 5, the order rotated each round),
+ * (medians of bench.repeat, at least CAPS_MIN_RUNS, the order rotated
+ * each round),
  * 4 workers, batch = "auto" (the default), the C no-op co-process:
  *  - an uncapped queue's throughput beside a capped and a rate-limited
- *    queue that have work at the same time, over the same burst with no
- *    limited queue configured at all (goal >= 0.95);
+ *    queue that have work at the same time, over the same run with no
+ *    limit configured: the same tasks in the same three queues, "c" and
+ *    "r" without their concurrency and rate (goal >= 0.95) — what the
+ *    limits cost the queue beside them;
+ *  - for scale, no goal: the same over the queue alone, without the other
+ *    two queues' 600 tasks (their own work, limited or not, shares the
+ *    machine's cores with it);
  *  - a queue capped at 50 with no-op tasks over the same queue uncapped
  *    (goal >= 0.8);
  *  - tuned: the same capped queue served by 2 of the 4 workers
@@ -28,11 +34,12 @@
 /* Tasks the limited queues get during the "beside" burst. */
 #define CAPS_SIDE_TASKS 300
 /* Runs of each variant at least (their medians are the figures). */
-#define CAPS_MIN_RUNS 5
+#define CAPS_MIN_RUNS 7
 
 enum caps_variant {
     CAPS_ALONE,     /* queue "u" only */
     CAPS_BESIDE,    /* "u" beside "c" (concurrency 5) and "r" (rate 300/1s), all with work */
+    CAPS_UNLIMITED, /* the same tasks in "u", "c" and "r", no limit configured */
     CAPS_CAP50,     /* the burst in queue "c50", concurrency 50 */
     CAPS_CAP50_TWO, /* the same, "c50" served by 2 of the workers */
     CAPS_VARIANTS,  /* how many */
@@ -47,11 +54,13 @@ static double caps_run(enum caps_variant v, int tasks)
     int n = snprintf(queues, sizeof(queues),
                      "queue \"u\" { handler = \"coprocess\" command = {\"%s\"} }\n", noop);
     bool capped = v == CAPS_CAP50 || v == CAPS_CAP50_TWO;
-    if (v == CAPS_BESIDE)
+    bool side = v == CAPS_BESIDE || v == CAPS_UNLIMITED;
+    if (side)
         snprintf(queues + n, sizeof(queues) - (size_t)n,
-                 "queue \"c\" { handler = \"coprocess\" command = {\"%s\"} concurrency = 5 }\n"
-                 "queue \"r\" { handler = \"coprocess\" command = {\"%s\"} rate = \"300/1s\" }\n",
-                 noop, noop);
+                 "queue \"c\" { handler = \"coprocess\" command = {\"%s\"}%s }\n"
+                 "queue \"r\" { handler = \"coprocess\" command = {\"%s\"}%s }\n",
+                 noop, v == CAPS_BESIDE ? " concurrency = 5" : "", noop,
+                 v == CAPS_BESIDE ? " rate = \"300/1s\"" : "");
     else if (capped)
         snprintf(
             queues + n, sizeof(queues) - (size_t)n,
@@ -84,7 +93,7 @@ static double caps_run(enum caps_variant v, int tasks)
     }
     sup_wait_workers(&sup, conn, CAPS_WORKERS);
     int64_t before = db_int(conn, "SELECT coalesce(max(id), 0) FROM pgwork.tasks");
-    if (v == CAPS_BESIDE)
+    if (side)
         snprintf(sql, sizeof(sql),
                  "INSERT INTO pgwork.tasks (queue) SELECT 'u' FROM generate_series(1, %d)"
                  " UNION ALL SELECT q FROM generate_series(1, %d), (VALUES ('c'), ('r')) v(q)",
@@ -141,6 +150,7 @@ static double caps_run(enum caps_variant v, int tasks)
     static const char *const what[] = {
         [CAPS_ALONE] = "uncapped queue alone",
         [CAPS_BESIDE] = "uncapped beside limited",
+        [CAPS_UNLIMITED] = "uncapped beside the same queues unlimited",
         [CAPS_CAP50] = "capped at 50",
         [CAPS_CAP50_TWO] = "capped at 50, 2 workers serving",
     };
@@ -152,9 +162,10 @@ void measure_queue_limits(void)
 {
     db_create(CAPS_DB);
     int tasks = bench.tasks / 2 > 1000 ? bench.tasks / 2 : 1000;
-    /* Runs of ~1 s on a shared machine: five of each, not bench.repeat's
-     * three, for the medians (the check of the cap no longer costs ~10 s
-     * a run). */
+    /* Runs of ~1 s on a shared machine: seven of each, not bench.repeat's
+     * three, for the medians — the runs of one variant span 0.7x to 1.4x
+     * of their median (2026-12-03), and with five a median moved by 0.05
+     * from one bench run to the next. */
     int runs = bench.repeat > CAPS_MIN_RUNS ? bench.repeat : CAPS_MIN_RUNS;
     double *series[CAPS_VARIANTS];
     for (int v = 0; v < CAPS_VARIANTS; v++)
@@ -174,6 +185,7 @@ void measure_queue_limits(void)
     static const char *const names[CAPS_VARIANTS] = {
         [CAPS_ALONE] = "alone",
         [CAPS_BESIDE] = "; beside",
+        [CAPS_UNLIMITED] = "; beside unlimited",
         [CAPS_CAP50] = "; cap 50",
         [CAPS_CAP50_TWO] = "; cap 50, 2 workers",
     };
@@ -192,23 +204,35 @@ void measure_queue_limits(void)
     free(runs_text);
     double m_alone = median[CAPS_ALONE];
     double m_beside = median[CAPS_BESIDE];
+    double m_unlimited = median[CAPS_UNLIMITED];
     double m_cap50 = median[CAPS_CAP50];
     double m_cap50_two = median[CAPS_CAP50_TWO];
     result_section("Queue limits");
 
-    struct row side = {.value = m_beside, .limit = m_alone, .ratio = m_beside / m_alone};
+    struct row side = {.value = m_beside, .limit = m_unlimited, .ratio = m_beside / m_unlimited};
     snprintf(side.figure, sizeof(side.figure), "uncapped queue beside limited ones, %d workers",
              CAPS_WORKERS);
     snprintf(side.unit, sizeof(side.unit), "tasks/s");
-    snprintf(side.limit_name, sizeof(side.limit_name), "same, no limited queue configured");
+    snprintf(side.limit_name, sizeof(side.limit_name), "same run, no limit configured");
     snprintf(side.goal, sizeof(side.goal), ">= 0.95x");
     side.verdict = side.ratio >= 0.95 ? GOAL_MET : GOAL_MISSED;
     snprintf(side.note, sizeof(side.note),
-             "C no-op co-process, batch auto, %d tasks in \"u\"; beside: %d tasks each in a queue "
-             "with concurrency = 5 and one with rate = \"300/1s\" in the same burst; runs "
-             "interleaved in rotated order, median of %d",
+             "C no-op co-process, batch auto, %d tasks in \"u\" and %d tasks each in \"c\" "
+             "(concurrency = 5) and \"r\" (rate = \"300/1s\") in the same burst, against the "
+             "same burst with \"c\" and \"r\" unlimited; runs interleaved in rotated order, "
+             "median of %d",
              tasks, CAPS_SIDE_TASKS, runs);
     result_add(&side);
+
+    struct row scale = {.value = m_beside, .limit = m_alone, .ratio = m_beside / m_alone};
+    snprintf(scale.figure, sizeof(scale.figure), "the same, over the queue alone");
+    snprintf(scale.unit, sizeof(scale.unit), "tasks/s");
+    snprintf(scale.limit_name, sizeof(scale.limit_name), "\"u\" alone, no other queue");
+    snprintf(scale.note, sizeof(scale.note),
+             "for scale: the other queues' %d tasks share the 2 cores with \"u\" (beside them "
+             "unlimited: %.0f tasks/s, %.2fx alone)",
+             2 * CAPS_SIDE_TASKS, m_unlimited, m_unlimited / m_alone);
+    result_add(&scale);
 
     struct row cap = {.value = m_cap50, .limit = m_alone, .ratio = m_cap50 / m_alone};
     snprintf(cap.figure, sizeof(cap.figure), "queue with concurrency = 50, %d workers",
