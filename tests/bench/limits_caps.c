@@ -229,7 +229,7 @@ void measure_queue_limits(void)
     snprintf(scale.unit, sizeof(scale.unit), "tasks/s");
     snprintf(scale.limit_name, sizeof(scale.limit_name), "\"u\" alone, no other queue");
     snprintf(scale.note, sizeof(scale.note),
-             "for scale: the other queues' %d tasks share the 2 cores with \"u\" (beside them "
+             "for scale: the other queues' %d tasks share the cores with \"u\" (beside them "
              "unlimited: %.0f tasks/s, %.2fx alone)",
              2 * CAPS_SIDE_TASKS, m_unlimited, m_unlimited / m_alone);
     result_add(&scale);
