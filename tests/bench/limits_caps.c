@@ -45,6 +45,18 @@ enum caps_variant {
     CAPS_VARIANTS,  /* how many */
 };
 
+/* Each variant's key in the runs detail and its words in the log. */
+static const struct {
+    const char *key;
+    const char *what;
+} caps_variants[CAPS_VARIANTS] = {
+    [CAPS_ALONE] = {"alone", "uncapped queue alone"},
+    [CAPS_BESIDE] = {"beside", "uncapped beside limited"},
+    [CAPS_UNLIMITED] = {"beside unlimited", "uncapped beside the same queues unlimited"},
+    [CAPS_CAP50] = {"cap 50", "capped at 50"},
+    [CAPS_CAP50_TWO] = {"cap 50, 2 workers", "capped at 50, 2 workers serving"},
+};
+
 /* Tasks/s of the burst's measured queue: its tasks over the time from
  * the INSERT's commit to its last finished_at. */
 static double caps_run(enum caps_variant v, int tasks)
@@ -55,12 +67,13 @@ static double caps_run(enum caps_variant v, int tasks)
                      "queue \"u\" { handler = \"coprocess\" command = {\"%s\"} }\n", noop);
     bool capped = v == CAPS_CAP50 || v == CAPS_CAP50_TWO;
     bool side = v == CAPS_BESIDE || v == CAPS_UNLIMITED;
+    bool limited = v == CAPS_BESIDE;
     if (side)
         snprintf(queues + n, sizeof(queues) - (size_t)n,
                  "queue \"c\" { handler = \"coprocess\" command = {\"%s\"}%s }\n"
                  "queue \"r\" { handler = \"coprocess\" command = {\"%s\"}%s }\n",
-                 noop, v == CAPS_BESIDE ? " concurrency = 5" : "", noop,
-                 v == CAPS_BESIDE ? " rate = \"300/1s\"" : "");
+                 noop, limited ? " concurrency = 5" : "", noop,
+                 limited ? " rate = \"300/1s\"" : "");
     else if (capped)
         snprintf(
             queues + n, sizeof(queues) - (size_t)n,
@@ -147,14 +160,7 @@ static double caps_run(enum caps_variant v, int tasks)
     sup_stop(&sup);
     PQfinish(conn);
     double rate = tasks / seconds;
-    static const char *const what[] = {
-        [CAPS_ALONE] = "uncapped queue alone",
-        [CAPS_BESIDE] = "uncapped beside limited",
-        [CAPS_UNLIMITED] = "uncapped beside the same queues unlimited",
-        [CAPS_CAP50] = "capped at 50",
-        [CAPS_CAP50_TWO] = "capped at 50, 2 workers serving",
-    };
-    say("caps: %s, %d tasks: %.0f tasks/s", what[v], tasks, rate);
+    say("caps: %s, %d tasks: %.0f tasks/s", caps_variants[v].what, tasks, rate);
     return rate;
 }
 
@@ -182,16 +188,9 @@ void measure_queue_limits(void)
             series[v][i] = caps_run(v, tasks);
         }
     struct text_buffer raw = {0};
-    static const char *const names[CAPS_VARIANTS] = {
-        [CAPS_ALONE] = "alone",
-        [CAPS_BESIDE] = "; beside",
-        [CAPS_UNLIMITED] = "; beside unlimited",
-        [CAPS_CAP50] = "; cap 50",
-        [CAPS_CAP50_TWO] = "; cap 50, 2 workers",
-    };
     double median[CAPS_VARIANTS];
     for (int v = 0; v < CAPS_VARIANTS; v++) {
-        text_appendf(&raw, "%s", names[v]);
+        text_appendf(&raw, "%s%s", v > 0 ? "; " : "", caps_variants[v].key);
         for (int i = 0; i < runs; i++)
             text_appendf(&raw, " %.0f", series[v][i]);
         median[v] = stat_median(series[v], runs);
@@ -202,14 +201,12 @@ void measure_queue_limits(void)
         die("out of memory");
     result_detail("queue_limits_runs", "%s", runs_text);
     free(runs_text);
-    double m_alone = median[CAPS_ALONE];
-    double m_beside = median[CAPS_BESIDE];
-    double m_unlimited = median[CAPS_UNLIMITED];
-    double m_cap50 = median[CAPS_CAP50];
-    double m_cap50_two = median[CAPS_CAP50_TWO];
+    double alone = median[CAPS_ALONE];
+    double beside = median[CAPS_BESIDE];
+    double unlimited = median[CAPS_UNLIMITED];
     result_section("Queue limits");
 
-    struct row side = {.value = m_beside, .limit = m_unlimited, .ratio = m_beside / m_unlimited};
+    struct row side = {.value = beside, .limit = unlimited, .ratio = beside / unlimited};
     snprintf(side.figure, sizeof(side.figure), "uncapped queue beside limited ones, %d workers",
              CAPS_WORKERS);
     snprintf(side.unit, sizeof(side.unit), "tasks/s");
@@ -224,17 +221,18 @@ void measure_queue_limits(void)
              tasks, CAPS_SIDE_TASKS, runs);
     result_add(&side);
 
-    struct row scale = {.value = m_beside, .limit = m_alone, .ratio = m_beside / m_alone};
+    struct row scale = {.value = beside, .limit = alone, .ratio = beside / alone};
     snprintf(scale.figure, sizeof(scale.figure), "the same, over the queue alone");
     snprintf(scale.unit, sizeof(scale.unit), "tasks/s");
     snprintf(scale.limit_name, sizeof(scale.limit_name), "\"u\" alone, no other queue");
     snprintf(scale.note, sizeof(scale.note),
              "for scale: the other queues' %d tasks share the cores with \"u\" (beside them "
              "unlimited: %.0f tasks/s, %.2fx alone)",
-             2 * CAPS_SIDE_TASKS, m_unlimited, m_unlimited / m_alone);
+             2 * CAPS_SIDE_TASKS, unlimited, unlimited / alone);
     result_add(&scale);
 
-    struct row cap = {.value = m_cap50, .limit = m_alone, .ratio = m_cap50 / m_alone};
+    struct row cap = {
+        .value = median[CAPS_CAP50], .limit = alone, .ratio = median[CAPS_CAP50] / alone};
     snprintf(cap.figure, sizeof(cap.figure), "queue with concurrency = 50, %d workers",
              CAPS_WORKERS);
     snprintf(cap.unit, sizeof(cap.unit), "tasks/s");
@@ -247,7 +245,8 @@ void measure_queue_limits(void)
              tasks, runs);
     result_add(&cap);
 
-    struct row two = {.value = m_cap50_two, .limit = m_alone, .ratio = m_cap50_two / m_alone};
+    struct row two = {
+        .value = median[CAPS_CAP50_TWO], .limit = alone, .ratio = median[CAPS_CAP50_TWO] / alone};
     snprintf(two.figure, sizeof(two.figure),
              "the same queue served by 2 of the %d workers (queue.workers = 2)", CAPS_WORKERS);
     snprintf(two.unit, sizeof(two.unit), "tasks/s");
