@@ -6,15 +6,20 @@
  *
  * Rows, each a ratio of runs interleaved in the same bench run
  * (medians of bench.repeat, at least CAPS_MIN_RUNS, the order rotated
- * each round),
+ * each round), bursts of bench.tasks (about two seconds each: the rates
+ * near a steady state, not a ramp-up — in 1 s bursts the uncapped queue
+ * was still growing its batches, and the capped one gained 0.15 on it),
  * 4 workers, batch = "auto" (the default), the C no-op co-process:
  *  - an uncapped queue's throughput beside a capped and a rate-limited
  *    queue that have work at the same time, over the same run with no
  *    limit configured: the same tasks in the same three queues, "c" and
  *    "r" without their concurrency and rate (goal >= 0.95) — what the
- *    limits cost the queue beside them;
+ *    limits cost the queue beside them. "r" gets twice its rate's budget,
+ *    so that half its tasks wait for the budget to return during the
+ *    burst (the supervisor's timer wakes them); the cap and the rate are
+ *    checked to have held, by the rows' times;
  *  - for scale, no goal: the same over the queue alone, without the other
- *    two queues' 600 tasks (their own work, limited or not, shares the
+ *    two queues' tasks (their own work, limited or not, shares the
  *    machine's cores with it);
  *  - a queue capped at 50 with no-op tasks over the same queue uncapped
  *    (goal >= 0.8);
@@ -31,14 +36,19 @@
 
 #define CAPS_DB "bench_caps"
 #define CAPS_WORKERS 4
-/* Tasks the limited queues get during the "beside" burst. */
-#define CAPS_SIDE_TASKS 300
+/* The limited queues' tasks in the "beside" burst: "c" (concurrency =
+ * CAPS_SIDE_CAP) and "r" (rate = CAPS_SIDE_RATE a second, twice as many
+ * tasks: half of them wait for the budget). */
+#define CAPS_SIDE_CAP 5
+#define CAPS_SIDE_RATE 300
+#define CAPS_CAPPED_TASKS 300
+#define CAPS_RATED_TASKS (2 * CAPS_SIDE_RATE)
 /* Runs of each variant at least (their medians are the figures). */
 #define CAPS_MIN_RUNS 7
 
 enum caps_variant {
     CAPS_ALONE,     /* queue "u" only */
-    CAPS_BESIDE,    /* "u" beside "c" (concurrency 5) and "r" (rate 300/1s), all with work */
+    CAPS_BESIDE,    /* "u" beside "c" (capped) and "r" (rate-limited), all with work */
     CAPS_UNLIMITED, /* the same tasks in "u", "c" and "r", no limit configured */
     CAPS_CAP50,     /* the burst in queue "c50", concurrency 50 */
     CAPS_CAP50_TWO, /* the same, "c50" served by 2 of the workers */
@@ -57,6 +67,37 @@ static const struct {
     [CAPS_CAP50_TWO] = {"cap 50, 2 workers", "capped at 50, 2 workers serving"},
 };
 
+/* The most tasks of queue running at once by the rows' own times: the
+ * running count after each start, the finishes at the same instant
+ * counted first (a handoff's finished_at is its successor's started_at);
+ * tasks not started yet left out. */
+static int64_t caps_most_running(PGconn *conn, const char *queue)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(max(running), 0) FROM ("
+             "  SELECT sum(d) OVER (ORDER BY at, d ROWS UNBOUNDED PRECEDING) AS running"
+             "  FROM (SELECT started_at AS at, 1 AS d FROM pgwork.tasks"
+             "        WHERE queue = '%s' AND started_at IS NOT NULL"
+             "        UNION ALL SELECT finished_at, -1 FROM pgwork.tasks"
+             "        WHERE queue = '%s' AND finished_at IS NOT NULL) e) s",
+             queue, queue);
+    return db_int(conn, sql);
+}
+
+/* The most starts of queue within one second, both ends included. */
+static int64_t caps_busiest_second(PGconn *conn, const char *queue)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(max(n), 0) FROM ("
+             "  SELECT count(*) OVER (ORDER BY started_at"
+             "    RANGE BETWEEN CURRENT ROW AND interval '1 second' FOLLOWING) AS n"
+             "  FROM pgwork.tasks WHERE queue = '%s' AND started_at IS NOT NULL) s",
+             queue);
+    return db_int(conn, sql);
+}
+
 /* Tasks/s of the burst's measured queue: its tasks over the time from
  * the INSERT's commit to its last finished_at. */
 static double caps_run(enum caps_variant v, int tasks)
@@ -68,12 +109,16 @@ static double caps_run(enum caps_variant v, int tasks)
     bool capped = v == CAPS_CAP50 || v == CAPS_CAP50_TWO;
     bool side = v == CAPS_BESIDE || v == CAPS_UNLIMITED;
     bool limited = v == CAPS_BESIDE;
+    char cap_text[32] = "", rate_text[32] = "";
+    if (limited) {
+        snprintf(cap_text, sizeof(cap_text), " concurrency = %d", CAPS_SIDE_CAP);
+        snprintf(rate_text, sizeof(rate_text), " rate = \"%d/1s\"", CAPS_SIDE_RATE);
+    }
     if (side)
         snprintf(queues + n, sizeof(queues) - (size_t)n,
                  "queue \"c\" { handler = \"coprocess\" command = {\"%s\"}%s }\n"
                  "queue \"r\" { handler = \"coprocess\" command = {\"%s\"}%s }\n",
-                 noop, limited ? " concurrency = 5" : "", noop,
-                 limited ? " rate = \"300/1s\"" : "");
+                 noop, cap_text, noop, rate_text);
     else if (capped)
         snprintf(
             queues + n, sizeof(queues) - (size_t)n,
@@ -109,8 +154,9 @@ static double caps_run(enum caps_variant v, int tasks)
     if (side)
         snprintf(sql, sizeof(sql),
                  "INSERT INTO pgwork.tasks (queue) SELECT 'u' FROM generate_series(1, %d)"
-                 " UNION ALL SELECT q FROM generate_series(1, %d), (VALUES ('c'), ('r')) v(q)",
-                 tasks, CAPS_SIDE_TASKS);
+                 " UNION ALL SELECT 'c' FROM generate_series(1, %d)"
+                 " UNION ALL SELECT 'r' FROM generate_series(1, %d)",
+                 tasks, CAPS_CAPPED_TASKS, CAPS_RATED_TASKS);
     else
         snprintf(sql, sizeof(sql),
                  "INSERT INTO pgwork.tasks (queue) SELECT '%s' FROM generate_series(1, %d)",
@@ -143,19 +189,15 @@ static double caps_run(enum caps_variant v, int tasks)
              " WHERE id > %" PRId64 " AND queue = '%s'",
              before, measured);
     double seconds = (double)(db_int(conn, sql) - committed) / 1e6;
-    if (capped) {
-        /* The cap held: no claim ever saw more than 50 running by the
-         * rows' own times — the running count after each start, the
-         * finishes at the same instant counted first (a handoff's
-         * finished_at is its successor's started_at). */
-        int64_t most = db_int(
-            conn, "SELECT coalesce(max(running), 0) FROM ("
-                  "  SELECT sum(d) OVER (ORDER BY at, d ROWS UNBOUNDED PRECEDING) AS running"
-                  "  FROM (SELECT started_at AS at, 1 AS d FROM pgwork.tasks WHERE queue = 'c50'"
-                  "        UNION ALL SELECT finished_at, -1 FROM pgwork.tasks"
-                  "        WHERE queue = 'c50' AND finished_at IS NOT NULL) e) s");
-        if (most > 50)
-            die("caps: %" PRId64 " c50 tasks running at once (cap 50)", most);
+    if (capped && caps_most_running(conn, "c50") > 50)
+        die("caps: %" PRId64 " c50 tasks running at once (cap 50)", caps_most_running(conn, "c50"));
+    if (limited) {
+        int64_t most = caps_most_running(conn, "c");
+        int64_t busiest = caps_busiest_second(conn, "r");
+        if (most > CAPS_SIDE_CAP || busiest > CAPS_SIDE_RATE)
+            die("caps: beside: %" PRId64 " \"c\" tasks running at once (cap %d), %" PRId64
+                " \"r\" starts within a second (rate %d/1s)",
+                most, CAPS_SIDE_CAP, busiest, CAPS_SIDE_RATE);
     }
     sup_stop(&sup);
     PQfinish(conn);
@@ -167,8 +209,8 @@ static double caps_run(enum caps_variant v, int tasks)
 void measure_queue_limits(void)
 {
     db_create(CAPS_DB);
-    int tasks = bench.tasks / 2 > 1000 ? bench.tasks / 2 : 1000;
-    /* Runs of ~1 s on a shared machine: seven of each, not bench.repeat's
+    int tasks = bench.tasks > 1000 ? bench.tasks : 1000;
+    /* Runs of ~2 s on a shared machine: seven of each, not bench.repeat's
      * three, for the medians — the runs of one variant span 0.7x to 1.4x
      * of their median (2026-12-03), and with five a median moved by 0.05
      * from one bench run to the next. */
@@ -214,11 +256,11 @@ void measure_queue_limits(void)
     snprintf(side.goal, sizeof(side.goal), ">= 0.95x");
     side.verdict = side.ratio >= 0.95 ? GOAL_MET : GOAL_MISSED;
     snprintf(side.note, sizeof(side.note),
-             "C no-op co-process, batch auto, %d tasks in \"u\" and %d tasks each in \"c\" "
-             "(concurrency = 5) and \"r\" (rate = \"300/1s\") in the same burst, against the "
-             "same burst with \"c\" and \"r\" unlimited; runs interleaved in rotated order, "
-             "median of %d",
-             tasks, CAPS_SIDE_TASKS, runs);
+             "C no-op co-process, batch auto, %d tasks in \"u\", %d in \"c\" (concurrency = %d) "
+             "and %d in \"r\" (rate = \"%d/1s\": half wait for budget) in the same burst, "
+             "against the same burst with \"c\" and \"r\" unlimited; cap and rate checked by "
+             "the rows' times; runs interleaved in rotated order, median of %d",
+             tasks, CAPS_CAPPED_TASKS, CAPS_SIDE_CAP, CAPS_RATED_TASKS, CAPS_SIDE_RATE, runs);
     result_add(&side);
 
     struct row scale = {.value = beside, .limit = alone, .ratio = beside / alone};
@@ -228,7 +270,7 @@ void measure_queue_limits(void)
     snprintf(scale.note, sizeof(scale.note),
              "for scale: the other queues' %d tasks share the cores with \"u\" (beside them "
              "unlimited: %.0f tasks/s, %.2fx alone)",
-             2 * CAPS_SIDE_TASKS, unlimited, unlimited / alone);
+             CAPS_CAPPED_TASKS + CAPS_RATED_TASKS, unlimited, unlimited / alone);
     result_add(&scale);
 
     struct row cap = {
