@@ -189,10 +189,11 @@ static double caps_run(enum caps_variant v, int tasks)
              " WHERE id > %" PRId64 " AND queue = '%s'",
              before, measured);
     double seconds = (double)(db_int(conn, sql) - committed) / 1e6;
-    if (capped && caps_most_running(conn, "c50") > 50)
-        die("caps: %" PRId64 " c50 tasks running at once (cap 50)", caps_most_running(conn, "c50"));
+    int64_t most = capped ? caps_most_running(conn, "c50") : 0;
+    if (most > 50)
+        die("caps: %" PRId64 " c50 tasks running at once (cap 50)", most);
     if (limited) {
-        int64_t most = caps_most_running(conn, "c");
+        most = caps_most_running(conn, "c");
         int64_t busiest = caps_busiest_second(conn, "r");
         if (most > CAPS_SIDE_CAP || busiest > CAPS_SIDE_RATE)
             die("caps: beside: %" PRId64 " \"c\" tasks running at once (cap %d), %" PRId64
