@@ -197,6 +197,15 @@ static const char release_sql[] =
     "   AND state = 'running'";
 /* clang-format on */
 
+/* The claimed tasks looked up again (task_lookup_claimed): each id's
+ * place in the array, and whether it is still ours or was cancelled (the
+ * row may be gone: neither). */
+static const char lookup_claimed_sql[] =
+    "SELECT i.n, coalesce(t.state = 'running' AND t.locked_by = $2, false),"
+    "       coalesce(t.state = 'cancelled', false)"
+    " FROM unnest($1::bigint[]) WITH ORDINALITY i(id, n)"
+    " LEFT JOIN pgwork.tasks t ON t.id = i.id";
+
 static const Oid id_owner_types[] = {OID_INT8, OID_TEXT};
 static const Oid failed_types[] = {OID_INT8, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL};
 static const Oid ids_owner_types[] = {OID_TEXT, OID_TEXT};
@@ -390,6 +399,37 @@ int task_release(PGconn *conn, const int64_t *ids, int count, const char *locked
     int rows = run_command(conn, "release", release_sql, 2, ids_owner_types, params, ids[0]);
     free(array);
     return rows < 0 ? -1 : 0;
+}
+
+int task_lookup_claimed(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
+                        enum task_now *now)
+{
+    if (count <= 0)
+        return 0;
+    char *array = task_id_array(ids, count);
+    if (array == NULL)
+        return -1;
+    for (int i = 0; i < count; i++)
+        now[i] = TASK_NOW_OURS;
+    const char *params[] = {array, locked_by};
+    PGresult *res = dbconn_exec_params(conn, lookup_claimed_sql, 2, ids_owner_types, params);
+    free(array);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != count) {
+        log_error("looking up %d claimed task%s again failed: %s", count, count == 1 ? "" : "s",
+                  res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+        PQclear(res);
+        return -1;
+    }
+    for (int row = 0; row < count; row++) {
+        int i = atoi(PQgetvalue(res, row, 0)) - 1;
+        if (i < 0 || i >= count)
+            continue;
+        now[i] = PQgetvalue(res, row, 1)[0] == 't'   ? TASK_NOW_OURS
+                 : PQgetvalue(res, row, 2)[0] == 't' ? TASK_NOW_CANCELLED
+                                                     : TASK_NOW_GONE;
+    }
+    PQclear(res);
+    return 0;
 }
 
 /* --- background completions ----------------------------------------------- */

@@ -83,6 +83,17 @@ int task_release_mine(PGconn *conn, const char *locked_by, int64_t keep_id);
  * count. Returns 0 or -1. */
 int task_release(PGconn *conn, const int64_t *ids, int count, const char *locked_by);
 
+/* What became of claimed tasks: still running under locked_by, cancelled
+ * (pgwork.cancel), or neither (requeued after a lost lease, finished
+ * elsewhere, deleted). */
+enum task_now { TASK_NOW_OURS, TASK_NOW_CANCELLED, TASK_NOW_GONE };
+
+/* Look up ids (count of them, claimed under locked_by) again: now[i] says
+ * what became of ids[i]. A read, in no transaction of its own. Returns 0,
+ * or -1 (logged). */
+int task_lookup_claimed(PGconn *conn, const int64_t *ids, int count, const char *locked_by,
+                        enum task_now *now);
+
 /*
  * Finished tasks whose `done` is recorded in the background: the worker
  * sends one UPDATE for the finished tasks and runs the next task while the

@@ -154,6 +154,52 @@ static void worker_record_outcome(struct worker *w, struct served_queue *sq,
     }
 }
 
+/*
+ * A pod hears of a cancel within about a second (the task channel, then
+ * SIGUSR2 and the worker's shm cancel_ids). A batch's task claimed longer
+ * ago than that may have been cancelled — or requeued after its lease ran
+ * out — while the pod could not hear (its listener cut off, a partition
+ * that took every connection), and would start anyway: before the next
+ * task starts, the rest of the batch is looked up again, at most once a
+ * WORKER_BATCH_RECHECK_MS. (Torture seed 20261201: a task cancelled while
+ * its pod's connections were black-holed started 3.5 s after the cancel.)
+ * Batches of slow tasks pay one small read a second; short ones, nothing.
+ */
+#define WORKER_BATCH_RECHECK_MS 1000
+
+/* Look the batch's tasks from first on up again, but skip; those no
+ * longer this worker's are marked in gone (one flag a batch task) and
+ * recorded here: a cancelled one as cancelled, the others logged. A
+ * lookup that fails leaves them all to run, as before it. */
+static void worker_batch_recheck(struct worker *w, struct served_queue *sq, int first, int skip,
+                                 bool *gone)
+{
+    int left = w->batch.count - first;
+    int64_t *ids = malloc((size_t)left * sizeof(*ids));
+    enum task_now *now = malloc((size_t)left * sizeof(*now));
+    worker_flush_completions(w);
+    if (ids != NULL && now != NULL) {
+        for (int j = 0; j < left; j++)
+            ids[j] = w->batch.tasks[first + j].id;
+        if (task_lookup_claimed(w->conn, ids, left, w->locked_by, now) != 0)
+            worker_check_connection(w);
+        else
+            for (int j = 0; j < left; j++) {
+                if (first + j == skip || now[j] == TASK_NOW_OURS)
+                    continue;
+                gone[first + j] = true;
+                if (now[j] == TASK_NOW_CANCELLED)
+                    worker_record_cancelled(w, sq, ids[j], "before it started; not run");
+                else
+                    log_task(LOG_LEVEL_WARN, sq->queue->name, ids[j],
+                             "no longer ours before it started (its lease ran out and it was "
+                             "requeued, or it ended elsewhere): not run here");
+            }
+    }
+    free(ids);
+    free(now);
+}
+
 static void worker_run_task(struct worker *w, struct served_queue *sq,
                             const struct claimed_task *claimed)
 {
@@ -225,8 +271,20 @@ static void worker_run_task(struct worker *w, struct served_queue *sq,
  * early (releasing the rest) when told to hold back. */
 void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
 {
+    bool *gone = NULL; /* looked up again and no longer ours (worker_batch_recheck) */
+    int64_t known_ms = time_now_ms();
     for (int i = 0; i < w->batch.count; i++) {
         if (i == skip)
+            continue;
+        if (time_now_ms() - known_ms >= WORKER_BATCH_RECHECK_MS) {
+            if (gone == NULL && (gone = calloc((size_t)w->batch.count, sizeof(*gone))) == NULL) {
+                log_error("out of memory looking up a batch again");
+                abort();
+            }
+            worker_batch_recheck(w, sq, i, skip, gone);
+            known_ms = time_now_ms();
+        }
+        if (gone != NULL && gone[i])
             continue;
         worker_poll_control(w);
         if (worker_holding_back(w) || worker_queue_paused(w, sq)) {
@@ -255,6 +313,7 @@ void worker_run_batch(struct worker *w, struct served_queue *sq, int skip)
         if (w->reconnected)
             break;
     }
+    free(gone);
     /* Held for the next claim, a handoff; else written now. */
     if (!task_completions_holding(&w->completions))
         worker_flush_completions(w);

@@ -440,6 +440,72 @@ START_TEST(cancel_running_exec_on_either_pod)
 END_TEST
 
 /*
+ * A pod that cannot hear a cancel still does not start the task: its
+ * listener's connection goes through a proxy that black-holes it (the
+ * worker's own connection is direct and works), and a task of the batch
+ * the worker claimed is cancelled while the batch's first task runs. The
+ * batch waited longer than a pod takes to hear a cancel, so its rest is
+ * looked up again before the next task starts: the cancelled task is
+ * skipped, the one after it runs. (Torture seed 20261201: a task cancelled
+ * while its pod's connections were black-holed started 3.5 s after the
+ * cancel.)
+ */
+START_TEST(cancel_unheard_claimed_task_never_starts)
+{
+    struct harness_run *run = harness_run_database(NULL);
+    PGconn *conn = run->conn;
+    const char *dir = harness_tmpdir();
+    struct harness_proxy *proxy = harness_proxy_start(harness_pg_socket_path());
+    struct harness_scenario s = {
+        .workers = "count = 1",
+        .extra =
+            harness_printf("database { listen_conninfo = \"host=127.0.0.1 port=%d dbname=%s\" }\n",
+                           proxy->port, run->dbname),
+        .script = harness_printf("echo \"$PGWORK_TASK_ID\" >> %s/runs\n"
+                                 "case \"$(cat)\" in *hold*)\n"
+                                 "  while [ ! -e %s/release ]; do sleep 0.02; done ;;\n"
+                                 "esac\n",
+                                 dir, dir),
+        .queue = "batch = 3",
+        .wait_for = "listening on channel",
+    };
+    harness_run_start(run, &s);
+    /* One claim of three, in this order: the first holds its worker. */
+    harness_exec(conn, "INSERT INTO pgwork.tasks (queue, payload)"
+                       " VALUES ('q', '{\"hold\": true}'), ('q', '{}'), ('q', '{}')");
+    int64_t first = harness_query_int64(conn, "SELECT min(id) FROM pgwork.tasks");
+    int64_t cancelled = first + 1, last = first + 2;
+    const char *runs = harness_printf("%s/runs", dir);
+    ck_assert_msg(wait_run(runs, first, 15000), "the first task did not start");
+    ck_assert_int_eq(
+        harness_query_int64(conn, "SELECT count(*) FROM pgwork.tasks WHERE state = 'running'"), 3);
+
+    ck_assert_int_ge(harness_proxy_blackhole(proxy), 1);
+    ck_assert_str_eq(
+        harness_query_text(conn, harness_printf("SELECT pgwork.cancel(%" PRId64 ")", cancelled)),
+        "running");
+    /* Not a wait for an event: the condition under test is time itself —
+     * the batch held past the second a pod has to hear a cancel. */
+    usleep(1200 * 1000);
+    harness_write_file(harness_printf("%s/release", dir), "");
+    harness_expect(conn, run->sup,
+                   harness_printf("SELECT count(*) FROM pgwork.tasks WHERE id = %" PRId64
+                                  " AND state = 'done'",
+                                  last),
+                   1, 15000, "the task after the cancelled one ran");
+    ck_assert_int_eq(runs_of(runs, cancelled), 0);
+    ck_assert_str_eq(state_of(conn, cancelled), "cancelled");
+    ck_assert_str_eq(state_of(conn, first), "done");
+    ck_assert_msg(
+        strstr(harness_stderr_text(run->sup),
+               harness_printf("cancelled: before it started; not run (queue=q task=%" PRId64,
+                              cancelled)) != NULL,
+        "the worker did not say it skipped the cancelled task:\n%s", harness_stderr_text(run->sup));
+    ck_assert_int_eq(harness_stop_supervisor(run->sup, SIGTERM, 20000), 0);
+}
+END_TEST
+
+/*
  * The coprocess handler: a cancelled task's co-process — which ignores
  * SIGTERM, as its child does — is killed after the grace period and
  * started again; the next task runs on the new one.
@@ -590,6 +656,7 @@ Suite *control_suite(void)
     tcase_add_test(tc, cancel_running_exec_on_either_pod);
     tcase_add_test(tc, cancel_running_coprocess);
     tcase_add_test(tc, cancel_running_sql);
+    tcase_add_test(tc, cancel_unheard_claimed_task_never_starts);
     suite_add_tcase(s, tc);
     return s;
 }
