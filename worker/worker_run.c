@@ -156,16 +156,19 @@ static void worker_record_outcome(struct worker *w, struct served_queue *sq,
 
 /*
  * A pod hears of a cancel within about a second (the task channel, then
- * SIGUSR2 and the worker's shm cancel_ids). A batch's task claimed longer
- * ago than that may have been cancelled — or requeued after its lease ran
- * out — while the pod could not hear (its listener cut off, a partition
- * that took every connection), and would start anyway: before the next
- * task starts, the rest of the batch is looked up again, at most once a
- * WORKER_BATCH_RECHECK_MS. (Torture seed 20261201: a task cancelled while
- * its pod's connections were black-holed started 3.5 s after the cancel.)
- * Batches of slow tasks pay one small read a second; short ones, nothing.
+ * SIGUSR2 and the worker's shm cancel_ids), and a claimed task cancelled
+ * must not start later than that. One of a batch claimed a while ago may
+ * have been cancelled — or requeued after its lease ran out — while the
+ * pod could not hear (its listener cut off, a partition that took every
+ * connection), and would start anyway: once the batch has waited
+ * WORKER_BATCH_RECHECK_MS, half that second, the rest of it is looked up
+ * again before the next task starts, and again each WORKER_BATCH_RECHECK_MS
+ * (a task then starts at most that long after a cancel its pod missed).
+ * Torture seed 20261201: a task cancelled while its pod's connections
+ * were black-holed started 3.5 s after the cancel. Batches of slow tasks
+ * pay one small read each half second; short ones, nothing.
  */
-#define WORKER_BATCH_RECHECK_MS 1000
+#define WORKER_BATCH_RECHECK_MS 500
 
 /* Look the batch's tasks from first on up again, but skip; those no
  * longer this worker's are marked in gone (one flag a batch task) and

@@ -485,7 +485,8 @@ START_TEST(cancel_unheard_claimed_task_never_starts)
         harness_query_text(conn, harness_printf("SELECT pgwork.cancel(%" PRId64 ")", cancelled)),
         "running");
     /* Not a wait for an event: the condition under test is time itself —
-     * the batch held past the second a pod has to hear a cancel. */
+     * the batch held past the second a pod has to hear a cancel (the
+     * worker looks it up again after half of it). */
     usleep(1200 * 1000);
     harness_write_file(harness_printf("%s/release", dir), "");
     harness_expect(conn, run->sup,
