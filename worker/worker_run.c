@@ -170,35 +170,37 @@ static void worker_record_outcome(struct worker *w, struct served_queue *sq,
  */
 #define WORKER_BATCH_RECHECK_MS 500
 
-/* Look the batch's tasks from first on up again, but skip; those no
- * longer this worker's are marked in gone (one flag a batch task) and
- * recorded here: a cancelled one as cancelled, the others logged. A
- * lookup that fails leaves them all to run, as before it. */
+/* Look up again the batch's tasks from first on (all but skip): those no
+ * longer this worker's are marked in gone (a flag for each task of the
+ * batch) and recorded here, a cancelled one as cancelled, the others
+ * logged. A lookup that fails leaves them all to run, as before it. */
 static void worker_batch_recheck(struct worker *w, struct served_queue *sq, int first, int skip,
                                  bool *gone)
 {
     int left = w->batch.count - first;
     int64_t *ids = malloc((size_t)left * sizeof(*ids));
     enum task_now *now = malloc((size_t)left * sizeof(*now));
-    worker_flush_completions(w);
-    if (ids != NULL && now != NULL) {
-        for (int j = 0; j < left; j++)
-            ids[j] = w->batch.tasks[first + j].id;
-        if (task_lookup_claimed(w->conn, ids, left, w->locked_by, now) != 0)
-            worker_check_connection(w);
-        else
-            for (int j = 0; j < left; j++) {
-                if (first + j == skip || now[j] == TASK_NOW_OURS)
-                    continue;
-                gone[first + j] = true;
-                if (now[j] == TASK_NOW_CANCELLED)
-                    worker_record_cancelled(w, sq, ids[j], "before it started; not run");
-                else
-                    log_task(LOG_LEVEL_WARN, sq->queue->name, ids[j],
-                             "no longer ours before it started (its lease ran out and it was "
-                             "requeued, or it ended elsewhere): not run here");
-            }
+    if (ids == NULL || now == NULL) {
+        log_error("out of memory looking up %d claimed tasks again", left);
+        abort();
     }
+    for (int j = 0; j < left; j++)
+        ids[j] = w->batch.tasks[first + j].id;
+    worker_flush_completions(w);
+    if (task_lookup_claimed(w->conn, ids, left, w->locked_by, now) != 0)
+        worker_check_connection(w);
+    else
+        for (int j = 0; j < left; j++) {
+            if (first + j == skip || now[j] == TASK_NOW_OURS)
+                continue;
+            gone[first + j] = true;
+            if (now[j] == TASK_NOW_CANCELLED)
+                worker_record_cancelled(w, sq, ids[j], "before it started; not run");
+            else
+                log_task(LOG_LEVEL_WARN, sq->queue->name, ids[j],
+                         "no longer ours before it started (its lease ran out and it was "
+                         "requeued, or it ended elsewhere): not run here");
+        }
     free(ids);
     free(now);
 }
